@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what kuasar-ts needs on a Debian 12 machine, as root. Idempotent: safe to run again.
+#
+# containerd 2.x is only in Debian's unstable suite. We add unstable with a low pin priority so
+# that nothing else is upgraded from it, and take containerd alone from there. The mirror is read
+# from this machine's own apt source entry rather than written here.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-host: must run as root" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# The first Debian (non-security) mirror this machine already uses, in either source format.
+debian_mirror() {
+  local uri
+  uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk '{for (i = 2; i <= NF; i++) print $i}' | grep -v -- '-security' | head -n 1 || true)
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
+          /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { echo "setup-host: no Debian mirror found in the apt sources" >&2; exit 1; }
+  echo "$uri"
+}
+
+unstable_list=/etc/apt/sources.list.d/kuasar-unstable.sources
+unstable_pin=/etc/apt/preferences.d/kuasar-unstable
+if [ ! -f "$unstable_list" ]; then
+  cat > "$unstable_list" <<SRC
+Types: deb
+URIs: $(debian_mirror)
+Suites: unstable
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+cat > "$unstable_pin" <<'PIN'
+# Only packages asked for explicitly (containerd/unstable) come from unstable.
+Package: *
+Pin: release a=unstable
+Pin-Priority: 50
+PIN
+
+apt_stamp=/var/lib/apt/periodic/kuasar-updated
+if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-cache policy containerd | grep -q unstable; then
+  apt-get update -qq
+  mkdir -p "$(dirname "$apt_stamp")" && touch "$apt_stamp"
+fi
+
+base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates)
+missing=()
+for p in "${base_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' | cut -d. -f1 || true)
+if [ "${containerd_major:-0}" -lt 2 ]; then
+  apt-get install -y -qq --no-install-recommends containerd/unstable
+fi
+# The distribution's service would hold /run/containerd; kuasar-ts runs its own instances.
+if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
+  systemctl disable --now containerd || true
+fi
+
+containerd --version
+runc --version | head -n 1

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// kuasar: the operator's command. `kuasar config containerd` prints what containerd needs to
+// know about kuasard; more subcommands (demo, bench, doctor) plug in here.
+import { Command } from 'commander';
+import { loadConfig } from '../config/config.js';
+import { containerdConfigSnippet } from '../config/containerd.js';
+
+const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
+
+const config = program.command('config').description('configuration helpers');
+config
+  .command('containerd')
+  .description('print the containerd (config version 3) tables that register every enabled kind')
+  .option('-c, --config <file>', 'kuasard configuration file (TOML)', process.env.KUASAR_CONFIG)
+  .action(async (opts: { config?: string }) => {
+    process.stdout.write(containerdConfigSnippet(await loadConfig(opts.config)));
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.stderr.write(`kuasar: ${(err as Error).message}\n`);
+  process.exit(1);
+}

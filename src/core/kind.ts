@@ -1,0 +1,44 @@
+// What every sandbox kind implements. Core owns the lifecycle, the state file, the waiters and
+// the events; a kind only does the isolation-specific work behind these few calls.
+import type { Logger } from 'pino';
+import type { ContainerRecord, ExitInfo, Platform, SandboxRecord } from './model.js';
+
+/** What a kind sees of one sandbox while it works on it. */
+export interface SandboxContext {
+  readonly record: SandboxRecord;
+  /** The sandbox's private directory (0700), removed by core after `destroy`. */
+  readonly dir: string;
+  readonly log: Logger;
+}
+
+/** A container process that has been created; `exited` settles when it ends. */
+export interface CreatedProcess {
+  pid: number;
+  exited: Promise<ExitInfo>;
+}
+
+export interface TaskDriver {
+  /** Create the container (rootfs mounted, process created but not started). */
+  create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess>;
+  start(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
+  kill(sandbox: SandboxContext, container: ContainerRecord, signal: number, all: boolean): Promise<void>;
+  /** Release everything the container holds; must succeed when called twice. */
+  delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
+  pids(sandbox: SandboxContext, container: ContainerRecord): Promise<number[]>;
+}
+
+export interface SandboxKind {
+  readonly name: string;
+  readonly tasks: TaskDriver;
+  /** Check the host can run this kind and prepare its state directory; called once at start. */
+  init(): Promise<void>;
+  platform(): Platform;
+  /** Controller Create: set up the pod's isolation; no container runs yet. */
+  prepare(sandbox: SandboxContext): Promise<void>;
+  /** Controller Start: returns the pid that stands for the pod, or 0. */
+  start(sandbox: SandboxContext): Promise<{ pid: number }>;
+  /** Controller Stop, after core has stopped every container. */
+  stop(sandbox: SandboxContext): Promise<void>;
+  /** Controller Shutdown: release every resource of the pod; must succeed when called twice. */
+  destroy(sandbox: SandboxContext): Promise<void>;
+}

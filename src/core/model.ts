@@ -1,0 +1,84 @@
+// Plain data that describes sandboxes and containers. These records are what the state file
+// holds, so they contain only JSON-safe values and nothing that belongs to one protocol.
+
+/** The pod as CRI described it, reduced to what the kinds act on. */
+export interface PodSpec {
+  name: string;
+  namespace: string;
+  uid: string;
+  attempt: number;
+  hostname: string;
+  logDirectory: string;
+  dns: { servers: string[]; searches: string[]; options: string[] } | null;
+  /** True when the pod uses the node's network namespace (no netns_path arrives then). */
+  hostNetwork: boolean;
+  hostIpc: boolean;
+  /** 'pod': one PID namespace for the pod; 'container': one per container; 'node': the host's. */
+  pidMode: 'pod' | 'container' | 'node';
+  cgroupParent: string;
+  sysctls: Record<string, string>;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** A containerd mount (snapshot layer or bind) as it arrives on the wire. */
+export interface MountSpec {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}
+
+export interface Stdio {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+export interface ExitInfo {
+  exitStatus: number;
+  exitedAt: string; // ISO 8601
+}
+
+export type SandboxPhase = 'created' | 'ready' | 'stopped';
+
+export type ProcessStatus = 'created' | 'running' | 'stopped';
+
+export interface ContainerRecord {
+  id: string;
+  bundle: string;
+  rootfs: MountSpec[];
+  stdio: Stdio;
+  pid: number;
+  status: ProcessStatus;
+  exit: ExitInfo | null;
+  /** Whatever the kind keeps about the container (JSON), opaque to core. */
+  kindState: unknown;
+}
+
+export interface SandboxRecord {
+  id: string;
+  kind: string;
+  /** containerd namespace the sandbox was created in (events are published there). */
+  namespace: string;
+  netnsPath: string;
+  pod: PodSpec;
+  phase: SandboxPhase;
+  createdAt: string;
+  startedAt: string | null;
+  exit: ExitInfo | null;
+  /** A process that stands for the pod, or 0 when the kind keeps none. */
+  pid: number;
+  taskAddress: string;
+  kindState: unknown;
+  containers: ContainerRecord[];
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant: string;
+}
+
+export const nowIso = (): string => new Date().toISOString();

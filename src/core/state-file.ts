@@ -1,0 +1,24 @@
+// Atomic JSON state files: a crash at any moment leaves either the old or the new content,
+// never a torn file, because we write a temporary file, fsync it, and rename it over the old one.
+import { open, readFile, rename, rm } from 'node:fs/promises';
+
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const file = await open(tmp, 'w', 0o600);
+  try {
+    await file.writeFile(JSON.stringify(value, null, 1));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function readJson<T>(path: string): Promise<T> {
+  return JSON.parse(await readFile(path, 'utf8')) as T;
+}

@@ -1,0 +1,84 @@
+// kuasard's composition root: one process serving every enabled kind. Each kind gets its own
+// controller socket (one containerd proxy plugin each); each sandbox its own task socket.
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { Controller } from './api/containerd/services/sandbox/v1/sandbox_pb.js';
+import { Task } from './api/containerd/runtime/task/v3/shim_pb.js';
+import { enabledKinds, type Config } from './config/config.js';
+import { Sandboxer, type TaskEndpointFactory } from './core/sandboxer.js';
+import { createKind } from './kinds/index.js';
+import { Reaper } from './linux/reaper.js';
+import { addGrpcService } from './rpc/grpc.js';
+import { TtrpcServer } from './rpc/ttrpc/server.js';
+import { registerService } from './rpc/ttrpc/typed.js';
+import { withCallLog } from './services/call-log.js';
+import { controllerHandlers } from './services/controller.js';
+import { ContainerdEventForwarder } from './services/events.js';
+import { TASK_SERVICE_NAMES, taskHandlers } from './services/task.js';
+
+/** containerd's own limit for sandbox controller messages. */
+const MAX_GRPC_MESSAGE = 16 << 20;
+
+export interface Daemon {
+  readonly sandboxers: Sandboxer[];
+  close(): Promise<void>;
+}
+
+/** Task sockets live in the sandbox's own directory, so removing the sandbox removes them. */
+function taskEndpointFactory(log: Logger): TaskEndpointFactory {
+  return async (sandbox) => {
+    const server = new TtrpcServer({ logger: sandbox.log });
+    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log), { names: TASK_SERVICE_NAMES });
+    const path = sandbox.taskSocketPath;
+    await server.listen(path);
+    log.debug({ sandbox: sandbox.id, path }, 'task API listening');
+    return { address: `ttrpc+unix://${path}`, close: () => server.close() };
+  };
+}
+
+async function listenGrpc(server: grpc.Server, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await rm(path, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  await chmod(path, 0o600);
+}
+
+export async function startDaemon(config: Config, log: Logger, only?: string): Promise<Daemon> {
+  await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
+  const reaper = new Reaper().start();
+  const events = new ContainerdEventForwarder(config.containerd.ttrpc_address, log.child({ component: 'events' }));
+  const sandboxers: Sandboxer[] = [];
+  const servers: grpc.Server[] = [];
+  const kinds = enabledKinds(config, only);
+  if (kinds.length === 0) throw new Error('no sandbox kind is enabled: enable one under [kinds] in the configuration');
+
+  for (const { name, listen } of kinds) {
+    const kindLog = log.child({ kind: name });
+    const kind = createKind(name, config, { reaper });
+    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog), kindLog);
+    await sandboxer.init();
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
+      'grpc.max_send_message_length': MAX_GRPC_MESSAGE,
+    });
+    addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog));
+    await listenGrpc(server, listen);
+    kindLog.info({ listen }, 'sandbox controller listening');
+    sandboxers.push(sandboxer);
+    servers.push(server);
+  }
+
+  return {
+    sandboxers,
+    async close() {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.tryShutdown(() => resolve()))));
+      await Promise.all(sandboxers.map((s) => s.close()));
+      events.close();
+      reaper.stop();
+    },
+  };
+}

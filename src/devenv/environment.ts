@@ -1,0 +1,260 @@
+// A private, disposable containerd (+ kuasard) for the demo, the e2e tests and the benchmarks.
+//
+// Everything lives in one private directory (/run/kdev-XXXXXX): containerd's root, state and
+// sockets, the CNI configuration and IPAM data, kuasard's configuration and state, and the logs.
+// Host-wide objects carry the directory's suffix in their names (bridge kbrXXXXXX, cgroup
+// kuasar-kdev-XXXXXX), so stop() can find and remove all of them, and so can a later start
+// when a test run was killed before it could clean up.
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
+import { CriClient } from '../cri/client.js';
+import { BASELINE_HANDLER, renderCniConfig, renderContainerdConfig, renderKuasardConfig } from './config.js';
+import { Daemon, tailOfFile } from './daemon.js';
+import { BUSYBOX_IMAGE, buildImages, DEFAULT_IMAGE_CACHE, importImages, PAUSE_IMAGE } from './images.js';
+import { ENV_DIR_PREFIX, environmentNames, environmentPaths, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
+import { cgroupHierarchies } from './mounts.js';
+import { chooseSubnet, createBridge, type Subnet } from './network.js';
+import type { LeakScope } from './ownership.js';
+import { podSandboxConfig, removeAllPods, type PodOptions } from './pods.js';
+import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
+import { readProcess } from './processes.js';
+import { sweepStaleEnvironments, teardownEnvironment, writeRecord, type EnvironmentRecord } from './teardown.js';
+
+export interface EnvironmentOptions {
+  /** Start kuasard too (default true); the baseline-only tests do without it. */
+  kuasard?: boolean;
+  /** kuasard's configuration; defaults to the runc kind with state under the private directory. */
+  kuasardConfig?: (paths: EnvironmentPaths) => string;
+  /** Where built images are cached (default /var/cache/kuasar-ts/images). */
+  imageCacheDir?: string;
+  /** How long each daemon may take to come up (default 20 s). */
+  startTimeoutMs?: number;
+  /** Told about each step, for a demo's narration or a test's debugging. */
+  onProgress?: (message: string) => void;
+}
+
+export interface Environment {
+  readonly paths: EnvironmentPaths;
+  readonly names: EnvironmentNames;
+  readonly subnet: Subnet;
+  /** Cgroup parent for pods (`linux.cgroup_parent`): a directory in every hierarchy, removed by stop(). */
+  readonly cgroupParent: string;
+  readonly cri: CriClient;
+  readonly images: { readonly busybox: string; readonly pause: string };
+  /** CRI runtime handlers: containerd's own runc, and kuasar's per kind (`kuasar-runc`...). */
+  readonly handlers: { readonly baseline: string; readonly kuasar: Readonly<Record<string, string>> };
+  /** Controller socket of each kind kuasard serves. */
+  readonly kuasarSockets: Readonly<Record<string, string>>;
+  /** What belongs to this environment, for diffHost(); daemonPids follows restarts. */
+  readonly scope: LeakScope;
+  /** A PodSandboxConfig placed in this environment (cgroup parent, log directory). */
+  podConfig(options: PodOptions): PodSandboxConfig;
+  /** The last lines of the daemons' logs. */
+  logs(lines?: number): { containerd: string; kuasard: string };
+  /** Stops kuasard (SIGTERM) and starts it again with the same configuration; containers stay. */
+  restartKuasard(): Promise<void>;
+  /** Removes every pod, stops the daemons and removes everything the environment made. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_START_TIMEOUT_MS = 20_000;
+const CLI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../cli');
+
+export async function startEnvironment(options: EnvironmentOptions = {}): Promise<Environment> {
+  const progress = options.onProgress ?? (() => undefined);
+  const swept = await sweepStaleEnvironments();
+  if (swept.length > 0) progress(`removed environments left by dead runs: ${swept.join(', ')}`);
+  progress('building images');
+  const images = await buildImages(options.imageCacheDir ?? DEFAULT_IMAGE_CACHE);
+
+  const dir = await mkdtemp(ENV_DIR_PREFIX);
+  chmodSync(dir, 0o700);
+  const paths = environmentPaths(dir);
+  const record: EnvironmentRecord = { owner: selfRef(), daemons: {} };
+  writeRecord(paths.record, record);
+  progress(`environment in ${dir}`);
+
+  const daemons: { containerd?: Daemon; kuasard?: Daemon } = {};
+  let cri: CriClient | undefined;
+  try {
+    const names = environmentNames(dir);
+    const subnet = await chooseSubnet();
+    await createBridge(names.bridge, subnet);
+    const cgroupParent = `/${names.cgroupName}`;
+    makeCgroupParent(names.cgroupName);
+    for (const d of [paths.cniConfDir, paths.cniIpamDir, paths.podLogDir, paths.optDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    writeFileSync(join(paths.cniConfDir, '10-kuasar.conflist'), renderCniConfig(paths, names, subnet));
+
+    const withKuasard = options.kuasard ?? true;
+    let kuasarSockets: Record<string, string> = {};
+    let containerdConfig = renderContainerdConfig(paths);
+    if (withKuasard) {
+      writeFileSync(paths.kuasardConfig, (options.kuasardConfig ?? renderKuasardConfig)(paths), { mode: 0o600 });
+      kuasarSockets = enabledKindSockets(paths.kuasardConfig);
+      containerdConfig += `\n# --- printed by \`kuasar config containerd\` ---\n${await kuasarContainerdSnippet(paths.kuasardConfig)}`;
+    }
+    checkToml(containerdConfig, 'containerd configuration');
+    writeFileSync(paths.containerdConfig, containerdConfig, { mode: 0o600 });
+
+    const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    progress('starting containerd');
+    daemons.containerd = await Daemon.start('containerd', 'containerd', ['--config', paths.containerdConfig], paths.containerdLog);
+    record.daemons.containerd = refOf(daemons.containerd);
+    writeRecord(paths.record, record);
+    cri = new CriClient(paths.containerdSocket);
+    const client = cri;
+    await daemons.containerd.waitUntilReady('a CRI Status with RuntimeReady and NetworkReady', () => criReady(client), timeoutMs);
+
+    progress('importing images');
+    await importImages(images, paths.containerdSocket);
+    // CRI learns about imported images from containerd's events, a moment after the import.
+    const refs = images.map((image) => image.ref);
+    await daemons.containerd.waitUntilReady(`CRI ImageStatus finding ${refs.join(', ')}`, async () => {
+      const found = await Promise.all(refs.map((ref) => client.image.imageStatus({ image: { image: ref } })));
+      return found.every((status) => status.image !== undefined);
+    }, timeoutMs);
+
+    const startKuasard = async () => {
+      progress('starting kuasard');
+      const kuasard = await Daemon.start('kuasard', process.execPath, [join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig], paths.kuasardLog);
+      daemons.kuasard = kuasard;
+      record.daemons.kuasard = refOf(kuasard);
+      writeRecord(paths.record, record);
+      const sockets = Object.values(kuasarSockets);
+      await kuasard.waitUntilReady(`listening on ${sockets.join(', ')}`, async () => (await Promise.all(sockets.map(canConnect))).every(Boolean), timeoutMs);
+    };
+    if (withKuasard) await startKuasard();
+
+    const scope: LeakScope = {
+      dir,
+      cgroupName: names.cgroupName,
+      bridge: names.bridge,
+      get daemonPids() {
+        return [daemons.containerd, daemons.kuasard].filter((d): d is Daemon => d?.running === true).map((d) => d.pid);
+      },
+    };
+    let stopped = false;
+    const env: Environment = {
+      paths,
+      names,
+      subnet,
+      cgroupParent,
+      cri: client,
+      images: { busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE },
+      handlers: {
+        baseline: BASELINE_HANDLER,
+        kuasar: Object.fromEntries(Object.keys(kuasarSockets).map((kind) => [kind, `kuasar-${kind}`])),
+      },
+      kuasarSockets,
+      scope,
+      podConfig: (pod) => podSandboxConfig({ cgroupParent, podLogDir: paths.podLogDir }, pod),
+      logs: (lines = 50) => ({ containerd: tailOfFile(paths.containerdLog, lines), kuasard: tailOfFile(paths.kuasardLog, lines) }),
+      async restartKuasard() {
+        if (!withKuasard) throw new Error('this environment was started without kuasard');
+        await daemons.kuasard?.stop();
+        await startKuasard();
+      },
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        progress('stopping');
+        const problems = await removeAllPods(client).catch((err: Error) => [`listing pods: ${err.message}`]);
+        await shutdown(dir, daemons, client);
+        if (problems.length > 0) progress(`pods not removed cleanly: ${problems.join('; ')}`);
+      },
+    };
+    return env;
+  } catch (err) {
+    await shutdown(dir, daemons, cri).catch((cleanupErr: Error) => progress(cleanupErr.message));
+    throw err;
+  }
+}
+
+/** Stops the daemons we started (they are our children), then removes everything else. */
+async function shutdown(dir: string, daemons: { containerd?: Daemon; kuasard?: Daemon }, cri: CriClient | undefined): Promise<void> {
+  cri?.close();
+  await daemons.kuasard?.stop();
+  await daemons.containerd?.stop();
+  await teardownEnvironment(dir);
+}
+
+async function criReady(cri: CriClient): Promise<boolean> {
+  await cri.runtime.version({}, { timeoutMs: 2_000 });
+  const { status } = await cri.runtime.status({}, { timeoutMs: 2_000 });
+  const ready = (type: string) => status?.conditions.some((c) => c.type === type && c.status) ?? false;
+  return ready('RuntimeReady') && ready('NetworkReady');
+}
+
+/** The tables kuasar's own CLI prints for containerd, so the environment tests that command too. */
+async function kuasarContainerdSnippet(kuasardConfig: string): Promise<string> {
+  const cli = join(CLI_DIR, 'kuasar.js');
+  const child = spawn(process.execPath, [cli, 'config', 'containerd', '--config', kuasardConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolveExit, reject) => {
+    child.once('error', reject);
+    child.once('close', resolveExit);
+  });
+  if (code !== 0) throw new Error(`\`kuasar config containerd --config ${kuasardConfig}\` failed (exit ${code}): ${stderr.trim()}`);
+  return stdout;
+}
+
+/** Controller sockets of the kinds a kuasard configuration enables (same defaults as kuasard). */
+function enabledKindSockets(configPath: string): Record<string, string> {
+  const doc = parseToml(readFileSync(configPath, 'utf8')) as { state_dir?: string; kinds?: Record<string, { enabled?: boolean; listen?: string }> };
+  const stateDir = doc.state_dir ?? '/run/kuasar';
+  const sockets: Record<string, string> = {};
+  for (const [kind, settings] of Object.entries(doc.kinds ?? {})) {
+    if (settings.enabled !== false) sockets[kind] = settings.listen ?? join(stateDir, `${kind}.sock`);
+  }
+  return sockets;
+}
+
+function checkToml(text: string, what: string): void {
+  try {
+    parseToml(text);
+  } catch (err) {
+    throw new Error(`${what} is not valid TOML (does kuasar's snippet define a table twice?): ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Makes the pods' cgroup parent in every hierarchy, so that the leak checks' "before" already
+ * has it (runc would make it on the first container and never remove it). A new cpuset cgroup
+ * starts with no CPUs or memory nodes: it gets its parent's.
+ */
+function makeCgroupParent(name: string): void {
+  for (const root of cgroupHierarchies()) {
+    const path = join(root, name);
+    mkdirSync(path, { recursive: true });
+    for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+      if (existsSync(join(root, file))) writeFileSync(join(path, file), readFileSync(join(root, file)));
+    }
+  }
+}
+
+function canConnect(path: string): Promise<boolean> {
+  return new Promise((resolveConnect) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveConnect(true);
+    });
+    socket.once('error', () => resolveConnect(false));
+  });
+}
+
+function selfRef() {
+  return { pid: process.pid, startTime: readProcess(process.pid)?.startTime ?? '' };
+}
+
+function refOf(daemon: Daemon) {
+  return { pid: daemon.pid, startTime: daemon.startTime };
+}

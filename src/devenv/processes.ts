@@ -1,0 +1,99 @@
+// A read of the host's process table from /proc, for the leak checks and for tearing an
+// environment down. Reads are synchronous on purpose: a snapshot of ~100 processes takes a few
+// milliseconds, and not yielding keeps it as close to one instant as /proc allows.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+export const NAMESPACE_KINDS = ['net', 'ipc', 'uts', 'pid', 'mnt'] as const;
+export type NamespaceKind = (typeof NAMESPACE_KINDS)[number];
+
+export interface HostProcess {
+  pid: number;
+  ppid: number;
+  /** The state letter of /proc/<pid>/stat: R, S, D, Z (zombie: exited, not yet reaped)... */
+  state: string;
+  /** Clock ticks since boot when it started: with the pid, names a process across pid reuse. */
+  startTime: string;
+  /** The command line, arguments joined by spaces (or `[comm]` when it has none). */
+  cmdline: string;
+  /** One path per cgroup hierarchy line of /proc/<pid>/cgroup, e.g. `memory:/kuasar-x/abc`. */
+  cgroups: string[];
+  /** Namespace inodes; a kind is missing when the process vanished while being read. */
+  namespaces: Partial<Record<NamespaceKind, number>>;
+}
+
+/** Every user-space process (kernel threads are left out: they come and go on their own). */
+export function listProcesses(): HostProcess[] {
+  const processes: HostProcess[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const process = readProcess(Number(entry));
+    if (process && process.pid !== KTHREADD && process.ppid !== KTHREADD) processes.push(process);
+  }
+  return processes;
+}
+
+/** One process, or undefined when it does not exist (any more). */
+export function readProcess(pid: number): HostProcess | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name is in parentheses and may itself hold spaces and parentheses.
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      state: fields[0] ?? '',
+      startTime: fields[19] ?? '',
+      cmdline: args.length > 0 ? args.join(' ') : `[${comm}]`,
+      cgroups: readCgroupLines(pid),
+      namespaces: readNamespaces(pid),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The inode of the namespace a /proc/<pid>/ns/<kind> link or a bind-mounted nsfs file names. */
+export function namespaceInodeOf(pid: number, kind: NamespaceKind): number | undefined {
+  try {
+    const match = /\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/ns/${kind}`));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while the process that had this pid and start time exists, as a zombie too. */
+export function isSameProcessPresent(pid: number, startTime: string): boolean {
+  return readProcess(pid)?.startTime === startTime;
+}
+
+/** True while the process that had this pid and start time runs (a zombie has exited). */
+export function isSameProcessRunning(pid: number, startTime: string): boolean {
+  const found = readProcess(pid);
+  return found?.startTime === startTime && found.state !== 'Z';
+}
+
+const KTHREADD = 2;
+
+function readCgroupLines(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      // "4:memory:/a/b" -> "memory:/a/b"; the unified hierarchy has an empty controller list.
+      const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+      return `${controllers ?? ''}:${path ?? ''}`;
+    });
+}
+
+function readNamespaces(pid: number): Partial<Record<NamespaceKind, number>> {
+  const namespaces: Partial<Record<NamespaceKind, number>> = {};
+  for (const kind of NAMESPACE_KINDS) {
+    const inode = namespaceInodeOf(pid, kind);
+    if (inode !== undefined) namespaces[kind] = inode;
+  }
+  return namespaces;
+}

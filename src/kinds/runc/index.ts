@@ -1,0 +1,180 @@
+// The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
+// OCI runtime CLI (runc by default). No process stays per pod: the pod's IPC and UTS
+// namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { failedPrecondition } from '../../core/errors.js';
+import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
+import type { ContainerRecord, Platform } from '../../core/model.js';
+import { podFiles, podHostname, type HostFacts } from '../../core/pod-files.js';
+import { openContainerStdio } from '../../io/fifo.js';
+import { hostPlatform } from '../../linux/platform.js';
+import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
+import { pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
+import type { Reaper } from '../../linux/reaper.js';
+import { OciRuntime } from '../../oci/runtime.js';
+import { podContainerSpec, type PodContainerSpec, type PodLayout } from './container-spec.js';
+
+export interface RuncKindOptions {
+  /** The kind's state directory (`<state_dir>/runc`); sandboxes live in its subdirectories. */
+  kindDir: string;
+  /** The OCI runtime CLI: runc, crun, or a path. */
+  ociRuntime: string;
+  reaper: Reaper;
+}
+
+/** The pod's /dev/shm: what CRI gives a pod (64 MiB, world-writable with the sticky bit). */
+const SHM_MOUNT = { type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'] };
+
+/** Paths of one pod's pieces inside its sandbox directory. */
+function podPaths(dir: string) {
+  return {
+    nsDir: join(dir, 'ns'),
+    etcDir: join(dir, 'etc'),
+    hostnameFile: join(dir, 'etc', 'hostname'),
+    hostsFile: join(dir, 'etc', 'hosts'),
+    resolvConfFile: join(dir, 'etc', 'resolv.conf'),
+    shmDir: join(dir, 'shm'),
+    containersDir: join(dir, 'containers'),
+  };
+}
+
+interface RuncPodState {
+  ipcPath: string | null;
+  utsPath: string | null;
+}
+
+export class RuncKind implements SandboxKind {
+  readonly name = 'runc';
+  readonly tasks: TaskDriver;
+  private readonly runtime: OciRuntime;
+
+  constructor(private readonly options: RuncKindOptions) {
+    this.runtime = new OciRuntime({ binary: options.ociRuntime, root: `${options.kindDir}.oci` });
+    this.tasks = new RuncTasks(this.runtime, options.reaper);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+    // Namespace files can only be bind-mounted below a mount that does not propagate.
+    await makePrivateBindOfItself(this.options.kindDir);
+    await this.runtime.version();
+  }
+
+  platform(): Platform {
+    return hostPlatform();
+  }
+
+  async prepare(sandbox: SandboxContext): Promise<void> {
+    const pod = sandbox.record.pod;
+    if (pod.pidMode === 'pod') {
+      throw failedPrecondition(`create sandbox ${sandbox.record.id}: a PID namespace shared by the pod is not supported yet`);
+    }
+    const paths = podPaths(sandbox.dir);
+    const host = await hostFacts();
+    const files = podFiles(pod, host);
+    await mkdir(paths.etcDir, { recursive: true });
+    await writeFile(paths.hostnameFile, files.hostname);
+    await writeFile(paths.hostsFile, files.hosts);
+    await writeFile(paths.resolvConfFile, files.resolvConf);
+    await mkdir(paths.containersDir);
+
+    // Host-network pods share the node's UTS namespace (and so its hostname), as kubelet expects.
+    const ownUts = !pod.hostNetwork;
+    const pinned = await pinPodNamespaces(paths.nsDir, {
+      ipc: !pod.hostIpc,
+      uts: ownUts,
+      ...(ownUts ? { hostname: podHostname(pod, host) } : {}),
+    });
+    const state: RuncPodState = { ipcPath: pinned.ipcPath ?? null, utsPath: pinned.utsPath ?? null };
+    sandbox.record.kindState = state;
+
+    await mkdir(paths.shmDir);
+    if (!pod.hostIpc) await mountOne(SHM_MOUNT, paths.shmDir);
+  }
+
+  async start(): Promise<{ pid: number }> {
+    return { pid: 0 };
+  }
+
+  async stop(): Promise<void> {
+    // Nothing runs for a runc pod besides its containers, which core has stopped already.
+  }
+
+  async destroy(sandbox: SandboxContext): Promise<void> {
+    const paths = podPaths(sandbox.dir);
+    await unpinPodNamespaces(paths.nsDir);
+    await unmountRecursive(sandbox.dir);
+  }
+}
+
+class RuncTasks implements TaskDriver {
+  constructor(
+    private readonly runtime: OciRuntime,
+    private readonly reaper: Reaper,
+  ) {}
+
+  private dirs(sandbox: SandboxContext, container: ContainerRecord) {
+    const dir = join(podPaths(sandbox.dir).containersDir, container.id);
+    return { dir, rootfs: join(dir, 'rootfs'), pidFile: join(dir, 'init.pid') };
+  }
+
+  async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
+    const { dir, rootfs, pidFile } = this.dirs(sandbox, container);
+    await mkdir(rootfs, { recursive: true, mode: 0o700 });
+    const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as PodContainerSpec;
+    if (container.rootfs.length > 0) {
+      await mountAll(container.rootfs, rootfs);
+    }
+    // With no mounts, containerd has prepared the rootfs inside the bundle itself.
+    const rootPath = container.rootfs.length > 0 ? rootfs : join(container.bundle, spec.root?.path ?? 'rootfs');
+    const pod = podPaths(sandbox.dir);
+    const podState = sandbox.record.kindState as RuncPodState;
+    const layout: PodLayout = {
+      pod: sandbox.record.pod,
+      netnsPath: sandbox.record.netnsPath,
+      ipcPath: podState.ipcPath,
+      utsPath: podState.utsPath,
+      hostnameFile: pod.hostnameFile,
+      hostsFile: pod.hostsFile,
+      resolvConfFile: pod.resolvConfFile,
+      shmDir: sandbox.record.pod.hostIpc ? '/dev/shm' : pod.shmDir,
+    };
+    await writeFile(join(dir, 'config.json'), JSON.stringify(podContainerSpec(spec, rootPath, layout)));
+
+    const stdio = openContainerStdio(container.stdio);
+    let pid: number;
+    try {
+      pid = await this.runtime.create(container.id, dir, { pidFile, stdio: stdio.fds });
+    } finally {
+      // The container's init holds its own copies now; ours would keep the FIFOs open forever.
+      stdio.close();
+    }
+    return { pid, exited: this.reaper.watch(pid).then((e) => ({ exitStatus: e.exitStatus, exitedAt: e.exitedAt.toISOString() })) };
+  }
+
+  async start(_sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    await this.runtime.start(container.id);
+  }
+
+  async kill(_sandbox: SandboxContext, container: ContainerRecord, signal: number, all: boolean): Promise<void> {
+    await this.runtime.kill(container.id, signal, { all });
+  }
+
+  async delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    const { dir, rootfs } = this.dirs(sandbox, container);
+    await this.runtime.delete(container.id, { force: true });
+    await unmountRecursive(rootfs);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async pids(_sandbox: SandboxContext, container: ContainerRecord): Promise<number[]> {
+    return this.runtime.ps(container.id);
+  }
+}
+
+async function hostFacts(): Promise<HostFacts> {
+  const read = (path: string) => readFile(path, 'utf8').catch(() => '');
+  return { hostname: osHostname(), hosts: await read('/etc/hosts'), resolvConf: await read('/etc/resolv.conf') };
+}

@@ -1,0 +1,259 @@
+// Mounting and unmounting: containerd snapshot mounts (bind, rbind, overlay, ...), bind mounts,
+// and recursive teardown. Options are translated the way mount(8) and containerd translate them:
+// flag words become mount(2) flags, propagation words become a separate mount(2) call (the kernel
+// takes propagation changes alone), and every other word goes into the data string.
+
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { invalidArgument } from '../core/errors.js';
+import { hasErrnoCode, mount, MNT, MS, umount2 } from './libc.js';
+import { mountsAt, mountsUnder, propagationOf } from './mountinfo.js';
+
+/** A mount as containerd's snapshotters describe it (containerd.types.Mount). */
+export interface Mount {
+  type: string;
+  source: string;
+  /** Where to mount, relative to the target handed to mountAll; absent means the target itself. */
+  target?: string;
+  options: string[];
+}
+
+export interface ParsedMountOptions {
+  /** Flags for the mount(2) call that creates (or remounts) the mount. */
+  flags: number;
+  /** Propagation flags (MS_PRIVATE, MS_SHARED, ... possibly with MS_REC), applied by a call of their own. */
+  propagation: number;
+  /** File-system specific options, comma-joined (overlay's lowerdir=..., tmpfs's size=...). */
+  data: string;
+}
+
+/** One mount(2) call. */
+export interface MountCall {
+  source: string | null;
+  target: string;
+  fstype: string | null;
+  flags: number;
+  data: string | null;
+}
+
+/** The kernel copies at most one page of mount data; longer strings would be cut silently. */
+export const MOUNT_DATA_LIMIT = 4096;
+
+const setFlags: Record<string, number> = {
+  ro: MS.RDONLY,
+  nosuid: MS.NOSUID,
+  nodev: MS.NODEV,
+  noexec: MS.NOEXEC,
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+  remount: MS.REMOUNT,
+  mand: MS.MANDLOCK,
+  noatime: MS.NOATIME,
+  nodiratime: MS.NODIRATIME,
+  nosymfollow: MS.NOSYMFOLLOW,
+  bind: MS.BIND,
+  rbind: MS.BIND | MS.REC,
+  relatime: MS.RELATIME,
+  strictatime: MS.STRICTATIME,
+  lazytime: MS.LAZYTIME,
+};
+
+const clearFlags: Record<string, number> = {
+  defaults: 0,
+  rw: MS.RDONLY,
+  suid: MS.NOSUID,
+  dev: MS.NODEV,
+  exec: MS.NOEXEC,
+  async: MS.SYNCHRONOUS,
+  nomand: MS.MANDLOCK,
+  atime: MS.NOATIME,
+  diratime: MS.NODIRATIME,
+  norelatime: MS.RELATIME,
+  nostrictatime: MS.STRICTATIME,
+  nolazytime: MS.LAZYTIME,
+};
+
+const propagationFlags: Record<string, number> = {
+  private: MS.PRIVATE,
+  rprivate: MS.PRIVATE | MS.REC,
+  shared: MS.SHARED,
+  rshared: MS.SHARED | MS.REC,
+  slave: MS.SLAVE,
+  rslave: MS.SLAVE | MS.REC,
+  unbindable: MS.UNBINDABLE,
+  runbindable: MS.UNBINDABLE | MS.REC,
+};
+
+/** Options containerd handles itself rather than the kernel; we have no support for them yet. */
+const unsupported = new Set(['loop']);
+
+/** Later words win over earlier ones, as with mount(8): "ro,rw" is read-write. */
+export function parseMountOptions(options: readonly string[]): ParsedMountOptions {
+  let flags = 0;
+  let propagation = 0;
+  const data: string[] = [];
+  for (const option of options) {
+    if (unsupported.has(option) || option.startsWith('X-containerd.')) {
+      throw invalidArgument(`mount option ${JSON.stringify(option)} is not supported`);
+    }
+    if (option in setFlags) flags |= setFlags[option]!;
+    else if (option in clearFlags) flags &= ~clearFlags[option]!;
+    else if (option in propagationFlags) propagation = propagationFlags[option]!;
+    else data.push(option);
+  }
+  return { flags, propagation, data: data.join(',') };
+}
+
+// A bind mount ignores every flag but MS_REC when it is created; these only take effect through
+// a remount of the new bind mount.
+const perMountFlags = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.NOSYMFOLLOW;
+
+/** The mount(2) calls that put `m` at `target`, in order. Pure: it touches nothing. */
+export function mountCalls(m: Pick<Mount, 'type' | 'source' | 'options'>, target: string): MountCall[] {
+  const { flags, propagation, data } = parseMountOptions(m.options);
+  if (Buffer.byteLength(data) + 1 > MOUNT_DATA_LIMIT) {
+    const layers = /(?:^|,)lowerdir=([^,]*)/.exec(data)?.[1]?.split(':').length;
+    throw invalidArgument(
+      `${m.type} mount at ${target}: options are ${Buffer.byteLength(data)} bytes, over mount(2)'s ` +
+        `${MOUNT_DATA_LIMIT}-byte limit${layers ? ` (${layers} lower layers)` : ''}`,
+    );
+  }
+  const calls: MountCall[] = [];
+  const onlyPropagation = propagation !== 0 && flags === 0 && data === '' && (m.type === '' || m.type === 'none');
+  if (!onlyPropagation) {
+    calls.push({ source: m.source, target, fstype: m.type, flags, data: data === '' ? null : data });
+    const isNewBind = (flags & MS.BIND) !== 0 && (flags & MS.REMOUNT) === 0;
+    if (isNewBind && (flags & perMountFlags) !== 0) {
+      // Only the top mount of an rbind becomes read-only this way; submounts keep their flags.
+      calls.push({ source: null, target, fstype: null, flags: (flags & ~MS.REC) | MS.REMOUNT, data: null });
+    }
+  }
+  if (propagation !== 0) calls.push({ source: null, target, fstype: null, flags: propagation, data: null });
+  return calls;
+}
+
+const propagationMask = MS.PRIVATE | MS.SHARED | MS.SLAVE | MS.UNBINDABLE;
+
+/** True for a call that makes a new mount (not a remount, not a propagation change). */
+function createsMount(call: MountCall): boolean {
+  return (call.flags & (MS.REMOUNT | propagationMask)) === 0;
+}
+
+/**
+ * Mounts `m` at `target` (the calls of mountCalls). If a later call fails, the new mount is
+ * taken off again. Returns whether a new mount was made (false for remounts and propagation changes).
+ */
+export async function mountOne(m: Pick<Mount, 'type' | 'source' | 'options'>, target: string): Promise<boolean> {
+  const calls = mountCalls(m, target);
+  const created = calls.length > 0 && createsMount(calls[0]!);
+  for (const [index, call] of calls.entries()) {
+    try {
+      mount(call.source, call.target, call.fstype, call.flags, call.data);
+    } catch (err) {
+      if (created && index > 0) await unmountTop(target).catch(() => undefined);
+      throw err;
+    }
+  }
+  return created;
+}
+
+function resolveTarget(root: string, m: Mount): string {
+  if (!m.target) return root;
+  const resolved = path.resolve(root, `./${m.target}`);
+  if (resolved !== root && !resolved.startsWith(`${root}/`)) {
+    throw invalidArgument(`mount target ${JSON.stringify(m.target)} escapes ${root}`);
+  }
+  return resolved;
+}
+
+/**
+ * Mounts containerd's mounts for a rootfs at `target`, in order (each on top of the previous
+ * ones, or at its own `target` below it). On failure, the mounts already made are undone.
+ */
+export async function mountAll(mounts: readonly Mount[], target: string): Promise<void> {
+  const root = path.resolve(target);
+  const created: string[] = [];
+  try {
+    for (const m of mounts) {
+      const at = resolveTarget(root, m);
+      if (await mountOne(m, at)) created.push(at);
+    }
+  } catch (err) {
+    for (const at of created.reverse()) await unmountTop(at).catch(() => undefined);
+    throw err;
+  }
+}
+
+export interface UnmountOptions {
+  /** How often to retry an unmount that fails with EBUSY before detaching lazily. Default 10. */
+  busyRetries?: number;
+  /** Delay between EBUSY retries. Default 20 ms. */
+  busyDelayMs?: number;
+}
+
+/** Unmounts `target` once; on persistent EBUSY falls back to MNT_DETACH. False if nothing was mounted. */
+async function unmountTop(target: string, options: UnmountOptions = {}): Promise<boolean> {
+  const retries = options.busyRetries ?? 10;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      umount2(target, attempt > retries ? MNT.DETACH : 0);
+      return true;
+    } catch (err) {
+      // EINVAL: not a mount point (any more); ENOENT: not even there.
+      if (hasErrnoCode(err, 'EINVAL', 'ENOENT')) return false;
+      if (!hasErrnoCode(err, 'EBUSY') || attempt > retries) throw err;
+      await sleep(options.busyDelayMs ?? 20);
+    }
+  }
+}
+
+/** Unmounts every mount stacked at `target` (not those below it). Returns how many it removed. */
+export async function unmountAll(target: string, options: UnmountOptions = {}): Promise<number> {
+  let count = 0;
+  while (await unmountTop(target, options)) count++;
+  return count;
+}
+
+/**
+ * Unmounts everything at or below `prefix`, deepest first, detaching what stays busy. Throws when
+ * a mount under `prefix` survives.
+ */
+export async function unmountRecursive(prefix: string, options: UnmountOptions = {}): Promise<void> {
+  const mounts = await mountsUnder(prefix);
+  const points = [...new Set(mounts.map((m) => m.mountPoint))].sort(
+    (a, b) => b.split('/').length - a.split('/').length,
+  );
+  for (const point of points) await unmountAll(point, options);
+  const left = await mountsUnder(prefix);
+  if (left.length > 0) {
+    throw new Error(`unmount ${prefix}: still mounted: ${[...new Set(left.map((m) => m.mountPoint))].join(', ')}`);
+  }
+}
+
+export interface BindOptions {
+  readonly?: boolean;
+  /** Bring the mounts below `source` along (rbind). */
+  recursive?: boolean;
+}
+
+export async function bindMount(source: string, target: string, options: BindOptions = {}): Promise<void> {
+  const words = [options.recursive ? 'rbind' : 'bind'];
+  if (options.readonly) words.push('ro');
+  await mountOne({ type: 'bind', source, options: words }, target);
+}
+
+/**
+ * Makes `dir` a mount point of its own with private propagation (binding it onto itself when it
+ * is not a mount point yet), as `ip netns` does for /run/netns. Mounts made inside it (such as
+ * nsfs bind mounts pinning namespaces) then stay out of every other mount namespace, and its
+ * propagation no longer depends on what the host made of "/" (systemd makes it shared).
+ * Idempotent.
+ */
+export async function makePrivateBindOfItself(dir: string): Promise<void> {
+  const stack = await mountsAt(dir);
+  const top = stack[stack.length - 1];
+  if (top && propagationOf(top) === 'private') return;
+  if (!top) mount(dir, dir, null, MS.BIND | MS.REC, null);
+  mount(null, dir, null, MS.PRIVATE | MS.REC, null);
+}

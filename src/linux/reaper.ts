@@ -1,0 +1,213 @@
+// Collects the exit status of container processes that this daemon does not spawn itself.
+//
+// `runc create` forks the container's init and exits; the init is then an orphan. As a child
+// subreaper, this process becomes its parent instead of PID 1, so it can waitpid() for it and
+// learn how it ended. Node's child_process (libuv) reaps its own children by pid, never with
+// waitpid(-1); the Reaper must do the same, or it would steal their statuses. So it only waits for
+// the pids it was asked to watch, and since SIGCHLDs coalesce (one signal for many exits), each
+// signal makes it try every watched pid.
+//
+// Foreign processes: after a daemon restart the containers' processes are no longer our children
+// (they were re-parented to the nearest subreaper above us, or PID 1), and waitpid() fails with
+// ECHILD. Their exit status is then lost for good: `watch` rejects with that ECHILD ErrnoError,
+// and the caller should switch to `watchForeign`, which only learns *when* the process ends
+// (through a pidfd, so a reused pid cannot fool it) and reports UNKNOWN_EXIT_STATUS. Before
+// trusting a pid read back from a state file, the caller must check that it still names the
+// same process (e.g. by its start time in /proc/<pid>/stat, as runc does).
+//
+// Limitation: an orphan that nobody watches (say, a daemon a container hook double-forked)
+// stays a zombie under us until the daemon exits, because reaping unknown pids would race libuv.
+
+import { closeFd, hasErrnoCode, pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc.js';
+
+export interface ExitInfo {
+  /** The exit code, or 128 + the signal number when a signal killed the process (shell style). */
+  exitStatus: number;
+  /** When the exit was observed (reaping follows the exit within one event-loop turn). */
+  exitedAt: Date;
+  /** The signal that killed the process, if one did. */
+  signal?: number;
+  /** Set by watchForeign: the process was not our child, so how it ended is unknown. */
+  statusUnknown?: boolean;
+}
+
+/** What watchForeign reports as the exit status, as containerd does for a lost status. */
+export const UNKNOWN_EXIT_STATUS = 255;
+
+export interface ReaperOptions {
+  /**
+   * While anything is watched, a timer re-checks every watched pid at this interval. It is a
+   * safety net for a missed SIGCHLD, the only way to notice foreign exits, and it keeps the
+   * event loop alive while exits are awaited (as a running child_process does). Default 1000.
+   */
+  pollIntervalMs?: number;
+}
+
+interface Pending {
+  promise: Promise<ExitInfo>;
+  resolve: (exit: ExitInfo) => void;
+  reject: (err: Error) => void;
+}
+
+interface ForeignPending extends Pending {
+  pidfd: number;
+}
+
+export function exitInfoFromWaitStatus(status: WaitStatus, exitedAt = new Date()): ExitInfo {
+  if (status.signal !== undefined) return { exitStatus: 128 + status.signal, exitedAt, signal: status.signal };
+  return { exitStatus: status.exitCode ?? UNKNOWN_EXIT_STATUS, exitedAt };
+}
+
+function pending<T extends Pending>(extra: Omit<T, keyof Pending>): T {
+  let resolve!: (exit: ExitInfo) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<ExitInfo>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { ...extra, promise, resolve, reject } as T;
+}
+
+export class Reaper {
+  private readonly children = new Map<number, Pending>();
+  private readonly foreign = new Map<number, ForeignPending>();
+  private readonly pollIntervalMs: number;
+  private readonly onSigchld = (): void => this.reapChildren();
+  private timer: NodeJS.Timeout | undefined;
+  private started = false;
+
+  constructor(options: ReaperOptions = {}) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+  }
+
+  /**
+   * Makes this process a child subreaper and starts listening for SIGCHLD. Call it before
+   * starting any container: an orphan re-parented before this goes to PID 1 instead.
+   */
+  start(): this {
+    if (this.started) return this;
+    setChildSubreaper();
+    process.on('SIGCHLD', this.onSigchld);
+    this.started = true;
+    return this;
+  }
+
+  /** Stops listening. Pending watches reject; the processes are neither killed nor reaped. */
+  stop(): void {
+    if (!this.started) return;
+    process.off('SIGCHLD', this.onSigchld);
+    this.started = false;
+    const stopped = new Error('reaper stopped');
+    for (const [pid, watch] of this.children) {
+      this.children.delete(pid);
+      watch.reject(stopped);
+    }
+    for (const [pid, watch] of this.foreign) {
+      this.forgetForeign(pid, watch);
+      watch.reject(stopped);
+    }
+    this.updateTimer();
+  }
+
+  /** How many processes are being watched. */
+  get size(): number {
+    return this.children.size + this.foreign.size;
+  }
+
+  /**
+   * Resolves with the exit of `pid`, a child of this process (directly, or re-parented to us as
+   * subreaper). Tries at once, since the process may be a zombie already. Watching the same pid
+   * twice returns the same promise. Rejects with ErrnoError ECHILD when `pid` is not our child.
+   */
+  watch(pid: number): Promise<ExitInfo> {
+    this.assertStarted();
+    const existing = this.children.get(pid);
+    if (existing) return existing.promise;
+    const watch = pending<Pending>({});
+    this.children.set(pid, watch);
+    this.tryReap(pid, watch);
+    this.updateTimer();
+    return watch.promise;
+  }
+
+  /**
+   * Resolves when `pid`, a process that is not our child, exits; the status is unknowable, so it
+   * reports UNKNOWN_EXIT_STATUS with `statusUnknown`. Resolves at once when the pid is gone.
+   * Do not use it for our own children: they would stay zombies (use `watch`).
+   */
+  watchForeign(pid: number): Promise<ExitInfo> {
+    this.assertStarted();
+    const existing = this.foreign.get(pid);
+    if (existing) return existing.promise;
+    let pidfd: number;
+    try {
+      pidfd = pidfdOpen(pid);
+    } catch (err) {
+      if (hasErrnoCode(err, 'ESRCH')) return Promise.resolve(unknownExit());
+      return Promise.reject(err);
+    }
+    const watch = pending<ForeignPending>({ pidfd });
+    this.foreign.set(pid, watch);
+    this.pollForeign(pid, watch);
+    this.updateTimer();
+    return watch.promise;
+  }
+
+  private assertStarted(): void {
+    if (!this.started) throw new Error('reaper not started: call start() before watching processes');
+  }
+
+  private reapChildren(): void {
+    for (const [pid, watch] of this.children) this.tryReap(pid, watch);
+    this.updateTimer();
+  }
+
+  private tryReap(pid: number, watch: Pending): void {
+    let reaped: ReturnType<typeof waitpid>;
+    try {
+      reaped = waitpid(pid, WNOHANG);
+    } catch (err) {
+      this.children.delete(pid);
+      watch.reject(err as Error);
+      return;
+    }
+    if (!reaped) return;
+    this.children.delete(pid);
+    watch.resolve(exitInfoFromWaitStatus(reaped.status));
+  }
+
+  private pollForeign(pid: number, watch: ForeignPending): void {
+    let exited: boolean;
+    try {
+      exited = pidfdHasExited(watch.pidfd);
+    } catch (err) {
+      this.forgetForeign(pid, watch);
+      watch.reject(err as Error);
+      return;
+    }
+    if (!exited) return;
+    this.forgetForeign(pid, watch);
+    watch.resolve(unknownExit());
+  }
+
+  private forgetForeign(pid: number, watch: ForeignPending): void {
+    this.foreign.delete(pid);
+    closeFd(watch.pidfd);
+  }
+
+  private updateTimer(): void {
+    if (this.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    } else if (this.size > 0 && !this.timer) {
+      this.timer = setInterval(() => {
+        for (const [pid, watch] of this.foreign) this.pollForeign(pid, watch);
+        this.reapChildren();
+      }, this.pollIntervalMs);
+    }
+  }
+}
+
+function unknownExit(): ExitInfo {
+  return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: new Date(), statusUnknown: true };
+}

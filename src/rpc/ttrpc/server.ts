@@ -1,0 +1,160 @@
+// A ttrpc server: serves registered services on a unix socket (or on sockets handed to it),
+// one ServerConnection per peer. Service and method names are matched exactly; an unknown one
+// is answered Unimplemented and the connection stays usable.
+
+import { lstat, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { once } from 'node:events';
+import { alreadyExists, failedPrecondition, invalidArgument } from '../../core/errors.js';
+import type { Metadata } from './envelope.js';
+import { ServerConnection, type MethodHandler, type TtrpcLogger } from './server-connection.js';
+
+export type { Metadata } from './envelope.js';
+export type { TtrpcLogger } from './server-connection.js';
+
+/** What every handler learns about its call besides the messages. */
+export interface CallContext {
+  metadata: Metadata;
+  /** Aborted when the deadline (timeout_nano) passes or the connection closes. */
+  signal: AbortSignal;
+}
+
+export interface UnaryCall extends CallContext {
+  payload: Uint8Array;
+}
+
+export type UnaryHandler = (call: UnaryCall) => Promise<Uint8Array>;
+
+/**
+ * The server's side of a streaming call. Iterating yields the client's messages until it
+ * closes its side. The stream ends when the handler returns (or calls close()): with a Data
+ * frame flagged closed, or with a Response carrying the returned payload; a thrown error ends
+ * it with a Response carrying the error status.
+ */
+export interface ServerStream extends CallContext, AsyncIterable<Uint8Array> {
+  /** Resolves once the socket can take more, so a fast sender follows a slow reader. */
+  send(message: Uint8Array): Promise<void>;
+  /** Ends the server's side now (Data frame flagged closed, no data). */
+  close(): void;
+}
+
+export type StreamHandler = (stream: ServerStream) => Promise<Uint8Array | void>;
+
+/** One service's methods by wire name (e.g. "Create"), as containerd/ttrpc's ServiceDesc splits them. */
+export interface ServiceHandlers {
+  unary?: Record<string, UnaryHandler>;
+  streams?: Record<string, StreamHandler>;
+}
+
+export interface TtrpcServerOptions {
+  /** Told about peers that break the protocol; nothing is logged without it. */
+  logger?: TtrpcLogger;
+}
+
+/** Mode of the listening socket: only the owner (root for the daemon) may connect. */
+const SOCKET_MODE_UMASK = 0o177;
+
+export class TtrpcServer {
+  private readonly services = new Map<string, Map<string, MethodHandler>>();
+  private readonly connections = new Set<ServerConnection>();
+  private listener: net.Server | undefined;
+  private socketPath: string | undefined;
+  private closed = false;
+
+  constructor(private readonly options: TtrpcServerOptions = {}) {}
+
+  /**
+   * Serves `handlers` under each of `names` (containerd.task.v2.Task and v3 share one set).
+   * A name may be registered once.
+   */
+  register(names: string | readonly string[], handlers: ServiceHandlers): void {
+    const methods = new Map<string, MethodHandler>();
+    for (const [name, handle] of Object.entries(handlers.unary ?? {})) methods.set(name, { kind: 'unary', handle });
+    for (const [name, handle] of Object.entries(handlers.streams ?? {})) {
+      if (methods.has(name)) throw invalidArgument(`ttrpc method ${name} is both unary and streaming`);
+      methods.set(name, { kind: 'stream', handle });
+    }
+    for (const name of typeof names === 'string' ? [names] : names) {
+      if (this.services.has(name)) throw alreadyExists(`ttrpc service ${name}`);
+      this.services.set(name, methods);
+    }
+  }
+
+  /**
+   * Listens on a unix socket created with mode 0600. A stale socket file (nobody accepting on
+   * it, as after a restart) is replaced; a live one or any other file is an error.
+   */
+  async listen(path: string): Promise<void> {
+    if (this.closed) throw failedPrecondition('ttrpc server is closed');
+    if (this.listener) throw failedPrecondition(`ttrpc server already listens on ${this.socketPath}`);
+    await removeStaleSocket(path);
+    const listener = net.createServer((socket) => this.serveConnection(socket));
+    // The socket file gets its mode when bind() runs, which net.Server.listen() does
+    // synchronously for a path; a tight umask around that call leaves no moment at which the
+    // file is open to others (a chmod afterwards would race with early connects).
+    const previousUmask = process.umask(SOCKET_MODE_UMASK);
+    try {
+      listener.listen(path);
+    } finally {
+      process.umask(previousUmask);
+    }
+    await once(listener, 'listening');
+    this.listener = listener;
+    this.socketPath = path;
+  }
+
+  /** Serves a connection accepted elsewhere. */
+  serveConnection(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const connection = new ServerConnection(socket, {
+      lookup: (service, method) => this.services.get(service)?.get(method),
+      hasService: (service) => this.services.has(service),
+      logger: this.options.logger,
+    });
+    this.connections.add(connection);
+    socket.once('close', () => this.connections.delete(connection));
+  }
+
+  /** Stops listening, drops every connection (aborting their calls) and removes the socket file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const listener = this.listener;
+    const listenerClosed = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : undefined;
+    for (const connection of this.connections) connection.destroy();
+    this.connections.clear();
+    await listenerClosed;
+    if (this.socketPath) await rm(this.socketPath, { force: true });
+  }
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  let stats;
+  try {
+    stats = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stats.isSocket()) throw alreadyExists(`${path} (not a socket)`);
+  if (await acceptsConnections(path)) throw alreadyExists(`ttrpc server on ${path}`);
+  await rm(path, { force: true });
+}
+
+/** Whether someone accepts on the socket; only a refused connect proves the file stale. */
+function acceptsConnections(path: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') resolve(false);
+      else reject(err);
+    });
+  });
+}

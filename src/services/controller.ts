@@ -1,0 +1,106 @@
+// containerd's sandbox Controller (gRPC), mapped onto one kind's Sandboxer. Protocol in, core
+// calls out: nothing here depends on which kind serves the sandbox.
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import {
+  ControllerCreateResponseSchema,
+  type ControllerCreateRequest,
+  type ControllerMetricsRequest,
+  type ControllerPlatformRequest,
+  ControllerPlatformResponseSchema,
+  type ControllerShutdownRequest,
+  type ControllerStartRequest,
+  ControllerStartResponseSchema,
+  type ControllerStatusRequest,
+  ControllerStatusResponseSchema,
+  type ControllerStopRequest,
+  type ControllerUpdateRequest,
+  type ControllerWaitRequest,
+  ControllerWaitResponseSchema,
+} from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
+import { notFound, RuntimeError, Code, unimplemented } from '../core/errors.js';
+import type { Sandboxer } from '../core/sandboxer.js';
+import type { GrpcCallContext } from '../rpc/grpc.js';
+import { namespaceFromMetadata } from './call-context.js';
+import { decodePodSandboxConfig, podSpecFromConfig } from './pod-config.js';
+import { toTimestamp } from './timestamps.js';
+
+/** Task API version containerd must use for our address: 3 means "sandboxed tasks, no shim". */
+export const TASK_API_VERSION = 3;
+
+export function controllerHandlers(sandboxer: Sandboxer) {
+  return {
+    async create(req: ControllerCreateRequest, ctx: GrpcCallContext): Promise<MessageInitShape<typeof ControllerCreateResponseSchema>> {
+      const config = decodePodSandboxConfig(req.options, req.sandboxId);
+      await sandboxer.create({
+        id: req.sandboxId,
+        namespace: namespaceFromMetadata(ctx.metadata),
+        netnsPath: req.netnsPath,
+        pod: podSpecFromConfig(config),
+      });
+      return { sandboxId: req.sandboxId };
+    },
+
+    async start(req: ControllerStartRequest): Promise<MessageInitShape<typeof ControllerStartResponseSchema>> {
+      const status = await sandboxer.start(req.sandboxId);
+      return {
+        sandboxId: status.id,
+        pid: status.pid,
+        createdAt: toTimestamp(status.createdAt),
+        address: status.address,
+        version: TASK_API_VERSION,
+        labels: { oci_runtime_type: `kuasar-${sandboxer.kind.name}` },
+      };
+    },
+
+    async platform(req: ControllerPlatformRequest): Promise<MessageInitShape<typeof ControllerPlatformResponseSchema>> {
+      sandboxer.get(req.sandboxId);
+      return { platform: sandboxer.kind.platform() };
+    },
+
+    async stop(req: ControllerStopRequest): Promise<Record<string, never>> {
+      await sandboxer.stop(req.sandboxId, req.timeoutSecs * 1000);
+      return {};
+    },
+
+    async wait(req: ControllerWaitRequest): Promise<MessageInitShape<typeof ControllerWaitResponseSchema>> {
+      const exit = await sandboxer.wait(req.sandboxId);
+      return { exitStatus: exit.exitStatus, exitedAt: toTimestamp(exit.exitedAt) };
+    },
+
+    async status(req: ControllerStatusRequest): Promise<MessageInitShape<typeof ControllerStatusResponseSchema>> {
+      const status = sandboxer.status(req.sandboxId);
+      return {
+        sandboxId: status.id,
+        pid: status.pid,
+        state: status.ready ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
+        info: req.verbose ? { phase: status.phase, kind: sandboxer.kind.name } : {},
+        createdAt: toTimestamp(status.createdAt),
+        exitedAt: toTimestamp(status.exitedAt),
+        address: status.address,
+        version: status.address ? TASK_API_VERSION : 0,
+      };
+    },
+
+    async shutdown(req: ControllerShutdownRequest): Promise<Record<string, never>> {
+      try {
+        await sandboxer.shutdown(req.sandboxId);
+      } catch (err) {
+        // Shutdown of a sandbox that is already gone has nothing left to do.
+        if (!(err instanceof RuntimeError && err.code === Code.NotFound)) throw err;
+      }
+      return {};
+    },
+
+    async metrics(req: ControllerMetricsRequest): Promise<never> {
+      sandboxer.get(req.sandboxId);
+      throw unimplemented(`metrics of sandbox ${req.sandboxId}: not implemented yet`);
+    },
+
+    async update(req: ControllerUpdateRequest): Promise<Record<string, never>> {
+      if (!req.sandboxId) throw notFound('sandbox ""');
+      sandboxer.get(req.sandboxId);
+      // Nothing of a runc pod changes with a sandbox update yet (CRI 2.1 does not call it).
+      return {};
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// containerd hands the CRI PodSandboxConfig to the controller as an Any in Create.options.
+// Decode it here, at the edge, into core's protocol-free PodSpec.
+import { fromBinary } from '@bufbuild/protobuf';
+import type { Any } from '@bufbuild/protobuf/wkt';
+import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
+import { invalidArgument } from '../core/errors.js';
+import type { PodSpec } from '../core/model.js';
+
+const POD_SANDBOX_CONFIG_TYPES = new Set(['runtime.v1.PodSandboxConfig', 'type.googleapis.com/runtime.v1.PodSandboxConfig']);
+
+export function decodePodSandboxConfig(options: Any | undefined, sandboxId: string): PodSandboxConfig {
+  if (!options || options.typeUrl === '') {
+    throw invalidArgument(`create sandbox ${sandboxId}: options carry no PodSandboxConfig (drive this sandboxer through CRI)`);
+  }
+  if (!POD_SANDBOX_CONFIG_TYPES.has(options.typeUrl)) {
+    throw invalidArgument(`create sandbox ${sandboxId}: options hold ${options.typeUrl}, expected runtime.v1.PodSandboxConfig`);
+  }
+  try {
+    return fromBinary(PodSandboxConfigSchema, options.value);
+  } catch (err) {
+    throw invalidArgument(`create sandbox ${sandboxId}: PodSandboxConfig does not decode: ${(err as Error).message}`);
+  }
+}
+
+const pidModes: Record<number, PodSpec['pidMode']> = {
+  [NamespaceMode.POD]: 'pod',
+  [NamespaceMode.CONTAINER]: 'container',
+  [NamespaceMode.NODE]: 'node',
+};
+
+export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
+  const ns = config.linux?.securityContext?.namespaceOptions;
+  const pidMode = pidModes[ns?.pid ?? NamespaceMode.CONTAINER];
+  if (!pidMode) throw invalidArgument(`PodSandboxConfig: PID namespace mode ${ns?.pid} is not supported for a pod`);
+  return {
+    name: config.metadata?.name ?? '',
+    namespace: config.metadata?.namespace ?? '',
+    uid: config.metadata?.uid ?? '',
+    attempt: config.metadata?.attempt ?? 0,
+    hostname: config.hostname,
+    logDirectory: config.logDirectory,
+    dns: config.dnsConfig
+      ? { servers: [...config.dnsConfig.servers], searches: [...config.dnsConfig.searches], options: [...config.dnsConfig.options] }
+      : null,
+    hostNetwork: ns?.network === NamespaceMode.NODE,
+    hostIpc: ns?.ipc === NamespaceMode.NODE,
+    pidMode,
+    cgroupParent: config.linux?.cgroupParent ?? '',
+    sysctls: { ...(config.linux?.sysctls ?? {}) },
+    labels: { ...config.labels },
+    annotations: { ...config.annotations },
+  };
+}

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountRecursive } from '../../src/linux/mount.js';
+import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
+
+const skip = process.getuid?.() !== 0 && 'needs root';
+
+describe('mounting snapshot mounts', { skip }, () => {
+  let base: string;
+  const at = (...parts: string[]): string => path.join(base, ...parts);
+
+  before(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'kuasar-mount-'));
+    for (const dir of ['lower1', 'lower2', 'upper', 'work', 'rootfs', 'data']) await mkdir(at(dir));
+    await mkdir(at('lower1', 'mnt'));
+    await writeFile(at('lower1', 'a'), 'from lower1');
+    await writeFile(at('lower2', 'a'), 'from lower2');
+    await writeFile(at('data', 'file'), 'data');
+  });
+  after(async () => {
+    await unmountRecursive(base).catch(() => undefined);
+    await rm(base, { recursive: true, force: true });
+  });
+
+  it('mounts an overlay with a read-only bind below it, and unmounts them all', async () => {
+    await mountAll(
+      [
+        {
+          type: 'overlay',
+          source: 'overlay',
+          options: [`workdir=${at('work')}`, `upperdir=${at('upper')}`, `lowerdir=${at('lower2')}:${at('lower1')}`],
+        },
+        { type: 'bind', source: at('data'), target: 'mnt', options: ['rbind', 'ro'] },
+      ],
+      at('rootfs'),
+    );
+    assert.equal(await readFile(at('rootfs', 'a'), 'utf8'), 'from lower2', 'the first lowerdir is on top');
+    await writeFile(at('rootfs', 'b'), 'new');
+    assert.equal(await readFile(at('upper', 'b'), 'utf8'), 'new', 'writes go to the upper dir');
+    assert.equal(await readFile(at('rootfs', 'mnt', 'file'), 'utf8'), 'data');
+    await assert.rejects(writeFile(at('rootfs', 'mnt', 'x'), ''), { code: 'EROFS' });
+    assert.ok((await mountsAt(at('rootfs', 'mnt')))[0]!.options.includes('ro'));
+
+    await unmountRecursive(at('rootfs'));
+    assert.deepEqual(await mountsUnder(base), []);
+  });
+
+  it('undoes the mounts it made when a later one fails', async () => {
+    await assert.rejects(
+      mountAll(
+        [
+          { type: 'bind', source: at('lower1'), options: ['rbind'] },
+          { type: 'bind', source: at('no-such-dir'), target: 'mnt', options: ['rbind'] },
+        ],
+        at('rootfs'),
+      ),
+      { name: 'ErrnoError', code: 'ENOENT' },
+    );
+    assert.deepEqual(await mountsUnder(base), []);
+  });
+
+  it('refuses a mount target that climbs out of the rootfs', async () => {
+    await assert.rejects(mountAll([{ type: 'bind', source: at('data'), target: '../../etc', options: ['bind'] }], at('rootfs')), /escapes/);
+  });
+
+  it('binds, stacks and unmounts a whole stack at one point', async () => {
+    await bindMount(at('lower1'), at('rootfs'));
+    await bindMount(at('lower2'), at('rootfs'), { readonly: true });
+    assert.equal(await readFile(at('rootfs', 'a'), 'utf8'), 'from lower2');
+    await assert.rejects(writeFile(at('rootfs', 'c'), ''), { code: 'EROFS' });
+    assert.equal(await unmountAll(at('rootfs')), 2);
+    assert.equal(await isMountPoint(at('rootfs')), false);
+    assert.equal(await unmountAll(at('rootfs')), 0, 'nothing to unmount is no error');
+  });
+
+  it('makes a directory a private bind mount of itself, once', async () => {
+    await makePrivateBindOfItself(at('data'));
+    await makePrivateBindOfItself(at('data'));
+    const stack = await mountsAt(at('data'));
+    assert.equal(stack.length, 1);
+    assert.equal(propagationOf(stack[0]!), 'private');
+    await unmountRecursive(at('data'));
+    assert.deepEqual(await mountsUnder(base), []);
+  });
+});

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { Code } from '../../src/core/errors.js';
+import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
+import { mountsUnder } from '../../src/linux/mountinfo.js';
+import { pinPodNamespaces, unpinPodNamespaces } from '../../src/linux/namespaces.js';
+import { Reaper } from '../../src/linux/reaper.js';
+import { OciRuntime } from '../../src/oci/runtime.js';
+import { withNamespacePath, type Process, type Spec } from '../../src/oci/spec.js';
+
+const skip = process.getuid?.() !== 0 && 'needs root';
+const capabilities = ['CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_AUDIT_WRITE'];
+
+function containerProcess(args: string[]): Process {
+  return {
+    terminal: false,
+    user: { uid: 0, gid: 0 },
+    args,
+    env: ['PATH=/bin'],
+    cwd: '/',
+    capabilities: { bounding: capabilities, effective: capabilities, permitted: capabilities },
+    noNewPrivileges: true,
+  };
+}
+
+function containerSpec(args: string[], cgroupsPath: string): Spec {
+  return {
+    ociVersion: '1.0.2',
+    process: containerProcess(args),
+    root: { path: 'rootfs', readonly: true },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    ],
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      cgroupsPath,
+      maskedPaths: ['/proc/kcore', '/proc/keys'],
+      readonlyPaths: ['/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('containers through runc', { skip }, () => {
+  let base: string;
+  let runtime: OciRuntime;
+  const reaper = new Reaper();
+  const cgroupParent = `/kuasar-e2e-${process.pid}`;
+
+  /** A bundle whose rootfs is busybox and a few applet links. */
+  async function bundle(id: string, spec: Spec): Promise<string> {
+    const dir = path.join(base, 'bundles', id);
+    await mkdir(path.join(dir, 'rootfs', 'bin'), { recursive: true });
+    for (const sub of ['proc', 'dev', 'tmp']) await mkdir(path.join(dir, 'rootfs', sub));
+    await copyFile('/bin/busybox', path.join(dir, 'rootfs', 'bin', 'busybox'));
+    for (const applet of ['sh', 'sleep', 'hostname', 'cat']) await symlink('busybox', path.join(dir, 'rootfs', 'bin', applet));
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify(spec));
+    return dir;
+  }
+
+  /** Asserts that nothing of container `id` is left: runc state, mounts, cgroups, processes. */
+  async function assertGone(id: string, bundleDir: string, pids: number[]): Promise<void> {
+    await assert.rejects(runtime.state(id), { code: Code.NotFound });
+    assert.ok(!(await readdir(runtime.root)).includes(id), 'runc state dir entry removed');
+    assert.deepEqual(await mountsUnder(bundleDir), []);
+    assert.deepEqual(await existingCgroupDirs(`${cgroupParent}/${id}`), []);
+    for (const pid of pids) assert.ok(!isAlive(pid), `process ${pid} is gone`);
+  }
+
+  before(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'kuasar-oci-e2e-'));
+    runtime = new OciRuntime({ root: path.join(base, 'runc') });
+    reaper.start();
+  });
+  after(async () => {
+    reaper.stop();
+    await removeCgroup(cgroupParent).catch(() => undefined);
+    await rm(base, { recursive: true, force: true });
+  });
+
+  it('reports the runtime version', async () => {
+    const version = await runtime.version();
+    assert.equal(version.name, 'runc');
+    assert.match(version.version, /^\d+\.\d+/);
+  });
+
+  it('runs a container in pinned pod namespaces, reaps its exit status 3, and deletes every trace', async () => {
+    const id = 'exit3';
+    const pod = await pinPodNamespaces(path.join(base, 'pod', 'ns'), { ipc: true, uts: true, hostname: 'e2e-pod' });
+    let spec = containerSpec(['sh', '-c', 'echo hello from the container; hostname; exit 3'], `${cgroupParent}/${id}`);
+    spec = withNamespacePath(withNamespacePath(spec, 'ipc', pod.ipcPath!), 'uts', pod.utsPath!);
+    const dir = await bundle(id, spec);
+
+    const stdout = await open(path.join(base, `${id}.out`), 'w');
+    const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid'), stdio: ['ignore', stdout.fd, stdout.fd] });
+    await stdout.close();
+    const exited = reaper.watch(pid);
+    assert.deepEqual(
+      { status: (await runtime.state(id)).status, pid: (await runtime.state(id)).pid },
+      { status: 'created', pid },
+    );
+    assert.ok((await existingCgroupDirs(`${cgroupParent}/${id}`)).length > 0, 'runc made the cgroups');
+
+    await runtime.start(id);
+    const exit = await exited;
+    assert.equal(exit.exitStatus, 3);
+    assert.equal(await readFile(path.join(base, `${id}.out`), 'utf8'), 'hello from the container\ne2e-pod\n');
+    assert.equal((await runtime.state(id)).status, 'stopped');
+
+    await runtime.delete(id);
+    await assertGone(id, dir, [pid]);
+    await unpinPodNamespaces(path.join(base, 'pod', 'ns'));
+    assert.deepEqual(await mountsUnder(base), []);
+  });
+
+  it('execs into a running container, lists its processes, kills and force-deletes it', async () => {
+    const id = 'sleeper';
+    const dir = await bundle(id, containerSpec(['sleep', '30'], `${cgroupParent}/${id}`));
+    const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid') });
+    const initExit = reaper.watch(pid);
+    await runtime.start(id);
+    assert.equal((await runtime.state(id)).status, 'running');
+    assert.deepEqual(await runtime.ps(id), [pid]);
+    assert.ok((await runtime.list()).some((c) => c.id === id && c.pid === pid));
+
+    await assert.rejects(runtime.create(id, dir, { pidFile: path.join(dir, 'again.pid') }), { code: Code.AlreadyExists });
+    await assert.rejects(runtime.start(id), { code: Code.FailedPrecondition, message: /^runc start sleeper: / });
+
+    const processFile = path.join(dir, 'exec.json');
+    await writeFile(processFile, JSON.stringify(containerProcess(['sh', '-c', 'sleep 0.2; exit 4'])));
+    const execPid = await runtime.exec(id, { pidFile: path.join(dir, 'exec.pid'), processFile });
+    const execExit = reaper.watch(execPid);
+    assert.ok((await runtime.ps(id)).includes(execPid));
+    assert.equal((await execExit).exitStatus, 4);
+
+    await runtime.kill(id, 'SIGKILL');
+    const exit = await initExit;
+    assert.equal(exit.exitStatus, 128 + 9);
+    assert.equal(exit.signal, 9);
+    await assert.rejects(runtime.kill(id, 'SIGTERM'), { code: Code.NotFound });
+
+    await runtime.delete(id, { force: true });
+    await assertGone(id, dir, [pid, execPid]);
+  });
+
+  it('force-deletes a container that is still running', async () => {
+    const id = 'running';
+    const dir = await bundle(id, containerSpec(['sleep', '30'], `${cgroupParent}/${id}`));
+    const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid') });
+    const exited = reaper.watch(pid);
+    await runtime.start(id);
+    await runtime.delete(id, { force: true });
+    assert.equal((await exited).exitStatus, 128 + 9);
+    await assertGone(id, dir, [pid]);
+  });
+
+  it('reports a container that does not exist as NotFound', async () => {
+    await assert.rejects(runtime.state('nope'), { code: Code.NotFound, message: 'runc state nope: container does not exist' });
+    await assert.rejects(runtime.delete('nope'), { code: Code.NotFound });
+  });
+});

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { enabledKinds, parseConfig } from '../../src/config/config.js';
+import { containerdConfigSnippet } from '../../src/config/containerd.js';
+import { Code, RuntimeError } from '../../src/core/errors.js';
+
+const rejects = (doc: unknown, pattern: RegExp) =>
+  assert.throws(
+    () => parseConfig(doc),
+    (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument && pattern.test(err.message),
+  );
+
+test('an empty configuration takes the defaults', () => {
+  const config = parseConfig({});
+  assert.equal(config.state_dir, '/run/kuasar');
+  assert.equal(config.log_level, 'info');
+  assert.equal(config.containerd.ttrpc_address, '/run/containerd/containerd.sock.ttrpc');
+  assert.equal(config.kinds.runc.oci_runtime, 'runc');
+  assert.deepEqual(enabledKinds(config), [{ name: 'runc', listen: '/run/kuasar/runc.sock', ioType: 'fifo' }]);
+});
+
+test('unknown keys are errors that name the key', () => {
+  rejects({ stat_dir: '/x' }, /stat_dir/);
+  rejects({ kinds: { runc: { oci_runtim: 'crun' } } }, /kinds\.runc.*oci_runtim/);
+  rejects({ kinds: { quark: {} } }, /kinds.*quark/);
+});
+
+test('bad values are errors that name the key', () => {
+  rejects({ state_dir: 'relative/dir' }, /state_dir: must be an absolute path/);
+  rejects({ state_dir: `/${'x'.repeat(40)}` }, /state_dir: must be at most/);
+  rejects({ log_level: 'loud' }, /log_level/);
+  rejects({ kinds: { runc: { listen: 'sock' } } }, /kinds\.runc\.listen/);
+  rejects({ kinds: { runc: { io_type: 'pipes' } } }, /kinds\.runc\.io_type/);
+});
+
+test('disabled kinds are not served and --kind must name a known kind', () => {
+  const config = parseConfig({ kinds: { runc: { enabled: false } } });
+  assert.deepEqual(enabledKinds(config), []);
+  assert.throws(() => enabledKinds(parseConfig({}), 'quark'), /unknown kind "quark"/);
+});
+
+test('the containerd snippet registers a proxy plugin and a CRI handler per enabled kind', () => {
+  const config = parseConfig({ state_dir: '/run/k', kinds: { runc: { listen: '/run/k/r.sock', io_type: 'streaming' } } });
+  const snippet = containerdConfigSnippet(config);
+  assert.match(snippet, /\[proxy_plugins\.'kuasar-runc'\]\n {2}type = "sandbox"\n {2}address = "\/run\/k\/r\.sock"/);
+  assert.match(snippet, /\[plugins\.'io\.containerd\.cri\.v1\.runtime'\.containerd\.runtimes\.'kuasar-runc'\]/);
+  assert.match(snippet, /sandboxer = "kuasar-runc"/);
+  assert.match(snippet, /io_type = "streaming"/);
+  assert.equal(containerdConfigSnippet(parseConfig({ kinds: { runc: { enabled: false } } })), '');
+});

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { decodeWaitStatus, ErrnoError, errnoName, hasErrnoCode, isChildSubreaper, prctl, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc.js';
+
+describe('decodeWaitStatus', () => {
+  it('decodes a normal exit (WIFEXITED/WEXITSTATUS)', () => {
+    assert.deepEqual(decodeWaitStatus(7 << 8), { raw: 7 << 8, exitCode: 7 });
+    assert.deepEqual(decodeWaitStatus(0), { raw: 0, exitCode: 0 });
+    assert.equal(decodeWaitStatus(255 << 8).exitCode, 255);
+  });
+
+  it('decodes a signal death (WIFSIGNALED/WTERMSIG/WCOREDUMP)', () => {
+    assert.deepEqual(decodeWaitStatus(9), { raw: 9, signal: 9, coreDumped: false });
+    assert.deepEqual(decodeWaitStatus(0x80 | 11), { raw: 0x80 | 11, signal: 11, coreDumped: true });
+  });
+
+  it('reports neither code nor signal for a stopped status', () => {
+    assert.deepEqual(decodeWaitStatus((19 << 8) | 0x7f), { raw: (19 << 8) | 0x7f });
+  });
+});
+
+describe('libc calls', () => {
+  it('names the errno and the operation when a call fails', () => {
+    assert.throws(
+      () => waitpid(1, WNOHANG),
+      (err: unknown) => {
+        assert.ok(err instanceof ErrnoError);
+        assert.equal(err.code, 'ECHILD');
+        assert.equal(err.operation, 'waitpid(1)');
+        assert.match(err.message, /^waitpid\(1\): ECHILD$/);
+        assert.ok(hasErrnoCode(err, 'ENOENT', 'ECHILD'));
+        return true;
+      },
+    );
+  });
+
+  it('rejects an unknown prctl option with EINVAL', () => {
+    assert.throws(() => prctl(0x7fffffff), { name: 'ErrnoError', code: 'EINVAL' });
+  });
+
+  it('turns this process into a child subreaper and back', () => {
+    setChildSubreaper(true);
+    assert.equal(isChildSubreaper(), true);
+    setChildSubreaper(false);
+    assert.equal(isChildSubreaper(), false);
+  });
+
+  it('names errnos it knows and numbers those it does not', () => {
+    assert.equal(errnoName(22), 'EINVAL');
+    assert.equal(errnoName(99999), 'errno 99999');
+  });
+});

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { Code, RuntimeError } from '../../src/core/errors.js';
+import { codeForRuntimeMessage, errorsFromLog, OciRuntime, parseVersion } from '../../src/oci/runtime.js';
+
+// A stand-in for runc: it records its arguments, then acts on the subcommand and container id.
+const fakeRuntime = (dir: string): string => `#!/bin/sh
+printf '%s\\n' "$@" > ${dir}/args
+log=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root|--log-format) shift 2 ;;
+    --log) log=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+cmd=$1
+eval id=\\\${$#}
+fail() {
+  echo 'not json {' >> "$log"
+  echo '{"level":"warning","msg":"a warning","time":"t"}' >> "$log"
+  for msg in "$@"; do echo "{\\"level\\":\\"error\\",\\"msg\\":\\"$msg\\",\\"time\\":\\"t\\"}" >> "$log"; done
+  echo "stderr: $1" >&2
+  exit 1
+}
+case "$cmd:$id" in
+  --version:*) printf 'runc version 1.1.5+ds1\\ncommit: 1.1.5+ds1-1\\nspec: 1.0.2-dev\\ngo: go1.19.8\\n' ;;
+  *:missing) fail "container does not exist" ;;
+  create:dup) fail "container with id exists: dup" ;;
+  create:*) while [ "$1" != --pid-file ]; do shift; done; echo 4242 > "$2"; echo "init output" ;;
+  state:*) echo "{\\"ociVersion\\":\\"1.0.2\\",\\"id\\":\\"$id\\",\\"pid\\":4242,\\"status\\":\\"running\\",\\"bundle\\":\\"/b\\"}" ;;
+  ps:*) echo '[4242,4243]' ;;
+  list:*) echo 'null' ;;
+  start:stuck) sleep 5 ;;
+  delete:broken) fail "first problem" "second problem" "third problem" "fourth problem" ;;
+  kill:*|delete:*|start:*) ;;
+  exec:*) while [ "$1" != --pid-file ]; do shift; done; echo 4300 > "$2" ;;
+  *) echo "unexpected $cmd" >&2; exit 2 ;;
+esac
+`;
+
+describe('OciRuntime against a stand-in runtime', () => {
+  let dir: string;
+  let runtime: OciRuntime;
+  const args = async (): Promise<string[]> => (await readFile(path.join(dir, 'args'), 'utf8')).trim().split('\n');
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'kuasar-oci-'));
+    await writeFile(path.join(dir, 'runc'), fakeRuntime(dir));
+    await chmod(path.join(dir, 'runc'), 0o755);
+    runtime = new OciRuntime({ binary: path.join(dir, 'runc'), root: path.join(dir, 'root'), timeoutMs: 300 });
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates with the bundle, pid file and flags, hands over stdio, and returns the pid', async () => {
+    const out = await open(path.join(dir, 'stdout'), 'w');
+    const pid = await runtime.create('c1', '/bundles/c1', {
+      pidFile: path.join(dir, 'c1.pid'),
+      stdio: ['ignore', out.fd, 'ignore'],
+      consoleSocket: '/run/console.sock',
+      noPivot: true,
+    });
+    await out.close();
+    assert.equal(pid, 4242);
+    const argv = await args();
+    assert.deepEqual(argv.slice(0, 2), ['--root', path.join(dir, 'root')]);
+    assert.equal(argv[2], '--log');
+    assert.deepEqual(argv.slice(4), [
+      '--log-format', 'json', 'create', '--bundle', '/bundles/c1', '--pid-file', path.join(dir, 'c1.pid'),
+      '--console-socket', '/run/console.sock', '--no-pivot', 'c1',
+    ]);
+    assert.equal(await readFile(path.join(dir, 'stdout'), 'utf8'), 'init output\n', 'the process writes to the fd it was given');
+  });
+
+  it('parses state, ps and list', async () => {
+    assert.deepEqual(await runtime.state('c1'), { ociVersion: '1.0.2', id: 'c1', pid: 4242, status: 'running', bundle: '/b' });
+    assert.deepEqual(await runtime.ps('c1'), [4242, 4243]);
+    assert.deepEqual((await args()).slice(-4), ['ps', '--format', 'json', 'c1']);
+    assert.deepEqual(await runtime.list(), []);
+  });
+
+  it('passes kill, delete and exec flags', async () => {
+    await runtime.kill('c1', 'SIGTERM', { all: true });
+    assert.deepEqual((await args()).slice(-4), ['kill', '--all', 'c1', 'SIGTERM']);
+    await runtime.kill('c1', 9);
+    assert.deepEqual((await args()).slice(-3), ['kill', 'c1', '9']);
+    await runtime.delete('c1', { force: true });
+    assert.deepEqual((await args()).slice(-3), ['delete', '--force', 'c1']);
+    const pid = await runtime.exec('c1', { pidFile: path.join(dir, 'e.pid'), processFile: '/b/p.json' });
+    assert.equal(pid, 4300);
+    assert.deepEqual((await args()).slice(-7), ['exec', '--detach', '--pid-file', path.join(dir, 'e.pid'), '--process', '/b/p.json', 'c1']);
+  });
+
+  it('reports a missing container as NotFound, naming the operation and id', async () => {
+    await assert.rejects(runtime.state('missing'), (err: unknown) => {
+      assert.ok(err instanceof RuntimeError);
+      assert.equal(err.code, Code.NotFound);
+      assert.equal(err.message, 'runc state missing: container does not exist');
+      return true;
+    });
+    await assert.rejects(runtime.create('dup', '/b', { pidFile: path.join(dir, 'd.pid') }), { code: Code.AlreadyExists });
+  });
+
+  it('keeps the last error lines of the log', async () => {
+    await assert.rejects(runtime.delete('broken'), {
+      code: Code.Internal,
+      message: 'runc delete broken: second problem; third problem; fourth problem',
+    });
+  });
+
+  it('kills a command that hangs', async () => {
+    await assert.rejects(runtime.start('stuck'), { code: Code.DeadlineExceeded, message: /runc start stuck: timed out after 300 ms/ });
+  });
+
+  it('reports a missing binary', async () => {
+    const missing = new OciRuntime({ binary: path.join(dir, 'no-such-runc'), root: path.join(dir, 'root') });
+    await assert.rejects(missing.start('c1'), { code: Code.Internal, message: /no-such-runc start c1: spawn .*ENOENT/ });
+  });
+
+  it('reads the version', async () => {
+    assert.deepEqual(await runtime.version(), { name: 'runc', version: '1.1.5+ds1', spec: '1.0.2-dev', commit: '1.1.5+ds1-1' });
+  });
+
+  it('leaves no log file behind', async () => {
+    assert.deepEqual(await readdir(runtime.logDir), []);
+  });
+});
+
+describe('runtime output parsing', () => {
+  it('maps runtime messages to codes', () => {
+    assert.equal(codeForRuntimeMessage('container does not exist'), Code.NotFound);
+    assert.equal(codeForRuntimeMessage('container not running'), Code.NotFound);
+    assert.equal(codeForRuntimeMessage('cannot start an already running container'), Code.FailedPrecondition);
+    assert.equal(codeForRuntimeMessage('unable to apply cgroup configuration'), Code.Internal);
+  });
+
+  it('keeps only error-level log messages', () => {
+    const log = ['{"level":"info","msg":"a"}', 'garbage', '{"level":"error","msg":"b"}', '', '{"level":"fatal","msg":"c"}'].join('\n');
+    assert.deepEqual(errorsFromLog(log), ['b', 'c']);
+  });
+
+  it('parses crun’s version output too', () => {
+    assert.deepEqual(parseVersion('crun version 1.8.1\ncommit: f8a096\nrundir: /run/crun\nspec: 1.0.0\n+SYSTEMD +SELINUX'), {
+      name: 'crun',
+      version: '1.8.1',
+      spec: '1.0.0',
+      commit: 'f8a096',
+    });
+    assert.throws(() => parseVersion('weird'), /unrecognised runtime version output/);
+  });
+});

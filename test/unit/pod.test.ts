@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { create } from '@bufbuild/protobuf';
+import { anyPack } from '@bufbuild/protobuf/wkt';
+import { NamespaceMode, PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { Code, RuntimeError } from '../../src/core/errors.js';
+import type { PodSpec } from '../../src/core/model.js';
+import { podFiles } from '../../src/core/pod-files.js';
+import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
+import { decodePodSandboxConfig, podSpecFromConfig } from '../../src/services/pod-config.js';
+
+const host = { hostname: 'node1', hosts: '10.0.0.1 node1\n', resolvConf: 'nameserver 10.0.0.53\n' };
+
+function pod(overrides: Partial<PodSpec> = {}): PodSpec {
+  return {
+    name: 'web', namespace: 'default', uid: 'u1', attempt: 0, hostname: 'web-0', logDirectory: '/var/log/pods/x',
+    dns: null, hostNetwork: false, hostIpc: false, pidMode: 'container', cgroupParent: '', sysctls: {}, labels: {}, annotations: {},
+    ...overrides,
+  };
+}
+
+test('a PodSandboxConfig in containerd\'s Any decodes into a PodSpec', () => {
+  const config = create(PodSandboxConfigSchema, {
+    metadata: { name: 'web', namespace: 'prod', uid: 'abc', attempt: 2 },
+    hostname: 'web-0',
+    logDirectory: '/var/log/pods/prod_web_abc',
+    dnsConfig: { servers: ['10.96.0.10'], searches: ['prod.svc.cluster.local'], options: ['ndots:5'] },
+    labels: { app: 'web' },
+    linux: {
+      cgroupParent: '/kubepods/pod-abc',
+      sysctls: { 'net.ipv4.ip_forward': '1' },
+      securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
+    },
+  });
+  // containerd sends the bare type name, without the type.googleapis.com/ prefix.
+  const any = { ...anyPack(PodSandboxConfigSchema, config), typeUrl: 'runtime.v1.PodSandboxConfig' };
+  const spec = podSpecFromConfig(decodePodSandboxConfig(any, 's1'));
+  assert.equal(spec.name, 'web');
+  assert.equal(spec.namespace, 'prod');
+  assert.equal(spec.attempt, 2);
+  assert.equal(spec.hostNetwork, true);
+  assert.equal(spec.hostIpc, false);
+  assert.equal(spec.pidMode, 'container');
+  assert.equal(spec.cgroupParent, '/kubepods/pod-abc');
+  assert.deepEqual(spec.dns, { servers: ['10.96.0.10'], searches: ['prod.svc.cluster.local'], options: ['ndots:5'] });
+  assert.deepEqual(spec.sysctls, { 'net.ipv4.ip_forward': '1' });
+  assert.deepEqual(spec.labels, { app: 'web' });
+});
+
+test('missing, foreign or corrupt sandbox options are InvalidArgument', () => {
+  const invalid = (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument;
+  assert.throws(() => decodePodSandboxConfig(undefined, 's1'), invalid);
+  assert.throws(() => decodePodSandboxConfig({ typeUrl: 'runtime.v1.Other', value: new Uint8Array() } as never, 's1'), invalid);
+  assert.throws(
+    () => decodePodSandboxConfig({ typeUrl: 'runtime.v1.PodSandboxConfig', value: new Uint8Array([0xff, 0xff, 0xff]) } as never, 's1'),
+    invalid,
+  );
+});
+
+test('pod files: DNS from the pod config, localhost-only hosts, the pod hostname', () => {
+  const files = podFiles(pod({ dns: { servers: ['10.96.0.10', '10.96.0.11'], searches: ['a.local', 'b.local'], options: ['ndots:5'] } }), host);
+  assert.equal(files.hostname, 'web-0\n');
+  assert.equal(files.resolvConf, 'search a.local b.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n');
+  assert.match(files.hosts, /^127\.0\.0\.1\tlocalhost$/m);
+  assert.doesNotMatch(files.hosts, /node1/);
+});
+
+test('pod files: host-network pods get the node\'s hosts, resolv.conf and hostname', () => {
+  const files = podFiles(pod({ hostNetwork: true, hostname: '' }), host);
+  assert.equal(files.hostname, 'node1\n');
+  assert.equal(files.hosts, host.hosts);
+  assert.equal(files.resolvConf, host.resolvConf);
+});
+
+const layout = (p: PodSpec): PodLayout => ({
+  pod: p,
+  netnsPath: '/var/run/netns/cni-1',
+  ipcPath: p.hostIpc ? null : '/run/k/runc/s1/ns/ipc',
+  utsPath: p.hostNetwork ? null : '/run/k/runc/s1/ns/uts',
+  hostnameFile: '/run/k/runc/s1/etc/hostname',
+  hostsFile: '/run/k/runc/s1/etc/hosts',
+  resolvConfFile: '/run/k/runc/s1/etc/resolv.conf',
+  shmDir: '/run/k/runc/s1/shm',
+});
+
+const criSpec = () => ({
+  ociVersion: '1.2.0',
+  hostname: 'web-0',
+  root: { path: 'rootfs' },
+  process: { args: ['sh'] },
+  mounts: [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid'] },
+    { destination: '/etc/hosts', type: 'bind', source: '/var/lib/containerd/cri/sandboxes/s1/hosts', options: ['rbind'] },
+  ],
+  linux: {
+    cgroupsPath: '/k8s.io/c1',
+    namespaces: [{ type: 'pid', path: '/proc/0/ns/pid' }, { type: 'ipc', path: '/proc/0/ns/ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }] as { type: string; path?: string }[],
+  },
+});
+
+test('a container joins the pod\'s pinned namespaces and sees the pod\'s files', () => {
+  const spec = podContainerSpec(criSpec(), '/run/k/runc/s1/containers/c1/rootfs', layout(pod()));
+  assert.equal(spec.root?.path, '/run/k/runc/s1/containers/c1/rootfs');
+  assert.equal(spec.hostname, undefined);
+  const ns = Object.fromEntries(spec.linux!.namespaces!.map((n) => [n.type, n.path]));
+  assert.deepEqual(ns, { pid: undefined, mount: undefined, ipc: '/run/k/runc/s1/ns/ipc', uts: '/run/k/runc/s1/ns/uts', network: '/var/run/netns/cni-1' });
+  const mounts = Object.fromEntries(spec.mounts!.map((m) => [m.destination, m.source]));
+  assert.equal(mounts['/etc/hosts'], '/run/k/runc/s1/etc/hosts');
+  assert.equal(mounts['/etc/resolv.conf'], '/run/k/runc/s1/etc/resolv.conf');
+  assert.equal(mounts['/etc/hostname'], '/run/k/runc/s1/etc/hostname');
+  assert.equal(mounts['/dev/shm'], '/run/k/runc/s1/shm');
+  assert.equal(spec.mounts!.filter((m) => m.destination === '/dev/shm').length, 1);
+  assert.equal((spec.linux as { cgroupsPath: string }).cgroupsPath, '/k8s.io/c1');
+});
+
+test('a host-network pod\'s container keeps the host network and UTS namespaces', () => {
+  const spec = podContainerSpec(criSpec(), '/r', layout(pod({ hostNetwork: true, hostIpc: true, pidMode: 'node' })));
+  assert.deepEqual(spec.linux!.namespaces!.map((n) => n.type).sort(), ['mount']);
+});
