@@ -72,8 +72,13 @@ export class Sandbox implements SandboxContext {
     return join(this.dir, TASK_SOCKET_NAME);
   }
 
-  async save(): Promise<void> {
-    await writeJsonAtomic(join(this.dir, STATE_FILE), this.record);
+  private lastSave: Promise<void> = Promise.resolve();
+
+  /** Writes the record; writes are queued so that the file always ends with the latest one. */
+  save(): Promise<void> {
+    const write = this.lastSave.then(() => writeJsonAtomic(join(this.dir, STATE_FILE), this.record));
+    this.lastSave = write.catch(() => undefined);
+    return write;
   }
 
   container(id: string): ContainerRecord {

@@ -2,8 +2,11 @@
 // never a torn file, because we write a temporary file, fsync it, and rename it over the old one.
 import { open, readFile, rename, rm } from 'node:fs/promises';
 
+let writes = 0;
+
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
+  // A name of its own per write, so that two writers never share a temporary file.
+  const tmp = `${path}.tmp-${process.pid}-${++writes}`;
   const file = await open(tmp, 'w', 0o600);
   try {
     await file.writeFile(JSON.stringify(value, null, 1));

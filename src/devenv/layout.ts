@@ -6,8 +6,8 @@ import { basename, join } from 'node:path';
 
 /**
  * Private directories are `/run/kdev-XXXXXX`. Short on purpose: unix socket paths hold at most
- * 107 bytes, and kuasard puts `<dir>/kuasar/<kind>/<64-hex sandbox id>/task.sock` under it
- * (103 bytes with this prefix).
+ * 107 bytes, and kuasard puts `<dir>/k/<kind>/<64-hex sandbox id>/task.sock` under it (98 bytes
+ * for the runc kind with this prefix).
  */
 export const ENV_DIR_PARENT = '/run';
 export const ENV_DIR_PREFIX = `${ENV_DIR_PARENT}/kdev-`;

@@ -1,8 +1,8 @@
 // The typed ttrpc layer with the generated containerd services: Task (unary, served under the
 // v3 and v2 names) and Streaming (bidirectional stream of Any).
 
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { AnySchema, anyPack, anyUnpack } from '@bufbuild/protobuf/wkt';
+import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { AnySchema, anyPack, anyUnpack, type Any } from '@bufbuild/protobuf/wkt';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,13 @@ import { CreateTaskResponseSchema, Task as TaskV3 } from '../../src/api/containe
 import { StreamInitSchema, Streaming } from '../../src/api/containerd/services/streaming/v1/streaming_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { Code, RuntimeError, notFound } from '../../src/core/errors.js';
-import { TtrpcClient, TtrpcServer, registerService, typedClient } from '../../src/rpc/ttrpc/index.js';
+import {
+  TtrpcClient,
+  TtrpcServer,
+  registerService,
+  typedClient,
+  type TypedServerStream,
+} from '../../src/rpc/ttrpc/index.js';
 
 const TASK_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];
 
@@ -49,16 +55,20 @@ describe('typed ttrpc services', () => {
       },
       { names: TASK_NAMES },
     );
-    registerService(server, Streaming, {
-      // Answers the StreamInit with its id, then echoes every other message.
-      stream: async (stream) => {
+    // A class instance works as the implementation: its methods keep their `this`.
+    class StreamingService {
+      private readonly greeting = 'hello';
+
+      /** Answers the StreamInit with its id, then echoes every other message. */
+      async stream(stream: TypedServerStream<Any, MessageInitShape<typeof AnySchema>>): Promise<void> {
         for await (const message of stream) {
           const init = anyUnpack(message, StreamInitSchema);
-          const answer = init && anyPack(StreamInitSchema, create(StreamInitSchema, { id: `hello ${init.id}` }));
+          const answer = init && anyPack(StreamInitSchema, create(StreamInitSchema, { id: `${this.greeting} ${init.id}` }));
           await stream.send(answer ?? message);
         }
-      },
-    });
+      }
+    }
+    registerService(server, Streaming, new StreamingService());
     const path = join(dir, 'task.sock');
     await server.listen(path);
     client = await TtrpcClient.connect(path);

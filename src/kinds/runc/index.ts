@@ -50,13 +50,18 @@ export class RuncKind implements SandboxKind {
   readonly tasks: TaskDriver;
   private readonly runtime: OciRuntime;
 
+  private readonly runtimeDirs: { root: string; logDir: string };
+
   constructor(private readonly options: RuncKindOptions) {
-    this.runtime = new OciRuntime({ binary: options.ociRuntime, root: `${options.kindDir}.oci` });
+    this.runtimeDirs = { root: `${options.kindDir}.oci`, logDir: `${options.kindDir}.oci-log` };
+    this.runtime = new OciRuntime({ binary: options.ociRuntime, ...this.runtimeDirs });
     this.tasks = new RuncTasks(this.runtime, options.reaper);
   }
 
   async init(): Promise<void> {
-    await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+    for (const dir of [this.options.kindDir, this.runtimeDirs.root, this.runtimeDirs.logDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
     // Namespace files can only be bind-mounted below a mount that does not propagate.
     await makePrivateBindOfItself(this.options.kindDir);
     await this.runtime.version();

@@ -55,7 +55,8 @@ export function registerService<T extends GenServiceMethods>(
   const handlers: Required<ServiceHandlers> = { unary: {}, streams: {} };
   const implementations = impl as Record<string, ((...args: never[]) => Promise<unknown>) | undefined>;
   for (const method of service.methods) {
-    const implementation = implementations[method.localName];
+    // Bound, so that `impl` may be a class instance whose methods use `this`.
+    const implementation = implementations[method.localName]?.bind(impl);
     if (!implementation) continue;
     if (method.methodKind === 'unary') {
       handlers.unary[method.name] = unaryHandler(method, implementation as UnaryImpl<MethodShape>);
