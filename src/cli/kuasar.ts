@@ -16,6 +16,14 @@ config
     process.stdout.write(containerdConfigSnippet(await loadConfig(opts.config)));
   });
 
+program
+  .command('demo')
+  .description('run pods of every working kind through CRI on a private containerd, then clean up (root)')
+  .action(async () => {
+    const { runDemo } = await import('./demo.js');
+    await runDemo();
+  });
+
 try {
   await program.parseAsync();
 } catch (err) {

@@ -12,6 +12,8 @@ import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
+import { enabledKinds, loadConfig } from '../config/config.js';
+import { sandboxerName } from '../config/containerd.js';
 import { CriClient } from '../cri/client.js';
 import { BASELINE_HANDLER, renderCniConfig, renderContainerdConfig, renderKuasardConfig } from './config.js';
 import { Daemon, tailOfFile } from './daemon.js';
@@ -67,8 +69,13 @@ const CLI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../cli');
 
 export async function startEnvironment(options: EnvironmentOptions = {}): Promise<Environment> {
   const progress = options.onProgress ?? (() => undefined);
-  const swept = await sweepStaleEnvironments();
-  if (swept.length > 0) progress(`removed environments left by dead runs: ${swept.join(', ')}`);
+  // Leftovers of killed runs are removed here; failing at it must not stop a new environment.
+  try {
+    const swept = await sweepStaleEnvironments();
+    if (swept.length > 0) progress(`removed environments left by dead runs: ${swept.join(', ')}`);
+  } catch (err) {
+    progress(`could not remove every environment left by dead runs: ${(err as Error).message}`);
+  }
   progress('building images');
   const images = await buildImages(options.imageCacheDir ?? DEFAULT_IMAGE_CACHE);
 
@@ -91,15 +98,8 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     writeFileSync(join(paths.cniConfDir, '10-kuasar.conflist'), renderCniConfig(paths, names, subnet));
 
     const withKuasard = options.kuasard ?? true;
-    let kuasarSockets: Record<string, string> = {};
-    let containerdConfig = renderContainerdConfig(paths);
-    if (withKuasard) {
-      writeFileSync(paths.kuasardConfig, (options.kuasardConfig ?? renderKuasardConfig)(paths), { mode: 0o600 });
-      kuasarSockets = enabledKindSockets(paths.kuasardConfig);
-      containerdConfig += `\n# --- printed by \`kuasar config containerd\` ---\n${await kuasarContainerdSnippet(paths.kuasardConfig)}`;
-    }
-    checkToml(containerdConfig, 'containerd configuration');
-    writeFileSync(paths.containerdConfig, containerdConfig, { mode: 0o600 });
+    const kuasarSockets = withKuasard ? await writeKuasardConfig(paths, options.kuasardConfig ?? renderKuasardConfig) : {};
+    await writeContainerdConfig(paths, withKuasard);
 
     const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     progress('starting containerd');
@@ -114,10 +114,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     await importImages(images, paths.containerdSocket);
     // CRI learns about imported images from containerd's events, a moment after the import.
     const refs = images.map((image) => image.ref);
-    await daemons.containerd.waitUntilReady(`CRI ImageStatus finding ${refs.join(', ')}`, async () => {
-      const found = await Promise.all(refs.map((ref) => client.image.imageStatus({ image: { image: ref } })));
-      return found.every((status) => status.image !== undefined);
-    }, timeoutMs);
+    await daemons.containerd.waitUntilReady(`CRI ImageStatus finding ${refs.join(', ')}`, () => criHasImages(client, refs), timeoutMs);
 
     const startKuasard = async () => {
       progress('starting kuasard');
@@ -148,7 +145,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       images: { busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE },
       handlers: {
         baseline: BASELINE_HANDLER,
-        kuasar: Object.fromEntries(Object.keys(kuasarSockets).map((kind) => [kind, `kuasar-${kind}`])),
+        kuasar: Object.fromEntries(Object.keys(kuasarSockets).map((kind) => [kind, sandboxerName(kind)])),
       },
       kuasarSockets,
       scope,
@@ -183,6 +180,33 @@ async function shutdown(dir: string, daemons: { containerd?: Daemon; kuasard?: D
   await teardownEnvironment(dir);
 }
 
+/**
+ * Writes kuasard's configuration and returns the controller socket of every kind it enables, as
+ * kuasard itself reads them (an invalid configuration fails here, naming the bad key).
+ */
+async function writeKuasardConfig(paths: EnvironmentPaths, render: (paths: EnvironmentPaths) => string): Promise<Record<string, string>> {
+  writeFileSync(paths.kuasardConfig, render(paths), { mode: 0o600 });
+  const kinds = enabledKinds(await loadConfig(paths.kuasardConfig));
+  return Object.fromEntries(kinds.map((kind) => [kind.name, kind.listen]));
+}
+
+/** containerd's configuration, with the tables `kuasar config containerd` prints when kuasard runs. */
+async function writeContainerdConfig(paths: EnvironmentPaths, withKuasard: boolean): Promise<void> {
+  let text = renderContainerdConfig(paths);
+  if (withKuasard) text += `\n# --- printed by \`kuasar config containerd\` ---\n${await kuasarContainerdSnippet(paths.kuasardConfig)}`;
+  try {
+    parseToml(text);
+  } catch (err) {
+    throw new Error(`the containerd configuration is not valid TOML (does kuasar's snippet define a table twice?): ${(err as Error).message}`);
+  }
+  writeFileSync(paths.containerdConfig, text, { mode: 0o600 });
+}
+
+async function criHasImages(cri: CriClient, refs: readonly string[]): Promise<boolean> {
+  const statuses = await Promise.all(refs.map((ref) => cri.image.imageStatus({ image: { image: ref } })));
+  return statuses.every((status) => status.image !== undefined);
+}
+
 async function criReady(cri: CriClient): Promise<boolean> {
   await cri.runtime.version({}, { timeoutMs: 2_000 });
   const { status } = await cri.runtime.status({}, { timeoutMs: 2_000 });
@@ -204,25 +228,6 @@ async function kuasarContainerdSnippet(kuasardConfig: string): Promise<string> {
   });
   if (code !== 0) throw new Error(`\`kuasar config containerd --config ${kuasardConfig}\` failed (exit ${code}): ${stderr.trim()}`);
   return stdout;
-}
-
-/** Controller sockets of the kinds a kuasard configuration enables (same defaults as kuasard). */
-function enabledKindSockets(configPath: string): Record<string, string> {
-  const doc = parseToml(readFileSync(configPath, 'utf8')) as { state_dir?: string; kinds?: Record<string, { enabled?: boolean; listen?: string }> };
-  const stateDir = doc.state_dir ?? '/run/kuasar';
-  const sockets: Record<string, string> = {};
-  for (const [kind, settings] of Object.entries(doc.kinds ?? {})) {
-    if (settings.enabled !== false) sockets[kind] = settings.listen ?? join(stateDir, `${kind}.sock`);
-  }
-  return sockets;
-}
-
-function checkToml(text: string, what: string): void {
-  try {
-    parseToml(text);
-  } catch (err) {
-    throw new Error(`${what} is not valid TOML (does kuasar's snippet define a table twice?): ${(err as Error).message}`);
-  }
 }
 
 /**

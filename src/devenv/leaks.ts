@@ -9,10 +9,10 @@
 // runs the e2e tests one file at a time). With a scope, only what is tied to that environment
 // counts (see ownership.ts), so tests of other suites or other people running on the same host
 // at the same time do not make the check fail.
-import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroupHierarchies, readMounts, type MountEntry } from './mounts.js';
-import { isScopeCgroupPath, isScopeLink, isScopeMount, NETNS_DIR, processesOfScope, type LeakScope } from './ownership.js';
+import { isScopeCgroupPath, isScopeLink, isScopeMount, NETNS_DIRS, processesOfScope, type LeakScope } from './ownership.js';
 import { listProcesses, NAMESPACE_KINDS, type HostProcess } from './processes.js';
 
 export type { LeakScope } from './ownership.js';
@@ -25,7 +25,7 @@ export interface NetworkLink {
 
 export interface HostSnapshot {
   mounts: MountEntry[];
-  /** Named network namespaces: entries of /run/netns (/var/run is a link to /run here). */
+  /** Named network namespaces: entries of /run/netns and /var/run/netns (real paths). */
   netns: string[];
   /** Cgroup directories (absolute paths) whose path matches one of the patterns. */
   cgroups: string[];
@@ -67,7 +67,7 @@ export function snapshotHost(options: SnapshotOptions = {}): HostSnapshot {
   const patterns = options.cgroupPatterns ?? DEFAULT_CGROUP_PATTERNS;
   return {
     mounts,
-    netns: listDir(NETNS_DIR).map((name) => join(NETNS_DIR, name)),
+    netns: [...new Set(NETNS_DIRS.flatMap((dir) => listDir(dir).map((name) => realpathOrSelf(join(dir, name)))))].sort(),
     cgroups: cgroupHierarchies(mounts).flatMap((root) => walkDirs(root).filter((d) => patterns.some((p) => p.test(d)))),
     processes: listProcesses(),
     links: listLinks(),
@@ -138,6 +138,14 @@ function listLinks(): NetworkLink[] {
       return { name };
     }
   });
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 function listDir(dir: string): string[] {

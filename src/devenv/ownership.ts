@@ -17,8 +17,11 @@ export interface LeakScope {
   daemonPids: readonly number[];
 }
 
-/** Named network namespaces (`ip netns`, CNI tools): shared by everyone, so always checked. */
-export const NETNS_DIR = '/run/netns';
+/**
+ * Where named network namespaces live (`ip netns`, CNI tools): shared by everyone, so always
+ * checked. /var/run is usually a link to /run; both are listed for hosts where it is not.
+ */
+export const NETNS_DIRS = ['/run/netns', '/var/run/netns'] as const;
 
 /**
  * The pids of the processes tied to the scope: one of its daemons, naming its directory
@@ -43,7 +46,7 @@ export function processesOfScope(processes: readonly HostProcess[], scope: LeakS
 
 /** A mount of the scope: below its directory, or a named network namespace. */
 export function isScopeMount(mountPoint: string, scope: LeakScope): boolean {
-  return isUnder(mountPoint, scope.dir) || isUnder(mountPoint, NETNS_DIR);
+  return isUnder(mountPoint, scope.dir) || NETNS_DIRS.some((dir) => isUnder(mountPoint, dir));
 }
 
 /** A cgroup (a /sys/fs/cgroup/... directory or a /proc/<pid>/cgroup path) of the scope. */

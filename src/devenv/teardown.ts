@@ -71,9 +71,11 @@ export async function teardownEnvironment(dir: string): Promise<void> {
 /**
  * Tears down environments whose owner process is gone (a test run that was killed). Returns the
  * directories removed. Environments of live owners, other people's included, are left alone.
+ * Every stale environment is tried; failures are thrown together at the end.
  */
 export async function sweepStaleEnvironments(): Promise<string[]> {
   const swept: string[] = [];
+  const failures: string[] = [];
   for (const entry of readdirSync(ENV_DIR_PARENT)) {
     const dir = join(ENV_DIR_PARENT, entry);
     if (!dir.startsWith(ENV_DIR_PREFIX)) continue;
@@ -82,9 +84,14 @@ export async function sweepStaleEnvironments(): Promise<string[]> {
     // between (or is in between right now, which the age check allows for).
     const stale = record ? !isSameProcessRunning(record.owner.pid, record.owner.startTime) : isOlderThan(dir, 60_000);
     if (!stale) continue;
-    await teardownEnvironment(dir);
-    swept.push(dir);
+    try {
+      await teardownEnvironment(dir);
+      swept.push(dir);
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
   }
+  if (failures.length > 0) throw new Error(failures.join('\n'));
   return swept;
 }
 

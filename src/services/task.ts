@@ -2,28 +2,20 @@
 // socket. The same handlers answer under containerd.task.v3.Task and containerd.task.v2.Task.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type {
-  CheckpointTaskRequest,
-  CloseIORequest,
   ConnectRequest,
   ConnectResponseSchema,
   CreateTaskRequest,
   CreateTaskResponseSchema,
   DeleteRequest,
   DeleteResponseSchema,
-  ExecProcessRequest,
   KillRequest,
-  PauseRequest,
   PidsRequest,
   PidsResponseSchema,
-  ResizePtyRequest,
-  ResumeRequest,
   ShutdownRequest,
   StartRequest,
   StartResponseSchema,
   StateRequest,
   StateResponseSchema,
-  StatsRequest,
-  UpdateTaskRequest,
   WaitRequest,
   WaitResponseSchema,
 } from '../api/containerd/runtime/task/v3/shim_pb.js';
@@ -49,7 +41,11 @@ function rejectExecId(op: string, req: { id: string; execId: string }): void {
 }
 
 export function taskHandlers(sandbox: Sandbox) {
-  const notYet = (what: string) => unimplemented(`${what} is not supported by sandbox ${sandbox.id} yet`);
+  /** Known container, missing feature: Unimplemented (an unknown container is still NotFound). */
+  const unsupported = (what: string) => async (req: { id: string }): Promise<never> => {
+    sandbox.container(req.id);
+    throw unimplemented(`${what} is not supported by sandbox ${sandbox.id} yet`);
+  };
 
   return {
     async create(req: CreateTaskRequest): Promise<MessageInitShape<typeof CreateTaskResponseSchema>> {
@@ -122,37 +118,13 @@ export function taskHandlers(sandbox: Sandbox) {
       return {};
     },
 
-    async exec(req: ExecProcessRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('exec');
-    },
-    async resizePty(req: ResizePtyRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('resizing a terminal');
-    },
-    async closeIO(req: CloseIORequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('closing stdin');
-    },
-    async pause(req: PauseRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('pause');
-    },
-    async resume(req: ResumeRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('resume');
-    },
-    async checkpoint(req: CheckpointTaskRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('checkpoint');
-    },
-    async update(req: UpdateTaskRequest): Promise<Empty> {
-      sandbox.container(req.id);
-      throw notYet('resource updates');
-    },
-    async stats(req: StatsRequest): Promise<never> {
-      sandbox.container(req.id);
-      throw notYet('stats');
-    },
+    exec: unsupported('exec'),
+    resizePty: unsupported('resizing a terminal'),
+    closeIO: unsupported('closing stdin'),
+    pause: unsupported('pause'),
+    resume: unsupported('resume'),
+    checkpoint: unsupported('checkpoint'),
+    update: unsupported('resource updates'),
+    stats: unsupported('stats'),
   };
 }

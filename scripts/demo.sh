@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The demo on a fresh Debian 12 machine, as root: installs what it needs, builds, then runs
+# `kuasar demo` (a private containerd 2.x + kuasard, pods through CRI, full cleanup).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-host.sh
+npm ci --no-audit --no-fund
+npm run build
+node dist/src/cli/kuasar.js demo
