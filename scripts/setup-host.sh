@@ -50,7 +50,8 @@ if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-ca
   mkdir -p "$(dirname "$apt_stamp")" && touch "$apt_stamp"
 fi
 
-base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates)
+# gcc and libc6-dev compile the pause program of the local pause image (src/devenv/images.ts).
+base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev)
 missing=()
 for p in "${base_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -12,6 +12,7 @@ import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
+import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { enabledKinds, loadConfig } from '../config/config.js';
 import { sandboxerName } from '../config/containerd.js';
 import { CriClient } from '../cri/client.js';
@@ -23,7 +24,6 @@ import { cgroupHierarchies } from './mounts.js';
 import { chooseSubnet, createBridge, type Subnet } from './network.js';
 import type { LeakScope } from './ownership.js';
 import { podSandboxConfig, removeAllPods, type PodOptions } from './pods.js';
-import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { readProcess } from './processes.js';
 import { sweepStaleEnvironments, teardownEnvironment, writeRecord, type EnvironmentRecord } from './teardown.js';
 

@@ -2,7 +2,7 @@
 // bridge, CNI network). Everything is derived from the private directory's random suffix, so
 // an environment found on disk (say, left behind by a killed test run) can be torn down from
 // its directory alone, and leak checks can tell one environment's objects from another's.
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 
 /**
  * Private directories are `/run/kdev-XXXXXX`. Short on purpose: unix socket paths hold at most
@@ -75,9 +75,14 @@ export function kuasarSocketPath(dir: string, kind: string): string {
   return join(dir, `kuasar-${kind}.sock`);
 }
 
+/** True for a path shaped like an environment's private directory (mkdtemp's 6 characters). */
+export function isEnvironmentDir(dir: string): boolean {
+  return dir.startsWith(ENV_DIR_PREFIX) && /^[A-Za-z0-9]{6}$/.test(dir.slice(ENV_DIR_PREFIX.length));
+}
+
 export function environmentNames(dir: string): EnvironmentNames {
-  const suffix = basename(dir).slice(basename(ENV_DIR_PREFIX).length);
-  if (!/^[A-Za-z0-9]{6}$/.test(suffix)) throw new Error(`${dir} is not a development environment directory`);
+  if (!isEnvironmentDir(dir)) throw new Error(`${dir} is not a development environment directory`);
+  const suffix = dir.slice(ENV_DIR_PREFIX.length);
   return {
     cgroupName: `${ENV_CGROUP_PREFIX}${suffix}`,
     bridge: `${ENV_BRIDGE_PREFIX}${suffix}`,

@@ -5,8 +5,8 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, s
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './exec.js';
-import { ENV_DIR_PARENT, ENV_DIR_PREFIX, environmentNames, environmentPaths } from './layout.js';
-import { cgroupHierarchies, unmountUnder } from './mounts.js';
+import { ENV_DIR_PARENT, environmentNames, environmentPaths, isEnvironmentDir } from './layout.js';
+import { cgroupHierarchies, isUnder, unmountUnder } from './mounts.js';
 import { deleteBridge } from './network.js';
 import { processesOfScope } from './ownership.js';
 import { isSameProcessPresent, isSameProcessRunning, listProcesses } from './processes.js';
@@ -22,7 +22,7 @@ export interface EnvironmentRecord {
   daemons: Record<string, ProcessRef>;
 }
 
-/** Where the CNI library used by containerd caches ADD results (named <network>-<id>-<ifname>). */
+/** Where the CNI library used by containerd caches ADD results (named <network>-<id>-<ifname>, JSON). */
 const CNI_CACHE_DIR = '/var/lib/cni/results';
 const KILL_WAIT_MS = 5_000;
 
@@ -63,7 +63,7 @@ export async function teardownEnvironment(dir: string): Promise<void> {
   await step('removing cgroups', () => removeCgroups(names.cgroupName));
   await step('removing pod links', () => deleteLinksOf(names.bridge));
   await step('removing the bridge', () => deleteBridge(names.bridge));
-  await step('removing CNI cache entries', () => removeCniCache(names.network));
+  await step('removing CNI cache entries', () => removeCniCache(dir, names.network));
   await step('removing the directory', () => rmSync(dir, { recursive: true, force: true }));
   if (problems.length > 0) throw new Error(`teardown of ${dir} incomplete:\n  ${problems.join('\n  ')}`);
 }
@@ -78,7 +78,7 @@ export async function sweepStaleEnvironments(): Promise<string[]> {
   const failures: string[] = [];
   for (const entry of readdirSync(ENV_DIR_PARENT)) {
     const dir = join(ENV_DIR_PARENT, entry);
-    if (!dir.startsWith(ENV_DIR_PREFIX)) continue;
+    if (!isEnvironmentDir(dir)) continue;
     const record = readRecord(environmentPaths(dir).record);
     // The record is written right after the directory is made; without one, the maker died in
     // between (or is in between right now, which the age check allows for).
@@ -170,7 +170,12 @@ async function deleteLinksOf(bridge: string): Promise<void> {
   for (const link of links) await run('ip', ['link', 'del', link]).catch(() => undefined);
 }
 
-function removeCniCache(network: string): void {
+/**
+ * CNI results that containerd cached for the environment's pods (DEL removes them; a pod killed
+ * with its environment never gets one): the bridge network's entries carry its name, and
+ * containerd's loopback entries name a netns below the private directory.
+ */
+function removeCniCache(dir: string, network: string): void {
   let entries: string[];
   try {
     entries = readdirSync(CNI_CACHE_DIR);
@@ -178,7 +183,16 @@ function removeCniCache(network: string): void {
     return;
   }
   for (const entry of entries) {
-    if (entry.startsWith(`${network}-`)) rmSync(join(CNI_CACHE_DIR, entry), { force: true });
+    const path = join(CNI_CACHE_DIR, entry);
+    if (entry.startsWith(`${network}-`) || isUnder(cachedNetns(path), dir)) rmSync(path, { force: true });
+  }
+}
+
+function cachedNetns(path: string): string {
+  try {
+    return String((JSON.parse(readFileSync(path, 'utf8')) as { netns?: unknown }).netns ?? '');
+  } catch {
+    return '';
   }
 }
 

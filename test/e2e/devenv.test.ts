@@ -3,7 +3,8 @@
 // puts on the host, and kuasard can be restarted in it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
@@ -20,6 +21,13 @@ async function runSleepingPod(env: Environment, name: string): Promise<string> {
   const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
   await env.cri.runtime.startContainer({ containerId });
   return podSandboxId;
+}
+
+/** containerd's cached CNI results that name a network namespace of the environment. */
+function cniCacheEntriesOf(dir: string): string[] {
+  const cache = '/var/lib/cni/results';
+  if (!existsSync(cache)) return [];
+  return readdirSync(cache).filter((entry) => readFileSync(join(cache, entry), 'utf8').includes(`"${dir}/`));
 }
 
 /** The scope of an environment known only by its directory, as after its daemons are gone. */
@@ -51,6 +59,7 @@ describe('development environment', () => {
     await env.stop();
     assert.equal(existsSync(env.paths.dir), false);
     assert.deepEqual(diffHost(before, snapshotHost(), { scope: scopeOfDir(env.paths.dir) }), NO_LEAKS);
+    assert.deepEqual(cniCacheEntriesOf(env.paths.dir), []);
   });
 
   it('cleans up after a failed start and says what failed', async () => {
@@ -94,6 +103,7 @@ describe('development environment', () => {
     assert.ok(swept.includes(dir), `${dir} not in swept ${swept.join(', ')}`);
     assert.equal(existsSync(dir), false);
     assert.deepEqual(diffHost(before, snapshotHost(), { scope: scopeOfDir(dir) }), NO_LEAKS);
+    assert.deepEqual(cniCacheEntriesOf(dir), []);
   });
 
   it('runs kuasard, registers its handlers in containerd, and restarts it', async () => {
