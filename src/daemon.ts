@@ -30,7 +30,7 @@ export interface Daemon {
 function taskEndpointFactory(log: Logger): TaskEndpointFactory {
   return async (sandbox) => {
     const server = new TtrpcServer({ logger: sandbox.log });
-    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log), { names: TASK_SERVICE_NAMES });
+    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
     const path = sandbox.taskSocketPath;
     await server.listen(path);
     log.debug({ sandbox: sandbox.id, path }, 'task API listening');
@@ -65,7 +65,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE,
     });
-    addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog));
+    addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog, 'controller'));
     await listenGrpc(server, listen);
     kindLog.info({ listen }, 'sandbox controller listening');
     sandboxers.push(sandboxer);

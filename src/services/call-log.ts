@@ -1,16 +1,20 @@
-// Every RPC that fails is logged once, at the service edge: refusals the caller expects
-// (NotFound, InvalidArgument…) at debug, our own failures (Internal, Unknown) at error.
+// Every RPC is logged once, at the service edge: its duration as a `stage` record (debug), and
+// its failure: refusals the caller expects (NotFound, InvalidArgument…) at debug, our own
+// failures (Internal, Unknown) at error.
 import type { Logger } from 'pino';
 import { Code, toStatus } from '../core/errors.js';
+import { timed } from '../core/stages.js';
 
 type Handler = (...args: never[]) => Promise<unknown>;
 
-export function withCallLog<H extends Record<string, Handler>>(handlers: H, log: Logger): H {
+/** `service` prefixes the stage names: `controller.create`, `task.start`… */
+export function withCallLog<H extends Record<string, Handler>>(handlers: H, log: Logger, service: string): H {
   const wrapped: Record<string, Handler> = {};
   for (const [method, handler] of Object.entries(handlers)) {
+    const stageLog = log.child({ rpc: method });
     wrapped[method] = async (...args: never[]) => {
       try {
-        return await handler(...args);
+        return await timed(stageLog, `${service}.${method}`, () => handler(...args));
       } catch (err) {
         const { code, message } = toStatus(err);
         if (code === Code.Internal || code === Code.Unknown) log.error({ method, code, err }, 'call failed');

@@ -8,6 +8,7 @@ import { failedPrecondition } from '../../core/errors.js';
 import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
 import type { ContainerRecord, Platform } from '../../core/model.js';
 import { podFiles, podHostname, type HostFacts } from '../../core/pod-files.js';
+import { timed } from '../../core/stages.js';
 import { openContainerStdio } from '../../io/fifo.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
@@ -87,16 +88,18 @@ export class RuncKind implements SandboxKind {
 
     // Host-network pods share the node's UTS namespace (and so its hostname), as kubelet expects.
     const ownUts = !pod.hostNetwork;
-    const pinned = await pinPodNamespaces(paths.nsDir, {
-      ipc: !pod.hostIpc,
-      uts: ownUts,
-      ...(ownUts ? { hostname: podHostname(pod, host) } : {}),
-    });
+    const pinned = await timed(sandbox.log, 'runc.pin-namespaces', () =>
+      pinPodNamespaces(paths.nsDir, {
+        ipc: !pod.hostIpc,
+        uts: ownUts,
+        ...(ownUts ? { hostname: podHostname(pod, host) } : {}),
+      }),
+    );
     const state: RuncPodState = { ipcPath: pinned.ipcPath ?? null, utsPath: pinned.utsPath ?? null };
     sandbox.record.kindState = state;
 
     await mkdir(paths.shmDir);
-    if (!pod.hostIpc) await mountOne(SHM_MOUNT, paths.shmDir);
+    if (!pod.hostIpc) await timed(sandbox.log, 'runc.mount-shm', () => mountOne(SHM_MOUNT, paths.shmDir));
   }
 
   async start(): Promise<{ pid: number }> {
@@ -127,10 +130,11 @@ class RuncTasks implements TaskDriver {
 
   async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
     const { dir, rootfs, pidFile } = this.dirs(sandbox, container);
+    const log = sandbox.log.child({ container: container.id });
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
     const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as PodContainerSpec;
     if (container.rootfs.length > 0) {
-      await mountAll(container.rootfs, rootfs);
+      await timed(log, 'runc.mount-rootfs', () => mountAll(container.rootfs, rootfs));
     }
     // With no mounts, containerd has prepared the rootfs inside the bundle itself.
     const rootPath = container.rootfs.length > 0 ? rootfs : join(container.bundle, spec.root?.path ?? 'rootfs');
@@ -151,7 +155,7 @@ class RuncTasks implements TaskDriver {
     const stdio = openContainerStdio(container.stdio);
     let pid: number;
     try {
-      pid = await this.runtime.create(container.id, dir, { pidFile, stdio: stdio.fds });
+      pid = await timed(log, 'oci.create', () => this.runtime.create(container.id, dir, { pidFile, stdio: stdio.fds }));
     } finally {
       // The container's init holds its own copies now; ours would keep the FIFOs open forever.
       stdio.close();
@@ -159,8 +163,8 @@ class RuncTasks implements TaskDriver {
     return { pid, exited: this.reaper.watch(pid).then((e) => ({ exitStatus: e.exitStatus, exitedAt: e.exitedAt.toISOString() })) };
   }
 
-  async start(_sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
-    await this.runtime.start(container.id);
+  async start(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    await timed(sandbox.log.child({ container: container.id }), 'oci.start', () => this.runtime.start(container.id));
   }
 
   async kill(_sandbox: SandboxContext, container: ContainerRecord, signal: number, all: boolean): Promise<void> {
@@ -169,8 +173,9 @@ class RuncTasks implements TaskDriver {
 
   async delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
     const { dir, rootfs } = this.dirs(sandbox, container);
-    await this.runtime.delete(container.id, { force: true });
-    await unmountRecursive(rootfs);
+    const log = sandbox.log.child({ container: container.id });
+    await timed(log, 'oci.delete', () => this.runtime.delete(container.id, { force: true }));
+    await timed(log, 'runc.unmount-rootfs', () => unmountRecursive(rootfs));
     await rm(dir, { recursive: true, force: true });
   }
 
