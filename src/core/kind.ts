@@ -25,6 +25,11 @@ export interface TaskDriver {
   /** Release everything the container holds; must succeed when called twice. */
   delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
   pids(sandbox: SandboxContext, container: ContainerRecord): Promise<number[]>;
+  /**
+   * After a daemon restart: find the container's process again and settle when it ends. The
+   * process is no longer our child, so its exit status may be unknowable (then 255, logged).
+   */
+  reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo>;
 }
 
 export interface SandboxKind {
@@ -41,4 +46,6 @@ export interface SandboxKind {
   stop(sandbox: SandboxContext): Promise<void>;
   /** Controller Shutdown: release every resource of the pod; must succeed when called twice. */
   destroy(sandbox: SandboxContext): Promise<void>;
+  /** After a daemon restart: check the pod's resources are still there; throws when it cannot serve. */
+  recover(sandbox: SandboxContext): Promise<void>;
 }

@@ -67,6 +67,16 @@ export class Sandbox implements SandboxContext {
     return this.record.id;
   }
 
+  /**
+   * After a daemon restart: follow again every container that had not exited, so that exits
+   * that happened while the daemon was down are reported now.
+   */
+  adoptContainers(): void {
+    for (const container of this.record.containers) {
+      if (container.status !== 'stopped') this.trackExit(container, this.kind.tasks.reattach(this, container));
+    }
+  }
+
   /** Where the sandbox's Task API listens; checked to fit a unix socket address at create. */
   get taskSocketPath(): string {
     return join(this.dir, TASK_SOCKET_NAME);
@@ -133,13 +143,17 @@ export class Sandbox implements SandboxContext {
 
   /** Record the exit when the process ends, whatever happens to the caller that created it. */
   private trackExit(container: ContainerRecord, exited: Promise<ExitInfo>): void {
-    const latch = new ExitLatch();
-    this.exits.set(container.id, latch);
+    let latch = this.exits.get(container.id);
+    if (!latch) {
+      latch = new ExitLatch();
+      this.exits.set(container.id, latch);
+    }
+    const settle = latch;
     void exited.then(
-      (exit) => this.recordExit(container, exit, latch),
+      (exit) => this.recordExit(container, exit, settle),
       (err) => {
         this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
-        return this.recordExit(container, { exitStatus: 255, exitedAt: nowIso() }, latch);
+        return this.recordExit(container, { exitStatus: 255, exitedAt: nowIso() }, settle);
       },
     );
   }

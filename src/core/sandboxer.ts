@@ -55,15 +55,47 @@ export class Sandboxer {
     this.kindDir = join(stateDir, kind.name);
   }
 
-  /** Prepare the state directory. Sandboxes left by an earlier run are reported, not adopted yet. */
+  /**
+   * Prepare the state directory and take over the sandboxes an earlier run of the daemon left:
+   * their containers kept running while it was down, and containerd expects them to be served.
+   */
   async init(): Promise<void> {
     await mkdir(this.kindDir, { recursive: true, mode: 0o700 });
     await this.kind.init();
     for (const entry of await readdir(this.kindDir, { withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
-      const record = await readJson<SandboxRecord>(join(this.kindDir, entry.name, STATE_FILE)).catch(() => null);
-      this.log.warn({ sandbox: entry.name, phase: record?.phase }, 'sandbox state from an earlier run is not recovered yet');
+      if (entry.isDirectory()) await this.recover(entry.name);
     }
+  }
+
+  private async recover(id: string): Promise<void> {
+    const dir = join(this.kindDir, id);
+    const log = this.log.child({ sandbox: id });
+    const record = await readJson<SandboxRecord>(join(dir, STATE_FILE)).catch((err: NodeJS.ErrnoException) => {
+      log.error({ err }, 'sandbox state from an earlier run is unreadable; leaving its directory for inspection');
+      return null;
+    });
+    if (!record) return;
+    const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
+    try {
+      await this.kind.recover(sandbox);
+      // A started sandbox keeps its task socket until Shutdown, stopped or not: containerd
+      // still deletes its containers through it.
+      if (record.taskAddress) {
+        const endpoint = await this.openEndpoint(sandbox);
+        this.endpoints.set(id, endpoint);
+        record.taskAddress = endpoint.address;
+      }
+    } catch (err) {
+      // The pod cannot be served any more: report it stopped so that containerd removes it.
+      log.error({ err }, 'sandbox from an earlier run cannot be recovered; reporting it stopped');
+      record.phase = 'stopped';
+      record.exit ??= { exitStatus: 255, exitedAt: nowIso() };
+      sandbox.stopped.settle(record.exit);
+    }
+    sandbox.adoptContainers();
+    this.sandboxes.set(id, sandbox);
+    await sandbox.save();
+    log.info({ phase: record.phase, containers: record.containers.length }, 'sandbox recovered');
   }
 
   get(id: string): Sandbox {

@@ -82,6 +82,12 @@ export class Daemon {
     throw new Error(`${this.name} did not come up within ${timeoutMs / 1000} s: ${what} never happened${cause}; last lines of its log:\n${this.logTail()}`);
   }
 
+  /** Kills it at once with SIGKILL, as a crash would end it; resolves once the process is gone. */
+  async crash(): Promise<DaemonExit> {
+    if (this.running) process.kill(this.pid, 'SIGKILL');
+    return this.exited;
+  }
+
   /** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
   async stop(graceMs = 5_000): Promise<DaemonExit> {
     if (!this.running) return this.exited;

@@ -58,8 +58,11 @@ export interface Environment {
   podConfig(options: PodOptions): PodSandboxConfig;
   /** The last lines of the daemons' logs. */
   logs(lines?: number): { containerd: string; kuasard: string };
-  /** Stops kuasard (SIGTERM) and starts it again with the same configuration; containers stay. */
-  restartKuasard(): Promise<void>;
+  /**
+   * Stops kuasard (SIGTERM, or SIGKILL with `crash`) and starts it again with the same
+   * configuration; containers stay.
+   */
+  restartKuasard(options?: { crash?: boolean }): Promise<void>;
   /** Removes every pod, stops the daemons and removes everything the environment made. */
   stop(): Promise<void>;
 }
@@ -151,9 +154,9 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       scope,
       podConfig: (pod) => podSandboxConfig({ cgroupParent, podLogDir: paths.podLogDir }, pod),
       logs: (lines = 50) => ({ containerd: tailOfFile(paths.containerdLog, lines), kuasard: tailOfFile(paths.kuasardLog, lines) }),
-      async restartKuasard() {
+      async restartKuasard({ crash = false } = {}) {
         if (!withKuasard) throw new Error('this environment was started without kuasard');
-        await daemons.kuasard?.stop();
+        await (crash ? daemons.kuasard?.crash() : daemons.kuasard?.stop());
         await startKuasard();
       },
       async stop() {

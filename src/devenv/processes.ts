@@ -2,6 +2,7 @@
 // environment down. Reads are synchronous on purpose: a snapshot of ~100 processes takes a few
 // milliseconds, and not yielding keeps it as close to one instant as /proc allows.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readProcStat } from '../linux/proc.js';
 
 export const NAMESPACE_KINDS = ['net', 'ipc', 'uts', 'pid', 'mnt'] as const;
 export type NamespaceKind = (typeof NAMESPACE_KINDS)[number];
@@ -34,19 +35,16 @@ export function listProcesses(): HostProcess[] {
 
 /** One process, or undefined when it does not exist (any more). */
 export function readProcess(pid: number): HostProcess | undefined {
+  const stat = readProcStat(pid);
+  if (!stat) return undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name is in parentheses and may itself hold spaces and parentheses.
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    const fields = stat.slice(close + 2).split(' ');
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     return {
       pid,
-      ppid: Number(fields[1]),
-      state: fields[0] ?? '',
-      startTime: fields[19] ?? '',
-      cmdline: args.length > 0 ? args.join(' ') : `[${comm}]`,
+      ppid: stat.ppid,
+      state: stat.state,
+      startTime: stat.startTime,
+      cmdline: args.length > 0 ? args.join(' ') : `[${stat.comm}]`,
       cgroups: readCgroupLines(pid),
       namespaces: readNamespaces(pid),
     };
@@ -70,11 +68,6 @@ export function isSameProcessPresent(pid: number, startTime: string): boolean {
   return readProcess(pid)?.startTime === startTime;
 }
 
-/** True while the process that had this pid and start time runs (a zombie has exited). */
-export function isSameProcessRunning(pid: number, startTime: string): boolean {
-  const found = readProcess(pid);
-  return found?.startTime === startTime && found.state !== 'Z';
-}
 
 const KTHREADD = 2;
 

@@ -9,7 +9,8 @@ import { ENV_DIR_PARENT, environmentNames, environmentPaths, isEnvironmentDir } 
 import { cgroupHierarchies, isUnder, unmountUnder } from './mounts.js';
 import { deleteBridge } from './network.js';
 import { processesOfScope } from './ownership.js';
-import { isSameProcessPresent, isSameProcessRunning, listProcesses } from './processes.js';
+import { isSameProcessRunning } from '../linux/proc.js';
+import { isSameProcessPresent, listProcesses } from './processes.js';
 
 export interface ProcessRef {
   pid: number;

@@ -6,14 +6,16 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { failedPrecondition } from '../../core/errors.js';
 import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
-import type { ContainerRecord, Platform } from '../../core/model.js';
+import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { podFiles, podHostname, type HostFacts } from '../../core/pod-files.js';
 import { timed } from '../../core/stages.js';
 import { openContainerStdio } from '../../io/fifo.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
 import { pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
-import type { Reaper } from '../../linux/reaper.js';
+import { isMountPoint } from '../../linux/mountinfo.js';
+import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
+import { UNKNOWN_EXIT_STATUS, type Reaper } from '../../linux/reaper.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { podContainerSpec, type PodContainerSpec, type PodLayout } from './container-spec.js';
 
@@ -39,6 +41,11 @@ function podPaths(dir: string) {
     shmDir: join(dir, 'shm'),
     containersDir: join(dir, 'containers'),
   };
+}
+
+/** What is saved of a container, to find its process again after a daemon restart. */
+interface RuncContainerState {
+  initStartTime: string;
 }
 
 interface RuncPodState {
@@ -110,6 +117,15 @@ export class RuncKind implements SandboxKind {
     // Nothing runs for a runc pod besides its containers, which core has stopped already.
   }
 
+  async recover(sandbox: SandboxContext): Promise<void> {
+    const state = sandbox.record.kindState as RuncPodState | null;
+    for (const path of [state?.ipcPath, state?.utsPath]) {
+      if (path && !(await isMountPoint(path))) {
+        throw failedPrecondition(`recover sandbox ${sandbox.record.id}: its pinned namespace ${path} is gone`);
+      }
+    }
+  }
+
   async destroy(sandbox: SandboxContext): Promise<void> {
     const paths = podPaths(sandbox.dir);
     await unpinPodNamespaces(paths.nsDir);
@@ -160,6 +176,8 @@ class RuncTasks implements TaskDriver {
       // The container's init holds its own copies now; ours would keep the FIFOs open forever.
       stdio.close();
     }
+    const initStartTime = readProcStat(pid)?.startTime;
+    if (initStartTime) container.kindState = { initStartTime } satisfies RuncContainerState;
     return { pid, exited: this.reaper.watch(pid).then((e) => ({ exitStatus: e.exitStatus, exitedAt: e.exitedAt.toISOString() })) };
   }
 
@@ -181,6 +199,20 @@ class RuncTasks implements TaskDriver {
 
   async pids(_sandbox: SandboxContext, container: ContainerRecord): Promise<number[]> {
     return this.runtime.ps(container.id);
+  }
+
+  async reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo> {
+    const log = sandbox.log.child({ container: container.id, pid: container.pid });
+    const state = container.kindState as RuncContainerState | null;
+    // The pid alone could name another process by now: its start time tells them apart.
+    if (!state || !isSameProcessRunning(container.pid, state.initStartTime)) {
+      log.warn('container exited while kuasard was down; its exit status is lost, reporting 255');
+      return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+    }
+    // Still running, but no longer our child: we will learn when it ends, not how.
+    const exit = await this.reaper.watchForeign(container.pid);
+    log.warn('container exited after a kuasard restart; its exit status cannot be known, reporting 255');
+    return { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() };
   }
 }
 
