@@ -63,6 +63,8 @@ export interface Environment {
    * configuration; containers stay.
    */
   restartKuasard(options?: { crash?: boolean }): Promise<void>;
+  /** Stops containerd (SIGTERM) and starts it again with the same configuration and state. */
+  restartContainerd(): Promise<void>;
   /** Removes every pod, stops the daemons and removes everything the environment made. */
   stop(): Promise<void>;
 }
@@ -105,19 +107,24 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     await writeContainerdConfig(paths, withKuasard);
 
     const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-    progress('starting containerd');
-    daemons.containerd = await Daemon.start('containerd', 'containerd', ['--config', paths.containerdConfig], paths.containerdLog);
-    record.daemons.containerd = refOf(daemons.containerd);
-    writeRecord(paths.record, record);
     cri = new CriClient(paths.containerdSocket);
     const client = cri;
-    await daemons.containerd.waitUntilReady('a CRI Status with RuntimeReady and NetworkReady', () => criReady(client), timeoutMs);
+    const startContainerd = async (): Promise<Daemon> => {
+      progress('starting containerd');
+      const containerd = await Daemon.start('containerd', 'containerd', ['--config', paths.containerdConfig], paths.containerdLog);
+      daemons.containerd = containerd;
+      record.daemons.containerd = refOf(containerd);
+      writeRecord(paths.record, record);
+      await containerd.waitUntilReady('a CRI Status with RuntimeReady and NetworkReady', () => criReady(client), timeoutMs);
+      return containerd;
+    };
+    const firstContainerd = await startContainerd();
 
     progress('importing images');
     await importImages(images, paths.containerdSocket);
     // CRI learns about imported images from containerd's events, a moment after the import.
     const refs = images.map((image) => image.ref);
-    await daemons.containerd.waitUntilReady(`CRI ImageStatus finding ${refs.join(', ')}`, () => criHasImages(client, refs), timeoutMs);
+    await firstContainerd.waitUntilReady(`CRI ImageStatus finding ${refs.join(', ')}`, () => criHasImages(client, refs), timeoutMs);
 
     const startKuasard = async () => {
       progress('starting kuasard');
@@ -154,6 +161,10 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       scope,
       podConfig: (pod) => podSandboxConfig({ cgroupParent, podLogDir: paths.podLogDir }, pod),
       logs: (lines = 50) => ({ containerd: tailOfFile(paths.containerdLog, lines), kuasard: tailOfFile(paths.kuasardLog, lines) }),
+      async restartContainerd() {
+        await daemons.containerd?.stop();
+        await startContainerd();
+      },
       async restartKuasard({ crash = false } = {}) {
         if (!withKuasard) throw new Error('this environment was started without kuasard');
         await (crash ? daemons.kuasard?.crash() : daemons.kuasard?.stop());
