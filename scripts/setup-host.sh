@@ -51,7 +51,8 @@ if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-ca
 fi
 
 # gcc and libc6-dev compile the pause program of the local pause image (src/devenv/images.ts).
-base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev)
+# catatonit holds the PID namespace of runc pods that share one (src/linux/pid-holder.ts).
+base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev catatonit)
 missing=()
 for p in "${base_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

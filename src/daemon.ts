@@ -1,13 +1,15 @@
 // kuasard's composition root: one process serving every enabled kind. Each kind gets its own
 // controller socket (one containerd proxy plugin each); each sandbox its own task socket.
 import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Controller } from './api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Task } from './api/containerd/runtime/task/v3/shim_pb.js';
+import { Streaming } from './api/containerd/services/streaming/v1/streaming_pb.js';
 import { enabledKinds, type Config } from './config/config.js';
 import { Sandboxer, type TaskEndpointFactory } from './core/sandboxer.js';
+import { KeptTaskSockets } from './kept-task-sockets.js';
 import { createKind } from './kinds/index.js';
 import { Reaper } from './linux/reaper.js';
 import { addGrpcService } from './rpc/grpc.js';
@@ -16,6 +18,7 @@ import { registerService } from './rpc/ttrpc/typed.js';
 import { withCallLog } from './services/call-log.js';
 import { controllerHandlers } from './services/controller.js';
 import { ContainerdEventForwarder } from './services/events.js';
+import { streamingHandlers } from './services/streaming.js';
 import { TASK_SERVICE_NAMES, taskHandlers } from './services/task.js';
 
 /** containerd's own limit for sandbox controller messages. */
@@ -26,15 +29,29 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-/** Task sockets live in the sandbox's own directory, so removing the sandbox removes them. */
-function taskEndpointFactory(log: Logger): TaskEndpointFactory {
+/** The fd keeper's control socket, in the state directory. */
+const FD_KEEPER_SOCKET = 'fd-keeper.sock';
+
+/**
+ * Task.Wait is answered by the next run when kuasard dies before it could: CRI learns a
+ * container's exit only from that answer.
+ */
+const isResumableTaskCall = (service: string, method: string): boolean => method === 'Wait' && TASK_SERVICE_NAMES.includes(service);
+
+/**
+ * Task sockets live in the sandbox's own directory, so removing the sandbox removes them. Their
+ * descriptors are kept in the fd keeper too, so that containerd's connections survive a restart.
+ */
+function taskEndpointFactory(log: Logger, sockets: KeptTaskSockets): TaskEndpointFactory {
   return async (sandbox) => {
-    const server = new TtrpcServer({ logger: sandbox.log });
-    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
     const path = sandbox.taskSocketPath;
-    await server.listen(path);
+    const server = new TtrpcServer({ logger: sandbox.log, resumable: isResumableTaskCall, ...sockets.hooks(path) });
+    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
+    // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
+    registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));
+    await sockets.serve(server, path);
     log.debug({ sandbox: sandbox.id, path }, 'task API listening');
-    return { address: `ttrpc+unix://${path}`, close: () => server.close() };
+    return { address: `ttrpc+unix://${path}`, close: () => sockets.close(server, path) };
   };
 }
 
@@ -55,11 +72,14 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   const servers: grpc.Server[] = [];
   const kinds = enabledKinds(config, only);
   if (kinds.length === 0) throw new Error('no sandbox kind is enabled: enable one under [kinds] in the configuration');
+  // Before any sandbox is recovered: they take back the task sockets the keeper held for them.
+  const kindDirs = kinds.map(({ name }) => join(config.state_dir, name));
+  const sockets = await KeptTaskSockets.open(join(config.state_dir, FD_KEEPER_SOCKET), kindDirs, log.child({ component: 'fd-keeper' }));
 
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
     const kind = createKind(name, config, { reaper });
-    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog), kindLog);
+    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
@@ -71,11 +91,14 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
     sandboxers.push(sandboxer);
     servers.push(server);
   }
+  sockets.releaseUnclaimed();
 
   return {
     sandboxers,
     async close() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.tryShutdown(() => resolve()))));
+      // The task sockets stay open for the next run: their endpoints are left, not closed.
+      sockets.handOver();
       await Promise.all(sandboxers.map((s) => s.close()));
       events.close();
       reaper.stop();

@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
+import { registerBench } from './bench.js';
 
 const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
 
@@ -23,6 +24,8 @@ program
     const { runDemo } = await import('./demo.js');
     await runDemo();
   });
+
+registerBench(program);
 
 try {
   await program.parseAsync();

@@ -43,7 +43,20 @@ export interface ExitInfo {
 
 export type SandboxPhase = 'created' | 'ready' | 'stopped';
 
-export type ProcessStatus = 'created' | 'running' | 'stopped';
+/** 'paused': the container's processes are frozen (Task Pause) until Resume. */
+export type ProcessStatus = 'created' | 'running' | 'paused' | 'stopped';
+
+/** Another process run in a container (Task Exec): made by Exec, run by Start. */
+export interface ExecRecord {
+  id: string;
+  /** The OCI runtime-spec Process to run, as containerd sent it (JSON). */
+  spec: Record<string, unknown>;
+  stdio: Stdio;
+  /** 0 until started. */
+  pid: number;
+  status: ProcessStatus;
+  exit: ExitInfo | null;
+}
 
 export interface ContainerRecord {
   id: string;
@@ -55,6 +68,7 @@ export interface ContainerRecord {
   exit: ExitInfo | null;
   /** Whatever the kind keeps about the container (JSON), opaque to core. */
   kindState: unknown;
+  execs: ExecRecord[];
 }
 
 export interface SandboxRecord {

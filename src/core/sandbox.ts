@@ -5,11 +5,13 @@ import type { Logger } from 'pino';
 import { alreadyExists, failedPrecondition, notFound } from './errors.js';
 import type { EventSink } from './events.js';
 import { validateId } from './ids.js';
-import type { SandboxContext, SandboxKind } from './kind.js';
+import type { SandboxContext, SandboxKind, WindowSize } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import type { ContainerRecord, ExitInfo, MountSpec, SandboxRecord, Stdio } from './model.js';
+import type { CgroupMetrics } from './metrics.js';
+import type { ContainerRecord, ExecRecord, ExitInfo, MountSpec, SandboxRecord, Stdio } from './model.js';
 import { nowIso } from './model.js';
 import { writeJsonAtomic } from './state-file.js';
+import { StreamRegistry } from './streams.js';
 
 export const STATE_FILE = 'state.json';
 export const TASK_SOCKET_NAME = 'task.sock';
@@ -22,6 +24,21 @@ export interface TaskCreateInput {
   rootfs: MountSpec[];
   stdio: Stdio;
 }
+
+export interface ExecCreateInput {
+  execId: string;
+  /** The OCI runtime-spec Process (decoded JSON). */
+  spec: Record<string, unknown>;
+  stdio: Stdio;
+}
+
+/** What an exec that never ran reports to its waiters and to Delete. */
+const NEVER_RAN = 255;
+/** How long an init's exit waits for its killed execs to be reaped. */
+const EXECS_END_MS = 5_000;
+
+/** The key of an exec in the per-process maps; ids cannot contain '/'. */
+const execKey = (containerId: string, execId: string): string => `${containerId}/${execId}`;
 
 export interface TaskStateView {
   id: string;
@@ -45,7 +62,10 @@ export class Sandbox implements SandboxContext {
   readonly log: Logger;
   private readonly containerLocks = new KeyedMutex();
   private readonly exits = new Map<string, ExitLatch>();
+  /** Exit latches of exec processes, by execKey. */
+  private readonly execExits = new Map<string, ExitLatch>();
   readonly stopped = new ExitLatch();
+  readonly streams = new StreamRegistry();
 
   constructor(
     readonly record: SandboxRecord,
@@ -59,6 +79,11 @@ export class Sandbox implements SandboxContext {
       const latch = new ExitLatch();
       if (container.exit) latch.settle(container.exit);
       this.exits.set(container.id, latch);
+      for (const exec of container.execs) {
+        const execLatch = new ExitLatch();
+        if (exec.exit) execLatch.settle(exec.exit);
+        this.execExits.set(execKey(container.id, exec.id), execLatch);
+      }
     }
     if (record.exit) this.stopped.settle(record.exit);
   }
@@ -74,6 +99,15 @@ export class Sandbox implements SandboxContext {
   adoptContainers(): void {
     for (const container of this.record.containers) {
       if (container.status !== 'stopped') this.trackExit(container, this.kind.tasks.reattach(this, container));
+      // An exec's stdio lived in the daemon that died, so it cannot be served again: report it
+      // ended, so that its waiters (and the wait for its container's init) do not hang.
+      for (const exec of container.execs) {
+        if (exec.status === 'stopped') continue;
+        exec.status = 'stopped';
+        exec.exit = { exitStatus: 255, exitedAt: nowIso() };
+        this.execExits.get(execKey(container.id, exec.id))?.settle(exec.exit);
+        this.log.warn({ container: container.id, exec: exec.id }, 'exec from before the restart is reported exited (255)');
+      }
     }
   }
 
@@ -115,6 +149,7 @@ export class Sandbox implements SandboxContext {
         status: 'created',
         exit: null,
         kindState: null,
+        execs: [],
       };
       const log = this.log.child({ container: input.id });
       let created;
@@ -159,6 +194,8 @@ export class Sandbox implements SandboxContext {
   }
 
   private async recordExit(container: ContainerRecord, exit: ExitInfo, latch: ExitLatch): Promise<void> {
+    // As runc's shim: the init's exit is reported after its execs', which containerd expects.
+    await this.endExecs(container);
     container.status = 'stopped';
     container.exit = exit;
     latch.settle(exit);
@@ -175,7 +212,8 @@ export class Sandbox implements SandboxContext {
     await this.save().catch((err) => this.log.error({ err }, 'saving state after exit'));
   }
 
-  async startTask(id: string): Promise<number> {
+  async startTask(id: string, execId = ''): Promise<number> {
+    if (execId) return this.startExec(id, execId);
     return this.containerLocks.run(id, async () => {
       const container = this.container(id);
       if (container.status !== 'created') {
@@ -190,13 +228,18 @@ export class Sandbox implements SandboxContext {
     });
   }
 
-  taskState(id: string): TaskStateView {
+  taskState(id: string, execId = ''): TaskStateView {
     const c = this.container(id);
+    if (execId) {
+      const e = this.exec(c, execId);
+      return { id: c.id, bundle: c.bundle, pid: e.pid, status: e.status, stdio: e.stdio, exit: e.exit };
+    }
     return { id: c.id, bundle: c.bundle, pid: c.pid, status: c.status, stdio: c.stdio, exit: c.exit };
   }
 
-  async killTask(id: string, signal: number, all: boolean): Promise<void> {
+  async killTask(id: string, signal: number, all: boolean, execId = ''): Promise<void> {
     const container = this.container(id);
+    if (execId) return this.killExec(container, execId, signal, all);
     if (container.status === 'stopped') {
       // Like runc's shim: killing an exited process is not an error for `all`, but is for the init.
       if (all) return;
@@ -205,19 +248,22 @@ export class Sandbox implements SandboxContext {
     await this.kind.tasks.kill(this, container, signal, all);
   }
 
-  async waitTask(id: string): Promise<ExitInfo> {
-    this.container(id);
-    const latch = this.exits.get(id);
-    if (!latch) throw notFound(`container ${id}`);
+  async waitTask(id: string, execId = ''): Promise<ExitInfo> {
+    const container = this.container(id);
+    if (execId) this.exec(container, execId);
+    const latch = execId ? this.execExits.get(execKey(id, execId)) : this.exits.get(id);
+    if (!latch) throw notFound(execId ? `exec ${execId} in container ${id}` : `container ${id}`);
     return latch.promise;
   }
 
-  async deleteTask(id: string): Promise<{ pid: number; exit: ExitInfo }> {
+  async deleteTask(id: string, execId = ''): Promise<{ pid: number; exit: ExitInfo }> {
+    if (execId) return this.deleteExec(id, execId);
     return this.containerLocks.run(id, async () => {
       const container = this.container(id);
-      if (container.status === 'running') {
-        throw failedPrecondition(`delete container ${id}: it is still running`);
+      if (container.status === 'running' || container.status === 'paused') {
+        throw failedPrecondition(`delete container ${id}: it is still ${container.status}`);
       }
+      await this.releaseExecs(container);
       await this.kind.tasks.delete(this, container);
       const exit = container.exit ?? { exitStatus: 0, exitedAt: nowIso() };
       this.record.containers = this.record.containers.filter((c) => c !== container);
@@ -262,10 +308,199 @@ export class Sandbox implements SandboxContext {
   /** Release every container's resources (after they have stopped). */
   async deleteAllTasks(): Promise<void> {
     for (const container of [...this.record.containers]) {
+      await this.releaseExecs(container);
       await this.kind.tasks.delete(this, container);
     }
     this.record.containers = [];
     this.exits.clear();
+  }
+
+  // ---- resources and state -------------------------------------------------------------------
+
+  /** Task Stats. A stopped container still answers while its cgroup exists (until Delete). */
+  async taskStats(id: string): Promise<CgroupMetrics> {
+    return this.kind.tasks.stats(this, this.container(id));
+  }
+
+  /** Task Update: new limits (OCI LinuxResources) for a container that has not stopped. */
+  async updateTask(id: string, resources: Record<string, unknown>): Promise<void> {
+    await this.containerLocks.run(id, async () => {
+      const container = this.container(id);
+      if (container.status === 'stopped') throw failedPrecondition(`update container ${id}: it has stopped`);
+      await this.kind.tasks.update(this, container, resources);
+      this.log.info({ container: id }, 'task resources updated');
+    });
+  }
+
+  async pauseTask(id: string): Promise<void> {
+    await this.containerLocks.run(id, async () => {
+      const container = this.container(id);
+      if (container.status !== 'running') throw failedPrecondition(`pause container ${id}: it is ${container.status}, not running`);
+      await this.kind.tasks.pause(this, container);
+      // It may have exited meanwhile: never move a stopped task back.
+      if (container.status === 'running') container.status = 'paused';
+      await this.save();
+      this.log.info({ container: id }, 'task paused');
+      this.events.publish(this.record.namespace, { topic: '/tasks/paused', containerId: id });
+    });
+  }
+
+  async resumeTask(id: string): Promise<void> {
+    await this.containerLocks.run(id, async () => {
+      const container = this.container(id);
+      if (container.status !== 'paused') throw failedPrecondition(`resume container ${id}: it is ${container.status}, not paused`);
+      await this.kind.tasks.resume(this, container);
+      if (container.status === 'paused') container.status = 'running';
+      await this.save();
+      this.log.info({ container: id }, 'task resumed');
+      this.events.publish(this.record.namespace, { topic: '/tasks/resumed', containerId: id });
+    });
+  }
+
+  reportOom(containerId: string): void {
+    this.log.warn({ container: containerId }, 'the OOM killer struck in the container');
+    this.events.publish(this.record.namespace, { topic: '/tasks/oom', containerId });
+  }
+
+  // ---- exec processes ------------------------------------------------------------------------
+
+  private exec(container: ContainerRecord, execId: string): ExecRecord {
+    const exec = container.execs.find((e) => e.id === execId);
+    if (!exec) throw notFound(`exec ${execId} in container ${container.id}`);
+    return exec;
+  }
+
+  /** Task Exec: records the process; it runs at Start. */
+  async execProcess(id: string, input: ExecCreateInput): Promise<void> {
+    validateId('exec', input.execId);
+    await this.containerLocks.run(id, async () => {
+      const container = this.container(id);
+      if (container.status === 'stopped') {
+        throw failedPrecondition(`exec ${input.execId} in container ${id}: the container has stopped`);
+      }
+      if (container.execs.some((e) => e.id === input.execId)) throw alreadyExists(`exec ${input.execId} in container ${id}`);
+      const exec: ExecRecord = { id: input.execId, spec: input.spec, stdio: input.stdio, pid: 0, status: 'created', exit: null };
+      container.execs.push(exec);
+      this.execExits.set(execKey(id, exec.id), new ExitLatch());
+      await this.save();
+      this.events.publish(this.record.namespace, { topic: '/tasks/exec-added', containerId: id, execId: exec.id });
+    });
+  }
+
+  private async startExec(id: string, execId: string): Promise<number> {
+    return this.containerLocks.run(execKey(id, execId), async () => {
+      const container = this.container(id);
+      const exec = this.exec(container, execId);
+      if (exec.status !== 'created') throw failedPrecondition(`start exec ${execId} in container ${id}: it is ${exec.status}, not created`);
+      const latch = this.execExits.get(execKey(id, execId))!;
+      let started;
+      try {
+        started = await this.kind.tasks.startExec(this, container, exec);
+      } catch (err) {
+        // As runc's shim: an exec that could not start has ended, so its waiters (containerd
+        // waits before it starts) are released instead of hanging.
+        exec.status = 'stopped';
+        exec.exit = { exitStatus: NEVER_RAN, exitedAt: nowIso() };
+        latch.settle(exec.exit);
+        await this.save();
+        throw err;
+      }
+      exec.pid = started.pid;
+      exec.status = 'running';
+      this.trackExecExit(container, exec, started.exited, latch);
+      await this.save();
+      this.log.info({ container: id, exec: execId, pid: exec.pid }, 'exec started');
+      this.events.publish(this.record.namespace, { topic: '/tasks/exec-started', containerId: id, execId, pid: exec.pid });
+      return exec.pid;
+    });
+  }
+
+  private trackExecExit(container: ContainerRecord, exec: ExecRecord, exited: Promise<ExitInfo>, latch: ExitLatch): void {
+    const record = async (exit: ExitInfo) => {
+      exec.status = 'stopped';
+      exec.exit = exit;
+      latch.settle(exit);
+      this.log.info({ container: container.id, exec: exec.id, pid: exec.pid, exitStatus: exit.exitStatus }, 'exec exited');
+      this.events.publish(this.record.namespace, {
+        topic: '/tasks/exit',
+        containerId: container.id,
+        execId: exec.id,
+        pid: exec.pid,
+        exitStatus: exit.exitStatus,
+        exitedAt: exit.exitedAt,
+      });
+      await this.save().catch((err) => this.log.error({ err }, 'saving state after exec exit'));
+    };
+    void exited.then(record, (err) => {
+      this.log.error({ err, container: container.id, exec: exec.id }, 'lost track of the exec process; reporting it exited (255)');
+      return record({ exitStatus: 255, exitedAt: nowIso() });
+    });
+  }
+
+  private async killExec(container: ContainerRecord, execId: string, signal: number, all: boolean): Promise<void> {
+    const exec = this.exec(container, execId);
+    if (exec.status === 'created') throw failedPrecondition(`kill exec ${execId} in container ${container.id}: it has not started`);
+    if (exec.status === 'stopped') {
+      if (all) return;
+      throw notFound(`kill exec ${execId} in container ${container.id}: process already finished`);
+    }
+    await this.kind.tasks.killExec(this, container, exec, signal);
+  }
+
+  private async deleteExec(id: string, execId: string): Promise<{ pid: number; exit: ExitInfo }> {
+    return this.containerLocks.run(execKey(id, execId), async () => {
+      const container = this.container(id);
+      const exec = this.exec(container, execId);
+      if (exec.status === 'running') throw failedPrecondition(`delete exec ${execId} in container ${id}: it is still running`);
+      await this.kind.tasks.deleteExec(this, container, exec);
+      const exit = this.forgetExec(container, exec);
+      await this.save();
+      this.log.info({ container: id, exec: execId }, 'exec deleted');
+      // No event: runc's shim publishes TaskDelete for a container's init only.
+      return { pid: exec.pid, exit };
+    });
+  }
+
+  /** Drops an exec's record and latch; waiters of one that never ran are released. */
+  private forgetExec(container: ContainerRecord, exec: ExecRecord): ExitInfo {
+    const exit = exec.exit ?? { exitStatus: NEVER_RAN, exitedAt: nowIso() };
+    container.execs = container.execs.filter((e) => e !== exec);
+    const key = execKey(container.id, exec.id);
+    this.execExits.get(key)?.settle(exit);
+    this.execExits.delete(key);
+    return exit;
+  }
+
+  /** Releases every exec of a container that is being deleted. */
+  private async releaseExecs(container: ContainerRecord): Promise<void> {
+    for (const exec of [...container.execs]) {
+      await this.kind.tasks.deleteExec(this, container, exec);
+      this.forgetExec(container, exec);
+    }
+  }
+
+  /**
+   * Kills the execs that still run (the init has exited) and waits until they are reaped, for
+   * at most EXECS_END_MS: an exec whose exit cannot be learned must not hold the init's back.
+   */
+  private async endExecs(container: ContainerRecord): Promise<void> {
+    const running = container.execs.filter((e) => e.status === 'running');
+    if (running.length === 0) return;
+    await Promise.all(running.map((e) => this.kind.tasks.killExec(this, container, e, 9).catch(() => undefined)));
+    const ended = Promise.all(running.map((e) => this.execExits.get(execKey(container.id, e.id))?.promise));
+    if ((await Promise.race([ended.then(() => true), delay(EXECS_END_MS).then(() => false)])) === false) {
+      this.log.warn({ container: container.id }, 'execs still running after the init exited; reporting the init exit anyway');
+    }
+  }
+
+  async resizePty(id: string, execId: string, size: WindowSize): Promise<void> {
+    const container = this.container(id);
+    await this.kind.tasks.resizePty(this, container, execId ? this.exec(container, execId) : null, size);
+  }
+
+  async closeStdin(id: string, execId: string): Promise<void> {
+    const container = this.container(id);
+    await this.kind.tasks.closeStdin(this, container, execId ? this.exec(container, execId) : null);
   }
 }
 

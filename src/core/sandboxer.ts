@@ -10,6 +10,7 @@ import type { EventSink } from './events.js';
 import { validateId } from './ids.js';
 import type { SandboxKind } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import type { CgroupMetrics } from './metrics.js';
 import type { ExitInfo, PodSpec, SandboxRecord } from './model.js';
 import { nowIso } from './model.js';
 import { MAX_SOCKET_PATH, Sandbox, STATE_FILE, TASK_SOCKET_NAME } from './sandbox.js';
@@ -190,6 +191,12 @@ export class Sandboxer {
 
   wait(id: string): Promise<ExitInfo> {
     return this.get(id).stopped.promise;
+  }
+
+  /** The counters of the pod as a whole (Controller Metrics). */
+  metrics(id: string): Promise<CgroupMetrics> {
+    const sandbox = this.get(id);
+    return this.kind.metrics(sandbox);
   }
 
   /** Stop every container (SIGTERM, then SIGKILL after `graceMs`) and mark the sandbox exited. */

@@ -1,6 +1,7 @@
 // The configuration files of an environment: containerd's (version 3), the CNI network list,
 // and kuasard's. Key names were checked against `containerd config dump` of containerd 2.1.9.
 import { stringify } from 'smol-toml';
+import { sandboxerName } from '../config/containerd.js';
 import { PAUSE_IMAGE } from './images.js';
 import { kuasarSocketPath, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
 import type { Subnet } from './network.js';
@@ -97,6 +98,30 @@ export function renderCniConfig(paths: EnvironmentPaths, names: EnvironmentNames
     ],
   };
   return `${JSON.stringify(network, null, 2)}\n`;
+}
+
+/** The CRI handler that runs `kind`'s pods with io_type "streaming" (see renderStreamingHandlers). */
+export const streamingHandlerName = (kind: string): string => `kuasar-${kind}-streaming`;
+
+/**
+ * One more CRI runtime handler per kuasar kind, `kuasar-<kind>-streaming`: the same sandboxer
+ * as `kuasar-<kind>`, but with io_type = "streaming", so that containerd carries the stdio of
+ * its containers over the sandbox's task socket instead of FIFOs. kuasard needs no setting for
+ * it: it serves both kinds of stdio on every sandbox. Appended after kuasar's own tables, which
+ * define the sandboxers (proxy plugins) these handlers name.
+ */
+export function renderStreamingHandlers(kinds: readonly string[]): string {
+  return kinds
+    .map((kind) =>
+      [
+        `[plugins.'${CRI_RUNTIME}'.containerd.runtimes.'${streamingHandlerName(kind)}']`,
+        `  runtime_type = "io.containerd.runc.v2"`,
+        `  sandboxer = "${sandboxerName(kind)}"`,
+        `  io_type = "streaming"`,
+        '',
+      ].join('\n'),
+    )
+    .join('\n');
 }
 
 /** kuasard's configuration: the runc kind, its state under the private directory. */

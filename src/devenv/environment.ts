@@ -16,7 +16,14 @@ import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { enabledKinds, loadConfig } from '../config/config.js';
 import { sandboxerName } from '../config/containerd.js';
 import { CriClient } from '../cri/client.js';
-import { BASELINE_HANDLER, renderCniConfig, renderContainerdConfig, renderKuasardConfig } from './config.js';
+import {
+  BASELINE_HANDLER,
+  renderCniConfig,
+  renderContainerdConfig,
+  renderKuasardConfig,
+  renderStreamingHandlers,
+  streamingHandlerName,
+} from './config.js';
 import { Daemon, tailOfFile } from './daemon.js';
 import { BUSYBOX_IMAGE, buildImages, DEFAULT_IMAGE_CACHE, importImages, PAUSE_IMAGE } from './images.js';
 import { ENV_DIR_PREFIX, environmentNames, environmentPaths, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
@@ -38,6 +45,11 @@ export interface EnvironmentOptions {
   startTimeoutMs?: number;
   /** Told about each step, for a demo's narration or a test's debugging. */
   onProgress?: (message: string) => void;
+  /**
+   * Also register `kuasar-<kind>-streaming` for every kuasar kind: the same sandboxer with
+   * io_type = "streaming" (stdio over the sandbox's task socket). Default false.
+   */
+  streamingHandlers?: boolean;
 }
 
 export interface Environment {
@@ -48,8 +60,15 @@ export interface Environment {
   readonly cgroupParent: string;
   readonly cri: CriClient;
   readonly images: { readonly busybox: string; readonly pause: string };
-  /** CRI runtime handlers: containerd's own runc, and kuasar's per kind (`kuasar-runc`...). */
-  readonly handlers: { readonly baseline: string; readonly kuasar: Readonly<Record<string, string>> };
+  /**
+   * CRI runtime handlers: containerd's own runc, kuasar's per kind (`kuasar-runc`...), and with
+   * `streamingHandlers` the streaming-io ones per kind (`kuasar-runc-streaming`...; else empty).
+   */
+  readonly handlers: {
+    readonly baseline: string;
+    readonly kuasar: Readonly<Record<string, string>>;
+    readonly kuasarStreaming: Readonly<Record<string, string>>;
+  };
   /** Controller socket of each kind kuasard serves. */
   readonly kuasarSockets: Readonly<Record<string, string>>;
   /** What belongs to this environment, for diffHost(); daemonPids follows restarts. */
@@ -104,7 +123,8 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
 
     const withKuasard = options.kuasard ?? true;
     const kuasarSockets = withKuasard ? await writeKuasardConfig(paths, options.kuasardConfig ?? renderKuasardConfig) : {};
-    await writeContainerdConfig(paths, withKuasard);
+    const streamingKinds = withKuasard && options.streamingHandlers ? Object.keys(kuasarSockets) : [];
+    await writeContainerdConfig(paths, withKuasard, streamingKinds);
 
     const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     cri = new CriClient(paths.containerdSocket);
@@ -156,6 +176,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       handlers: {
         baseline: BASELINE_HANDLER,
         kuasar: Object.fromEntries(Object.keys(kuasarSockets).map((kind) => [kind, sandboxerName(kind)])),
+        kuasarStreaming: Object.fromEntries(streamingKinds.map((kind) => [kind, streamingHandlerName(kind)])),
       },
       kuasarSockets,
       scope,
@@ -205,9 +226,10 @@ async function writeKuasardConfig(paths: EnvironmentPaths, render: (paths: Envir
 }
 
 /** containerd's configuration, with the tables `kuasar config containerd` prints when kuasard runs. */
-async function writeContainerdConfig(paths: EnvironmentPaths, withKuasard: boolean): Promise<void> {
+async function writeContainerdConfig(paths: EnvironmentPaths, withKuasard: boolean, streamingKinds: readonly string[]): Promise<void> {
   let text = renderContainerdConfig(paths);
   if (withKuasard) text += `\n# --- printed by \`kuasar config containerd\` ---\n${await kuasarContainerdSnippet(paths.kuasardConfig)}`;
+  if (streamingKinds.length > 0) text += `\n# --- streaming-io handlers of the environment ---\n${renderStreamingHandlers(streamingKinds)}`;
   try {
     parseToml(text);
   } catch (err) {

@@ -25,8 +25,10 @@ export const NETNS_DIRS = ['/run/netns', '/var/run/netns'] as const;
 
 /**
  * The pids of the processes tied to the scope: one of its daemons, naming its directory
- * (containerd's shims carry `-address <dir>/containerd.sock`), in its cgroup, or descending from
- * any of those (a container under its shim, a helper under kuasard).
+ * (containerd's shims carry `-address <dir>/containerd.sock`; kuasard's fd keeper, which outlives
+ * kuasard on purpose, its control socket in kuasard's state directory), in its cgroup, or
+ * descending from any of those (a container under its shim, a helper under kuasard). Teardown
+ * kills them all, the fd keeper included.
  */
 export function processesOfScope(processes: readonly HostProcess[], scope: LeakScope): Set<number> {
   const byPid = new Map(processes.map((p) => [p.pid, p]));

@@ -56,6 +56,11 @@ export interface ContainerOptions {
   command?: string[];
   args?: string[];
   env?: Record<string, string>;
+  /** Keep stdin open (CRI `stdin`); with `stdinOnce`, it closes after the first attach ends. */
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  /** Give the container a terminal (CRI `tty`). */
+  tty?: boolean;
 }
 
 /** A container config whose log goes to `<pod log directory>/<name>.log`. */
@@ -67,6 +72,9 @@ export function containerConfig(options: ContainerOptions): ContainerConfig {
     args: options.args ?? [],
     envs: Object.entries(options.env ?? {}).map(([key, value]) => ({ key, value })),
     logPath: `${options.name}.log`,
+    stdin: options.stdin ?? false,
+    stdinOnce: options.stdinOnce ?? false,
+    tty: options.tty ?? false,
   });
 }
 

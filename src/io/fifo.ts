@@ -1,38 +1,48 @@
-// Opening the stdio FIFOs that containerd made for a container, so that the container's init
-// process inherits them directly: no copy loop in the daemon for FIFO-mode containers.
+// Opening the stdio FIFOs that containerd made for a process: as descriptors the process
+// inherits directly (no copy loop in the daemon), or as Node streams when the daemon copies
+// between them and a terminal.
 import { closeSync, constants, openSync } from 'node:fs';
-import type { Stdio } from '../core/model.js';
+import { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import { setNonBlocking } from '../linux/libc.js';
 
-export interface ContainerStdio {
-  /** stdin, stdout, stderr as fds for the OCI runtime's child, or 'ignore' for /dev/null. */
-  fds: [number | 'ignore', number | 'ignore', number | 'ignore'];
-  /** Close the daemon's copies once the container holds its own. */
-  close(): void;
+/**
+ * stdin for a process that reads the FIFO itself. Opened read-only, so that the process sees
+ * end-of-file once containerd closes its writer (a read-write open would make the process a
+ * writer of its own stdin, and EOF would never come). O_NONBLOCK only keeps the open from
+ * waiting for a writer; it is cleared again, because programs expect a blocking stdin.
+ */
+export function openStdinFifo(path: string): number {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    setNonBlocking(fd, false);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return fd;
 }
 
 /**
- * Outputs are opened read-write: opening a FIFO that way never blocks and never fails for want
- * of a reader, and containerd's reader is already there. The daemon closes its copy right after
- * create, so the reader sees end-of-file when the container's last writer exits.
+ * stdout or stderr. Opened read-write: that never blocks and never fails for want of a reader,
+ * and containerd's reader is already there. The reader sees end-of-file once every holder of a
+ * write end (the process, its children, and this descriptor until it is closed) is gone.
  */
-export function openContainerStdio(stdio: Stdio): ContainerStdio {
-  const opened: number[] = [];
-  const open = (path: string, flags: number): number | 'ignore' => {
-    if (!path) return 'ignore';
-    const fd = openSync(path, flags);
-    opened.push(fd);
-    return fd;
-  };
-  try {
-    const fds: ContainerStdio['fds'] = [
-      // stdin read-write too for now: the container never sees EOF on it (see README, limits).
-      open(stdio.stdin, constants.O_RDWR),
-      open(stdio.stdout, constants.O_RDWR),
-      open(stdio.stderr, constants.O_RDWR),
-    ];
-    return { fds, close: () => opened.forEach((fd) => closeSync(fd)) };
-  } catch (err) {
-    opened.forEach((fd) => closeSync(fd));
-    throw err;
-  }
+export function openOutputFifo(path: string): number {
+  return openSync(path, constants.O_RDWR);
+}
+
+/**
+ * The stdin FIFO as a stream the daemon reads (non-blocking, served by the event loop), to copy
+ * into a terminal. Opened read-write: a read-only reader would see end-of-file at once if it
+ * read before containerd's writer had opened its end, and a terminal's input has no end to pass
+ * on anyway.
+ */
+export function fifoReader(path: string): Readable {
+  return new Socket({ fd: openSync(path, constants.O_RDWR), readable: true, writable: false });
+}
+
+/** An output FIFO as a stream the daemon writes; ending it closes the daemon's write end. */
+export function fifoWriter(path: string): Writable {
+  return new Socket({ fd: openOutputFifo(path), readable: false, writable: true });
 }

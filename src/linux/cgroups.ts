@@ -1,5 +1,5 @@
 // Where a container's cgroups live on this host, so they can be found, checked for leaks,
-// removed, and (later) read for stats. The layout is read from the mount table:
+// removed, and read for stats (cgroup-stats.ts). The layout is read from the mount table:
 //   legacy  - cgroup v1 hierarchies only (one per controller or group, plus named ones such as
 //             name=systemd);
 //   hybrid  - v1 hierarchies for the controllers, plus an (often empty) cgroup2 tree at
@@ -10,7 +10,7 @@
 // the process that runs runc (which is us). The systemd driver's "slice:prefix:name" form is not
 // supported: its directories depend on how systemd expands the slice name.
 
-import { readdir, readFile, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -98,17 +98,23 @@ function checkCgroupsPath(cgroupsPath: string): void {
   }
 }
 
+/** Where a cgroups path lands in one hierarchy. */
+export interface CgroupPlace {
+  hierarchy: CgroupHierarchy;
+  dir: string;
+}
+
 /**
- * Every directory that `cgroupsPath` (OCI linux.cgroupsPath, cgroupfs form) maps to on this
- * host, one per hierarchy, whether it exists or not. `own` is the cgroup of the process that
- * runs runc (this one), which relative paths hang below.
+ * The directory that `cgroupsPath` (OCI linux.cgroupsPath, cgroupfs form) maps to in every
+ * hierarchy of this host, whether it exists or not. `own` is the cgroup of the process that runs
+ * runc (this one), which relative paths hang below.
  */
-export function cgroupDirsFor(cgroupsPath: string, layout: CgroupLayout, own: readonly ProcessCgroup[] = []): string[] {
+export function cgroupPlacesFor(cgroupsPath: string, layout: CgroupLayout, own: readonly ProcessCgroup[] = []): CgroupPlace[] {
   checkCgroupsPath(cgroupsPath);
-  const dirs: string[] = [];
+  const places: CgroupPlace[] = [];
   for (const hierarchy of layout.hierarchies) {
     if (path.posix.isAbsolute(cgroupsPath)) {
-      dirs.push(path.posix.join(hierarchy.mountPoint, cgroupsPath));
+      places.push({ hierarchy, dir: path.posix.join(hierarchy.mountPoint, cgroupsPath) });
       continue;
     }
     const parent = cgroupIn(hierarchy, own);
@@ -116,9 +122,20 @@ export function cgroupDirsFor(cgroupsPath: string, layout: CgroupLayout, own: re
     // Our cgroup is given from the hierarchy's root; the mount may show only a subtree of it.
     const below = path.posix.relative(hierarchy.root, parent);
     if (below.startsWith('..')) continue;
-    dirs.push(path.posix.join(hierarchy.mountPoint, below, cgroupsPath));
+    places.push({ hierarchy, dir: path.posix.join(hierarchy.mountPoint, below, cgroupsPath) });
   }
-  return dirs;
+  return places;
+}
+
+/** The directories of cgroupPlacesFor, one per hierarchy. */
+export function cgroupDirsFor(cgroupsPath: string, layout: CgroupLayout, own: readonly ProcessCgroup[] = []): string[] {
+  return cgroupPlacesFor(cgroupsPath, layout, own).map((place) => place.dir);
+}
+
+/** Where `cgroupsPath` lands on this host, with relative paths taken below our own cgroup. */
+export async function cgroupPlaces(cgroupsPath: string, layout?: CgroupLayout): Promise<CgroupPlace[]> {
+  const own = parseProcCgroup(await readFile('/proc/self/cgroup', 'utf8'));
+  return cgroupPlacesFor(cgroupsPath, layout ?? (await detectCgroupLayout()), own);
 }
 
 async function isDirectory(p: string): Promise<boolean> {
@@ -130,9 +147,32 @@ async function isDirectory(p: string): Promise<boolean> {
 
 /** The directories of `cgroupsPath` that exist now. */
 export async function existingCgroupDirs(cgroupsPath: string, layout?: CgroupLayout): Promise<string[]> {
-  const dirs = cgroupDirsFor(cgroupsPath, layout ?? (await detectCgroupLayout()), parseProcCgroup(await readFile('/proc/self/cgroup', 'utf8')));
+  const dirs = (await cgroupPlaces(cgroupsPath, layout)).map((place) => place.dir);
   const exists = await Promise.all(dirs.map(isDirectory));
   return dirs.filter((_, i) => exists[i]);
+}
+
+/**
+ * Moves `pid` into the cgroup `cgroupsPath`, making its directory (as runc does for a container)
+ * in every hierarchy where its parent exists; hierarchies without the parent are left alone.
+ * Returns the directories it joined. A new v1 cpuset cgroup starts with no CPUs and no memory
+ * nodes, where no process may live: like runc, it gets its parent's.
+ */
+export async function joinCgroup(cgroupsPath: string, pid: number, layout?: CgroupLayout): Promise<string[]> {
+  const joined: string[] = [];
+  for (const { hierarchy, dir } of await cgroupPlaces(cgroupsPath, layout)) {
+    const parent = path.posix.dirname(dir);
+    if (!(await isDirectory(parent))) continue;
+    await mkdir(dir, { recursive: true });
+    if (hierarchy.version === 1 && hierarchy.controllers.includes('cpuset')) {
+      for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+        if ((await readFile(path.join(dir, file), 'utf8')).trim() === '') await writeFile(path.join(dir, file), await readFile(path.join(parent, file)));
+      }
+    }
+    await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
+    joined.push(dir);
+  }
+  return joined;
 }
 
 /** `dir` and the cgroups nested below it, deepest first. */

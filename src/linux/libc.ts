@@ -1,5 +1,5 @@
 // Typed bindings to the few libc calls Node has no API for (prctl, waitpid, mount, umount2,
-// pidfd_open, poll). koffi and libc are loaded on first use, so importing this module costs
+// pidfd_open, poll, unshare, setns; fcntl, pipe2, unix sockets with sendmsg/recvmsg, the TIOCSWINSZ ioctl). koffi and libc are loaded on first use, so importing this module costs
 // nothing on hosts or in tests that never call into it. Every failing call throws an ErrnoError
 // that names the operation and the errno (EINVAL, ECHILD, ...).
 
@@ -49,6 +49,8 @@ interface Bindings {
   poll: (fds: { fd: number; events: number; revents: number }, nfds: number, timeoutMs: number) => number;
   close: (fd: number) => number;
   syscall: (nr: number, ...typedArgs: unknown[]) => number | bigint;
+  unshare: (flags: number) => number;
+  setns: (fd: number, nstype: number) => number;
 }
 
 let bindings: Bindings | undefined;
@@ -70,6 +72,8 @@ function libc(): Bindings {
     poll: lib.func('int poll(_Inout_ kuasar_pollfd *fds, unsigned long nfds, int timeout)'),
     close: lib.func('int close(int fd)'),
     syscall: lib.func('long syscall(long number, ...)'),
+    unshare: lib.func('int unshare(int flags)'),
+    setns: lib.func('int setns(int fd, int nstype)'),
   };
   return bindings;
 }
@@ -199,4 +203,272 @@ export function pidfdHasExited(pidfd: number): boolean {
 
 export function closeFd(fd: number): void {
   check(`close(${fd})`, libc().close(fd));
+}
+
+// ---- namespaces ----------------------------------------------------------------------------
+
+/** clone(2) flag of a PID namespace, for unshare and setns. */
+export const CLONE_NEWPID = 0x20000000;
+
+/** unshare(2) for the calling thread (with CLONE_NEWPID: only its later children move). */
+export function unshare(flags: number): void {
+  check(`unshare(0x${flags.toString(16)})`, libc().unshare(flags));
+}
+
+/** setns(2): join (or, for PID namespaces, make children join) the namespace behind `fd`. */
+export function setns(fd: number, nstype: number): void {
+  check(`setns(${fd}, 0x${nstype.toString(16)})`, libc().setns(fd, nstype));
+}
+
+// ---- descriptors, pipes, fd-passing sockets, terminals --------------------------------------
+// Bound apart from the calls above (their own lazy group), for the stdio plumbing of processes.
+
+interface IoBindings {
+  fcntl: (fd: number, cmd: number, ...typedArgs: unknown[]) => number;
+  pipe2: (fds: Int32Array, flags: number) => number;
+  socket: (domain: number, type: number, protocol: number) => number;
+  bind: (fd: number, address: Buffer, length: number) => number;
+  listen: (fd: number, backlog: number) => number;
+  accept4: (fd: number, address: null, length: null, flags: number) => number;
+  recvmsg: (fd: number, message: MessageHeader, flags: number) => number | bigint;
+  ioctl: (fd: number, request: number, ...typedArgs: unknown[]) => number;
+  connect: (fd: number, address: Buffer, length: number) => number;
+  sendmsg: (fd: number, message: MessageHeader, flags: number) => number | bigint;
+  setsockopt: (fd: number, level: number, name: number, value: Buffer, length: number) => number;
+}
+
+/** struct msghdr as koffi marshals it: buffers are passed by pointer, lengths come back. */
+interface MessageHeader {
+  msg_name: null;
+  msg_namelen: number;
+  msg_iov: { iov_base: Buffer; iov_len: number }[];
+  msg_iovlen: number;
+  msg_control: Buffer | null;
+  msg_controllen: number;
+  msg_flags: number;
+}
+
+let ioBindings: IoBindings | undefined;
+
+function ioLibc(): IoBindings {
+  if (ioBindings) return ioBindings;
+  const { koffi } = libc();
+  const lib = koffi.load('libc.so.6');
+  koffi.struct('kuasar_iovec', { iov_base: 'void *', iov_len: 'size_t' });
+  koffi.struct('kuasar_msghdr', {
+    msg_name: 'void *',
+    msg_namelen: 'uint32_t',
+    msg_iov: 'kuasar_iovec *',
+    msg_iovlen: 'size_t',
+    msg_control: 'void *',
+    msg_controllen: 'size_t',
+    msg_flags: 'int',
+  });
+  koffi.struct('kuasar_winsize', { ws_row: 'uint16_t', ws_col: 'uint16_t', ws_xpixel: 'uint16_t', ws_ypixel: 'uint16_t' });
+  ioBindings = {
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
+    pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    bind: lib.func('int bind(int fd, const void *address, uint32_t length)'),
+    listen: lib.func('int listen(int fd, int backlog)'),
+    accept4: lib.func('int accept4(int fd, void *address, void *length, int flags)'),
+    recvmsg: lib.func('long recvmsg(int fd, _Inout_ kuasar_msghdr *message, int flags)'),
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
+    connect: lib.func('int connect(int fd, const void *address, uint32_t length)'),
+    sendmsg: lib.func('long sendmsg(int fd, const kuasar_msghdr *message, int flags)'),
+    setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)'),
+  };
+  return ioBindings;
+}
+
+/** open(2)/fcntl(2) flags, as on Linux x86_64 and aarch64. */
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+
+/** Makes reads and writes on `fd` block (or not); the flag belongs to the open file, shared by dups. */
+export function setNonBlocking(fd: number, nonBlocking: boolean): void {
+  const flags = check(`fcntl(${fd}, F_GETFL)`, ioLibc().fcntl(fd, F_GETFL, 'int', 0));
+  const wanted = nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (wanted !== flags) check(`fcntl(${fd}, F_SETFL)`, ioLibc().fcntl(fd, F_SETFL, 'int', wanted));
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+
+/** A second descriptor for the same open file (close-on-exec): the file stays open until both close. */
+export function duplicateFd(fd: number): number {
+  return check(`fcntl(${fd}, F_DUPFD_CLOEXEC)`, ioLibc().fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0));
+}
+
+/** pipe2(2) with O_CLOEXEC: a child gets an end only where it is given as stdio. */
+export function pipe(): { read: number; write: number } {
+  const fds = new Int32Array(2);
+  check('pipe2', ioLibc().pipe2(fds, O_CLOEXEC));
+  return { read: fds[0]!, write: fds[1]! };
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = O_NONBLOCK;
+const SOCK_CLOEXEC = O_CLOEXEC;
+const MSG_DONTWAIT = 0x40;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+/** sizeof(struct sockaddr_un): a 2-byte family, then sun_path. */
+const SOCKADDR_UN_SIZE = 110;
+
+function unixAddress(path: string): Buffer {
+  const address = Buffer.alloc(SOCKADDR_UN_SIZE);
+  address.writeUInt16LE(AF_UNIX, 0);
+  const written = address.write(path, 2, 'utf8');
+  if (written !== Buffer.byteLength(path) || written >= SOCKADDR_UN_SIZE - 2) {
+    throw new ErrnoError(`unix socket address ${path}`, osConstants.errno.ENAMETOOLONG);
+  }
+  return address;
+}
+
+/**
+ * A listening unix stream socket at `path` (which must not exist), non-blocking, so that
+ * `acceptNow` never waits. Returns its fd; the caller closes it and removes the file.
+ */
+export function listenUnix(path: string, backlog = 1): number {
+  const fd = check('socket(AF_UNIX)', ioLibc().socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    const address = unixAddress(path);
+    check(`bind ${path}`, ioLibc().bind(fd, address, address.length));
+    check(`listen ${path}`, ioLibc().listen(fd, backlog));
+    return fd;
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+/** accept4(2) without waiting: the connection's fd, or undefined when nobody has connected. */
+export function acceptNow(listenFd: number): number | undefined {
+  try {
+    return check(`accept4(${listenFd})`, ioLibc().accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  } catch (err) {
+    if (hasErrnoCode(err, 'EAGAIN', 'EWOULDBLOCK')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * recvmsg(2) without waiting, with room for ancillary data. Returns the bytes and the control
+ * messages as received (parse them with linux/cmsg.ts), or undefined when nothing is queued.
+ * Passed descriptors arrive close-on-exec.
+ */
+export function receiveMessageNow(fd: number, dataBytes: number, controlBytes: number): ReceivedMessage | undefined {
+  try {
+    return receive(fd, dataBytes, controlBytes, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } catch (err) {
+    if (hasErrnoCode(err, 'EAGAIN', 'EWOULDBLOCK')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * recvmsg(2) that waits as the socket does (a blocking socket waits, up to its SO_RCVTIMEO, then
+ * fails with EAGAIN). An empty `data` on a stream or seqpacket socket means the peer hung up.
+ * Passed descriptors arrive close-on-exec.
+ */
+export function receiveMessage(fd: number, dataBytes: number, controlBytes: number): ReceivedMessage {
+  return receive(fd, dataBytes, controlBytes, MSG_CMSG_CLOEXEC);
+}
+
+export interface ReceivedMessage {
+  data: Buffer;
+  /** The control messages as received: parse them with linux/cmsg.ts. */
+  control: Buffer;
+  /** The message or its control data did not fit (MSG_TRUNC, MSG_CTRUNC): some of it is lost. */
+  truncated: boolean;
+}
+
+const MSG_CTRUNC = 0x8;
+const MSG_TRUNC = 0x20;
+
+function receive(fd: number, dataBytes: number, controlBytes: number, flags: number): ReceivedMessage {
+  const data = Buffer.alloc(dataBytes);
+  const control = Buffer.alloc(controlBytes);
+  const message: MessageHeader = {
+    msg_name: null,
+    msg_namelen: 0,
+    msg_iov: [{ iov_base: data, iov_len: dataBytes }],
+    msg_iovlen: 1,
+    msg_control: control,
+    msg_controllen: controlBytes,
+    msg_flags: 0,
+  };
+  const received = check(`recvmsg(${fd})`, ioLibc().recvmsg(fd, message, flags));
+  return {
+    data: data.subarray(0, received),
+    control: control.subarray(0, Number(message.msg_controllen)),
+    truncated: (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) !== 0,
+  };
+}
+
+const MSG_NOSIGNAL = 0x4000;
+
+/**
+ * sendmsg(2) of `data` with `fds` passed along (SCM_RIGHTS; the receiver gets duplicates, ours
+ * stay open). `control` is the control buffer for them (linux/cmsg.ts rightsMessage). A peer that
+ * is gone is an EPIPE ErrnoError, not a SIGPIPE. Fails with EMSGSIZE rather than sending part of
+ * the data (which only a stream socket could do).
+ */
+export function sendMessage(fd: number, data: Uint8Array, control?: Buffer): void {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const message: MessageHeader = {
+    msg_name: null,
+    msg_namelen: 0,
+    msg_iov: [{ iov_base: bytes, iov_len: bytes.length }],
+    msg_iovlen: 1,
+    msg_control: control ?? null,
+    msg_controllen: control?.length ?? 0,
+    msg_flags: 0,
+  };
+  const sent = check(`sendmsg(${fd})`, ioLibc().sendmsg(fd, message, MSG_NOSIGNAL));
+  if (sent !== bytes.length) throw new ErrnoError(`sendmsg(${fd}): ${sent} of ${bytes.length} bytes`, osConstants.errno.EMSGSIZE);
+}
+
+const SOCK_SEQPACKET = 5;
+
+/**
+ * A blocking unix socket connected to `path`: `seqpacket` keeps message boundaries (one
+ * sendMessage, one receiveMessage). Close it with closeFd.
+ */
+export function connectUnix(path: string, type: 'stream' | 'seqpacket'): number {
+  const kind = type === 'seqpacket' ? SOCK_SEQPACKET : SOCK_STREAM;
+  const fd = check('socket(AF_UNIX)', ioLibc().socket(AF_UNIX, kind | SOCK_CLOEXEC, 0));
+  try {
+    const address = unixAddress(path);
+    check(`connect ${path}`, ioLibc().connect(fd, address, address.length));
+    return fd;
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+const SO_SNDTIMEO = 21;
+
+/** Bounds how long a blocking send or receive on `fd` waits; it then fails with EAGAIN. */
+export function setSocketTimeouts(fd: number, timeoutMs: number): void {
+  // struct timeval { time_t tv_sec; suseconds_t tv_usec; }: two 64-bit fields.
+  const timeval = Buffer.alloc(16);
+  timeval.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
+  timeval.writeBigInt64LE(BigInt((timeoutMs % 1000) * 1000), 8);
+  for (const option of [SO_RCVTIMEO, SO_SNDTIMEO]) {
+    check(`setsockopt(${fd}, ${option === SO_RCVTIMEO ? 'SO_RCVTIMEO' : 'SO_SNDTIMEO'})`, ioLibc().setsockopt(fd, SOL_SOCKET, option, timeval, timeval.length));
+  }
+}
+
+const TIOCSWINSZ = 0x5414;
+
+/** Sets a terminal's window size (the kernel sends SIGWINCH to its foreground process group). */
+export function setWindowSize(fd: number, size: { rows: number; columns: number }): void {
+  const winsize = { ws_row: size.rows, ws_col: size.columns, ws_xpixel: 0, ws_ypixel: 0 };
+  check(`ioctl(${fd}, TIOCSWINSZ)`, ioLibc().ioctl(fd, TIOCSWINSZ, 'kuasar_winsize *', winsize));
 }

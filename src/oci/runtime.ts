@@ -80,6 +80,8 @@ const messageCodes: [RegExp, Code][] = [
   [/does not exist|container not running|no such process|process already finished/i, Code.NotFound],
   [/already exists|container with id exists/i, Code.AlreadyExists],
   [/cannot start|cannot exec|cannot pause|cannot resume|not paused/i, Code.FailedPrecondition],
+  // The process asked for names no program in the container: the caller's mistake, not ours.
+  [/executable file not found/i, Code.InvalidArgument],
 ];
 
 export function codeForRuntimeMessage(message: string): Code {
@@ -177,6 +179,20 @@ export class OciRuntime {
   async ps(id: string): Promise<number[]> {
     const out = await this.run({ operation: 'ps', id, args: ['ps', '--format', 'json', id] });
     return (JSON.parse(out) as number[] | null) ?? [];
+  }
+
+  /** Applies new limits to a container's cgroup; `resourcesFile` holds OCI LinuxResources JSON. */
+  async update(id: string, resourcesFile: string): Promise<void> {
+    await this.run({ operation: 'update', id, args: ['update', '--resources', resourcesFile, id] });
+  }
+
+  /** Freezes every process of the container (cgroup freezer). */
+  async pause(id: string): Promise<void> {
+    await this.run({ operation: 'pause', id, args: ['pause', id] });
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run({ operation: 'resume', id, args: ['resume', id] });
   }
 
   /** Starts another process in a running container, detached; returns its pid. */

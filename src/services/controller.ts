@@ -1,10 +1,12 @@
 // containerd's sandbox Controller (gRPC), mapped onto one kind's Sandboxer. Protocol in, core
 // calls out: nothing here depends on which kind serves the sandbox.
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { timestampNow } from '@bufbuild/protobuf/wkt';
 import {
   ControllerCreateResponseSchema,
   type ControllerCreateRequest,
   type ControllerMetricsRequest,
+  ControllerMetricsResponseSchema,
   type ControllerPlatformRequest,
   ControllerPlatformResponseSchema,
   type ControllerShutdownRequest,
@@ -17,10 +19,11 @@ import {
   type ControllerWaitRequest,
   ControllerWaitResponseSchema,
 } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
-import { notFound, RuntimeError, Code, unimplemented } from '../core/errors.js';
+import { notFound, RuntimeError, Code } from '../core/errors.js';
 import type { Sandboxer } from '../core/sandboxer.js';
 import type { GrpcCallContext } from '../rpc/grpc.js';
 import { namespaceFromMetadata } from './call-context.js';
+import { packCgroupMetrics } from './metrics.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from './pod-config.js';
 import { toTimestamp } from './timestamps.js';
 
@@ -91,9 +94,9 @@ export function controllerHandlers(sandboxer: Sandboxer) {
       return {};
     },
 
-    async metrics(req: ControllerMetricsRequest): Promise<never> {
-      sandboxer.get(req.sandboxId);
-      throw unimplemented(`metrics of sandbox ${req.sandboxId}: not implemented yet`);
+    async metrics(req: ControllerMetricsRequest): Promise<MessageInitShape<typeof ControllerMetricsResponseSchema>> {
+      const data = packCgroupMetrics(await sandboxer.metrics(req.sandboxId));
+      return { metrics: { timestamp: timestampNow(), id: req.sandboxId, data } };
     },
 
     async update(req: ControllerUpdateRequest): Promise<Record<string, never>> {

@@ -7,7 +7,12 @@ import type { Logger } from 'pino';
 import {
   TaskCreateSchema,
   TaskDeleteSchema,
+  TaskExecAddedSchema,
+  TaskExecStartedSchema,
   TaskExitSchema,
+  TaskOOMSchema,
+  TaskPausedSchema,
+  TaskResumedSchema,
   TaskStartSchema,
 } from '../api/containerd/events/task_pb.js';
 import { ForwardRequestSchema } from '../api/containerd/services/events/ttrpc/v1/events_pb.js';
@@ -32,6 +37,13 @@ export function packEvent(event: TaskEvent) {
       }));
     case '/tasks/start':
       return anyPack(TaskStartSchema, create(TaskStartSchema, { containerId: event.containerId, pid: event.pid }));
+    case '/tasks/exec-added':
+      return anyPack(TaskExecAddedSchema, create(TaskExecAddedSchema, { containerId: event.containerId, execId: event.execId }));
+    case '/tasks/exec-started':
+      return anyPack(
+        TaskExecStartedSchema,
+        create(TaskExecStartedSchema, { containerId: event.containerId, execId: event.execId, pid: event.pid }),
+      );
     case '/tasks/exit':
       return anyPack(TaskExitSchema, create(TaskExitSchema, {
         containerId: event.containerId,
@@ -48,6 +60,12 @@ export function packEvent(event: TaskEvent) {
         exitStatus: event.exitStatus,
         exitedAt: ts(event.exitedAt),
       }));
+    case '/tasks/oom':
+      return anyPack(TaskOOMSchema, create(TaskOOMSchema, { containerId: event.containerId }));
+    case '/tasks/paused':
+      return anyPack(TaskPausedSchema, create(TaskPausedSchema, { containerId: event.containerId }));
+    case '/tasks/resumed':
+      return anyPack(TaskResumedSchema, create(TaskResumedSchema, { containerId: event.containerId }));
   }
 }
 

@@ -2,27 +2,37 @@
 // socket. The same handlers answer under containerd.task.v3.Task and containerd.task.v2.Task.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type {
+  CloseIORequest,
   ConnectRequest,
   ConnectResponseSchema,
   CreateTaskRequest,
   CreateTaskResponseSchema,
   DeleteRequest,
   DeleteResponseSchema,
+  ExecProcessRequest,
   KillRequest,
+  PauseRequest,
   PidsRequest,
   PidsResponseSchema,
+  ResizePtyRequest,
+  ResumeRequest,
   ShutdownRequest,
   StartRequest,
   StartResponseSchema,
   StateRequest,
   StateResponseSchema,
+  StatsRequest,
+  StatsResponseSchema,
+  UpdateTaskRequest,
   WaitRequest,
   WaitResponseSchema,
 } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Status } from '../api/containerd/types/task/task_pb.js';
-import { failedPrecondition, invalidArgument, notFound, unimplemented } from '../core/errors.js';
+import { failedPrecondition, invalidArgument, unimplemented } from '../core/errors.js';
 import type { ProcessStatus } from '../core/model.js';
 import type { Sandbox } from '../core/sandbox.js';
+import { packCgroupMetrics } from './metrics.js';
+import { decodeJsonAny, decodeLinuxResources, PROCESS_SPEC_TYPE } from './resources.js';
 import { toTimestamp } from './timestamps.js';
 
 export const TASK_SERVICE_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];
@@ -30,14 +40,19 @@ export const TASK_SERVICE_NAMES = ['containerd.task.v3.Task', 'containerd.task.v
 const statusOf: Record<ProcessStatus, Status> = {
   created: Status.CREATED,
   running: Status.RUNNING,
+  paused: Status.PAUSED,
   stopped: Status.STOPPED,
 };
 
 type Empty = Record<string, never>;
 
-/** Execs arrive with issue 3's work; until then an exec id names no process. */
-function rejectExecId(op: string, req: { id: string; execId: string }): void {
-  if (req.execId !== '') throw notFound(`${op}: exec ${req.execId} of container ${req.id}`);
+/** The type containerd packs an exec's OCI Process in (its value is JSON). */
+
+function processSpec(req: ExecProcessRequest): Record<string, unknown> {
+  const what = `exec ${req.execId} in container ${req.id}`;
+  const spec = decodeJsonAny(req.spec, PROCESS_SPEC_TYPE, what, 'process spec');
+  if (!Array.isArray(spec['args']) || spec['args'].length === 0) throw invalidArgument(`${what}: the process spec has no args`);
+  return spec;
 }
 
 export function taskHandlers(sandbox: Sandbox) {
@@ -51,7 +66,6 @@ export function taskHandlers(sandbox: Sandbox) {
     async create(req: CreateTaskRequest): Promise<MessageInitShape<typeof CreateTaskResponseSchema>> {
       if (!req.bundle.startsWith('/')) throw invalidArgument(`create container ${req.id}: bundle must be an absolute path`);
       if (req.checkpoint || req.parentCheckpoint) throw failedPrecondition(`create container ${req.id}: restoring checkpoints is not supported`);
-      if (req.terminal) throw failedPrecondition(`create container ${req.id}: terminals are not supported yet`);
       const pid = await sandbox.createTask({
         id: req.id,
         bundle: req.bundle,
@@ -62,13 +76,11 @@ export function taskHandlers(sandbox: Sandbox) {
     },
 
     async start(req: StartRequest): Promise<MessageInitShape<typeof StartResponseSchema>> {
-      rejectExecId('start', req);
-      return { pid: await sandbox.startTask(req.id) };
+      return { pid: await sandbox.startTask(req.id, req.execId) };
     },
 
     async state(req: StateRequest): Promise<MessageInitShape<typeof StateResponseSchema>> {
-      rejectExecId('state', req);
-      const s = sandbox.taskState(req.id);
+      const s = sandbox.taskState(req.id, req.execId);
       return {
         id: s.id,
         bundle: s.bundle,
@@ -85,20 +97,17 @@ export function taskHandlers(sandbox: Sandbox) {
     },
 
     async kill(req: KillRequest): Promise<Empty> {
-      rejectExecId('kill', req);
-      await sandbox.killTask(req.id, req.signal, req.all);
+      await sandbox.killTask(req.id, req.signal, req.all, req.execId);
       return {};
     },
 
     async wait(req: WaitRequest): Promise<MessageInitShape<typeof WaitResponseSchema>> {
-      rejectExecId('wait', req);
-      const exit = await sandbox.waitTask(req.id);
+      const exit = await sandbox.waitTask(req.id, req.execId);
       return { exitStatus: exit.exitStatus, exitedAt: toTimestamp(exit.exitedAt) };
     },
 
     async delete(req: DeleteRequest): Promise<MessageInitShape<typeof DeleteResponseSchema>> {
-      rejectExecId('delete', req);
-      const { pid, exit } = await sandbox.deleteTask(req.id);
+      const { pid, exit } = await sandbox.deleteTask(req.id, req.execId);
       return { pid, exitStatus: exit.exitStatus, exitedAt: toTimestamp(exit.exitedAt) };
     },
 
@@ -118,13 +127,44 @@ export function taskHandlers(sandbox: Sandbox) {
       return {};
     },
 
-    exec: unsupported('exec'),
-    resizePty: unsupported('resizing a terminal'),
-    closeIO: unsupported('closing stdin'),
-    pause: unsupported('pause'),
-    resume: unsupported('resume'),
+    async exec(req: ExecProcessRequest): Promise<Empty> {
+      await sandbox.execProcess(req.id, {
+        execId: req.execId,
+        spec: processSpec(req),
+        stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+      });
+      return {};
+    },
+
+    async resizePty(req: ResizePtyRequest): Promise<Empty> {
+      await sandbox.resizePty(req.id, req.execId, { width: req.width, height: req.height });
+      return {};
+    },
+
+    async closeIO(req: CloseIORequest): Promise<Empty> {
+      if (req.stdin) await sandbox.closeStdin(req.id, req.execId);
+      else sandbox.taskState(req.id, req.execId);
+      return {};
+    },
+    async pause(req: PauseRequest): Promise<Empty> {
+      await sandbox.pauseTask(req.id);
+      return {};
+    },
+
+    async resume(req: ResumeRequest): Promise<Empty> {
+      await sandbox.resumeTask(req.id);
+      return {};
+    },
+
+    async update(req: UpdateTaskRequest): Promise<Empty> {
+      await sandbox.updateTask(req.id, decodeLinuxResources(req.resources, `update container ${req.id}`));
+      return {};
+    },
+
+    async stats(req: StatsRequest): Promise<MessageInitShape<typeof StatsResponseSchema>> {
+      return { stats: packCgroupMetrics(await sandbox.taskStats(req.id)) };
+    },
+
     checkpoint: unsupported('checkpoint'),
-    update: unsupported('resource updates'),
-    stats: unsupported('stats'),
   };
 }

@@ -37,7 +37,7 @@ case "$cmd:$id" in
   list:*) echo 'null' ;;
   start:stuck) sleep 5 ;;
   delete:broken) fail "first problem" "second problem" "third problem" "fourth problem" ;;
-  kill:*|delete:*|start:*) ;;
+  kill:*|delete:*|start:*|update:*|pause:*|resume:*) ;;
   exec:*) while [ "$1" != --pid-file ]; do shift; done; echo 4300 > "$2" ;;
   *) echo "unexpected $cmd" >&2; exit 2 ;;
 esac
@@ -97,6 +97,15 @@ describe('OciRuntime against a stand-in runtime', () => {
     assert.deepEqual((await args()).slice(-7), ['exec', '--detach', '--pid-file', path.join(dir, 'e.pid'), '--process', '/b/p.json', 'c1']);
   });
 
+  it('passes update, pause and resume', async () => {
+    await runtime.update('c1', '/b/resources.json');
+    assert.deepEqual((await args()).slice(-4), ['update', '--resources', '/b/resources.json', 'c1']);
+    await runtime.pause('c1');
+    assert.deepEqual((await args()).slice(-2), ['pause', 'c1']);
+    await runtime.resume('c1');
+    assert.deepEqual((await args()).slice(-2), ['resume', 'c1']);
+  });
+
   it('reports a missing container as NotFound, naming the operation and id', async () => {
     await assert.rejects(runtime.state('missing'), (err: unknown) => {
       assert.ok(err instanceof RuntimeError);
@@ -138,6 +147,8 @@ describe('runtime output parsing', () => {
     assert.equal(codeForRuntimeMessage('container not running'), Code.NotFound);
     assert.equal(codeForRuntimeMessage('cannot start an already running container'), Code.FailedPrecondition);
     assert.equal(codeForRuntimeMessage('unable to apply cgroup configuration'), Code.Internal);
+    const missing = 'exec failed: unable to start container process: exec: "nope": executable file not found in $PATH';
+    assert.equal(codeForRuntimeMessage(missing), Code.InvalidArgument);
   });
 
   it('keeps only error-level log messages', () => {

@@ -77,6 +77,7 @@ const layout = (p: PodSpec): PodLayout => ({
   netnsPath: '/var/run/netns/cni-1',
   ipcPath: p.hostIpc ? null : '/run/k/runc/s1/ns/ipc',
   utsPath: p.hostNetwork ? null : '/run/k/runc/s1/ns/uts',
+  pidPath: p.pidMode === 'pod' ? '/proc/4242/ns/pid' : null,
   hostnameFile: '/run/k/runc/s1/etc/hostname',
   hostsFile: '/run/k/runc/s1/etc/hosts',
   resolvConfFile: '/run/k/runc/s1/etc/resolv.conf',
@@ -117,4 +118,24 @@ test('a container joins the pod\'s pinned namespaces and sees the pod\'s files',
 test('a host-network pod\'s container keeps the host network and UTS namespaces', () => {
   const spec = podContainerSpec(criSpec(), '/r', layout(pod({ hostNetwork: true, hostIpc: true, pidMode: 'node' })));
   assert.deepEqual(spec.linux!.namespaces!.map((n) => n.type).sort(), ['mount']);
+});
+
+test('a container of a pod that shares its PID namespace joins the holder\'s', () => {
+  const spec = podContainerSpec(criSpec(), '/r', layout(pod({ pidMode: 'pod' })));
+  const pid = spec.linux!.namespaces!.filter((n) => n.type === 'pid');
+  assert.deepEqual(pid, [{ type: 'pid', path: '/proc/4242/ns/pid' }], 'CRI\'s /proc/0 path is replaced, not kept beside it');
+  assert.throws(
+    () => podContainerSpec(criSpec(), '/r', { ...layout(pod({ pidMode: 'pod' })), pidPath: null }),
+    (err: unknown) => err instanceof RuntimeError && err.code === Code.Internal,
+  );
+});
+
+test('pod sysctls go into every container\'s spec; the container\'s own entries win', () => {
+  const base = criSpec();
+  const withOwn = { ...base, linux: { ...base.linux, sysctl: { 'net.ipv4.ip_forward': '0' } } };
+  const sysctls = { 'net.ipv4.ip_forward': '1', 'kernel.shm_rmid_forced': '1' };
+  const spec = podContainerSpec(withOwn, '/r', layout(pod({ sysctls })));
+  assert.deepEqual(spec.linux!.sysctl, { 'net.ipv4.ip_forward': '0', 'kernel.shm_rmid_forced': '1' });
+  const plain = podContainerSpec(criSpec(), '/r', layout(pod()));
+  assert.equal(Object.hasOwn(plain.linux!, 'sysctl'), false, 'no empty sysctl table is added');
 });

@@ -447,6 +447,19 @@ describe('ttrpc server and client', () => {
       peer.destroy();
     });
 
+    it('lets a client close its side of a stream the server has ended, without an answer', async () => {
+      const peer = await RawPeer.connect(path);
+      peer.request(1, 'Count', bytes('1'));
+      assert.equal(text((await peer.next()).payload), '1');
+      const end = await peer.next();
+      assert.deepEqual([end.streamId, end.flags], [1, Flag.RemoteClosed | Flag.NoData]);
+      // containerd closes its side after reading the end: no error Response may follow.
+      peer.frame(1, FrameType.Data, Flag.RemoteClosed | Flag.NoData);
+      peer.request(3, 'Echo', bytes('next'));
+      assert.equal(text(await expectResponse(peer, 3, Code.OK)), 'next');
+      peer.destroy();
+    });
+
     it('serves a server-streaming call whose request carries the only message', async () => {
       const stream = client.openStream(SERVICE, 'Count', { initial: bytes('3'), closeSend: true });
       const received: string[] = [];

@@ -1,6 +1,8 @@
 // How a container's OCI spec (as CRI wrote it) is bent to live in its runc pod: it joins the
-// pod's pinned IPC/UTS namespaces and network namespace, and sees the pod's own /etc files and
-// /dev/shm instead of files CRI would have made for a pause container.
+// pod's pinned IPC/UTS namespaces, its network namespace and (when the pod shares one) its PID
+// namespace, gets the pod's sysctls, and sees the pod's own /etc files and /dev/shm instead of
+// files CRI would have made for a pause container.
+import { internal } from '../../core/errors.js';
 import type { PodSpec } from '../../core/model.js';
 
 /** The slice of the OCI runtime spec this transform reads and writes. */
@@ -8,7 +10,7 @@ export interface PodContainerSpec {
   hostname?: string;
   root?: { path: string; readonly?: boolean };
   mounts?: { destination: string; type?: string; source?: string; options?: string[] }[];
-  linux?: { namespaces?: { type: string; path?: string }[]; [key: string]: unknown };
+  linux?: { namespaces?: { type: string; path?: string }[]; sysctl?: Record<string, string>; [key: string]: unknown };
   [key: string]: unknown;
 }
 
@@ -18,6 +20,8 @@ export interface PodLayout {
   netnsPath: string;
   ipcPath: string | null; // null: the host's IPC namespace
   utsPath: string | null; // null: the host's UTS namespace
+  /** The pod's shared PID namespace, given when pod.pidMode is 'pod'. */
+  pidPath: string | null;
   hostnameFile: string;
   hostsFile: string;
   resolvConfFile: string;
@@ -37,10 +41,18 @@ export function podContainerSpec<S extends PodContainerSpec>(spec: S, rootPath: 
   namespaces = setNamespace(namespaces, 'ipc', layout.ipcPath);
   namespaces = setNamespace(namespaces, 'uts', layout.utsPath);
   namespaces = setNamespace(namespaces, 'network', layout.pod.hostNetwork ? null : layout.netnsPath);
-  // CRI points the namespaces it thinks the pod owns at the sandbox's pid, which is 0 here (no
-  // process stands for the pod): each is replaced by the pod's real one, or a new one.
-  if (layout.pod.pidMode === 'node') namespaces = namespaces.filter((ns) => ns.type !== 'pid');
-  else namespaces = [...namespaces.filter((ns) => ns.type !== 'pid'), { type: 'pid' }];
+  // CRI points the namespaces it thinks the pod owns at /proc/<sandbox pid>/ns: each is replaced
+  // by the pod's real one, or a new one (the sandbox pid is 0 unless the pod shares its PID
+  // namespace).
+  namespaces = namespaces.filter((ns) => ns.type !== 'pid');
+  if (layout.pod.pidMode === 'container') namespaces.push({ type: 'pid' });
+  if (layout.pod.pidMode === 'pod') {
+    if (layout.pidPath === null) throw internal('a pod that shares its PID namespace needs the namespace\'s path');
+    namespaces.push({ type: 'pid', path: layout.pidPath });
+  }
+  // Pod sysctls are namespaced (checked at pod create): each container writes the same values
+  // into the namespaces the pod shares. The container's own entries win.
+  const sysctl = { ...layout.pod.sysctls, ...spec.linux?.sysctl };
 
   const podMounts = [
     { destination: '/etc/hostname', source: layout.hostnameFile },
@@ -58,6 +70,6 @@ export function podContainerSpec<S extends PodContainerSpec>(spec: S, rootPath: 
     ...rest,
     root: { ...spec.root, path: rootPath },
     mounts,
-    linux: { ...spec.linux, namespaces },
+    linux: { ...spec.linux, namespaces, ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}) },
   } as S;
 }

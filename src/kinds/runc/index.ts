@@ -1,23 +1,36 @@
 // The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
 // OCI runtime CLI (runc by default). No process stays per pod: the pod's IPC and UTS
-// namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up.
+// namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
+// a pod whose containers share one PID namespace gets a process: the holder of that namespace.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { failedPrecondition } from '../../core/errors.js';
-import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
-import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
+import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
+import type { CgroupMetrics } from '../../core/metrics.js';
+import { nowIso, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { podFiles, podHostname, type HostFacts } from '../../core/pod-files.js';
 import { timed } from '../../core/stages.js';
-import { openContainerStdio } from '../../io/fifo.js';
+import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
 import { pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
+import {
+  holderPidNamespacePath,
+  isHolderRunning,
+  startPidNamespaceHolder,
+  stopPidNamespaceHolder,
+  type HolderNamespaces,
+  type PidNamespaceHolder,
+} from '../../linux/pid-holder.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import { UNKNOWN_EXIT_STATUS, type Reaper } from '../../linux/reaper.js';
+import { checkPodSysctls } from '../../linux/sysctls.js';
 import { OciRuntime } from '../../oci/runtime.js';
+import { ContainerCgroups, hostCgroupLayout } from './cgroups.js';
 import { podContainerSpec, type PodContainerSpec, type PodLayout } from './container-spec.js';
+import { RuncProcesses } from './processes.js';
 
 export interface RuncKindOptions {
   /** The kind's state directory (`<state_dir>/runc`); sandboxes live in its subdirectories. */
@@ -51,6 +64,8 @@ interface RuncContainerState {
 interface RuncPodState {
   ipcPath: string | null;
   utsPath: string | null;
+  /** The process that holds the pod's shared PID namespace, while the pod runs. */
+  pidHolder?: PidNamespaceHolder | null;
 }
 
 export class RuncKind implements SandboxKind {
@@ -58,16 +73,17 @@ export class RuncKind implements SandboxKind {
   readonly tasks: TaskDriver;
   private readonly runtime: OciRuntime;
 
-  private readonly runtimeDirs: { root: string; logDir: string };
+  private readonly runtimeDirs: { root: string; logDir: string; consoleDir: string };
 
   constructor(private readonly options: RuncKindOptions) {
-    this.runtimeDirs = { root: `${options.kindDir}.oci`, logDir: `${options.kindDir}.oci-log` };
-    this.runtime = new OciRuntime({ binary: options.ociRuntime, ...this.runtimeDirs });
-    this.tasks = new RuncTasks(this.runtime, options.reaper);
+    this.runtimeDirs = { root: `${options.kindDir}.oci`, logDir: `${options.kindDir}.oci-log`, consoleDir: `${options.kindDir}.console` };
+    this.runtime = new OciRuntime({ binary: options.ociRuntime, root: this.runtimeDirs.root, logDir: this.runtimeDirs.logDir });
+    const processes = new RuncProcesses(this.runtime, options.reaper, this.runtimeDirs.consoleDir);
+    this.tasks = new RuncTasks(this.runtime, options.reaper, processes);
   }
 
   async init(): Promise<void> {
-    for (const dir of [this.options.kindDir, this.runtimeDirs.root, this.runtimeDirs.logDir]) {
+    for (const dir of [this.options.kindDir, this.runtimeDirs.root, this.runtimeDirs.logDir, this.runtimeDirs.consoleDir]) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
     }
     // Namespace files can only be bind-mounted below a mount that does not propagate.
@@ -81,9 +97,7 @@ export class RuncKind implements SandboxKind {
 
   async prepare(sandbox: SandboxContext): Promise<void> {
     const pod = sandbox.record.pod;
-    if (pod.pidMode === 'pod') {
-      throw failedPrecondition(`create sandbox ${sandbox.record.id}: a PID namespace shared by the pod is not supported yet`);
-    }
+    checkPodSysctls(pod.sysctls, { net: !pod.hostNetwork, ipc: !pod.hostIpc });
     const paths = podPaths(sandbox.dir);
     const host = await hostFacts();
     const files = podFiles(pod, host);
@@ -109,12 +123,40 @@ export class RuncKind implements SandboxKind {
     if (!pod.hostIpc) await timed(sandbox.log, 'runc.mount-shm', () => mountOne(SHM_MOUNT, paths.shmDir));
   }
 
-  async start(): Promise<{ pid: number }> {
-    return { pid: 0 };
+  async start(sandbox: SandboxContext): Promise<{ pid: number }> {
+    if (sandbox.record.pod.pidMode !== 'pod') return { pid: 0 };
+    const state = sandbox.record.kindState as RuncPodState;
+    // The holder joins the pod's other namespaces too, so that containerd, which takes the
+    // sandbox pid for /proc/<pid>/ns/*, finds every one of them there.
+    const join: HolderNamespaces = {};
+    if (!sandbox.record.pod.hostNetwork && sandbox.record.netnsPath) join.netns = sandbox.record.netnsPath;
+    if (state.ipcPath) join.ipc = state.ipcPath;
+    if (state.utsPath) join.uts = state.utsPath;
+    const parent = sandbox.record.pod.cgroupParent;
+    const cgroup = parent ? `${parent.replace(/\/+$/, '')}/kuasar-pidns-${sandbox.record.id}` : undefined;
+    const holder = await timed(sandbox.log, 'runc.start-pid-holder', () => startPidNamespaceHolder(join, cgroup));
+    state.pidHolder = holder;
+    sandbox.log.info({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'PID namespace holder started');
+    return { pid: holder.pid };
   }
 
-  async stop(): Promise<void> {
-    // Nothing runs for a runc pod besides its containers, which core has stopped already.
+  async stop(sandbox: SandboxContext): Promise<void> {
+    // Besides its containers (core has stopped them), only the PID namespace holder runs.
+    await this.stopPidHolder(sandbox);
+  }
+
+  private async stopPidHolder(sandbox: SandboxContext): Promise<void> {
+    const state = sandbox.record.kindState as RuncPodState | null;
+    if (!state?.pidHolder) return;
+    await timed(sandbox.log, 'runc.stop-pid-holder', () => stopPidNamespaceHolder(state.pidHolder!));
+    state.pidHolder = null;
+  }
+
+  /** The pod's own cgroup (CRI's cgroup_parent, where kubelet puts a pod's limits), as containerd reads it for pod stats. */
+  async metrics(sandbox: SandboxContext): Promise<CgroupMetrics> {
+    const parent = sandbox.record.pod.cgroupParent;
+    if (!parent) throw failedPrecondition(`metrics of sandbox ${sandbox.record.id}: the pod has no cgroup of its own (no cgroup_parent)`);
+    return readCgroupMetrics(parent, await hostCgroupLayout());
   }
 
   async recover(sandbox: SandboxContext): Promise<void> {
@@ -124,9 +166,13 @@ export class RuncKind implements SandboxKind {
         throw failedPrecondition(`recover sandbox ${sandbox.record.id}: its pinned namespace ${path} is gone`);
       }
     }
+    if (sandbox.record.phase === 'ready' && state?.pidHolder && !isHolderRunning(state.pidHolder)) {
+      throw failedPrecondition(`recover sandbox ${sandbox.record.id}: the holder of its PID namespace (pid ${state.pidHolder.pid}) is gone`);
+    }
   }
 
   async destroy(sandbox: SandboxContext): Promise<void> {
+    await this.stopPidHolder(sandbox);
     const paths = podPaths(sandbox.dir);
     await unpinPodNamespaces(paths.nsDir);
     await unmountRecursive(sandbox.dir);
@@ -134,9 +180,12 @@ export class RuncKind implements SandboxKind {
 }
 
 class RuncTasks implements TaskDriver {
+  private readonly cgroups = new ContainerCgroups();
+
   constructor(
     private readonly runtime: OciRuntime,
     private readonly reaper: Reaper,
+    private readonly processes: RuncProcesses,
   ) {}
 
   private dirs(sandbox: SandboxContext, container: ContainerRecord) {
@@ -161,24 +210,39 @@ class RuncTasks implements TaskDriver {
       netnsPath: sandbox.record.netnsPath,
       ipcPath: podState.ipcPath,
       utsPath: podState.utsPath,
+      pidPath: sandbox.record.pod.pidMode === 'pod' ? holderPidNamespacePath(requireHolder(sandbox, podState)) : null,
       hostnameFile: pod.hostnameFile,
       hostsFile: pod.hostsFile,
       resolvConfFile: pod.resolvConfFile,
       shmDir: sandbox.record.pod.hostIpc ? '/dev/shm' : pod.shmDir,
     };
-    await writeFile(join(dir, 'config.json'), JSON.stringify(podContainerSpec(spec, rootPath, layout)));
+    const runcSpec = podContainerSpec(spec, rootPath, layout);
+    await writeFile(join(dir, 'config.json'), JSON.stringify(runcSpec));
+    this.cgroups.remember(container, runcSpec);
 
-    const stdio = openContainerStdio(container.stdio);
-    let pid: number;
-    try {
-      pid = await timed(log, 'oci.create', () => this.runtime.create(container.id, dir, { pidFile, stdio: stdio.fds }));
-    } finally {
-      // The container's init holds its own copies now; ours would keep the FIFOs open forever.
-      stdio.close();
-    }
-    const initStartTime = readProcStat(pid)?.startTime;
+    const created = await this.processes.createInit(sandbox, container, dir, pidFile);
+    const initStartTime = readProcStat(created.pid)?.startTime;
     if (initStartTime) container.kindState = { initStartTime } satisfies RuncContainerState;
-    return { pid, exited: this.reaper.watch(pid).then((e) => ({ exitStatus: e.exitStatus, exitedAt: e.exitedAt.toISOString() })) };
+    return { pid: created.pid, exited: created.exited.then((exit) => this.afterInitExit(sandbox, container, exit)) };
+  }
+
+  /** What follows the end of a container's init, before core reports the exit. */
+  private async afterInitExit(sandbox: SandboxContext, container: ContainerRecord, exit: ExitInfo): Promise<ExitInfo> {
+    const log = sandbox.log.child({ container: container.id });
+    // Only the end of a namespace's init takes its other processes along. A container in the
+    // pod's (or the node's) PID namespace would leave them running: as runc's shim, end them.
+    if (sandbox.record.pod.pidMode !== 'container') {
+      await this.runtime.kill(container.id, 9, { all: true }).catch((err) => log.debug({ err }, 'killing what the init left'));
+    }
+    // The cgroup outlives the init until Delete, and counts every OOM kill in it: a container
+    // that met its memory limit is reported, before its exit, as containerd's shims do.
+    try {
+      const kills = await readOomKills(await this.cgroups.pathOf(container, this.dirs(sandbox, container).dir), await hostCgroupLayout());
+      if (kills !== undefined && kills > 0n) sandbox.reportOom(container.id);
+    } catch (err) {
+      log.warn({ err }, 'could not read the container\'s OOM count');
+    }
+    return exit;
   }
 
   async start(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
@@ -192,6 +256,7 @@ class RuncTasks implements TaskDriver {
   async delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
     const { dir, rootfs } = this.dirs(sandbox, container);
     const log = sandbox.log.child({ container: container.id });
+    await this.processes.release(sandbox, container, null, dir);
     await timed(log, 'oci.delete', () => this.runtime.delete(container.id, { force: true }));
     await timed(log, 'runc.unmount-rootfs', () => unmountRecursive(rootfs));
     await rm(dir, { recursive: true, force: true });
@@ -201,19 +266,69 @@ class RuncTasks implements TaskDriver {
     return this.runtime.ps(container.id);
   }
 
+  async stats(sandbox: SandboxContext, container: ContainerRecord): Promise<CgroupMetrics> {
+    return readCgroupMetrics(await this.cgroups.pathOf(container, this.dirs(sandbox, container).dir), await hostCgroupLayout());
+  }
+
+  async update(sandbox: SandboxContext, container: ContainerRecord, resources: Record<string, unknown>): Promise<void> {
+    const file = join(this.dirs(sandbox, container).dir, 'resources-update.json');
+    await writeFile(file, JSON.stringify(resources));
+    try {
+      await timed(sandbox.log.child({ container: container.id }), 'oci.update', () => this.runtime.update(container.id, file));
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  async pause(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    await timed(sandbox.log.child({ container: container.id }), 'oci.pause', () => this.runtime.pause(container.id));
+  }
+
+  async resume(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    await timed(sandbox.log.child({ container: container.id }), 'oci.resume', () => this.runtime.resume(container.id));
+  }
+
+  async startExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord): Promise<CreatedProcess> {
+    return this.processes.startExec(sandbox, container, exec, this.dirs(sandbox, container).dir);
+  }
+
+  async killExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord, signal: number): Promise<void> {
+    await this.processes.killExec(sandbox, container, exec, signal);
+  }
+
+  async deleteExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord): Promise<void> {
+    await this.processes.release(sandbox, container, exec, this.dirs(sandbox, container).dir);
+  }
+
+  async resizePty(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord | null, size: WindowSize): Promise<void> {
+    this.processes.resize(sandbox, container, exec, size);
+  }
+
+  async closeStdin(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord | null): Promise<void> {
+    this.processes.closeStdin(sandbox, container, exec);
+  }
+
   async reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo> {
     const log = sandbox.log.child({ container: container.id, pid: container.pid });
     const state = container.kindState as RuncContainerState | null;
     // The pid alone could name another process by now: its start time tells them apart.
+    let exit: ExitInfo;
     if (!state || !isSameProcessRunning(container.pid, state.initStartTime)) {
       log.warn('container exited while kuasard was down; its exit status is lost, reporting 255');
-      return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+      exit = { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+    } else {
+      // Still running, but no longer our child: we will learn when it ends, not how.
+      const foreign = await this.reaper.watchForeign(container.pid);
+      log.warn('container exited after a kuasard restart; its exit status cannot be known, reporting 255');
+      exit = { exitStatus: foreign.exitStatus, exitedAt: foreign.exitedAt.toISOString() };
     }
-    // Still running, but no longer our child: we will learn when it ends, not how.
-    const exit = await this.reaper.watchForeign(container.pid);
-    log.warn('container exited after a kuasard restart; its exit status cannot be known, reporting 255');
-    return { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() };
+    return this.afterInitExit(sandbox, container, exit);
   }
+}
+
+function requireHolder(sandbox: SandboxContext, state: RuncPodState): PidNamespaceHolder {
+  if (!state.pidHolder) throw failedPrecondition(`sandbox ${sandbox.record.id} shares a PID namespace, but it has no holder (not started?)`);
+  return state.pidHolder;
 }
 
 async function hostFacts(): Promise<HostFacts> {

@@ -5,6 +5,7 @@ export { TtrpcServer } from './server.js';
 export type {
   CallContext,
   Metadata,
+  PendingCall,
   ServerStream,
   ServiceHandlers,
   StreamHandler,

@@ -32,10 +32,20 @@ export interface TtrpcLogger {
   warn(fields: Record<string, unknown>, message: string): void;
 }
 
+/** A unary call that a later process may answer: its stream id and its raw ttrpc.Request. */
+export interface PendingCall {
+  streamId: number;
+  request: Uint8Array;
+}
+
 export interface ConnectionContext {
   lookup(service: string, method: string): MethodHandler | undefined;
   hasService(service: string): boolean;
   logger: TtrpcLogger | undefined;
+  /** Whether a unary call may be answered by a later process (TtrpcServerOptions.resumable). */
+  isResumable?(service: string, method: string): boolean;
+  onResumableCall?(call: PendingCall): void;
+  onResumableCallSettled?(call: PendingCall): void;
 }
 
 /** setTimeout's longest delay; a deadline further away than this is as good as none. */
@@ -49,6 +59,8 @@ class ActiveCall {
   inbound: InboundQueue<Uint8Array> | undefined;
   /** The client said it sends nothing more on this stream. */
   remoteClosed = false;
+  /** Set for a call a later process may answer, as reported to the context. */
+  resumable: PendingCall | undefined;
 
   constructor(
     readonly streamId: number,
@@ -123,6 +135,19 @@ export class ServerConnection {
     }
   }
 
+  /**
+   * Runs again the calls an earlier process took from this connection and did not answer (as
+   * its context's onResumableCall reported them): they are answered on their stream ids, and
+   * the client's next request must come after the highest of them.
+   */
+  resume(calls: readonly PendingCall[]): void {
+    for (const call of [...calls].sort((a, b) => a.streamId - b.streamId)) {
+      if (call.streamId % 2 !== 1 || call.streamId <= this.lastStreamId) continue;
+      this.lastStreamId = call.streamId;
+      this.startCall(call.streamId, call.request, 0, true);
+    }
+  }
+
   private onRequest(frame: Frame): void {
     const streamId = frame.streamId;
     if (streamId <= this.lastStreamId) {
@@ -130,9 +155,13 @@ export class ServerConnection {
       return;
     }
     this.lastStreamId = streamId;
+    this.startCall(streamId, frame.payload, frame.flags, false);
+  }
+
+  private startCall(streamId: number, payload: Uint8Array, flags: number, resumed: boolean): void {
     let request: Request;
     try {
-      request = fromBinary(RequestSchema, frame.payload);
+      request = fromBinary(RequestSchema, payload);
     } catch (err) {
       this.violation(streamId, `invalid request: ${errorMessage(err)}`);
       return;
@@ -147,12 +176,21 @@ export class ServerConnection {
     }
     const call = this.open(streamId, request);
     if (!call) return;
-    if (method.kind === 'unary') this.runUnary(call, method.handle, request.payload);
-    else this.runStream(call, method.handle, request.payload, frame.flags);
+    if (method.kind === 'stream') {
+      this.runStream(call, method.handle, request.payload, flags);
+      return;
+    }
+    if (this.context.isResumable?.(request.service, request.method)) {
+      call.resumable = { streamId, request: payload };
+      // A resumed call was reported by the process that first took it.
+      if (!resumed) this.context.onResumableCall?.(call.resumable);
+    }
+    this.runUnary(call, method.handle, request.payload);
   }
 
   private onData(frame: Frame): void {
     const call = this.calls.get(frame.streamId);
+    if (!call && isLateClose(frame, this.lastStreamId)) return;
     if (!call?.inbound) {
       this.violation(frame.streamId, `stream ${frame.streamId} is not open for data`);
       return;
@@ -275,6 +313,7 @@ export class ServerConnection {
     this.calls.delete(call.streamId);
     clearTimeout(call.timer);
     this.throttle.release(call);
+    if (call.resumable) this.context.onResumableCallSettled?.(call.resumable);
     return true;
   }
 
@@ -296,6 +335,17 @@ export class ServerConnection {
   private warn(message: string, fields: Record<string, unknown>): void {
     this.context.logger?.warn(fields, message);
   }
+}
+
+/**
+ * An empty close (Data, flags remote-closed + no-data) for a stream the server has finished
+ * already: a client closes its side once it has read the server's end (containerd does for the
+ * Streaming service). Nothing is left to answer; an error Response would only be logged by the
+ * client as a message on an inactive stream.
+ */
+function isLateClose(frame: Frame, lastStreamId: number): boolean {
+  const closeFlags = Flag.RemoteClosed | Flag.NoData;
+  return frame.streamId <= lastStreamId && (frame.flags & closeFlags) === closeFlags && frame.payload.length === 0;
 }
 
 /** Runs a handler so that a synchronous throw becomes a rejection like any other failure. */

@@ -1,16 +1,22 @@
 // A ttrpc server: serves registered services on a unix socket (or on sockets handed to it),
 // one ServerConnection per peer. Service and method names are matched exactly; an unknown one
 // is answered Unimplemented and the connection stays usable.
+//
+// A process that must hand its sockets over to a later process (kuasard keeps them in its fd
+// keeper so that containerd's connections survive a restart) learns of every socket the server
+// opens through onListening/onAccepted, and of the pending calls the later process may answer
+// through onResumableCall; the later process serves them again through adoptListener and
+// adoptConnection. The server itself knows nothing of who keeps what.
 
 import { lstat, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { once } from 'node:events';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../../core/errors.js';
 import type { Metadata } from './envelope.js';
-import { ServerConnection, type MethodHandler, type TtrpcLogger } from './server-connection.js';
+import { ServerConnection, type MethodHandler, type PendingCall, type TtrpcLogger } from './server-connection.js';
 
 export type { Metadata } from './envelope.js';
-export type { TtrpcLogger } from './server-connection.js';
+export type { PendingCall, TtrpcLogger } from './server-connection.js';
 
 /** What every handler learns about its call besides the messages. */
 export interface CallContext {
@@ -49,6 +55,20 @@ export interface ServiceHandlers {
 export interface TtrpcServerOptions {
   /** Told about peers that break the protocol; nothing is logged without it. */
   logger?: TtrpcLogger;
+  /** Called once listen() has made the listening socket. */
+  onListening?: (listener: net.Server) => void;
+  /** Called with each connection the listener accepts, before anything is read from it. */
+  onAccepted?: (socket: net.Socket) => void;
+  /**
+   * Unary calls that a later process may answer if this one goes away first: idempotent calls
+   * that wait long, such as containerd's Task.Wait. Each one is reported to onResumableCall as
+   * it starts (with its raw request) and to onResumableCallSettled once it is answered or given
+   * up; a process that hands its connections over keeps the unsettled ones and its successor
+   * passes them to adoptConnection.
+   */
+  resumable?: (service: string, method: string) => boolean;
+  onResumableCall?: (socket: net.Socket, call: PendingCall) => void;
+  onResumableCallSettled?: (socket: net.Socket, call: PendingCall) => void;
 }
 
 /** Mode of the listening socket: only the owner (root for the daemon) may connect. */
@@ -88,7 +108,7 @@ export class TtrpcServer {
     if (this.closed) throw failedPrecondition('ttrpc server is closed');
     if (this.listener) throw failedPrecondition(`ttrpc server already listens on ${this.socketPath}`);
     await removeStaleSocket(path);
-    const listener = net.createServer((socket) => this.serveConnection(socket));
+    const listener = this.createListener();
     // The socket file gets its mode when bind() runs, which net.Server.listen() does
     // synchronously for a path; a tight umask around that call leaves no moment at which the
     // file is open to others (a chmod afterwards would race with early connects).
@@ -101,21 +121,66 @@ export class TtrpcServer {
     await once(listener, 'listening');
     this.listener = listener;
     this.socketPath = path;
+    this.options.onListening?.(listener);
+  }
+
+  /**
+   * Serves a listening unix socket that is bound to `path` already (one an earlier process
+   * handed over): connections queued in its backlog are accepted now. The server owns `fd` from
+   * here on, and close() removes `path` as it does after listen().
+   */
+  async adoptListener(fd: number, path: string): Promise<void> {
+    if (this.closed) throw failedPrecondition('ttrpc server is closed');
+    if (this.listener) throw failedPrecondition(`ttrpc server already listens on ${this.socketPath}`);
+    const listener = this.createListener();
+    listener.listen({ fd });
+    await once(listener, 'listening');
+    this.listener = listener;
+    this.socketPath = path;
+  }
+
+  /**
+   * Serves a connection by its descriptor (one an earlier process handed over) and returns its
+   * socket, which owns `fd` from here on. `resume` are the resumable calls the earlier process
+   * took from it and did not answer: they run again and are answered on their stream ids. Any
+   * other request it had read stays unanswered. Stream ids go on from wherever the client is
+   * (any odd id may come first).
+   */
+  adoptConnection(fd: number, resume: readonly PendingCall[] = []): net.Socket {
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    this.serve(socket)?.resume(resume);
+    return socket;
+  }
+
+  private createListener(): net.Server {
+    return net.createServer((socket) => {
+      this.options.onAccepted?.(socket);
+      this.serveConnection(socket);
+    });
   }
 
   /** Serves a connection accepted elsewhere. */
   serveConnection(socket: net.Socket): void {
+    this.serve(socket);
+  }
+
+  private serve(socket: net.Socket): ServerConnection | undefined {
     if (this.closed) {
       socket.destroy();
-      return;
+      return undefined;
     }
+    const { logger, resumable, onResumableCall, onResumableCallSettled } = this.options;
     const connection = new ServerConnection(socket, {
       lookup: (service, method) => this.services.get(service)?.get(method),
       hasService: (service) => this.services.has(service),
-      logger: this.options.logger,
+      logger,
+      isResumable: resumable,
+      onResumableCall: onResumableCall && ((call) => onResumableCall(socket, call)),
+      onResumableCallSettled: onResumableCallSettled && ((call) => onResumableCallSettled(socket, call)),
     });
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));
+    return connection;
   }
 
   /** Stops listening, drops every connection (aborting their calls) and removes the socket file. */

@@ -1,0 +1,203 @@
+// The Markdown summary of a benchmark run (summary.md): targets first, then each measurement
+// with kuasar and the baseline side by side and their ratio.
+import type { BenchResult, HandlerInfo } from './results.js';
+import { OUTSIDE_KUASARD, type StageBreakdown } from './stages.js';
+import { summarize } from './stats.js';
+
+export interface ChartFile {
+  file: string;
+  title: string;
+}
+
+const ms = (n: number) => n.toFixed(1);
+const mib = (kb: number) => (kb / 1024).toFixed(1);
+const pct = (share: number) => `${(share * 100).toFixed(1)}%`;
+const ratio = (baseline: number, kuasar: number) => `${(baseline / kuasar).toFixed(2)}x`;
+
+export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]): string {
+  const out: string[] = [];
+  const { settings, host } = result;
+  out.push(`# kuasar benchmark, ${result.startedAt}`, '');
+  if (!result.complete) out.push(`**Incomplete run**: ${result.incomplete ?? 'stopped early'}. What was measured before is below.`, '');
+  out.push(
+    `Machine: ${host.cpus} CPUs, ${host.memoryGiB.toFixed(0)} GiB, Linux ${host.kernel}, Node.js ${host.node}, ${host.containerd}, ${host.runc}. ` +
+      `Load average (1 min) ${host.loadStart.toFixed(2)} at the start, ${host.loadEnd.toFixed(2)} at the end: ` +
+      'anything else running on the machine adds noise to both sides alike, since their runs are interleaved.',
+    '',
+    `Handlers: ${result.handlers.map(describeHandler).join('; ')}. ` +
+      `Pods on the ${settings.hostNetwork ? 'host network' : 'CNI bridge network'}, one busybox \`sleep 3600\` container each.` +
+      (settings.quick ? ' **Quick mode**: too few samples for conclusions.' : ''),
+    '',
+  );
+
+  out.push('## Targets', '', '| target | goal | measured | status |', '|---|---|---|---|');
+  for (const t of result.targets) {
+    out.push(`| ${t.title} | ${t.goal} | ${t.measured} | **${t.status}**${t.note ? `: ${t.note}` : ''} |`);
+  }
+  out.push('');
+
+  const baseline = result.handlers.find((h) => h.side === 'baseline');
+  const kuasarHandlers = result.handlers.filter((h) => h.side === 'kuasar');
+
+  if (Object.keys(result.single).length > 0) {
+    out.push(`## Pod start, one at a time (${settings.singleRounds} rounds per handler)`, '');
+    out.push('RunPodSandbox + CreateContainer + StartContainer until CRI reports the container RUNNING, in ms.', '');
+    out.push('| handler | n | min | p50 | p90 | p99 | max | failures |', '|---|---|---|---|---|---|---|---|');
+    for (const h of result.handlers) {
+      const single = result.single[h.handler];
+      if (!single) continue;
+      const s = single.summary;
+      out.push(s ? `| ${h.handler} | ${s.n} | ${ms(s.min)} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.p99)} | ${ms(s.max)} | ${single.failures.length} |` : `| ${h.handler} | 0 | - | - | - | - | - | ${single.failures.length} |`);
+    }
+    const base = baseline && result.single[baseline.handler]?.summary;
+    for (const k of kuasarHandlers) {
+      const s = result.single[k.handler]?.summary;
+      if (s && base) out.push('', `Baseline / ${k.handler}: p50 ${ratio(base.p50, s.p50)}, p90 ${ratio(base.p90, s.p90)}.`);
+    }
+    out.push('');
+  }
+
+  if (Object.keys(result.parallel).length > 0) {
+    out.push(`## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler)`, '');
+    out.push('Wall time from the first RunPodSandbox to the last container RUNNING, in ms; and the start time of single pods inside the batches.', '');
+    out.push('| handler | rounds | wall min | wall p50 | wall max | pod p50 | pod p90 | failures |', '|---|---|---|---|---|---|---|---|');
+    for (const h of result.handlers) {
+      const parallel = result.parallel[h.handler];
+      if (!parallel) continue;
+      const w = parallel.wall;
+      const podMs = parallel.rounds.flatMap((r) => r.podMs);
+      const pod = podMs.length > 0 ? summarize(podMs) : undefined;
+      out.push(w && pod ? `| ${h.handler} | ${w.n} | ${ms(w.min)} | ${ms(w.p50)} | ${ms(w.max)} | ${ms(pod.p50)} | ${ms(pod.p90)} | ${parallel.failures.length} |` : `| ${h.handler} | 0 | - | - | - | - | - | ${parallel.failures.length} |`);
+    }
+    const base = baseline && result.parallel[baseline.handler]?.wall;
+    for (const k of kuasarHandlers) {
+      const w = result.parallel[k.handler]?.wall;
+      if (w && base) out.push('', `Baseline / ${k.handler}: wall time (median) ${ratio(base.p50, w.p50)}.`);
+    }
+    out.push('');
+  }
+
+  for (const k of kuasarHandlers) {
+    const stages = result.stages[k.handler];
+    if (stages?.single) out.push(...renderBreakdown(`Where the time goes: ${k.handler}, one pod at a time`, stages.single));
+    if (stages?.parallel) out.push(...renderBreakdown(`Where the time goes: ${k.handler}, inside the parallel batches`, stages.parallel));
+  }
+
+  if (Object.keys(result.memory).length > 0) out.push(...renderMemory(result));
+
+  for (const list of [result.single, result.parallel, result.memory]) {
+    for (const [handler, entry] of Object.entries(list)) {
+      if (entry.failures.length > 0) out.push(`Failures of ${handler}: ${entry.failures.slice(0, 5).join('; ')}${entry.failures.length > 5 ? ` (and ${entry.failures.length - 5} more)` : ''}`, '');
+    }
+  }
+
+  if (charts.length > 0) {
+    out.push('## Charts', '');
+    for (const chart of charts) out.push(`![${chart.title}](${chart.file})`, '');
+  }
+  out.push('How these figures are taken: bench/README.md. Raw figures: results.json.', '');
+  return out.join('\n');
+}
+
+function describeHandler(h: HandlerInfo): string {
+  return h.side === 'baseline' ? `\`${h.handler}\` (containerd's runc handler: pause container, one shim per pod)` : `\`${h.handler}\` (kuasard, ${h.kind} kind)`;
+}
+
+function renderBreakdown(title: string, b: StageBreakdown): string[] {
+  const out = [`## ${title}`, ''];
+  out.push(
+    b.outside
+      ? `From kuasard's stage records of ${b.starts} pod starts (end-to-end p50 ${ms(b.e2e.p50)} ms). Share: the stage's total over the end-to-end total; stages inside an RPC are part of that RPC's share.`
+      : `From the stage records that name a sandbox, of ${b.starts} pods started in parallel (end-to-end p50 ${ms(b.e2e.p50)} ms). kuasard's controller RPCs name no sandbox, so they are missing here, and so is the time outside kuasard.`,
+    '',
+    '| stage | runs inside | per start | p50 ms | p90 ms | share |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const row of b.rows) {
+    const name = row.rpc ? `\`${row.stage}\`` : `&nbsp;&nbsp;\`${row.stage}\``;
+    out.push(`| ${name} | ${row.within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`);
+  }
+  if (b.outside) out.push(`| ${OUTSIDE_KUASARD} | | | ${ms(b.outside.p50)} | ${ms(b.outside.p90)} | ${pct(b.outside.share)} |`);
+  if (b.dominant) out.push('', `Largest share of its own${b.outside ? '' : ' among these stages'}: **${b.dominant.stage}** (${pct(b.dominant.share)}).`);
+  out.push('');
+  return out;
+}
+
+function renderMemory(result: BenchResult): string[] {
+  const { settings } = result;
+  const out = ['## Management-plane memory', ''];
+  out.push(
+    `kuasard (plus any helper process it keeps) against the sum over the baseline's containerd-shim-runc-v2 processes, in MiB, ` +
+      `${settings.settleMs / 1000} s after the last pod started, median of ${settings.memoryReads} reads one second apart. ` +
+      'Each side ran alone: its pods were all removed before the other side began. ' +
+      'PSS counts a page shared by N processes 1/N for each: kuasard shares the node binary with every Node.js process on the machine, ' +
+      'so its PSS moves as other Node.js processes come and go. Private memory (pages no other process maps) does not; ' +
+      'kuasard\'s is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps.',
+    '',
+  );
+  const measured = (h: HandlerInfo | undefined): h is HandlerInfo => h !== undefined && result.memory[h.handler] !== undefined;
+  const baseline = result.handlers.find((h) => h.side === 'baseline' && measured(h));
+  const kuasar = result.handlers.filter((h) => h.side === 'kuasar' && measured(h));
+  const pointOf = (h: HandlerInfo, pods: number) => result.memory[h.handler]?.points.find((p) => p.pods === pods);
+
+  const columns: { title: string; cell: (pods: number) => string }[] = [];
+  for (const h of kuasar) {
+    columns.push({ title: `${h.handler}: kuasard PSS`, cell: (pods) => orDash(pointOf(h, pods), (p) => mib(p.pssKb)) });
+    const afterGc = result.memory[h.handler]?.points.some((p) => p.afterGc) ?? false;
+    columns.push({
+      title: `${h.handler}: kuasard private${afterGc ? ' after GC' : ''}`,
+      cell: (pods) => orDash(pointOf(h, pods), (p) => mib(afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb)),
+    });
+  }
+  if (baseline) {
+    columns.push({ title: `${baseline.handler}: shims PSS`, cell: (pods) => orDash(pointOf(baseline, pods), (p) => mib(p.pssKb)) });
+    columns.push({ title: `${baseline.handler}: shims private`, cell: (pods) => orDash(pointOf(baseline, pods), (p) => mib(p.privateKb)) });
+    for (const h of kuasar) {
+      columns.push({
+        title: `PSS shims / ${h.handler}`,
+        cell: (pods) => {
+          const k = pointOf(h, pods);
+          const b = pointOf(baseline, pods);
+          return k && b ? ratio(b.pssKb, k.pssKb) : '-';
+        },
+      });
+    }
+    columns.push({ title: `${baseline.handler}: pause PSS`, cell: (pods) => orDash(pointOf(baseline, pods)?.pausePssKb, mib) });
+  }
+  const counts = [...new Set([...kuasar, ...(baseline ? [baseline] : [])].flatMap((h) => result.memory[h.handler]?.points.map((p) => p.pods) ?? []))];
+  out.push(`| pods | ${columns.map((c) => c.title).join(' | ')} |`, `|---|${columns.map(() => '---').join('|')}|`);
+  for (const pods of counts.sort((a, b) => a - b)) out.push(`| ${pods} | ${columns.map((c) => c.cell(pods)).join(' | ')} |`);
+  out.push('');
+
+  const fitLine = (fit: { slope: number; intercept: number; r2: number }) =>
+    `**${fit.slope.toFixed(1)} KiB per pod**, fixed ${mib(fit.intercept)} MiB (r² ${fit.r2.toFixed(3)})`;
+  for (const h of [...kuasar, ...(baseline ? [baseline] : [])]) {
+    const memory = result.memory[h.handler];
+    if (!memory) continue;
+    const afterGc = memory.points.length > 0 && memory.points.every((p) => p.afterGc);
+    const fits = [
+      ...(memory.fit ? [`PSS ${fitLine(memory.fit)}`] : []),
+      ...(memory.fitPrivate ? [`private memory${afterGc ? ' after GC' : ''} ${fitLine(memory.fitPrivate)}`] : []),
+    ];
+    if (fits.length > 0) out.push(`- ${h.handler}: marginal cost by least-squares fit: ${fits.join('; ')}.`);
+    const idle = memory.idle;
+    if (idle) {
+      const afterGcText = idle.afterGc ? `; after GC ${mib(idle.afterGc.pssKb)} MiB PSS, ${mib(idle.afterGc.privateKb)} MiB private` : '';
+      out.push(`- ${h.handler}: kuasard with no pod: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`);
+    }
+    if (h.side === 'kuasar') {
+      const counted = memory.points.map((p) => p.processes).join(', ');
+      out.push(
+        memory.helpers.length === 0
+          ? `- ${h.handler}: kuasard had no child process other than containers at any point (no helper process).`
+          : `- ${h.handler}: kuasard's children other than containers, counted in its figures: ${memory.helpers.join('; ')}. Processes counted at each point: ${counted}.`,
+      );
+    }
+  }
+  out.push('');
+  return out;
+}
+
+function orDash<T>(value: T | undefined, show: (value: T) => string): string {
+  return value === undefined ? '-' : show(value);
+}

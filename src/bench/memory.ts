@@ -1,0 +1,112 @@
+// Management-plane memory: what the runtime keeps resident besides the containers themselves.
+// For kuasar that is kuasard plus any helper process it keeps per pod; for containerd's runc
+// handler it is one containerd-shim-runc-v2 per pod (the pause process is counted apart: it is
+// the pod's sandbox, not the management plane). PSS (proportional set size) is the measure:
+// pages shared by N processes count 1/N for each, so 50 shims sharing one binary are not
+// counted as 50 copies of it, and the sum over processes is what they really cost together.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { HostProcess } from '../devenv/processes.js';
+
+/** The signal gc-hook.ts answers with a full garbage collection. */
+export const GC_SIGNAL = 'SIGUSR2';
+const GC_HOOK = fileURLToPath(new URL('./gc-hook.js', import.meta.url));
+
+/** NODE_OPTIONS that load gc-hook.ts into a Node.js process, after those already set. */
+export function nodeOptionsWithGcHook(current: string | undefined): string {
+  return [current, '--expose-gc', `--import ${GC_HOOK}`].filter(Boolean).join(' ');
+}
+
+/**
+ * True when the process was started with gc-hook.ts. Only such a process may be sent GC_SIGNAL:
+ * SIGUSR2 ends any other Node.js process.
+ */
+export function hasGcHook(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').some((v) => v.startsWith('NODE_OPTIONS=') && v.includes(GC_HOOK));
+  } catch {
+    return false;
+  }
+}
+
+export interface ProcessMemory {
+  /** Proportional set size, KiB. */
+  pssKb: number;
+  /** Resident set size, KiB (shared pages counted in full). */
+  rssKb: number;
+  /**
+   * Pages no other process maps, KiB (the unique set size). Unlike PSS it does not move when
+   * other processes mapping the same files come and go: kuasard shares the node binary's ~45 MiB
+   * of text with every Node.js process on the machine, and its PSS holds 1/N of it.
+   */
+  privateKb: number;
+}
+
+/** The Pss, Rss and Private_* lines of a /proc/<pid>/smaps_rollup. */
+export function parseSmapsRollup(text: string): ProcessMemory {
+  const field = (name: string): number => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(text);
+    if (!match) throw new Error(`smaps_rollup has no ${name} line`);
+    return Number(match[1]);
+  };
+  return { pssKb: field('Pss'), rssKb: field('Rss'), privateKb: field('Private_Clean') + field('Private_Dirty') };
+}
+
+/** The memory of one process, or undefined when it is gone. */
+export function readProcessMemory(pid: number): ProcessMemory | undefined {
+  try {
+    return parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** What one environment's management plane is made of, for each side. */
+export interface ManagementPlane {
+  kuasard?: HostProcess;
+  /** kuasard's children that are not containers: per-pod helpers (none expected for runc pods). */
+  kuasardHelpers: HostProcess[];
+  /** containerd's runc shims started by this environment's containerd. */
+  shims: HostProcess[];
+  /** The baseline's pause processes (one per pod), reported apart from the shims. */
+  pauses: HostProcess[];
+}
+
+export interface PlaneLocator {
+  /** kuasard's configuration file: its command line names it, which tells it from other environments' daemons. */
+  kuasardConfig: string;
+  /** containerd's socket: each shim's command line carries it (`-address <socket>`). */
+  containerdSocket: string;
+  /** The pods' cgroup directory name: containers (and pause processes) live below it. */
+  cgroupName: string;
+}
+
+/** Picks one environment's management-plane processes out of the host's process table. */
+export function findManagementPlane(processes: readonly HostProcess[], where: PlaneLocator): ManagementPlane {
+  const inPodCgroup = (p: HostProcess) => p.cgroups.some((c) => c.includes(`/${where.cgroupName}/`));
+  const kuasard = processes.find((p) => /\bkuasard(\.js)?\b/.test(p.cmdline) && p.cmdline.includes(where.kuasardConfig));
+  const shims = processes.filter(
+    (p) => /(^|\/)containerd-shim-runc-v2\b/.test(p.cmdline) && p.cmdline.includes(`-address ${where.containerdSocket}`),
+  );
+  const shimPids = new Set(shims.map((s) => s.pid));
+  return {
+    ...(kuasard ? { kuasard } : {}),
+    kuasardHelpers: kuasard ? processes.filter((p) => p.ppid === kuasard.pid && !inPodCgroup(p) && p.state !== 'Z') : [],
+    shims,
+    pauses: processes.filter((p) => shimPids.has(p.ppid) && p.cmdline === '/pause'),
+  };
+}
+
+/** The sums over processes; processes that vanished meanwhile count nothing. */
+export function sumMemory(pids: readonly number[]): ProcessMemory & { processes: number } {
+  const sum = { pssKb: 0, rssKb: 0, privateKb: 0, processes: 0 };
+  for (const pid of pids) {
+    const memory = readProcessMemory(pid);
+    if (!memory) continue;
+    sum.pssKb += memory.pssKb;
+    sum.rssKb += memory.rssKb;
+    sum.privateKb += memory.privateKb;
+    sum.processes += 1;
+  }
+  return sum;
+}

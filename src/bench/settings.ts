@@ -1,0 +1,96 @@
+// What one benchmark run does: the command-line options resolved against the defaults of a
+// full run (the figures the issue asks for) or of a quick smoke run (`--quick`).
+
+export const PARTS = ['single', 'parallel', 'memory'] as const;
+export type Part = (typeof PARTS)[number];
+
+export interface BenchSettings {
+  /** kuasar kinds to measure (`runc`…); empty means every kind the environment serves. */
+  kinds: string[];
+  parts: Part[];
+  /** One-pod-at-a-time starts per handler. */
+  singleRounds: number;
+  /** Pods started at once in a parallel batch, and how many batches per handler. */
+  parallelPods: number;
+  parallelRounds: number;
+  /** Running-pod counts at which memory is read, ascending. */
+  memoryPods: number[];
+  /** Wait after the last pod started before memory is read, ms. */
+  settleMs: number;
+  /** Memory reads per point (one a second); the point is their median. */
+  memoryReads: number;
+  /** Pods on the host network (no CNI) instead of the CNI bridge. */
+  hostNetwork: boolean;
+  /** Directory that gets `<timestamp>/` and `latest/`. */
+  outDir: string;
+  quick: boolean;
+}
+
+/** Options as commander hands them over: strings, unset when not given. */
+export interface BenchOptions {
+  kinds?: string;
+  parts?: string;
+  rounds?: string;
+  parallelPods?: string;
+  parallelRounds?: string;
+  memoryPods?: string;
+  settle?: string;
+  reads?: string;
+  hostNetwork?: boolean;
+  out?: string;
+  quick?: boolean;
+}
+
+export const FULL_DEFAULTS = {
+  singleRounds: 50,
+  parallelPods: 50,
+  parallelRounds: 5,
+  memoryPods: [1, 5, 10, 20, 30, 50, 100],
+  settleMs: 5_000,
+  memoryReads: 3,
+} as const;
+
+export const QUICK_DEFAULTS = {
+  singleRounds: 5,
+  parallelPods: 10,
+  parallelRounds: 2,
+  memoryPods: [1, 5, 10],
+  settleMs: 1_000,
+  memoryReads: 2,
+} as const;
+
+/** Explicit options win; `quick` only changes the defaults. Throws on a malformed value. */
+export function resolveSettings(options: BenchOptions, defaultOutDir: string): BenchSettings {
+  const quick = options.quick ?? false;
+  const defaults = quick ? QUICK_DEFAULTS : FULL_DEFAULTS;
+  const parts = options.parts === undefined ? [...PARTS] : list(options.parts, '--parts');
+  for (const part of parts) {
+    if (!(PARTS as readonly string[]).includes(part)) throw new Error(`--parts: unknown part "${part}" (known: ${PARTS.join(', ')})`);
+  }
+  const memoryPods = options.memoryPods === undefined ? [...defaults.memoryPods] : list(options.memoryPods, '--memory-pods').map((v) => count(v, '--memory-pods'));
+  return {
+    kinds: options.kinds === undefined ? [] : list(options.kinds, '--kinds'),
+    parts: PARTS.filter((part) => parts.includes(part)),
+    singleRounds: options.rounds === undefined ? defaults.singleRounds : count(options.rounds, '--rounds'),
+    parallelPods: options.parallelPods === undefined ? defaults.parallelPods : count(options.parallelPods, '--parallel-pods'),
+    parallelRounds: options.parallelRounds === undefined ? defaults.parallelRounds : count(options.parallelRounds, '--parallel-rounds'),
+    memoryPods: [...new Set(memoryPods)].sort((a, b) => a - b),
+    settleMs: options.settle === undefined ? defaults.settleMs : count(options.settle, '--settle', 0),
+    memoryReads: options.reads === undefined ? defaults.memoryReads : count(options.reads, '--reads'),
+    hostNetwork: options.hostNetwork ?? false,
+    outDir: options.out ?? defaultOutDir,
+    quick,
+  };
+}
+
+function list(value: string, option: string): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new Error(`${option}: give a comma-separated list`);
+  return items;
+}
+
+function count(value: string, option: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${option}: "${value}" is not an integer >= ${min}`);
+  return n;
+}

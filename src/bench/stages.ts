@@ -1,0 +1,213 @@
+// Where the time of a pod start goes. kuasard, at debug level, logs one `stage` record per RPC
+// it serves (`controller.create`, `task.start`…, with an `rpc` field) and per step a kind takes
+// inside an RPC (`runc.mount-rootfs`, `oci.create`…). This module picks out the records of each
+// measured pod start and sums them into a per-stage breakdown; what no kuasard stage covers is
+// containerd's own CRI work plus the transport between the two.
+import { summarize, type Summary } from './stats.js';
+
+export interface StageRecord {
+  stage: string;
+  ms: number;
+  /** When the stage ended (the record's `time`), in epoch milliseconds. */
+  at: number;
+  sandbox?: string;
+  container?: string;
+  /** Set on the records of whole RPCs. */
+  rpc?: string;
+}
+
+/** The stage records of a kuasard log (JSON lines); other lines and malformed ones are skipped. */
+export function parseStageRecords(text: string): StageRecord[] {
+  const records: StageRecord[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes('"stage"')) continue;
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const { stage, ms, time } = entry;
+    if (entry['msg'] !== 'stage' || typeof stage !== 'string' || typeof ms !== 'number' || typeof time !== 'string') continue;
+    const at = Date.parse(time);
+    if (Number.isNaN(at)) continue;
+    const record: StageRecord = { stage, ms, at };
+    for (const key of ['sandbox', 'container', 'rpc'] as const) {
+      const value = entry[key];
+      if (typeof value === 'string') record[key] = value;
+    }
+    records.push(record);
+  }
+  return records;
+}
+
+/** One measured pod start: its sandbox and the wall-clock window (epoch ms) it took. */
+export interface StartWindow {
+  sandbox: string;
+  startedAt: number;
+  endedAt: number;
+}
+
+export interface AttributionOptions {
+  /**
+   * Also take records that name no sandbox (kuasard's controller RPCs name none). Only right
+   * when this start was the only thing happening in its window: a one-pod-at-a-time round.
+   */
+  includeUnnamed: boolean;
+}
+
+/**
+ * The records of one pod start, in log order: those that ended inside its window and name its
+ * sandbox (or none, see AttributionOptions). Records carry whole milliseconds and so does the
+ * window, so a stage that ended in the window's first or last millisecond is still in. A
+ * long-lived call begun during the start (task.wait) ends long after it and stays out.
+ */
+export function recordsOfStart(records: readonly StageRecord[], start: StartWindow, options: AttributionOptions): StageRecord[] {
+  const from = Math.floor(start.startedAt);
+  const to = Math.floor(start.endedAt);
+  return records.filter(
+    (r) => r.at >= from && r.at <= to && (r.sandbox === start.sandbox || (options.includeUnnamed && r.sandbox === undefined)),
+  );
+}
+
+export interface StageRow {
+  stage: string;
+  /** A whole RPC served by kuasard; the other stages ran inside one (see `within`). */
+  rpc: boolean;
+  /** For a stage inside an RPC: the RPC it ran in, as most often seen. */
+  within?: string;
+  /** Records per pod start, on average (containerd asks controller.status several times). */
+  perStart: number;
+  /** Percentiles of the per-start total of this stage (0 where a start had none). */
+  p50: number;
+  p90: number;
+  /** This stage's total over all starts divided by their total end-to-end time. */
+  share: number;
+}
+
+export interface StageBreakdown {
+  starts: number;
+  e2e: Summary;
+  /** RPC stages in the order they first ran, each followed by the stages that ran inside it. */
+  rows: StageRow[];
+  /**
+   * End-to-end time outside every kuasard RPC: containerd's own work and the transport. Only
+   * when the records hold every RPC of each start (see BreakdownOptions).
+   */
+  outside?: { p50: number; p90: number; share: number };
+  /** The stage with the most time of its own (an RPC's time minus the stages inside it), or `outside`. */
+  dominant?: { stage: string; share: number };
+}
+
+export interface BreakdownOptions {
+  /** The records hold every RPC of each start (not so when records naming no sandbox were left out). */
+  everyRpc: boolean;
+}
+
+export const OUTSIDE_KUASARD = 'outside kuasard (containerd + transport)';
+
+/** Sums the records of each start (`ms`: its end-to-end time) into a per-stage breakdown. */
+export function stageBreakdown(
+  starts: readonly { ms: number; records: readonly StageRecord[] }[],
+  options: BreakdownOptions,
+): StageBreakdown | undefined {
+  if (starts.length === 0) return undefined;
+  const totalMs = starts.reduce((sum, s) => sum + s.ms, 0);
+  const order: string[] = [];
+  const isRpc = new Map<string, boolean>();
+  const withinVotes = new Map<string, Map<string, number>>();
+  const perStartTotals = starts.map((start) => {
+    const totals = new Map<string, { ms: number; count: number }>();
+    for (const record of start.records) {
+      if (!isRpc.has(record.stage)) {
+        order.push(record.stage);
+        isRpc.set(record.stage, record.rpc !== undefined);
+      }
+      const total = totals.get(record.stage) ?? { ms: 0, count: 0 };
+      total.ms += record.ms;
+      total.count += 1;
+      totals.set(record.stage, total);
+      if (record.rpc === undefined) {
+        const enclosing = enclosingRpc(record, start.records);
+        if (enclosing) vote(withinVotes, record.stage, enclosing.stage);
+      }
+    }
+    return totals;
+  });
+
+  const rows = order.map((stage): StageRow => {
+    const perStart = perStartTotals.map((totals) => totals.get(stage) ?? { ms: 0, count: 0 });
+    const summary = summarize(perStart.map((t) => t.ms));
+    const within = isRpc.get(stage) ? undefined : winner(withinVotes.get(stage));
+    return {
+      stage,
+      rpc: isRpc.get(stage) ?? false,
+      ...(within !== undefined ? { within } : {}),
+      perStart: perStart.reduce((sum, t) => sum + t.count, 0) / starts.length,
+      p50: summary.p50,
+      p90: summary.p90,
+      share: perStart.reduce((sum, t) => sum + t.ms, 0) / totalMs,
+    };
+  });
+
+  const breakdown = { starts: starts.length, e2e: summarize(starts.map((s) => s.ms)), rows: nestUnderRpcs(rows) };
+  if (!options.everyRpc) {
+    const dominant = dominantStage(rows, undefined);
+    return { ...breakdown, ...(dominant ? { dominant } : {}) };
+  }
+  const outsideMs = starts.map((start, i) => {
+    const inRpcs = rows.filter((row) => row.rpc).reduce((sum, row) => sum + (perStartTotals[i]?.get(row.stage)?.ms ?? 0), 0);
+    return Math.max(0, start.ms - inRpcs);
+  });
+  const summary = summarize(outsideMs);
+  const outside = { p50: summary.p50, p90: summary.p90, share: outsideMs.reduce((sum, ms) => sum + ms, 0) / totalMs };
+  const dominant = dominantStage(rows, outside.share);
+  return { ...breakdown, outside, ...(dominant ? { dominant } : {}) };
+}
+
+/**
+ * The RPC a stage ran in: the shortest RPC record of the same start that began before the stage
+ * and ended after it. Records carry their end in whole milliseconds, so begins are known to
+ * within one.
+ */
+function enclosingRpc(inner: StageRecord, records: readonly StageRecord[]): StageRecord | undefined {
+  const innerBegin = inner.at - inner.ms;
+  let best: StageRecord | undefined;
+  for (const r of records) {
+    if (r.rpc === undefined || r.at < inner.at || r.at - r.ms > innerBegin + 1) continue;
+    if (r.ms >= inner.ms && (!best || r.ms < best.ms)) best = r;
+  }
+  return best;
+}
+
+function vote(votes: Map<string, Map<string, number>>, stage: string, candidate: string): void {
+  const tally = votes.get(stage) ?? new Map<string, number>();
+  tally.set(candidate, (tally.get(candidate) ?? 0) + 1);
+  votes.set(stage, tally);
+}
+
+function winner(tally: Map<string, number> | undefined): string | undefined {
+  let best: string | undefined;
+  let bestCount = 0;
+  for (const [candidate, count] of tally ?? []) {
+    if (count > bestCount) [best, bestCount] = [candidate, count];
+  }
+  return best;
+}
+
+/** RPC rows in their order, each followed by its inner stages; inner stages of no known RPC last. */
+function nestUnderRpcs(rows: StageRow[]): StageRow[] {
+  const nested: StageRow[] = [];
+  for (const row of rows.filter((r) => r.rpc)) nested.push(row, ...rows.filter((r) => r.within === row.stage));
+  return [...nested, ...rows.filter((r) => !nested.includes(r))];
+}
+
+function dominantStage(rows: readonly StageRow[], outsideShare: number | undefined): { stage: string; share: number } | undefined {
+  let dominant = outsideShare === undefined ? undefined : { stage: OUTSIDE_KUASARD, share: outsideShare };
+  for (const row of rows) {
+    const inner = rows.filter((r) => r.within === row.stage).reduce((sum, r) => sum + r.share, 0);
+    const own = row.share - inner;
+    if (!dominant || own > dominant.share) dominant = { stage: row.stage, share: own };
+  }
+  return dominant;
+}

@@ -1,0 +1,289 @@
+// Task sockets that outlive kuasard. containerd keeps one ttrpc connection per task open to the
+// sandbox's task socket and never reconnects: when that connection breaks, its pending Wait
+// fails and CRI records the container as exited (status 255). So every task-socket listener and
+// every connection accepted on one is also held by the fd keeper (linux/fd-keeper.ts): when
+// kuasard dies, nothing that containerd sees closes (pending calls wait, new connects queue in
+// the listen backlog), and the next run serves the very same sockets again.
+//
+// A call the dead process had read is gone with it. For Wait that would be fatal: containerd's
+// CRI learns a container's exit only from the answer to its Wait (it ignores TaskExit events),
+// so the container would stay RUNNING forever. Resumable calls (the daemon says which: Wait)
+// are therefore kept as well, while they are pending, and the next run answers them on their
+// original stream ids. Other calls in flight at a crash stay unanswered (containerd's deadline
+// for them runs out).
+//
+// Names in the keeper (each entry holds a descriptor: a call's entry holds its connection):
+//   listen <socket path>                              the listener
+//   conn <socket path> <n>                            a connection
+//   call <socket path> <n> <stream id> <request>      a pending resumable call (request: base64)
+//
+//   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
+//             anew; what it opens is kept
+//   accept    each new connection is kept, and dropped from the keeper once it closes
+//   calls     a resumable call is kept while it is pending
+//   close     (sandbox Shutdown) closes the server; the keeper lets go of its copies
+//   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
+//             process exit closes our descriptors, the keeper's stay for the next run
+//
+// Without a keeper (its binary missing, or it failed) sockets are served as before and do not
+// survive a crash; that is logged, not fatal.
+
+import { lstat } from 'node:fs/promises';
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import { FdKeeper, type KeptFd } from './linux/fd-keeper.js';
+import { closeFd } from './linux/libc.js';
+import type { PendingCall, TtrpcServer, TtrpcServerOptions } from './rpc/ttrpc/server.js';
+
+/** What the keeper held for one connection when this process started. */
+interface InheritedConnection {
+  kept?: KeptFd;
+  calls: PendingCall[];
+  callNames: string[];
+}
+
+/** What the keeper held for one socket path when this process started. */
+interface Inherited {
+  listener?: KeptFd;
+  connections: Map<number, InheritedConnection>;
+}
+
+type Hooks = Pick<TtrpcServerOptions, 'onListening' | 'onAccepted' | 'onResumableCall' | 'onResumableCallSettled'>;
+
+export class KeptTaskSockets {
+  /** Kept descriptors not yet taken back by an endpoint, by socket path. */
+  private readonly inherited = new Map<string, Inherited>();
+  /** The number in the keeper names of each connection served. */
+  private readonly connectionNumbers = new WeakMap<net.Socket, number>();
+  private nextConnection = 1;
+  private handingOver = false;
+  private lossReported = false;
+
+  private constructor(
+    private readonly keeper: FdKeeper | undefined,
+    kept: readonly KeptFd[],
+    ownDirs: readonly string[],
+    private readonly log: Logger,
+  ) {
+    for (const item of kept) {
+      const parsed = parseName(item.name);
+      if (!parsed || !ownDirs.some((dir) => parsed.path.startsWith(`${dir}/`))) {
+        // Another daemon's (one per kind may share the keeper): its to take back. Holding our
+        // duplicate would keep the socket open when that daemon closes it.
+        closeFd(item.fd);
+        continue;
+      }
+      const entry: Inherited = this.inherited.get(parsed.path) ?? { connections: new Map() };
+      this.inherited.set(parsed.path, entry);
+      if (parsed.connection === undefined) {
+        entry.listener = item;
+        continue;
+      }
+      this.nextConnection = Math.max(this.nextConnection, parsed.connection + 1);
+      const connection = entry.connections.get(parsed.connection) ?? { calls: [], callNames: [] };
+      entry.connections.set(parsed.connection, connection);
+      if (!parsed.call) {
+        connection.kept = item;
+        continue;
+      }
+      // The connection's own entry brings its descriptor; this duplicate is not needed.
+      closeFd(item.fd);
+      connection.calls.push(parsed.call);
+      connection.callNames.push(item.name);
+    }
+  }
+
+  /**
+   * Connects to the keeper whose control socket is `socketPath` (starting it if none runs) and
+   * takes what it holds for task sockets below `ownDirs` (the state directories of the kinds
+   * this daemon serves).
+   */
+  static async open(socketPath: string, ownDirs: readonly string[], log: Logger): Promise<KeptTaskSockets> {
+    try {
+      const { keeper, kept } = await FdKeeper.open({ socketPath });
+      log.info({ kept: kept.length }, 'fd keeper connected');
+      return new KeptTaskSockets(keeper, kept, ownDirs, log);
+    } catch (err) {
+      log.error({ err }, 'no fd keeper: task connections will not survive a crash of kuasard');
+      return new KeptTaskSockets(undefined, [], ownDirs, log);
+    }
+  }
+
+  /** TtrpcServer options that keep each socket the server opens for `path`, and its pending resumable calls. */
+  hooks(path: string): Hooks {
+    return {
+      onListening: (listener) => this.keep(listenerName(path), listener),
+      onAccepted: (socket) => {
+        const n = this.nextConnection++;
+        this.connectionNumbers.set(socket, n);
+        const name = connectionName(path, n);
+        this.keep(name, socket);
+        socket.once('close', () => this.drop(name));
+      },
+      onResumableCall: (socket, call) => {
+        const n = this.connectionNumbers.get(socket);
+        if (n !== undefined) this.keep(callName(path, n, call), socket);
+      },
+      onResumableCallSettled: (socket, call) => {
+        const n = this.connectionNumbers.get(socket);
+        if (n !== undefined) this.drop(callName(path, n, call));
+      },
+    };
+  }
+
+  /**
+   * Serves `path` on `server`: on the listener and connections an earlier run left in the
+   * keeper (resuming their pending calls), or on a new listener when there is none (or its
+   * socket file is gone).
+   */
+  async serve(server: TtrpcServer, path: string): Promise<void> {
+    const inherited = this.inherited.get(path);
+    this.inherited.delete(path);
+    const listener = inherited?.listener;
+    const connections = [...(inherited?.connections ?? new Map<number, InheritedConnection>())];
+    let adopting = false;
+    try {
+      if (listener && (await isSocketFile(path))) {
+        adopting = true;
+        await server.adoptListener(listener.fd, path);
+      } else {
+        if (listener) this.release(listener);
+        await server.listen(path);
+      }
+    } catch (err) {
+      // Without a listener the endpoint fails and the connections have nobody to serve them. A
+      // listener descriptor the server tried to adopt is the server's (closed with it).
+      if (adopting && listener) this.drop(listener.name);
+      for (const [, connection] of connections) this.releaseConnection(connection);
+      throw err;
+    }
+    let resumed = 0;
+    for (const [n, connection] of connections) {
+      if (!connection.kept) {
+        this.releaseConnection(connection);
+        continue;
+      }
+      const name = connection.kept.name;
+      const socket = server.adoptConnection(connection.kept.fd, connection.calls);
+      // Set before any resumed call can settle: handlers answer on a later tick at the soonest.
+      this.connectionNumbers.set(socket, n);
+      socket.once('close', () => this.drop(name));
+      resumed += connection.calls.length;
+    }
+    if (inherited) this.log.info({ path, listener: Boolean(listener), connections: connections.length, resumed }, 'task socket taken over');
+  }
+
+  /** Closes an endpoint's server for good (the sandbox is shut down); at daemon exit, leaves it. */
+  async close(server: TtrpcServer, path: string): Promise<void> {
+    if (this.handingOver && this.keeper?.connected) return;
+    await server.close();
+    this.drop(listenerName(path));
+  }
+
+  /**
+   * Lets go of what the keeper held that no endpoint took back: those sandboxes are gone or
+   * could not be recovered. Call once every sandbox is recovered.
+   */
+  releaseUnclaimed(): void {
+    for (const [path, inherited] of this.inherited) {
+      this.inherited.delete(path);
+      if (inherited.listener) this.release(inherited.listener);
+      for (const connection of inherited.connections.values()) this.releaseConnection(connection);
+      this.log.info({ path }, 'released the kept sockets of a sandbox that is gone');
+    }
+  }
+
+  /**
+   * The daemon exits and a later run takes over: nothing is dropped from the keeper any more,
+   * and endpoints are not closed (the process exit closes our descriptors; the keeper's stay).
+   */
+  handOver(): void {
+    this.handingOver = true;
+  }
+
+  private keep(name: string, owner: net.Server | net.Socket): void {
+    this.withKeeper(`keeping ${name}`, (keeper) => keeper.put(name, descriptorOf(owner)));
+  }
+
+  private drop(name: string): void {
+    if (this.handingOver) return;
+    this.withKeeper(`dropping ${name}`, (keeper) => keeper.drop(name));
+  }
+
+  /** Closes our duplicate and has the keeper close its copy. */
+  private release(item: KeptFd): void {
+    closeFd(item.fd);
+    this.drop(item.name);
+  }
+
+  private releaseConnection(connection: InheritedConnection): void {
+    if (connection.kept) this.release(connection.kept);
+    for (const name of connection.callNames) this.drop(name);
+  }
+
+  private withKeeper(what: string, action: (keeper: FdKeeper) => void): void {
+    const keeper = this.keeper;
+    if (!keeper?.connected) return;
+    try {
+      action(keeper);
+    } catch (err) {
+      this.log.warn({ err }, `fd keeper: ${what} failed`);
+      if (!keeper.connected && !this.lossReported) {
+        this.lossReported = true;
+        this.log.error('lost the fd keeper: task connections will not survive a crash of kuasard');
+      }
+    }
+  }
+}
+
+function listenerName(path: string): string {
+  return `listen ${path}`;
+}
+
+function connectionName(path: string, n: number): string {
+  return `conn ${path} ${n}`;
+}
+
+function callName(path: string, n: number, call: PendingCall): string {
+  return `call ${path} ${n} ${call.streamId} ${Buffer.from(call.request).toString('base64')}`;
+}
+
+interface ParsedName {
+  path: string;
+  /** Set for a connection and for a call: the connection's number. */
+  connection?: number;
+  call?: PendingCall;
+}
+
+/** Parses the names above (a path may hold spaces: the fields after it are matched from the end). */
+function parseName(name: string): ParsedName | undefined {
+  let match = /^listen (\/.*)$/.exec(name);
+  if (match) return { path: match[1]! };
+  match = /^conn (\/.*) (\d+)$/.exec(name);
+  if (match) return { path: match[1]!, connection: Number(match[2]) };
+  match = /^call (\/.*) (\d+) (\d+) ([A-Za-z0-9+/]+={0,2})$/.exec(name);
+  if (match) {
+    const call = { streamId: Number(match[3]), request: new Uint8Array(Buffer.from(match[4]!, 'base64')) };
+    return { path: match[1]!, connection: Number(match[2]), call };
+  }
+  return undefined;
+}
+
+async function isSocketFile(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The descriptor behind a Node socket or server. Node has no public API for it: this relies on
+ * the libuv handle of a net.Socket/net.Server over a unix socket exposing it as `_handle.fd`,
+ * which it does on Linux (and every Unix) in every Node release so far.
+ */
+function descriptorOf(owner: net.Server | net.Socket): number {
+  const fd = (owner as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('no file descriptor behind this socket');
+  return fd;
+}

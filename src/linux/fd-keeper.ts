@@ -1,0 +1,214 @@
+// The client of the fd keeper (native/fd-keeper.c): a tiny process that holds file descriptors
+// for kuasard so that they outlive it. Whatever is kept there stays open through a crash of
+// kuasard (a socket's peer sees no EOF), and a restarted kuasard takes it back.
+//
+// Protocol (the C file has the whole description): a SOCK_SEQPACKET unix socket, one text
+// message per command or reply; a name is any text of 1 to 4000 bytes without NUL or newline.
+//   PUT <name> + one fd (SCM_RIGHTS)  -> OK | ERR <reason>
+//   DROP <name>                       -> OK | ERR <reason>
+//   LIST                              -> FD <name> + a duplicate of the fd, once per kept fd; END
+//
+// Calls are synchronous: the keeper answers at once (it only stores descriptors), and a
+// blocking exchange keeps replies in step with commands without any queueing. Each exchange is
+// bounded by a timeout; after a failed one the connection is closed, since a late reply would
+// answer the wrong command.
+
+import { spawn } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
+import { closeFd, connectUnix, hasErrnoCode, receiveMessage, sendMessage, setSocketTimeouts } from './libc.js';
+
+/** Where `npm run build:native` puts the keeper: dist/native/ (this module is dist/src/linux/fd-keeper.js). */
+export const FD_KEEPER_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../native/fd-keeper');
+
+/** The keeper's limits (MAX_NAME, MAX_MESSAGE in fd-keeper.c). */
+const MAX_NAME_BYTES = 4000;
+const MAX_MESSAGE_BYTES = 4096;
+const DEFAULT_TIMEOUT_MS = 5_000;
+/** Connect attempts: a keeper that is starting or just quitting may refuse one or two. */
+const CONNECT_ATTEMPTS = 20;
+const CONNECT_RETRY_MS = 50;
+
+/** One descriptor the keeper holds, as handed back by list(): the caller owns `fd`. */
+export interface KeptFd {
+  name: string;
+  fd: number;
+}
+
+export interface FdKeeperOptions {
+  /** The keeper's control socket (in a 0700 directory: the keeper creates it 0600). */
+  socketPath: string;
+  /** The keeper's executable (default FD_KEEPER_BINARY). */
+  binary?: string;
+  /** How long one exchange with the keeper may take (default 5 s). */
+  timeoutMs?: number;
+}
+
+export class FdKeeperError extends Error {
+  override readonly name = 'FdKeeperError';
+}
+
+export class FdKeeper {
+  private socket: number | undefined;
+
+  private constructor(socket: number) {
+    this.socket = socket;
+  }
+
+  /**
+   * Connects to the keeper of `socketPath`, starting it first (in its own session, so that it
+   * outlives this process) when none runs, and takes the listing of what it holds: the caller
+   * owns the returned descriptors (duplicates; the keeper keeps its own).
+   */
+  static async open(options: FdKeeperOptions): Promise<{ keeper: FdKeeper; kept: KeptFd[] }> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < CONNECT_ATTEMPTS; attempt++) {
+      let socket: number;
+      try {
+        socket = connectUnix(options.socketPath, 'seqpacket');
+      } catch (err) {
+        if (!hasErrnoCode(err, 'ENOENT', 'ECONNREFUSED')) throw err;
+        lastError = err;
+        // Nobody serves the socket: start a keeper (if another one is starting, it says so).
+        if ((await startKeeper(options.binary ?? FD_KEEPER_BINARY, resolve(options.socketPath))) === 'running') {
+          await new Promise((wake) => setTimeout(wake, CONNECT_RETRY_MS));
+        }
+        continue;
+      }
+      const keeper = new FdKeeper(socket);
+      try {
+        setSocketTimeouts(socket, timeoutMs);
+        return { keeper, kept: keeper.list() };
+      } catch (err) {
+        // A keeper that quits as we connect (it held nothing and its last client had just
+        // left) hangs up on us: a new one is started on the next attempt.
+        keeper.close();
+        lastError = err;
+      }
+    }
+    throw new FdKeeperError(`cannot reach the fd keeper at ${options.socketPath}: ${(lastError as Error)?.message}`);
+  }
+
+  /** Whether the connection is up (it closes after a failed exchange, or by close()). */
+  get connected(): boolean {
+    return this.socket !== undefined;
+  }
+
+  /** Gives the keeper a duplicate of `fd` under `name` (which must not be in use). `fd` stays ours. */
+  put(name: string, fd: number): void {
+    checkName(name);
+    this.expectOk(`PUT ${name}`, fd);
+  }
+
+  /** Has the keeper close the descriptor it holds under `name`. */
+  drop(name: string): void {
+    checkName(name);
+    this.expectOk(`DROP ${name}`);
+  }
+
+  /** Duplicates of every descriptor the keeper holds, with their names; the caller owns them. */
+  list(): KeptFd[] {
+    const kept: KeptFd[] = [];
+    try {
+      this.send('LIST');
+      for (;;) {
+        const reply = this.receive();
+        if (reply.text === 'END' && reply.fds.length === 0) return kept;
+        const name = reply.text.startsWith('FD ') ? reply.text.slice(3) : '';
+        if (!name || reply.fds.length !== 1) {
+          closeAll(reply.fds);
+          throw this.broken(`unexpected reply to LIST: ${JSON.stringify(reply.text)} with ${reply.fds.length} descriptors`);
+        }
+        kept.push({ name, fd: reply.fds[0]! });
+      }
+    } catch (err) {
+      closeAll(kept.map((k) => k.fd));
+      throw err;
+    }
+  }
+
+  /** Disconnects; the keeper keeps everything it holds. */
+  close(): void {
+    if (this.socket === undefined) return;
+    closeFd(this.socket);
+    this.socket = undefined;
+  }
+
+  private expectOk(command: string, fd?: number): void {
+    this.send(command, fd);
+    const reply = this.receive();
+    closeAll(reply.fds);
+    if (reply.text === 'OK') return;
+    if (reply.text.startsWith('ERR ')) throw new FdKeeperError(`fd keeper: ${command}: ${reply.text.slice(4)}`);
+    throw this.broken(`unexpected reply to ${command}: ${JSON.stringify(reply.text)}`);
+  }
+
+  private send(command: string, fd?: number): void {
+    const socket = this.connectedSocket();
+    try {
+      sendMessage(socket, Buffer.from(command), fd === undefined ? undefined : rightsMessage([fd]));
+    } catch (err) {
+      throw this.broken(`sending ${command.split(' ')[0]}: ${(err as Error).message}`);
+    }
+  }
+
+  private receive(): { text: string; fds: number[] } {
+    const socket = this.connectedSocket();
+    let message;
+    try {
+      message = receiveMessage(socket, MAX_MESSAGE_BYTES + 1, rightsSpace(1));
+    } catch (err) {
+      throw this.broken(`waiting for a reply: ${(err as Error).message}`);
+    }
+    const fds = passedDescriptors(message.control);
+    if (message.data.length === 0 || message.truncated) {
+      closeAll(fds);
+      throw this.broken(message.data.length === 0 ? 'the keeper hung up' : 'reply too long');
+    }
+    return { text: message.data.toString('utf8'), fds };
+  }
+
+  private connectedSocket(): number {
+    if (this.socket === undefined) throw new FdKeeperError('not connected to the fd keeper');
+    return this.socket;
+  }
+
+  /** Closes the connection: after a failed exchange, replies can no longer be matched to commands. */
+  private broken(message: string): FdKeeperError {
+    this.close();
+    return new FdKeeperError(`fd keeper: ${message}`);
+  }
+}
+
+function checkName(name: string): void {
+  if (name.length === 0 || Buffer.byteLength(name) > MAX_NAME_BYTES || /[\0\n]/.test(name)) {
+    throw new FdKeeperError(`invalid fd keeper name ${JSON.stringify(name)}: 1 to ${MAX_NAME_BYTES} bytes, no NUL or newline`);
+  }
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) closeFd(fd);
+}
+
+/**
+ * Starts a keeper in its own session and waits for its verdict on stdout: "ready" (it serves
+ * the socket now), "running" (another keeper has the directory), or "error: <reason>".
+ */
+async function startKeeper(binary: string, socketPath: string): Promise<'ready' | 'running'> {
+  const child = spawn(binary, [socketPath], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  // The keeper closes stdout once it has told how it started, and lives on; an error exits it.
+  const outcome = await new Promise<Error | undefined>((resolveStart) => {
+    child.once('error', resolveStart);
+    child.stdout.once('close', () => resolveStart(undefined));
+  });
+  // The keeper is reaped when it exits, but must not keep this process's event loop alive.
+  child.unref();
+  if (outcome) throw new FdKeeperError(`cannot start the fd keeper ${binary}: ${outcome.message}`);
+  const verdict = output.trim();
+  if (verdict === 'ready' || verdict === 'running') return verdict;
+  throw new FdKeeperError(`the fd keeper ${binary} did not start: ${verdict || 'it exited without a word'}`);
+}

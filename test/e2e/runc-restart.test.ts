@@ -1,0 +1,137 @@
+// kuasard restarts (killed with SIGKILL, or stopped with SIGTERM) while pods run. Their
+// containers keep running, the restarted daemon takes them over from its state files and its fd
+// keeper (which held the task connections containerd keeps open, and their pending Waits), and
+// they stay manageable; a container that ended while the daemon was down is reported exited.
+// The keeper goes away by itself once it holds nothing and kuasard is gone.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { ContainerState } from '../../src/cri/client.js';
+import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
+import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { containerConfig } from '../../src/devenv/pods.js';
+import { listProcesses } from '../../src/devenv/processes.js';
+import { readProcStat } from '../../src/linux/proc.js';
+
+const PODS = 10;
+const WAIT = { timeoutMs: 30_000 };
+/** How long PID 1 may take to reap an orphan (some inits poll, about once a second). */
+const REAP_WAIT_MS = 5_000;
+
+/** The fd keeper kuasard started for this environment (its command line names the state dir). */
+function keeperPids(env: Environment): number[] {
+  return listProcesses()
+    .filter((p) => p.state !== 'Z' && p.cmdline.includes('fd-keeper') && p.cmdline.includes(env.paths.kuasarState))
+    .map((p) => p.pid);
+}
+
+interface RunningPod {
+  podSandboxId: string;
+  pod: PodSandboxConfig;
+  containerId: string;
+  pid: number;
+}
+
+describe('runc kind across a kuasard restart', () => {
+  let env: Environment;
+
+  before(async () => {
+    env = await startEnvironment();
+  });
+
+  after(async () => {
+    await env?.stop();
+  });
+
+  async function runPod(name: string, command: string[]): Promise<RunningPod> {
+    const pod = env.podConfig({ name });
+    const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
+    const config = containerConfig({ name: 'main', image: env.images.busybox, command });
+    const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
+    await env.cri.runtime.startContainer({ containerId });
+    const status = await env.cri.runtime.containerStatus({ containerId, verbose: true });
+    const pid = (JSON.parse(status.info['info'] ?? '{}') as { pid?: number }).pid ?? 0;
+    assert.ok(pid > 0);
+    return { podSandboxId, pod, containerId, pid };
+  }
+
+  const watched = () => [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
+
+  it(`keeps ${PODS} running pods manageable after kuasard is killed with SIGKILL and restarted`, async () => {
+    const beforeAll = snapshotHost({ dirs: watched() });
+    const pods: RunningPod[] = [];
+    for (let i = 0; i < PODS; i++) pods.push(await runPod(`survivor-${i}`, ['sleep', '3600']));
+    const shortLived = await runPod('ends-while-down', ['sh', '-c', 'sleep 2; exit 5']);
+    const startTimes = new Map(pods.map((p) => [p.pid, readProcStat(p.pid)?.startTime]));
+    const keepers = keeperPids(env);
+    assert.equal(keepers.length, 1, 'kuasard runs one fd keeper');
+
+    await env.restartKuasard({ crash: true });
+    assert.deepEqual(keeperPids(env), keepers, 'the keeper outlived kuasard and serves the new one');
+
+    // The short-lived container ends on its own; wait until it is gone from the host.
+    while (readProcStat(shortLived.pid) && readProcStat(shortLived.pid)?.state !== 'Z') await sleep(100);
+
+    for (const p of pods) {
+      assert.equal(readProcStat(p.pid)?.startTime, startTimes.get(p.pid), `container of ${p.pod.metadata?.name} kept running`);
+      const status = await env.cri.runtime.containerStatus({ containerId: p.containerId });
+      assert.equal(status.status?.state, ContainerState.CONTAINER_RUNNING);
+    }
+    const ended = await env.cri.waitForContainerState(shortLived.containerId, ContainerState.CONTAINER_EXITED, WAIT);
+    assert.equal(ended.exitCode, 255, 'an exit the daemon could not see is reported as 255');
+
+    for (const p of pods) await stopContainer(p, startTimes.get(p.pid));
+    for (const p of [...pods, shortLived]) await removePod(p);
+    assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
+  });
+
+  it('keeps a running pod manageable across a graceful restart (SIGTERM)', async () => {
+    const beforeAll = snapshotHost({ dirs: watched() });
+    const p = await runPod('graceful', ['sleep', '3600']);
+    const startTime = readProcStat(p.pid)?.startTime;
+    const keepers = keeperPids(env);
+
+    await env.restartKuasard();
+    assert.deepEqual(keeperPids(env), keepers, 'the keeper holds the pod\'s sockets through the restart');
+    assert.equal(readProcStat(p.pid)?.startTime, startTime);
+    assert.equal((await env.cri.runtime.containerStatus({ containerId: p.containerId })).status?.state, ContainerState.CONTAINER_RUNNING);
+
+    await stopContainer(p, startTime);
+    await removePod(p);
+    assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
+  });
+
+  it('leaves no fd keeper: it exits once it holds nothing and kuasard is gone', async () => {
+    const [keeper] = keeperPids(env);
+    assert.ok(keeper, 'a keeper runs');
+    // Every pod is gone, so the keeper holds nothing and quits with the kuasard it served.
+    await env.restartKuasard();
+    const [next, ...more] = keeperPids(env);
+    assert.ok(next !== undefined && next !== keeper && more.length === 0, 'the new kuasard started a new keeper');
+
+    await env.stop();
+    assert.deepEqual(keeperPids(env), [], 'no fd keeper is left once the environment is stopped');
+  });
+
+  /** Stops the container through CRI: it must be reported exited, and its process must end. */
+  async function stopContainer(p: RunningPod, startTime: string | undefined): Promise<void> {
+    await env.cri.runtime.stopContainer({ containerId: p.containerId, timeout: 2n });
+    const status = await env.cri.waitForContainerState(p.containerId, ContainerState.CONTAINER_EXITED, WAIT);
+    assert.notEqual(status.exitCode, 0);
+    // Since kuasard restarted, the container process is PID 1's child, not kuasard's: it ended,
+    // and PID 1 reaps it, which may take a moment.
+    const deadline = Date.now() + REAP_WAIT_MS;
+    while (readProcStat(p.pid)?.startTime === startTime && Date.now() < deadline) await sleep(50);
+    const left = readProcStat(p.pid);
+    assert.notEqual(left?.startTime, startTime, `the container process is gone (state ${left?.state})`);
+  }
+
+  async function removePod(p: RunningPod): Promise<void> {
+    await env.cri.runtime.stopPodSandbox({ podSandboxId: p.podSandboxId });
+    await env.cri.runtime.removePodSandbox({ podSandboxId: p.podSandboxId });
+    assert.equal(existsSync(join(env.paths.kuasarState, 'runc', p.podSandboxId)), false);
+  }
+});

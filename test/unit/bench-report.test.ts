@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { benchCharts, cumulativePoints, renderSvg } from '../../src/bench/charts.js';
+import { renderMarkdown } from '../../src/bench/markdown.js';
+import { runDirName } from '../../src/bench/output.js';
+import { evaluateTargets, type BenchResult, type MemoryPoint } from '../../src/bench/results.js';
+import { resolveSettings } from '../../src/bench/settings.js';
+import { stageBreakdown } from '../../src/bench/stages.js';
+import { linearFit, summarize } from '../../src/bench/stats.js';
+
+const KUASAR = 'kuasar-runc';
+const BASELINE = 'runc';
+
+/** PSS fixedKb + perPodKb per pod; private memory half of that. */
+function memoryPoints(fixedKb: number, perPodKb: number, counts: number[]): MemoryPoint[] {
+  return counts.map((pods) => {
+    const pssKb = fixedKb + perPodKb * pods;
+    return { pods, pssKb, rssKb: 2 * pssKb, privateKb: pssKb / 2, processes: 1, reads: [] };
+  });
+}
+
+/** A complete result: kuasar 3x faster alone, 1.5x in parallel, 10x less memory at 50 pods. */
+function sampleResult(): Omit<BenchResult, 'targets'> {
+  const counts = [1, 5, 10, 20, 30, 50, 100];
+  // PSS 40 000 KiB + 60 KiB/pod; private after GC 20 000 KiB + 50 KiB/pod.
+  const kuasarMemory = memoryPoints(40_000, 60, counts).map((p) => ({
+    ...p,
+    afterGc: { pssKb: 30_000 + 50 * p.pods, privateKb: 20_000 + 50 * p.pods, reads: [] },
+  }));
+  const baselineMemory = memoryPoints(0, 8_000, counts);
+  const singleK = [40, 50, 60];
+  const singleB = [120, 150, 180];
+  return {
+    startedAt: '2026-01-02T03:04:05.678Z',
+    finishedAt: '2026-01-02T03:20:00.000Z',
+    complete: true,
+    host: { cpus: 2, memoryGiB: 24, kernel: '6.1.0', node: '20.0.0', containerd: 'containerd v2.1.9', runc: 'runc version 1.1.5', loadStart: 1.5, loadEnd: 2 },
+    settings: resolveSettings({}, '/tmp/out'),
+    handlers: [
+      { handler: KUASAR, side: 'kuasar', kind: 'runc' },
+      { handler: BASELINE, side: 'baseline' },
+    ],
+    single: {
+      [KUASAR]: { ms: singleK, summary: summarize(singleK), failures: [] },
+      [BASELINE]: { ms: singleB, summary: summarize(singleB), failures: ['round 3: boom'] },
+    },
+    parallel: {
+      [KUASAR]: { pods: 50, rounds: [{ wallMs: 2000, podMs: [900, 1000] }], wall: summarize([2000]), failures: [] },
+      [BASELINE]: { pods: 50, rounds: [{ wallMs: 3000, podMs: [1500, 1600] }], wall: summarize([3000]), failures: [] },
+    },
+    stages: {
+      [KUASAR]: {
+        single: stageBreakdown([
+          {
+            ms: 50,
+            records: [
+              { stage: 'oci.create', ms: 30, at: 0, sandbox: 's' },
+              { stage: 'task.create', ms: 35, at: 1, sandbox: 's', rpc: 'create' },
+            ],
+          },
+        ], { everyRpc: true }),
+      },
+    },
+    memory: {
+      [KUASAR]: {
+        idle: { ...memoryPoints(39_000, 0, [0])[0]!, afterGc: { pssKb: 29_000, privateKb: 19_000, reads: [] } },
+        points: kuasarMemory,
+        fit: linearFit(kuasarMemory.map((p) => ({ x: p.pods, y: p.pssKb }))),
+        fitPrivate: linearFit(kuasarMemory.map((p) => ({ x: p.pods, y: p.afterGc.privateKb }))),
+        helpers: [],
+        failures: [],
+      },
+      [BASELINE]: {
+        points: baselineMemory.map((p) => ({ ...p, pausePssKb: 100 * p.pods })),
+        fit: linearFit(baselineMemory.map((p) => ({ x: p.pods, y: p.pssKb }))),
+        helpers: [],
+        failures: [],
+      },
+    },
+  };
+}
+
+test('targets are judged against the issue\'s goals, with a note on what dominates a miss', () => {
+  const targets = evaluateTargets(sampleResult());
+  assert.deepEqual(
+    targets.map((t) => t.status),
+    ['met', 'not met', 'met', 'met'],
+  );
+  assert.equal(targets[0]?.value, 3);
+  assert.equal(targets[1]?.value, 1.5);
+  assert.match(targets[1]?.note ?? '', /oci\.create \(60%\)/);
+  // 400 000 KiB of shims against 43 000 KiB of kuasard.
+  assert.ok(Math.abs((targets[2]?.value ?? 0) - 400_000 / 43_000) < 1e-9);
+  assert.ok(Math.abs((targets[3]?.value ?? 0) - 50) < 1e-6, 'the marginal cost is the slope of private memory after GC');
+  assert.match(targets[3]?.measured ?? '', /^50\.0 KiB\/pod of private memory \(r² 1\.00\); PSS as found 60\.0 KiB\/pod \(r² 1\.00\); baseline PSS 8000\.0 KiB\/pod$/);
+});
+
+test('a target whose figures were not taken is "not measured"', () => {
+  const result = sampleResult();
+  result.parallel = { [KUASAR]: { ...result.parallel[KUASAR]!, pods: 10 }, [BASELINE]: { ...result.parallel[BASELINE]!, pods: 10 } };
+  result.memory = {};
+  const statuses = evaluateTargets(result).map((t) => t.status);
+  assert.deepEqual(statuses, ['met', 'not measured', 'not measured', 'not measured']);
+});
+
+test('a memory target is missed when kuasard costs more than 1/8 of the shims, or 100 KiB per pod', () => {
+  const result = sampleResult();
+  const heavy = memoryPoints(60_000, 150, [1, 50]);
+  result.memory[KUASAR] = { points: heavy, fit: linearFit(heavy.map((p) => ({ x: p.pods, y: p.pssKb }))), helpers: [], failures: [] };
+  const [, , memory, marginal] = evaluateTargets(result);
+  assert.equal(memory?.status, 'not met');
+  assert.match(memory?.note ?? '', /fixed cost/);
+  assert.equal(marginal?.status, 'not met');
+});
+
+test('the Markdown summary has the targets, every table and the chart links', () => {
+  const result = { ...sampleResult(), targets: evaluateTargets(sampleResult()) };
+  const md = renderMarkdown(result, [{ file: 'memory.svg', title: 'Memory' }]);
+  assert.match(md, /^# kuasar benchmark, 2026-01-02T03:04:05\.678Z$/m);
+  assert.match(md, /\| runc kind, one pod at a time, p50 \| >= 2x faster than the baseline \| kuasar 50\.0 ms, baseline 150\.0 ms: 3\.00x \| \*\*met\*\* \|/);
+  assert.match(md, /\| kuasar-runc \| 3 \| 40\.0 \| 50\.0 \| 58\.0 \| 59\.8 \| 60\.0 \| 0 \|/);
+  assert.match(md, /Baseline \/ kuasar-runc: p50 3\.00x/);
+  assert.match(md, /Baseline \/ kuasar-runc: wall time \(median\) 1\.50x/);
+  assert.match(md, /\| &nbsp;&nbsp;`oci\.create` \| task\.create \|/);
+  assert.match(md, /Largest share of its own: \*\*oci\.create\*\*/);
+  // 50 pods: kuasard PSS 43 000 KiB, private after GC 22 500; shims PSS 400 000, private 200 000; pause 5 000.
+  assert.match(md, /\| pods \| kuasar-runc: kuasard PSS \| kuasar-runc: kuasard private after GC \| runc: shims PSS \| runc: shims private \| PSS shims \/ kuasar-runc \| runc: pause PSS \|/);
+  assert.match(md, /\| 50 \| 42\.0 \| 22\.0 \| 390\.6 \| 195\.3 \| 9\.30x \| 4\.9 \|/);
+  assert.match(md, /kuasar-runc: marginal cost by least-squares fit: PSS \*\*60\.0 KiB per pod\*\*, fixed 39\.1 MiB \(r² 1\.000\); private memory after GC \*\*50\.0 KiB per pod\*\*/);
+  assert.match(md, /kuasar-runc: kuasard with no pod: 38\.1 MiB PSS, 19\.0 MiB private, 76\.2 MiB RSS; after GC 28\.3 MiB PSS, 18\.6 MiB private\./);
+  assert.match(md, /no child process other than containers/);
+  assert.match(md, /Failures of runc: round 3: boom/);
+  assert.match(md, /!\[Memory\]\(memory\.svg\)/);
+  assert.doesNotMatch(md, /Incomplete run/);
+  assert.match(renderMarkdown({ ...result, complete: false, incomplete: 'interrupted by SIGINT' }, []), /\*\*Incomplete run\*\*: interrupted by SIGINT/);
+});
+
+test('charts are made for what was measured and render to SVG without a browser', async () => {
+  const result = { ...sampleResult(), targets: [] };
+  const charts = benchCharts(result);
+  assert.deepEqual(
+    charts.map((c) => c.file),
+    ['latency-single.svg', 'latency-parallel.svg', 'parallel-wall.svg', 'stages.svg', 'memory.svg'],
+  );
+  for (const chart of charts) {
+    const svg = await renderSvg(chart.spec);
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/, chart.file);
+    assert.match(svg, /<\/svg>$/, chart.file);
+  }
+  assert.deepEqual(benchCharts({ ...result, single: {}, parallel: {}, stages: {}, memory: {} }), []);
+});
+
+test('cumulative points rise to 1 per handler in ascending order', () => {
+  assert.deepEqual(cumulativePoints([{ handler: 'h', values: [30, 10, 20, 40] }]), [
+    { handler: 'h', ms: 10, fraction: 0.25 },
+    { handler: 'h', ms: 20, fraction: 0.5 },
+    { handler: 'h', ms: 30, fraction: 0.75 },
+    { handler: 'h', ms: 40, fraction: 1 },
+  ]);
+});
+
+test('a run\'s directory is named by its start time', () => {
+  assert.equal(runDirName('2026-01-02T03:04:05.678Z'), '2026-01-02T03-04-05Z');
+});

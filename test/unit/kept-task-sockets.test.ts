@@ -1,0 +1,187 @@
+// Task sockets kept in the fd keeper across a crash of the process that served them: a child
+// process serves a ttrpc socket and is killed; the test's client, connected before, goes on
+// with the next "run" on the same connection. Shutdown lets go of everything; a hand-over at
+// exit leaves everything; what no sandbox claims is released.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { listProcesses } from '../../src/devenv/processes.js';
+import { KeptTaskSockets } from '../../src/kept-task-sockets.js';
+import { FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
+import { closeFd } from '../../src/linux/libc.js';
+import { TtrpcClient, TtrpcServer } from '../../src/rpc/ttrpc/index.js';
+
+const SERVICE = 'test.v1.Echo';
+const DIST_SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
+const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString();
+const bytes = (value: string): Uint8Array => Buffer.from(value);
+const silent = pino({ level: 'silent' });
+
+const isWait = (_service: string, method: string): boolean => method === 'Wait';
+
+/** Echo answers `<label>:<payload>`; Wait (resumable) answers the same way. */
+function echoServer(label: string, sockets: KeptTaskSockets, path: string): TtrpcServer {
+  const server = new TtrpcServer({ resumable: isWait, ...sockets.hooks(path) });
+  const echo = async ({ payload }: { payload: Uint8Array }) => bytes(`${label}:${text(payload)}`);
+  server.register(SERVICE, { unary: { Echo: echo, Wait: echo } });
+  return server;
+}
+
+/** The names the keeper holds now. */
+async function keptNames(keeperPath: string): Promise<string[]> {
+  const { keeper, kept } = await FdKeeper.open({ socketPath: keeperPath });
+  keeper.close();
+  for (const k of kept) closeFd(k.fd);
+  return kept.map((k) => k.name).sort();
+}
+
+/** Resolves once the client's connection is gone (a call fails with Unavailable). */
+async function connectionLost(client: TtrpcClient): Promise<boolean> {
+  try {
+    await client.call(SERVICE, 'Echo', bytes('?'), { timeoutMs: 2_000 });
+    return false;
+  } catch (err) {
+    return (err as { code?: unknown }).code !== undefined;
+  }
+}
+
+describe('task sockets kept across a crash', () => {
+  let dir: string;
+  let keeperPath: string;
+  let runcDir: string;
+  let socketPath: string;
+  const cleanups: (() => Promise<void> | void)[] = [];
+
+  before(async () => {
+    assert.ok(existsSync(FD_KEEPER_BINARY), `${FD_KEEPER_BINARY} is missing: run npm run build:native`);
+    dir = await mkdtemp(join(tmpdir(), 'kept-sockets-'));
+    keeperPath = join(dir, 'fd-keeper.sock');
+    runcDir = join(dir, 'runc');
+    await mkdir(join(runcDir, 'sb1'), { recursive: true });
+    socketPath = join(runcDir, 'sb1', 'task.sock');
+  });
+
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    for (const p of listProcesses().filter((p) => p.cmdline.includes(keeperPath) && p.state !== 'Z')) process.kill(p.pid, 'SIGKILL');
+    await rm(socketPath, { force: true });
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * A first "run" in a child process, killed with SIGKILL once the client is connected and has
+   * a Wait pending (its Wait never answers).
+   */
+  async function crashedRun(): Promise<{ client: TtrpcClient; waiting: Promise<Uint8Array> }> {
+    const script = `
+      import { pino } from 'pino';
+      import { KeptTaskSockets } from ${JSON.stringify(join(DIST_SRC, 'kept-task-sockets.js'))};
+      import { TtrpcServer } from ${JSON.stringify(join(DIST_SRC, 'rpc/ttrpc/server.js'))};
+      const sockets = await KeptTaskSockets.open(${JSON.stringify(keeperPath)}, [${JSON.stringify(runcDir)}], pino({ level: 'silent' }));
+      const server = new TtrpcServer({ resumable: (s, m) => m === 'Wait', ...sockets.hooks(${JSON.stringify(socketPath)}) });
+      const echo = async ({ payload }) => Buffer.from('first:' + Buffer.from(payload));
+      server.register(${JSON.stringify(SERVICE)}, { unary: { Echo: echo, Wait: () => new Promise(() => {}) } });
+      await sockets.serve(server, ${JSON.stringify(socketPath)});
+      process.stdout.write('serving\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: DIST_SRC });
+    await once(child.stdout, 'data');
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => client.close());
+    assert.equal(text(await client.call(SERVICE, 'Echo', bytes('before'))), 'first:before');
+    const waiting = client.call(SERVICE, 'Wait', bytes('pending'));
+    await sleep(50);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    return { client, waiting };
+  }
+
+  it('serves the same listener and connections in the next run; Shutdown closes them and empties the keeper', async () => {
+    const { client, waiting } = await crashedRun();
+    const names = await keptNames(keeperPath);
+    assert.equal(names.length, 3);
+    assert.match(names[0]!, new RegExp(`^call ${socketPath} 1 3 [A-Za-z0-9+/]+=*$`), 'the pending Wait (stream 3) is kept');
+    assert.deepEqual(names.slice(1), [`conn ${socketPath} 1`, `listen ${socketPath}`]);
+    // While nobody serves, a new connect still completes (the keeper holds the listener).
+    const early = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => early.close());
+    const earlyAnswer = early.call(SERVICE, 'Echo', bytes('queued'));
+
+    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const server = echoServer('second', sockets, socketPath);
+    await sockets.serve(server, socketPath);
+    assert.equal(text(await waiting), 'second:pending', 'the Wait the first run never answered is answered now');
+    assert.equal(text(await client.call(SERVICE, 'Echo', bytes('after'))), 'second:after', 'the old connection goes on');
+    assert.equal(text(await earlyAnswer), 'second:queued', 'the queued connect is served');
+    await sleep(20);
+    assert.deepEqual(await keptNames(keeperPath), [`conn ${socketPath} 1`, `conn ${socketPath} 2`, `listen ${socketPath}`]);
+
+    await sockets.close(server, socketPath);
+    assert.equal(await connectionLost(client), true, 'Shutdown closes the connection for the client');
+    assert.equal(await connectionLost(early), true);
+    await sleep(20);
+    assert.deepEqual(await keptNames(keeperPath), []);
+    assert.equal(existsSync(socketPath), false);
+  });
+
+  it('drops a connection from the keeper when the client hangs up', async () => {
+    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const server = echoServer('only', sockets, socketPath);
+    cleanups.push(() => sockets.close(server, socketPath));
+    await sockets.serve(server, socketPath);
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    assert.equal(text(await client.call(SERVICE, 'Echo', bytes('x'))), 'only:x');
+    assert.equal((await keptNames(keeperPath)).length, 2);
+    client.close();
+    await sleep(50);
+    assert.deepEqual(await keptNames(keeperPath), [`listen ${socketPath}`]);
+  });
+
+  it('at a hand-over, leaves endpoints open and the keeper holding everything', async () => {
+    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const server = echoServer('leaving', sockets, socketPath);
+    await sockets.serve(server, socketPath);
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => client.close());
+    await client.call(SERVICE, 'Echo', bytes('x'));
+    sockets.handOver();
+    await sockets.close(server, socketPath);
+    assert.equal(text(await client.call(SERVICE, 'Echo', bytes('y'))), 'leaving:y', 'the endpoint was left open');
+    assert.equal((await keptNames(keeperPath)).length, 2);
+    assert.equal(existsSync(socketPath), true, 'the socket file stays for the next run');
+    cleanups.push(() => server.close());
+  });
+
+  it('releases what no sandbox claimed below its own directories, and leaves the rest to its owners', async () => {
+    const keep = await FdKeeper.open({ socketPath: keeperPath });
+    cleanups.push(() => keep.keeper.close());
+    const peerPath = join(dir, 'peer.sock');
+    const peerServer = net.createServer().listen(peerPath);
+    cleanups.push(() => void peerServer.close());
+    const socket = net.createConnection(peerPath);
+    cleanups.push(() => void socket.destroy());
+    await once(socket, 'connect');
+    const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
+    const gone = join(runcDir, 'gone', 'task.sock');
+    const other = join(dir, 'wasm', 'sb', 'task.sock');
+    for (const name of [`listen ${gone}`, `conn ${gone} 7`, `listen ${other}`, 'not ours']) keep.keeper.put(name, fd);
+
+    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    sockets.releaseUnclaimed();
+    assert.deepEqual(await keptNames(keeperPath), [`listen ${other}`, 'not ours']);
+    for (const name of [`listen ${other}`, 'not ours']) keep.keeper.drop(name);
+  });
+});
