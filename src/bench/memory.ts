@@ -110,3 +110,24 @@ export function sumMemory(pids: readonly number[]): ProcessMemory & { processes:
   }
   return sum;
 }
+
+/**
+ * Starts the environment with gc-hook.ts preloaded into the Node.js processes it starts (kuasard):
+ * the daemons inherit this process's environment when they start, and only then.
+ */
+export async function startWithGcHook<T>(start: () => Promise<T>): Promise<T> {
+  const saved = process.env['NODE_OPTIONS'];
+  process.env['NODE_OPTIONS'] = nodeOptionsWithGcHook(saved);
+  try {
+    return await start();
+  } finally {
+    if (saved === undefined) delete process.env['NODE_OPTIONS'];
+    else process.env['NODE_OPTIONS'] = saved;
+  }
+}
+
+/** The live JavaScript heap that gc-hook.ts reported after the last collection it ran, from the daemon's log. */
+export function lastGcHeapUsed(logText: string): number | undefined {
+  const line = logText.split('\n').reverse().find((l) => l.startsWith('{"msg":"gc"'));
+  return line ? (JSON.parse(line) as { heapUsed: number }).heapUsed : undefined;
+}

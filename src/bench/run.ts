@@ -11,7 +11,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEnvironment, type Environment } from '../devenv/environment.js';
 import { listProcesses } from '../devenv/processes.js';
-import { findManagementPlane, GC_SIGNAL, hasGcHook, nodeOptionsWithGcHook, sumMemory, type PlaneLocator, type ProcessMemory } from './memory.js';
+import { findManagementPlane, GC_SIGNAL, hasGcHook, startWithGcHook, sumMemory, type PlaneLocator, type ProcessMemory } from './memory.js';
 import { writeResults } from './output.js';
 import { inPool, removePod, removePods, startTimedPod, type StartedPod } from './pods.js';
 import type { BenchProgress } from './progress.js';
@@ -105,20 +105,6 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   return { dir, result, ...(cleanupProblem !== undefined ? { cleanupProblem } : {}) };
 }
 
-/**
- * Starts the environment with gc-hook.ts preloaded into the Node.js processes it starts (kuasard):
- * the daemons inherit this process's environment when they start, and only then.
- */
-async function startWithGcHook<T>(start: () => Promise<T>): Promise<T> {
-  const saved = process.env['NODE_OPTIONS'];
-  process.env['NODE_OPTIONS'] = nodeOptionsWithGcHook(saved);
-  try {
-    return await start();
-  } finally {
-    if (saved === undefined) delete process.env['NODE_OPTIONS'];
-    else process.env['NODE_OPTIONS'] = saved;
-  }
-}
 
 /** kuasar's handlers for the requested kinds (all the environment serves by default), then the baseline. */
 export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Record<string, string>> }, kinds: readonly string[]): HandlerInfo[] {

@@ -79,6 +79,10 @@ describe('runc kind across a kuasard restart', () => {
       assert.equal(readProcStat(p.pid)?.startTime, startTimes.get(p.pid), `container of ${p.pod.metadata?.name} kept running`);
       const status = await env.cri.runtime.containerStatus({ containerId: p.containerId });
       assert.equal(status.status?.state, ContainerState.CONTAINER_RUNNING);
+      const name = p.pod.metadata?.name ?? '';
+      const exec = await env.cri.runtime.execSync({ containerId: p.containerId, cmd: ['sh', '-c', `echo alive in ${name}; exit 4`], timeout: 10n });
+      assert.equal(new TextDecoder().decode(exec.stdout), `alive in ${name}\n`, 'exec still works after the restart');
+      assert.equal(exec.exitCode, 4);
     }
     const ended = await env.cri.waitForContainerState(shortLived.containerId, ContainerState.CONTAINER_EXITED, WAIT);
     assert.equal(ended.exitCode, 255, 'an exit the daemon could not see is reported as 255');
