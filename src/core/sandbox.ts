@@ -332,28 +332,31 @@ export class Sandbox implements SandboxContext {
     });
   }
 
-  async pauseTask(id: string): Promise<void> {
-    await this.containerLocks.run(id, async () => {
-      const container = this.container(id);
-      if (container.status !== 'running') throw failedPrecondition(`pause container ${id}: it is ${container.status}, not running`);
-      await this.kind.tasks.pause(this, container);
-      // It may have exited meanwhile: never move a stopped task back.
-      if (container.status === 'running') container.status = 'paused';
-      await this.save();
-      this.log.info({ container: id }, 'task paused');
-      this.events.publish(this.record.namespace, { topic: '/tasks/paused', containerId: id });
-    });
+  pauseTask(id: string): Promise<void> {
+    return this.switchRunState(id, 'pause', 'running', 'paused', '/tasks/paused');
   }
 
-  async resumeTask(id: string): Promise<void> {
+  resumeTask(id: string): Promise<void> {
+    return this.switchRunState(id, 'resume', 'paused', 'running', '/tasks/resumed');
+  }
+
+  /** Pause or resume: from one state to the other through the kind, then saved and published. */
+  private async switchRunState(
+    id: string,
+    op: 'pause' | 'resume',
+    from: 'running' | 'paused',
+    to: 'running' | 'paused',
+    topic: '/tasks/paused' | '/tasks/resumed',
+  ): Promise<void> {
     await this.containerLocks.run(id, async () => {
       const container = this.container(id);
-      if (container.status !== 'paused') throw failedPrecondition(`resume container ${id}: it is ${container.status}, not paused`);
-      await this.kind.tasks.resume(this, container);
-      if (container.status === 'paused') container.status = 'running';
+      if (container.status !== from) throw failedPrecondition(`${op} container ${id}: it is ${container.status}, not ${from}`);
+      await this.kind.tasks[op](this, container);
+      // It may have exited meanwhile: never move a stopped task back.
+      if (container.status === from) container.status = to;
       await this.save();
-      this.log.info({ container: id }, 'task resumed');
-      this.events.publish(this.record.namespace, { topic: '/tasks/resumed', containerId: id });
+      this.log.info({ container: id }, `task ${to}`);
+      this.events.publish(this.record.namespace, { topic, containerId: id });
     });
   }
 
