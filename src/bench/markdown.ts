@@ -108,7 +108,7 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
   out.push(
     b.outside
       ? `From kuasard's stage records of ${b.starts} pod starts (end-to-end p50 ${ms(b.e2e.p50)} ms). Share: the stage's total over the end-to-end total; stages inside an RPC are part of that RPC's share.`
-      : `From the stage records that name a sandbox, of ${b.starts} pods started in parallel (end-to-end p50 ${ms(b.e2e.p50)} ms). kuasard's controller RPCs name no sandbox, so they are missing here, and so is the time outside kuasard.`,
+      : `From the stage records that name a sandbox, of ${b.starts} pods started in parallel (end-to-end p50 ${ms(b.e2e.p50)} ms). The time outside kuasard cannot be split per pod here.`,
     '',
     '| stage | runs inside | per start | p50 ms | p90 ms | share |',
     '|---|---|---|---|---|---|',

@@ -50,7 +50,7 @@ export interface StartWindow {
 
 export interface AttributionOptions {
   /**
-   * Also take records that name no sandbox (kuasard's controller RPCs name none). Only right
+   * Also take records that name no sandbox (stages of a kind outside a sandbox's RPC). Only right
    * when this start was the only thing happening in its window: a one-pod-at-a-time round.
    */
   includeUnnamed: boolean;
