@@ -1,5 +1,5 @@
 // Typed bindings to the few libc calls Node has no API for (prctl, waitpid, mount, umount2,
-// pidfd_open, poll, unshare, setns; fcntl, pipe2, unix sockets with sendmsg/recvmsg, the TIOCSWINSZ ioctl). koffi and libc are loaded on first use, so importing this module costs
+// pidfd_open, poll, unshare, setns, sethostname; fcntl, pipe2, unix sockets with sendmsg/recvmsg, the TIOCSWINSZ ioctl). koffi and libc are loaded on first use, so importing this module costs
 // nothing on hosts or in tests that never call into it. Every failing call throws an ErrnoError
 // that names the operation and the errno (EINVAL, ECHILD, ...).
 
@@ -51,6 +51,7 @@ interface Bindings {
   syscall: (nr: number, ...typedArgs: unknown[]) => number | bigint;
   unshare: (flags: number) => number;
   setns: (fd: number, nstype: number) => number;
+  sethostname: (name: string, length: number) => number;
 }
 
 let bindings: Bindings | undefined;
@@ -74,6 +75,7 @@ function libc(): Bindings {
     syscall: lib.func('long syscall(long number, ...)'),
     unshare: lib.func('int unshare(int flags)'),
     setns: lib.func('int setns(int fd, int nstype)'),
+    sethostname: lib.func('int sethostname(const char *name, size_t len)'),
   };
   return bindings;
 }
@@ -209,6 +211,9 @@ export function closeFd(fd: number): void {
 
 /** clone(2) flag of a PID namespace, for unshare and setns. */
 export const CLONE_NEWPID = 0x20000000;
+/** clone(2) flags of the IPC and UTS namespaces (both per thread: unshare moves only the caller). */
+export const CLONE_NEWIPC = 0x08000000;
+export const CLONE_NEWUTS = 0x04000000;
 
 /** unshare(2) for the calling thread (with CLONE_NEWPID: only its later children move). */
 export function unshare(flags: number): void {
@@ -218,6 +223,11 @@ export function unshare(flags: number): void {
 /** setns(2): join (or, for PID namespaces, make children join) the namespace behind `fd`. */
 export function setns(fd: number, nstype: number): void {
   check(`setns(${fd}, 0x${nstype.toString(16)})`, libc().setns(fd, nstype));
+}
+
+/** sethostname(2): the hostname of the calling thread's UTS namespace. */
+export function sethostname(name: string): void {
+  check(`sethostname(${name})`, libc().sethostname(name, Buffer.byteLength(name)));
 }
 
 // ---- descriptors, pipes, fd-passing sockets, terminals --------------------------------------
