@@ -4,9 +4,8 @@
 import { ContainerState } from '../cri/client.js';
 import type { Environment } from '../devenv/environment.js';
 import { containerConfig } from '../devenv/pods.js';
+import { longRunningWorkload } from '../devenv/workloads.js';
 
-/** A container that stays up, so that a pod keeps its processes while memory is measured. */
-const CONTAINER_COMMAND = ['sleep', '3600'];
 const RUNNING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 5;
 
@@ -25,6 +24,8 @@ export interface StartedPod {
 
 export interface PodShape {
   handler: string;
+  /** The kuasar kind behind the handler (none for the baseline): it decides the container. */
+  kind?: string;
   name: string;
   hostNetwork: boolean;
 }
@@ -32,7 +33,8 @@ export interface PodShape {
 /** Starts one pod with one long-running container and times it end to end. */
 export async function startTimedPod(env: Environment, shape: PodShape): Promise<StartedPod> {
   const pod = env.podConfig({ name: shape.name, hostNetwork: shape.hostNetwork });
-  const container = containerConfig({ name: 'bench', image: env.images.busybox, command: CONTAINER_COMMAND });
+  // A container that stays up, so that a pod keeps its processes while memory is measured.
+  const container = containerConfig({ name: 'bench', ...longRunningWorkload(env, shape.kind) });
   const startedAt = Date.now();
   const began = performance.now();
   const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: shape.handler });

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEnvironment, type Environment } from '../devenv/environment.js';
+import { IDLE_WORKLOAD_KINDS } from '../devenv/workloads.js';
 import { listProcesses } from '../devenv/processes.js';
 import { findManagementPlane, GC_SIGNAL, hasGcHook, startWithGcHook, sumMemory, type PlaneLocator, type ProcessMemory } from './memory.js';
 import { writeResults } from './output.js';
@@ -109,7 +110,7 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
 /** kuasar's handlers for the requested kinds (all the environment serves by default), then the baseline. */
 export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Record<string, string>> }, kinds: readonly string[]): HandlerInfo[] {
   const served = handlers.kuasar;
-  const wanted = kinds.length > 0 ? kinds : Object.keys(served);
+  const wanted = kinds.length > 0 ? kinds : Object.keys(served).filter((kind) => IDLE_WORKLOAD_KINDS.includes(kind));
   const unknown = wanted.filter((kind) => served[kind] === undefined);
   if (unknown.length > 0) throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);
   return [
@@ -153,7 +154,7 @@ class Measurer {
 
   private start(handler: HandlerInfo): Promise<StartedPod> {
     this.podSeq += 1;
-    return startTimedPod(this.env, { handler: handler.handler, name: `bench-${this.podSeq}`, hostNetwork: this.settings.hostNetwork });
+    return startTimedPod(this.env, { handler: handler.handler, ...(handler.kind ? { kind: handler.kind } : {}), name: `bench-${this.podSeq}`, hostNetwork: this.settings.hostNetwork });
   }
 
   /** One untimed pod per handler: the first start of each pays for caches the others reuse. */

@@ -5,7 +5,7 @@ export const PARTS = ['single', 'parallel', 'memory'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchSettings {
-  /** kuasar kinds to measure (`runc`…); empty means every kind the environment serves. */
+  /** kuasar kinds to measure (`runc`…); empty means every served kind with an idle workload (devenv/workloads.ts). */
   kinds: string[];
   parts: Part[];
   /** One-pod-at-a-time starts per handler. */

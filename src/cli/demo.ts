@@ -5,6 +5,7 @@ import { criLogText, readContainerLog } from '../cri/log.js';
 import { startEnvironment } from '../devenv/environment.js';
 import { diffHost, snapshotHost } from '../devenv/leaks.js';
 import { containerConfig, containerLogPath } from '../devenv/pods.js';
+import { helloWorkload } from '../devenv/workloads.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const ms = (since: bigint) => `${Number((process.hrtime.bigint() - since) / 1_000_000n)} ms`;
@@ -21,11 +22,7 @@ export async function runDemo(): Promise<void> {
         const started = process.hrtime.bigint();
         const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
         say(`  RunPodSandbox   ${podSandboxId.slice(0, 12)}  ${ms(started)}`);
-        const container = containerConfig({
-          name: 'hello',
-          image: env.images.busybox,
-          command: ['sh', '-c', 'echo "hello from $(hostname), pid $$ in its own namespace"; ip -4 -o addr show scope global | cut -d" " -f2,7'],
-        });
+        const container = containerConfig({ name: 'hello', ...helloWorkload(env, kind) });
         const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: pod });
         await env.cri.runtime.startContainer({ containerId });
         say(`  StartContainer  ${containerId.slice(0, 12)}  ${ms(started)} after RunPodSandbox began`);

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { invalidArgument } from '../core/errors.js';
 import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../core/sandbox.js';
 
-export const KIND_NAMES = ['runc'] as const;
+export const KIND_NAMES = ['runc', 'wasm'] as const;
 export type KindName = (typeof KIND_NAMES)[number];
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -31,6 +31,16 @@ const runcKindSchema = kindSchema.extend({
   oci_runtime: z.string().min(1).default('runc'),
 });
 
+/** The wasm kind is opt-in: a daemon serves it only when its configuration enables it. */
+const wasmKindSchema = kindSchema.extend({
+  enabled: z.boolean().default(false),
+  /**
+   * The most linear memory (bytes) of a module whose container has no memory limit: instances
+   * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
+   */
+  default_memory_limit: z.number().int().min(65_536).default(256 * 1024 * 1024),
+});
+
 const configSchema = z.strictObject({
   state_dir: absolutePath
     .refine((p) => p.length <= MAX_STATE_DIR_LENGTH, `must be at most ${MAX_STATE_DIR_LENGTH} characters (task sockets live below it)`)
@@ -45,6 +55,7 @@ const configSchema = z.strictObject({
   kinds: z
     .strictObject({
       runc: runcKindSchema.prefault({}),
+      wasm: wasmKindSchema.prefault({}),
     })
     .prefault({}),
 });

@@ -124,12 +124,15 @@ export function renderStreamingHandlers(kinds: readonly string[]): string {
     .join('\n');
 }
 
-/** kuasard's configuration: the runc kind, its state under the private directory. */
+/** kuasard's configuration: the runc and wasm kinds, their state under the private directory. */
 export function renderKuasardConfig(paths: EnvironmentPaths): string {
   return stringify({
     state_dir: paths.kuasarState,
     log_level: 'debug',
     containerd: { ttrpc_address: paths.containerdTtrpcSocket },
-    kinds: { runc: { enabled: true, listen: kuasarSocketPath(paths.dir, 'runc'), oci_runtime: 'runc' } },
+    kinds: {
+      runc: { enabled: true, listen: kuasarSocketPath(paths.dir, 'runc'), oci_runtime: 'runc' },
+      wasm: { enabled: true, listen: kuasarSocketPath(paths.dir, 'wasm') },
+    },
   });
 }

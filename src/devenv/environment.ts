@@ -25,7 +25,7 @@ import {
   streamingHandlerName,
 } from './config.js';
 import { Daemon, tailOfFile } from './daemon.js';
-import { BUSYBOX_IMAGE, buildImages, DEFAULT_IMAGE_CACHE, importImages, PAUSE_IMAGE } from './images.js';
+import { BUSYBOX_IMAGE, buildImages, DEFAULT_IMAGE_CACHE, importImages, PAUSE_IMAGE, WASM_TESTS_IMAGE } from './images.js';
 import { ENV_DIR_PREFIX, environmentNames, environmentPaths, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
 import { cgroupHierarchies } from './mounts.js';
 import { chooseSubnet, createBridge, type Subnet } from './network.js';
@@ -59,7 +59,7 @@ export interface Environment {
   /** Cgroup parent for pods (`linux.cgroup_parent`): a directory in every hierarchy, removed by stop(). */
   readonly cgroupParent: string;
   readonly cri: CriClient;
-  readonly images: { readonly busybox: string; readonly pause: string };
+  readonly images: { readonly busybox: string; readonly pause: string; readonly wasmTests: string };
   /**
    * CRI runtime handlers: containerd's own runc, kuasar's per kind (`kuasar-runc`...), and with
    * `streamingHandlers` the streaming-io ones per kind (`kuasar-runc-streaming`...; else empty).
@@ -172,7 +172,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       subnet,
       cgroupParent,
       cri: client,
-      images: { busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE },
+      images: { busybox: BUSYBOX_IMAGE, pause: PAUSE_IMAGE, wasmTests: WASM_TESTS_IMAGE },
       handlers: {
         baseline: BASELINE_HANDLER,
         kuasar: Object.fromEntries(Object.keys(kuasarSockets).map((kind) => [kind, sandboxerName(kind)])),

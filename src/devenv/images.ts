@@ -7,11 +7,14 @@
 // directory and end with a rename, so parallel builders never see half a tar.
 import { createHash } from 'node:crypto';
 import { lutimes, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile, chmod, copyFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run } from './exec.js';
 
 export const BUSYBOX_IMAGE = 'kuasar.local/busybox:latest';
 export const PAUSE_IMAGE = 'kuasar.local/pause:latest';
+/** The wasm kind's test modules: /<name>.wasm for every test/fixtures/wasm/<name>.wat, and /data. */
+export const WASM_TESTS_IMAGE = 'kuasar.local/wasm-tests:latest';
 export const DEFAULT_IMAGE_CACHE = '/var/cache/kuasar-ts/images';
 
 /** Bump when the way images are made changes, so old cached tars are not reused. */
@@ -102,11 +105,42 @@ const pause: Recipe = {
   configFlags: ['--config.entrypoint', '/pause'],
 };
 
-const RECIPES: readonly Recipe[] = [busybox, pause];
+const WAT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/wasm');
+/** A file in the wasm image, for the module that reads a file through its preopens. */
+const WASM_MESSAGE = 'a file from the rootfs\n';
+
+async function watSources(): Promise<{ name: string; text: string }[]> {
+  const names = (await readdir(WAT_DIR)).filter((f) => f.endsWith('.wat')).sort();
+  return Promise.all(names.map(async (f) => ({ name: f.slice(0, -'.wat'.length), text: await readFile(join(WAT_DIR, f), 'utf8') })));
+}
+
+const wasmTests: Recipe = {
+  name: 'wasm-tests',
+  ref: WASM_TESTS_IMAGE,
+  inputs: async () => [WASM_MESSAGE, ...(await watSources()).flatMap((s) => [s.name, s.text])],
+  async fillRootfs(rootfs) {
+    // Loaded only here: wabt is a development dependency, and this module is reachable from the CLI.
+    const { default: wabt } = await import('wabt');
+    const compiler = await wabt();
+    for (const source of await watSources()) {
+      const parsed = compiler.parseWat(`${source.name}.wat`, source.text);
+      try {
+        await writeFile(join(rootfs, `${source.name}.wasm`), parsed.toBinary({}).buffer);
+      } finally {
+        parsed.destroy();
+      }
+    }
+    await mkdir(join(rootfs, 'data'));
+    await writeFile(join(rootfs, 'data/message.txt'), WASM_MESSAGE);
+  },
+  configFlags: ['--config.cmd', '/hello.wasm'],
+};
+
+const RECIPES: readonly Recipe[] = [busybox, pause, wasmTests];
 
 /**
- * Builds (or finds in the cache) every image the environment needs: kuasar.local/busybox:latest
- * and kuasar.local/pause:latest.
+ * Builds (or finds in the cache) every image the environment needs: kuasar.local/busybox:latest,
+ * kuasar.local/pause:latest and kuasar.local/wasm-tests:latest.
  */
 export async function buildImages(cacheDir: string = DEFAULT_IMAGE_CACHE): Promise<LocalImage[]> {
   await mkdir(cacheDir, { recursive: true });

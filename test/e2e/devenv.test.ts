@@ -109,12 +109,13 @@ describe('development environment', () => {
   it('runs kuasard, registers its handlers in containerd, and restarts it', async () => {
     const env = await startEnvironment();
     started.push(env);
-    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc' });
+    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc', wasm: 'kuasar-wasm' });
     const [containerd, kuasard] = env.scope.daemonPids;
     assert.ok(containerd && kuasard, 'both daemons run');
 
     const { info } = await env.cri.runtime.status({ verbose: true });
     assert.match(info['config'] ?? '', /"kuasar-runc"/, 'containerd knows the kuasar-runc handler');
+    assert.match(info['config'] ?? '', /"kuasar-wasm"/, 'containerd knows the kuasar-wasm handler');
 
     await env.restartKuasard();
     const [, restarted] = env.scope.daemonPids;

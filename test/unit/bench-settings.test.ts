@@ -34,11 +34,10 @@ test('settings: malformed values are errors naming the option', () => {
   assert.throws(() => resolveSettings({ kinds: ' , ' }, '/out'), /--kinds/);
 });
 
-test('handlers: kuasar\'s requested kinds, then the baseline; an unserved kind is an error', () => {
+test('handlers: kuasar\'s requested kinds (by default those with an idle workload), then the baseline; an unserved kind is an error', () => {
   const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm' } };
   assert.deepEqual(chooseHandlers(handlers, []), [
     { handler: 'kuasar-runc', side: 'kuasar', kind: 'runc' },
-    { handler: 'kuasar-wasm', side: 'kuasar', kind: 'wasm' },
     { handler: 'runc', side: 'baseline' },
   ]);
   assert.deepEqual(chooseHandlers(handlers, ['wasm']).map((h) => h.handler), ['kuasar-wasm', 'runc']);

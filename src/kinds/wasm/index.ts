@@ -1,0 +1,242 @@
+// The wasm kind: containers are WebAssembly modules (WASI preview 1) run by the daemon itself,
+// each instance in a worker thread of its own. A pod has no namespaces or cgroups of its own in
+// this first version: its isolation is WebAssembly's (a module reaches only its linear memory
+// and, through WASI, its preopened directories and stdio). No OS process exists per container.
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { failedPrecondition } from '../../core/errors.js';
+import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
+import type { CgroupMetrics } from '../../core/metrics.js';
+import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
+import { timed } from '../../core/stages.js';
+import { ProcessStdio } from '../../io/process-stdio.js';
+import { mountAll, unmountRecursive } from '../../linux/mount.js';
+import { hostPlatform } from '../../linux/platform.js';
+import { UNKNOWN_EXIT_STATUS } from '../../linux/reaper.js';
+import { WasmInstance } from './instance.js';
+import { wasmLaunch, type WasmSpec } from './launch.js';
+
+export interface WasmKindOptions {
+  /** The kind's state directory (`<state_dir>/wasm`). */
+  kindDir: string;
+  /** The memory limit (bytes) of a container whose spec sets none. */
+  defaultMemoryLimit: number;
+}
+
+/** How long an instance's output may take to drain after it ended, before its exit is reported. */
+const DRAIN_MS = 2_000;
+
+/**
+ * The pid reported for every wasm container: kuasard's own. There is no process per container,
+ * but containerd treats a task whose pid is 0 as gone (Connect after a containerd restart), and
+ * kuasard is the process that runs the instance. Nothing signals this pid: Kill comes through
+ * the Task API, which ends only the instance.
+ */
+const INSTANCE_PID = process.pid;
+
+const unsupported = (what: string) => failedPrecondition(`${what} is not supported by the wasm kind`);
+
+export class WasmKind implements SandboxKind {
+  readonly name = 'wasm';
+  readonly tasks: WasmTasks;
+
+  constructor(private readonly options: WasmKindOptions) {
+    this.tasks = new WasmTasks(options.kindDir, options.defaultMemoryLimit);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+  }
+
+  platform(): Platform {
+    return hostPlatform();
+  }
+
+  async prepare(sandbox: SandboxContext): Promise<void> {
+    await mkdir(join(sandbox.dir, 'containers'), { recursive: true });
+  }
+
+  async start(): Promise<{ pid: number }> {
+    return { pid: 0 };
+  }
+
+  async stop(): Promise<void> {
+    // Core has stopped every container; the pod holds nothing else that runs.
+  }
+
+  /** The pod's counters: the linear memory of its running instances. */
+  async metrics(sandbox: SandboxContext): Promise<CgroupMetrics> {
+    const usage = sandbox.record.containers.reduce((sum, c) => sum + this.tasks.memoryOf(sandbox, c), 0);
+    return memoryMetrics(usage);
+  }
+
+  async recover(): Promise<void> {
+    // Nothing of a pod outlives the daemon but its directory; its containers are reported ended.
+  }
+
+  async destroy(sandbox: SandboxContext): Promise<void> {
+    await unmountRecursive(sandbox.dir);
+  }
+}
+
+interface RunningInstance {
+  instance: WasmInstance;
+  stdio: ProcessStdio;
+}
+
+class WasmTasks implements TaskDriver {
+  private readonly instances = new Map<string, RunningInstance>();
+
+  constructor(
+    private readonly consoleDir: string,
+    private readonly defaultMemoryLimit: number,
+  ) {}
+
+  private dirs(sandbox: SandboxContext, container: ContainerRecord) {
+    const dir = join(sandbox.dir, 'containers', container.id);
+    return { dir, rootfs: join(dir, 'rootfs') };
+  }
+
+  private key(sandbox: SandboxContext, container: ContainerRecord): string {
+    return `${sandbox.record.id}/${container.id}`;
+  }
+
+  memoryOf(sandbox: SandboxContext, container: ContainerRecord): number {
+    const running = this.instances.get(this.key(sandbox, container));
+    return running?.instance.isRunning ? running.instance.memoryInUse : 0;
+  }
+
+  async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
+    const log = sandbox.log.child({ container: container.id });
+    if (container.stdio.terminal) throw unsupported('a terminal');
+    const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as WasmSpec;
+    const { rootfs } = this.dirs(sandbox, container);
+    await mkdir(rootfs, { recursive: true, mode: 0o700 });
+    if (container.rootfs.length > 0) await timed(log, 'wasm.mount-rootfs', () => mountAll(container.rootfs, rootfs));
+    // With no mounts, containerd has prepared the rootfs inside the bundle itself.
+    const rootPath = container.rootfs.length > 0 ? rootfs : join(container.bundle, 'rootfs');
+    const launch = await wasmLaunch(spec, rootPath);
+
+    const stdio = await ProcessStdio.open({ stdio: container.stdio, streams: sandbox.streams, consoleDir: this.consoleDir, log });
+    // A slot containerd left empty reads and writes /dev/null: WASI's default would be kuasard's own stdio.
+    const nullFds: number[] = [];
+    const fds = stdio.runtime.stdio.map((target, slot) => {
+      if (target !== 'ignore') return target;
+      const fd = openSync('/dev/null', slot === 0 ? constants.O_RDONLY : constants.O_WRONLY);
+      nullFds.push(fd);
+      return fd;
+    }) as [number, number, number];
+    const closeNullFds = () => {
+      for (const fd of nullFds.splice(0)) closeSync(fd);
+    };
+
+    let instance: WasmInstance;
+    try {
+      instance = await timed(log, 'wasm.instantiate', () =>
+        WasmInstance.create({ ...launch, memoryLimit: launch.memoryLimit ?? this.defaultMemoryLimit, stdio: fds }),
+      );
+    } catch (err) {
+      stdio.close();
+      closeNullFds();
+      throw err;
+    }
+    const running: RunningInstance = { instance, stdio };
+    this.instances.set(this.key(sandbox, container), running);
+    const exited = instance.ended.then(async (end): Promise<ExitInfo> => {
+      // The thread is gone: the descriptors it used can be closed (ProcessStdio's "the process
+      // holds its own now" step, which for an instance in our own process comes only at its end),
+      // and the output drains.
+      stdio.started();
+      closeNullFds();
+      await stdio.finish(DRAIN_MS);
+      log.info({ exitStatus: end.exitStatus, signal: end.signal, outOfMemory: end.outOfMemory }, 'wasm instance ended');
+      // Published before the exit, so that CRI reports the container OOMKilled.
+      if (end.outOfMemory) sandbox.reportOom(container.id);
+      return { exitStatus: end.exitStatus, exitedAt: nowIso() };
+    });
+    return { pid: INSTANCE_PID, exited };
+  }
+
+  async start(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    this.running(sandbox, container).instance.start();
+  }
+
+  async kill(sandbox: SandboxContext, container: ContainerRecord, signal: number): Promise<void> {
+    const { instance } = this.running(sandbox, container);
+    if (signal === 0) return;
+    instance.kill(signal);
+  }
+
+  async delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    const key = this.key(sandbox, container);
+    const running = this.instances.get(key);
+    if (running) {
+      running.instance.kill(9);
+      await running.instance.ended;
+      running.stdio.close();
+      this.instances.delete(key);
+    }
+    const { dir, rootfs } = this.dirs(sandbox, container);
+    await timed(sandbox.log.child({ container: container.id }), 'wasm.unmount-rootfs', () => unmountRecursive(rootfs));
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async pids(sandbox: SandboxContext, container: ContainerRecord): Promise<number[]> {
+    return this.instances.get(this.key(sandbox, container))?.instance.isRunning ? [INSTANCE_PID] : [];
+  }
+
+  async stats(sandbox: SandboxContext, container: ContainerRecord): Promise<CgroupMetrics> {
+    return memoryMetrics(this.memoryOf(sandbox, container));
+  }
+
+  async update(): Promise<void> {
+    throw unsupported('changing the resources of a running container');
+  }
+
+  async pause(): Promise<void> {
+    throw unsupported('pause');
+  }
+
+  async resume(): Promise<void> {
+    throw unsupported('resume');
+  }
+
+  async startExec(): Promise<CreatedProcess> {
+    throw unsupported('exec');
+  }
+
+  async killExec(): Promise<void> {
+    throw unsupported('exec');
+  }
+
+  async deleteExec(): Promise<void> {
+    // No exec is ever started, so there is nothing to release.
+  }
+
+  async resizePty(): Promise<void> {
+    // No wasm container has a terminal.
+  }
+
+  async closeStdin(): Promise<void> {
+    // The instance reads its stdin FIFO or pipe itself; it sees end-of-file when containerd closes it.
+  }
+
+  async reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo> {
+    // Instances run inside kuasard's own threads: none survives a daemon restart.
+    // Its log cannot say so: containerd stopped reading its output when the old daemon's
+    // descriptors closed. The daemon's log does.
+    sandbox.log.warn({ container: container.id }, 'wasm instance ended with the previous kuasard (the daemon restarted); reporting exit status 255');
+    return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+  }
+
+  private running(sandbox: SandboxContext, container: ContainerRecord): RunningInstance {
+    const running = this.instances.get(this.key(sandbox, container));
+    if (!running) throw failedPrecondition(`container ${container.id}: its wasm instance is gone (kuasard restarted?)`);
+    return running;
+  }
+}
+
+function memoryMetrics(bytes: number): CgroupMetrics {
+  return { version: 2, v2: { memory: { usage: BigInt(bytes) } } };
+}

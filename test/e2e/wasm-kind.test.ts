@@ -1,0 +1,176 @@
+// The wasm kind end to end: CRI runs WebAssembly modules on kuasard's `kuasar-wasm` handler,
+// from an ordinary OCI image (kuasar.local/wasm-tests, built from test/fixtures/wasm/*.wat).
+// Every test checks what a user observes (logs, exit codes, states, stats) and that removing
+// the pod leaves nothing behind.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { create } from '@bufbuild/protobuf';
+import { LinuxContainerConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { ContainerState } from '../../src/cri/client.js';
+import { criLogText, readContainerLog } from '../../src/cri/log.js';
+import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
+import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
+import { untilAnswered } from '../../src/devenv/retry.js';
+
+const WAIT = { timeoutMs: 30_000 };
+const MiB = 1024n * 1024n;
+
+describe('wasm kind through CRI', () => {
+  let env: Environment;
+
+  before(async () => {
+    env = await startEnvironment({ streamingHandlers: true });
+  });
+
+  after(async () => {
+    await env?.stop();
+  });
+
+  /** Runs a pod on kuasar-wasm, calls `body`, then removes the pod and checks nothing stayed. */
+  async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>, handler = env.handlers.kuasar['wasm']) {
+    const watched = [env.paths.kuasarState];
+    const before = snapshotHost({ dirs: watched });
+    const pod = env.podConfig({ name, hostNetwork: false });
+    const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
+    try {
+      await body(podSandboxId, pod);
+    } finally {
+      await env.cri.runtime.stopPodSandbox({ podSandboxId });
+      await env.cri.runtime.removePodSandbox({ podSandboxId });
+    }
+    assert.equal(existsSync(join(env.paths.kuasarState, 'wasm', podSandboxId)), false, 'the sandbox state directory is removed');
+    assert.deepEqual(diffHost(before, snapshotHost({ dirs: watched }), { scope: env.scope }), NO_LEAKS);
+  }
+
+  /** A container of the test image that runs `command` (args[0] is the module), with a memory limit if given. */
+  function wasm(name: string, command: string[], extra: Partial<ContainerOptions> = {}, memoryLimitInBytes?: bigint): ContainerConfig {
+    const config = containerConfig({ name, image: env.images.wasmTests, command, ...extra });
+    if (memoryLimitInBytes !== undefined) config.linux = create(LinuxContainerConfigSchema, { resources: { memoryLimitInBytes } });
+    return config;
+  }
+
+  async function start(podId: string, pod: PodSandboxConfig, config: ContainerConfig) {
+    const { containerId } = await env.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod });
+    await env.cri.runtime.startContainer({ containerId });
+    return { containerId, config };
+  }
+
+  async function runToExit(podId: string, pod: PodSandboxConfig, config: ContainerConfig) {
+    const { containerId } = await start(podId, pod, config);
+    const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+    const log = await readContainerLog(containerLogPath(pod, config));
+    return { containerId, status, stdout: criLogText(log, 'stdout'), stderr: criLogText(log, 'stderr') };
+  }
+
+  it('runs a module with its args and env: output in the CRI log, exit code 0', async () => {
+    await withPod('wasm-hello', async (podId, pod) => {
+      const { status, stdout } = await runToExit(podId, pod, wasm('hello', ['/hello.wasm'], { args: ['one', 'two'], env: { GREETING: 'from-cri' } }));
+      assert.equal(status.exitCode, 0);
+      assert.equal(stdout, 'hello\none\ntwo\nGREETING=from-cri\n');
+    });
+  });
+
+  it('carries output over streaming io (kuasar-wasm-streaming) as well as FIFOs', async () => {
+    await withPod('wasm-streaming', async (podId, pod) => {
+      const { status, stdout, stderr } = await runToExit(podId, pod, wasm('hello', ['/hello.wasm'], { args: ['streamed'] }));
+      assert.equal(status.exitCode, 0);
+      assert.equal(stdout, 'hello\nstreamed\n');
+      const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm']));
+      assert.match(trap.stderr, /^wasm trap: unreachable$/m);
+      assert.equal(stderr, '');
+    }, env.handlers.kuasarStreaming['wasm']);
+  });
+
+  it('reports proc_exit(7) as exit code 7, and a trap as 134 with the trap in the log', async () => {
+    await withPod('wasm-exits', async (podId, pod) => {
+      const seven = await runToExit(podId, pod, wasm('seven', ['/exit-code.wasm']));
+      assert.equal(seven.status.exitCode, 7);
+      const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm']));
+      assert.equal(trap.status.exitCode, 134);
+      assert.match(trap.stderr, /^wasm trap: unreachable$/m);
+    });
+  });
+
+  it('reads a file of its image through the preopened rootfs', async () => {
+    await withPod('wasm-files', async (podId, pod) => {
+      const { status, stdout } = await runToExit(podId, pod, wasm('reader', ['/read-file.wasm']));
+      assert.equal(status.exitCode, 0);
+      assert.equal(stdout, 'a file from the rootfs\n');
+    });
+  });
+
+  it('stops an endless module through CRI, while another module of the pod runs to its end', async () => {
+    await withPod('wasm-stop', async (podId, pod) => {
+      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      const running = await env.cri.runtime.containerStatus({ containerId });
+      assert.equal(running.status?.state, ContainerState.CONTAINER_RUNNING);
+      const stats = await env.cri.runtime.containerStats({ containerId });
+      assert.ok((stats.stats?.memory?.workingSetBytes?.value ?? 0n) > 0n, 'kubelet\'s stats call gets the instance\'s memory');
+
+      // The endless loop holds one thread; the daemon and other instances go on.
+      const hello = await runToExit(podId, pod, wasm('hello', ['/hello.wasm']));
+      assert.equal(hello.status.exitCode, 0);
+      assert.match(hello.stdout, /^hello$/m);
+
+      await env.cri.runtime.stopContainer({ containerId, timeout: 1n });
+      const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      // WASI modules have no signal handlers: SIGTERM ends the instance at once.
+      assert.equal(status.exitCode, 143);
+    });
+  });
+
+  it('caps linear memory at the memory limit: a module that grows past it is OOMKilled', async () => {
+    await withPod('wasm-oom', async (podId, pod) => {
+      const hog = await runToExit(podId, pod, wasm('hog', ['/memory-hog.wasm'], {}, 16n * MiB));
+      assert.equal(hog.status.exitCode, 137);
+      assert.equal(hog.status.reason, 'OOMKilled');
+      assert.match(hog.stderr, /out of memory: the module's linear memory reached the container's limit of 16777216 bytes/);
+      // Without a limit of its own, the kind's default (256 MiB) caps it: kuasard must not grow without bound.
+      const unlimited = await runToExit(podId, pod, wasm('unlimited-hog', ['/memory-hog.wasm']));
+      assert.equal(unlimited.status.reason, 'OOMKilled');
+      assert.match(unlimited.stderr, /reached the container's limit of 268435456 bytes/);
+      // A trap far below the limit is an ordinary error.
+      const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm'], {}, 16n * MiB));
+      assert.equal(trap.status.reason, 'Error');
+    });
+  });
+
+  it('refuses exec with a clear message', async () => {
+    await withPod('wasm-exec', async (podId, pod) => {
+      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      await assert.rejects(env.cri.runtime.execSync({ containerId, cmd: ['/hello.wasm'], timeout: 5n }), /exec is not supported by the wasm kind/);
+    });
+  });
+
+  it('keeps a running module through a containerd restart', async () => {
+    await withPod('wasm-containerd-restart', async (podId, pod) => {
+      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      await env.restartContainerd();
+      const after = await env.cri.runtime.containerStatus({ containerId });
+      assert.equal(after.status?.state, ContainerState.CONTAINER_RUNNING, 'Connect and Pids found the instance');
+      await env.cri.runtime.stopContainer({ containerId, timeout: 1n });
+      const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.equal(status.exitCode, 143);
+    });
+  });
+
+  // Last: it restarts the environment's kuasard.
+  it('reports a module that was running when kuasard crashed as exited 255, with the reason in kuasard\'s log', async () => {
+    await withPod('wasm-restart', async (podId, pod) => {
+      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      await env.restartKuasard({ crash: true });
+      const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.equal(status.exitCode, 255);
+      assert.match(env.logs(200).kuasard, new RegExp(`"container":"${containerId}","msg":"wasm instance ended with the previous kuasard`));
+
+      // containerd's controller connection comes back after its reconnect backoff.
+      await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: podId }));
+      // The pod's task API still serves new containers.
+      const hello = await runToExit(podId, pod, wasm('hello', ['/hello.wasm']));
+      assert.equal(hello.status.exitCode, 0);
+    });
+  });
+});
