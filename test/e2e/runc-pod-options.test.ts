@@ -11,29 +11,16 @@ import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { LinuxContainerConfigSchema, MountSchema, NamespaceMode, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
 import { runPod, runToExit, startRunning, type PodRun, type RunPodOptions } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
+import { untilAnswered } from '../../src/devenv/retry.js';
 import { readProcStat } from '../../src/linux/proc.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
 
 const nsInode = (pid: number | 'self', kind: string) => statSync(`/proc/${pid}/ns/${kind}`).ino;
-
-/** Calls `call` until it stops failing with Unavailable (a peer reconnecting), for at most 10 s. */
-async function untilAnswered<T>(call: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await call();
-    } catch (err) {
-      if (!(err instanceof RuntimeError && err.code === Code.Unavailable) || Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
 
 describe('runc kind: pod and container options through CRI', () => {
   let env: Environment;
