@@ -11,7 +11,8 @@ import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { RemoteCommand } from '../../src/cri/remote-command.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { NO_LEAKS } from '../../src/devenv/leaks.js';
+import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 
 const WAIT = { timeoutMs: 30_000 };
@@ -30,18 +31,12 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
   /** Runs a pod on `handler`, calls `body`, then removes the pod and checks nothing stayed. */
   async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>, handler = env.handlers.kuasar['runc']) {
     const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`, `${env.paths.kuasarState}/runc.console`];
-    const before = snapshotHost({ dirs: watched });
-    const pod = env.podConfig({ name });
-    const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
-    try {
-      await body(podSandboxId, pod);
-    } finally {
-      await env.cri.runtime.stopPodSandbox({ podSandboxId });
-      await env.cri.runtime.removePodSandbox({ podSandboxId });
-    }
-    assert.equal(existsSync(join(env.paths.kuasarState, 'runc', podSandboxId)), false, 'the sandbox state directory is removed');
-    assert.deepEqual(diffHost(before, snapshotHost({ dirs: watched }), { scope: env.scope }), NO_LEAKS);
+    let podId = '';
+    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), watched, (run) => body((podId = run.podId), run.pod));
+    assert.equal(existsSync(join(env.paths.kuasarState, 'runc', podId)), false, 'the sandbox state directory is removed');
+    assert.deepEqual(leaks, NO_LEAKS);
   }
+
 
   async function startContainer(podId: string, pod: PodSandboxConfig, options: ContainerOptions) {
     const config = containerConfig(options);

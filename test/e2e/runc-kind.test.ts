@@ -16,7 +16,8 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { diffHost, NO_LEAKS, processesOfPod, snapshotHost } from '../../src/devenv/leaks.js';
+import { NO_LEAKS, processesOfPod } from '../../src/devenv/leaks.js';
+import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
 import { TtrpcClient } from '../../src/rpc/ttrpc/client.js';
@@ -42,18 +43,13 @@ describe('runc kind through CRI', () => {
   /** Runs a pod on kuasar-runc, calls `body`, then removes the pod and checks nothing stayed. */
   async function withPod(name: string, hostNetwork: boolean, body: (podId: string, pod: PodSandboxConfig) => Promise<void>) {
     const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
-    const before = snapshotHost({ dirs: watched });
+    let podId = '';
     const pod = env.podConfig({ name, hostNetwork });
-    const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
-    try {
-      await body(podSandboxId, pod);
-    } finally {
-      await env.cri.runtime.stopPodSandbox({ podSandboxId });
-      await env.cri.runtime.removePodSandbox({ podSandboxId });
-    }
-    assert.equal(existsSync(sandboxDirOf(podSandboxId)), false, 'the sandbox state directory is removed');
-    assert.deepEqual(diffHost(before, snapshotHost({ dirs: watched }), { scope: env.scope }), NO_LEAKS);
+    const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', pod, watched, (run) => body((podId = run.podId), run.pod));
+    assert.equal(existsSync(sandboxDirOf(podId)), false, 'the sandbox state directory is removed');
+    assert.deepEqual(leaks, NO_LEAKS);
   }
+
 
   async function runToExit(podId: string, pod: PodSandboxConfig, options: ContainerOptions) {
     const config = containerConfig(options);

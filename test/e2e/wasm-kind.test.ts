@@ -11,7 +11,8 @@ import { LinuxContainerConfigSchema, type ContainerConfig, type PodSandboxConfig
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { NO_LEAKS } from '../../src/devenv/leaks.js';
+import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 
@@ -31,19 +32,12 @@ describe('wasm kind through CRI', () => {
 
   /** Runs a pod on kuasar-wasm, calls `body`, then removes the pod and checks nothing stayed. */
   async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>, handler = env.handlers.kuasar['wasm']) {
-    const watched = [env.paths.kuasarState];
-    const before = snapshotHost({ dirs: watched });
-    const pod = env.podConfig({ name, hostNetwork: false });
-    const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
-    try {
-      await body(podSandboxId, pod);
-    } finally {
-      await env.cri.runtime.stopPodSandbox({ podSandboxId });
-      await env.cri.runtime.removePodSandbox({ podSandboxId });
-    }
-    assert.equal(existsSync(join(env.paths.kuasarState, 'wasm', podSandboxId)), false, 'the sandbox state directory is removed');
-    assert.deepEqual(diffHost(before, snapshotHost({ dirs: watched }), { scope: env.scope }), NO_LEAKS);
+    let podId = '';
+    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), [env.paths.kuasarState], (run) => body((podId = run.podId), run.pod));
+    assert.equal(existsSync(join(env.paths.kuasarState, 'wasm', podId)), false, 'the sandbox state directory is removed');
+    assert.deepEqual(leaks, NO_LEAKS);
   }
+
 
   /** A container of the test image that runs `command` (args[0] is the module), with a memory limit if given. */
   function wasm(name: string, command: string[], extra: Partial<ContainerOptions> = {}, memoryLimitInBytes?: bigint): ContainerConfig {
