@@ -131,20 +131,6 @@ export function upsertMount(spec: Spec, mount: Mount): Spec {
   return { ...spec, mounts: upsertBy(spec.mounts ?? [], sameDestination(mount.destination), mount) };
 }
 
-/** Like upsertMount, but the destination must be mounted already; for swapping a mount out. */
-export function replaceMount(spec: Spec, destination: string, mount: Mount): Spec {
-  const matches = sameDestination(destination);
-  const mounts = spec.mounts ?? [];
-  if (!mounts.some(matches)) throw invalidArgument(`no mount at ${destination} to replace`);
-  return { ...spec, mounts: upsertBy(mounts, matches, mount) };
-}
-
-/** The spec without any mount at `destination`. */
-export function withoutMount(spec: Spec, destination: string): Spec {
-  const matches = sameDestination(destination);
-  return { ...spec, mounts: (spec.mounts ?? []).filter((m) => !matches(m)) };
-}
-
 /** The spec with its root file system at `rootPath` (absolute, or relative to the bundle). */
 export function withRootPath(spec: Spec, rootPath: string, readonly?: boolean): Spec {
   const root: Root = { path: rootPath };

@@ -4,11 +4,9 @@ import { describe, it } from 'node:test';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import {
   namespaceOf,
-  replaceMount,
   upsertMount,
   withNamespacePath,
   withNewNamespace,
-  withoutMount,
   withoutNamespace,
   withRootPath,
   type Spec,
@@ -75,19 +73,6 @@ describe('namespace transforms', () => {
 describe('mount transforms', () => {
   const shm = { destination: '/dev/shm', type: 'bind', source: '/run/kuasar/pod/shm', options: ['rbind', 'rw'] };
 
-  it('replaces a mount in place, matching destinations loosely', () => {
-    const spec = replaceMount(frozen(), '/dev/shm/', shm);
-    assert.deepEqual(
-      spec.mounts!.map((m) => m.destination),
-      ['/proc', '/dev/shm', '/etc/hosts'],
-    );
-    assert.equal(spec.mounts![1], shm);
-  });
-
-  it('refuses to replace a mount that is not there', () => {
-    assert.throws(() => replaceMount(frozen(), '/nope', shm), /no mount at \/nope/);
-  });
-
   it('upserts: replaces, drops duplicates, or appends', () => {
     const doubled: Spec = { ...frozen(), mounts: [...frozen().mounts!, { destination: '/dev//shm', type: 'tmpfs' }] };
     assert.deepEqual(
@@ -98,12 +83,6 @@ describe('mount transforms', () => {
     assert.deepEqual(upsertMount({ ociVersion: '1' }, shm).mounts, [shm]);
   });
 
-  it('removes every mount at a destination', () => {
-    assert.deepEqual(
-      withoutMount(frozen(), '/etc/hosts').mounts!.map((m) => m.destination),
-      ['/proc', '/dev/shm'],
-    );
-  });
 });
 
 describe('withRootPath', () => {

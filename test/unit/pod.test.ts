@@ -7,6 +7,7 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { PodSpec } from '../../src/core/model.js';
 import { podFiles } from '../../src/core/pod-files.js';
 import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
+import type { LinuxNamespace } from '../../src/oci/spec.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from '../../src/services/pod-config.js';
 
 const host = { hostname: 'node1', hosts: '10.0.0.1 node1\n', resolvConf: 'nameserver 10.0.0.53\n' };
@@ -88,7 +89,7 @@ const criSpec = () => ({
   ociVersion: '1.2.0',
   hostname: 'web-0',
   root: { path: 'rootfs' },
-  process: { args: ['sh'] },
+  process: { args: ['sh'], user: { uid: 0, gid: 0 }, cwd: '/' },
   mounts: [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid'] },
@@ -96,7 +97,7 @@ const criSpec = () => ({
   ],
   linux: {
     cgroupsPath: '/k8s.io/c1',
-    namespaces: [{ type: 'pid', path: '/proc/0/ns/pid' }, { type: 'ipc', path: '/proc/0/ns/ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }] as { type: string; path?: string }[],
+    namespaces: [{ type: 'pid', path: '/proc/0/ns/pid' }, { type: 'ipc', path: '/proc/0/ns/ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }] as LinuxNamespace[],
   },
 });
 

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerRecord } from '../../core/model.js';
 import { detectCgroupLayout, type CgroupLayout } from '../../linux/cgroups.js';
-import type { PodContainerSpec } from './container-spec.js';
+import type { Spec } from '../../oci/spec.js';
 
 let layout: Promise<CgroupLayout> | undefined;
 
@@ -19,7 +19,7 @@ export function hostCgroupLayout(): Promise<CgroupLayout> {
 }
 
 /** The spec's cgroups path; without one, runc's default: the container id below runc's own cgroup. */
-export function cgroupsPathOf(spec: PodContainerSpec, containerId: string): string {
+export function cgroupsPathOf(spec: Spec, containerId: string): string {
   const path = spec.linux?.['cgroupsPath'];
   return typeof path === 'string' && path !== '' ? path : containerId;
 }
@@ -27,7 +27,7 @@ export function cgroupsPathOf(spec: PodContainerSpec, containerId: string): stri
 export class ContainerCgroups {
   private readonly paths = new WeakMap<ContainerRecord, string>();
 
-  remember(container: ContainerRecord, spec: PodContainerSpec): void {
+  remember(container: ContainerRecord, spec: Spec): void {
     this.paths.set(container, cgroupsPathOf(spec, container.id));
   }
 
@@ -35,7 +35,7 @@ export class ContainerCgroups {
   async pathOf(container: ContainerRecord, bundleDir: string): Promise<string> {
     let path = this.paths.get(container);
     if (path === undefined) {
-      const spec = JSON.parse(await readFile(join(bundleDir, 'config.json'), 'utf8')) as PodContainerSpec;
+      const spec = JSON.parse(await readFile(join(bundleDir, 'config.json'), 'utf8')) as Spec;
       path = cgroupsPathOf(spec, container.id);
       this.paths.set(container, path);
     }

@@ -4,15 +4,15 @@
 // files CRI would have made for a pause container.
 import { internal } from '../../core/errors.js';
 import type { PodSpec } from '../../core/model.js';
-
-/** The slice of the OCI runtime spec this transform reads and writes. */
-export interface PodContainerSpec {
-  hostname?: string;
-  root?: { path: string; readonly?: boolean };
-  mounts?: { destination: string; type?: string; source?: string; options?: string[] }[];
-  linux?: { namespaces?: { type: string; path?: string }[]; sysctl?: Record<string, string>; [key: string]: unknown };
-  [key: string]: unknown;
-}
+import {
+  upsertMount,
+  withNamespacePath,
+  withNewNamespace,
+  withoutNamespace,
+  withRootPath,
+  type LinuxNamespaceType,
+  type Spec,
+} from '../../oci/spec.js';
 
 /** Where the pod's shared pieces are on the host. */
 export interface PodLayout {
@@ -28,48 +28,43 @@ export interface PodLayout {
   shmDir: string;
 }
 
-type Namespace = { type: string; path?: string };
+/** Joins the pod's namespace at `path`, or (null) shares the host's: OCI says that by leaving it out. */
+const withPodNamespace = (spec: Spec, type: LinuxNamespaceType, path: string | null): Spec =>
+  path === null ? withoutNamespace(spec, type) : withNamespacePath(spec, type, path);
 
-function setNamespace(namespaces: Namespace[], type: string, path: string | null): Namespace[] {
-  const others = namespaces.filter((ns) => ns.type !== type);
-  // null means "share the host's": an absent namespace entry is how OCI says that.
-  return path === null ? others : [...others, { type, path }];
+/** CRI points the PID namespace at /proc/<sandbox pid>/ns/pid: the pod's own, a new one, or the host's. */
+function withPodPidNamespace(spec: Spec, layout: PodLayout): Spec {
+  switch (layout.pod.pidMode) {
+    case 'container':
+      return withNewNamespace(spec, 'pid');
+    case 'node':
+      return withoutNamespace(spec, 'pid');
+    case 'pod':
+      if (layout.pidPath === null) throw internal('a pod that shares its PID namespace needs the namespace\'s path');
+      return withNamespacePath(spec, 'pid', layout.pidPath);
+  }
 }
 
-export function podContainerSpec<S extends PodContainerSpec>(spec: S, rootPath: string, layout: PodLayout): S {
-  let namespaces: Namespace[] = [...(spec.linux?.namespaces ?? [])];
-  namespaces = setNamespace(namespaces, 'ipc', layout.ipcPath);
-  namespaces = setNamespace(namespaces, 'uts', layout.utsPath);
-  namespaces = setNamespace(namespaces, 'network', layout.pod.hostNetwork ? null : layout.netnsPath);
-  // CRI points the namespaces it thinks the pod owns at /proc/<sandbox pid>/ns: each is replaced
-  // by the pod's real one, or a new one (the sandbox pid is 0 unless the pod shares its PID
-  // namespace).
-  namespaces = namespaces.filter((ns) => ns.type !== 'pid');
-  if (layout.pod.pidMode === 'container') namespaces.push({ type: 'pid' });
-  if (layout.pod.pidMode === 'pod') {
-    if (layout.pidPath === null) throw internal('a pod that shares its PID namespace needs the namespace\'s path');
-    namespaces.push({ type: 'pid', path: layout.pidPath });
+export function podContainerSpec(cri: Spec, rootPath: string, layout: PodLayout): Spec {
+  let spec = withRootPath(cri, rootPath);
+  spec = withPodNamespace(spec, 'ipc', layout.ipcPath);
+  spec = withPodNamespace(spec, 'uts', layout.utsPath);
+  spec = withPodNamespace(spec, 'network', layout.pod.hostNetwork ? null : layout.netnsPath);
+  spec = withPodPidNamespace(spec, layout);
+  const podFiles = [
+    ['/etc/hostname', layout.hostnameFile],
+    ['/etc/hosts', layout.hostsFile],
+    ['/etc/resolv.conf', layout.resolvConfFile],
+    ['/dev/shm', layout.shmDir],
+  ] as const;
+  for (const [destination, source] of podFiles) {
+    spec = upsertMount(spec, { destination, source, type: 'bind', options: ['rbind', 'rprivate', 'rw'] });
   }
   // Pod sysctls are namespaced (checked at pod create): each container writes the same values
   // into the namespaces the pod shares. The container's own entries win.
   const sysctl = { ...layout.pod.sysctls, ...spec.linux?.sysctl };
-
-  const podMounts = [
-    { destination: '/etc/hostname', source: layout.hostnameFile },
-    { destination: '/etc/hosts', source: layout.hostsFile },
-    { destination: '/etc/resolv.conf', source: layout.resolvConfFile },
-    { destination: '/dev/shm', source: layout.shmDir },
-  ].map((m) => ({ ...m, type: 'bind', options: ['rbind', 'rprivate', 'rw'] }));
-  const replaced = new Set(podMounts.map((m) => m.destination));
-  const mounts = [...(spec.mounts ?? []).filter((m) => !replaced.has(m.destination)), ...podMounts];
-
   // The hostname lives in the pod's UTS namespace already; runc must not set it again (and
   // cannot, when the pod shares the host's).
   const { hostname: _ignored, ...rest } = spec;
-  return {
-    ...rest,
-    root: { ...spec.root, path: rootPath },
-    mounts,
-    linux: { ...spec.linux, namespaces, ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}) },
-  } as S;
+  return { ...rest, linux: { ...spec.linux, ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}) } };
 }

@@ -29,7 +29,8 @@ import { UNKNOWN_EXIT_STATUS, type Reaper } from '../../linux/reaper.js';
 import { checkPodSysctls } from '../../linux/sysctls.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { ContainerCgroups, hostCgroupLayout } from './cgroups.js';
-import { podContainerSpec, type PodContainerSpec, type PodLayout } from './container-spec.js';
+import { podContainerSpec, type PodLayout } from './container-spec.js';
+import type { Spec } from '../../oci/spec.js';
 import { RuncProcesses } from './processes.js';
 
 export interface RuncKindOptions {
@@ -197,7 +198,7 @@ class RuncTasks implements TaskDriver {
     const { dir, rootfs, pidFile } = this.dirs(sandbox, container);
     const log = sandbox.log.child({ container: container.id });
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
-    const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as PodContainerSpec;
+    const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as Spec;
     if (container.rootfs.length > 0) {
       await timed(log, 'runc.mount-rootfs', () => mountAll(container.rootfs, rootfs));
     }
