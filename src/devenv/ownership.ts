@@ -2,7 +2,7 @@
 // suites and other people may use the host at the same time, so an environment's objects are
 // recognised by what ties them to it (its directory, its cgroup, its bridge, its daemons) and
 // everything else is left alone: by teardown, and by leak checks given a scope.
-import { isUnder } from './mounts.js';
+import { isWithin as isUnder } from '../linux/mountinfo.js';
 import type { HostProcess } from './processes.js';
 
 /** What belongs to one environment (Environment.scope gives it). */
