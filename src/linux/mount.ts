@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { invalidArgument } from '../core/errors.js';
 import { hasErrnoCode, mount, MNT, MS, umount2 } from './libc.js';
-import { mountsAt, mountsUnder, propagationOf } from './mountinfo.js';
+import { mountsAt, mountsUnder, propagationOf, readMountInfo } from './mountinfo.js';
 
 /** A mount as containerd's snapshotters describe it (containerd.types.Mount). */
 export interface Mount {
@@ -241,6 +241,40 @@ export async function bindMount(source: string, target: string, options: BindOpt
   const words = [options.recursive ? 'rbind' : 'bind'];
   if (options.readonly) words.push('ro');
   await mountOne({ type: 'bind', source, options: words }, target);
+}
+
+export interface AddFlagsOptions {
+  /** Also every mount below `target` (those an rbind brought along, those mounted inside it). */
+  recursive?: boolean;
+}
+
+/**
+ * Adds per-mount flag words (`ro`, `nosymfollow`, `nodev`, ...) to the mount at `target`, each
+ * mount keeping the flags it has (a bind remount replaces them all). Only these mount points
+ * change (MS_REMOUNT|MS_BIND), never the file systems behind them nor their other mounts.
+ */
+export async function addMountFlags(target: string, words: readonly string[], options: AddFlagsOptions = {}): Promise<void> {
+  const added = parseMountOptions(words);
+  if (added.propagation !== 0 || added.data !== '' || (added.flags & ~perMountFlags) !== 0) {
+    throw invalidArgument(`addMountFlags ${target}: ${JSON.stringify(words)} are not all per-mount flags`);
+  }
+  const table = await readMountInfo();
+  const own = await mountsAt(target, table);
+  if (own.length === 0) throw invalidArgument(`${target} is not a mount point`);
+  const root = own[0]!.mountPoint;
+  const mounts = options.recursive ? await mountsUnder(target, table) : own;
+  // The table lists a stack bottom first; a path reaches (and remounts) the top of its stack.
+  const tops = new Map(mounts.map((m) => [m.mountPoint, m]));
+  for (const [point, top] of tops) {
+    const kept = parseMountOptions(top.options).flags & perMountFlags;
+    try {
+      mount(null, point, null, MS.REMOUNT | MS.BIND | kept | added.flags, null);
+    } catch (err) {
+      // A mount below `target` that a later mount hid (one on a parent path) is out of reach of
+      // every path, this one's included: there is nothing to change on the way to it.
+      if (point === root || !hasErrnoCode(err, 'EINVAL', 'ENOENT')) throw err;
+    }
+  }
 }
 
 /**

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountRecursive } from '../../src/linux/mount.js';
+import { addMountFlags, bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountRecursive } from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
@@ -75,6 +75,35 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal(await unmountAll(at('rootfs')), 2);
     assert.equal(await isMountPoint(at('rootfs')), false);
     assert.equal(await unmountAll(at('rootfs')), 0, 'nothing to unmount is no error');
+  });
+
+  it('adds per-mount flags, keeping those a mount has, to one mount or to every mount below it', async () => {
+    await mkdir(at('lower2', 'mnt'), { recursive: true });
+    await symlink('/etc', at('data', 'link'));
+    await mountAll(
+      [
+        { type: 'bind', source: at('lower2'), options: ['bind', 'nodev'] },
+        { type: 'bind', source: at('data'), target: 'mnt', options: ['bind'] },
+      ],
+      at('rootfs'),
+    );
+    const optionsAt = async (...parts: string[]) => (await mountsAt(at(...parts))).at(-1)!.options;
+
+    await addMountFlags(at('rootfs'), ['ro']);
+    assert.ok((await optionsAt('rootfs')).includes('ro'));
+    assert.ok((await optionsAt('rootfs')).includes('nodev'), 'the flags it had stay');
+    assert.ok((await optionsAt('rootfs', 'mnt')).includes('rw'), 'a mount below is left alone');
+    await writeFile(at('rootfs', 'mnt', 'file'), 'still writable');
+
+    await addMountFlags(at('rootfs'), ['nosymfollow'], { recursive: true });
+    for (const point of [['rootfs'], ['rootfs', 'mnt']]) assert.ok((await optionsAt(...point)).includes('nosymfollow'), point.join('/'));
+    assert.ok((await optionsAt('rootfs')).includes('ro'), 'still read-only');
+    await assert.rejects(readFile(at('rootfs', 'mnt', 'link', 'hostname')), { code: 'ELOOP' });
+
+    await assert.rejects(addMountFlags(at('rootfs'), ['rprivate']), /not all per-mount flags/);
+    await unmountRecursive(at('rootfs'));
+    await assert.rejects(addMountFlags(at('rootfs'), ['ro']), /is not a mount point/);
+    assert.deepEqual(await mountsUnder(base), []);
   });
 
   it('makes a directory a private bind mount of itself, once', async () => {

@@ -4,10 +4,12 @@
 // the pod leaves nothing behind.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { LinuxContainerConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { LinuxContainerConfigSchema, MountSchema, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
@@ -93,6 +95,85 @@ describe('wasm kind through CRI', () => {
       const { status, stdout } = await runToExit(podId, pod, wasm('reader', ['/read-file.wasm']));
       assert.equal(status.exitCode, 0);
       assert.equal(stdout, 'a file from the rootfs\n');
+    });
+  });
+
+  describe('mounts', () => {
+    /** Host files the containers mount, removed after the tests. */
+    let host: string;
+
+    before(async () => {
+      host = await mkdtemp(join(tmpdir(), 'kuasar-wasm-mounts-'));
+      await writeFile(join(host, 'app.conf'), 'from the host\n');
+      await writeFile(join(host, 'hosts'), '127.0.0.1\tlocalhost kubelet-managed\n');
+      await mkdir(join(host, 'volume'));
+      await writeFile(join(host, 'volume/in-volume.txt'), 'in the volume\n');
+      await writeFile(join(host, 'inner.txt'), 'nested in the volume\n');
+      await symlink('/', join(host, 'volume/escape'));
+      await mkdir(join(host, 'out'));
+    });
+
+    after(async () => {
+      await rm(host, { recursive: true, force: true });
+    });
+
+    /** `config` with CRI mounts (container path -> host path, read-only when asked) and a read-only rootfs if asked. */
+    function withMounts(config: ContainerConfig, mounts: [string, string, 'ro'?][], readonlyRootfs = false): ContainerConfig {
+      config.mounts = mounts.map(([containerPath, hostPath, ro]) => create(MountSchema, { containerPath, hostPath, readonly: ro === 'ro' }));
+      if (readonlyRootfs) config.linux = create(LinuxContainerConfigSchema, { securityContext: { readonlyRootfs } });
+      return config;
+    }
+
+    it('sees every bind mount at its destination: a read-only file, kubelet\'s /etc/hosts, a directory and a file inside it', async () => {
+      await withPod('wasm-mounts', async (podId, pod) => {
+        const mounts: [string, string, 'ro'?][] = [
+          ['/config/app.conf', join(host, 'app.conf'), 'ro'],
+          // kubelet hands every container its pod's hosts file as a CRI mount like this one.
+          ['/etc/hosts', join(host, 'hosts')],
+          ['/vol', join(host, 'volume')],
+          ['/vol/nested/inner.txt', join(host, 'inner.txt')],
+        ];
+        const read = (name: string, path: string) => runToExit(podId, pod, withMounts(wasm(name, ['/read-file.wasm', path]), mounts));
+        const expected: [string, string][] = [
+          ['/config/app.conf', 'from the host\n'],
+          ['/etc/hosts', '127.0.0.1\tlocalhost kubelet-managed\n'],
+          ['/vol/in-volume.txt', 'in the volume\n'],
+          ['/vol/nested/inner.txt', 'nested in the volume\n'],
+          ['/data/message.txt', 'a file from the rootfs\n'],
+        ];
+        for (const [index, [path, text]] of expected.entries()) {
+          const { status, stdout } = await read(`reader-${index}`, path);
+          assert.deepEqual({ exitCode: status.exitCode, stdout }, { exitCode: 0, stdout: text }, path);
+        }
+        const write = await runToExit(podId, pod, withMounts(wasm('writer', ['/write-file.wasm', '/config/app.conf']), mounts));
+        assert.equal(write.status.exitCode, 69, 'a read-only mount refuses writes (WASI EROFS)');
+        assert.equal(await readFile(join(host, 'app.conf'), 'utf8'), 'from the host\n');
+        // A link in a volume cannot lead out to the host: the kernel follows none (10 + WASI ELOOP).
+        const escape = await read('escaper', '/vol/escape/etc/hostname');
+        assert.deepEqual({ exitCode: escape.status.exitCode, stdout: escape.stdout }, { exitCode: 42, stdout: '' });
+      });
+    });
+
+    it('refuses writes to a read-only rootfs but not to its read-write mounts; a writable rootfs takes them', async () => {
+      await withPod('wasm-readonly-rootfs', async (podId, pod) => {
+        const write = (name: string, path: string, readonlyRootfs: boolean) =>
+          runToExit(podId, pod, withMounts(wasm(name, ['/write-file.wasm', path]), [['/out', join(host, 'out')]], readonlyRootfs));
+        assert.equal((await write('readonly-root', '/data/new.txt', true)).status.exitCode, 69, 'WASI EROFS');
+        assert.equal((await write('readonly-root-mount', '/out/from-readonly.txt', true)).status.exitCode, 0);
+        assert.equal(await readFile(join(host, 'out/from-readonly.txt'), 'utf8'), 'written\n');
+        assert.equal((await write('writable-root', '/data/new.txt', false)).status.exitCode, 0);
+      });
+    });
+
+    it('fails with the mount named when its mount point cannot be made, leaving nothing mounted', async () => {
+      await withPod('wasm-bad-mount', async (podId, pod) => {
+        // /etc/hosts is bound first (CRI orders mounts by depth); then /data/message.txt is a file.
+        const config = withMounts(wasm('bad', ['/read-file.wasm']), [
+          ['/etc/hosts', join(host, 'hosts')],
+          ['/data/message.txt/inner', join(host, 'app.conf')],
+        ]);
+        await assert.rejects(start(podId, pod, config), /mount at \/data\/message\.txt\/inner: a part of the path is not a directory/);
+      });
     });
   });
 

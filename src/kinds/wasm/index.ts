@@ -11,11 +11,12 @@ import type { CgroupMetrics } from '../../core/metrics.js';
 import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
-import { mountAll, unmountRecursive } from '../../linux/mount.js';
+import { bindMount, mountAll, unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { UNKNOWN_EXIT_STATUS } from '../../linux/reaper.js';
 import { WasmInstance } from './instance.js';
-import { wasmLaunch, type WasmSpec } from './launch.js';
+import { mountGuestFilesystem } from './guest-mounts.js';
+import { guestFilesystem, wasmLaunch, type WasmSpec } from './launch.js';
 
 export interface WasmKindOptions {
   /** The kind's state directory (`<state_dir>/wasm`). */
@@ -113,10 +114,14 @@ class WasmTasks implements TaskDriver {
     const spec = JSON.parse(await readFile(join(container.bundle, 'config.json'), 'utf8')) as WasmSpec;
     const { rootfs } = this.dirs(sandbox, container);
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
-    if (container.rootfs.length > 0) await timed(log, 'wasm.mount-rootfs', () => mountAll(container.rootfs, rootfs));
-    // With no mounts, containerd has prepared the rootfs inside the bundle itself.
-    const rootPath = container.rootfs.length > 0 ? rootfs : join(container.bundle, 'rootfs');
-    const launch = await wasmLaunch(spec, rootPath);
+    // With no mounts, containerd has prepared the rootfs inside the bundle itself: a bind of it
+    // gives the container a mount of its own all the same, to mount into and make read-only.
+    await timed(log, 'wasm.mount-rootfs', () =>
+      container.rootfs.length > 0 ? mountAll(container.rootfs, rootfs) : bindMount(join(container.bundle, 'rootfs'), rootfs, { recursive: true }),
+    );
+    // A failure from here on is undone by Delete (core runs it after a failed Create).
+    await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, guestFilesystem(spec, container.bundle)));
+    const launch = await wasmLaunch(spec, rootfs);
 
     const stdio = await ProcessStdio.open({ stdio: container.stdio, streams: sandbox.streams, consoleDir: this.consoleDir, log });
     // A slot containerd left empty reads and writes /dev/null: WASI's default would be kuasard's own stdio.

@@ -1,13 +1,16 @@
 // What a wasm container runs, from its OCI spec: the module (args[0], `path#function`), its
-// arguments, environment and directories. The container's rootfs is the guest's `/`, and every
-// directory bind mount of the spec appears at its destination; nothing else of the host does.
-import { lstat, readlink, stat } from 'node:fs/promises';
+// arguments and environment, and the file system it sees. The container's rootfs is the guest's
+// `/` (its only preopen), and every bind mount of the spec is bound at its destination inside
+// that rootfs (guest-mounts.ts makes them); nothing else of the host is reachable.
 import { posix } from 'node:path';
 import { invalidArgument } from '../../core/errors.js';
+import { parseMountOptions } from '../../linux/mount.js';
+import { resolveInRootfs } from './rootfs-path.js';
 
 /** The parts of an OCI runtime spec the wasm kind acts on. */
 export interface WasmSpec {
   process?: { args?: string[]; env?: string[]; cwd?: string; terminal?: boolean };
+  root?: { readonly?: boolean };
   mounts?: { destination: string; type?: string; source?: string; options?: string[] }[];
   linux?: { resources?: { memory?: { limit?: number } } };
 }
@@ -49,50 +52,61 @@ export async function wasmLaunch(spec: WasmSpec, rootfs: string): Promise<WasmLa
   if (args.length === 0) throw invalidArgument('a wasm container needs args[0]: the module\'s path in its image');
   const { path, entry } = parseModuleArg(args[0]!);
   const cwd = spec.process?.cwd || '/';
-  const modulePath = await insideRootfs(rootfs, posix.resolve(cwd, path), `wasm module ${path}`);
-  const preopens: Record<string, string> = { '/': rootfs };
-  for (const mount of spec.mounts ?? []) {
-    if (!mount.source || !(mount.type === 'bind' || mount.options?.includes('bind') || mount.options?.includes('rbind'))) continue;
-    // WASI preopens directories only: file binds (/etc/hosts, termination-log) are not seen.
-    if (!(await stat(mount.source).catch(() => null))?.isDirectory()) continue;
-    preopens[mount.destination] = mount.source;
-  }
+  const modulePath = await resolveInRootfs(rootfs, posix.resolve(cwd, path), `wasm module ${path}`);
   const env = envObject(spec.process?.env ?? []);
   // WASI has no working directory of its own; wasi-libc resolves relative paths against `/`.
   env['PWD'] ??= cwd;
   const limit = spec.linux?.resources?.memory?.limit;
-  return { modulePath, entry, args: [path, ...args.slice(1)], env, preopens, memoryLimit: limit && limit > 0 ? limit : undefined };
+  return { modulePath, entry, args: [path, ...args.slice(1)], env, preopens: { '/': rootfs }, memoryLimit: limit && limit > 0 ? limit : undefined };
 }
 
-/** Symbolic links followed before a path is taken for a loop (Linux's own limit). */
-const MAX_LINKS = 40;
+/** A bind mount of the spec, as the guest sees it. */
+export interface GuestMount {
+  /** Where the guest sees it: an absolute, normalized path inside its `/` (never `/` itself). */
+  destination: string;
+  /** The host file or directory, absolute. */
+  source: string;
+  /** mount(8) words for the bind: the spec's own, with `bind` and a propagation made explicit. */
+  options: string[];
+}
+
+export interface GuestFilesystem {
+  /** In the spec's order: a mount may sit inside an earlier one. */
+  mounts: GuestMount[];
+  /** The spec's root.readonly: the guest's `/` refuses writes (its mounts keep their own mode). */
+  readonlyRoot: boolean;
+}
+
+const BIND_WORDS = ['bind', 'rbind'];
+const isBind = (m: { type?: string; options?: string[] }) => m.type === 'bind' || (m.options ?? []).some((o) => BIND_WORDS.includes(o));
 
 /**
- * The host path of `guestPath` as the guest sees it: symbolic links are followed inside the
- * rootfs, an absolute target starting again at its top, and `..` never climbs above it.
+ * The mounts the guest gets, from the spec. Only bind mounts mean something to a WebAssembly
+ * module: it reaches files through WASI alone, so proc, sysfs, tmpfs (/dev, /dev/shm), devpts,
+ * mqueue and cgroup mounts (CRI's defaults for a Linux process) would only expose the host's
+ * kernel interfaces, and are left out. A bind keeps its options (`ro`, `rbind`, propagation...,
+ * read as mount(8) reads them); one that names no propagation is made private, since a bind of
+ * a shared mount would join its peer group and mounts made below it (a nested destination)
+ * would appear on the host too. A relative source is relative to the bundle, as OCI says.
  */
-async function insideRootfs(rootfs: string, guestPath: string, what: string): Promise<string> {
-  const pending = guestPath.split('/').filter(Boolean);
-  const resolved: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      resolved.pop();
-      continue;
-    }
-    const host = posix.join(rootfs, ...resolved, part);
-    const info = await lstat(host).catch(() => null);
-    if (!info) throw invalidArgument(`${what}: no such file in the container's image`);
-    if (!info.isSymbolicLink()) {
-      resolved.push(part);
-      continue;
-    }
-    if (++links > MAX_LINKS) throw invalidArgument(`${what}: too many levels of symbolic links`);
-    const target = await readlink(host);
-    if (target.startsWith('/')) resolved.length = 0;
-    pending.unshift(...target.split('/').filter(Boolean));
+export function guestFilesystem(spec: WasmSpec, bundle: string): GuestFilesystem {
+  const mounts: GuestMount[] = [];
+  for (const m of spec.mounts ?? []) {
+    if (!isBind(m)) continue;
+    const destination = posix.resolve('/', m.destination);
+    if (destination === '/') throw invalidArgument(`bind mount of ${m.source ?? '(no source)'} at /: it would hide the container's rootfs`);
+    if (!m.source) throw invalidArgument(`bind mount at ${m.destination}: it has no source`);
+    const options = m.options ?? [];
+    mounts.push({
+      destination,
+      source: posix.resolve(bundle, m.source),
+      options: [
+        // `"type": "bind"` alone says bind; mount(2) needs the flag.
+        ...(options.some((o) => BIND_WORDS.includes(o)) ? [] : ['bind']),
+        ...options,
+        ...(parseMountOptions(options).propagation === 0 ? ['rprivate'] : []),
+      ],
+    });
   }
-  return posix.join(rootfs, ...resolved);
+  return { mounts, readonlyRoot: spec.root?.readonly === true };
 }
