@@ -2,7 +2,7 @@
 // Vega's headless renderer (no browser, no canvas: Vega's SVG string renderer needs neither).
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import type { BenchResult } from './results.js';
+import { TASK_RATE_GOAL, type BenchResult } from './results.js';
 import { OUTSIDE_KUASARD } from './stages.js';
 
 export interface Chart {
@@ -56,6 +56,10 @@ export function benchCharts(result: BenchResult): Chart[] {
   }
   if (Object.values(result.memory).some((m) => m.points.length > 0)) {
     charts.push({ file: 'memory.svg', title: 'Management-plane memory against running pods', spec: memoryChart(result) });
+  }
+  const rates = taskRates(result);
+  if (rates.length > 0) {
+    charts.push({ file: 'task-rate.svg', title: 'wasm containers per second through the Task API', spec: taskRateChart(rates) });
   }
   return charts;
 }
@@ -138,6 +142,40 @@ function stagesChart(result: BenchResult): TopLevelSpec {
       color: { field: 'handler', type: 'nominal', title: 'CRI handler' },
       yOffset: { field: 'handler' },
     },
+  };
+}
+
+/** The task-rate runs that have a rate. */
+function taskRates(result: BenchResult): { run: string; perSecond: number }[] {
+  const runs = [
+    { run: 'long-running (Create + Start)', figure: result.taskRate?.longRunning?.perSecond },
+    { run: 'short-lived (Create … Delete)', figure: result.taskRate?.shortLived?.perSecond },
+  ];
+  return runs.flatMap(({ run, figure }) => (figure === undefined ? [] : [{ run, perSecond: figure }]));
+}
+
+function taskRateChart(rates: readonly { run: string; perSecond: number }[]): TopLevelSpec {
+  return {
+    $schema: SCHEMA,
+    config: CONFIG,
+    title: `wasm containers per second through the Task API (line: ${TASK_RATE_GOAL}/s, runwasi's wasmtime shim)`,
+    width: WIDTH,
+    height: HEIGHT / 2,
+    layer: [
+      {
+        data: { values: rates },
+        mark: 'bar',
+        encoding: {
+          y: { field: 'run', type: 'nominal', title: null },
+          x: { field: 'perSecond', type: 'quantitative', title: 'containers per second' },
+        },
+      },
+      {
+        data: { values: [{ goal: TASK_RATE_GOAL }] },
+        mark: { type: 'rule', color: 'firebrick', strokeDash: [4, 4], strokeWidth: 2 },
+        encoding: { x: { field: 'goal', type: 'quantitative' } },
+      },
+    ],
   };
 }
 

@@ -1,7 +1,7 @@
 // The Markdown summary of a benchmark run (summary.md): targets first, then each measurement
 // with kuasar and the baseline side by side and their ratio.
-import type { BenchResult, HandlerInfo } from './results.js';
-import { OUTSIDE_KUASARD, type StageBreakdown } from './stages.js';
+import { TASK_RATE_GOAL, WASM_KIND, type BenchResult, type HandlerInfo, type TaskRateResult, type TaskRateRun } from './results.js';
+import { OUTSIDE_KUASARD, type StageBreakdown, type StageTotal } from './stages.js';
 import { summarize } from './stats.js';
 
 export interface ChartFile {
@@ -25,7 +25,8 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       'anything else running on the machine adds noise to both sides alike, since their runs are interleaved.',
     '',
     `Handlers: ${result.handlers.map(describeHandler).join('; ')}. ` +
-      `Pods on the ${settings.hostNetwork ? 'host network' : 'CNI bridge network'}, one busybox \`sleep 3600\` container each.` +
+      `Pods on the ${settings.hostNetwork ? 'host network' : 'CNI bridge network'}, one long-running container each: busybox \`sleep 3600\`` +
+      (result.handlers.some((h) => h.kind === WASM_KIND) ? `, or for the ${WASM_KIND} kind \`/sleep.wasm\` (a module that sleeps through WASI's poll_oneoff).` : '.') +
       (settings.quick ? ' **Quick mode**: too few samples for conclusions.' : ''),
     '',
   );
@@ -85,9 +86,11 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
 
   if (Object.keys(result.memory).length > 0) out.push(...renderMemory(result));
 
+  if (result.taskRate) out.push(...renderTaskRate(result.taskRate));
+
   for (const list of [result.single, result.parallel, result.memory]) {
     for (const [handler, entry] of Object.entries(list)) {
-      if (entry.failures.length > 0) out.push(`Failures of ${handler}: ${entry.failures.slice(0, 5).join('; ')}${entry.failures.length > 5 ? ` (and ${entry.failures.length - 5} more)` : ''}`, '');
+      if (entry.failures.length > 0) out.push(`Failures of ${handler}: ${firstFew(entry.failures)}`, '');
     }
   }
 
@@ -123,6 +126,63 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
   return out;
 }
 
+function renderTaskRate(taskRate: TaskRateResult): string[] {
+  const out = [`## ${WASM_KIND} containers through the Task API`, ''];
+  if (taskRate.skipped !== undefined) return [...out, `Skipped: ${taskRate.skipped}.`, ''];
+  out.push(
+    `kuasard's Task API on the socket of one \`${taskRate.handler}\` pod${taskRate.taskSocket ? ` (\`${taskRate.taskSocket}\`)` : ''}, ` +
+      `driven directly as containerd's task service drives a shim, ${taskRate.concurrency} containers in flight at once; ` +
+      'stdout and stderr are FIFOs the benchmark drains, stdin none. Rate: containers over the wall time from the first Create sent ' +
+      `to the last reply. Target: above ${TASK_RATE_GOAL}/s, the figure published for containerd's runwasi wasmtime shim.`,
+    '',
+    `| run | containers | wall ms | per second | rate / ${TASK_RATE_GOAL} | container p50 ms | p90 ms | max ms | failures |`,
+    '|---|---|---|---|---|---|---|---|---|',
+  );
+  const runs: [string, TaskRateRun | undefined][] = [
+    ['long-running: Create + Start (`/sleep.wasm`)', taskRate.longRunning],
+    ['short-lived: Create, Start, Wait, Delete (`/hello.wasm`, exit 0)', taskRate.shortLived],
+  ];
+  for (const [title, run] of runs) {
+    if (!run) continue;
+    const s = run.summary;
+    const rate = run.perSecond;
+    out.push(
+      `| ${title} | ${run.containers} | ${orDash(run.wallMs, (v) => v.toFixed(0))} | ${orDash(rate, (v) => v.toFixed(1))} | ${orDash(rate, (v) => `${(v / TASK_RATE_GOAL).toFixed(2)}x`)} | ` +
+        `${orDash(s, (v) => ms(v.p50))} | ${orDash(s, (v) => ms(v.p90))} | ${orDash(s, (v) => ms(v.max))} | ${run.failures.length} |`,
+    );
+  }
+  out.push('');
+  for (const [title, run] of runs) {
+    if (run?.stages && run.stages.length > 0) out.push(...renderStageTotals(`kuasard's stages, ${title.split(':')[0]} run`, run.stages));
+  }
+  for (const [title, run] of runs) {
+    if (run && run.failures.length > 0) out.push(`Failures, ${title.split(':')[0]}: ${firstFew(run.failures)}`, '');
+  }
+  if (taskRate.failures.length > 0) out.push(`Failures setting up or removing the pod and its containers: ${firstFew(taskRate.failures)}`, '');
+  return out;
+}
+
+function renderStageTotals(title: string, totals: readonly StageTotal[]): string[] {
+  const out = [`### ${title}`, ''];
+  out.push(
+    'The stage records of the pod that ended inside the run. Task RPC records name no container, so these are averages over the containers; ' +
+      'calls overlap, so the time per container adds up to more than the wall time.',
+    '',
+    '| stage | | calls per container | mean ms | p90 ms | ms per container |',
+    '|---|---|---|---|---|---|',
+  );
+  // RPCs first, then the steps that ran inside them.
+  for (const t of [...totals.filter((t) => t.rpc), ...totals.filter((t) => !t.rpc)]) {
+    out.push(`| \`${t.stage}\` | ${t.rpc ? 'RPC' : 'step inside an RPC'} | ${t.perContainer.toFixed(2)} | ${ms(t.meanMs)} | ${ms(t.p90Ms)} | ${ms(t.msPerContainer)} |`);
+  }
+  out.push('');
+  return out;
+}
+
+function firstFew(failures: readonly string[]): string {
+  return `${failures.slice(0, 5).join('; ')}${failures.length > 5 ? ` (and ${failures.length - 5} more)` : ''}`;
+}
+
 function renderMemory(result: BenchResult): string[] {
   const { settings } = result;
   const out = ['## Management-plane memory', ''];
@@ -132,7 +192,11 @@ function renderMemory(result: BenchResult): string[] {
       'Each side ran alone: its pods were all removed before the other side began. ' +
       'PSS counts a page shared by N processes 1/N for each: kuasard shares the node binary with every Node.js process on the machine, ' +
       'so its PSS moves as other Node.js processes come and go. Private memory (pages no other process maps) does not; ' +
-      'kuasard\'s is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps.',
+      'kuasard\'s is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps.' +
+      (result.handlers.some((h) => h.kind === WASM_KIND && result.memory[h.handler])
+        ? ` The ${WASM_KIND} kind's containers run inside kuasard (a thread each): its figures include the containers themselves, ` +
+          'and their slope is the memory of one running wasm container (one per pod).'
+        : ''),
     '',
   );
   const measured = (h: HandlerInfo | undefined): h is HandlerInfo => h !== undefined && result.memory[h.handler] !== undefined;
@@ -183,7 +247,8 @@ function renderMemory(result: BenchResult): string[] {
     const idle = memory.idle;
     if (idle) {
       const afterGcText = idle.afterGc ? `; after GC ${mib(idle.afterGc.pssKb)} MiB PSS, ${mib(idle.afterGc.privateKb)} MiB private` : '';
-      out.push(`- ${h.handler}: kuasard with no pod: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`);
+      const quiet = memory.quietMs === undefined ? '' : ` (read once its memory had stopped moving, after ${(memory.quietMs / 1000).toFixed(0)} s)`;
+      out.push(`- ${h.handler}: kuasard with no pod${quiet}: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`);
     }
     if (h.side === 'kuasar') {
       const counted = memory.points.map((p) => p.processes).join(', ');

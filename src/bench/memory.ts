@@ -97,6 +97,16 @@ export function findManagementPlane(processes: readonly HostProcess[], where: Pl
   };
 }
 
+/**
+ * True when each of the last `steps` steps of `series` (reads of one figure, KiB) moved by less
+ * than `stepKb`: the memory has stopped growing or shrinking.
+ */
+export function hasSettled(series: readonly number[], stepKb: number, steps: number): boolean {
+  if (series.length < steps + 1) return false;
+  const tail = series.slice(-(steps + 1));
+  return tail.every((kb, i) => i === 0 || Math.abs(kb - (tail[i - 1] as number)) < stepKb);
+}
+
 /** The sums over processes; processes that vanished meanwhile count nothing. */
 export function sumMemory(pids: readonly number[]): ProcessMemory & { processes: number } {
   const sum = { pssKb: 0, rssKb: 0, privateKb: 0, processes: 0 };

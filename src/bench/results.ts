@@ -1,7 +1,7 @@
 // The results of one benchmark run (written as results.json) and the issue's targets judged
 // against them. Everything here is data in, data out: the report and the charts read it.
 import type { BenchSettings } from './settings.js';
-import type { StageBreakdown } from './stages.js';
+import type { StageBreakdown, StageTotal } from './stages.js';
 import type { LinearFit, Summary } from './stats.js';
 
 export interface HandlerInfo {
@@ -62,6 +62,8 @@ export interface MemoryPoint {
 export interface MemoryResult {
   /** kuasard with no pod (kuasar side only). */
   idle?: MemoryPoint;
+  /** kuasar side: how long kuasard's memory took to stop moving before the idle reading, ms. */
+  quietMs?: number;
   points: MemoryPoint[];
   /** PSS (KiB, as found) against running pods: the slope is the marginal cost of one pod. */
   fit?: LinearFit;
@@ -73,6 +75,45 @@ export interface MemoryResult {
   fitPrivate?: LinearFit;
   /** kuasard's children that were not containers, as `pid cmdline`, over all points. */
   helpers: string[];
+  failures: string[];
+}
+
+/** One run of the task-rate part: containers driven through kuasard's Task API, some in flight at once. */
+export interface TaskRateRun {
+  /** Containers asked for. */
+  containers: number;
+  /**
+   * Epoch ms of the first Create sent and of the last reply that counts (Start for long-running
+   * containers, Delete for short-lived ones): the window kuasard's stage records are matched to.
+   */
+  startedAt?: number;
+  endedAt?: number;
+  /** endedAt - startedAt, from a monotonic clock. */
+  wallMs?: number;
+  /** containers / wall time; only when every container succeeded. */
+  perSecond?: number;
+  /** Each container's own time, ms: Create sent to Start's reply, or to Delete's reply. */
+  ms: number[];
+  summary?: Summary;
+  /** kuasard's stage records of the pod inside the window. */
+  stages?: StageTotal[];
+  failures: string[];
+}
+
+export interface TaskRateResult {
+  /** The CRI handler of the pod whose Task API is driven (kuasar's wasm handler). */
+  handler: string;
+  /** Why the part did not run. */
+  skipped?: string;
+  podId?: string;
+  /** The pod's Task API socket, as the sandbox controller reported it. */
+  taskSocket?: string;
+  concurrency: number;
+  /** N sleep.wasm containers: Create + Start each; stopped and removed afterwards, untimed. */
+  longRunning?: TaskRateRun;
+  /** M hello.wasm containers: Create, Start, Wait (exit 0), Delete each. */
+  shortLived?: TaskRateRun;
+  /** Setting up or removing the pod, the bundles or the containers. */
   failures: string[];
 }
 
@@ -90,6 +131,8 @@ export interface BenchResult {
   /** Per kuasar handler: the stage breakdown of its one-at-a-time and parallel starts. */
   stages: Record<string, { single?: StageBreakdown; parallel?: StageBreakdown }>;
   memory: Record<string, MemoryResult>;
+  /** The task-rate part, when it was asked for. */
+  taskRate?: TaskRateResult;
   targets: TargetResult[];
 }
 
@@ -99,7 +142,7 @@ export interface TargetResult {
   title: string;
   goal: string;
   measured: string;
-  /** baseline / kuasar for ratios; the figure itself for the marginal cost. */
+  /** baseline / kuasar for ratios; the figure itself for the marginal costs and rates. */
   value?: number;
   status: TargetStatus;
   /** For a missed target: what dominates. */
@@ -113,6 +156,12 @@ const TARGET_MEMORY_PODS = 50;
 const SPEEDUP_GOAL = 2;
 const MEMORY_RATIO_GOAL = 8;
 const MARGINAL_GOAL_KB = 100;
+/** The kind the Task API rate and per-container memory targets are set for. */
+export const WASM_KIND = 'wasm';
+/** Containers per second above which the wasm kind matches containerd's runwasi wasmtime shim (its published figure). */
+export const TASK_RATE_GOAL = 330;
+/** Memory per running wasm container: 5 MB (10^6 bytes), in KiB. */
+export const WASM_CONTAINER_GOAL_KB = (5 * 1_000_000) / 1024;
 
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
@@ -198,7 +247,73 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
       ...(met ? {} : { note: `kuasard keeps ${fmt(fit.slope)} KiB more per pod (its JavaScript heap and buffers)` }),
     });
   }
+  targets.push(...wasmTargets(result));
   return targets;
+}
+
+/** The wasm kind's targets (issue 5): containers per second through the Task API, memory per running container. */
+function wasmTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
+  const wasm = result.handlers.find((h) => h.side === 'kuasar' && h.kind === WASM_KIND)?.handler;
+  const taskRate = result.taskRate?.skipped === undefined ? result.taskRate : undefined;
+  const concurrency = taskRate ? `, ${taskRate.concurrency} in flight` : '';
+  const targets = [
+    rateTarget(`${WASM_KIND} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`, taskRate?.longRunning),
+    rateTarget(`${WASM_KIND} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`, taskRate?.shortLived),
+  ];
+
+  // The containers run inside kuasard (its threads), so its marginal memory per pod of one
+  // container is what a running wasm container costs, pod bookkeeping included. Judged like the
+  // runc kind's marginal cost: on private memory after kuasard's collections where there are such
+  // readings (the garbage its main thread holds at a random moment swamps a slope of a few MiB
+  // when a handful of pods is read), its PSS as found otherwise.
+  const memory = wasm === undefined ? undefined : result.memory[wasm];
+  const fit = memory?.fitPrivate ?? memory?.fit;
+  const title = `memory per running ${WASM_KIND} container (kuasard's marginal memory, one container per pod)`;
+  const goal = `<= 5 MB (${fmt(WASM_CONTAINER_GOAL_KB, 0)} KiB)`;
+  if (!memory || !fit) {
+    targets.push({ title, goal, measured: '-', status: 'not measured' });
+  } else {
+    const met = fit.slope <= WASM_CONTAINER_GOAL_KB;
+    const afterGc = memory.points.length > 0 && memory.points.every((p) => p.afterGc);
+    const figures = [
+      `${fmt(fit.slope)} KiB/container${memory.fitPrivate ? ` of private memory${afterGc ? ' after GC' : ''}` : ' of PSS'} (r² ${fmt(fit.r2, 2)})`,
+      ...(memory.fitPrivate && memory.fit ? [`PSS as found ${fmt(memory.fit.slope)} KiB/container (r² ${fmt(memory.fit.r2, 2)})`] : []),
+    ];
+    targets.push({
+      title,
+      goal,
+      measured: figures.join('; '),
+      value: fit.slope,
+      status: met ? 'met' : 'not met',
+      ...(met ? {} : { note: `each running container adds ${fmt(fit.slope / 1024, 2)} MiB to kuasard (its instance's thread, linear memory and compiled module)` }),
+    });
+  }
+  return targets;
+}
+
+function rateTarget(title: string, run: TaskRateRun | undefined): TargetResult {
+  const goal = `> ${TASK_RATE_GOAL}/s (containerd's runwasi wasmtime shim)`;
+  if (run?.perSecond === undefined || run.wallMs === undefined) {
+    const failed = run && run.failures.length > 0 ? { note: `${run.failures.length} failure(s), first: ${run.failures[0]}` } : {};
+    return { title, goal, measured: '-', status: 'not measured', ...failed };
+  }
+  const met = run.perSecond > TASK_RATE_GOAL;
+  const perContainer = run.summary ? `; per container p50 ${fmt(run.summary.p50)} ms` : '';
+  const note = met ? undefined : dominantStageNote(run);
+  return {
+    title,
+    goal,
+    measured: `${fmt(run.perSecond)}/s (${run.containers} containers in ${fmt(run.wallMs, 0)} ms${perContainer})`,
+    value: run.perSecond,
+    status: met ? 'met' : 'not met',
+    ...(note ? { note } : {}),
+  };
+}
+
+/** For a missed rate: the kuasard stage with the most time per container. */
+function dominantStageNote(run: TaskRateRun): string | undefined {
+  const top = [...(run.stages ?? [])].sort((a, b) => b.msPerContainer - a.msPerContainer)[0];
+  return top ? `most kuasard time per container: ${top.stage} (${fmt(top.msPerContainer)} ms)` : undefined;
 }
 
 function ratioTarget(

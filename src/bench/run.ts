@@ -1,10 +1,14 @@
 // One benchmark run: a private containerd + kuasard (the devenv the e2e tests use), kuasar's
-// handlers and containerd's own runc handler measured side by side, then the report.
+// handlers and containerd's own runc handler measured side by side, then the report. The
+// task-rate part has no baseline: it drives the wasm kind's Task API directly (task-rate.ts).
 //
 // Latency phases interleave the handlers (each round runs every handler once, in an order that
 // rotates from round to round) so that whatever else the machine does hits both sides alike.
 // Memory phases run one handler at a time: all of its pods up, read, all removed, next handler,
-// so that one side's processes never sit in the other side's figures.
+// so that one side's processes never sit in the other side's figures. The wasm kind's containers
+// live in kuasard itself (MiBs each), and what they leave behind goes back to the system only over
+// seconds: each kuasar memory phase first waits for kuasard's memory to stop moving, the wasm
+// kind's phase comes last, and the task-rate part (hundreds of instances) after every memory phase.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -12,12 +16,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startEnvironment, type Environment } from '../devenv/environment.js';
 import { IDLE_WORKLOAD_KINDS } from '../devenv/workloads.js';
 import { listProcesses } from '../devenv/processes.js';
-import { findManagementPlane, GC_SIGNAL, hasGcHook, startWithGcHook, sumMemory, type PlaneLocator, type ProcessMemory } from './memory.js';
+import {
+  findManagementPlane,
+  GC_SIGNAL,
+  hasGcHook,
+  hasSettled,
+  readProcessMemory,
+  startWithGcHook,
+  sumMemory,
+  type PlaneLocator,
+  type ProcessMemory,
+} from './memory.js';
 import { writeResults } from './output.js';
 import { inPool, removePod, removePods, startTimedPod, type StartedPod } from './pods.js';
 import type { BenchProgress } from './progress.js';
 import {
   evaluateTargets,
+  WASM_KIND,
   type BenchResult,
   type HandlerInfo,
   type HostInfo,
@@ -25,9 +40,11 @@ import {
   type MemoryResult,
   type ParallelResult,
   type SingleResult,
+  type TaskRateResult,
 } from './results.js';
 import type { BenchSettings } from './settings.js';
-import { parseStageRecords, recordsOfStart, stageBreakdown, type StageRecord } from './stages.js';
+import { parseStageRecords, recordsOfStart, stageBreakdown, stageTotals, type StageRecord } from './stages.js';
+import { measureTaskRate } from './task-rate.js';
 import { linearFit, median, summarize } from './stats.js';
 
 /** Pods started or removed at once while filling up for a memory point, or cleaning up. */
@@ -36,6 +53,14 @@ const POOL = 8;
 const READ_INTERVAL_MS = 1_000;
 /** Full garbage collections asked of kuasard before the after-GC reads, a read interval apart. */
 const GC_COLLECTIONS = 3;
+/**
+ * Before a kuasar handler's memory phase, kuasard's private memory must have moved by less than
+ * this from one read to the next (a second apart) this many times in a row; the wait gives up
+ * after the timeout (and says so in the results).
+ */
+const QUIET_STEP_KB = 512;
+const QUIET_STEPS = 3;
+const QUIET_TIMEOUT_MS = 60_000;
 /** kuasard writes its log asynchronously: time for the last records to reach the file. */
 const LOG_FLUSH_MS = 500;
 
@@ -50,6 +75,7 @@ interface Measurements {
   single: Record<string, SingleResult>;
   parallel: Record<string, ParallelResult>;
   memory: Record<string, MemoryResult>;
+  taskRate?: TaskRateResult;
   /** Every timed start, for matching kuasard's stage records to it. */
   singleStarts: { handler: string; pod: StartedPod }[];
   parallelStarts: { handler: string; pod: StartedPod }[];
@@ -84,9 +110,12 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   } finally {
     releaseSignals();
   }
-  const measuredSomething = [data.single, data.parallel, data.memory].some((table) => Object.keys(table).length > 0);
+  const measuredSomething =
+    [data.single, data.parallel, data.memory].some((table) => Object.keys(table).length > 0) ||
+    (data.taskRate?.longRunning?.ms.length ?? 0) > 0;
   if (incomplete !== undefined && !measuredSomething) throw new Error(incomplete);
-  summarizeMeasurements(data);
+  const records = parseStageRecords(log);
+  summarizeMeasurements(data, records);
 
   const withoutTargets: Omit<BenchResult, 'targets'> = {
     startedAt,
@@ -98,8 +127,9 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     handlers,
     single: data.single,
     parallel: data.parallel,
-    stages: breakdowns(handlers, data, parseStageRecords(log)),
+    stages: breakdowns(handlers, data, records),
     memory: data.memory,
+    ...(data.taskRate ? { taskRate: data.taskRate } : {}),
   };
   const result: BenchResult = { ...withoutTargets, targets: evaluateTargets(withoutTargets) };
   const dir = await writeResults(result, settings.outDir, (line) => progress.note(line));
@@ -117,6 +147,11 @@ export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Re
     ...wanted.map((kind): HandlerInfo => ({ handler: served[kind] as string, side: 'kuasar', kind })),
     { handler: handlers.baseline, side: 'baseline' },
   ];
+}
+
+/** The handlers in the order their memory is measured: the wasm kind's last (see the top of this file). */
+export function memoryOrder(handlers: readonly HandlerInfo[]): HandlerInfo[] {
+  return [...handlers.filter((h) => h.kind !== WASM_KIND), ...handlers.filter((h) => h.kind === WASM_KIND)];
 }
 
 /** The handlers in the order of one round: rotated by one place per round. */
@@ -146,6 +181,7 @@ class Measurer {
     if (parts.includes('single')) await this.single();
     if (parts.includes('parallel')) await this.parallel();
     if (parts.includes('memory')) await this.memory();
+    if (parts.includes('task-rate')) await this.taskRate();
   }
 
   private checkpoint(): void {
@@ -221,15 +257,51 @@ class Measurer {
     this.progress.end(this.handlers.map((h) => `${h.handler} wall p50 ${fmtMedian(this.data.parallel[h.handler]?.rounds.map((r) => r.wallMs))}`).join(', '));
   }
 
+  /** The wasm kind's containers per second through its Task API (no baseline: it has no wasm handler). */
+  private async taskRate(): Promise<void> {
+    const wasm = this.handlers.find((h) => h.side === 'kuasar' && h.kind === WASM_KIND);
+    const { taskConcurrency, taskLongRunning, taskShortLived, hostNetwork } = this.settings;
+    if (!wasm) {
+      const skipped = `the ${WASM_KIND} kind is not measured in this run`;
+      this.data.taskRate = { handler: '', skipped, concurrency: taskConcurrency, failures: [] };
+      this.progress.note(`  · task-rate skipped: ${skipped}`);
+      return;
+    }
+    const entry: TaskRateResult = { handler: wasm.handler, concurrency: taskConcurrency, failures: [] };
+    this.data.taskRate = entry;
+    await this.removeEveryPod();
+    try {
+      await measureTaskRate(
+        {
+          env: this.env,
+          handler: wasm.handler,
+          kind: WASM_KIND,
+          hostNetwork,
+          longRunning: taskLongRunning,
+          shortLived: taskShortLived,
+          concurrency: taskConcurrency,
+          progress: this.progress,
+          signal: this.signal,
+        },
+        entry,
+      );
+    } catch (err) {
+      // An interruption ends the run; any other failure ends only this part.
+      if (this.signal.aborted) throw err;
+      entry.failures.push((err as Error).message);
+      this.progress.fail((err as Error).message);
+    }
+  }
+
   private async memory(): Promise<void> {
-    for (const handler of this.handlers) {
+    for (const handler of memoryOrder(this.handlers)) {
       await this.removeEveryPod();
       const entry: MemoryResult = { points: [], helpers: [], failures: [] };
       this.data.memory[handler.handler] = entry;
       const counts = this.settings.memoryPods;
       this.progress.begin(`memory, ${handler.handler}`, counts[counts.length - 1] ?? 0);
       if (handler.side === 'kuasar') {
-        await sleep(this.settings.settleMs, undefined, { signal: this.signal });
+        await this.waitForQuietKuasard(entry);
         entry.idle = await this.readPoint(handler, 0, entry);
       }
       const running: string[] = [];
@@ -261,6 +333,30 @@ class Measurer {
       const last = entry.points[entry.points.length - 1];
       this.progress.end(last ? `${(last.pssKb / 1024).toFixed(1)} MiB at ${last.pods} pods` : '');
     }
+  }
+
+  /**
+   * Waits until kuasard's private memory stops moving, read a second apart after a collection
+   * (when it has the GC hook). What earlier phases left behind must not count as this handler's:
+   * wasm instances above all, MiBs each, whose memory goes back to the system over seconds after
+   * they end (with only the settle time, a runc line fell by 250 KiB per pod).
+   */
+  private async waitForQuietKuasard(entry: MemoryResult): Promise<void> {
+    const began = Date.now();
+    const series: number[] = [];
+    while (!hasSettled(series, QUIET_STEP_KB, QUIET_STEPS)) {
+      if (Date.now() - began > QUIET_TIMEOUT_MS) {
+        const last = series.slice(-QUIET_STEPS - 1).map((kb) => (kb / 1024).toFixed(1));
+        entry.failures.push(`kuasard's memory was still moving after ${QUIET_TIMEOUT_MS / 1000} s (private, MiB: ${last.join(', ')})`);
+        break;
+      }
+      const kuasard = findManagementPlane(listProcesses(), this.locator).kuasard;
+      if (!kuasard) throw new Error('kuasard is not running');
+      if (hasGcHook(kuasard.pid)) process.kill(kuasard.pid, GC_SIGNAL);
+      await sleep(READ_INTERVAL_MS, undefined, { signal: this.signal });
+      series.push(readProcessMemory(kuasard.pid)?.privateKb ?? 0);
+    }
+    entry.quietMs = Date.now() - began;
   }
 
   /**
@@ -407,7 +503,12 @@ function fmtMedian(values: readonly number[] | undefined): string {
 }
 
 /** Summaries and fits of whatever was measured, also when the run stopped halfway. */
-function summarizeMeasurements(data: Measurements): void {
+function summarizeMeasurements(data: Measurements, records: readonly StageRecord[]): void {
+  const podId = data.taskRate?.podId;
+  for (const run of [data.taskRate?.longRunning, data.taskRate?.shortLived]) {
+    if (!run || podId === undefined || run.startedAt === undefined || run.endedAt === undefined) continue;
+    run.stages = stageTotals(records, { sandbox: podId, startedAt: run.startedAt, endedAt: run.endedAt }, run.containers);
+  }
   for (const entry of Object.values(data.single)) {
     if (entry.ms.length > 0) entry.summary = summarize(entry.ms);
   }

@@ -1,7 +1,11 @@
 // What one benchmark run does: the command-line options resolved against the defaults of a
 // full run (the figures the issue asks for) or of a quick smoke run (`--quick`).
 
-export const PARTS = ['single', 'parallel', 'memory'] as const;
+/**
+ * In the order they run: memory after the pod starts (a daemon that has served work), and the
+ * Task API rate last (its hundreds of wasm instances would leave memory behind in kuasard).
+ */
+export const PARTS = ['single', 'parallel', 'memory', 'task-rate'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchSettings {
@@ -19,6 +23,11 @@ export interface BenchSettings {
   settleMs: number;
   /** Memory reads per point (one a second); the point is their median. */
   memoryReads: number;
+  /** wasm containers started through the Task API: long-running ones (create + start), short-lived ones (create, start, wait, delete). */
+  taskLongRunning: number;
+  taskShortLived: number;
+  /** Task API containers in flight at once. */
+  taskConcurrency: number;
   /** Pods on the host network (no CNI) instead of the CNI bridge. */
   hostNetwork: boolean;
   /** Directory that gets `<timestamp>/` and `latest/`. */
@@ -36,6 +45,9 @@ export interface BenchOptions {
   memoryPods?: string;
   settle?: string;
   reads?: string;
+  taskLong?: string;
+  taskShort?: string;
+  taskConcurrency?: string;
   hostNetwork?: boolean;
   out?: string;
   quick?: boolean;
@@ -48,6 +60,9 @@ export const FULL_DEFAULTS = {
   memoryPods: [1, 5, 10, 20, 30, 50, 100],
   settleMs: 5_000,
   memoryReads: 3,
+  taskLongRunning: 200,
+  taskShortLived: 200,
+  taskConcurrency: 8,
 } as const;
 
 export const QUICK_DEFAULTS = {
@@ -57,6 +72,9 @@ export const QUICK_DEFAULTS = {
   memoryPods: [1, 5, 10],
   settleMs: 1_000,
   memoryReads: 2,
+  taskLongRunning: 30,
+  taskShortLived: 30,
+  taskConcurrency: 8,
 } as const;
 
 /** Explicit options win; `quick` only changes the defaults. Throws on a malformed value. */
@@ -77,6 +95,9 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
     memoryPods: [...new Set(memoryPods)].sort((a, b) => a - b),
     settleMs: options.settle === undefined ? defaults.settleMs : count(options.settle, '--settle', 0),
     memoryReads: options.reads === undefined ? defaults.memoryReads : count(options.reads, '--reads'),
+    taskLongRunning: options.taskLong === undefined ? defaults.taskLongRunning : count(options.taskLong, '--task-long'),
+    taskShortLived: options.taskShort === undefined ? defaults.taskShortLived : count(options.taskShort, '--task-short'),
+    taskConcurrency: options.taskConcurrency === undefined ? defaults.taskConcurrency : count(options.taskConcurrency, '--task-concurrency'),
     hostNetwork: options.hostNetwork ?? false,
     outDir: options.out ?? defaultOutDir,
     quick,

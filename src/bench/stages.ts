@@ -211,3 +211,41 @@ function dominantStage(rows: readonly StageRow[], outsideShare: number | undefin
   }
   return dominant;
 }
+
+/** One stage's records inside a window in which many containers of one pod were driven at once. */
+export interface StageTotal {
+  stage: string;
+  /** A whole RPC served by kuasard (else a step inside one). */
+  rpc: boolean;
+  /** Records per container. */
+  perContainer: number;
+  meanMs: number;
+  p90Ms: number;
+  /** The stage's total time over the containers: kuasard's time in it per container (calls overlap, so these add up to more than the wall time). */
+  msPerContainer: number;
+}
+
+/**
+ * The stage records that name `window`'s sandbox and ended inside it, summed per stage, in the
+ * order each stage first appears. Task RPC records name no container, so containers driven at
+ * once cannot be told apart: the figures are per container on average.
+ */
+export function stageTotals(records: readonly StageRecord[], window: StartWindow, containers: number): StageTotal[] {
+  const byStage = new Map<string, StageRecord[]>();
+  for (const record of recordsOfStart(records, window, { includeUnnamed: false })) {
+    const list = byStage.get(record.stage) ?? [];
+    list.push(record);
+    byStage.set(record.stage, list);
+  }
+  return [...byStage].map(([stage, list]) => {
+    const summary = summarize(list.map((r) => r.ms));
+    return {
+      stage,
+      rpc: list.some((r) => r.rpc !== undefined),
+      perContainer: list.length / containers,
+      meanMs: summary.mean,
+      p90Ms: summary.p90,
+      msPerContainer: (summary.mean * list.length) / containers,
+    };
+  });
+}

@@ -18,16 +18,17 @@ export function helloWorkload(env: Environment, kind: string): Workload {
 }
 
 /**
- * The kinds that have a container which stays up without using the CPU. The wasm test image's
- * long runner spins (WASI preview 1 has no cheap way to sleep forever), so wasm pods would
- * measure a loaded machine rather than the runtime.
+ * The kinds that have a container which stays up without using the CPU: busybox's `sleep` for
+ * runc, and for wasm a module that sleeps a second at a time through WASI's poll_oneoff
+ * (test/fixtures/wasm/sleep.wat), so that wasm pods measure the runtime, not a loaded machine.
  */
-export const IDLE_WORKLOAD_KINDS: readonly string[] = ['runc'];
+export const IDLE_WORKLOAD_KINDS: readonly string[] = ['runc', 'wasm'];
 
 /** Runs until it is stopped, doing nothing. */
 export function longRunningWorkload(env: Environment, kind: string | undefined): Workload {
   if (kind !== undefined && !IDLE_WORKLOAD_KINDS.includes(kind)) {
     throw new Error(`no idle long-running workload for the ${kind} kind yet`);
   }
+  if (kind === 'wasm') return { image: env.images.wasmTests, command: ['/sleep.wasm'] };
   return { image: env.images.busybox, command: ['sleep', '3600'] };
 }

@@ -10,6 +10,7 @@ import { linearFit, summarize } from '../../src/bench/stats.js';
 
 const KUASAR = 'kuasar-runc';
 const BASELINE = 'runc';
+const WASM = 'kuasar-wasm';
 
 /** PSS fixedKb + perPodKb per pod; private memory half of that. */
 function memoryPoints(fixedKb: number, perPodKb: number, counts: number[]): MemoryPoint[] {
@@ -80,11 +81,64 @@ function sampleResult(): Omit<BenchResult, 'targets'> {
   };
 }
 
+/**
+ * sampleResult with the wasm kind measured too: 3 MiB of PSS per running container, private
+ * memory (after GC) 4 MiB, 400 long-running containers per second and 250 short-lived ones.
+ */
+function withWasm(): Omit<BenchResult, 'targets'> {
+  const result = sampleResult();
+  const points = memoryPoints(45_000, 3_072, [1, 5, 10]).map((p) => ({ ...p, afterGc: { pssKb: p.pssKb, privateKb: 40_000 + 4_096 * p.pods, reads: [] } }));
+  result.handlers = [result.handlers[0]!, { handler: WASM, side: 'kuasar', kind: 'wasm' }, result.handlers[1]!];
+  result.memory[WASM] = {
+    points,
+    fit: linearFit(points.map((p) => ({ x: p.pods, y: p.pssKb }))),
+    fitPrivate: linearFit(points.map((p) => ({ x: p.pods, y: p.afterGc.privateKb }))),
+    idle: memoryPoints(44_000, 0, [0])[0]!,
+    quietMs: 4_200,
+    helpers: [],
+    failures: [],
+  };
+  const long = [10, 20, 30];
+  const short = [15, 25];
+  result.taskRate = {
+    handler: WASM,
+    podId: 'pod1',
+    taskSocket: '/run/kdev-aaaaaa/k/wasm/pod1/task.sock',
+    concurrency: 8,
+    longRunning: {
+      containers: 200,
+      wallMs: 500,
+      perSecond: 400,
+      ms: long,
+      summary: summarize(long),
+      stages: [
+        { stage: 'wasm.instantiate', rpc: false, perContainer: 1, meanMs: 8, p90Ms: 9, msPerContainer: 8 },
+        { stage: 'task.create', rpc: true, perContainer: 1, meanMs: 10, p90Ms: 12, msPerContainer: 10 },
+      ],
+      failures: [],
+    },
+    shortLived: {
+      containers: 200,
+      wallMs: 800,
+      perSecond: 250,
+      ms: short,
+      summary: summarize(short),
+      stages: [
+        { stage: 'task.create', rpc: true, perContainer: 1, meanMs: 10, p90Ms: 12, msPerContainer: 10 },
+        { stage: 'task.wait', rpc: true, perContainer: 1, meanMs: 14, p90Ms: 20, msPerContainer: 14 },
+      ],
+      failures: [],
+    },
+    failures: [],
+  };
+  return result;
+}
+
 test('targets are judged against the issue\'s goals, with a note on what dominates a miss', () => {
   const targets = evaluateTargets(sampleResult());
   assert.deepEqual(
     targets.map((t) => t.status),
-    ['met', 'not met', 'met', 'met'],
+    ['met', 'not met', 'met', 'met', 'not measured', 'not measured', 'not measured'],
   );
   assert.equal(targets[0]?.value, 3);
   assert.equal(targets[1]?.value, 1.5);
@@ -100,7 +154,7 @@ test('a target whose figures were not taken is "not measured"', () => {
   result.parallel = { [KUASAR]: { ...result.parallel[KUASAR]!, pods: 10 }, [BASELINE]: { ...result.parallel[BASELINE]!, pods: 10 } };
   result.memory = {};
   const statuses = evaluateTargets(result).map((t) => t.status);
-  assert.deepEqual(statuses, ['met', 'not measured', 'not measured', 'not measured']);
+  assert.deepEqual(statuses, ['met', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured']);
 });
 
 test('a memory target is missed when kuasard costs more than 1/8 of the shims, or 100 KiB per pod', () => {
@@ -111,6 +165,58 @@ test('a memory target is missed when kuasard costs more than 1/8 of the shims, o
   assert.equal(memory?.status, 'not met');
   assert.match(memory?.note ?? '', /fixed cost/);
   assert.equal(marginal?.status, 'not met');
+});
+
+test('the wasm targets: Task API rates above 330/s, and at most 5 MB of kuasard\'s memory per running container', () => {
+  const targets = evaluateTargets(withWasm());
+  assert.equal(targets.length, 7);
+  const [long, short, memory] = targets.slice(4);
+  assert.deepEqual([long?.status, short?.status, memory?.status], ['met', 'not met', 'met']);
+  assert.deepEqual([long?.value, short?.value], [400, 250]);
+  assert.ok(Math.abs((memory?.value ?? 0) - 4096) < 1e-6, 'the slope of kuasard\'s private memory after GC');
+  assert.match(long?.title ?? '', /long-running containers started per second through the Task API \(Create \+ Start, 8 in flight\)/);
+  assert.equal(long?.goal, '> 330/s (containerd\'s runwasi wasmtime shim)');
+  assert.equal(long?.measured, '400.0/s (200 containers in 500 ms; per container p50 20.0 ms)');
+  assert.equal(short?.note, 'most kuasard time per container: task.wait (14.0 ms)');
+  assert.equal(memory?.goal, '<= 5 MB (4883 KiB)');
+  assert.equal(memory?.measured, '4096.0 KiB/container of private memory after GC (r² 1.00); PSS as found 3072.0 KiB/container (r² 1.00)');
+  // The runc targets are judged on the runc handler alone, whatever else was measured.
+  assert.deepEqual(targets.slice(0, 4).map((t) => t.status), ['met', 'not met', 'met', 'met']);
+});
+
+test('a wasm container of 4900 KiB misses 5 MB, judged on PSS without after-GC readings; a rate with failures is not measured, and says why', () => {
+  const result = withWasm();
+  const points = memoryPoints(45_000, 4_900, [1, 10]);
+  result.memory[WASM] = { points, fit: linearFit(points.map((p) => ({ x: p.pods, y: p.pssKb }))), helpers: [], failures: [] };
+  result.taskRate!.longRunning = { containers: 30, ms: [5], failures: ['long-7: wasm module /sleep.wasm: boom'] };
+  const [long, , memory] = evaluateTargets(result).slice(4);
+  assert.equal(memory?.status, 'not met');
+  assert.match(memory?.measured ?? '', /^4900\.0 KiB\/container of PSS \(r² 1\.00\)$/);
+  assert.match(memory?.note ?? '', /adds 4\.79 MiB to kuasard/);
+  assert.equal(long?.status, 'not measured');
+  assert.equal(long?.note, '1 failure(s), first: long-7: wasm module /sleep.wasm: boom');
+
+  result.taskRate = { handler: '', skipped: 'the wasm kind is not measured in this run', concurrency: 8, failures: [] };
+  assert.deepEqual(evaluateTargets(result).slice(4, 6).map((t) => t.status), ['not measured', 'not measured']);
+});
+
+test('the Markdown summary shows the Task API runs, their kuasard stages, and what wasm memory means', () => {
+  const result = { ...withWasm(), targets: evaluateTargets(withWasm()) };
+  const md = renderMarkdown(result, []);
+  assert.match(md, /one long-running container each: busybox `sleep 3600`, or for the wasm kind `\/sleep\.wasm`/);
+  assert.match(md, /^## wasm containers through the Task API$/m);
+  assert.match(md, /one `kuasar-wasm` pod \(`\/run\/kdev-aaaaaa\/k\/wasm\/pod1\/task\.sock`\), .* 8 containers in flight/);
+  assert.match(md, /\| long-running: Create \+ Start \(`\/sleep\.wasm`\) \| 200 \| 500 \| 400\.0 \| 1\.21x \| 20\.0 \| 28\.0 \| 30\.0 \| 0 \|/);
+  assert.match(md, /\| short-lived: Create, Start, Wait, Delete \(`\/hello\.wasm`, exit 0\) \| 200 \| 800 \| 250\.0 \| 0\.76x \|/);
+  assert.match(md, /### kuasard's stages, long-running run\n\n[^\n]+\n\n[^\n]+\n[^\n]+\n\| `task\.create` \| RPC \| 1\.00 \| 10\.0 \| 12\.0 \| 10\.0 \|\n\| `wasm\.instantiate` \| step inside an RPC \|/);
+  assert.match(md, /\| wasm kind, short-lived containers per second .* \| > 330\/s .* \| 250\.0\/s .* \| \*\*not met\*\*: most kuasard time per container: task\.wait/);
+  assert.match(md, /The wasm kind's containers run inside kuasard .* the memory of one running wasm container/);
+  assert.match(md, /- kuasar-wasm: kuasard with no pod \(read once its memory had stopped moving, after 4 s\): 43\.0 MiB PSS/);
+
+  const skipped = renderMarkdown({ ...result, taskRate: { handler: '', skipped: 'the wasm kind is not measured in this run', concurrency: 8, failures: [] } }, []);
+  assert.match(skipped, /## wasm containers through the Task API\n\nSkipped: the wasm kind is not measured in this run\./);
+  const failed = renderMarkdown({ ...result, taskRate: { ...result.taskRate!, failures: ['remove pod pod1: gone'] } }, []);
+  assert.match(failed, /Failures setting up or removing the pod and its containers: remove pod pod1: gone/);
 });
 
 test('the Markdown summary has the targets, every table and the chart links', () => {
@@ -148,6 +254,11 @@ test('charts are made for what was measured and render to SVG without a browser'
     assert.match(svg, /<\/svg>$/, chart.file);
   }
   assert.deepEqual(benchCharts({ ...result, single: {}, parallel: {}, stages: {}, memory: {} }), []);
+
+  const wasmCharts = benchCharts({ ...withWasm(), targets: [] });
+  const taskRate = wasmCharts.find((c) => c.file === 'task-rate.svg');
+  assert.ok(taskRate, 'a chart of the Task API rates');
+  assert.match(await renderSvg(taskRate.spec), /<\/svg>$/);
 });
 
 test('cumulative points rise to 1 per handler in ascending order', () => {

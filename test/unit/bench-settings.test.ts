@@ -1,26 +1,32 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findManagementPlane, hasGcHook, nodeOptionsWithGcHook, parseSmapsRollup } from '../../src/bench/memory.js';
+import { findManagementPlane, hasGcHook, hasSettled, nodeOptionsWithGcHook, parseSmapsRollup } from '../../src/bench/memory.js';
 import { inPool } from '../../src/bench/pods.js';
-import { chooseHandlers, roundOrder } from '../../src/bench/run.js';
+import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/run.js';
 import { FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
+import type { Environment } from '../../src/devenv/environment.js';
 import type { HostProcess } from '../../src/devenv/processes.js';
+import { IDLE_WORKLOAD_KINDS, longRunningWorkload } from '../../src/devenv/workloads.js';
 
 test('settings: a full run by default, quick defaults with --quick, explicit options always win', () => {
   const full = resolveSettings({}, '/out');
   assert.equal(full.singleRounds, FULL_DEFAULTS.singleRounds);
   assert.deepEqual(full.memoryPods, [1, 5, 10, 20, 30, 50, 100]);
-  assert.deepEqual(full.parts, ['single', 'parallel', 'memory']);
+  assert.deepEqual(full.parts, ['single', 'parallel', 'memory', 'task-rate']);
+  assert.deepEqual([full.taskLongRunning, full.taskShortLived, full.taskConcurrency], [200, 200, 8]);
   assert.deepEqual(full.kinds, []);
   assert.equal(full.outDir, '/out');
 
   const quick = resolveSettings({ quick: true, rounds: '7' }, '/out');
   assert.equal(quick.singleRounds, 7);
   assert.equal(quick.parallelPods, QUICK_DEFAULTS.parallelPods);
+  assert.deepEqual([quick.taskLongRunning, quick.taskShortLived, quick.taskConcurrency], [30, 30, 8]);
+  const tasks = resolveSettings({ quick: true, taskLong: '50', taskShort: '7', taskConcurrency: '1' }, '/out');
+  assert.deepEqual([tasks.taskLongRunning, tasks.taskShortLived, tasks.taskConcurrency], [50, 7, 1]);
 
-  const custom = resolveSettings({ kinds: 'runc, wasm', parts: 'memory,single', memoryPods: '10,1,10', settle: '0', out: '/x' }, '/out');
+  const custom = resolveSettings({ kinds: 'runc, wasm', parts: 'memory,task-rate,single', memoryPods: '10,1,10', settle: '0', out: '/x' }, '/out');
   assert.deepEqual(custom.kinds, ['runc', 'wasm']);
-  assert.deepEqual(custom.parts, ['single', 'memory'], 'parts run in their fixed order');
+  assert.deepEqual(custom.parts, ['single', 'memory', 'task-rate'], 'parts run in their fixed order');
   assert.deepEqual(custom.memoryPods, [1, 10], 'counts sorted, repeats dropped');
   assert.equal(custom.settleMs, 0);
   assert.equal(custom.outDir, '/x');
@@ -32,16 +38,35 @@ test('settings: malformed values are errors naming the option', () => {
   assert.throws(() => resolveSettings({ memoryPods: '1,2.5' }, '/out'), /--memory-pods/);
   assert.throws(() => resolveSettings({ parts: 'single,speed' }, '/out'), /--parts: unknown part "speed"/);
   assert.throws(() => resolveSettings({ kinds: ' , ' }, '/out'), /--kinds/);
+  assert.throws(() => resolveSettings({ taskConcurrency: '0' }, '/out'), /--task-concurrency: "0" is not an integer >= 1/);
+  assert.throws(() => resolveSettings({ taskLong: '-3' }, '/out'), /--task-long/);
+  assert.throws(() => resolveSettings({ taskShort: '1e2x' }, '/out'), /--task-short/);
 });
 
 test('handlers: kuasar\'s requested kinds (by default those with an idle workload), then the baseline; an unserved kind is an error', () => {
-  const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm' } };
+  const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm', appkernel: 'kuasar-appkernel' } };
   assert.deepEqual(chooseHandlers(handlers, []), [
     { handler: 'kuasar-runc', side: 'kuasar', kind: 'runc' },
+    { handler: 'kuasar-wasm', side: 'kuasar', kind: 'wasm' },
     { handler: 'runc', side: 'baseline' },
-  ]);
+  ], 'appkernel has no idle workload yet');
   assert.deepEqual(chooseHandlers(handlers, ['wasm']).map((h) => h.handler), ['kuasar-wasm', 'runc']);
-  assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm\)/);
+  assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm, appkernel\)/);
+});
+
+test('every kind with an idle workload has one: busybox sleep for runc and the baseline, sleep.wasm for wasm', () => {
+  const env = { images: { busybox: 'bb', pause: 'p', wasmTests: 'wt' } } as unknown as Environment;
+  assert.deepEqual(IDLE_WORKLOAD_KINDS, ['runc', 'wasm']);
+  assert.deepEqual(longRunningWorkload(env, undefined), { image: 'bb', command: ['sleep', '3600'] });
+  assert.deepEqual(longRunningWorkload(env, 'runc'), { image: 'bb', command: ['sleep', '3600'] });
+  assert.deepEqual(longRunningWorkload(env, 'wasm'), { image: 'wt', command: ['/sleep.wasm'] });
+  assert.throws(() => longRunningWorkload(env, 'vmm'), /no idle long-running workload for the vmm kind/);
+});
+
+test('memory is measured for the wasm kind last: its instances live in kuasard and leave memory behind', () => {
+  const handlers = chooseHandlers({ baseline: 'runc', kuasar: { wasm: 'kuasar-wasm', runc: 'kuasar-runc' } }, ['wasm', 'runc']);
+  assert.deepEqual(handlers.map((h) => h.handler), ['kuasar-wasm', 'kuasar-runc', 'runc']);
+  assert.deepEqual(memoryOrder(handlers).map((h) => h.handler), ['kuasar-runc', 'runc', 'kuasar-wasm']);
 });
 
 test('rounds rotate the handler order so that each goes first as often', () => {
@@ -117,6 +142,15 @@ test('the management plane: this environment\'s kuasard and shims, kuasard\'s no
   assert.deepEqual(plane.shims.map((p) => p.pid), [20]);
   assert.deepEqual(plane.pauses.map((p) => p.pid), [21]);
   assert.equal(findManagementPlane(processes.slice(0, 1), where).kuasard, undefined);
+});
+
+test('memory has settled once its last few steps were all small', () => {
+  assert.equal(hasSettled([], 512, 3), false);
+  assert.equal(hasSettled([80_000, 79_900, 79_800], 512, 3), false, 'too few reads');
+  assert.equal(hasSettled([80_000, 79_900, 79_800, 79_700], 512, 3), true);
+  assert.equal(hasSettled([80_000, 60_000, 50_000, 49_900, 49_950, 50_100], 512, 3), true, 'only the last steps count');
+  assert.equal(hasSettled([80_000, 60_000, 50_000, 49_900, 49_950], 512, 3), false, 'a large step among the last ones');
+  assert.equal(hasSettled([50_000, 50_512, 50_512, 50_512], 512, 3), false, 'a step of exactly the limit is not small');
 });
 
 test('the GC hook is preloaded through NODE_OPTIONS, after what is already there', () => {

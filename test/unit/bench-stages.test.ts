@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OUTSIDE_KUASARD, parseStageRecords, recordsOfStart, stageBreakdown } from '../../src/bench/stages.js';
+import { OUTSIDE_KUASARD, parseStageRecords, recordsOfStart, stageBreakdown, stageTotals } from '../../src/bench/stages.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
@@ -121,4 +121,28 @@ test('without every RPC (pods started in parallel) there is no outside time, and
     'oci.start': 'task.start',
   });
   assert.deepEqual(b?.dominant, { stage: 'oci.create', share: 0.4 });
+});
+
+test('stage totals of many containers at once: the pod\'s records in the window, per container on average', () => {
+  const records = [
+    { stage: 'wasm.instantiate', ms: 4, at: T0 + 10, sandbox: 'p', container: 'c1' },
+    { stage: 'task.create', ms: 6, at: T0 + 11, sandbox: 'p', rpc: 'create' },
+    { stage: 'wasm.instantiate', ms: 8, at: T0 + 12, sandbox: 'p', container: 'c2' },
+    { stage: 'task.create', ms: 10, at: T0 + 13, sandbox: 'p', rpc: 'create' },
+    { stage: 'task.start', ms: 1, at: T0 + 14, sandbox: 'p', rpc: 'start' },
+    { stage: 'task.create', ms: 50, at: T0 + 14, sandbox: 'other', rpc: 'create' },
+    { stage: 'controller.status', ms: 1, at: T0 + 14, rpc: 'status' },
+    { stage: 'task.start', ms: 1, at: T0 + 30, sandbox: 'p', rpc: 'start' }, // after the window
+  ];
+  const totals = stageTotals(records, { sandbox: 'p', startedAt: T0 + 10, endedAt: T0 + 20 }, 2);
+  assert.deepEqual(
+    totals.map((t) => [t.stage, t.rpc, t.perContainer, t.meanMs, t.msPerContainer]),
+    [
+      ['wasm.instantiate', false, 1, 6, 6],
+      ['task.create', true, 1, 8, 8],
+      ['task.start', true, 0.5, 1, 0.5],
+    ],
+  );
+  assert.ok(Math.abs((totals[1]?.p90Ms ?? 0) - 9.6) < 1e-9);
+  assert.deepEqual(stageTotals(records, { sandbox: 'none', startedAt: T0, endedAt: T0 + 100 }, 2), []);
 });
