@@ -39,6 +39,11 @@ const wasmKindSchema = kindSchema.extend({
    * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
    */
   default_memory_limit: z.number().int().min(65_536).default(256 * 1024 * 1024),
+  /**
+   * Worker threads kept started and idle for the next containers (each about 7 MiB): a
+   * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
+   */
+  warm_workers: z.number().int().min(0).max(64).default(2),
 });
 
 const configSchema = z.strictObject({

@@ -42,6 +42,14 @@ export function fifoReader(path: string): Readable {
   return new Socket({ fd: openSync(path, constants.O_RDWR), readable: true, writable: false });
 }
 
+/**
+ * The stdin FIFO as a stream the daemon reads, to copy into a pipe the process reads. Opened
+ * read-only like openStdinFifo, so that end-of-file from containerd passes on to the process.
+ */
+export function fifoStdinReader(path: string): Readable {
+  return new Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+}
+
 /** An output FIFO as a stream the daemon writes; ending it closes the daemon's write end. */
 export function fifoWriter(path: string): Writable {
   return new Socket({ fd: openOutputFifo(path), readable: false, writable: true });

@@ -22,7 +22,7 @@ import type { Stdio } from '../core/model.js';
 import type { ProcessStream } from '../core/streams.js';
 import { pipe, setWindowSize } from '../linux/libc.js';
 import { ConsoleSocket } from './console-socket.js';
-import { fifoReader, fifoWriter, openOutputFifo, openStdinFifo } from './fifo.js';
+import { fifoReader, fifoStdinReader, fifoWriter, openOutputFifo, openStdinFifo } from './fifo.js';
 
 /** Where one stdio stream of a process goes, as containerd's Task API names it. */
 export type StdioEndpoint = { kind: 'none' } | { kind: 'fifo'; path: string } | { kind: 'stream'; id: string };
@@ -57,6 +57,12 @@ export interface ProcessStdioOptions {
   log: Logger;
   /** How long to wait for a stream containerd has not opened yet (default 10 s). */
   streamTimeoutMs?: number;
+  /**
+   * Read a stdin FIFO in the daemon and give the process a pipe instead, as for a stream, so
+   * that the daemon can end the process's stdin at any moment (abortStdin). For processes that
+   * are threads of the daemon: a thread blocked reading a FIFO cannot be stopped otherwise.
+   */
+  copyStdin?: boolean;
 }
 
 type Target = number | 'ignore';
@@ -100,7 +106,7 @@ export class ProcessStdio {
     try {
       const streams = await io.takeStreams(endpoints, options.streams, options.streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS);
       if (stdio.terminal) io.prepareTerminal(endpoints, streams, options.consoleDir);
-      else io.preparePipes(endpoints, streams);
+      else io.preparePipes(endpoints, streams, options.copyStdin ?? false);
       return io;
     } catch (err) {
       io.close();
@@ -169,6 +175,14 @@ export class ProcessStdio {
     else source.once('end', end);
   }
 
+  /** Ends the process's stdin now, data in flight included (the process is being killed). */
+  abortStdin(): void {
+    this.stdinSource?.unpipe();
+    this.stdinSource?.destroy();
+    this.stdinSource = undefined;
+    this.stdinPipe?.destroy();
+  }
+
   /** The process has exited: lets its output drain (at most `drainMs`), then releases everything. */
   async finish(drainMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -204,23 +218,22 @@ export class ProcessStdio {
     return taken;
   }
 
-  private preparePipes(endpoints: StdioEndpoint[], streams: (ProcessStream | undefined)[]): void {
+  private preparePipes(endpoints: StdioEndpoint[], streams: (ProcessStream | undefined)[], copyStdin: boolean): void {
     endpoints.forEach((endpoint, slot) => {
+      if (endpoint.kind === 'fifo' && slot === 0 && copyStdin) {
+        this.pipeStdin(this.hold(fifoStdinReader(endpoint.path), 'stdin fifo'));
+        return;
+      }
       if (endpoint.kind === 'fifo') {
         this.runtime.stdio[slot] = this.childEnd(slot === 0 ? openStdinFifo(endpoint.path) : openOutputFifo(endpoint.path));
         return;
       }
       const stream = streams[slot];
       if (!stream) return;
-      const ends = pipe();
       if (slot === 0) {
-        this.runtime.stdio[0] = this.childEnd(ends.read);
-        const writer = this.hold(new Socket({ fd: ends.write, readable: false, writable: true }), 'stdin pipe');
-        this.stdinSource = stream as Readable;
-        this.stdinPipe = writer;
-        // The process reads end-of-file when containerd closes the stream.
-        this.stdinSource.pipe(writer);
+        this.pipeStdin(stream as Readable);
       } else {
+        const ends = pipe();
         this.runtime.stdio[slot] = this.childEnd(ends.write);
         const reader = this.hold(new Socket({ fd: ends.read, readable: true, writable: false }), slot === 1 ? 'stdout pipe' : 'stderr pipe');
         const output = stream as Writable;
@@ -228,6 +241,16 @@ export class ProcessStdio {
         this.outputs.push(settled(output));
       }
     });
+  }
+
+  /** The process reads a pipe; the daemon copies `source` into it (end-of-file when `source` ends). */
+  private pipeStdin(source: Readable): void {
+    const ends = pipe();
+    this.runtime.stdio[0] = this.childEnd(ends.read);
+    const writer = this.hold(new Socket({ fd: ends.write, readable: false, writable: true }), 'stdin pipe');
+    this.stdinSource = source;
+    this.stdinPipe = writer;
+    source.pipe(writer);
   }
 
   private prepareTerminal(endpoints: StdioEndpoint[], streams: (ProcessStream | undefined)[], consoleDir: string): void {

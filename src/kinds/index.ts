@@ -16,6 +16,10 @@ export function createKind(name: KindName, config: Config, deps: KindDependencie
     case 'runc':
       return new RuncKind({ kindDir: join(config.state_dir, name), ociRuntime: config.kinds.runc.oci_runtime, reaper: deps.reaper });
     case 'wasm':
-      return new WasmKind({ kindDir: join(config.state_dir, name), defaultMemoryLimit: config.kinds.wasm.default_memory_limit });
+      return new WasmKind({
+        kindDir: join(config.state_dir, name),
+        defaultMemoryLimit: config.kinds.wasm.default_memory_limit,
+        warmWorkers: config.kinds.wasm.warm_workers,
+      });
   }
 }

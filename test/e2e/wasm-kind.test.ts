@@ -3,7 +3,7 @@
 // Every test checks what a user observes (logs, exit codes, states, stats) and that removing
 // the pod leaves nothing behind.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { create } from '@bufbuild/protobuf';
 import { LinuxContainerConfigSchema, MountSchema, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
+import { RemoteCommand } from '../../src/cri/remote-command.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { NO_LEAKS } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
@@ -20,6 +21,20 @@ import { untilAnswered } from '../../src/devenv/retry.js';
 
 const WAIT = { timeoutMs: 30_000 };
 const MiB = 1024n * 1024n;
+
+/** `pid: target` of every descriptor of `pids` open on a file below `dir`. */
+function descriptorsUnder(pids: readonly number[], dir: string): string[] {
+  return pids.flatMap((pid) =>
+    readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        return target.startsWith(`${dir}/`) ? [`${pid}: ${target}`] : [];
+      } catch {
+        return [];
+      }
+    }),
+  );
+}
 
 describe('wasm kind through CRI', () => {
   let env: Environment;
@@ -38,6 +53,9 @@ describe('wasm kind through CRI', () => {
     const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), [env.paths.kuasarState], (run) => body((podId = run.podId), run.pod));
     assert.equal(existsSync(join(env.paths.kuasarState, 'wasm', podId)), false, 'the sandbox state directory is removed');
     assert.deepEqual(leaks, NO_LEAKS);
+    // Instances run inside kuasard: what they opened (node:wasi never closes its preopens) must
+    // be closed with them, or it would keep the pod's mounts alive out of the mount table's sight.
+    assert.deepEqual(descriptorsUnder(env.scope.daemonPids, join(env.paths.kuasarState, 'wasm')), [], 'no daemon descriptor is left open in the pod');
   }
 
 
@@ -197,6 +215,35 @@ describe('wasm kind through CRI', () => {
     });
   });
 
+  it('stops a module asleep for an hour, and one blocked reading its stdin, with SIGTERM (no escalation to SIGKILL)', async () => {
+    await withPod('wasm-stop-blocked', async (podId, pod) => {
+      const sleeper = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
+      // With stdin and no attach, containerd keeps the stdin FIFO open and sends nothing.
+      const reader = await start(podId, pod, wasm('reader', ['/cat.wasm'], { stdin: true }));
+      for (const { containerId } of [sleeper, reader]) {
+        assert.equal((await env.cri.runtime.containerStatus({ containerId })).status?.state, ContainerState.CONTAINER_RUNNING);
+        // A SIGTERM that could not wake the module would end in CRI's SIGKILL after the timeout: 137.
+        await env.cri.runtime.stopContainer({ containerId, timeout: 60n });
+        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+        assert.equal(status.exitCode, 143);
+      }
+    });
+  });
+
+  it('feeds stdin from an attach to the module, and end-of-file when a stdin-once attach ends', async () => {
+    await withPod('wasm-stdin', async (podId, pod) => {
+      const { containerId, config } = await start(podId, pod, wasm('cat', ['/cat.wasm'], { stdin: true, stdinOnce: true }));
+      const { url } = await env.cri.runtime.attach({ containerId, stdin: true, stdout: true, stderr: true, tty: false });
+      const session = await RemoteCommand.connect(url);
+      session.writeStdin('through stdin\n');
+      await session.waitForStdout(/through stdin\n/, 10_000);
+      session.close();
+      const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.equal(status.exitCode, 0, 'cat.wasm read end-of-file and exited 0');
+      assert.equal(criLogText(await readContainerLog(containerLogPath(pod, config)), 'stdout'), 'through stdin\n');
+    });
+  });
+
   it('caps linear memory at the memory limit: a module that grows past it is OOMKilled', async () => {
     await withPod('wasm-oom', async (podId, pod) => {
       const hog = await runToExit(podId, pod, wasm('hog', ['/memory-hog.wasm'], {}, 16n * MiB));
@@ -215,14 +262,14 @@ describe('wasm kind through CRI', () => {
 
   it('refuses exec with a clear message', async () => {
     await withPod('wasm-exec', async (podId, pod) => {
-      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      const { containerId } = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
       await assert.rejects(env.cri.runtime.execSync({ containerId, cmd: ['/hello.wasm'], timeout: 5n }), /exec is not supported by the wasm kind/);
     });
   });
 
   it('keeps a running module through a containerd restart', async () => {
     await withPod('wasm-containerd-restart', async (podId, pod) => {
-      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      const { containerId } = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
       await env.restartContainerd();
       const after = await env.cri.runtime.containerStatus({ containerId });
       assert.equal(after.status?.state, ContainerState.CONTAINER_RUNNING, 'Connect and Pids found the instance');
@@ -235,7 +282,7 @@ describe('wasm kind through CRI', () => {
   // Last: it restarts the environment's kuasard.
   it('reports a module that was running when kuasard crashed as exited 255, with the reason in kuasard\'s log', async () => {
     await withPod('wasm-restart', async (podId, pod) => {
-      const { containerId } = await start(podId, pod, wasm('spinner', ['/loop.wasm']));
+      const { containerId } = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
       await env.restartKuasard({ crash: true });
       const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
       assert.equal(status.exitCode, 255);

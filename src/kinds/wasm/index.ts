@@ -1,5 +1,6 @@
 // The wasm kind: containers are WebAssembly modules (WASI preview 1) run by the daemon itself,
-// each instance in a worker thread of its own. A pod has no namespaces or cgroups of its own in
+// each instance on a worker thread of its own while it lives (worker-pool.ts lends them out and
+// takes them back), its module compiled once for all its instances (module-cache.ts). A pod has no namespaces or cgroups of its own in
 // this first version: its isolation is WebAssembly's (a module reaches only its linear memory
 // and, through WASI, its preopened directories and stdio). No OS process exists per container.
 import { closeSync, constants, openSync } from 'node:fs';
@@ -11,10 +12,13 @@ import type { CgroupMetrics } from '../../core/metrics.js';
 import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
+import { closeDescriptorsUnder } from '../../linux/descriptors.js';
 import { bindMount, mountAll, unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { UNKNOWN_EXIT_STATUS } from '../../linux/reaper.js';
 import { WasmInstance } from './instance.js';
+import { ModuleCache } from './module-cache.js';
+import { WorkerPool } from './worker-pool.js';
 import { mountGuestFilesystem } from './guest-mounts.js';
 import { guestFilesystem, wasmLaunch, type WasmSpec } from './launch.js';
 
@@ -23,7 +27,14 @@ export interface WasmKindOptions {
   kindDir: string;
   /** The memory limit (bytes) of a container whose spec sets none. */
   defaultMemoryLimit: number;
+  /** Worker threads kept started and idle, ready for the next container. */
+  warmWorkers: number;
 }
+
+/** Idle workers beyond the warm ones end after this long unused. */
+const IDLE_WORKER_MS = 30_000;
+/** The most module bytes kept compiled for later containers. */
+const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
 /** How long an instance's output may take to drain after it ended, before its exit is reported. */
 const DRAIN_MS = 2_000;
@@ -41,13 +52,21 @@ const unsupported = (what: string) => failedPrecondition(`${what} is not support
 export class WasmKind implements SandboxKind {
   readonly name = 'wasm';
   readonly tasks: WasmTasks;
+  private readonly workers: WorkerPool;
 
   constructor(private readonly options: WasmKindOptions) {
-    this.tasks = new WasmTasks(options.kindDir, options.defaultMemoryLimit);
+    this.workers = new WorkerPool({ warm: options.warmWorkers, idleMs: IDLE_WORKER_MS });
+    this.tasks = new WasmTasks({
+      consoleDir: options.kindDir,
+      defaultMemoryLimit: options.defaultMemoryLimit,
+      workers: this.workers,
+      modules: new ModuleCache(MODULE_CACHE_BYTES),
+    });
   }
 
   async init(): Promise<void> {
     await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+    this.workers.warmUp();
   }
 
   platform(): Platform {
@@ -86,13 +105,18 @@ interface RunningInstance {
   stdio: ProcessStdio;
 }
 
+interface WasmTasksOptions {
+  /** A private directory with a short path, for ProcessStdio. */
+  consoleDir: string;
+  defaultMemoryLimit: number;
+  workers: WorkerPool;
+  modules: ModuleCache;
+}
+
 class WasmTasks implements TaskDriver {
   private readonly instances = new Map<string, RunningInstance>();
 
-  constructor(
-    private readonly consoleDir: string,
-    private readonly defaultMemoryLimit: number,
-  ) {}
+  constructor(private readonly options: WasmTasksOptions) {}
 
   private dirs(sandbox: SandboxContext, container: ContainerRecord) {
     const dir = join(sandbox.dir, 'containers', container.id);
@@ -121,9 +145,11 @@ class WasmTasks implements TaskDriver {
     );
     // A failure from here on is undone by Delete (core runs it after a failed Create).
     await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, guestFilesystem(spec, container.bundle)));
-    const launch = await wasmLaunch(spec, rootfs);
+    const { modulePath, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
+    const memoryLimit = specLimit ?? this.options.defaultMemoryLimit;
+    const module = await timed(log, 'wasm.compile', () => this.options.modules.load(modulePath, memoryLimit));
 
-    const stdio = await ProcessStdio.open({ stdio: container.stdio, streams: sandbox.streams, consoleDir: this.consoleDir, log });
+    const stdio = await ProcessStdio.open({ stdio: container.stdio, streams: sandbox.streams, consoleDir: this.options.consoleDir, log, copyStdin: true });
     // A slot containerd left empty reads and writes /dev/null: WASI's default would be kuasard's own stdio.
     const nullFds: number[] = [];
     const fds = stdio.runtime.stdio.map((target, slot) => {
@@ -138,22 +164,22 @@ class WasmTasks implements TaskDriver {
 
     let instance: WasmInstance;
     try {
-      instance = await timed(log, 'wasm.instantiate', () =>
-        WasmInstance.create({ ...launch, memoryLimit: launch.memoryLimit ?? this.defaultMemoryLimit, stdio: fds }),
-      );
+      instance = await timed(log, 'wasm.instantiate', () => WasmInstance.create(this.options.workers, { ...launch, module, memoryLimit, stdio: fds }));
     } catch (err) {
       stdio.close();
       closeNullFds();
+      closeDescriptorsUnder(rootfs);
       throw err;
     }
     const running: RunningInstance = { instance, stdio };
     this.instances.set(this.key(sandbox, container), running);
     const exited = instance.ended.then(async (end): Promise<ExitInfo> => {
-      // The thread is gone: the descriptors it used can be closed (ProcessStdio's "the process
+      // The instance is over: the descriptors it used can be closed (ProcessStdio's "the process
       // holds its own now" step, which for an instance in our own process comes only at its end),
-      // and the output drains.
+      // with those node:wasi opened for it and never closes, and the output drains.
       stdio.started();
       closeNullFds();
+      closeDescriptorsUnder(rootfs);
       await stdio.finish(DRAIN_MS);
       log.info({ exitStatus: end.exitStatus, signal: end.signal, outOfMemory: end.outOfMemory }, 'wasm instance ended');
       // Published before the exit, so that CRI reports the container OOMKilled.
@@ -168,9 +194,11 @@ class WasmTasks implements TaskDriver {
   }
 
   async kill(sandbox: SandboxContext, container: ContainerRecord, signal: number): Promise<void> {
-    const { instance } = this.running(sandbox, container);
+    const { instance, stdio } = this.running(sandbox, container);
     if (signal === 0) return;
     instance.kill(signal);
+    // A module blocked reading its stdin wakes to end-of-file, and finds itself killed.
+    stdio.abortStdin();
   }
 
   async delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {

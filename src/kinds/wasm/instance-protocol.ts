@@ -1,9 +1,10 @@
-// What the daemon and an instance's worker thread (instance-worker.ts) say to each other.
+// What the daemon and a wasm worker thread (instance-worker.ts) say to each other. A worker
+// hosts one instance at a time and may host many in turn: after an instance ends on its own,
+// the worker goes back to the pool (worker-pool.ts) and waits for the next 'load'.
 
-/** What the worker is started with (workerData). */
-export interface InstanceRequest {
-  /** The module's file on the host (inside the container's rootfs). */
-  modulePath: string;
+/** One instance to load: everything but the module's bytes, which arrive compiled. */
+export interface InstanceJob {
+  module: WebAssembly.Module;
   /** The exported function to run: `_start` for a WASI command. */
   entry: string;
   args: string[];
@@ -12,19 +13,20 @@ export interface InstanceRequest {
   preopens: Record<string, string>;
   /** stdin, stdout, stderr: descriptors of the daemon, open for the instance's life. */
   stdio: [number, number, number];
-  /** The container's memory limit in bytes (or the kind's default): the most linear memory the module may have. */
+  /** The container's memory limit in bytes: the module's memory maximum is capped to fit in it. */
   memoryLimit: number;
-  /**
-   * One Int32: the instance's linear memory in pages, updated by the worker whenever the module
-   * calls WASI (the daemon reads it for Stats; a module that never calls the host shows the
-   * size it started with).
-   */
-  memoryGauge: SharedArrayBuffer;
+  /** The instance's control block (wasi-imports.ts CONTROL): memory gauge and kill cell. */
+  control: SharedArrayBuffer;
 }
 
-export type InstanceMessage =
+export type WorkerCommand = { type: 'load'; job: InstanceJob } | { type: 'run' };
+
+export type WorkerMessage =
+  /** The worker has started and can take a job. */
+  | { type: 'idle' }
   | { type: 'ready' }
   | { type: 'failed'; message: string }
+  /** The instance ended on its own (not killed); the worker can take another. */
   | { type: 'exited'; status: number; outOfMemory: boolean };
 
 /** A trap ends the instance like an abort ends a process (128 + SIGABRT), as wasmtime's CLI does. */

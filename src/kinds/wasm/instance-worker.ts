@@ -1,17 +1,27 @@
-// One WebAssembly instance, in a worker thread of its own: a trap, an endless loop or a memory
-// blow-up stays in this thread, and the daemon ends it with Worker.terminate(). The module is
-// compiled and instantiated when the worker starts (the container's Create), and runs when the
-// daemon posts 'start' (the container's Start). WASI writes to the descriptors the daemon opened
-// (FIFOs or pipes); worker threads share the process's descriptor table.
-import { readFileSync, writeSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
-import type { InstanceRequest, InstanceMessage } from './instance-protocol.js';
+// A wasm worker thread: runs WebAssembly instances one at a time, each in the thread alone, so
+// that a trap, an endless loop or a memory blow-up stays in this thread; the daemon ends a
+// running instance through its kill cell (wasi-imports.ts) or, for a module that never calls
+// the host, with Worker.terminate(). 'load' instantiates a module (the container's Create),
+// 'run' runs it (Start). WASI writes to the descriptors the daemon opened (FIFOs or pipes);
+// worker threads share the process's descriptor table.
+import { writeSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { parentPort } from 'node:worker_threads';
+import type { InstanceJob, WorkerCommand, WorkerMessage } from './instance-protocol.js';
 import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS } from './instance-protocol.js';
-import { capMemory, pagesWithin, WASM_PAGE_BYTES } from './memory-cap.js';
+import { WASM_PAGE_BYTES } from './memory-cap.js';
+import { CONTROL, controlledImports, InstanceKilled } from './wasi-imports.js';
 
-const request = workerData as InstanceRequest;
 const port = parentPort!;
-const post = (message: InstanceMessage) => port.postMessage(message);
+const post = (message: WorkerMessage) => port.postMessage(message);
+
+/**
+ * An instance whose linear memory grew past this leaves a collection behind it before the
+ * worker takes the next one: the memory is the engine's, outside the JS heap, and an idle
+ * worker allocates nothing that would make the collector run.
+ */
+const COLLECT_AFTER_BYTES = 1024 * 1024;
 
 // node:wasi warns that it is experimental on load, to the daemon's stderr, once per worker. The
 // daemon uses it on purpose; every other warning goes through as usual.
@@ -23,85 +33,91 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 }) as typeof process.emitWarning;
 const { WASI } = await import('node:wasi');
 
-const gauge = new Int32Array(request.memoryGauge);
-let memory: WebAssembly.Memory | undefined;
-const recordMemory = () => {
-  if (memory) Atomics.store(gauge, 0, memory.buffer.byteLength / WASM_PAGE_BYTES);
-};
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
-let run: () => number;
-try {
-  const bytes = readFileSync(request.modulePath);
-  const module = new WebAssembly.Module(capMemory(bytes, pagesWithin(request.memoryLimit)));
-  const wasi = new WASI({
-    version: 'preview1',
-    args: request.args,
-    env: request.env,
-    preopens: request.preopens,
-    stdin: request.stdio[0],
-    stdout: request.stdio[1],
-    stderr: request.stdio[2],
-    returnOnExit: true,
-  });
-  const instance = new WebAssembly.Instance(module, gaugedImports(wasi.getImportObject() as WebAssembly.Imports));
-  const exported = instance.exports['memory'];
-  if (exported instanceof WebAssembly.Memory) memory = exported;
-  recordMemory();
-  const entry = instance.exports[request.entry];
-  if (typeof entry !== 'function') throw new Error(`the module exports no function "${request.entry}"`);
-  // WASI starts a command by calling its `_start`; another entry is called the same way.
-  const started = request.entry === '_start' ? instance : { exports: { ...instance.exports, _start: entry } };
-  run = () => wasi.start(started as WebAssembly.Instance) ?? 0;
-  post({ type: 'ready' });
-} catch (err) {
-  post({ type: 'failed', message: (err as Error).message });
-  throw err;
+interface Loaded {
+  job: InstanceJob;
+  control: Int32Array;
+  memory: WebAssembly.Memory | undefined;
+  run: () => number;
+}
+let loaded: Loaded | undefined;
+
+port.on('message', (command: WorkerCommand) => {
+  if (command.type === 'load') load(command.job);
+  else run();
+});
+post({ type: 'idle' });
+
+function load(job: InstanceJob): void {
+  try {
+    const control = new Int32Array(job.control);
+    const wasi = new WASI({
+      version: 'preview1',
+      args: job.args,
+      env: job.env,
+      preopens: job.preopens,
+      stdin: job.stdio[0],
+      stdout: job.stdio[1],
+      stderr: job.stdio[2],
+      returnOnExit: true,
+    });
+    const state: Loaded = { job, control, memory: undefined, run: () => 0 };
+    const imports = controlledImports(wasi.getImportObject() as WebAssembly.Imports, { control, memory: () => state.memory });
+    const instance = new WebAssembly.Instance(job.module, imports);
+    const exported = instance.exports['memory'];
+    if (exported instanceof WebAssembly.Memory) state.memory = exported;
+    recordMemory(state);
+    const entry = instance.exports[job.entry];
+    if (typeof entry !== 'function') throw new Error(`the module exports no function "${job.entry}"`);
+    // WASI starts a command by calling its `_start`; another entry is called the same way.
+    const started = job.entry === '_start' ? instance : { exports: { ...instance.exports, _start: entry } };
+    state.run = () => wasi.start(started as WebAssembly.Instance) ?? 0;
+    loaded = state;
+    post({ type: 'ready' });
+  } catch (err) {
+    post({ type: 'failed', message: (err as Error).message });
+  }
 }
 
-port.once('message', () => {
+function run(): void {
+  const state = loaded;
+  if (!state) return;
   let status: number;
   try {
-    status = run();
+    status = state.run();
   } catch (err) {
+    // Killed: the daemon is terminating this thread and reports the signal itself.
+    if (err instanceof InstanceKilled) return;
     // A trap (unreachable, out-of-bounds access, stack overflow...): the message goes to the
     // container's stderr, so that it shows in its log.
     status = TRAP_EXIT_STATUS;
-    toStderr(`wasm trap: ${(err as Error).message}`);
+    toStderr(state, `wasm trap: ${(err as Error).message}`);
   }
-  recordMemory();
+  recordMemory(state);
+  const memoryBytes = state.memory?.buffer.byteLength ?? 0;
   // The engine refused to grow the memory past the limit, and the module failed for it: that
   // is what the OOM killer would have ended. (A module that failed for another reason while
   // its memory happened to be full is counted the same: the two cannot be told apart.)
-  const outOfMemory = status !== 0 && memory !== undefined && memory.buffer.byteLength + WASM_PAGE_BYTES > request.memoryLimit;
+  const outOfMemory = status !== 0 && state.memory !== undefined && memoryBytes + WASM_PAGE_BYTES > state.job.memoryLimit;
   if (outOfMemory) {
     status = OOM_EXIT_STATUS;
-    toStderr(`wasm: out of memory: the module's linear memory reached the container's limit of ${request.memoryLimit} bytes`);
+    toStderr(state, `wasm: out of memory: the module's linear memory reached the container's limit of ${state.job.memoryLimit} bytes`);
   }
+  loaded = undefined;
   post({ type: 'exited', status, outOfMemory });
-});
-
-/** WASI's imports, each one also updating the memory gauge (the module may have grown its memory since). */
-function gaugedImports(imports: WebAssembly.Imports): WebAssembly.Imports {
-  const gauged: WebAssembly.Imports = {};
-  for (const [moduleName, functions] of Object.entries(imports)) {
-    gauged[moduleName] = Object.fromEntries(
-      Object.entries(functions).map(([name, fn]) => [
-        name,
-        typeof fn === 'function'
-          ? (...args: unknown[]) => {
-              recordMemory();
-              return (fn as (...a: unknown[]) => unknown)(...args);
-            }
-          : fn,
-      ]),
-    );
-  }
-  return gauged;
+  // Once this function has returned, nothing holds the instance any more.
+  if (memoryBytes > COLLECT_AFTER_BYTES) setImmediate(collectGarbage);
 }
 
-function toStderr(line: string): void {
+function recordMemory(state: Loaded): void {
+  if (state.memory) Atomics.store(state.control, CONTROL.memoryPages, state.memory.buffer.byteLength / WASM_PAGE_BYTES);
+}
+
+function toStderr(state: Loaded, line: string): void {
   try {
-    writeSync(request.stdio[2], `${line}\n`);
+    writeSync(state.job.stdio[2], `${line}\n`);
   } catch {
     // stderr is gone: the exit status still tells
   }

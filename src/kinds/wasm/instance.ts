@@ -1,11 +1,13 @@
-// The daemon's side of one WebAssembly instance: the worker thread that holds it, its stdio,
-// and how it ends (its own exit, a trap, or Kill, which terminates the thread at once).
-import { Worker } from 'node:worker_threads';
+// The daemon's side of one WebAssembly instance: the pooled worker thread it runs on, and how
+// it ends (its own exit, a trap, or Kill). Kill sets the instance's kill cell and wakes it (a
+// module in a host call or asleep unwinds at once), then terminates the thread (a module in a
+// loop that never calls the host stops at the engine's next interrupt check). A killed worker
+// is never reused; one whose instance ended on its own goes back to the pool.
 import { failedPrecondition } from '../../core/errors.js';
-import type { InstanceMessage, InstanceRequest } from './instance-protocol.js';
+import type { InstanceJob, WorkerMessage } from './instance-protocol.js';
 import { WASM_PAGE_BYTES } from './memory-cap.js';
-
-const WORKER_URL = new URL('./instance-worker.js', import.meta.url);
+import { CONTROL, CONTROL_CELLS } from './wasi-imports.js';
+import type { PooledWorker, WorkerPool } from './worker-pool.js';
 
 export interface InstanceEnd {
   exitStatus: number;
@@ -15,80 +17,101 @@ export interface InstanceEnd {
   outOfMemory: boolean;
 }
 
-/** What the daemon gives for one instance; the worker's side is InstanceRequest. */
-export type InstanceOptions = Omit<InstanceRequest, 'memoryGauge'>;
+/** What the daemon gives for one instance; the control block is the instance's own. */
+export type InstanceOptions = Omit<InstanceJob, 'control'>;
+
+/** Exit status of an instance whose worker failed outside the module (an error of the daemon's own). */
+const WORKER_FAILURE_STATUS = 1;
 
 export class WasmInstance {
-  /** Settles once the worker thread is gone (its descriptors are no longer in use). */
+  /** Settles once the instance is over and its worker no longer uses its descriptors. */
   readonly ended: Promise<InstanceEnd>;
-  private status: number | undefined;
-  private outOfMemory = false;
+  private finish!: (end: InstanceEnd) => void;
   private killedBy: number | undefined;
   private running = true;
 
   private constructor(
-    private readonly worker: Worker,
-    private readonly memoryGauge: Int32Array,
+    private readonly pool: WorkerPool,
+    private readonly worker: PooledWorker,
+    private readonly control: Int32Array,
   ) {
-    this.ended = new Promise((resolve) => {
-      worker.once('exit', () => {
-        this.running = false;
-        if (this.status !== undefined) resolve({ exitStatus: this.status, outOfMemory: this.outOfMemory });
-        else if (this.killedBy !== undefined) resolve({ exitStatus: 128 + this.killedBy, signal: this.killedBy, outOfMemory: false });
-        else resolve({ exitStatus: 1, outOfMemory: false });
-      });
-    });
+    this.ended = new Promise((resolve) => (this.finish = resolve));
   }
 
-  /** Starts the worker and waits until the module is compiled and instantiated. */
-  static async create(options: InstanceOptions): Promise<WasmInstance> {
-    const request: InstanceRequest = { ...options, memoryGauge: new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT) };
-    const worker = new Worker(WORKER_URL, { workerData: request, stdout: false, stderr: false });
-    let instance!: WasmInstance;
-    const ready = new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: InstanceMessage) => {
-        if (message.type === 'ready') {
-          resolve();
-        } else if (message.type === 'failed') {
-          reject(failedPrecondition(`wasm module ${request.modulePath}: ${message.message}`));
-        } else {
-          instance.status = message.status;
-          instance.outOfMemory = message.outOfMemory;
-          // The module is done; the thread would idle on its message port.
-          void worker.terminate();
-        }
-      });
-      // An error the worker did not catch ends it (reported as exit status 1 if it ran).
-      worker.on('error', (err) => reject(failedPrecondition(`wasm module ${request.modulePath}: ${err.message}`)));
-      worker.once('exit', () => reject(failedPrecondition(`wasm module ${request.modulePath}: its worker ended before it was ready`)));
-    });
-    instance = new WasmInstance(worker, new Int32Array(request.memoryGauge));
-    try {
-      await ready;
-    } catch (err) {
-      await worker.terminate();
-      throw err;
-    }
+  /** Loads the module on a pooled worker and waits until it is instantiated. */
+  static async create(pool: WorkerPool, options: InstanceOptions): Promise<WasmInstance> {
+    const job: InstanceJob = { ...options, control: new SharedArrayBuffer(CONTROL_CELLS * Int32Array.BYTES_PER_ELEMENT) };
+    const worker = await pool.acquire();
+    const instance = new WasmInstance(pool, worker, new Int32Array(job.control));
+    await instance.load(job);
     return instance;
   }
 
+  private load(job: InstanceJob): Promise<void> {
+    const { thread } = this.worker;
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (message: WorkerMessage) => {
+        if (message.type === 'ready') {
+          resolve();
+        } else if (message.type === 'failed') {
+          detach();
+          this.running = false;
+          // The worker stays sound: the module never ran.
+          this.pool.release(this.worker);
+          this.finish({ exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false });
+          reject(failedPrecondition(`wasm module: ${message.message}`));
+        } else if (message.type === 'exited') {
+          // Killed while it was ending (a kill wakes a module to end-of-file on its stdin, say):
+          // the thread is being terminated, and 'exit' reports the signal.
+          if (this.killedBy !== undefined) return;
+          detach();
+          this.running = false;
+          this.pool.release(this.worker);
+          this.finish({ exitStatus: message.status, outOfMemory: message.outOfMemory });
+        }
+      };
+      // An error the worker did not catch ends the thread; 'exit' follows.
+      const onError = (err: Error) => reject(failedPrecondition(`wasm worker: ${err.message}`));
+      const onExit = () => {
+        detach();
+        this.running = false;
+        const signal = this.killedBy;
+        this.finish(signal !== undefined ? { exitStatus: 128 + signal, signal, outOfMemory: false } : { exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false });
+        reject(failedPrecondition('wasm worker ended before the module was ready'));
+      };
+      const detach = () => {
+        thread.off('message', onMessage);
+        thread.off('error', onError);
+        thread.off('exit', onExit);
+      };
+      thread.on('message', onMessage);
+      thread.on('error', onError);
+      thread.on('exit', onExit);
+      thread.postMessage({ type: 'load', job });
+    });
+  }
+
   start(): void {
-    this.worker.postMessage('start');
+    this.worker.thread.postMessage({ type: 'run' });
   }
 
   /** Ends the instance at once, whatever it is doing; any signal kills (WASI has no handlers). */
   kill(signal: number): void {
     if (!this.running) return;
-    if (this.killedBy === undefined) this.killedBy = signal;
-    void this.worker.terminate();
+    if (this.killedBy === undefined) {
+      this.killedBy = signal;
+      Atomics.store(this.control, CONTROL.kill, signal);
+      Atomics.notify(this.control, CONTROL.kill);
+    }
+    void this.worker.thread.terminate();
   }
 
   get isRunning(): boolean {
     return this.running;
   }
 
-  /** The instance's linear memory in bytes, as its worker last saw it (see InstanceRequest.memoryGauge). */
+  /** The instance's linear memory in bytes, as of its last call into the host. */
   get memoryInUse(): number {
-    return Atomics.load(this.memoryGauge, 0) * WASM_PAGE_BYTES;
+    return Atomics.load(this.control, CONTROL.memoryPages) * WASM_PAGE_BYTES;
   }
 }

@@ -1,0 +1,68 @@
+// Compiled modules, shared by every instance of the same module under the same memory cap.
+// V8 compiles off the main thread (WebAssembly.compile), and a compiled Module posted to a
+// worker shares its machine code instead of compiling again: a container of a module already
+// seen starts without compiling, and its instances' code is in memory once.
+//
+// Modules are keyed by the digest of their bytes (two images with the same module share it;
+// a file changed in place is a new module), and the cap is part of the key because it rewrites
+// the module before compilation (memory-cap.ts).
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { invalidArgument } from '../../core/errors.js';
+import { capMemory, pagesWithin } from './memory-cap.js';
+
+interface Entry {
+  module: Promise<WebAssembly.Module>;
+  bytes: number;
+}
+
+export class ModuleCache {
+  /** In use order, least recently used first (a Map iterates in insertion order). */
+  private readonly entries = new Map<string, Entry>();
+  private totalBytes = 0;
+
+  /** @param capacityBytes the most module bytes kept compiled (the code takes a few times that). */
+  constructor(private readonly capacityBytes: number) {}
+
+  /** The module in `path`, its memory capped to fit `memoryLimit` bytes, compiled. */
+  async load(path: string, memoryLimit: number): Promise<WebAssembly.Module> {
+    const capped = capMemory(await readFile(path), pagesWithin(memoryLimit));
+    const key = createHash('sha256').update(capped).digest('hex');
+    const found = this.entries.get(key);
+    if (found) {
+      this.entries.delete(key);
+      this.entries.set(key, found);
+      return found.module;
+    }
+    const entry: Entry = {
+      module: WebAssembly.compile(capped).catch((err: Error) => {
+        this.forget(key);
+        throw invalidArgument(`not a valid WebAssembly module: ${err.message}`);
+      }),
+      bytes: capped.length,
+    };
+    this.entries.set(key, entry);
+    this.totalBytes += entry.bytes;
+    this.evict(key);
+    return entry.module;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Drops the least recently used modules until the rest fit (the newest always stays). */
+  private evict(newest: string): void {
+    for (const key of this.entries.keys()) {
+      if (this.totalBytes <= this.capacityBytes || key === newest) return;
+      this.forget(key);
+    }
+  }
+
+  private forget(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    this.totalBytes -= entry.bytes;
+  }
+}

@@ -1,0 +1,119 @@
+// The wasm kind's worker threads. Starting one costs a Node environment (tens of milliseconds
+// of CPU, about 7 MiB), so the pool keeps a few started ones ready for the next Create, and
+// takes back a worker whose instance ended on its own. A worker serves at most
+// MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
+// its thread ends, so a worker is retired before that adds up.
+import { Worker } from 'node:worker_threads';
+import type { WorkerMessage } from './instance-protocol.js';
+
+const WORKER_URL = new URL('./instance-worker.js', import.meta.url);
+
+export const MAX_INSTANCES_PER_WORKER = 64;
+
+export interface WorkerPoolOptions {
+  /** Started workers kept ready beyond those in use. */
+  warm: number;
+  /** Idle workers beyond `warm` end after this long unused (ms). */
+  idleMs: number;
+}
+
+/** A worker of the pool, lent to one instance at a time. */
+export interface PooledWorker {
+  readonly thread: Worker;
+  /** Instances it has served, the current one included. */
+  served: number;
+}
+
+export class WorkerPool {
+  private readonly idle: { worker: PooledWorker; since: number }[] = [];
+  private booting = 0;
+  private closed = false;
+  private readonly trimTimer: NodeJS.Timeout;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.trimTimer = setInterval(() => this.trim(), Math.max(1_000, options.idleMs / 2)).unref();
+  }
+
+  /** Starts the warm workers (in the background). */
+  warmUp(): void {
+    this.refill();
+  }
+
+  /** A started worker for one instance: an idle one, else a new one. */
+  async acquire(): Promise<PooledWorker> {
+    const ready = this.idle.pop()?.worker ?? (await startWorker());
+    ready.served += 1;
+    this.refill();
+    return ready;
+  }
+
+  /** Takes back a worker whose instance ended on its own (it waits for the next 'load'). */
+  release(worker: PooledWorker): void {
+    if (this.closed || worker.served >= MAX_INSTANCES_PER_WORKER) {
+      void worker.thread.terminate();
+      return;
+    }
+    this.idle.push({ worker, since: Date.now() });
+  }
+
+  /** Ends every idle worker and stops refilling (workers in use end with their instances). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.trimTimer);
+    await Promise.all(this.idle.splice(0).map(({ worker }) => worker.thread.terminate()));
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  private refill(): void {
+    while (!this.closed && this.idle.length + this.booting < this.options.warm) {
+      this.booting += 1;
+      startWorker()
+        .then((worker) => {
+          if (this.closed) void worker.thread.terminate();
+          else this.idle.push({ worker, since: Date.now() });
+        })
+        // A worker that cannot start now will not be missed: acquire() starts one when needed.
+        .catch(() => undefined)
+        .finally(() => (this.booting -= 1));
+    }
+  }
+
+  /** Ends the workers that sat unused for idleMs, down to `warm` (the oldest first). */
+  private trim(): void {
+    const cutoff = Date.now() - this.options.idleMs;
+    while (this.idle.length > this.options.warm && (this.idle[0]?.since ?? Infinity) < cutoff) {
+      void this.idle.shift()?.worker.thread.terminate();
+    }
+  }
+}
+
+/** A new worker, once it has loaded node:wasi and waits for a job. */
+async function startWorker(): Promise<PooledWorker> {
+  const thread = new Worker(WORKER_URL, { stdout: false, stderr: false });
+  // Workers never keep the daemon alive on their own: its servers do.
+  thread.unref();
+  await new Promise<void>((resolve, reject) => {
+    const onMessage = (message: WorkerMessage) => {
+      if (message.type !== 'idle') return;
+      cleanup();
+      resolve();
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => onError(new Error(`wasm worker exited with code ${code} while starting`));
+    const cleanup = () => {
+      thread.off('message', onMessage);
+      thread.off('error', onError);
+      thread.off('exit', onExit);
+    };
+    thread.on('message', onMessage);
+    thread.once('error', onError);
+    thread.once('exit', onExit);
+  });
+  return { thread, served: 0 };
+}
