@@ -9,7 +9,7 @@ import wabt from 'wabt';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import { WasmInstance, type InstanceOptions } from '../../src/kinds/wasm/instance.js';
 import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';
-import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.js';
+import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.cjs';
 import { MAX_INSTANCES_PER_WORKER, WorkerPool } from '../../src/kinds/wasm/worker-pool.js';
 import { closeDescriptorsUnder } from '../../src/linux/descriptors.js';
 import { pipe } from '../../src/linux/libc.js';

@@ -4,9 +4,8 @@
 // loop that never calls the host stops at the engine's next interrupt check). A killed worker
 // is never reused; one whose instance ended on its own goes back to the pool.
 import { failedPrecondition } from '../../core/errors.js';
-import type { InstanceJob, WorkerMessage } from './instance-protocol.js';
-import { WASM_PAGE_BYTES } from './memory-cap.js';
-import { CONTROL, CONTROL_CELLS } from './wasi-imports.js';
+import type { InstanceJob, WorkerMessage } from './instance-protocol.cjs';
+import { CONTROL, CONTROL_CELLS, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 import type { PooledWorker, WorkerPool } from './worker-pool.js';
 
 export interface InstanceEnd {

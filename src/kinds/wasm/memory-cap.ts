@@ -2,8 +2,10 @@
 // container's memory limit, so the engine itself refuses memory.grow beyond it (the module sees
 // -1, as from a failed allocation) and nothing needs to watch the instance while it runs.
 import { invalidArgument } from '../../core/errors.js';
+import { WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
-export const WASM_PAGE_BYTES = 65_536;
+export { WASM_PAGE_BYTES };
+
 const MEMORY_SECTION = 5;
 const HAS_MAX = 0x01;
 const MEMORY64 = 0x04;

@@ -4,9 +4,9 @@
 // MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
 // its thread ends, so a worker is retired before that adds up.
 import { Worker } from 'node:worker_threads';
-import type { WorkerMessage } from './instance-protocol.js';
+import type { WorkerMessage } from './instance-protocol.cjs';
 
-const WORKER_URL = new URL('./instance-worker.js', import.meta.url);
+const WORKER_URL = new URL('./instance-worker.cjs', import.meta.url);
 
 export const MAX_INSTANCES_PER_WORKER = 64;
 

@@ -4,14 +4,15 @@
 // the host, with Worker.terminate(). 'load' instantiates a module (the container's Create),
 // 'run' runs it (Start). WASI writes to the descriptors the daemon opened (FIFOs or pipes);
 // worker threads share the process's descriptor table.
+//
+// CommonJS, like the modules it loads: a worker that loads an ES module first starts Node's ES
+// module loader, which costs about half as much again as the rest of the thread's start.
 import { writeSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
-import type { InstanceJob, WorkerCommand, WorkerMessage } from './instance-protocol.js';
-import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS } from './instance-protocol.js';
-import { WASM_PAGE_BYTES } from './memory-cap.js';
-import { CONTROL, controlledImports, InstanceKilled } from './wasi-imports.js';
+import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS, type InstanceJob, type WorkerCommand, type WorkerMessage } from './instance-protocol.cjs';
+import { CONTROL, controlledImports, InstanceKilled, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
 const port = parentPort!;
 const post = (message: WorkerMessage) => port.postMessage(message);
@@ -31,7 +32,8 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   if (/^WASI\b/.test(text)) return;
   (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
 }) as typeof process.emitWarning;
-const { WASI } = await import('node:wasi');
+// After the filter above: node:wasi warns as it loads.
+const { WASI } = require('node:wasi') as typeof import('node:wasi');
 
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;

@@ -1,4 +1,4 @@
-// What the daemon and a wasm worker thread (instance-worker.ts) say to each other. A worker
+// What the daemon and a wasm worker thread (instance-worker.cts) say to each other. A worker
 // hosts one instance at a time and may host many in turn: after an instance ends on its own,
 // the worker goes back to the pool (worker-pool.ts) and waits for the next 'load'.
 
@@ -15,7 +15,7 @@ export interface InstanceJob {
   stdio: [number, number, number];
   /** The container's memory limit in bytes: the module's memory maximum is capped to fit in it. */
   memoryLimit: number;
-  /** The instance's control block (wasi-imports.ts CONTROL): memory gauge and kill cell. */
+  /** The instance's control block (wasi-imports.cts CONTROL): memory gauge and kill cell. */
   control: SharedArrayBuffer;
 }
 

@@ -9,6 +9,9 @@
 // - stdio: descriptors 0-2 are the daemon's (FIFOs, pipes), closed by the daemon when the
 //   instance ends; a module may not close or renumber them underneath it.
 
+/** The unit of a WebAssembly linear memory: 64 KiB. */
+export const WASM_PAGE_BYTES = 65_536;
+
 /** Thrown into the module when the daemon kills the instance: it unwinds the module's stack. */
 export class InstanceKilled extends Error {
   constructor() {
@@ -71,7 +74,7 @@ export function controlledImports(imports: WebAssembly.Imports, host: InstanceHo
 function enterHost(host: InstanceHost): void {
   if (Atomics.load(host.control, CONTROL.kill) !== 0) throw new InstanceKilled();
   const memory = host.memory();
-  if (memory) Atomics.store(host.control, CONTROL.memoryPages, memory.buffer.byteLength / 65_536);
+  if (memory) Atomics.store(host.control, CONTROL.memoryPages, memory.buffer.byteLength / WASM_PAGE_BYTES);
 }
 
 function replacement(name: string, original: HostFunction, host: InstanceHost): HostFunction | undefined {
