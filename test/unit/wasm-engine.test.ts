@@ -1,6 +1,7 @@
 // The wasm kind's engine without containerd: compiled-module cache, worker pool and instances
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { closeSync, mkdtempSync, readdirSync, readlinkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +105,53 @@ describe('wasm engine', () => {
     instance.kill(9);
     assert.equal((await instance.ended).exitStatus, 137);
     await output();
+  });
+
+  it('reports a kill that raced with the module\'s own end as the kill, and keeps that worker out of the pool', async () => {
+    // A stand-in thread, to put the two events in the racy order: the module's own end arrives
+    // after Kill (which terminates the thread), before the thread's exit.
+    class RacingThread extends EventEmitter {
+      postMessage(message: { type: string }) {
+        if (message.type === 'load') queueMicrotask(() => this.emit('message', { type: 'ready' }));
+      }
+      terminate() {
+        return Promise.resolve(1);
+      }
+    }
+    const thread = new RacingThread();
+    const released: unknown[] = [];
+    const racingPool = { acquire: async () => ({ thread, served: 1, alive: true }), release: (w: unknown) => released.push(w) } as unknown as WorkerPool;
+    const instance = await WasmInstance.create(racingPool, {
+      module: {} as WebAssembly.Module,
+      entry: '_start',
+      args: [],
+      env: {},
+      preopens: {},
+      stdio: [0, 1, 2],
+      memoryLimit: MiB,
+    });
+    instance.start();
+    instance.kill(15);
+    thread.emit('message', { type: 'exited', status: 0, outOfMemory: false });
+    thread.emit('exit', 1);
+    assert.deepEqual(await instance.ended, { exitStatus: 143, signal: 15, outOfMemory: false });
+    assert.deepEqual(released, [], 'a terminated worker is never lent out again');
+  });
+
+  it('never lends out a worker whose thread ended while it sat idle', HANG_GUARD, async () => {
+    const own = new WorkerPool({ warm: 0, idleMs: 60_000 });
+    try {
+      const worker = await own.acquire();
+      own.release(worker);
+      assert.equal(own.idleCount, 1);
+      await worker.thread.terminate();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(own.idleCount, 0);
+      own.release(worker);
+      assert.equal(own.idleCount, 0);
+    } finally {
+      await own.close();
+    }
   });
 
   it('copies stdin until end-of-file (cat.wasm)', HANG_GUARD, async () => {

@@ -22,6 +22,8 @@ export interface PooledWorker {
   readonly thread: Worker;
   /** Instances it has served, the current one included. */
   served: number;
+  /** False once its thread has ended. */
+  alive: boolean;
 }
 
 export class WorkerPool {
@@ -41,7 +43,7 @@ export class WorkerPool {
 
   /** A started worker for one instance: an idle one, else a new one. */
   async acquire(): Promise<PooledWorker> {
-    const ready = this.idle.pop()?.worker ?? (await startWorker());
+    const ready = this.idle.pop()?.worker ?? (await startWorker(this.forget));
     ready.served += 1;
     this.refill();
     return ready;
@@ -49,6 +51,7 @@ export class WorkerPool {
 
   /** Takes back a worker whose instance ended on its own (it waits for the next 'load'). */
   release(worker: PooledWorker): void {
+    if (!worker.alive) return;
     if (this.closed || worker.served >= MAX_INSTANCES_PER_WORKER) {
       void worker.thread.terminate();
       return;
@@ -70,7 +73,7 @@ export class WorkerPool {
   private refill(): void {
     while (!this.closed && this.idle.length + this.booting < this.options.warm) {
       this.booting += 1;
-      startWorker()
+      startWorker(this.forget)
         .then((worker) => {
           if (this.closed) void worker.thread.terminate();
           else this.idle.push({ worker, since: Date.now() });
@@ -81,6 +84,12 @@ export class WorkerPool {
     }
   }
 
+  /** A worker that ended (for whatever reason) is never lent out again. */
+  private readonly forget = (worker: PooledWorker): void => {
+    const at = this.idle.findIndex((entry) => entry.worker === worker);
+    if (at >= 0) this.idle.splice(at, 1);
+  };
+
   /** Ends the workers that sat unused for idleMs, down to `warm` (the oldest first). */
   private trim(): void {
     const cutoff = Date.now() - this.options.idleMs;
@@ -90,11 +99,16 @@ export class WorkerPool {
   }
 }
 
-/** A new worker, once it has loaded node:wasi and waits for a job. */
-async function startWorker(): Promise<PooledWorker> {
+/** A new worker, once it has loaded node:wasi and waits for a job; `onExit` is told when it ends. */
+async function startWorker(onExit: (worker: PooledWorker) => void): Promise<PooledWorker> {
   const thread = new Worker(WORKER_URL, { stdout: false, stderr: false });
   // Workers never keep the daemon alive on their own: its servers do.
   thread.unref();
+  const worker: PooledWorker = { thread, served: 0, alive: true };
+  thread.once('exit', () => {
+    worker.alive = false;
+    onExit(worker);
+  });
   await new Promise<void>((resolve, reject) => {
     const onMessage = (message: WorkerMessage) => {
       if (message.type !== 'idle') return;
@@ -115,5 +129,5 @@ async function startWorker(): Promise<PooledWorker> {
     thread.once('error', onError);
     thread.once('exit', onExit);
   });
-  return { thread, served: 0 };
+  return worker;
 }
