@@ -52,6 +52,7 @@ interface Bindings {
   unshare: (flags: number) => number;
   setns: (fd: number, nstype: number) => number;
   sethostname: (name: string, length: number) => number;
+  mallocTrim: (pad: number) => number;
 }
 
 let bindings: Bindings | undefined;
@@ -76,6 +77,7 @@ function libc(): Bindings {
     unshare: lib.func('int unshare(int flags)'),
     setns: lib.func('int setns(int fd, int nstype)'),
     sethostname: lib.func('int sethostname(const char *name, size_t len)'),
+    mallocTrim: lib.func('int malloc_trim(size_t pad)'),
   };
   return bindings;
 }
@@ -298,6 +300,15 @@ const F_GETFL = 3;
 const F_SETFL = 4;
 
 /** Makes reads and writes on `fd` block (or not); the flag belongs to the open file, shared by dups. */
+/**
+ * Gives the memory the C allocator holds free back to the kernel, from every arena (glibc's
+ * malloc_trim). Threads allocate from arenas of their own, and what an ended thread freed stays
+ * in them otherwise. True when some memory was released.
+ */
+export function releaseFreeMemory(): boolean {
+  return libc().mallocTrim(0) === 1;
+}
+
 export function setNonBlocking(fd: number, nonBlocking: boolean): void {
   const flags = check(`fcntl(${fd}, F_GETFL)`, ioLibc().fcntl(fd, F_GETFL, 'int', 0));
   const wanted = nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { decodeWaitStatus, ErrnoError, errnoName, hasErrnoCode, isChildSubreaper, prctl, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc.js';
+import { Worker } from 'node:worker_threads';
+import { decodeWaitStatus, ErrnoError, errnoName, hasErrnoCode, isChildSubreaper, prctl, releaseFreeMemory, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc.js';
 
 describe('decodeWaitStatus', () => {
   it('decodes a normal exit (WIFEXITED/WEXITSTATUS)', () => {
@@ -21,6 +22,15 @@ describe('decodeWaitStatus', () => {
 });
 
 describe('libc calls', () => {
+  it('hands back to the kernel what ended threads left free in the allocator (malloc_trim)', async () => {
+    releaseFreeMemory();
+    // Each Node worker thread allocates from a C arena of its own, and leaves it free on exit.
+    const threads = Array.from({ length: 8 }, () => new Worker('require("node:worker_threads").parentPort.postMessage(1)', { eval: true }));
+    await Promise.all(threads.map((t) => new Promise((resolve) => t.once('message', resolve))));
+    await Promise.all(threads.map((t) => t.terminate()));
+    assert.equal(releaseFreeMemory(), true, 'some memory was released');
+  });
+
   it('names the errno and the operation when a call fails', () => {
     assert.throws(
       () => waitpid(1, WNOHANG),

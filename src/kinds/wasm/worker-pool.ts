@@ -4,11 +4,14 @@
 // MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
 // its thread ends, so a worker is retired before that adds up.
 import { Worker } from 'node:worker_threads';
+import { releaseFreeMemory } from '../../linux/libc.js';
 import type { WorkerMessage } from './instance-protocol.cjs';
 
 const WORKER_URL = new URL('./instance-worker.cjs', import.meta.url);
 
 export const MAX_INSTANCES_PER_WORKER = 64;
+/** Quiet time after the last worker ended before free memory is handed back. */
+const RELEASE_DELAY_MS = 1_000;
 
 export interface WorkerPoolOptions {
   /** Started workers kept ready beyond those in use. */
@@ -30,6 +33,7 @@ export class WorkerPool {
   private readonly idle: { worker: PooledWorker; since: number }[] = [];
   private booting = 0;
   private closed = false;
+  private releaseTimer: NodeJS.Timeout | undefined;
   private readonly trimTimer: NodeJS.Timeout;
 
   constructor(private readonly options: WorkerPoolOptions) {
@@ -63,6 +67,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.trimTimer);
+    clearTimeout(this.releaseTimer);
     await Promise.all(this.idle.splice(0).map(({ worker }) => worker.thread.terminate()));
   }
 
@@ -84,10 +89,16 @@ export class WorkerPool {
     }
   }
 
-  /** A worker that ended (for whatever reason) is never lent out again. */
+  /**
+   * A worker that ended (for whatever reason) is never lent out again. What its thread
+   * allocated stays in the C allocator's arenas until they are trimmed: trimmed once the ends
+   * of a burst are over, so that the daemon shrinks back instead of keeping the burst's peak.
+   */
   private readonly forget = (worker: PooledWorker): void => {
     const at = this.idle.findIndex((entry) => entry.worker === worker);
     if (at >= 0) this.idle.splice(at, 1);
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = setTimeout(releaseFreeMemory, RELEASE_DELAY_MS).unref();
   };
 
   /** Ends the workers that sat unused for idleMs, down to `warm` (the oldest first). */
