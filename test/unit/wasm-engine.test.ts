@@ -41,7 +41,7 @@ describe('wasm engine', () => {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'wasm-engine-'));
-    for (const name of ['hello', 'sleep', 'cat', 'loop']) writeFileSync(join(dir, `${name}.wasm`), fixture(name));
+    for (const name of ['hello', 'sleep', 'cat', 'loop', 'memory-hog']) writeFileSync(join(dir, `${name}.wasm`), fixture(name));
     pool = new WorkerPool({ warm: 0, idleMs: 60_000 });
     modules = new ModuleCache(16 * MiB);
   });
@@ -89,14 +89,23 @@ describe('wasm engine', () => {
   });
 
   it('wakes a module asleep for an hour when it is killed, and never reuses a killed worker', HANG_GUARD, async () => {
-    const idleBefore = pool.idleCount;
     const { instance, output } = await instanceOf('sleep', dir);
+    const idle = pool.idleCount;
     instance.start();
     assert.equal(instance.isRunning, true);
     instance.kill(15);
     assert.deepEqual(await instance.ended, { exitStatus: 143, signal: 15, outOfMemory: false });
-    assert.equal(pool.idleCount, idleBefore - (idleBefore > 0 ? 1 : 0), 'the killed worker is not back in the pool');
+    assert.equal(pool.idleCount, idle, 'the killed worker is not back in the pool');
     await output();
+  });
+
+  it('ends a module at its memory limit as out of memory, and ends the worker it grew big on', HANG_GUARD, async () => {
+    const { instance, output } = await instanceOf('memory-hog', dir);
+    const idle = pool.idleCount;
+    instance.start();
+    assert.deepEqual(await instance.ended, { exitStatus: 137, outOfMemory: true });
+    assert.equal(pool.idleCount, idle, 'a worker holding 16 MiB of dead linear memory is not reused');
+    assert.match(await output(), /out of memory/);
   });
 
   it('stops a module that never calls the host (an endless loop) when killed', HANG_GUARD, async () => {

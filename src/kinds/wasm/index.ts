@@ -251,8 +251,9 @@ class WasmTasks implements TaskDriver {
     // No wasm container has a terminal.
   }
 
-  async closeStdin(): Promise<void> {
-    // The instance reads its stdin FIFO or pipe itself; it sees end-of-file when containerd closes it.
+  async closeStdin(sandbox: SandboxContext, container: ContainerRecord): Promise<void> {
+    // kuasard copies every instance's stdin into a pipe of its own (copyStdin): CloseIO ends that pipe.
+    this.instances.get(this.key(sandbox, container))?.stdio.closeStdin();
   }
 
   async reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo> {

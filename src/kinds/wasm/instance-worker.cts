@@ -8,21 +8,12 @@
 // CommonJS, like the modules it loads: a worker that loads an ES module first starts Node's ES
 // module loader, which costs about half as much again as the rest of the thread's start.
 import { writeSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS, type InstanceJob, type WorkerCommand, type WorkerMessage } from './instance-protocol.cjs';
 import { CONTROL, controlledImports, InstanceKilled, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
 const port = parentPort!;
 const post = (message: WorkerMessage) => port.postMessage(message);
-
-/**
- * An instance whose linear memory grew past this leaves a collection behind it before the
- * worker takes the next one: the memory is the engine's, outside the JS heap, and an idle
- * worker allocates nothing that would make the collector run.
- */
-const COLLECT_AFTER_BYTES = 1024 * 1024;
 
 // node:wasi warns that it is experimental on load, to the daemon's stderr, once per worker. The
 // daemon uses it on purpose; every other warning goes through as usual.
@@ -34,9 +25,6 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 }) as typeof process.emitWarning;
 // After the filter above: node:wasi warns as it loads.
 const { WASI } = require('node:wasi') as typeof import('node:wasi');
-
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
 
 interface Loaded {
   job: InstanceJob;
@@ -109,8 +97,6 @@ function run(): void {
   }
   loaded = undefined;
   post({ type: 'exited', status, outOfMemory });
-  // Once this function has returned, nothing holds the instance any more.
-  if (memoryBytes > COLLECT_AFTER_BYTES) setImmediate(collectGarbage);
 }
 
 function recordMemory(state: Loaded): void {

@@ -2,7 +2,7 @@
 // it ends (its own exit, a trap, or Kill). Kill sets the instance's kill cell and wakes it (a
 // module in a host call or asleep unwinds at once), then terminates the thread (a module in a
 // loop that never calls the host stops at the engine's next interrupt check). A killed worker
-// is never reused; one whose instance ended on its own goes back to the pool.
+// is never reused; one whose instance ended on its own, its memory small, goes back to the pool.
 import { failedPrecondition } from '../../core/errors.js';
 import type { InstanceJob, WorkerMessage } from './instance-protocol.cjs';
 import { CONTROL, CONTROL_CELLS, WASM_PAGE_BYTES } from './wasi-imports.cjs';
@@ -18,6 +18,13 @@ export interface InstanceEnd {
 
 /** What the daemon gives for one instance; the control block is the instance's own. */
 export type InstanceOptions = Omit<InstanceJob, 'control'>;
+
+/**
+ * The most linear memory an instance may have ended with for its worker to serve another: the
+ * memory is the engine's, outside the JS heap, and an idle worker allocates nothing that would
+ * make its collector run and free it. A worker whose instance grew bigger is ended instead.
+ */
+const REUSABLE_MEMORY_BYTES = 1024 * 1024;
 
 /** Exit status of an instance whose worker failed outside the module (an error of the daemon's own). */
 const WORKER_FAILURE_STATUS = 1;
@@ -65,7 +72,8 @@ export class WasmInstance {
           if (this.killedBy !== undefined) return;
           detach();
           this.running = false;
-          this.pool.release(this.worker);
+          if (this.memoryInUse <= REUSABLE_MEMORY_BYTES) this.pool.release(this.worker);
+          else void thread.terminate();
           this.finish({ exitStatus: message.status, outOfMemory: message.outOfMemory });
         }
       };

@@ -1,6 +1,6 @@
 // The wasm kind's worker threads. Starting one costs a Node environment (tens of milliseconds
 // of CPU, about 7 MiB), so the pool keeps a few started ones ready for the next Create, and
-// takes back a worker whose instance ended on its own. A worker serves at most
+// takes back a worker whose instance ended on its own (instance.ts says when). A worker serves at most
 // MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
 // its thread ends, so a worker is retired before that adds up.
 import { Worker } from 'node:worker_threads';
