@@ -230,19 +230,21 @@ describe('wasm kind through CRI', () => {
     });
   });
 
-  it('feeds stdin from an attach to the module, and end-of-file when a stdin-once attach ends', async () => {
-    await withPod('wasm-stdin', async (podId, pod) => {
-      const { containerId, config } = await start(podId, pod, wasm('cat', ['/cat.wasm'], { stdin: true, stdinOnce: true }));
-      const { url } = await env.cri.runtime.attach({ containerId, stdin: true, stdout: true, stderr: true, tty: false });
-      const session = await RemoteCommand.connect(url);
-      session.writeStdin('through stdin\n');
-      await session.waitForStdout(/through stdin\n/, 10_000);
-      session.close();
-      const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
-      assert.equal(status.exitCode, 0, 'cat.wasm read end-of-file and exited 0');
-      assert.equal(criLogText(await readContainerLog(containerLogPath(pod, config)), 'stdout'), 'through stdin\n');
+  for (const io of ['fifo', 'streaming'] as const) {
+    it(`feeds stdin from an attach to the module, and end-of-file when a stdin-once attach ends (${io} io)`, async () => {
+      await withPod(`wasm-stdin-${io}`, async (podId, pod) => {
+        const { containerId, config } = await start(podId, pod, wasm('cat', ['/cat.wasm'], { stdin: true, stdinOnce: true }));
+        const { url } = await env.cri.runtime.attach({ containerId, stdin: true, stdout: true, stderr: true, tty: false });
+        const session = await RemoteCommand.connect(url);
+        session.writeStdin('through stdin\n');
+        await session.waitForStdout(/through stdin\n/, 10_000);
+        session.close();
+        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+        assert.equal(status.exitCode, 0, 'cat.wasm read end-of-file and exited 0');
+        assert.equal(criLogText(await readContainerLog(containerLogPath(pod, config)), 'stdout'), 'through stdin\n');
+      }, io === 'fifo' ? env.handlers.kuasar['wasm'] : env.handlers.kuasarStreaming['wasm']);
     });
-  });
+  }
 
   it('caps linear memory at the memory limit: a module that grows past it is OOMKilled', async () => {
     await withPod('wasm-oom', async (podId, pod) => {

@@ -186,6 +186,30 @@ describe('stdio on the host', () => {
     assert.equal(output.writableFinished, true);
   });
 
+  it('copies a stdin FIFO into a pipe of its own with copyStdin, which abortStdin ends while the FIFO\'s writer stays', async () => {
+    const path = join(dir, 'copied-in');
+    execFileSync('mkfifo', [path]);
+    const writer = openSync(path, constants.O_RDWR); // containerd's writer, open all along
+    const stdio = await ProcessStdio.open({
+      stdio: { stdin: path, stdout: '', stderr: '', terminal: false },
+      streams: { take: () => Promise.reject(new Error('no streams here')) },
+      consoleDir: dir,
+      log,
+      copyStdin: true,
+    });
+    const processEnd = await reopen(stdio.runtime.stdio[0] as number, 'r');
+    stdio.started();
+    writeSync(writer, 'typed\n');
+    const buffer = Buffer.alloc(64);
+    const first = await processEnd.read(buffer, 0, 64);
+    assert.equal(buffer.subarray(0, first.bytesRead).toString(), 'typed\n', 'the process reads a pipe the daemon fills');
+    stdio.abortStdin();
+    assert.equal((await processEnd.read(buffer, 0, 64)).bytesRead, 0, 'end-of-file at once, the FIFO\'s writer still open');
+    await processEnd.close();
+    closeSync(writer);
+    stdio.close();
+  });
+
   it('hands FIFO paths to the process itself: stdin read-only, outputs read-write', async () => {
     const paths = ['in', 'out', 'err'].map((name) => join(dir, `direct-${name}`));
     for (const path of paths) execFileSync('mkfifo', [path]);
