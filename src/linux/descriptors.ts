@@ -1,5 +1,24 @@
-// The daemon's own open file descriptors, as /proc/self/fd lists them.
+// Open file descriptors of a process, as /proc/<pid>/fd lists them.
 import { closeSync, readdirSync, readlinkSync } from 'node:fs';
+
+export interface OpenDescriptor {
+  fd: number;
+  /** What it is open on: a path, or `pipe:[…]`, `socket:[…]`, `anon_inode:…`. */
+  target: string;
+}
+
+/** The descriptors of `pid` (this process by default) open on a file at or below `dir`. */
+export function descriptorsUnder(dir: string, pid: number | 'self' = 'self'): OpenDescriptor[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return readdirSync(`/proc/${pid}/fd`).flatMap((name) => {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${name}`);
+      return target === dir || target.startsWith(prefix) ? [{ fd: Number(name), target }] : [];
+    } catch {
+      return []; // closed since the listing (readdir's own descriptor among them)
+    }
+  });
+}
 
 /**
  * Closes every descriptor of this process open on a file at or below `dir`, and returns how
@@ -9,18 +28,10 @@ import { closeSync, readdirSync, readlinkSync } from 'node:fs';
  * Only for directories nothing else of the daemon opens files in.
  */
 export function closeDescriptorsUnder(dir: string): number {
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   let closed = 0;
-  for (const name of readdirSync('/proc/self/fd')) {
-    let target: string;
+  for (const { fd } of descriptorsUnder(dir)) {
     try {
-      target = readlinkSync(`/proc/self/fd/${name}`);
-    } catch {
-      continue; // closed since the listing (readdir's own descriptor among them)
-    }
-    if (target !== dir && !target.startsWith(prefix)) continue;
-    try {
-      closeSync(Number(name));
+      closeSync(fd);
       closed += 1;
     } catch {
       // closed by its owner in the meantime

@@ -3,7 +3,7 @@
 // Every test checks what a user observes (logs, exit codes, states, stats) and that removing
 // the pod leaves nothing behind.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,23 +18,10 @@ import { NO_LEAKS } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
+import { descriptorsUnder } from '../../src/linux/descriptors.js';
 
 const WAIT = { timeoutMs: 30_000 };
 const MiB = 1024n * 1024n;
-
-/** `pid: target` of every descriptor of `pids` open on a file below `dir`. */
-function descriptorsUnder(pids: readonly number[], dir: string): string[] {
-  return pids.flatMap((pid) =>
-    readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
-      try {
-        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        return target.startsWith(`${dir}/`) ? [`${pid}: ${target}`] : [];
-      } catch {
-        return [];
-      }
-    }),
-  );
-}
 
 describe('wasm kind through CRI', () => {
   let env: Environment;
@@ -55,7 +42,8 @@ describe('wasm kind through CRI', () => {
     assert.deepEqual(leaks, NO_LEAKS);
     // Instances run inside kuasard: what they opened (node:wasi never closes its preopens) must
     // be closed with them, or it would keep the pod's mounts alive out of the mount table's sight.
-    assert.deepEqual(descriptorsUnder(env.scope.daemonPids, join(env.paths.kuasarState, 'wasm')), [], 'no daemon descriptor is left open in the pod');
+    const wasmState = join(env.paths.kuasarState, 'wasm');
+    assert.deepEqual(env.scope.daemonPids.flatMap((pid) => descriptorsUnder(wasmState, pid)), [], 'no daemon descriptor is left open in the pod');
   }
 
 

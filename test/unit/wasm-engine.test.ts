@@ -2,7 +2,7 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, mkdtempSync, readdirSync, readlinkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,7 +12,7 @@ import { WasmInstance, type InstanceOptions } from '../../src/kinds/wasm/instanc
 import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';
 import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.cjs';
 import { MAX_INSTANCES_PER_WORKER, WorkerPool } from '../../src/kinds/wasm/worker-pool.js';
-import { closeDescriptorsUnder } from '../../src/linux/descriptors.js';
+import { closeDescriptorsUnder, descriptorsUnder } from '../../src/linux/descriptors.js';
 import { pipe } from '../../src/linux/libc.js';
 
 const compiler = await wabt();
@@ -21,18 +21,6 @@ const fixture = (name: string) => compiler.parseWat(`${name}.wat`, readFileSync(
 const MiB = 1024 * 1024;
 /** A guard against a hang, not a measure: every wait here normally takes milliseconds. */
 const HANG_GUARD = { timeout: 60_000 };
-
-/** The fds under `dir` this process has open. */
-function openUnder(dir: string): string[] {
-  return readdirSync('/proc/self/fd').flatMap((fd) => {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      return target.startsWith(dir) ? [target] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 describe('wasm engine', () => {
   let dir: string;
@@ -215,9 +203,9 @@ describe('node:wasi and the descriptors of an instance', () => {
       await instance.ended;
       // What the wasm kind depends on: were node:wasi to close them itself, closing them here
       // too could close descriptors reused by then.
-      assert.deepEqual(openUnder(root), [root], 'node:wasi still holds the preopen');
+      assert.deepEqual(descriptorsUnder(root).map((d) => d.target), [root], 'node:wasi still holds the preopen');
       assert.equal(closeDescriptorsUnder(root), 1);
-      assert.deepEqual(openUnder(root), []);
+      assert.deepEqual(descriptorsUnder(root), []);
       closeSync(out.read);
       closeSync(out.write);
     } finally {
