@@ -138,25 +138,24 @@ function renderTaskRate(taskRate: TaskRateResult): string[] {
     `| run | containers | wall ms | per second | rate / ${TASK_RATE_GOAL} | container p50 ms | p90 ms | max ms | failures |`,
     '|---|---|---|---|---|---|---|---|---|',
   );
-  const runs: [string, TaskRateRun | undefined][] = [
-    ['long-running: Create + Start (`/sleep.wasm`)', taskRate.longRunning],
-    ['short-lived: Create, Start, Wait, Delete (`/hello.wasm`, exit 0)', taskRate.shortLived],
-  ];
-  for (const [title, run] of runs) {
-    if (!run) continue;
+  const runs = [
+    { name: 'long-running', what: 'Create + Start (`/sleep.wasm`)', run: taskRate.longRunning },
+    { name: 'short-lived', what: 'Create, Start, Wait, Delete (`/hello.wasm`, exit 0)', run: taskRate.shortLived },
+  ].filter((r): r is { name: string; what: string; run: TaskRateRun } => r.run !== undefined);
+  for (const { name, what, run } of runs) {
     const s = run.summary;
     const rate = run.perSecond;
     out.push(
-      `| ${title} | ${run.containers} | ${orDash(run.wallMs, (v) => v.toFixed(0))} | ${orDash(rate, (v) => v.toFixed(1))} | ${orDash(rate, (v) => `${(v / TASK_RATE_GOAL).toFixed(2)}x`)} | ` +
+      `| ${name}: ${what} | ${run.containers} | ${orDash(run.wallMs, (v) => v.toFixed(0))} | ${orDash(rate, (v) => v.toFixed(1))} | ${orDash(rate, (v) => `${(v / TASK_RATE_GOAL).toFixed(2)}x`)} | ` +
         `${orDash(s, (v) => ms(v.p50))} | ${orDash(s, (v) => ms(v.p90))} | ${orDash(s, (v) => ms(v.max))} | ${run.failures.length} |`,
     );
   }
   out.push('');
-  for (const [title, run] of runs) {
-    if (run?.stages && run.stages.length > 0) out.push(...renderStageTotals(`kuasard's stages, ${title.split(':')[0]} run`, run.stages));
+  for (const { name, run } of runs) {
+    if (run.stages && run.stages.length > 0) out.push(...renderStageTotals(`kuasard's stages, ${name} run`, run.stages));
   }
-  for (const [title, run] of runs) {
-    if (run && run.failures.length > 0) out.push(`Failures, ${title.split(':')[0]}: ${firstFew(run.failures)}`, '');
+  for (const { name, run } of runs) {
+    if (run.failures.length > 0) out.push(`Failures, ${name}: ${firstFew(run.failures)}`, '');
   }
   if (taskRate.failures.length > 0) out.push(`Failures setting up or removing the pod and its containers: ${firstFew(taskRate.failures)}`, '');
   return out;

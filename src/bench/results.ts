@@ -223,30 +223,16 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
     ),
   );
 
-  // Fitted to private memory after full collections when there are such readings: neither
-  // garbage nor the share of the node binary (which moves with other Node.js processes) is a
-  // per-pod cost.
-  const fit = memoryK?.fitPrivate ?? memoryK?.fit;
-  const title = 'marginal management memory per pod (kuasar)';
-  const goal = `<= ${MARGINAL_GOAL_KB} KiB/pod`;
-  if (!memoryK || !fit) {
-    targets.push({ title, goal, measured: '-', status: 'not measured' });
-  } else {
-    const met = fit.slope <= MARGINAL_GOAL_KB;
-    const figures = [
-      `${fmt(fit.slope)} KiB/pod${memoryK.fitPrivate ? ' of private memory' : ''} (r² ${fmt(fit.r2, 2)})`,
-      ...(memoryK.fitPrivate && memoryK.fit ? [`PSS as found ${fmt(memoryK.fit.slope)} KiB/pod (r² ${fmt(memoryK.fit.r2, 2)})`] : []),
-      ...(memoryB?.fit ? [`baseline PSS ${fmt(memoryB.fit.slope)} KiB/pod`] : []),
-    ];
-    targets.push({
-      title,
-      goal,
-      measured: figures.join('; '),
-      value: fit.slope,
-      status: met ? 'met' : 'not met',
-      ...(met ? {} : { note: `kuasard keeps ${fmt(fit.slope)} KiB more per pod (its JavaScript heap and buffers)` }),
-    });
-  }
+  targets.push(
+    marginalTarget(memoryK, {
+      title: 'marginal management memory per pod (kuasar)',
+      goal: `<= ${MARGINAL_GOAL_KB} KiB/pod`,
+      goalKb: MARGINAL_GOAL_KB,
+      unit: 'pod',
+      extraFigures: memoryB?.fit ? [`baseline PSS ${fmt(memoryB.fit.slope)} KiB/pod`] : [],
+      missNote: (slopeKb) => `kuasard keeps ${fmt(slopeKb)} KiB more per pod (its JavaScript heap and buffers)`,
+    }),
+  );
   targets.push(...wasmTargets(result));
   return targets;
 }
@@ -256,39 +242,50 @@ function wasmTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
   const wasm = result.handlers.find((h) => h.side === 'kuasar' && h.kind === WASM_KIND)?.handler;
   const taskRate = result.taskRate?.skipped === undefined ? result.taskRate : undefined;
   const concurrency = taskRate ? `, ${taskRate.concurrency} in flight` : '';
-  const targets = [
+  return [
     rateTarget(`${WASM_KIND} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`, taskRate?.longRunning),
     rateTarget(`${WASM_KIND} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`, taskRate?.shortLived),
+    // The containers run inside kuasard (its threads), so its marginal memory per pod of one
+    // container is what a running wasm container costs, pod bookkeeping included (the garbage its
+    // main thread holds at a random moment would swamp a slope of a few MiB: hence after GC).
+    marginalTarget(wasm === undefined ? undefined : result.memory[wasm], {
+      title: `memory per running ${WASM_KIND} container (kuasard's marginal memory, one container per pod)`,
+      goal: `<= 5 MB (${fmt(WASM_CONTAINER_GOAL_KB, 0)} KiB)`,
+      goalKb: WASM_CONTAINER_GOAL_KB,
+      unit: 'container',
+      missNote: (slopeKb) => `each running container adds ${fmt(slopeKb / 1024, 2)} MiB to kuasard (its instance's thread, linear memory and compiled module)`,
+    }),
   ];
+}
 
-  // The containers run inside kuasard (its threads), so its marginal memory per pod of one
-  // container is what a running wasm container costs, pod bookkeeping included. Judged like the
-  // runc kind's marginal cost: on private memory after kuasard's collections where there are such
-  // readings (the garbage its main thread holds at a random moment swamps a slope of a few MiB
-  // when a handful of pods is read), its PSS as found otherwise.
-  const memory = wasm === undefined ? undefined : result.memory[wasm];
+/**
+ * A marginal-memory target: the slope of kuasard's memory against running pods. Fitted to private
+ * memory (after full collections when there are such readings) where it was read: neither garbage
+ * nor the share of the node binary (which moves with other Node.js processes) is a per-pod cost;
+ * to PSS as found otherwise.
+ */
+function marginalTarget(
+  memory: MemoryResult | undefined,
+  target: { title: string; goal: string; goalKb: number; unit: string; extraFigures?: string[]; missNote: (slopeKb: number) => string },
+): TargetResult {
+  const { title, goal, unit } = target;
   const fit = memory?.fitPrivate ?? memory?.fit;
-  const title = `memory per running ${WASM_KIND} container (kuasard's marginal memory, one container per pod)`;
-  const goal = `<= 5 MB (${fmt(WASM_CONTAINER_GOAL_KB, 0)} KiB)`;
-  if (!memory || !fit) {
-    targets.push({ title, goal, measured: '-', status: 'not measured' });
-  } else {
-    const met = fit.slope <= WASM_CONTAINER_GOAL_KB;
-    const afterGc = memory.points.length > 0 && memory.points.every((p) => p.afterGc);
-    const figures = [
-      `${fmt(fit.slope)} KiB/container${memory.fitPrivate ? ` of private memory${afterGc ? ' after GC' : ''}` : ' of PSS'} (r² ${fmt(fit.r2, 2)})`,
-      ...(memory.fitPrivate && memory.fit ? [`PSS as found ${fmt(memory.fit.slope)} KiB/container (r² ${fmt(memory.fit.r2, 2)})`] : []),
-    ];
-    targets.push({
-      title,
-      goal,
-      measured: figures.join('; '),
-      value: fit.slope,
-      status: met ? 'met' : 'not met',
-      ...(met ? {} : { note: `each running container adds ${fmt(fit.slope / 1024, 2)} MiB to kuasard (its instance's thread, linear memory and compiled module)` }),
-    });
-  }
-  return targets;
+  if (!memory || !fit) return { title, goal, measured: '-', status: 'not measured' };
+  const met = fit.slope <= target.goalKb;
+  const afterGc = memory.points.length > 0 && memory.points.every((p) => p.afterGc);
+  const figures = [
+    `${fmt(fit.slope)} KiB/${unit} ${memory.fitPrivate ? `of private memory${afterGc ? ' after GC' : ''}` : 'of PSS'} (r² ${fmt(fit.r2, 2)})`,
+    ...(memory.fitPrivate && memory.fit ? [`PSS as found ${fmt(memory.fit.slope)} KiB/${unit} (r² ${fmt(memory.fit.r2, 2)})`] : []),
+    ...(target.extraFigures ?? []),
+  ];
+  return {
+    title,
+    goal,
+    measured: figures.join('; '),
+    value: fit.slope,
+    status: met ? 'met' : 'not met',
+    ...(met ? {} : { note: target.missNote(fit.slope) }),
+  };
 }
 
 function rateTarget(title: string, run: TaskRateRun | undefined): TargetResult {

@@ -112,7 +112,7 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   }
   const measuredSomething =
     [data.single, data.parallel, data.memory].some((table) => Object.keys(table).length > 0) ||
-    (data.taskRate?.longRunning?.ms.length ?? 0) > 0;
+    [data.taskRate?.longRunning, data.taskRate?.shortLived].some((run) => (run?.ms.length ?? 0) > 0);
   if (incomplete !== undefined && !measuredSomething) throw new Error(incomplete);
   const records = parseStageRecords(log);
   summarizeMeasurements(data, records);

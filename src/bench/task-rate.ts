@@ -7,16 +7,15 @@
 // The containers are this module's own: a bundle directory with an OCI config.json per container,
 // and one rootfs directory holding the modules, bind-mounted read-only the way containerd passes
 // a snapshot. stdout and stderr are FIFOs that this module makes and drains, as containerd does.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { Task } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Code, RuntimeError } from '../core/errors.js';
 import type { Environment } from '../devenv/environment.js';
 import { run } from '../devenv/exec.js';
+import { writeWasmModules } from '../devenv/images.js';
 import { fifoReader } from '../io/fifo.js';
 import { createGrpcClient } from '../rpc/grpc.js';
 import { TtrpcClient, typedClient, type TypedClient } from '../rpc/ttrpc/index.js';
@@ -34,8 +33,6 @@ const TASK_ADDRESS_SCHEME = 'ttrpc+unix://';
 /** The module of each run: one that sleeps until killed, one that prints a line and exits 0. */
 const LONG_RUNNING_MODULE = 'sleep';
 const SHORT_LIVED_MODULE = 'hello';
-/** test/fixtures/wasm, from dist/src/bench/. */
-const WAT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/wasm');
 
 export interface TaskRateOptions {
   env: Environment;
@@ -50,7 +47,7 @@ export interface TaskRateOptions {
   signal: AbortSignal;
 }
 
-type TaskClient = TypedClient<typeof Task extends GenService<infer T> ? T : never>;
+type TaskClient = TypedClient<typeof Task.method>;
 
 /** When one container's timed work began and ended, on the monotonic clock (performance.now()). */
 export interface Span {
@@ -148,7 +145,7 @@ class TaskSession {
     const { env } = this.options;
     await rm(this.workDir, { recursive: true, force: true });
     for (const dir of [this.rootfs, this.bundles, this.fifos]) await mkdir(dir, { recursive: true, mode: 0o700 });
-    await buildModules(this.rootfs, [LONG_RUNNING_MODULE, SHORT_LIVED_MODULE]);
+    await writeWasmModules(this.rootfs, [LONG_RUNNING_MODULE, SHORT_LIVED_MODULE]);
 
     const config = env.podConfig({ name: 'bench-task-rate', hostNetwork: this.options.hostNetwork });
     const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config, runtimeHandler: this.options.handler });
@@ -335,18 +332,4 @@ function containerIds(prefix: string, count: number): string[] {
 
 function rateText(run: TaskRateRun): string {
   return run.perSecond === undefined ? `${run.failures.length} failure(s), no rate` : `${run.perSecond.toFixed(0)} containers/s`;
-}
-
-/** Compiles test/fixtures/wasm/<name>.wat into <dir>/<name>.wasm (wabt: a development dependency, loaded only here). */
-async function buildModules(dir: string, names: readonly string[]): Promise<void> {
-  const { default: wabt } = await import('wabt');
-  const compiler = await wabt();
-  for (const name of names) {
-    const parsed = compiler.parseWat(`${name}.wat`, await readFile(join(WAT_DIR, `${name}.wat`), 'utf8'));
-    try {
-      await writeFile(join(dir, `${name}.wasm`), parsed.toBinary({}).buffer);
-    } finally {
-      parsed.destroy();
-    }
-  }
 }

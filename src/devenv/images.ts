@@ -109,9 +109,25 @@ const WAT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/
 /** A file in the wasm image, for the module that reads a file through its preopens. */
 const WASM_MESSAGE = 'a file from the rootfs\n';
 
-async function watSources(): Promise<{ name: string; text: string }[]> {
-  const names = (await readdir(WAT_DIR)).filter((f) => f.endsWith('.wat')).sort();
-  return Promise.all(names.map(async (f) => ({ name: f.slice(0, -'.wat'.length), text: await readFile(join(WAT_DIR, f), 'utf8') })));
+/** The sources of test/fixtures/wasm/<name>.wat for `names`, or for every fixture there. */
+async function watSources(names?: readonly string[]): Promise<{ name: string; text: string }[]> {
+  const chosen = names ?? (await readdir(WAT_DIR)).filter((f) => f.endsWith('.wat')).sort().map((f) => f.slice(0, -'.wat'.length));
+  return Promise.all(chosen.map(async (name) => ({ name, text: await readFile(join(WAT_DIR, `${name}.wat`), 'utf8') })));
+}
+
+/** Compiles test/fixtures/wasm/<name>.wat into <dir>/<name>.wasm for `names`, or for every fixture there. */
+export async function writeWasmModules(dir: string, names?: readonly string[]): Promise<void> {
+  // Loaded only here: wabt is a development dependency, and this module is reachable from the CLI.
+  const { default: wabt } = await import('wabt');
+  const compiler = await wabt();
+  for (const source of await watSources(names)) {
+    const parsed = compiler.parseWat(`${source.name}.wat`, source.text);
+    try {
+      await writeFile(join(dir, `${source.name}.wasm`), parsed.toBinary({}).buffer);
+    } finally {
+      parsed.destroy();
+    }
+  }
 }
 
 const wasmTests: Recipe = {
@@ -119,17 +135,7 @@ const wasmTests: Recipe = {
   ref: WASM_TESTS_IMAGE,
   inputs: async () => [WASM_MESSAGE, ...(await watSources()).flatMap((s) => [s.name, s.text])],
   async fillRootfs(rootfs) {
-    // Loaded only here: wabt is a development dependency, and this module is reachable from the CLI.
-    const { default: wabt } = await import('wabt');
-    const compiler = await wabt();
-    for (const source of await watSources()) {
-      const parsed = compiler.parseWat(`${source.name}.wat`, source.text);
-      try {
-        await writeFile(join(rootfs, `${source.name}.wasm`), parsed.toBinary({}).buffer);
-      } finally {
-        parsed.destroy();
-      }
-    }
+    await writeWasmModules(rootfs);
     await mkdir(join(rootfs, 'data'));
     await writeFile(join(rootfs, 'data/message.txt'), WASM_MESSAGE);
   },

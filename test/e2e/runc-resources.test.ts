@@ -68,6 +68,11 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
     return readFileSync(join(place.dir, name), 'utf8').trim();
   }
 
+  /** A busybox container running `sh -c script`. */
+  function startShell(run: PodRun, name: string, script: string) {
+    return startRunning(env, run, containerConfig({ name, image: env.images.busybox, command: ['sh', '-c', script] }));
+  }
+
   async function withTaskApi(run: PodRun, body: (task: TaskClient) => Promise<void>) {
     const client = await TtrpcClient.connect(join(sandboxDirOf(run.podId), 'task.sock'));
     try {
@@ -127,7 +132,7 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
 
   it('answers the controller\'s Metrics with the pod cgroup\'s counters', async () => {
     await withPod('metrics', async (run) => {
-      await startRunning(env, run, containerConfig({ name: 'holder', image: env.images.busybox, command: ['sh', '-c', 'head -c 16777216 /dev/zero > /dev/shm/blob; exec sleep 3600'] }));
+      await startShell(run, 'holder', 'head -c 16777216 /dev/zero > /dev/shm/blob; exec sleep 3600');
       const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, { metadata: { 'containerd-namespace': 'k8s.io' }, timeoutMs: 10_000 });
       try {
         let usage = 0n;
@@ -208,16 +213,8 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
 
   it('StopContainer sends SIGTERM and waits its timeout before SIGKILL', async () => {
     await withPod('stop-timeout', async (run) => {
-      const stubborn = await startRunning(env, run, containerConfig({
-        name: 'stubborn',
-        image: env.images.busybox,
-        command: ['sh', '-c', 'trap "echo got TERM" TERM; echo up; while :; do sleep 0.1; done'],
-      }));
-      const polite = await startRunning(env, run, containerConfig({
-        name: 'polite',
-        image: env.images.busybox,
-        command: ['sh', '-c', 'trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done'],
-      }));
+      const stubborn = await startShell(run, 'stubborn', 'trap "echo got TERM" TERM; echo up; while :; do sleep 0.1; done');
+      const polite = await startShell(run, 'polite', 'trap "echo bye; exit 0" TERM; while :; do sleep 0.1; done');
 
       const started = Date.now();
       await env.cri.runtime.stopContainer({ containerId: stubborn.containerId, timeout: 2n });
@@ -234,16 +231,8 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
 
   it('the controller\'s Stop gives containers timeout_secs after SIGTERM, then SIGKILL', async () => {
     await withPod('pod-stop-timeout', async (run) => {
-      const stubborn = await startRunning(env, run, containerConfig({
-        name: 'stubborn',
-        image: env.images.busybox,
-        command: ['sh', '-c', 'trap "" TERM; while :; do sleep 0.1; done'],
-      }));
-      const polite = await startRunning(env, run, containerConfig({
-        name: 'polite',
-        image: env.images.busybox,
-        command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 0.1; done'],
-      }));
+      const stubborn = await startShell(run, 'stubborn', 'trap "" TERM; while :; do sleep 0.1; done');
+      const polite = await startShell(run, 'polite', 'trap "exit 0" TERM; while :; do sleep 0.1; done');
       const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, { metadata: { 'containerd-namespace': 'k8s.io' }, timeoutMs: 30_000 });
       try {
         const started = Date.now();

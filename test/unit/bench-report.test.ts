@@ -3,9 +3,9 @@ import { test } from 'node:test';
 import { benchCharts, cumulativePoints, renderSvg } from '../../src/bench/charts.js';
 import { renderMarkdown } from '../../src/bench/markdown.js';
 import { runDirName } from '../../src/bench/output.js';
-import { evaluateTargets, type BenchResult, type MemoryPoint } from '../../src/bench/results.js';
+import { evaluateTargets, type BenchResult, type MemoryPoint, type TaskRateRun } from '../../src/bench/results.js';
 import { resolveSettings } from '../../src/bench/settings.js';
-import { stageBreakdown } from '../../src/bench/stages.js';
+import { stageBreakdown, type StageTotal } from '../../src/bench/stages.js';
 import { linearFit, summarize } from '../../src/bench/stats.js';
 
 const KUASAR = 'kuasar-runc';
@@ -98,40 +98,26 @@ function withWasm(): Omit<BenchResult, 'targets'> {
     helpers: [],
     failures: [],
   };
-  const long = [10, 20, 30];
-  const short = [15, 25];
   result.taskRate = {
     handler: WASM,
     podId: 'pod1',
     taskSocket: '/run/kdev-aaaaaa/k/wasm/pod1/task.sock',
     concurrency: 8,
-    longRunning: {
-      containers: 200,
-      wallMs: 500,
-      perSecond: 400,
-      ms: long,
-      summary: summarize(long),
-      stages: [
-        { stage: 'wasm.instantiate', rpc: false, perContainer: 1, meanMs: 8, p90Ms: 9, msPerContainer: 8 },
-        { stage: 'task.create', rpc: true, perContainer: 1, meanMs: 10, p90Ms: 12, msPerContainer: 10 },
-      ],
-      failures: [],
-    },
-    shortLived: {
-      containers: 200,
-      wallMs: 800,
-      perSecond: 250,
-      ms: short,
-      summary: summarize(short),
-      stages: [
-        { stage: 'task.create', rpc: true, perContainer: 1, meanMs: 10, p90Ms: 12, msPerContainer: 10 },
-        { stage: 'task.wait', rpc: true, perContainer: 1, meanMs: 14, p90Ms: 20, msPerContainer: 14 },
-      ],
-      failures: [],
-    },
+    longRunning: rateRun(500, [10, 20, 30], [onceEach('wasm.instantiate', false, 8, 9), onceEach('task.create', true, 10, 12)]),
+    shortLived: rateRun(800, [15, 25], [onceEach('task.create', true, 10, 12), onceEach('task.wait', true, 14, 20)]),
     failures: [],
   };
   return result;
+}
+
+/** A Task API run of 200 containers, all of which succeeded in `wallMs`. */
+function rateRun(wallMs: number, ms: number[], stages: StageTotal[]): TaskRateRun {
+  return { containers: 200, wallMs, perSecond: 200 / (wallMs / 1000), ms, summary: summarize(ms), stages, failures: [] };
+}
+
+/** A stage met once per container. */
+function onceEach(stage: string, rpc: boolean, meanMs: number, p90Ms: number): StageTotal {
+  return { stage, rpc, perContainer: 1, meanMs, p90Ms, msPerContainer: meanMs };
 }
 
 test('targets are judged against the issue\'s goals, with a note on what dominates a miss', () => {
@@ -146,7 +132,7 @@ test('targets are judged against the issue\'s goals, with a note on what dominat
   // 400 000 KiB of shims against 43 000 KiB of kuasard.
   assert.ok(Math.abs((targets[2]?.value ?? 0) - 400_000 / 43_000) < 1e-9);
   assert.ok(Math.abs((targets[3]?.value ?? 0) - 50) < 1e-6, 'the marginal cost is the slope of private memory after GC');
-  assert.match(targets[3]?.measured ?? '', /^50\.0 KiB\/pod of private memory \(r² 1\.00\); PSS as found 60\.0 KiB\/pod \(r² 1\.00\); baseline PSS 8000\.0 KiB\/pod$/);
+  assert.match(targets[3]?.measured ?? '', /^50\.0 KiB\/pod of private memory after GC \(r² 1\.00\); PSS as found 60\.0 KiB\/pod \(r² 1\.00\); baseline PSS 8000\.0 KiB\/pod$/);
 });
 
 test('a target whose figures were not taken is "not measured"', () => {
