@@ -6,8 +6,8 @@ import { closeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import wabt from 'wabt';
 import { Code, RuntimeError } from '../../src/core/errors.js';
+import { writeWasmModules } from '../../src/devenv/images.js';
 import { WasmInstance, type InstanceOptions } from '../../src/kinds/wasm/instance.js';
 import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';
 import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.cjs';
@@ -15,8 +15,11 @@ import { MAX_INSTANCES_PER_WORKER, WorkerPool } from '../../src/kinds/wasm/worke
 import { closeDescriptorsUnder, descriptorsUnder } from '../../src/linux/descriptors.js';
 import { pipe } from '../../src/linux/libc.js';
 
-const compiler = await wabt();
-const fixture = (name: string) => compiler.parseWat(`${name}.wat`, readFileSync(new URL(`../../../test/fixtures/wasm/${name}.wat`, import.meta.url), 'utf8')).toBinary({}).buffer;
+/** The test modules, compiled once from test/fixtures/wasm. */
+const modulesDir = mkdtempSync(join(tmpdir(), 'wasm-fixtures-'));
+await writeWasmModules(modulesDir, ['hello', 'sleep', 'cat', 'loop', 'memory-hog']);
+process.on('exit', () => rmSync(modulesDir, { recursive: true, force: true }));
+const fixture = (name: string) => readFileSync(join(modulesDir, `${name}.wasm`));
 
 const MiB = 1024 * 1024;
 /** A guard against a hang, not a measure: every wait here normally takes milliseconds. */
