@@ -19,6 +19,7 @@ import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 import { descriptorsUnder } from '../../src/linux/descriptors.js';
+import { mountsUnder } from '../../src/linux/mountinfo.js';
 
 const WAIT = { timeoutMs: 30_000 };
 const MiB = 1024n * 1024n;
@@ -206,6 +207,9 @@ describe('wasm kind through CRI', () => {
   it('stops a module asleep for an hour, and one blocked reading its stdin, with SIGTERM (no escalation to SIGKILL)', async () => {
     await withPod('wasm-stop-blocked', async (podId, pod) => {
       const sleeper = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
+      // Its rootfs (a snapshot: no bind mount of the spec) refuses symbolic links from the start.
+      const [rootfsMount] = await mountsUnder(join(env.paths.kuasarState, 'wasm', podId, 'containers', sleeper.containerId));
+      assert.ok(rootfsMount?.options.includes('nosymfollow'), `the rootfs mount is nosymfollow: ${rootfsMount?.options.join(',')}`);
       // With stdin and no attach, containerd keeps the stdin FIFO open and sends nothing.
       const reader = await start(podId, pod, wasm('reader', ['/cat.wasm'], { stdin: true }));
       for (const { containerId } of [sleeper, reader]) {

@@ -159,7 +159,7 @@ describe('wasm guest paths', () => {
 
   it('refuses a mount whose source does not exist, before touching the rootfs', async () => {
     await assert.rejects(
-      mountGuestFilesystem(rootfs, { mounts: [{ destination: '/gone', source: join(dir, 'gone'), options: ['rbind'] }], readonlyRoot: false }),
+      mountGuestFilesystem(rootfs, { directory: join(dir, 'no-rootfs-either') }, { mounts: [{ destination: '/gone', source: join(dir, 'gone'), options: ['rbind'] }], readonlyRoot: false }),
       { code: Code.FailedPrecondition, message: `mount at /gone: its source ${join(dir, 'gone')} does not exist` },
     );
     await assert.rejects(lstat(join(rootfs, 'gone')), { code: 'ENOENT' });

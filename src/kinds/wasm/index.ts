@@ -13,7 +13,7 @@ import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../.
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
-import { bindMount, mountAll, unmountRecursive } from '../../linux/mount.js';
+import { unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { UNKNOWN_EXIT_STATUS } from '../../linux/reaper.js';
 import { WasmInstance } from './instance.js';
@@ -140,11 +140,9 @@ class WasmTasks implements TaskDriver {
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
     // With no mounts, containerd has prepared the rootfs inside the bundle itself: a bind of it
     // gives the container a mount of its own all the same, to mount into and make read-only.
-    await timed(log, 'wasm.mount-rootfs', () =>
-      container.rootfs.length > 0 ? mountAll(container.rootfs, rootfs) : bindMount(join(container.bundle, 'rootfs'), rootfs, { recursive: true }),
-    );
+    const root = container.rootfs.length > 0 ? { mounts: container.rootfs } : { directory: join(container.bundle, 'rootfs') };
     // A failure from here on is undone by Delete (core runs it after a failed Create).
-    await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, guestFilesystem(spec, container.bundle)));
+    await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, root, guestFilesystem(spec, container.bundle)));
     const { modulePath, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
     const memoryLimit = specLimit ?? this.options.defaultMemoryLimit;
     const module = await timed(log, 'wasm.compile', () => this.options.modules.load(modulePath, memoryLimit));
