@@ -169,6 +169,9 @@ describe('wasm kind through CRI', () => {
         assert.equal((await write('readonly-root-mount', '/out/from-readonly.txt', true)).status.exitCode, 0);
         assert.equal(await readFile(join(host, 'out/from-readonly.txt'), 'utf8'), 'written\n');
         assert.equal((await write('writable-root', '/data/new.txt', false)).status.exitCode, 0);
+        // With no mount point to make in it, the rootfs is mounted read-only from the start.
+        const alone = await runToExit(podId, pod, withMounts(wasm('readonly-alone', ['/write-file.wasm', '/data/new.txt']), [], true));
+        assert.equal(alone.status.exitCode, 69, 'WASI EROFS without any bind mount');
       });
     });
 
