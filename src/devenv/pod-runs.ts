@@ -38,12 +38,20 @@ export async function runPod(
 ): Promise<PodRunResult> {
   const before = snapshotHost({ dirs: watchDirs });
   const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
-  try {
-    await body({ podId: podSandboxId, pod });
-  } finally {
+  const remove = async () => {
     await env.cri.runtime.stopPodSandbox({ podSandboxId });
     await env.cri.runtime.removePodSandbox({ podSandboxId });
+  };
+  try {
+    await body({ podId: podSandboxId, pod });
+  } catch (err) {
+    // The body's failure is the one to report; a removal that fails after it is told alongside.
+    await remove().catch((removal: Error) => {
+      if (err instanceof Error) err.message += ` (removing the pod then failed too: ${removal.message})`;
+    });
+    throw err;
   }
+  await remove();
   await options.settle?.();
   return { leaks: diffHost(before, snapshotHost({ dirs: watchDirs }), { scope: env.scope }) };
 }
