@@ -52,7 +52,8 @@ describe('OciRuntime against a stand-in runtime', () => {
     dir = await mkdtemp(path.join(tmpdir(), 'kuasar-oci-'));
     await writeFile(path.join(dir, 'runc'), fakeRuntime(dir));
     await chmod(path.join(dir, 'runc'), 0o755);
-    runtime = new OciRuntime({ binary: path.join(dir, 'runc'), root: path.join(dir, 'root'), timeoutMs: 300 });
+    // A generous time-out: a loaded machine must not turn these calls into failures.
+    runtime = new OciRuntime({ binary: path.join(dir, 'runc'), root: path.join(dir, 'root'), timeoutMs: 30_000 });
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -124,7 +125,8 @@ describe('OciRuntime against a stand-in runtime', () => {
   });
 
   it('kills a command that hangs', async () => {
-    await assert.rejects(runtime.start('stuck'), { code: Code.DeadlineExceeded, message: /runc start stuck: timed out after 300 ms/ });
+    const impatient = new OciRuntime({ binary: path.join(dir, 'runc'), root: path.join(dir, 'root'), timeoutMs: 300 });
+    await assert.rejects(impatient.start('stuck'), { code: Code.DeadlineExceeded, message: /runc start stuck: timed out after 300 ms/ });
   });
 
   it('reports a missing binary', async () => {
