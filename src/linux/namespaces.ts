@@ -35,8 +35,20 @@ export interface PinnedNamespaces {
 
 const pinFiles = { ipc: 'ipc', uts: 'uts' } as const;
 
-// RFC 1123 labels, and the kernel's 64-byte limit on a UTS hostname.
-const hostnamePattern = /^(?=.{1,64}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/;
+/** The kernel's limit on a UTS hostname (__NEW_UTS_LEN), in bytes. */
+export const MAX_HOSTNAME_BYTES = 64;
+
+/**
+ * Refuses a hostname the kernel cannot take: over 64 bytes, or with a NUL byte (it would be cut
+ * there). Nothing else: containerd's runc path hands any other name to sethostname as it is.
+ */
+export function checkHostname(hostname: string): void {
+  const bytes = Buffer.byteLength(hostname);
+  if (bytes > MAX_HOSTNAME_BYTES) {
+    throw invalidArgument(`hostname ${JSON.stringify(hostname)} is ${bytes} bytes long: the kernel takes at most ${MAX_HOSTNAME_BYTES}`);
+  }
+  if (hostname.includes('\0')) throw invalidArgument(`hostname ${JSON.stringify(hostname)} holds a NUL byte`);
+}
 
 /**
  * A directory left by an earlier attempt (a crash, a retry): make sure its mount is private and
@@ -92,9 +104,7 @@ function returnHome(hostIpc: number, hostUts: number): void {
 /** Creates the namespaces asked for and pins them under `dir`. No process remains afterwards. */
 export async function pinPodNamespaces(dir: string, options: PinOptions): Promise<PinnedNamespaces> {
   if (options.hostname !== undefined && !options.uts) throw invalidArgument('a pod hostname needs its own UTS namespace');
-  if (options.hostname !== undefined && !hostnamePattern.test(options.hostname)) {
-    throw invalidArgument(`invalid hostname ${JSON.stringify(options.hostname)}`);
-  }
+  if (options.hostname !== undefined) checkHostname(options.hostname);
   const pinned: PinnedNamespaces = {};
   if (!options.ipc && !options.uts) return pinned;
 

@@ -112,6 +112,17 @@ export function namespaceOf(spec: Spec, type: LinuxNamespaceType): LinuxNamespac
   return spec.linux?.namespaces?.find((ns) => ns.type === type);
 }
 
+/** Options that make a mount a bind mount whatever its type says (mount(8) reads them so). */
+export const BIND_OPTIONS: readonly string[] = ['bind', 'rbind'];
+
+/** True when `m` binds a host path (type "bind", or a bind option). */
+export const isBindMount = (m: Pick<Mount, 'type' | 'options'>): boolean => m.type === 'bind' || (m.options ?? []).some((o) => BIND_OPTIONS.includes(o));
+
+/** The first mount at `destination`, if the spec has one. */
+export function mountAt(spec: Spec, destination: string): Mount | undefined {
+  return spec.mounts?.find(sameDestination(destination));
+}
+
 const sameDestination = (destination: string) => {
   const wanted = normalizeDestination(destination);
   return (m: Mount): boolean => normalizeDestination(m.destination) === wanted;

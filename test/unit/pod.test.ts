@@ -5,7 +5,8 @@ import { anyPack } from '@bufbuild/protobuf/wkt';
 import { NamespaceMode, PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { PodSpec } from '../../src/core/model.js';
-import { podFiles } from '../../src/core/pod-files.js';
+import { podFiles, podHostname } from '../../src/core/pod-files.js';
+import { checkHostname } from '../../src/linux/namespaces.js';
 import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
 import type { LinuxNamespace } from '../../src/oci/spec.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from '../../src/services/pod-config.js';
@@ -58,19 +59,34 @@ test('missing, foreign or corrupt sandbox options are InvalidArgument', () => {
   );
 });
 
-test('pod files: DNS from the pod config, localhost-only hosts, the pod hostname', () => {
+test('pod files: DNS from the pod config, the node\'s hosts, the pod hostname', () => {
   const files = podFiles(pod({ dns: { servers: ['10.96.0.10', '10.96.0.11'], searches: ['a.local', 'b.local'], options: ['ndots:5'] } }), host);
   assert.equal(files.hostname, 'web-0\n');
   assert.equal(files.resolvConf, 'search a.local b.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n');
-  assert.match(files.hosts, /^127\.0\.0\.1\tlocalhost$/m);
-  assert.doesNotMatch(files.hosts, /node1/);
+  assert.equal(files.hosts, host.hosts, 'containerd copies the node\'s /etc/hosts for every pod');
 });
 
-test('pod files: host-network pods get the node\'s hosts, resolv.conf and hostname', () => {
-  const files = podFiles(pod({ hostNetwork: true, hostname: '' }), host);
-  assert.equal(files.hostname, 'node1\n');
-  assert.equal(files.hosts, host.hosts);
-  assert.equal(files.resolvConf, host.resolvConf);
+test('pod files: a pod without a hostname gets the node\'s, on any network', () => {
+  for (const hostNetwork of [true, false]) {
+    const files = podFiles(pod({ hostNetwork, hostname: '' }), host);
+    assert.equal(files.hostname, 'node1\n');
+    assert.equal(podHostname(pod({ hostNetwork, hostname: '' }), host), 'node1');
+    assert.equal(files.hosts, host.hosts);
+  }
+});
+
+test('pod files: no DNS config means the node\'s resolv.conf, an empty one an empty file', () => {
+  assert.equal(podFiles(pod({ dns: null }), host).resolvConf, host.resolvConf);
+  assert.equal(podFiles(pod({ dns: { servers: [], searches: [], options: [] } }), host).resolvConf, '');
+  assert.equal(podFiles(pod({ dns: { servers: ['1.1.1.1'], searches: [], options: [] } }), host).resolvConf, 'nameserver 1.1.1.1\n');
+});
+
+test('hostnames: the kernel\'s 64-byte limit and nothing else', () => {
+  const invalid = (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument;
+  for (const name of ['a'.repeat(64), 'Create-PodSandbox.With_Odd!Chars', 'é'.repeat(32)]) assert.doesNotThrow(() => checkHostname(name), name);
+  assert.throws(() => checkHostname('a'.repeat(65)), (err: unknown) => invalid(err) && /hostname "a{65}" is 65 bytes long/.test((err as Error).message));
+  assert.throws(() => checkHostname(`${'é'.repeat(32)}x`), /65 bytes/, 'bytes are counted, not characters');
+  assert.throws(() => checkHostname('a\0b'), invalid);
 });
 
 const layout = (p: PodSpec): PodLayout => ({
@@ -93,7 +109,6 @@ const criSpec = () => ({
   mounts: [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid'] },
-    { destination: '/etc/hosts', type: 'bind', source: '/var/lib/containerd/cri/sandboxes/s1/hosts', options: ['rbind'] },
   ],
   linux: {
     cgroupsPath: '/k8s.io/c1',
@@ -114,6 +129,23 @@ test('a container joins the pod\'s pinned namespaces and sees the pod\'s files',
   assert.equal(mounts['/dev/shm'], '/run/k/runc/s1/shm');
   assert.equal(spec.mounts!.filter((m) => m.destination === '/dev/shm').length, 1);
   assert.equal((spec.linux as { cgroupsPath: string }).cgroupsPath, '/k8s.io/c1');
+});
+
+test('a container\'s own /etc files and /dev/shm bind win over the pod\'s; a read-only root gets them read-only', () => {
+  const own = (destination: string) => ({ destination, type: 'bind', source: `/kubelet${destination}`, options: ['rbind', 'rprivate', 'rw'] });
+  const base = criSpec();
+  // As CRI writes them: a mount of the container config replaces the default at its destination.
+  const withOwn = { ...base, root: { path: 'rootfs', readonly: true }, mounts: [...base.mounts.filter((m) => m.destination !== '/dev/shm'), own('/etc/hosts'), own('/dev/shm')] };
+  const spec = podContainerSpec(withOwn, '/r', layout(pod()));
+  const byDestination = Object.fromEntries(spec.mounts!.map((m) => [m.destination, m]));
+  assert.equal(byDestination['/etc/hosts']?.source, '/kubelet/etc/hosts');
+  assert.equal(byDestination['/dev/shm']?.source, '/kubelet/dev/shm');
+  assert.equal(spec.mounts!.filter((m) => m.destination === '/dev/shm').length, 1);
+  assert.equal(byDestination['/etc/resolv.conf']?.source, '/run/k/runc/s1/etc/resolv.conf');
+  assert.ok(byDestination['/etc/resolv.conf']?.options?.includes('ro'), 'read-only with a read-only root');
+  assert.ok(byDestination['/etc/hostname']?.options?.includes('ro'));
+  const writable = podContainerSpec(criSpec(), '/r', layout(pod())).mounts!.find((m) => m.destination === '/etc/hostname');
+  assert.ok(writable?.options?.includes('rw'), 'writable with a writable root');
 });
 
 test('a host-network pod\'s container keeps the host network and UTS namespaces', () => {

@@ -5,6 +5,8 @@
 import { internal } from '../../core/errors.js';
 import type { PodSpec } from '../../core/model.js';
 import {
+  isBindMount,
+  mountAt,
   upsertMount,
   withNamespacePath,
   withNewNamespace,
@@ -45,21 +47,37 @@ function withPodPidNamespace(spec: Spec, layout: PodLayout): Spec {
   }
 }
 
+/**
+ * The pod's /etc files and /dev/shm, where the container brings none of its own: as containerd's
+ * runc path, a mount the container config asks for at one of these paths (kubelet's /etc/hosts,
+ * say) wins. CRI writes no mount of a proxy sandbox's files into the spec, so a bind mount found
+ * there is the container's; at /dev/shm CRI's default is a tmpfs, which the pod's replaces. The
+ * /etc files are read-only in a container with a read-only root, as containerd mounts them.
+ */
+function withPodMounts(cri: Spec, layout: PodLayout): Spec {
+  const etcOptions = ['rbind', 'rprivate', cri.root?.readonly ? 'ro' : 'rw'];
+  const podMounts = [
+    { destination: '/etc/hostname', source: layout.hostnameFile, options: etcOptions },
+    { destination: '/etc/hosts', source: layout.hostsFile, options: etcOptions },
+    { destination: '/etc/resolv.conf', source: layout.resolvConfFile, options: etcOptions },
+    { destination: '/dev/shm', source: layout.shmDir, options: ['rbind', 'rprivate', 'rw'] },
+  ];
+  let spec = cri;
+  for (const mount of podMounts) {
+    const own = mountAt(cri, mount.destination);
+    if (own && isBindMount(own)) continue;
+    spec = upsertMount(spec, { ...mount, type: 'bind' });
+  }
+  return spec;
+}
+
 export function podContainerSpec(cri: Spec, rootPath: string, layout: PodLayout): Spec {
   let spec = withRootPath(cri, rootPath);
   spec = withPodNamespace(spec, 'ipc', layout.ipcPath);
   spec = withPodNamespace(spec, 'uts', layout.utsPath);
   spec = withPodNamespace(spec, 'network', layout.pod.hostNetwork ? null : layout.netnsPath);
   spec = withPodPidNamespace(spec, layout);
-  const podFiles = [
-    ['/etc/hostname', layout.hostnameFile],
-    ['/etc/hosts', layout.hostsFile],
-    ['/etc/resolv.conf', layout.resolvConfFile],
-    ['/dev/shm', layout.shmDir],
-  ] as const;
-  for (const [destination, source] of podFiles) {
-    spec = upsertMount(spec, { destination, source, type: 'bind', options: ['rbind', 'rprivate', 'rw'] });
-  }
+  spec = withPodMounts(spec, layout);
   // Pod sysctls are namespaced (checked at pod create): each container writes the same values
   // into the namespaces the pod shares. The container's own entries win.
   const sysctl = { ...layout.pod.sysctls, ...spec.linux?.sysctl };

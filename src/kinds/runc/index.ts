@@ -5,16 +5,16 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { failedPrecondition } from '../../core/errors.js';
+import { failedPrecondition, invalidArgument } from '../../core/errors.js';
 import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
 import type { CgroupMetrics } from '../../core/metrics.js';
 import { nowIso, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
-import { podFiles, podHostname, type HostFacts } from '../../core/pod-files.js';
+import { podFiles, type HostFacts } from '../../core/pod-files.js';
 import { timed } from '../../core/stages.js';
 import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
 import { hostPlatform } from '../../linux/platform.js';
 import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
-import { pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
+import { checkHostname, pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
 import {
   holderPidNamespacePath,
@@ -99,6 +99,12 @@ export class RuncKind implements SandboxKind {
   async prepare(sandbox: SandboxContext): Promise<void> {
     const pod = sandbox.record.pod;
     checkPodSysctls(pod.sysctls, { net: !pod.hostNetwork, ipc: !pod.hostIpc });
+    // Host-network pods share the node's UTS namespace (and so its hostname), as kubelet expects.
+    const ownUts = !pod.hostNetwork;
+    if (pod.hostname) {
+      if (!ownUts) throw invalidArgument(`hostname ${JSON.stringify(pod.hostname)}: a pod on the node's network shares the node's hostname`);
+      checkHostname(pod.hostname);
+    }
     const paths = podPaths(sandbox.dir);
     const host = await hostFacts();
     const files = podFiles(pod, host);
@@ -108,14 +114,9 @@ export class RuncKind implements SandboxKind {
     await writeFile(paths.resolvConfFile, files.resolvConf);
     await mkdir(paths.containersDir);
 
-    // Host-network pods share the node's UTS namespace (and so its hostname), as kubelet expects.
-    const ownUts = !pod.hostNetwork;
+    // With no hostname of its own, the new UTS namespace keeps the node's name, as runc leaves it.
     const pinned = await timed(sandbox.log, 'runc.pin-namespaces', () =>
-      pinPodNamespaces(paths.nsDir, {
-        ipc: !pod.hostIpc,
-        uts: ownUts,
-        ...(ownUts ? { hostname: podHostname(pod, host) } : {}),
-      }),
+      pinPodNamespaces(paths.nsDir, { ipc: !pod.hostIpc, uts: ownUts, ...(pod.hostname ? { hostname: pod.hostname } : {}) }),
     );
     const state: RuncPodState = { ipcPath: pinned.ipcPath ?? null, utsPath: pinned.utsPath ?? null };
     sandbox.record.kindState = state;

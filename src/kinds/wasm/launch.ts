@@ -5,6 +5,7 @@
 import { posix } from 'node:path';
 import { invalidArgument } from '../../core/errors.js';
 import { parseMountOptions } from '../../linux/mount.js';
+import { BIND_OPTIONS, isBindMount } from '../../oci/spec.js';
 import { resolveInRootfs } from './rootfs-path.js';
 
 /** The parts of an OCI runtime spec the wasm kind acts on. */
@@ -77,9 +78,6 @@ export interface GuestFilesystem {
   readonlyRoot: boolean;
 }
 
-const BIND_WORDS = ['bind', 'rbind'];
-const isBind = (m: { type?: string; options?: string[] }) => m.type === 'bind' || (m.options ?? []).some((o) => BIND_WORDS.includes(o));
-
 /**
  * The mounts the guest gets, from the spec. Only bind mounts mean something to a WebAssembly
  * module: it reaches files through WASI alone, so proc, sysfs, tmpfs (/dev, /dev/shm), devpts,
@@ -92,7 +90,7 @@ const isBind = (m: { type?: string; options?: string[] }) => m.type === 'bind' |
 export function guestFilesystem(spec: WasmSpec, bundle: string): GuestFilesystem {
   const mounts: GuestMount[] = [];
   for (const m of spec.mounts ?? []) {
-    if (!isBind(m)) continue;
+    if (!isBindMount(m)) continue;
     const destination = posix.resolve('/', m.destination);
     if (destination === '/') throw invalidArgument(`bind mount of ${m.source ?? '(no source)'} at /: it would hide the container's rootfs`);
     if (!m.source) throw invalidArgument(`bind mount at ${m.destination}: it has no source`);
@@ -102,7 +100,7 @@ export function guestFilesystem(spec: WasmSpec, bundle: string): GuestFilesystem
       source: posix.resolve(bundle, m.source),
       options: [
         // `"type": "bind"` alone says bind; mount(2) needs the flag.
-        ...(options.some((o) => BIND_WORDS.includes(o)) ? [] : ['bind']),
+        ...(options.some((o) => BIND_OPTIONS.includes(o)) ? [] : ['bind']),
         ...options,
         ...(parseMountOptions(options).propagation === 0 ? ['rprivate'] : []),
       ],
