@@ -28,10 +28,21 @@ const pidModes: Record<number, PodSpec['pidMode']> = {
   [NamespaceMode.NODE]: 'node',
 };
 
+/**
+ * What containerd's CRI gives every pod with a network namespace of its own unless the pod sets
+ * them (its enable_unprivileged_ports and enable_unprivileged_icmp, on by default since
+ * containerd 2.0): any user may bind ports below 1024 and send pings.
+ */
+const UNPRIVILEGED_NETWORK_SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.ip_unprivileged_port_start': '0',
+  'net.ipv4.ping_group_range': '0 2147483647',
+};
+
 export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
   const ns = config.linux?.securityContext?.namespaceOptions;
   const pidMode = pidModes[ns?.pid ?? NamespaceMode.CONTAINER];
   if (!pidMode) throw invalidArgument(`PodSandboxConfig: PID namespace mode ${ns?.pid} is not supported for a pod`);
+  const hostNetwork = ns?.network === NamespaceMode.NODE;
   return {
     name: config.metadata?.name ?? '',
     namespace: config.metadata?.namespace ?? '',
@@ -42,11 +53,11 @@ export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
     dns: config.dnsConfig
       ? { servers: [...config.dnsConfig.servers], searches: [...config.dnsConfig.searches], options: [...config.dnsConfig.options] }
       : null,
-    hostNetwork: ns?.network === NamespaceMode.NODE,
+    hostNetwork,
     hostIpc: ns?.ipc === NamespaceMode.NODE,
     pidMode,
     cgroupParent: config.linux?.cgroupParent ?? '',
-    sysctls: { ...(config.linux?.sysctls ?? {}) },
+    sysctls: { ...(hostNetwork ? {} : UNPRIVILEGED_NETWORK_SYSCTLS), ...config.linux?.sysctls },
     labels: { ...config.labels },
     annotations: { ...config.annotations },
   };

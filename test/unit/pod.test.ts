@@ -49,6 +49,18 @@ test('a PodSandboxConfig in containerd\'s Any decodes into a PodSpec', () => {
   assert.deepEqual(spec.labels, { app: 'web' });
 });
 
+test('a pod with its own network gets containerd\'s unprivileged port and ping sysctls, unless it sets them', () => {
+  const spec = (sysctls: Record<string, string>, network: NamespaceMode) =>
+    podSpecFromConfig(create(PodSandboxConfigSchema, { linux: { sysctls, securityContext: { namespaceOptions: { network } } } })).sysctls;
+  assert.deepEqual(spec({ 'kernel.sem': '1 2 3 4' }, NamespaceMode.POD), {
+    'net.ipv4.ip_unprivileged_port_start': '0',
+    'net.ipv4.ping_group_range': '0 2147483647',
+    'kernel.sem': '1 2 3 4',
+  });
+  assert.equal(spec({ 'net.ipv4.ip_unprivileged_port_start': '1024' }, NamespaceMode.POD)['net.ipv4.ip_unprivileged_port_start'], '1024', 'the pod\'s own value wins');
+  assert.deepEqual(spec({}, NamespaceMode.NODE), {}, 'none on the node\'s network');
+});
+
 test('missing, foreign or corrupt sandbox options are InvalidArgument', () => {
   const invalid = (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument;
   assert.throws(() => decodePodSandboxConfig(undefined, 's1'), invalid);
