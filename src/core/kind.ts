@@ -20,6 +20,9 @@ export interface SandboxContext {
   reportOom(containerId: string): void;
 }
 
+/** The host paths of a pod's own namespaces; a type left out is the host's (or none is known). */
+export type PodNamespaces = Partial<Record<'network' | 'ipc' | 'uts' | 'pid', string>>;
+
 /** A terminal's size in character cells. */
 export interface WindowSize {
   width: number;
@@ -81,4 +84,11 @@ export interface SandboxKind {
   destroy(sandbox: SandboxContext): Promise<void>;
   /** After a daemon restart: check the pod's resources are still there; throws when it cannot serve. */
   recover(sandbox: SandboxContext): Promise<void>;
+  /** Where the pod's own namespaces are on the host, for a verbose Status. */
+  namespaces?(sandbox: SandboxContext): PodNamespaces;
+  /**
+   * Daemon exit when the kind has no sandbox left: undo what `init` set up for pods (the next
+   * run's `init` sets it up again). Not called while any sandbox remains: its pieces may need it.
+   */
+  closeIdle?(): Promise<void>;
 }

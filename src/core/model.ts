@@ -87,6 +87,11 @@ export interface SandboxRecord {
   taskAddress: string;
   kindState: unknown;
   containers: ContainerRecord[];
+  /**
+   * What the controller was told at Create and only shows back (a verbose Status): JSON, opaque
+   * to core and the kinds. Absent in records of older runs.
+   */
+  createInfo?: Record<string, unknown>;
 }
 
 export interface Platform {

@@ -28,6 +28,8 @@ export interface CreateSandboxInput {
   namespace: string;
   netnsPath: string;
   pod: PodSpec;
+  /** Kept in the record for the controller to show back (SandboxRecord.createInfo). */
+  createInfo?: Record<string, unknown>;
 }
 
 export interface SandboxStatusView {
@@ -136,6 +138,7 @@ export class Sandboxer {
         taskAddress: '',
         kindState: null,
         containers: [],
+        ...(input.createInfo ? { createInfo: input.createInfo } : {}),
       };
       const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
       try {
@@ -235,9 +238,13 @@ export class Sandboxer {
     });
   }
 
-  /** Close every endpoint (daemon exit); sandboxes and their containers stay as they are. */
+  /**
+   * Close every endpoint (daemon exit); sandboxes and their containers stay as they are. With no
+   * sandbox left, the kind also undoes its start-up work, so a stopped daemon leaves nothing.
+   */
   async close(): Promise<void> {
     await Promise.all([...this.endpoints.values()].map((e) => e.close().catch(() => undefined)));
     this.endpoints.clear();
+    if (this.sandboxes.size === 0) await this.kind.closeIdle?.();
   }
 }

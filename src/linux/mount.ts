@@ -291,3 +291,24 @@ export async function makePrivateBindOfItself(dir: string): Promise<void> {
   if (!top) mount(dir, dir, null, MS.BIND | MS.REC, null);
   mount(null, dir, null, MS.PRIVATE | MS.REC, null);
 }
+
+/**
+ * Undoes makePrivateBindOfItself's bind when nothing is mounted below it any more. Only a bind of
+ * `dir` onto itself is removed (its file system's path is the one `dir` has on the mount below),
+ * never a file system someone mounted at `dir`; and never lazily: while a mount below it remains,
+ * the kernel refuses (EBUSY) and it stays. Returns whether it was unmounted.
+ */
+export async function unmountPrivateBindOfItself(dir: string): Promise<boolean> {
+  const table = await readMountInfo();
+  const top = (await mountsAt(dir, table)).at(-1);
+  const parent = top && table.find((m) => m.id === top.parentId);
+  if (!top || !parent || top.device !== parent.device) return false;
+  if (top.root !== path.posix.join(parent.root, path.posix.relative(parent.mountPoint, top.mountPoint))) return false;
+  try {
+    umount2(top.mountPoint, 0);
+    return true;
+  } catch (err) {
+    if (hasErrnoCode(err, 'EBUSY')) return false;
+    throw err;
+  }
+}

@@ -19,13 +19,20 @@ import {
   type ControllerWaitRequest,
   ControllerWaitResponseSchema,
 } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
+import { sandboxerName } from '../config/containerd.js';
 import { notFound, RuntimeError, Code } from '../core/errors.js';
 import type { Sandboxer } from '../core/sandboxer.js';
 import type { GrpcCallContext } from '../rpc/grpc.js';
 import { namespaceFromMetadata } from './call-context.js';
 import { packCgroupMetrics } from './metrics.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from './pod-config.js';
+import { createInfoOf, verboseInfo } from './sandbox-info.js';
 import { toTimestamp } from './timestamps.js';
+
+function verboseInfoOf(sandboxer: Sandboxer, sandboxId: string): Record<string, string> {
+  const sandbox = sandboxer.get(sandboxId);
+  return verboseInfo(sandbox.record, sandboxerName(sandboxer.kind.name), sandboxer.kind.namespaces?.(sandbox) ?? {});
+}
 
 /** Task API version containerd must use for our address: 3 means "sandboxed tasks, no shim". */
 export const TASK_API_VERSION = 3;
@@ -39,6 +46,7 @@ export function controllerHandlers(sandboxer: Sandboxer) {
         namespace: namespaceFromMetadata(ctx.metadata),
         netnsPath: req.netnsPath,
         pod: podSpecFromConfig(config),
+        createInfo: createInfoOf(req),
       });
       return { sandboxId: req.sandboxId };
     },
@@ -51,7 +59,7 @@ export function controllerHandlers(sandboxer: Sandboxer) {
         createdAt: toTimestamp(status.createdAt),
         address: status.address,
         version: TASK_API_VERSION,
-        labels: { oci_runtime_type: `kuasar-${sandboxer.kind.name}` },
+        labels: { oci_runtime_type: sandboxerName(sandboxer.kind.name) },
       };
     },
 
@@ -76,7 +84,7 @@ export function controllerHandlers(sandboxer: Sandboxer) {
         sandboxId: status.id,
         pid: status.pid,
         state: status.ready ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
-        info: req.verbose ? { phase: status.phase, kind: sandboxer.kind.name } : {},
+        info: req.verbose ? verboseInfoOf(sandboxer, req.sandboxId) : {},
         createdAt: toTimestamp(status.createdAt),
         exitedAt: toTimestamp(status.exitedAt),
         address: status.address,

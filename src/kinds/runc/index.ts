@@ -6,14 +6,14 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../core/errors.js';
-import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
+import type { CreatedProcess, PodNamespaces, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
 import type { CgroupMetrics } from '../../core/metrics.js';
 import { nowIso, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { podFiles, type HostFacts } from '../../core/pod-files.js';
 import { timed } from '../../core/stages.js';
 import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
 import { hostPlatform } from '../../linux/platform.js';
-import { makePrivateBindOfItself, mountAll, mountOne, unmountRecursive } from '../../linux/mount.js';
+import { makePrivateBindOfItself, mountAll, mountOne, unmountPrivateBindOfItself, unmountRecursive } from '../../linux/mount.js';
 import { checkHostname, pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
 import {
@@ -171,6 +171,25 @@ export class RuncKind implements SandboxKind {
     if (sandbox.record.phase === 'ready' && state?.pidHolder && !isHolderRunning(state.pidHolder)) {
       throw failedPrecondition(`recover sandbox ${sandbox.record.id}: the holder of its PID namespace (pid ${state.pidHolder.pid}) is gone`);
     }
+  }
+
+  /** The pod's own namespaces: the ones pinned in prepare, the CNI netns, the holder's PID namespace. */
+  namespaces(sandbox: SandboxContext): PodNamespaces {
+    const state = sandbox.record.kindState as RuncPodState | null;
+    const pod = sandbox.record.pod;
+    return {
+      ...(!pod.hostNetwork && sandbox.record.netnsPath ? { network: sandbox.record.netnsPath } : {}),
+      ...(state?.ipcPath ? { ipc: state.ipcPath } : {}),
+      ...(state?.utsPath ? { uts: state.utsPath } : {}),
+      ...(state?.pidHolder ? { pid: holderPidNamespacePath(state.pidHolder) } : {}),
+    };
+  }
+
+  async closeIdle(): Promise<void> {
+    // Pods pin their namespaces below the private bind init made; with no pod left it can go.
+    // A directory left for inspection (an unreadable state file) may still hold mounts: the bind
+    // then stays, as it must.
+    await unmountPrivateBindOfItself(this.options.kindDir);
   }
 
   async destroy(sandbox: SandboxContext): Promise<void> {
