@@ -1,17 +1,21 @@
-// Pod sysctls (LinuxPodSandboxConfig.sysctls). Only namespaced ones can be set for one pod:
-// the net.* family lives in the network namespace, kernel.shm*, kernel.msg*, kernel.sem and
-// fs.mqueue.* in the IPC namespace (the list Kubernetes uses). Anything else would change the
-// node for everyone, and so would a namespaced one whose namespace the pod shares with the host:
-// both are refused, as kubelet refuses them.
+// Pod sysctls (LinuxPodSandboxConfig.sysctls). Only namespaced ones can be set for one pod, and
+// only those runc (which applies them for containerd's own runc handler) lets through: net.* in
+// the network namespace; kernel.msgmax, msgmnb, msgmni, sem, shmall, shmmax, shmmni,
+// shm_rmid_forced and fs.mqueue.* in the IPC namespace; kernel.domainname in the UTS namespace.
+// Anything else would change the node for everyone, and so would a namespaced one whose
+// namespace the pod shares with the host: both are refused, as runc refuses them.
 
 import { invalidArgument } from '../core/errors.js';
 
-export type SysctlNamespace = 'net' | 'ipc';
+export type SysctlNamespace = 'net' | 'ipc' | 'uts';
 
-/** The namespace a sysctl belongs to, or undefined when it is node-wide. */
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/** The namespace a sysctl belongs to, or undefined when it is node-wide (or runc will not set it). */
 export function sysctlNamespace(name: string): SysctlNamespace | undefined {
   if (name.startsWith('net.')) return 'net';
-  if (/^kernel\.(shm|msg)/.test(name) || name === 'kernel.sem' || name.startsWith('fs.mqueue.')) return 'ipc';
+  if (IPC_SYSCTLS.has(name) || name.startsWith('fs.mqueue.')) return 'ipc';
+  if (name === 'kernel.domainname') return 'uts';
   return undefined;
 }
 
@@ -28,7 +32,8 @@ export function checkPodSysctls(sysctls: Readonly<Record<string, string>>, owns:
     if (!namePattern.test(name)) throw invalidArgument(`sysctl ${JSON.stringify(name)}: not a sysctl name`);
     if (/[\n\r]/.test(value)) throw invalidArgument(`sysctl ${name}: the value holds a line break`);
     const namespace = sysctlNamespace(name);
-    if (namespace === undefined) throw invalidArgument(`sysctl ${name} is not namespaced: setting it for a pod would change the node`);
+    if (name === 'kernel.hostname') throw invalidArgument('sysctl kernel.hostname: give the pod a hostname instead');
+    if (namespace === undefined) throw invalidArgument(`sysctl ${name} is not namespaced (or not among those runc sets): setting it for a pod would change the node`);
     if (!owns[namespace]) {
       throw invalidArgument(`sysctl ${name} belongs to the ${namespace} namespace, which the pod shares with the host`);
     }

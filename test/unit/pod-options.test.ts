@@ -27,22 +27,27 @@ describe('pod sysctls', () => {
     for (const ipc of ['kernel.shmmax', 'kernel.shm_rmid_forced', 'kernel.msgmnb', 'kernel.sem', 'fs.mqueue.msg_max']) {
       assert.equal(sysctlNamespace(ipc), 'ipc', ipc);
     }
-    for (const node of ['vm.swappiness', 'kernel.panic', 'fs.file-max', 'kernel.semx', 'kernel.hostname']) {
+    assert.equal(sysctlNamespace('kernel.domainname'), 'uts');
+    // Not namespaced, or namespaced but not set by runc (so not by containerd's runc handler either).
+    for (const node of ['vm.swappiness', 'kernel.panic', 'fs.file-max', 'kernel.semx', 'kernel.hostname', 'kernel.shm_next_id', 'kernel.msg_next_id']) {
       assert.equal(sysctlNamespace(node), undefined, node);
     }
   });
 
   it('accepts namespaced sysctls of namespaces the pod owns', () => {
     const sysctls = { 'net.ipv4.ping_group_range': '0 2147483647', 'kernel.shm_rmid_forced': '1' };
-    assert.deepEqual(checkPodSysctls(sysctls, { net: true, ipc: true }), sysctls);
+    assert.deepEqual(checkPodSysctls(sysctls, { net: true, ipc: true, uts: true }), sysctls);
+    assert.deepEqual(checkPodSysctls({ 'kernel.domainname': 'example.org' }, { net: true, ipc: true, uts: true }), { 'kernel.domainname': 'example.org' });
   });
 
   it('refuses node-wide sysctls, ones in a namespace shared with the host, and malformed ones', () => {
-    assert.throws(() => checkPodSysctls({ 'vm.swappiness': '10' }, { net: true, ipc: true }), hasCode(Code.InvalidArgument));
-    assert.throws(() => checkPodSysctls({ 'net.ipv4.ip_forward': '1' }, { net: false, ipc: true }), /shares with the host/);
-    assert.throws(() => checkPodSysctls({ 'kernel.sem': '1 2 3 4' }, { net: true, ipc: false }), /ipc namespace/);
-    assert.throws(() => checkPodSysctls({ 'net/ipv4/ip_forward': '1' }, { net: true, ipc: true }), /not a sysctl name/);
-    assert.throws(() => checkPodSysctls({ 'net.ipv4.ip_forward': '1\nvm.x=1' }, { net: true, ipc: true }), /line break/);
+    assert.throws(() => checkPodSysctls({ 'vm.swappiness': '10' }, { net: true, ipc: true, uts: true }), hasCode(Code.InvalidArgument));
+    assert.throws(() => checkPodSysctls({ 'kernel.domainname': 'x' }, { net: true, ipc: true, uts: false }), /uts namespace/);
+    assert.throws(() => checkPodSysctls({ 'kernel.hostname': 'x' }, { net: true, ipc: true, uts: true }), /give the pod a hostname instead/);
+    assert.throws(() => checkPodSysctls({ 'net.ipv4.ip_forward': '1' }, { net: false, ipc: true, uts: true }), /shares with the host/);
+    assert.throws(() => checkPodSysctls({ 'kernel.sem': '1 2 3 4' }, { net: true, ipc: false, uts: true }), /ipc namespace/);
+    assert.throws(() => checkPodSysctls({ 'net/ipv4/ip_forward': '1' }, { net: true, ipc: true, uts: true }), /not a sysctl name/);
+    assert.throws(() => checkPodSysctls({ 'net.ipv4.ip_forward': '1\nvm.x=1' }, { net: true, ipc: true, uts: true }), /line break/);
   });
 });
 

@@ -98,9 +98,9 @@ export class RuncKind implements SandboxKind {
 
   async prepare(sandbox: SandboxContext): Promise<void> {
     const pod = sandbox.record.pod;
-    checkPodSysctls(pod.sysctls, { net: !pod.hostNetwork, ipc: !pod.hostIpc });
     // Host-network pods share the node's UTS namespace (and so its hostname), as kubelet expects.
     const ownUts = !pod.hostNetwork;
+    checkPodSysctls(pod.sysctls, { net: !pod.hostNetwork, ipc: !pod.hostIpc, uts: ownUts });
     if (pod.hostname) {
       if (!ownUts) throw invalidArgument(`hostname ${JSON.stringify(pod.hostname)}: a pod on the node's network shares the node's hostname`);
       checkHostname(pod.hostname);
