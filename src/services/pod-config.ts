@@ -42,6 +42,11 @@ export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
   const ns = config.linux?.securityContext?.namespaceOptions;
   const pidMode = pidModes[ns?.pid ?? NamespaceMode.CONTAINER];
   if (!pidMode) throw invalidArgument(`PodSandboxConfig: PID namespace mode ${ns?.pid} is not supported for a pod`);
+  // A pod user namespace would need its pinning and ID-mapped mounts, which the runc kind lacks:
+  // refused here rather than failing later at each container.
+  if (ns?.usernsOptions && ns.usernsOptions.mode !== NamespaceMode.NODE) {
+    throw invalidArgument(`PodSandboxConfig: a user namespace for the pod (userns_options mode ${NamespaceMode[ns.usernsOptions.mode]}) is not supported`);
+  }
   const hostNetwork = ns?.network === NamespaceMode.NODE;
   return {
     name: config.metadata?.name ?? '',

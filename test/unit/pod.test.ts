@@ -61,6 +61,16 @@ test('a pod with its own network gets containerd\'s unprivileged port and ping s
   assert.deepEqual(spec({}, NamespaceMode.NODE), {}, 'none on the node\'s network');
 });
 
+test('a pod user namespace is refused with InvalidArgument naming it; the node\'s is accepted', () => {
+  const withUserns = (mode: NamespaceMode) =>
+    create(PodSandboxConfigSchema, { linux: { securityContext: { namespaceOptions: { usernsOptions: { mode, uids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } } } });
+  assert.throws(
+    () => podSpecFromConfig(withUserns(NamespaceMode.POD)),
+    (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument && /userns_options mode POD/.test(err.message),
+  );
+  assert.doesNotThrow(() => podSpecFromConfig(withUserns(NamespaceMode.NODE)));
+});
+
 test('missing, foreign or corrupt sandbox options are InvalidArgument', () => {
   const invalid = (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument;
   assert.throws(() => decodePodSandboxConfig(undefined, 's1'), invalid);
