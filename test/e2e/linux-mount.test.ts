@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { addMountFlags, bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountRecursive } from '../../src/linux/mount.js';
+import { addMountFlags, bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
@@ -113,6 +113,29 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal(stack.length, 1);
     assert.equal(propagationOf(stack[0]!), 'private');
     await unmountRecursive(at('data'));
+    assert.deepEqual(await mountsUnder(base), []);
+  });
+
+  it('undoes only its own bind of a directory onto itself, and not while something is mounted below it', async () => {
+    await makePrivateBindOfItself(at('data'));
+    await mkdir(at('data', 'below'), { recursive: true });
+    await bindMount(at('lower1'), at('data', 'below'));
+    assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'busy: a mount below it remains');
+    assert.equal((await mountsAt(at('data'))).length, 1);
+    await unmountAll(at('data', 'below'));
+    assert.equal(await unmountPrivateBindOfItself(at('data')), true);
+    assert.deepEqual(await mountsUnder(base), []);
+    assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'nothing left to undo');
+
+    // A file system mounted at the directory (not a bind of itself) is someone else's: kept.
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }], at('data'));
+    assert.equal(await unmountPrivateBindOfItself(at('data')), false);
+    assert.equal((await mountsAt(at('data'))).length, 1);
+    await unmountAll(at('data'));
+    // Nor a bind of another directory onto it.
+    await bindMount(at('lower2'), at('data'));
+    assert.equal(await unmountPrivateBindOfItself(at('data')), false);
+    await unmountAll(at('data'));
     assert.deepEqual(await mountsUnder(base), []);
   });
 });
