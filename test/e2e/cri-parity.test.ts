@@ -117,6 +117,16 @@ const cases: ParityCase[] = [
     },
   },
   {
+    name: 'the node\'s IPC and PID namespaces: the node\'s /dev/shm',
+    pod: (env) => {
+      const pod = env.podConfig({ name: 'host-ipc-pid' });
+      pod.linux!.securityContext!.namespaceOptions!.ipc = NamespaceMode.NODE;
+      pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.NODE;
+      return pod;
+    },
+    expect: (seen) => assert.match(seen, /^\/dev\/shm rw tmpfs$/m),
+  },
+  {
     name: 'a host-network pod with no hostname: the node\'s name and files',
     pod: (env) => env.podConfig({ name: 'host-net', hostNetwork: true }),
     expect: (seen) => assert.match(seen, new RegExp(`^hostname=${nodeHostname()}$`, 'm')),
