@@ -36,7 +36,7 @@ export interface PinnedNamespaces {
 const pinFiles = { ipc: 'ipc', uts: 'uts' } as const;
 
 /** The kernel's limit on a UTS hostname (__NEW_UTS_LEN), in bytes. */
-export const MAX_HOSTNAME_BYTES = 64;
+const MAX_HOSTNAME_BYTES = 64;
 
 /**
  * Refuses a hostname the kernel cannot take: over 64 bytes, or with a NUL byte (it would be cut
