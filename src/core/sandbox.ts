@@ -176,7 +176,12 @@ export class Sandbox implements SandboxContext {
     });
   }
 
-  /** Record the exit when the process ends, whatever happens to the caller that created it. */
+  /**
+   * Record the exit when the process ends, whatever happens to the caller that created it. As
+   * runc's shim does, an exit is reported only once the call in progress on the container has
+   * finished (it takes the container's lock): a process that ends while its Start is still
+   * being answered is reported after that Start, and after its TaskStart event.
+   */
   private trackExit(container: ContainerRecord, exited: Promise<ExitInfo>): void {
     let latch = this.exits.get(container.id);
     if (!latch) {
@@ -184,13 +189,11 @@ export class Sandbox implements SandboxContext {
       this.exits.set(container.id, latch);
     }
     const settle = latch;
-    void exited.then(
-      (exit) => this.recordExit(container, exit, settle),
-      (err) => {
-        this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
-        return this.recordExit(container, { exitStatus: 255, exitedAt: nowIso() }, settle);
-      },
-    );
+    const record = (exit: ExitInfo) => this.containerLocks.run(container.id, () => this.recordExit(container, exit, settle));
+    void exited.then(record, (err) => {
+      this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
+      return record({ exitStatus: 255, exitedAt: nowIso() });
+    });
   }
 
   private async recordExit(container: ContainerRecord, exit: ExitInfo, latch: ExitLatch): Promise<void> {
@@ -418,8 +421,10 @@ export class Sandbox implements SandboxContext {
     });
   }
 
+  /** As trackExit, for an exec: reported after its Start (and TaskExecStarted), never before. */
   private trackExecExit(container: ContainerRecord, exec: ExecRecord, exited: Promise<ExitInfo>, latch: ExitLatch): void {
-    const record = async (exit: ExitInfo) => {
+    const record = (exit: ExitInfo) => this.containerLocks.run(execKey(container.id, exec.id), () => recordNow(exit));
+    const recordNow = async (exit: ExitInfo) => {
       exec.status = 'stopped';
       exec.exit = exit;
       latch.settle(exit);
