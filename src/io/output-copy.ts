@@ -32,8 +32,8 @@ export class OutputCopy {
 
   /** Starts copying `source` into `sink` (or discarding it, with no sink). */
   constructor(
-    readonly source: Readable,
-    readonly sink: Writable | undefined,
+    private readonly source: Readable,
+    private readonly sink: Writable | undefined,
   ) {
     if (sink) {
       source.pipe(sink);
