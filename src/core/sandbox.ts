@@ -176,7 +176,17 @@ export class Sandbox implements SandboxContext {
     });
   }
 
-  /** Record the exit when the process ends, whatever happens to the caller that created it. */
+  /**
+   * Record the exit when the process ends, whatever happens to the caller that created it.
+   *
+   * The exit waits for the call in progress on the container (it takes the container's lock)
+   * and for that call's answer to go out. containerd answers an exit by deleting the task and
+   * closing the task's connection; a call still running on it then fails with "ttrpc: closed".
+   * That happened to a Kill: the process died of its SIGKILL while `runc kill` was still
+   * finishing, its Wait was answered, and CRI's Delete closed the connection under the Kill.
+   * Likewise, a process that ends while its Start is being answered is reported after that
+   * Start and its TaskStart event, as runc's shim does.
+   */
   private trackExit(container: ContainerRecord, exited: Promise<ExitInfo>): void {
     let latch = this.exits.get(container.id);
     if (!latch) {
@@ -184,13 +194,15 @@ export class Sandbox implements SandboxContext {
       this.exits.set(container.id, latch);
     }
     const settle = latch;
-    void exited.then(
-      (exit) => this.recordExit(container, exit, settle),
-      (err) => {
-        this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
-        return this.recordExit(container, { exitStatus: 255, exitedAt: nowIso() }, settle);
-      },
-    );
+    const record = (exit: ExitInfo) =>
+      this.containerLocks.run(container.id, async () => {
+        await answersSent();
+        await this.recordExit(container, exit, settle);
+      });
+    void exited.then(record, (err) => {
+      this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
+      return record({ exitStatus: 255, exitedAt: nowIso() });
+    });
   }
 
   private async recordExit(container: ContainerRecord, exit: ExitInfo, latch: ExitLatch): Promise<void> {
@@ -237,15 +249,18 @@ export class Sandbox implements SandboxContext {
     return { id: c.id, bundle: c.bundle, pid: c.pid, status: c.status, stdio: c.stdio, exit: c.exit };
   }
 
+  /** Under the process's lock, so that its exit is reported only once the Kill is answered (see trackExit). */
   async killTask(id: string, signal: number, all: boolean, execId = ''): Promise<void> {
-    const container = this.container(id);
-    if (execId) return this.killExec(container, execId, signal, all);
-    if (container.status === 'stopped') {
-      // Like runc's shim: killing an exited process is not an error for `all`, but is for the init.
-      if (all) return;
-      throw notFound(`kill container ${id}: process already finished`);
-    }
-    await this.kind.tasks.kill(this, container, signal, all);
+    if (execId) return this.containerLocks.run(execKey(id, execId), () => this.killExec(this.container(id), execId, signal, all));
+    return this.containerLocks.run(id, async () => {
+      const container = this.container(id);
+      if (container.status === 'stopped') {
+        // Like runc's shim: killing an exited process is not an error for `all`, but is for the init.
+        if (all) return;
+        throw notFound(`kill container ${id}: process already finished`);
+      }
+      await this.kind.tasks.kill(this, container, signal, all);
+    });
   }
 
   async waitTask(id: string, execId = ''): Promise<ExitInfo> {
@@ -418,8 +433,14 @@ export class Sandbox implements SandboxContext {
     });
   }
 
+  /** As trackExit, for an exec: after the call in progress on it (its Start, a Kill) has been answered. */
   private trackExecExit(container: ContainerRecord, exec: ExecRecord, exited: Promise<ExitInfo>, latch: ExitLatch): void {
-    const record = async (exit: ExitInfo) => {
+    const record = (exit: ExitInfo) =>
+      this.containerLocks.run(execKey(container.id, exec.id), async () => {
+        await answersSent();
+        await recordNow(exit);
+      });
+    const recordNow = async (exit: ExitInfo) => {
       exec.status = 'stopped';
       exec.exit = exit;
       latch.settle(exit);
@@ -508,3 +529,10 @@ export class Sandbox implements SandboxContext {
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Resolves on the event loop's next turn. A call that has just finished has its answer written
+ * to its socket in the same turn (promise callbacks only), so whatever is reported after this
+ * reaches containerd after that answer.
+ */
+const answersSent = () => new Promise<void>((resolve) => setImmediate(resolve));

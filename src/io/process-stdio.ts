@@ -8,12 +8,12 @@
 //   output into stdout (FIFO or stream). A terminal has no separate stderr.
 //
 // Lifecycle: `open` before the runtime runs (its `runtime` part is what the runtime is given),
-// `started` once the runtime has returned, `finish` when the process has exited (output drains,
-// bounded), `close` to drop everything at once (a failed start, a delete).
+// `started` once the runtime has returned, `finish` when the process has exited (everything it
+// wrote is delivered, within bounds: output-copy.ts), `close` to drop everything at once (a
+// failed start, a delete).
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { ReadStream as TtyStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { failedPrecondition, invalidArgument } from '../core/errors.js';
@@ -23,6 +23,7 @@ import type { ProcessStream } from '../core/streams.js';
 import { pipe, setWindowSize } from '../linux/libc.js';
 import { ConsoleSocket } from './console-socket.js';
 import { fifoReader, fifoStdinReader, fifoWriter, openOutputFifo, openStdinFifo } from './fifo.js';
+import { DEFAULT_OUTPUT_LIMITS, OutputCopy, within, type OutputLimits } from './output-copy.js';
 
 /** Where one stdio stream of a process goes, as containerd's Task API names it. */
 export type StdioEndpoint = { kind: 'none' } | { kind: 'fifo'; path: string } | { kind: 'stream'; id: string };
@@ -85,8 +86,8 @@ export class ProcessStdio {
   private readonly childEnds: number[] = [];
   /** Every stream the daemon holds for the process, destroyed by close(). */
   private readonly held: (Readable | Writable)[] = [];
-  /** Settle when each output has been copied to its end. */
-  private readonly outputs: Promise<void>[] = [];
+  /** The daemon's copies of the process's output (pipes to streams, or the terminal). */
+  private readonly outputs: OutputCopy[] = [];
   private consoleSocket: ConsoleSocket | undefined;
   private terminal: TtyStream | undefined;
   private masterFd = -1;
@@ -127,19 +128,8 @@ export class ProcessStdio {
     this.terminal = terminal;
     this.hold(terminal, 'terminal');
     // Once every holder of the pty's other side is gone, the master reads end-of-file or fails
-    // with EIO; either way the terminal closes, and its output ends with it (pipe() ends it on
-    // end-of-file only).
-    const output = this.terminalOutput;
-    if (output) {
-      terminal.pipe(output);
-      terminal.once('close', () => {
-        if (!output.writableEnded) output.end();
-      });
-      this.outputs.push(settled(output));
-    } else {
-      terminal.resume();
-      this.outputs.push(settled(terminal));
-    }
+    // with EIO; either way the terminal closes, and its output ends with it.
+    this.outputs.push(new OutputCopy(terminal, this.terminalOutput));
     this.stdinSource?.pipe(terminal, { end: false });
   }
 
@@ -183,12 +173,12 @@ export class ProcessStdio {
     this.stdinPipe?.destroy();
   }
 
-  /** The process has exited: lets its output drain (at most `drainMs`), then releases everything. */
-  async finish(drainMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs)));
-    await Promise.race([Promise.all(this.outputs), timeout]);
-    clearTimeout(timer);
+  /**
+   * The process has exited: delivers everything it wrote (see OutputCopy.deliver), for at most
+   * `limits.deliverMs`, then releases everything.
+   */
+  async finish(limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): Promise<void> {
+    await within(limits.deliverMs, Promise.all(this.outputs.map((output) => output.deliver(limits.readGraceMs))));
     this.close();
   }
 
@@ -236,9 +226,7 @@ export class ProcessStdio {
         const ends = pipe();
         this.runtime.stdio[slot] = this.childEnd(ends.write);
         const reader = this.hold(new Socket({ fd: ends.read, readable: true, writable: false }), slot === 1 ? 'stdout pipe' : 'stderr pipe');
-        const output = stream as Writable;
-        reader.pipe(output);
-        this.outputs.push(settled(output));
+        this.outputs.push(new OutputCopy(reader, stream as Writable));
       }
     });
   }
@@ -282,9 +270,4 @@ export class ProcessStdio {
 
 function isWritable(stream: ProcessStream): stream is Writable {
   return typeof (stream as Writable).write === 'function';
-}
-
-/** Settles when the stream is done, whether it finished or failed. */
-function settled(stream: Readable | Writable): Promise<void> {
-  return finished(stream).catch(() => undefined);
 }

@@ -1,13 +1,20 @@
 // 200 pods created, started, stopped and removed one after another: afterwards kuasard holds
 // as many open files as before, its memory after a full garbage collection is back where it
 // was, and the host has no mount, cgroup, netns, process or state file more than before.
+// And the race that once failed a churn run under load, held still: StopPodSandbox right after
+// StartContainer while `runc kill` is slow to return.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { GC_SIGNAL, hasGcHook, lastGcHeapUsed, readProcessMemory, startWithGcHook } from '../../src/bench/memory.js';
+import { renderKuasardConfig } from '../../src/devenv/config.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { runPod } from '../../src/devenv/pod-runs.js';
 import { listProcesses } from '../../src/devenv/processes.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 
@@ -85,5 +92,51 @@ describe('runc kind under churn', () => {
       `kuasard's live heap grew by ${afterChurn.heapUsed - halfway.heapUsed} bytes over the last ${CYCLES / 2} pods`,
     );
     assert.deepEqual(diffHost(hostBefore, snapshotHost({ dirs: watched }), { scope: env.scope }), NO_LEAKS);
+  });
+});
+
+describe('runc kind: StopPodSandbox right after StartContainer, with `runc kill` slow to return', () => {
+  let env: Environment;
+  let wrapperDir: string;
+  const PODS = 3;
+
+  before(async () => {
+    // runc, except that `kill` returns two seconds after the signal went out: what a loaded
+    // machine once did to one `runc kill` of the churn above. The SIGKILLed container is dead
+    // and reaped long before the Kill is answered.
+    wrapperDir = mkdtempSync(join(tmpdir(), 'kuasar-slow-kill-'));
+    const wrapper = join(wrapperDir, 'runc-slow-kill');
+    writeFileSync(
+      wrapper,
+      ['#!/bin/sh', 'for arg; do', '  if [ "$arg" = kill ]; then runc "$@"; status=$?; sleep 2; exit $status; fi', 'done', 'exec runc "$@"', ''].join('\n'),
+    );
+    chmodSync(wrapper, 0o755);
+    env = await startEnvironment({
+      kuasardConfig: (paths) => {
+        const config = parseToml(renderKuasardConfig(paths)) as { kinds: { runc: { oci_runtime: string } } };
+        config.kinds.runc.oci_runtime = wrapper;
+        return stringifyToml(config);
+      },
+    });
+  });
+
+  after(async () => {
+    await env?.stop();
+    rmSync(wrapperDir, { recursive: true, force: true });
+  });
+
+  it(`stops ${PODS} pods whose container was SIGKILLed and reaped while its Kill was still running`, async () => {
+    const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
+    for (let i = 0; i < PODS; i++) {
+      // runPod stops the pod: CRI's StopPodSandbox sends Kill(SIGKILL) to the running container.
+      // The exit must not be reported while that Kill runs: CRI answers it by deleting the task
+      // and closing its connection, and the Kill failed with "ttrpc: closed".
+      const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', env.podConfig({ name: `slowkill-${i}` }), watched, async ({ podId, pod }) => {
+        const config = containerConfig({ name: 'c', image: env.images.busybox, command: ['sleep', '3600'] });
+        const { containerId } = await env.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod });
+        await env.cri.runtime.startContainer({ containerId });
+      });
+      assert.deepEqual(leaks, NO_LEAKS);
+    }
   });
 });

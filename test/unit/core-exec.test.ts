@@ -31,6 +31,8 @@ describe('exec processes in core', () => {
   let calls: string[];
   let processes: Map<string, ReturnType<typeof fakeProcess>>;
   let failNextExec: boolean;
+  /** The next process started (init at Start, exec at Start) ends at once, before its Start is answered. */
+  let endAtStart: boolean;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-core-exec-'));
@@ -45,6 +47,7 @@ describe('exec processes in core', () => {
     calls = [];
     processes = new Map();
     failNextExec = false;
+    endAtStart = false;
     let nextPid = 100;
     const start = (key: string) => {
       const process = fakeProcess(nextPid++);
@@ -54,11 +57,15 @@ describe('exec processes in core', () => {
     // Only what the exec paths call; the kind interface has more.
     const tasks = {
       create: async (_s: unknown, c: { id: string }) => start(c.id),
-      start: async () => undefined,
+      start: async (_s: unknown, c: { id: string }) => {
+        if (endAtStart) processes.get(c.id)?.end(3);
+      },
       delete: async (_s: unknown, c: { id: string }) => void calls.push(`delete ${c.id}`),
       startExec: async (_s: unknown, _c: unknown, e: { id: string }) => {
         if (failNextExec) throw internal('exec failed: executable file not found');
-        return start(e.id);
+        const process = start(e.id);
+        if (endAtStart) process.end(3);
+        return process;
       },
       killExec: async (_s: unknown, _c: unknown, e: { id: string }, signal: number) => {
         calls.push(`kill ${e.id} ${signal}`);
@@ -105,6 +112,32 @@ describe('exec processes in core', () => {
       ],
       'no TaskDelete for an exec, as runc\'s shim',
     );
+  });
+
+  it('reports an exec that ends before its Start is answered only once that Start is done and TaskExecStarted published', async () => {
+    await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
+    // What had been published when the Wait was answered: the Start's work was done by then.
+    const publishedAtWait = sandbox.waitTask('c1', 'e1').then(() => events.map((e) => e.topic));
+    endAtStart = true;
+    await sandbox.startTask('c1', 'e1');
+    assert.deepEqual(await publishedAtWait, ['/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']);
+    assert.deepEqual(
+      events.map((e) => e.topic),
+      ['/tasks/exec-added', '/tasks/exec-started', '/tasks/exit'],
+    );
+  });
+
+  it('reports an init that ends before its Start is answered only once that Start is done and TaskStart published', async () => {
+    await sandbox.createTask({ id: 'c2', bundle: '/bundle', rootfs: [], stdio: STDIO });
+    const publishedAtWait = sandbox.waitTask('c2').then(() => events.map((e) => e.topic));
+    endAtStart = true;
+    await sandbox.startTask('c2');
+    assert.deepEqual(await publishedAtWait, ['/tasks/create', '/tasks/start', '/tasks/exit']);
+    assert.deepEqual(
+      events.map((e) => e.topic),
+      ['/tasks/create', '/tasks/start', '/tasks/exit'],
+    );
+    assert.equal(sandbox.taskState('c2').status, 'stopped', 'never moved back to running');
   });
 
   it('refuses what runc\'s shim refuses', async () => {

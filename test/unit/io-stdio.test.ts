@@ -1,13 +1,14 @@
 // Process stdio without a container runtime: stdio strings, FIFO opening semantics, the console
 // socket receiving a descriptor, and pipes bridged to streams (streaming io). No root needed.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, constants, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Code, RuntimeError } from '../../src/core/errors.js';
@@ -114,21 +115,17 @@ describe('stdio on the host', () => {
     assert.equal((await processStdin.readFile()).toString(), 'typed input', 'read to end-of-file');
     await processStdout.write('to stdout');
     await processStderr.write('to stderr');
-    const collected = (stream: PassThrough) => new Promise<string>((resolve) => {
-      let text = '';
-      stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      stream.on('end', () => resolve(text));
-    });
-    const stdout = collected(streams['p-stdout']);
-    const stderr = collected(streams['p-stderr']);
+    const stdout = collect(streams['p-stdout']);
+    const stderr = collect(streams['p-stderr']);
     await Promise.all([processStdin.close(), processStdout.close(), processStderr.close()]);
-    await stdio.finish(5_000);
+    await stdio.finish();
     assert.equal(await stdout, 'to stdout');
     assert.equal(await stderr, 'to stderr');
   });
 
-  it('stops waiting for output that does not end (a child keeps the pipe) after the drain time', async () => {
+  it('stops reading an output that a child of the process keeps open once it is idle, and delivers what was read', async () => {
     const output = new PassThrough();
+    const delivered = collect(output);
     const stdio = await ProcessStdio.open({
       stdio: { stdin: '', stdout: `ttrpc+unix://${dir}/task.sock?streaming_id=q-stdout`, stderr: '', terminal: false },
       streams: { take: async () => output },
@@ -137,11 +134,60 @@ describe('stdio on the host', () => {
     });
     const held = await reopen((stdio.runtime.stdio as number[])[1]!, 'w');
     stdio.started();
-    const started = Date.now();
-    await stdio.finish(100);
-    assert.ok(Date.now() - started < 2_000);
+    await held.write('written before the exit\n');
+    // The process has exited; its child still holds the pipe and writes nothing more. Without
+    // the read grace this would wait for the child (and the test would hang).
+    await stdio.finish({ readGraceMs: 100, deliverMs: 60_000 });
+    assert.equal(await delivered, 'written before the exit\n', 'ended, with everything read');
     assert.equal(output.destroyed, true, 'released all the same');
     await held.close();
+  });
+
+  it('delivers all a process wrote to a stream that takes it slower than the read grace, before finishing', async () => {
+    const received: Buffer[] = [];
+    // containerd at its own pace (its credits): each chunk is taken 50 ms after it was given.
+    const output = new Writable({
+      highWaterMark: 1024,
+      write: (chunk: Buffer, _encoding, done) => void setTimeout(() => (received.push(chunk), done()), 50),
+    });
+    const stdio = await ProcessStdio.open({
+      stdio: { stdin: '', stdout: `ttrpc+unix://${dir}/task.sock?streaming_id=s-stdout`, stderr: '', terminal: false },
+      streams: { take: async () => output },
+      consoleDir: dir,
+      log,
+    });
+    // The process writes more than a pipe holds and exits once the last of it is in the pipe:
+    // what it wrote last is still to be read and passed on after its exit.
+    const bytes = 512 * 1024;
+    const child = spawn('head', ['-c', String(bytes), '/dev/zero'], { stdio: ['ignore', stdio.runtime.stdio[1] as number, 'ignore'] });
+    stdio.started();
+    await once(child, 'exit');
+    await stdio.finish({ readGraceMs: 20, deliverMs: 600_000 });
+    assert.equal(Buffer.concat(received).length, bytes, 'every byte, although reading waited on the stream for longer than the read grace');
+    assert.equal(output.writableFinished, true);
+  });
+
+  it('delivers what a terminal\'s process wrote just before it exited, when the master reads EIO', async () => {
+    for (let round = 0; round < 20; round++) {
+      const output = new PassThrough();
+      const delivered = collect(output);
+      const stdio = await ProcessStdio.open({
+        stdio: { stdin: '', stdout: `ttrpc+unix://${dir}/task.sock?streaming_id=e-stdout`, stderr: '', terminal: true },
+        streams: { take: async () => output },
+        consoleDir: dir,
+        log,
+      });
+      const pty = openPty();
+      sendDescriptor(stdio.runtime.consoleSocket!, pty.master);
+      closeSync(pty.master);
+      stdio.started();
+      // The process's last words and its exit: the last holder of the pty's other side closes it.
+      const slave = openSync(pty.slavePath, constants.O_RDWR | constants.O_NOCTTY);
+      writeSync(slave, `last words ${round}\n`);
+      closeSync(slave);
+      await stdio.finish({ readGraceMs: 60_000, deliverMs: 60_000 });
+      assert.equal(await delivered, `last words ${round}\r\n`);
+    }
   });
 
   it('copies between a terminal and the process\'s streams, resizes it, and ends its input with EOT', async () => {
@@ -178,11 +224,10 @@ describe('stdio on the host', () => {
     assert.equal((await slave.read(buffer, 0, 64)).bytesRead, 0, 'end-of-file for a reader in canonical mode');
     assert.equal(input.destroyed, true);
 
-    // The process is gone: the master reads end-of-file, the output ends, everything is released.
+    // The process is gone: the master reads end-of-file, the output ends, everything is released
+    // (without waiting out the read grace: the test would time out).
     await slave.close();
-    const started = Date.now();
-    await stdio.finish(5_000);
-    assert.ok(Date.now() - started < 2_000, 'no need to wait out the drain time');
+    await stdio.finish({ readGraceMs: 600_000, deliverMs: 600_000 });
     assert.equal(output.writableFinished, true);
   });
 
@@ -226,6 +271,15 @@ describe('stdio on the host', () => {
     stdio.close();
   });
 });
+
+/** Everything written to `stream` until it ends. */
+function collect(stream: PassThrough): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    stream.on('end', () => resolve(text));
+  });
+}
 
 async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

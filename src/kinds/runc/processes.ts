@@ -12,9 +12,6 @@ import { hasErrnoCode } from '../../linux/libc.js';
 import type { Reaper } from '../../linux/reaper.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 
-/** How long a process's output may take to drain after it exited, before its exit is reported. */
-const DRAIN_MS = 2_000;
-
 interface RunningProcess {
   stdio: ProcessStdio;
   /** Once reaped, the pid may name another process: signals must not be sent to it any more. */
@@ -117,7 +114,9 @@ export class RuncProcesses {
     const exited = this.reaper.watch(pid).then(
       async (exit): Promise<ExitInfo> => {
         running.reaped = true;
-        await stdio.finish(DRAIN_MS);
+        // Everything the process wrote reaches containerd before its exit is reported: CRI
+        // takes an exec's output to be complete once its exit is known.
+        await stdio.finish();
         return { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() };
       },
       (err: unknown) => {

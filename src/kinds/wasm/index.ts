@@ -36,9 +36,6 @@ const IDLE_WORKER_MS = 30_000;
 /** The most module bytes kept compiled for later containers. */
 const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
-/** How long an instance's output may take to drain after it ended, before its exit is reported. */
-const DRAIN_MS = 2_000;
-
 /**
  * The pid reported for every wasm container: kuasard's own. There is no process per container,
  * but containerd treats a task whose pid is 0 as gone (Connect after a containerd restart), and
@@ -178,7 +175,7 @@ class WasmTasks implements TaskDriver {
       stdio.started();
       closeNullFds();
       closeDescriptorsUnder(rootfs);
-      await stdio.finish(DRAIN_MS);
+      await stdio.finish();
       log.info({ exitStatus: end.exitStatus, signal: end.signal, outOfMemory: end.outOfMemory }, 'wasm instance ended');
       // Published before the exit, so that CRI reports the container OOMKilled.
       if (end.outOfMemory) sandbox.reportOom(container.id);
