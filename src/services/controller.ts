@@ -76,7 +76,11 @@ export function controllerHandlers(sandboxer: Sandboxer) {
         sandboxId: status.id,
         pid: status.pid,
         state: status.ready ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
-        info: req.verbose ? { phase: status.phase, kind: sandboxer.kind.name } : {},
+        info: {
+          ...(req.verbose ? { phase: status.phase, kind: sandboxer.kind.name } : {}),
+          // Why a sandbox that came back broken from a restart is not ready: always told.
+          ...(status.reason ? { reason: status.reason } : {}),
+        },
         createdAt: toTimestamp(status.createdAt),
         exitedAt: toTimestamp(status.exitedAt),
         address: status.address,
