@@ -85,21 +85,15 @@ export class Sandboxer {
    */
   private async recover(id: string): Promise<void> {
     const dir = join(this.kindDir, id);
-    const text = await readFile(join(dir, STATE_FILE), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return null;
-      return err;
-    });
-    if (text === null) {
-      const sandbox = await this.standIn(id, dir);
-      await this.discard(sandbox, `it has no ${STATE_FILE}: kuasard died inside its Create`);
-      return;
-    }
-    let record: SandboxRecord;
+    let record: SandboxRecord | null;
     try {
-      if (text instanceof Error) throw failedPrecondition(`state of sandbox ${id} is unusable: ${text.message}`);
-      record = parseSandboxRecord(text, { id, kind: this.kind.name });
+      record = await this.loadRecord(id, dir);
     } catch (err) {
       await this.keepUnreadable(await this.standIn(id, dir), err);
+      return;
+    }
+    if (!record) {
+      await this.discard(await this.standIn(id, dir), `it has no ${STATE_FILE}: kuasard died inside its Create`);
       return;
     }
     const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
@@ -120,6 +114,18 @@ export class Sandboxer {
     this.sandboxes.set(id, sandbox);
     await sandbox.save();
     sandbox.log.info({ phase: record.phase, containers: record.containers.length, reason: sandbox.problem || undefined }, 'sandbox recovered');
+  }
+
+  /** The sandbox's record, null when it has no state file; FailedPrecondition with the reason when it is unusable. */
+  private async loadRecord(id: string, dir: string): Promise<SandboxRecord | null> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, STATE_FILE), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw failedPrecondition(`state of sandbox ${id} is unusable: ${errorText(err)}`);
+    }
+    return parseSandboxRecord(text, { id, kind: this.kind.name });
   }
 
   /** Releases a sandbox containerd no longer knows; kept (reported not ready) when that fails. */
@@ -322,8 +328,8 @@ export class Sandboxer {
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
- * The record of a sandbox whose state is lost: stopped, with no container and no kind state.
- * Its pod is unknown; it is taken to share a PID namespace, so that the kind looks for a holder.
+ * The record of a sandbox whose state is lost: stopped, with no container and no kind state. Its
+ * pod is unknown (the values are placeholders): the kind's destroy finds what it holds without them.
  */
 function standInRecord(id: string, kind: string, createdAt: string): SandboxRecord {
   return {

@@ -169,14 +169,16 @@ describe('state-file reader under arbitrary input', () => {
       destroy: async () => undefined,
     } as unknown as SandboxKind;
     const endpoints = async () => ({ address: 'fake://', close: async () => undefined });
+    let runs = 0;
     try {
       await fc.assert(
         fc.asyncProperty(stateText, async (text) => {
-          const dir = join(stateDir, KIND, ID);
-          await rm(join(stateDir, KIND), { recursive: true, force: true });
+          // A state directory per run: a save still under way from the run before must not land in this one.
+          const runDir = join(stateDir, String(++runs));
+          const dir = join(runDir, KIND, ID);
           await mkdir(dir, { recursive: true });
           await writeFile(join(dir, 'state.json'), text);
-          const sandboxer = new Sandboxer(kind, stateDir, { publish: () => undefined }, endpoints, pino({ level: 'silent' }));
+          const sandboxer = new Sandboxer(kind, runDir, { publish: () => undefined }, endpoints, pino({ level: 'silent' }));
           await sandboxer.init();
           const found = sandboxer.list().find((s) => s.id === ID);
           if (!found) return; // released at once: it never started
