@@ -1,12 +1,17 @@
 // Crash consistency: kuasard is killed with SIGKILL at random moments inside the CRI calls that
-// drive a pod's life (RunPodSandbox, CreateContainer, StartContainer, StopPodSandbox,
-// RemovePodSandbox) and restarted each time. Afterwards every pod CRI still lists must be usable
-// (a ready pod runs a new container) or cleanly removable, and once every pod is removed nothing
-// of them may remain on the host. The randomness is seeded: CRASH_SEED=<n> replays a run.
+// drive a pod's life (RunPodSandbox: Controller Create and Start; CreateContainer: Controller
+// Status and Platform; StartContainer: Task Create and Start; StopPodSandbox: Task Kill and
+// Controller Stop; RemovePodSandbox: Task Delete and Controller Shutdown) and restarted each
+// time. Afterwards every pod CRI still lists must be usable (a ready pod runs a new container) or
+// cleanly removable, and once every pod is removed nothing of them may remain on the host. The
+// randomness is seeded: CRASH_SEED=<n> replays a run (CRASH_KILLS=<n> tries more or fewer).
+// Also: a state file that is corrupt, and containers that runc no longer has.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { NamespaceMode, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
@@ -20,6 +25,7 @@ import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import { GrpcChannel } from '../../src/rpc/grpc.js';
 
+const execFileAsync = promisify(execFile);
 const STAGES = ['run', 'create', 'start', 'stop', 'remove'] as const;
 type Stage = (typeof STAGES)[number];
 const KILLS = Number(process.env['CRASH_KILLS'] ?? 20);
@@ -256,6 +262,36 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     for (const what of ['deleting a container the state file did not record', 'stopping a PID namespace holder the state file did not record']) {
       assert.ok(told.some((line) => line.includes(what)), `kuasard's log says: ${what}`);
     }
+  }
+
+  it('reports a container runc lost while kuasard was down exited, and removes its pod', async () => {
+    try {
+      await lostContainer();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
+
+  async function lostContainer(): Promise<void> {
+    const before = snapshotHost({ dirs: watched() });
+    const runtime = env.cri.runtime;
+    const pod = podConfig('lost', false);
+    const { podSandboxId } = await runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
+    const { containerId } = await runtime.createContainer({ podSandboxId, config: busybox(), sandboxConfig: pod });
+    await runtime.startContainer({ containerId });
+    // runc's container goes away behind kuasard's back (as when kuasard dies inside a Task
+    // Delete after runc's delete): the next kuasard finds the record of a container runc lacks.
+    await env.restartKuasard({ crash: true });
+    await execFileAsync('runc', ['--root', join(env.paths.kuasarState, 'runc.oci'), 'delete', '--force', containerId]);
+    await env.restartKuasard({ crash: true });
+
+    const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+    assert.equal(status.exitCode, 255, 'an exit nobody saw is reported as 255');
+    await untilAnswered(() => runtime.removeContainer({ containerId }), 30_000);
+    await runtime.stopPodSandbox({ podSandboxId });
+    await runtime.removePodSandbox({ podSandboxId });
+    assert.deepEqual(await leaksSince(before), NO_LEAKS);
   }
 
   it(`keeps every pod usable or removable across ${KILLS} kills inside pod calls, and leaves nothing`, async () => {
