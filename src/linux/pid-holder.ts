@@ -164,22 +164,27 @@ export interface HolderMatch {
  * cannot say.
  */
 export function findHolders(match: HolderMatch): PidNamespaceHolder[] {
-  const inodes = new Set(match.namespaceFiles.flatMap((file) => inodeOf(file) ?? []));
+  const namespaces = new Set(match.namespaceFiles.flatMap((file) => fileIdentity(file) ?? []));
   const found: PidNamespaceHolder[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const stat = readProcStat(Number(name));
     if (!stat || stat.comm !== HOLDER_BINARY || stat.state === 'Z') continue;
     const cgroupsPath = cgroupPathNamed(stat.pid, match.cgroupName);
-    const inPodNamespace = (['ipc', 'uts'] as const).some((ns) => inodes.has(inodeOf(`/proc/${stat.pid}/ns/${ns}`) ?? -1));
+    const inPodNamespace = (['ipc', 'uts'] as const).some((ns) => namespaces.has(fileIdentity(`/proc/${stat.pid}/ns/${ns}`) ?? ''));
     if (cgroupsPath !== undefined || inPodNamespace) found.push({ pid: stat.pid, startTime: stat.startTime, cgroupsPath: cgroupsPath ?? null });
   }
   return found;
 }
 
-function inodeOf(path: string): number | undefined {
+/**
+ * Device and inode: what names a namespace (nsfs) file. The device counts too: a pin file whose
+ * bind mount is gone is a plain file whose inode number may equal some namespace's.
+ */
+function fileIdentity(path: string): string | undefined {
   try {
-    return statSync(path).ino;
+    const stat = statSync(path);
+    return `${stat.dev}:${stat.ino}`;
   } catch {
     return undefined;
   }

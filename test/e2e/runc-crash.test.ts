@@ -254,6 +254,7 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     // Removing it releases what kuasard could no longer read about: its container (runc state,
     // cgroups, rootfs mount), the holder of its PID namespace, its pinned namespaces, its files.
     for (const { podSandboxId } of [corrupt, healthy]) {
+      await untilAnswered(() => runtime.podSandboxStatus({ podSandboxId }), 30_000);
       await untilAnswered(() => runtime.stopPodSandbox({ podSandboxId }), 30_000);
       await untilAnswered(() => runtime.removePodSandbox({ podSandboxId }), 30_000);
     }
@@ -285,6 +286,8 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     await env.restartKuasard({ crash: true });
     await execFileAsync('runc', ['--root', join(env.paths.kuasarState, 'runc.oci'), 'delete', '--force', containerId]);
     await env.restartKuasard({ crash: true });
+    // containerd dials the controller again only after its reconnect backoff.
+    await untilAnswered(() => runtime.podSandboxStatus({ podSandboxId }), 30_000);
 
     const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
     assert.equal(status.exitCode, 255, 'an exit nobody saw is reported as 255');
