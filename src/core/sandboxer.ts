@@ -173,9 +173,9 @@ export class Sandboxer {
     }
   }
 
-  /** The sandbox cannot be served: it is reported stopped (not ready, Wait answered), with the reason. */
+  /** The sandbox cannot be served: it is reported stopped (not ready, Wait answered), with the reason, until its Shutdown. */
   private markUnusable(sandbox: Sandbox, reason: string): void {
-    sandbox.log.error({ reason }, 'sandbox from an earlier run cannot be served; reporting it not ready until containerd removes it');
+    sandbox.log.error({ reason }, 'sandbox cannot be served; reporting it not ready until containerd removes it');
     sandbox.problem ||= reason;
     sandbox.record.phase = 'stopped';
     sandbox.record.exit ??= { exitStatus: UNRECOVERABLE_EXIT_STATUS, exitedAt: nowIso() };
@@ -242,17 +242,38 @@ export class Sandboxer {
       const record = sandbox.record;
       if (record.phase === 'ready') return this.statusOf(sandbox);
       if (record.phase !== 'created') throw failedPrecondition(`start sandbox ${id}: it is ${record.phase}`);
-      const { pid } = await this.kind.start(sandbox);
-      const endpoint = await this.openEndpoint(sandbox);
-      this.endpoints.set(id, endpoint);
-      record.pid = pid;
-      record.taskAddress = endpoint.address;
-      record.phase = 'ready';
-      record.startedAt = nowIso();
-      await sandbox.save();
-      sandbox.log.info({ address: endpoint.address }, 'sandbox ready');
+      try {
+        const { pid } = await this.kind.start(sandbox);
+        const endpoint = await this.openEndpoint(sandbox);
+        this.endpoints.set(id, endpoint);
+        record.pid = pid;
+        record.taskAddress = endpoint.address;
+        record.phase = 'ready';
+        record.startedAt = nowIso();
+        await sandbox.save();
+      } catch (err) {
+        await this.releaseAfterFailedStart(sandbox, err);
+        throw err;
+      }
+      sandbox.log.info({ address: record.taskAddress }, 'sandbox ready');
       return this.statusOf(sandbox);
     });
+  }
+
+  /**
+   * containerd forgets a sandbox whose Start failed and sends no Shutdown for it (its own
+   * podsandbox controller cleans up after itself): everything it took is released now.
+   */
+  private async releaseAfterFailedStart(sandbox: Sandbox, err: unknown): Promise<void> {
+    sandbox.log.warn({ err }, 'sandbox start failed; releasing it, as containerd sends no Shutdown after a failed Start');
+    try {
+      await this.endpoints.get(sandbox.id)?.close();
+      this.endpoints.delete(sandbox.id);
+      await this.release(sandbox);
+      this.sandboxes.delete(sandbox.id);
+    } catch (releaseErr) {
+      this.markUnusable(sandbox, `its Start failed (${errorText(err)}) and releasing it failed: ${errorText(releaseErr)}`);
+    }
   }
 
   status(id: string): SandboxStatusView {

@@ -3,8 +3,9 @@
 // Status and Platform; StartContainer: Task Create and Start; StopPodSandbox: Task Kill and
 // Controller Stop; RemovePodSandbox: Task Delete and Controller Shutdown) and restarted each
 // time. Afterwards every pod CRI still lists must be usable (a ready pod runs a new container) or
-// cleanly removable, and once every pod is removed nothing of them may remain on the host. The
-// randomness is seeded: CRASH_SEED=<n> replays a run (CRASH_KILLS=<n> tries more or fewer).
+// cleanly removable, a new pod must run, and once every pod is removed nothing of them may remain
+// on the host. The randomness is seeded: CRASH_SEED=<n> replays a run (CRASH_KILLS=<n> tries
+// more or fewer).
 // Also: a state file that is corrupt, and containers that runc no longer has.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -340,6 +341,14 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       kills.push(kill);
       console.log(`kill ${round + 1}/${KILLS}: ${JSON.stringify(kill)}`);
 
+      // The restarted kuasard serves new pods (retried while containerd's reconnect backoff
+      // lasts, as kubelet would); the pod is then checked and removed with the others.
+      const fresh = podConfig(`after-${round}`, sharedPid);
+      const { podSandboxId: freshId } = await untilAnswered(
+        () => env.cri.runtime.runPodSandbox({ config: fresh, runtimeHandler: env.handlers.kuasar['runc'] }),
+        30_000,
+      );
+      configs.set(freshId, fresh);
       // A pod RunPodSandbox made but never answered for is listed all the same: find its config.
       for (const p of (await untilAnswered(() => env.cri.runtime.listPodSandbox({}), 30_000)).items) {
         if (!configs.has(p.id)) configs.set(p.id, pod);

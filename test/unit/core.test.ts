@@ -194,6 +194,23 @@ describe('Sandboxer recovery after a crash', () => {
     assert.deepEqual(destroyed, ['bad']);
   });
 
+  it('releases a sandbox whose Start fails: containerd forgets it without a Shutdown', async () => {
+    const { kind, destroyed } = standInKind();
+    const failing: SandboxKind = {
+      ...kind,
+      start: async () => {
+        throw new RuntimeError(Code.FailedPrecondition, 'start the PID namespace holder (catatonit): catatonit is not installed');
+      },
+    };
+    const sandboxes = sandboxer(failing);
+    await sandboxes.init();
+    await sandboxes.create({ id: 'pod', namespace: 'k8s.io', netnsPath: '', pod: POD });
+    await assert.rejects(sandboxes.start('pod'), /catatonit is not installed/);
+    assert.deepEqual(destroyed, ['pod']);
+    assert.equal(existsSync(dirOf('pod')), false);
+    assert.throws(() => sandboxes.get('pod'), isCode(Code.NotFound));
+  });
+
   it('answers Wait for a sandbox saved stopped without its exit (the daemon died inside Shutdown)', async () => {
     await earlierRun();
     const path = join(dirOf('bad'), 'state.json');
