@@ -5,6 +5,9 @@ import { invalidArgument } from './errors.js';
 const MAX_ID_LENGTH = 76;
 const ID_PATTERN = /^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$/;
 
+/** True when `id` is a valid containerd identifier (validateId says what is wrong otherwise). */
+export const isValidId = (id: string): boolean => id.length > 0 && id.length <= MAX_ID_LENGTH && ID_PATTERN.test(id);
+
 /** Throws InvalidArgument unless `id` is a valid containerd identifier; returns it otherwise. */
 export function validateId(what: string, id: string): string {
   if (id.length === 0) throw invalidArgument(`${what} id must not be empty`);

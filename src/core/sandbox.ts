@@ -66,6 +66,10 @@ export class Sandbox implements SandboxContext {
   private readonly execExits = new Map<string, ExitLatch>();
   readonly stopped = new ExitLatch();
   readonly streams = new StreamRegistry();
+  /** Why the sandbox cannot be served after a restart (reported with its status); empty while it can. */
+  problem = '';
+  /** The record stands in for a state file that could not be loaded: never written over it. */
+  private readonly standIn: boolean;
 
   constructor(
     readonly record: SandboxRecord,
@@ -73,7 +77,9 @@ export class Sandbox implements SandboxContext {
     private readonly kind: SandboxKind,
     private readonly events: EventSink,
     log: Logger,
+    options: { standIn?: boolean } = {},
   ) {
+    this.standIn = options.standIn ?? false;
     this.log = log.child({ sandbox: record.id });
     for (const container of record.containers) {
       const latch = new ExitLatch();
@@ -120,6 +126,7 @@ export class Sandbox implements SandboxContext {
 
   /** Writes the record; writes are queued so that the file always ends with the latest one. */
   save(): Promise<void> {
+    if (this.standIn) return Promise.resolve();
     const write = this.lastSave.then(() => writeJsonAtomic(join(this.dir, STATE_FILE), this.record));
     this.lastSave = write.catch(() => undefined);
     return write;

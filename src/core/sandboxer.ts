@@ -2,19 +2,19 @@
 // (create, start, status, wait, stop, shutdown). Kind-specific work is delegated to the kind;
 // the Task API endpoint of each sandbox is opened through an injected factory so that core
 // knows nothing of ttrpc.
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import type { EventSink } from './events.js';
-import { validateId } from './ids.js';
+import { isValidId, validateId } from './ids.js';
 import type { SandboxKind } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { CgroupMetrics } from './metrics.js';
 import type { ExitInfo, PodSpec, SandboxRecord } from './model.js';
 import { nowIso } from './model.js';
+import { parseSandboxRecord } from './record-schema.js';
 import { MAX_SOCKET_PATH, Sandbox, STATE_FILE, TASK_SOCKET_NAME } from './sandbox.js';
-import { readJson } from './state-file.js';
 
 /** Serves the Task API of one sandbox; closed when the sandbox is shut down. */
 export interface TaskEndpoint {
@@ -40,7 +40,12 @@ export interface SandboxStatusView {
   exitedAt: string | null;
   address: string;
   phase: SandboxRecord['phase'];
+  /** Why the sandbox cannot be served (it came back broken from a restart); empty otherwise. */
+  reason: string;
 }
+
+/** What a sandbox reports when the daemon could not take it over: it cannot run anything. */
+const UNRECOVERABLE_EXIT_STATUS = 255;
 
 export class Sandboxer {
   private readonly sandboxes = new Map<string, Sandbox>();
@@ -66,39 +71,117 @@ export class Sandboxer {
     await mkdir(this.kindDir, { recursive: true, mode: 0o700 });
     await this.kind.init();
     for (const entry of await readdir(this.kindDir, { withFileTypes: true })) {
-      if (entry.isDirectory()) await this.recover(entry.name);
+      if (!entry.isDirectory()) continue;
+      // Only a valid id ever names a sandbox directory, and containerd could not address another.
+      if (isValidId(entry.name)) await this.recover(entry.name);
+      else this.log.warn({ dir: join(this.kindDir, entry.name) }, 'a directory that names no sandbox is in the state directory; leaving it');
     }
   }
 
+  /**
+   * Takes over one sandbox an earlier run left. One whose Create or Start the daemon died in is
+   * released at once: containerd forgets a sandbox whose Create or Start failed, without a
+   * Shutdown (CRI's RunPodSandbox deletes its own record of it), so nobody else would. One that
+   * cannot be served any more (its state file is unusable, or the kind finds its resources gone)
+   * is kept, reported not ready with the reason, so that containerd can still stop and remove it.
+   */
   private async recover(id: string): Promise<void> {
     const dir = join(this.kindDir, id);
-    const log = this.log.child({ sandbox: id });
-    const record = await readJson<SandboxRecord>(join(dir, STATE_FILE)).catch((err: NodeJS.ErrnoException) => {
-      log.error({ err }, 'sandbox state from an earlier run is unreadable; leaving its directory for inspection');
-      return null;
-    });
-    if (!record) return;
-    const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
+    let record: SandboxRecord | null;
     try {
-      await this.kind.recover(sandbox);
-      // A started sandbox keeps its task socket until Shutdown, stopped or not: containerd
-      // still deletes its containers through it.
-      if (record.taskAddress) {
-        const endpoint = await this.openEndpoint(sandbox);
-        this.endpoints.set(id, endpoint);
-        record.taskAddress = endpoint.address;
-      }
+      record = await this.loadRecord(id, dir);
     } catch (err) {
-      // The pod cannot be served any more: report it stopped so that containerd removes it.
-      log.error({ err }, 'sandbox from an earlier run cannot be recovered; reporting it stopped');
-      record.phase = 'stopped';
-      record.exit ??= { exitStatus: 255, exitedAt: nowIso() };
+      await this.keepUnreadable(await this.standIn(id, dir), err);
+      return;
+    }
+    if (!record) {
+      await this.discard(await this.standIn(id, dir), `it has no ${STATE_FILE}: kuasard died inside its Create`);
+      return;
+    }
+    const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
+    if (record.phase === 'created') {
+      await this.discard(sandbox, 'it never started: kuasard died inside its Create or Start');
+      return;
+    }
+    // A Shutdown under way when the daemon died may have saved the phase without an exit.
+    if (record.phase === 'stopped' && !record.exit) {
+      record.exit = { exitStatus: UNRECOVERABLE_EXIT_STATUS, exitedAt: nowIso() };
       sandbox.stopped.settle(record.exit);
     }
+    await this.kind.recover(sandbox).catch((err: unknown) => this.markUnusable(sandbox, errorText(err)));
+    // A started sandbox keeps its task socket until Shutdown, stopped or not: containerd
+    // still deletes its containers through it.
+    if (record.taskAddress) await this.reopenEndpoint(sandbox);
     sandbox.adoptContainers();
     this.sandboxes.set(id, sandbox);
     await sandbox.save();
-    log.info({ phase: record.phase, containers: record.containers.length }, 'sandbox recovered');
+    sandbox.log.info({ phase: record.phase, containers: record.containers.length, reason: sandbox.problem || undefined }, 'sandbox recovered');
+  }
+
+  /** The sandbox's record, null when it has no state file; FailedPrecondition with the reason when it is unusable. */
+  private async loadRecord(id: string, dir: string): Promise<SandboxRecord | null> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, STATE_FILE), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw failedPrecondition(`state of sandbox ${id} is unusable: ${errorText(err)}`);
+    }
+    return parseSandboxRecord(text, { id, kind: this.kind.name });
+  }
+
+  /** Releases a sandbox containerd no longer knows; kept (reported not ready) when that fails. */
+  private async discard(sandbox: Sandbox, why: string): Promise<void> {
+    sandbox.log.warn({ why }, 'releasing a sandbox from an earlier run that containerd has forgotten');
+    try {
+      await this.release(sandbox);
+    } catch (err) {
+      this.markUnusable(sandbox, `${why}; releasing it failed: ${errorText(err)}`);
+      this.sandboxes.set(sandbox.id, sandbox);
+    }
+  }
+
+  /** What stands for a sandbox whose state file cannot be loaded: see standInRecord. */
+  private async standIn(id: string, dir: string): Promise<Sandbox> {
+    const createdAt = await stat(dir).then((s) => s.mtime.toISOString(), () => nowIso());
+    return new Sandbox(standInRecord(id, this.kind.name, createdAt), dir, this.kind, this.events, this.log, { standIn: true });
+  }
+
+  /** The kind releases the pod's resources, then its directory goes. */
+  private async release(sandbox: Sandbox): Promise<void> {
+    await this.kind.destroy(sandbox);
+    await rm(sandbox.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * A sandbox whose state file cannot be loaded is served from a stand-in record that is never
+   * saved, so the file stays as it was for inspection until Shutdown removes the directory; the
+   * kind's destroy finds what the pod holds without the record.
+   */
+  private async keepUnreadable(sandbox: Sandbox, err: unknown): Promise<void> {
+    this.markUnusable(sandbox, errorText(err));
+    // Started once, it may have containers containerd still deletes through its task socket.
+    if (await stat(sandbox.taskSocketPath).then(() => true, () => false)) await this.reopenEndpoint(sandbox);
+    this.sandboxes.set(sandbox.id, sandbox);
+  }
+
+  private async reopenEndpoint(sandbox: Sandbox): Promise<void> {
+    try {
+      const endpoint = await this.openEndpoint(sandbox);
+      this.endpoints.set(sandbox.id, endpoint);
+      sandbox.record.taskAddress = endpoint.address;
+    } catch (err) {
+      this.markUnusable(sandbox, `its task socket cannot be served: ${errorText(err)}`);
+    }
+  }
+
+  /** The sandbox cannot be served: it is reported stopped (not ready, Wait answered), with the reason, until its Shutdown. */
+  private markUnusable(sandbox: Sandbox, reason: string): void {
+    sandbox.log.error({ reason }, 'sandbox cannot be served; reporting it not ready until containerd removes it');
+    sandbox.problem ||= reason;
+    sandbox.record.phase = 'stopped';
+    sandbox.record.exit ??= { exitStatus: UNRECOVERABLE_EXIT_STATUS, exitedAt: nowIso() };
+    sandbox.stopped.settle(sandbox.record.exit);
   }
 
   get(id: string): Sandbox {
@@ -162,17 +245,38 @@ export class Sandboxer {
       const record = sandbox.record;
       if (record.phase === 'ready') return this.statusOf(sandbox);
       if (record.phase !== 'created') throw failedPrecondition(`start sandbox ${id}: it is ${record.phase}`);
-      const { pid } = await this.kind.start(sandbox);
-      const endpoint = await this.openEndpoint(sandbox);
-      this.endpoints.set(id, endpoint);
-      record.pid = pid;
-      record.taskAddress = endpoint.address;
-      record.phase = 'ready';
-      record.startedAt = nowIso();
-      await sandbox.save();
-      sandbox.log.info({ address: endpoint.address }, 'sandbox ready');
+      try {
+        const { pid } = await this.kind.start(sandbox);
+        const endpoint = await this.openEndpoint(sandbox);
+        this.endpoints.set(id, endpoint);
+        record.pid = pid;
+        record.taskAddress = endpoint.address;
+        record.phase = 'ready';
+        record.startedAt = nowIso();
+        await sandbox.save();
+      } catch (err) {
+        await this.releaseAfterFailedStart(sandbox, err);
+        throw err;
+      }
+      sandbox.log.info({ address: record.taskAddress }, 'sandbox ready');
       return this.statusOf(sandbox);
     });
+  }
+
+  /**
+   * containerd forgets a sandbox whose Start failed and sends no Shutdown for it (its own
+   * podsandbox controller cleans up after itself): everything it took is released now.
+   */
+  private async releaseAfterFailedStart(sandbox: Sandbox, err: unknown): Promise<void> {
+    sandbox.log.warn({ err }, 'sandbox start failed; releasing it, as containerd sends no Shutdown after a failed Start');
+    try {
+      await this.endpoints.get(sandbox.id)?.close();
+      this.endpoints.delete(sandbox.id);
+      await this.release(sandbox);
+      this.sandboxes.delete(sandbox.id);
+    } catch (releaseErr) {
+      this.markUnusable(sandbox, `its Start failed (${errorText(err)}) and releasing it failed: ${errorText(releaseErr)}`);
+    }
   }
 
   status(id: string): SandboxStatusView {
@@ -189,6 +293,7 @@ export class Sandboxer {
       exitedAt: r.exit?.exitedAt ?? null,
       address: r.taskAddress,
       phase: r.phase,
+      reason: sandbox.problem,
     };
   }
 
@@ -230,8 +335,7 @@ export class Sandboxer {
       await sandbox.deleteAllTasks();
       await this.endpoints.get(id)?.close();
       this.endpoints.delete(id);
-      await this.kind.destroy(sandbox);
-      await rm(sandbox.dir, { recursive: true, force: true });
+      await this.release(sandbox);
       this.sandboxes.delete(id);
       sandbox.stopped.settle(sandbox.record.exit ?? { exitStatus: 0, exitedAt: nowIso() });
       sandbox.log.info('sandbox shut down');
@@ -247,4 +351,43 @@ export class Sandboxer {
     this.endpoints.clear();
     if (this.sandboxes.size === 0) await this.kind.closeIdle?.();
   }
+}
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The record of a sandbox whose state is lost: stopped, with no container and no kind state. Its
+ * pod is unknown (the values are placeholders): the kind's destroy finds what it holds without them.
+ */
+function standInRecord(id: string, kind: string, createdAt: string): SandboxRecord {
+  return {
+    id,
+    kind,
+    namespace: '',
+    netnsPath: '',
+    pod: {
+      name: '',
+      namespace: '',
+      uid: '',
+      attempt: 0,
+      hostname: '',
+      logDirectory: '',
+      dns: null,
+      hostNetwork: false,
+      hostIpc: false,
+      pidMode: 'pod',
+      cgroupParent: '',
+      sysctls: {},
+      labels: {},
+      annotations: {},
+    },
+    phase: 'stopped',
+    createdAt,
+    startedAt: null,
+    exit: null,
+    pid: 0,
+    taskAddress: '',
+    kindState: null,
+    containers: [],
+  };
 }

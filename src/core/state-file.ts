@@ -1,6 +1,7 @@
 // Atomic JSON state files: a crash at any moment leaves either the old or the new content,
 // never a torn file, because we write a temporary file, fsync it, and rename it over the old one.
-import { open, readFile, rename, rm } from 'node:fs/promises';
+// Reading one back is record-schema.ts's job: what it holds is checked before it is believed.
+import { open, rename, rm } from 'node:fs/promises';
 
 let writes = 0;
 
@@ -20,8 +21,4 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
     await rm(tmp, { force: true });
     throw err;
   }
-}
-
-export async function readJson<T>(path: string): Promise<T> {
-  return JSON.parse(await readFile(path, 'utf8')) as T;
 }

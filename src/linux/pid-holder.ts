@@ -16,11 +16,11 @@
 // manager restarting the daemon does not take the pod's PID namespace down with it.
 
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { failedPrecondition, internal } from '../core/errors.js';
-import { joinCgroup, removeCgroup } from './cgroups.js';
+import { joinCgroup, parseProcCgroup, removeCgroup } from './cgroups.js';
 import { CLONE_NEWPID, hasErrnoCode, setns, unshare } from './libc.js';
 import { isSameProcessRunning, readProcStat } from './proc.js';
 
@@ -147,4 +147,54 @@ export async function stopPidNamespaceHolder(holder: PidNamespaceHolder): Promis
     }
   }
   if (holder.cgroupsPath) await removeCgroup(holder.cgroupsPath);
+}
+
+/** What names the holders of one pod when their record is lost. */
+export interface HolderMatch {
+  /** The pod's pinned namespace files (nsfs bind mounts); missing ones are skipped. */
+  namespaceFiles: readonly string[];
+  /** The name of the holder's own cgroup (the last part of its path). */
+  cgroupName: string;
+}
+
+/**
+ * Holders whose record was lost (the daemon died between starting one and saving it, or the
+ * pod's state file is unusable): running catatonit processes in one of the pod's pinned
+ * namespaces, or in a cgroup of the holder's name. A scan of /proc: only for a pod whose record
+ * cannot say.
+ */
+export function findHolders(match: HolderMatch): PidNamespaceHolder[] {
+  const namespaces = new Set(match.namespaceFiles.flatMap((file) => fileIdentity(file) ?? []));
+  const found: PidNamespaceHolder[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readProcStat(Number(name));
+    if (!stat || stat.comm !== HOLDER_BINARY || stat.state === 'Z') continue;
+    const cgroupsPath = cgroupPathNamed(stat.pid, match.cgroupName);
+    const inPodNamespace = (['ipc', 'uts'] as const).some((ns) => namespaces.has(fileIdentity(`/proc/${stat.pid}/ns/${ns}`) ?? ''));
+    if (cgroupsPath !== undefined || inPodNamespace) found.push({ pid: stat.pid, startTime: stat.startTime, cgroupsPath: cgroupsPath ?? null });
+  }
+  return found;
+}
+
+/**
+ * Device and inode: what names a namespace (nsfs) file. The device counts too: a pin file whose
+ * bind mount is gone is a plain file whose inode number may equal some namespace's.
+ */
+function fileIdentity(path: string): string | undefined {
+  try {
+    const stat = statSync(path);
+    return `${stat.dev}:${stat.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process's cgroup path whose last part is `name`, in any hierarchy. */
+function cgroupPathNamed(pid: number, name: string): string | undefined {
+  try {
+    return parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).find((c) => c.path.endsWith(`/${name}`))?.path;
+  } catch {
+    return undefined;
+  }
 }

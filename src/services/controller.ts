@@ -84,7 +84,11 @@ export function controllerHandlers(sandboxer: Sandboxer) {
         sandboxId: status.id,
         pid: status.pid,
         state: status.ready ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
-        info: req.verbose ? verboseInfoOf(sandboxer, req.sandboxId) : {},
+        info: {
+          ...(req.verbose ? verboseInfoOf(sandboxer, req.sandboxId) : {}),
+          // Why a sandbox that came back broken from a restart is not ready: always told.
+          ...(status.reason ? { reason: status.reason } : {}),
+        },
         createdAt: toTimestamp(status.createdAt),
         exitedAt: toTimestamp(status.exitedAt),
         address: status.address,

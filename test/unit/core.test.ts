@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { afterEach, beforeEach, describe, it, test } from 'node:test';
+import { pino } from 'pino';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import { validateId } from '../../src/core/ids.js';
+import type { SandboxContext, SandboxKind } from '../../src/core/kind.js';
 import { KeyedMutex } from '../../src/core/keyed-mutex.js';
+import type { PodSpec } from '../../src/core/model.js';
+import type { Sandbox } from '../../src/core/sandbox.js';
+import { Sandboxer } from '../../src/core/sandboxer.js';
 import { writeJsonAtomic } from '../../src/core/state-file.js';
 
 test('ids follow containerd identifier rules', () => {
@@ -49,3 +55,182 @@ test('the keyed mutex runs work for one key in order and other keys in parallel'
   await assert.rejects(mutex.run('c', async () => Promise.reject(new Error('boom'))), /boom/);
   assert.equal(await mutex.run('c', async () => 'after'), 'after');
 });
+
+// ---- recovery of the sandboxes an earlier run left ---------------------------------------------
+
+const POD: PodSpec = {
+  name: 'web',
+  namespace: 'default',
+  uid: 'uid-1',
+  attempt: 0,
+  hostname: 'web',
+  logDirectory: '/var/log/pods/web',
+  dns: null,
+  hostNetwork: false,
+  hostIpc: false,
+  pidMode: 'container',
+  cgroupParent: '',
+  sysctls: {},
+  labels: {},
+  annotations: {},
+};
+
+/** A kind that keeps nothing but a note of what core asked of it; `failRecover` names sandboxes whose resources are "gone". */
+function standInKind(failRecover = new Set<string>()) {
+  const destroyed: string[] = [];
+  const kind = {
+    name: 'fake',
+    tasks: { reattach: () => new Promise<never>(() => undefined) },
+    init: async () => undefined,
+    prepare: async (sandbox: SandboxContext) => void (sandbox.record.kindState = { prepared: true }),
+    start: async () => ({ pid: 0 }),
+    stop: async () => undefined,
+    recover: async (sandbox: SandboxContext) => {
+      if (failRecover.has(sandbox.record.id)) throw new RuntimeError(Code.FailedPrecondition, `the pinned namespaces of ${sandbox.record.id} are gone`);
+    },
+    destroy: async (sandbox: SandboxContext) => void destroyed.push(sandbox.record.id),
+  } as unknown as SandboxKind;
+  return { kind, destroyed };
+}
+
+describe('Sandboxer recovery after a crash', () => {
+  let stateDir: string;
+  const silent = pino({ level: 'silent' });
+  const endpoints = async (sandbox: Sandbox) => ({ address: `fake://${sandbox.id}`, close: async () => undefined });
+  const sandboxer = (kind: SandboxKind) => new Sandboxer(kind, stateDir, { publish: () => undefined }, endpoints, silent);
+  const dirOf = (id: string) => join(stateDir, 'fake', id);
+  const isCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;
+
+  beforeEach(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), 'kuasar-recover-'));
+  });
+  afterEach(async () => {
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  /** Two started sandboxes, `good` and `bad`, left by an earlier run. */
+  async function earlierRun(): Promise<void> {
+    const first = sandboxer(standInKind().kind);
+    await first.init();
+    for (const id of ['good', 'bad']) {
+      await first.create({ id, namespace: 'k8s.io', netnsPath: '', pod: POD });
+      await first.start(id);
+    }
+  }
+
+  it('serves the sandboxes with a usable state and reports one with a corrupt state file not ready, with the reason', async () => {
+    await earlierRun();
+    const garbage = Buffer.from([0x7b, 0x22, 0xff, 0x00, 0x13]);
+    await writeFile(join(dirOf('bad'), 'state.json'), garbage);
+    const { kind, destroyed } = standInKind();
+    const next = sandboxer(kind);
+    await next.init();
+
+    assert.equal(next.status('good').ready, true);
+    const bad = next.status('bad');
+    assert.deepEqual([bad.ready, bad.phase], [false, 'stopped']);
+    assert.match(bad.reason, /state of sandbox bad is unusable: not JSON/);
+    assert.equal((await next.wait('bad')).exitStatus, 255, 'Wait is answered');
+    assert.deepEqual(await readFile(join(dirOf('bad'), 'state.json')), garbage, 'the file is left as it was until Shutdown');
+    await assert.rejects(next.start('bad'), isCode(Code.FailedPrecondition));
+
+    await next.stop('bad', 0);
+    await next.shutdown('bad');
+    assert.deepEqual(destroyed, ['bad'], 'the kind released what the pod holds');
+    assert.equal(existsSync(dirOf('bad')), false);
+    assert.throws(() => next.get('bad'), isCode(Code.NotFound));
+    assert.equal(next.status('good').ready, true, 'the others are still served');
+  });
+
+  it('refuses a state file of the wrong shape, naming the field', async () => {
+    const cases: [string, (record: Record<string, unknown>) => void, RegExp][] = [
+      ['an id that would leave the sandbox directory', (r) => void (r['containers'] = [{ ...CONTAINER, id: '../../etc' }]), /containers\.0\.id: not a valid identifier/],
+      ['a missing field', (r) => void delete r['pod'], /pod: /],
+      ['a wrong type', (r) => void (r['pid'] = '12'), /pid: /],
+      ['a stopped container without its exit', (r) => void (r['containers'] = [{ ...CONTAINER, status: 'stopped' }]), /containers\.0: a stopped process needs its exit/],
+      ['another sandbox\'s record', (r) => void (r['id'] = 'other'), /it names sandbox "other"/],
+      ['a record of another kind', (r) => void (r['kind'] = 'vmm'), /it is of kind "vmm", not fake/],
+      ['a bad time', (r) => void (r['createdAt'] = 'yesterday'), /createdAt: /],
+    ];
+    for (const [what, damage, reason] of cases) {
+      await rm(stateDir, { recursive: true, force: true });
+      await earlierRun();
+      const path = join(dirOf('bad'), 'state.json');
+      const record = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+      damage(record);
+      await writeFile(path, JSON.stringify(record));
+      const next = sandboxer(standInKind().kind);
+      await next.init();
+      assert.equal(next.status('bad').ready, false, what);
+      assert.match(next.status('bad').reason, reason, what);
+      assert.equal(next.status('good').ready, true, what);
+    }
+  });
+
+  it('releases at once a sandbox whose Create or Start the daemon died in: containerd has forgotten it', async () => {
+    const first = sandboxer(standInKind().kind);
+    await first.init();
+    await first.create({ id: 'created', namespace: 'k8s.io', netnsPath: '', pod: POD });
+    await mkdir(dirOf('no-state'), { mode: 0o700 });
+    const { kind, destroyed } = standInKind();
+    const next = sandboxer(kind);
+    await next.init();
+    assert.deepEqual(destroyed.sort(), ['created', 'no-state']);
+    for (const id of ['created', 'no-state']) {
+      assert.equal(existsSync(dirOf(id)), false, id);
+      assert.throws(() => next.get(id), isCode(Code.NotFound));
+    }
+  });
+
+  it('reports a sandbox whose resources the kind finds gone not ready, and still shuts it down', async () => {
+    await earlierRun();
+    const { kind, destroyed } = standInKind(new Set(['bad']));
+    const next = sandboxer(kind);
+    await next.init();
+    assert.match(next.status('bad').reason, /the pinned namespaces of bad are gone/);
+    assert.equal(next.status('bad').address, 'fake://bad', 'its task socket is served: containerd deletes its containers there');
+    assert.equal((await next.wait('bad')).exitStatus, 255);
+    await next.shutdown('bad');
+    assert.deepEqual(destroyed, ['bad']);
+  });
+
+  it('releases a sandbox whose Start fails: containerd forgets it without a Shutdown', async () => {
+    const { kind, destroyed } = standInKind();
+    const failing: SandboxKind = {
+      ...kind,
+      start: async () => {
+        throw new RuntimeError(Code.FailedPrecondition, 'start the PID namespace holder (catatonit): catatonit is not installed');
+      },
+    };
+    const sandboxes = sandboxer(failing);
+    await sandboxes.init();
+    await sandboxes.create({ id: 'pod', namespace: 'k8s.io', netnsPath: '', pod: POD });
+    await assert.rejects(sandboxes.start('pod'), /catatonit is not installed/);
+    assert.deepEqual(destroyed, ['pod']);
+    assert.equal(existsSync(dirOf('pod')), false);
+    assert.throws(() => sandboxes.get('pod'), isCode(Code.NotFound));
+  });
+
+  it('answers Wait for a sandbox saved stopped without its exit (the daemon died inside Shutdown)', async () => {
+    await earlierRun();
+    const path = join(dirOf('bad'), 'state.json');
+    const record = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    await writeFile(path, JSON.stringify({ ...record, phase: 'stopped', exit: null }));
+    const next = sandboxer(standInKind().kind);
+    await next.init();
+    assert.equal((await next.wait('bad')).exitStatus, 255);
+    assert.equal(next.status('bad').reason, '', 'nothing is wrong with it: it is stopped');
+  });
+});
+
+const CONTAINER = {
+  id: 'c1',
+  bundle: '/bundle',
+  rootfs: [],
+  stdio: { stdin: '', stdout: '', stderr: '', terminal: false },
+  pid: 10,
+  status: 'running',
+  exit: null,
+  kindState: null,
+  execs: [],
+};

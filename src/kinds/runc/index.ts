@@ -2,10 +2,11 @@
 // OCI runtime CLI (runc by default). No process stays per pod: the pod's IPC and UTS
 // namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
 // a pod whose containers share one PID namespace gets a process: the holder of that namespace.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { failedPrecondition, invalidArgument } from '../../core/errors.js';
+import { Code, failedPrecondition, invalidArgument, RuntimeError } from '../../core/errors.js';
+import { isValidId } from '../../core/ids.js';
 import type { CreatedProcess, PodNamespaces, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
 import type { CgroupMetrics } from '../../core/metrics.js';
 import { nowIso, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
@@ -17,6 +18,7 @@ import { makePrivateBindOfItself, mountAll, mountOne, unmountPrivateBindOfItself
 import { checkHostname, pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
 import {
+  findHolders,
   holderPidNamespacePath,
   isHolderRunning,
   startPidNamespaceHolder,
@@ -31,6 +33,7 @@ import { OciRuntime } from '../../oci/runtime.js';
 import { ContainerCgroups, hostCgroupLayout } from './cgroups.js';
 import { podContainerSpec, type PodLayout } from './container-spec.js';
 import type { Spec } from '../../oci/spec.js';
+import { checkPodState, holderCgroupName, namespacesDir, type RuncPodState } from './pod-state.js';
 import { RuncProcesses } from './processes.js';
 
 export interface RuncKindOptions {
@@ -47,7 +50,7 @@ const SHM_MOUNT = { type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', '
 /** Paths of one pod's pieces inside its sandbox directory. */
 function podPaths(dir: string) {
   return {
-    nsDir: join(dir, 'ns'),
+    nsDir: namespacesDir(dir),
     etcDir: join(dir, 'etc'),
     hostnameFile: join(dir, 'etc', 'hostname'),
     hostsFile: join(dir, 'etc', 'hosts'),
@@ -62,12 +65,17 @@ interface RuncContainerState {
   initStartTime: string;
 }
 
-interface RuncPodState {
-  ipcPath: string | null;
-  utsPath: string | null;
-  /** The process that holds the pod's shared PID namespace, while the pod runs. */
-  pidHolder?: PidNamespaceHolder | null;
+/**
+ * The kind's state of the pod when the record holds a valid one, else null: a damaged or
+ * foreign value must never name what destroy unmounts, kills or removes.
+ */
+function podStateOf(sandbox: SandboxContext): RuncPodState | null {
+  const checked = checkPodState(sandbox.record.kindState, sandbox.record.id, sandbox.dir);
+  return 'state' in checked ? checked.state : null;
 }
+
+/** A runtime failure that says the container is gone already. */
+const isGone = (err: unknown): boolean => err instanceof RuntimeError && err.code === Code.NotFound;
 
 export class RuncKind implements SandboxKind {
   readonly name = 'runc';
@@ -84,6 +92,9 @@ export class RuncKind implements SandboxKind {
   }
 
   async init(): Promise<void> {
+    // Each runtime call's log file is removed when the call ends; those left were of calls the
+    // previous daemon died in, and nothing reads them any more.
+    await rm(this.runtimeDirs.logDir, { recursive: true, force: true });
     for (const dir of [this.options.kindDir, this.runtimeDirs.root, this.runtimeDirs.logDir, this.runtimeDirs.consoleDir]) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
     }
@@ -127,7 +138,8 @@ export class RuncKind implements SandboxKind {
 
   async start(sandbox: SandboxContext): Promise<{ pid: number }> {
     if (sandbox.record.pod.pidMode !== 'pod') return { pid: 0 };
-    const state = sandbox.record.kindState as RuncPodState;
+    const state = podStateOf(sandbox);
+    if (!state) throw failedPrecondition(`start sandbox ${sandbox.record.id}: it was not prepared`);
     // The holder joins the pod's other namespaces too, so that containerd, which takes the
     // sandbox pid for /proc/<pid>/ns/*, finds every one of them there.
     const join: HolderNamespaces = {};
@@ -135,9 +147,10 @@ export class RuncKind implements SandboxKind {
     if (state.ipcPath) join.ipc = state.ipcPath;
     if (state.utsPath) join.uts = state.utsPath;
     const parent = sandbox.record.pod.cgroupParent;
-    const cgroup = parent ? `${parent.replace(/\/+$/, '')}/kuasar-pidns-${sandbox.record.id}` : undefined;
+    const cgroup = parent ? `${parent.replace(/\/+$/, '')}/${holderCgroupName(sandbox.record.id)}` : undefined;
     const holder = await timed(sandbox.log, 'runc.start-pid-holder', () => startPidNamespaceHolder(join, cgroup));
-    state.pidHolder = holder;
+    // The checked state is a copy: the record gets the new one.
+    sandbox.record.kindState = { ...state, pidHolder: holder } satisfies RuncPodState;
     sandbox.log.info({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'PID namespace holder started');
     return { pid: holder.pid };
   }
@@ -148,10 +161,10 @@ export class RuncKind implements SandboxKind {
   }
 
   private async stopPidHolder(sandbox: SandboxContext): Promise<void> {
-    const state = sandbox.record.kindState as RuncPodState | null;
+    const state = podStateOf(sandbox);
     if (!state?.pidHolder) return;
     await timed(sandbox.log, 'runc.stop-pid-holder', () => stopPidNamespaceHolder(state.pidHolder!));
-    state.pidHolder = null;
+    sandbox.record.kindState = { ...state, pidHolder: null } satisfies RuncPodState;
   }
 
   /** The pod's own cgroup (CRI's cgroup_parent, where kubelet puts a pod's limits), as containerd reads it for pod stats. */
@@ -162,7 +175,9 @@ export class RuncKind implements SandboxKind {
   }
 
   async recover(sandbox: SandboxContext): Promise<void> {
-    const state = sandbox.record.kindState as RuncPodState | null;
+    const checked = checkPodState(sandbox.record.kindState, sandbox.record.id, sandbox.dir);
+    if ('problem' in checked) throw failedPrecondition(`recover sandbox ${sandbox.record.id}: ${checked.problem}`);
+    const state = checked.state;
     for (const path of [state?.ipcPath, state?.utsPath]) {
       if (path && !(await isMountPoint(path))) {
         throw failedPrecondition(`recover sandbox ${sandbox.record.id}: its pinned namespace ${path} is gone`);
@@ -175,7 +190,7 @@ export class RuncKind implements SandboxKind {
 
   /** The pod's own namespaces: the ones pinned in prepare, the CNI netns, the holder's PID namespace. */
   namespaces(sandbox: SandboxContext): PodNamespaces {
-    const state = sandbox.record.kindState as RuncPodState | null;
+    const state = podStateOf(sandbox);
     const pod = sandbox.record.pod;
     return {
       ...(!pod.hostNetwork && sandbox.record.netnsPath ? { network: sandbox.record.netnsPath } : {}),
@@ -192,11 +207,52 @@ export class RuncKind implements SandboxKind {
     await unmountPrivateBindOfItself(this.options.kindDir);
   }
 
+  /**
+   * Releases everything of the pod, including what its record does not know of: after a crash
+   * between two steps (or with an unusable state file) a holder or a runc container may exist
+   * that was never saved.
+   */
   async destroy(sandbox: SandboxContext): Promise<void> {
-    await this.stopPidHolder(sandbox);
     const paths = podPaths(sandbox.dir);
+    await this.deleteUnrecordedContainers(sandbox);
+    await this.stopPidHolder(sandbox);
+    if (this.mayHaveUnrecordedHolder(sandbox)) {
+      const lost = findHolders({ namespaceFiles: [join(paths.nsDir, 'ipc'), join(paths.nsDir, 'uts')], cgroupName: holderCgroupName(sandbox.record.id) });
+      for (const holder of lost) {
+        sandbox.log.warn({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'stopping a PID namespace holder the state file did not record');
+        await stopPidNamespaceHolder(holder);
+      }
+    }
     await unpinPodNamespaces(paths.nsDir);
     await unmountRecursive(sandbox.dir);
+  }
+
+  /**
+   * A holder is saved once the pod has started (startedAt set) or stopped; one started by a
+   * daemon that died before saving, or by a pod whose state cannot be believed, is looked for.
+   */
+  private mayHaveUnrecordedHolder(sandbox: SandboxContext): boolean {
+    const record = sandbox.record;
+    if (podStateOf(sandbox) === null) return true;
+    return record.pod.pidMode === 'pod' && record.startedAt === null;
+  }
+
+  /**
+   * Container directories with no record: the daemon died inside a Task Create, after runc may
+   * have created the container and before the record was saved (containerd was told nothing).
+   */
+  private async deleteUnrecordedContainers(sandbox: SandboxContext): Promise<void> {
+    const { containersDir } = podPaths(sandbox.dir);
+    const recorded = new Set(sandbox.record.containers.map((c) => c.id));
+    const entries = await readdir(containersDir).catch(() => [] as string[]);
+    for (const id of entries.filter((name) => isValidId(name) && !recorded.has(name))) {
+      sandbox.log.warn({ container: id }, 'deleting a container the state file did not record');
+      await this.runtime.delete(id, { force: true }).catch((err: unknown) => {
+        if (!isGone(err)) throw err;
+      });
+      await unmountRecursive(join(containersDir, id));
+      await rm(join(containersDir, id), { recursive: true, force: true });
+    }
   }
 }
 
@@ -225,7 +281,8 @@ class RuncTasks implements TaskDriver {
     // With no mounts, containerd has prepared the rootfs inside the bundle itself.
     const rootPath = container.rootfs.length > 0 ? rootfs : join(container.bundle, spec.root?.path ?? 'rootfs');
     const pod = podPaths(sandbox.dir);
-    const podState = sandbox.record.kindState as RuncPodState;
+    const podState = podStateOf(sandbox);
+    if (!podState) throw failedPrecondition(`create container ${container.id}: sandbox ${sandbox.record.id} has no namespaces prepared`);
     const layout: PodLayout = {
       pod: sandbox.record.pod,
       netnsPath: sandbox.record.netnsPath,
@@ -278,7 +335,10 @@ class RuncTasks implements TaskDriver {
     const { dir, rootfs } = this.dirs(sandbox, container);
     const log = sandbox.log.child({ container: container.id });
     await this.processes.release(sandbox, container, null, dir);
-    await timed(log, 'oci.delete', () => this.runtime.delete(container.id, { force: true }));
+    // Gone already: the daemon died after runc deleted it, or before runc created it.
+    await timed(log, 'oci.delete', () => this.runtime.delete(container.id, { force: true })).catch((err: unknown) => {
+      if (!isGone(err)) throw err;
+    });
     await timed(log, 'runc.unmount-rootfs', () => unmountRecursive(rootfs));
     await rm(dir, { recursive: true, force: true });
   }
