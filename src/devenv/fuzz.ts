@@ -1,0 +1,164 @@
+// What the fuzz tests share: fast-check's run settings and arbitrary protobuf requests.
+//
+// A failing property prints its seed and path (fast-check's failure message); FUZZ_SEED=<seed>
+// and FUZZ_PATH=<path> replay exactly that run, FUZZ_RUNS=<n> runs more (or fewer) inputs than a
+// test's modest default, which keeps the unit suite fast.
+import { ScalarType, create, toBinary, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import fc from 'fast-check';
+
+/** fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to replay. */
+export function fuzzParameters<T>(runs: number): fc.Parameters<T> {
+  const parameters: fc.Parameters<T> = { numRuns: positiveInteger('FUZZ_RUNS') ?? runs };
+  const seed = process.env['FUZZ_SEED'];
+  if (seed) {
+    parameters.seed = Number(seed);
+    if (!Number.isInteger(parameters.seed)) throw new Error(`FUZZ_SEED=${seed}: not an integer`);
+    if (process.env['FUZZ_PATH']) parameters.path = process.env['FUZZ_PATH'];
+  }
+  return parameters;
+}
+
+function positiveInteger(name: string): number | undefined {
+  const value = process.env[name];
+  if (!value) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) throw new Error(`${name}=${value}: not a positive integer`);
+  return number;
+}
+
+/**
+ * Strings as a hostile or careless client sends them: ids that exist in the fixtures ("c1",
+ * "e1", "pod"), identifiers just off the rules (empty, "..", too long, NUL, slashes), paths,
+ * and anything at all.
+ */
+export const hostileString: fc.Arbitrary<string> = fc.oneof(
+  fc.constantFrom('c1', 'e1', 'pod', 'pod-1', '', '.', '..', '../escape', 'a/b', '/', '/bundle', 'x'.repeat(300), 'a\0b', ' c1', 'C1'),
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+);
+
+export interface MessageArbitraryOptions {
+  /**
+   * Types an Any field may carry (encoded as protobuf, under their full name or a
+   * type.googleapis.com/ URL); an Any may also carry JSON (as containerd packs OCI specs, under
+   * `jsonTypeUrls`) or plain garbage.
+   */
+  anyTypes?: readonly DescMessage[];
+  jsonTypeUrls?: readonly string[];
+  /** Nesting below which message fields are left unset. */
+  maxDepth?: number;
+}
+
+/** Arbitrary messages of `schema` (every field set or not, values from the edges of their type), as init objects. */
+export function messageArbitrary(schema: DescMessage, options: MessageArbitraryOptions = {}): fc.Arbitrary<Record<string, unknown>> {
+  return messageOf(schema, options, options.maxDepth ?? 3);
+}
+
+/** Request bytes for `schema`: mostly well-formed messages with hostile values, some plain garbage. */
+export function requestBytes(schema: DescMessage, options: MessageArbitraryOptions = {}): fc.Arbitrary<Uint8Array> {
+  return fc.oneof(
+    { weight: 4, arbitrary: messageArbitrary(schema, options).map((init) => toBinary(schema, create(schema, init))) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 256 }) },
+  );
+}
+
+function messageOf(schema: DescMessage, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<Record<string, unknown>> {
+  if (schema.typeName === 'google.protobuf.Any') return anyOf(options, depth);
+  const fields: Record<string, fc.Arbitrary<unknown>> = {};
+  for (const field of schema.fields) {
+    // Members of a oneof take a {case, value} shape: left unset, as any oneof may be.
+    if (field.oneof) continue;
+    const arbitrary = fieldOf(field, options, depth);
+    if (arbitrary) fields[field.localName] = arbitrary;
+  }
+  return fc.record(fields, { requiredKeys: [] });
+}
+
+function fieldOf(field: DescField, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<unknown> | undefined {
+  switch (field.fieldKind) {
+    case 'scalar':
+      return scalarOf(field.scalar);
+    case 'enum':
+      // Open enums: values nobody declared arrive too.
+      return fc.integer({ min: -2, max: 40 });
+    case 'message':
+      return depth > 0 ? messageOf(field.message, options, depth - 1) : undefined;
+    case 'list': {
+      const element =
+        field.listKind === 'scalar'
+          ? scalarOf(field.scalar)
+          : field.listKind === 'enum'
+            ? fc.integer({ min: -2, max: 40 })
+            : depth > 0
+              ? messageOf(field.message, options, depth - 1)
+              : undefined;
+      return element && fc.array(element, { maxLength: 4 });
+    }
+    case 'map': {
+      if (field.mapKey !== ScalarType.STRING) return undefined;
+      const value =
+        field.mapKind === 'scalar'
+          ? scalarOf(field.scalar)
+          : field.mapKind === 'enum'
+            ? fc.integer({ min: -2, max: 40 })
+            : depth > 0
+              ? messageOf(field.message, options, depth - 1)
+              : undefined;
+      return value && fc.dictionary(hostileString, value, { maxKeys: 4 });
+    }
+  }
+}
+
+function scalarOf(type: ScalarType): fc.Arbitrary<unknown> {
+  switch (type) {
+    case ScalarType.STRING:
+      return hostileString;
+    case ScalarType.BOOL:
+      return fc.boolean();
+    case ScalarType.BYTES:
+      return fc.uint8Array({ maxLength: 64 });
+    case ScalarType.INT32:
+    case ScalarType.SINT32:
+    case ScalarType.SFIXED32:
+      return fc.oneof(fc.constantFrom(0, 1, -1, 2 ** 31 - 1, -(2 ** 31)), fc.integer());
+    case ScalarType.UINT32:
+    case ScalarType.FIXED32:
+      return fc.oneof(fc.constantFrom(0, 1, 9, 15, 2 ** 32 - 1), fc.integer({ min: 0, max: 2 ** 32 - 1 }));
+    case ScalarType.INT64:
+    case ScalarType.SINT64:
+    case ScalarType.SFIXED64:
+      return fc.oneof(fc.constantFrom(0n, -1n, 2n ** 63n - 1n, -(2n ** 63n)), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }));
+    case ScalarType.UINT64:
+    case ScalarType.FIXED64:
+      return fc.oneof(fc.constantFrom(0n, 1n, 2n ** 64n - 1n), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }));
+    case ScalarType.FLOAT:
+    case ScalarType.DOUBLE:
+      return fc.double();
+  }
+}
+
+function anyOf(options: MessageArbitraryOptions, depth: number): fc.Arbitrary<Record<string, unknown>> {
+  const choices: fc.Arbitrary<Record<string, unknown>>[] = [
+    fc.record({ typeUrl: hostileString, value: fc.uint8Array({ maxLength: 64 }) }),
+  ];
+  const jsonUrls = options.jsonTypeUrls ?? [];
+  if (jsonUrls.length > 0) {
+    choices.push(
+      fc.record({
+        typeUrl: fc.constantFrom(...jsonUrls),
+        value: fc.oneof(fc.json(), fc.string()).map((text) => new TextEncoder().encode(text)),
+      }),
+    );
+  }
+  if (depth > 0) {
+    for (const type of options.anyTypes ?? []) {
+      choices.push(
+        fc.record({
+          typeUrl: fc.constantFrom(type.typeName, `type.googleapis.com/${type.typeName}`),
+          value: messageOf(type, options, depth - 1).map((init) => toBinary(type, create(type, init))),
+        }),
+      );
+    }
+  }
+  return fc.oneof(...choices);
+}
