@@ -5,6 +5,8 @@
 // test's modest default, which keeps the unit suite fast.
 import { ScalarType, create, toBinary, type DescField, type DescMessage } from '@bufbuild/protobuf';
 import fc from 'fast-check';
+import { RequestSchema } from '../api/ttrpc/ttrpc_pb.js';
+import { FrameType, encodeHeader } from '../rpc/ttrpc/frame.js';
 
 /** fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to replay. */
 export function fuzzParameters<T>(runs: number): fc.Parameters<T> {
@@ -161,4 +163,59 @@ function anyOf(options: MessageArbitraryOptions, depth: number): fc.Arbitrary<Re
     }
   }
   return fc.oneof(...choices);
+}
+
+/** A ttrpc frame a hostile peer sends: its stream id as the next odd one, the same, an even one, one going back, or any number. */
+export interface FuzzFrame {
+  id: 'next' | 'same' | 'even' | 'back' | number;
+  type: number;
+  flags: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Frames mostly well-formed on the outside (Requests and Data on increasing odd ids, envelopes
+ * naming `services` and `methods`) with hostile insides, and now and then a frame that breaks the
+ * protocol (bad ids, unknown types, garbage envelopes).
+ */
+export function fuzzFrameArbitrary(services: readonly string[], methods: readonly string[]): fc.Arbitrary<FuzzFrame> {
+  const envelope = fc
+    .record({
+      service: fc.oneof(fc.constantFrom(...services), hostileString),
+      method: fc.oneof(fc.constantFrom(...methods), hostileString),
+      payload: fc.uint8Array({ maxLength: 64 }),
+      timeoutNano: fc.oneof(fc.constant(0n), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+      metadata: fc.array(fc.record({ key: hostileString, value: hostileString }), { maxLength: 3 }),
+    })
+    .map((request) => toBinary(RequestSchema, create(RequestSchema, request)));
+  return fc.record({
+    id: fc.oneof(
+      { weight: 6, arbitrary: fc.constant('next' as const) },
+      { weight: 1, arbitrary: fc.constantFrom('same' as const, 'even' as const, 'back' as const) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 1_000_000 }) },
+    ),
+    type: fc.oneof(
+      { weight: 6, arbitrary: fc.constant(FrameType.Request) },
+      { weight: 3, arbitrary: fc.constant(FrameType.Data) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+    ),
+    flags: fc.oneof(fc.constantFrom(0, 1, 2, 4, 5), fc.integer({ min: 0, max: 255 })),
+    payload: fc.oneof({ weight: 5, arbitrary: envelope }, { weight: 2, arbitrary: fc.uint8Array({ maxLength: 64 }) }),
+  });
+}
+
+/** The bytes of `frames` on one connection, stream ids resolved in order (none above 1,000,001). */
+export function encodeFuzzFrames(frames: readonly FuzzFrame[]): Buffer {
+  let last = 1;
+  const parts: Uint8Array[] = [];
+  for (const frame of frames) {
+    let id: number;
+    if (frame.id === 'next') id = last += 2;
+    else if (frame.id === 'same') id = last;
+    else if (frame.id === 'even') id = last + 1;
+    else if (frame.id === 'back') id = Math.max(1, last - 2);
+    else id = frame.id;
+    parts.push(encodeHeader(id, frame.type, frame.flags, frame.payload.length), frame.payload);
+  }
+  return Buffer.concat(parts);
 }

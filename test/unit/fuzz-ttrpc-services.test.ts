@@ -24,7 +24,7 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { SandboxKind } from '../../src/core/kind.js';
 import type { ExitInfo, SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
-import { fuzzParameters, hostileString, requestBytes } from '../../src/devenv/fuzz.js';
+import { encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, hostileString, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, registerService } from '../../src/rpc/ttrpc/index.js';
 import { withCallLog } from '../../src/services/call-log.js';
@@ -73,14 +73,6 @@ function fakeKind(): SandboxKind {
     closeStdin: async () => undefined,
   };
   return { name: 'fake', tasks } as unknown as SandboxKind;
-}
-
-/** A frame a raw peer sends: its stream id as next odd, same, even, going back, or any number. */
-interface RawFrame {
-  id: 'next' | 'same' | 'even' | 'back' | number;
-  type: number;
-  flags: number;
-  payload: Uint8Array;
 }
 
 /** The frames that came back on a raw connection, and whether the server closed it. */
@@ -209,36 +201,13 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
     await assertStillServed();
   });
 
-  const rawFrame: fc.Arbitrary<RawFrame> = fc.record({
-    id: fc.oneof(
-      { weight: 6, arbitrary: fc.constant('next' as const) },
-      { weight: 1, arbitrary: fc.constantFrom('same' as const, 'even' as const, 'back' as const) },
-      { weight: 1, arbitrary: fc.integer({ min: 0, max: 1_000_000 }) },
-    ),
-    type: fc.oneof({ weight: 6, arbitrary: fc.constant(FrameType.Request) }, { weight: 3, arbitrary: fc.constant(FrameType.Data) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
-    flags: fc.oneof(fc.constantFrom(0, 1, 2, 4, 5), fc.integer({ min: 0, max: 255 })),
-    payload: fc.oneof(
-      {
-        weight: 5,
-        arbitrary: fc
-          .record({
-            service: fc.oneof(fc.constantFrom(...TASK_SERVICE_NAMES, STREAMING), hostileString),
-            method: fc.oneof(fc.constantFrom(...Task.methods.map((m) => m.name), 'Stream'), hostileString),
-            payload: fc.uint8Array({ maxLength: 64 }),
-            timeoutNano: fc.oneof(fc.constant(0n), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
-            metadata: fc.array(fc.record({ key: hostileString, value: hostileString }), { maxLength: 3 }),
-          })
-          .map((request) => toBinary(RequestSchema, create(RequestSchema, request))),
-      },
-      { weight: 2, arbitrary: fc.uint8Array({ maxLength: 64 }) },
-    ),
-  });
+  const rawFrame = fuzzFrameArbitrary([...TASK_SERVICE_NAMES, STREAMING], [...Task.methods.map((m) => m.name), 'Stream']);
 
   /**
    * Sends `frames` on a fresh connection, then a State request on the highest stream id, and
    * collects what comes back until that answer arrives or the server closes the connection.
    */
-  async function sendRaw(frames: readonly RawFrame[]): Promise<RawOutcome> {
+  async function sendRaw(frames: readonly FuzzFrame[]): Promise<RawOutcome> {
     const socket = net.createConnection(path);
     await once(socket, 'connect');
     const received: Frame[] = [];
@@ -260,11 +229,7 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
       });
     });
     socket.on('error', () => undefined); // a write after the server hung up
-    let last = 1;
-    for (const frame of frames) {
-      const id = frame.id === 'next' ? (last += 2) : frame.id === 'same' ? last : frame.id === 'even' ? last + 1 : frame.id === 'back' ? Math.max(1, last - 2) : frame.id;
-      socket.write(Buffer.concat([encodeHeader(id, frame.type, frame.flags, frame.payload.length), frame.payload]));
-    }
+    socket.write(encodeFuzzFrames(frames));
     const state = toBinary(RequestSchema, create(RequestSchema, { service: TASK_SERVICE_NAMES[0], method: 'State', payload: toBinary(Task.method.state.input, create(Task.method.state.input, { id: 'c1' })) }));
     socket.write(Buffer.concat([encodeHeader(LAST, FrameType.Request, 0, state.length), state]));
     await done;
