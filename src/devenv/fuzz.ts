@@ -4,20 +4,27 @@
 // and FUZZ_PATH=<path> replay exactly that run, FUZZ_RUNS=<n> runs more (or fewer) inputs than a
 // test's modest default, which keeps the unit suite fast.
 import { ScalarType, create, toBinary, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import type * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { RequestSchema } from '../api/ttrpc/ttrpc_pb.js';
 import { FrameType, encodeHeader } from '../rpc/ttrpc/frame.js';
 
-/** fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to replay. */
-export function fuzzParameters<T>(runs: number): fc.Parameters<T> {
-  const parameters: fc.Parameters<T> = { numRuns: positiveInteger('FUZZ_RUNS') ?? runs };
-  const seed = process.env['FUZZ_SEED'];
-  if (seed) {
-    parameters.seed = Number(seed);
-    if (!Number.isInteger(parameters.seed)) throw new Error(`FUZZ_SEED=${seed}: not an integer`);
-    if (process.env['FUZZ_PATH']) parameters.path = process.env['FUZZ_PATH'];
-  }
+/**
+ * fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to
+ * replay. The seed is always set, so that a test that samples inputs itself can tell it too.
+ */
+export function fuzzParameters<T>(runs: number): fc.Parameters<T> & { seed: number } {
+  const parameters: fc.Parameters<T> & { seed: number } = { numRuns: positiveInteger('FUZZ_RUNS') ?? runs, seed: fuzzSeed() };
+  if (process.env['FUZZ_SEED'] && process.env['FUZZ_PATH']) parameters.path = process.env['FUZZ_PATH'];
   return parameters;
+}
+
+function fuzzSeed(): number {
+  const seed = process.env['FUZZ_SEED'];
+  if (!seed) return Math.floor(Math.random() * 2 ** 31) ^ Date.now();
+  const number = Number(seed);
+  if (!Number.isInteger(number)) throw new Error(`FUZZ_SEED=${seed}: not an integer`);
+  return number;
 }
 
 function positiveInteger(name: string): number | undefined {
@@ -218,4 +225,17 @@ export function encodeFuzzFrames(frames: readonly FuzzFrame[]): Buffer {
     parts.push(encodeHeader(id, frame.type, frame.flags, frame.payload.length), frame.payload);
   }
   return Buffer.concat(parts);
+}
+
+/**
+ * One unary gRPC call whose request is `bytes` exactly as given (no encoding on the way), to
+ * send what no generated client would. Resolves with the status code (0 for OK) and details.
+ */
+export function rawUnaryCall(client: grpc.Client, path: string, bytes: Uint8Array, timeoutMs: number): Promise<{ code: number; details: string }> {
+  const identity = (data: Buffer) => data;
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(path, identity, identity, Buffer.from(bytes), { deadline: Date.now() + timeoutMs }, (error) =>
+      resolve(error ? { code: error.code, details: error.details } : { code: 0, details: '' }),
+    );
+  });
 }

@@ -18,7 +18,7 @@ import { PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Code } from '../../src/core/errors.js';
 import type { SandboxKind } from '../../src/core/kind.js';
 import { Sandboxer } from '../../src/core/sandboxer.js';
-import { fuzzParameters, requestBytes } from '../../src/devenv/fuzz.js';
+import { fuzzParameters, rawUnaryCall, requestBytes } from '../../src/devenv/fuzz.js';
 import { addGrpcService, grpcMethodPath } from '../../src/rpc/grpc.js';
 import { withCallLog } from '../../src/services/call-log.js';
 import { controllerHandlers } from '../../src/services/controller.js';
@@ -79,22 +79,11 @@ describe('sandbox Controller over gRPC (fuzzed)', () => {
     console.log(`# fuzzed controller, answers seen: ${JSON.stringify(Object.fromEntries(codesSeen))}`);
   });
 
-  /** Sends `bytes` as the request of `path` as they are, and resolves with the status code. */
-  function callRaw(path: string, bytes: Uint8Array): Promise<{ code: Code; details: string }> {
-    const identity = (data: Buffer) => data;
-    return new Promise((resolve) => {
-      client.makeUnaryRequest(
-        path,
-        identity,
-        identity,
-        Buffer.from(bytes),
-        new grpc.Metadata(),
-        // A Wait on a live sandbox is held open, as containerd's is: give up after a while.
-        { deadline: Date.now() + 1000 },
-        (error) => resolve(error ? { code: error.code as number as Code, details: error.details } : { code: Code.OK, details: '' }),
-      );
-    });
-  }
+  /** A Wait on a live sandbox is held open, as containerd's is: the call gives up after a while. */
+  const callRaw = async (path: string, bytes: Uint8Array) => {
+    const { code, details } = await rawUnaryCall(client, path, bytes, 1000);
+    return { code: code as Code, details };
+  };
 
   const controllerCall = fc.constantFrom(...Controller.methods).chain((method) =>
     requestBytes(method.input, { anyTypes: [PodSandboxConfigSchema] }).map((payload) => ({ method, payload })),
