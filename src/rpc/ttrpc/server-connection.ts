@@ -16,7 +16,8 @@
 //
 // Work per connection is bounded: reading stops while MAX_SHORT_CALLS short calls or
 // MAX_LONG_CALLS long ones run, while replies wait unsent in the socket's buffer (the peer does
-// not read them), or while a stream holds more unread messages than its high-water mark; it
+// not read them; only the answers of calls already running are added after that), or while a
+// stream holds more unread messages than its high-water mark; it
 // resumes as soon as that drains. Pausing only delays the peer's next requests (they wait in the
 // kernel's socket buffer), it never fails them. Long calls are counted apart because they
 // wait for what other calls on the same connection cause: containerd keeps one Task.Wait per
@@ -238,11 +239,11 @@ export class ServerConnection {
   }
 
   /**
-   * Runs again the calls an earlier process took from this connection and did not answer (as
-   * its context's onResumableCall reported them): they are answered on their stream ids, and
-   * the client's next request must come after the highest of them.
+   * Takes the connection over from an earlier process. The calls it took from this connection
+   * and did not answer (as its context's onResumableCall reported them) run again and are
+   * answered on their stream ids; the client's next request must come after the highest of them.
    */
-  resumeCalls(calls: readonly PendingCall[]): void {
+  adopt(calls: readonly PendingCall[]): void {
     this.knowsEveryStream = false;
     for (const call of [...calls].sort((a, b) => a.streamId - b.streamId)) {
       if (call.streamId % 2 !== 1 || call.streamId <= this.lastStreamId) continue;

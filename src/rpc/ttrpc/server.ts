@@ -162,7 +162,7 @@ export class TtrpcServer {
    */
   adoptConnection(fd: number, resume: readonly PendingCall[] = []): net.Socket {
     const socket = new net.Socket({ fd, readable: true, writable: true });
-    this.serve(socket)?.resumeCalls(resume);
+    this.serve(socket)?.adopt(resume);
     return socket;
   }
 
