@@ -10,18 +10,21 @@ import { RequestSchema } from '../api/ttrpc/ttrpc_pb.js';
 import { FrameType, encodeHeader } from '../rpc/ttrpc/frame.js';
 
 /**
- * fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to
- * replay. The seed is always set, so that a test that samples inputs itself can tell it too.
+ * The seed of every fuzz run in this process: FUZZ_SEED, or one drawn at start. One seed for
+ * all, so that a test that samples inputs itself (and prints the seed) can be replayed whole.
  */
-export function fuzzParameters<T>(runs: number): fc.Parameters<T> & { seed: number } {
-  const parameters: fc.Parameters<T> & { seed: number } = { numRuns: positiveInteger('FUZZ_RUNS') ?? runs, seed: fuzzSeed() };
+export const FUZZ_SEED = fuzzSeed();
+
+/** fast-check parameters: `runs` inputs unless FUZZ_RUNS says otherwise, FUZZ_SEED/FUZZ_PATH to replay. */
+export function fuzzParameters<T>(runs: number): fc.Parameters<T> {
+  const parameters: fc.Parameters<T> = { numRuns: positiveInteger('FUZZ_RUNS') ?? runs, seed: FUZZ_SEED };
   if (process.env['FUZZ_SEED'] && process.env['FUZZ_PATH']) parameters.path = process.env['FUZZ_PATH'];
   return parameters;
 }
 
 function fuzzSeed(): number {
   const seed = process.env['FUZZ_SEED'];
-  if (!seed) return Math.floor(Math.random() * 2 ** 31) ^ Date.now();
+  if (!seed) return Math.floor(Math.random() * 2 ** 31);
   const number = Number(seed);
   if (!Number.isInteger(number)) throw new Error(`FUZZ_SEED=${seed}: not an integer`);
   return number;
