@@ -45,7 +45,13 @@ const isResumableTaskCall = (service: string, method: string): boolean => method
 function taskEndpointFactory(log: Logger, sockets: KeptTaskSockets): TaskEndpointFactory {
   return async (sandbox) => {
     const path = sandbox.taskSocketPath;
-    const server = new TtrpcServer({ logger: sandbox.log, resumable: isResumableTaskCall, ...sockets.hooks(path) });
+    const server = new TtrpcServer({
+      logger: sandbox.log,
+      // A Wait is answered when its process ends: it is both long and worth handing over.
+      longCalls: isResumableTaskCall,
+      resumable: isResumableTaskCall,
+      ...sockets.hooks(path),
+    });
     registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
     // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
     registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));

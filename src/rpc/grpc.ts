@@ -43,6 +43,25 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => MessageShape<Desc
   return (bytes) => fromBinary(schema, bytes);
 }
 
+/**
+ * A request that did not decode. grpc-js answers a throwing deserializer with INTERNAL, which
+ * blames the server for the client's bytes; the unary implementation answers this one with
+ * InvalidArgument instead.
+ */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function lenientDeserializer(schema: DescMessage): (bytes: Buffer) => MessageShape<DescMessage> | UndecodableRequest {
+  return (bytes) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (err) {
+      return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server side
 
@@ -54,13 +73,18 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => MessageShape<Desc
 export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>> = {};
   for (const method of service.methods) {
+    const unary = method.methodKind === 'unary';
     definition[method.localName] = {
       path: grpcMethodPath(method),
       originalName: method.name,
       requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
       responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      // Unary requests are served by grpcServiceImplementation, which answers bad bytes itself.
+      // (grpc-js's types know only messages here; it hands any value on to the implementation.)
+      requestDeserialize: unary
+        ? (lenientDeserializer(method.input) as (bytes: Buffer) => MessageShape<DescMessage>)
+        : deserializer(method.input),
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     };
@@ -122,7 +146,13 @@ export function grpcServiceImplementation<S extends DescService>(
       const context: GrpcCallContext = { path, metadata: textMetadata(call.metadata), signal: abort.signal };
       // Inside an async function, a handler that throws synchronously or returns a response
       // create() rejects still ends in a status instead of an unhandled exception.
-      const respond = async () => create(method.output, await handler(call.request, context));
+      const respond = async () => {
+        const request: unknown = call.request;
+        if (request instanceof UndecodableRequest) {
+          throw new RuntimeError(Code.InvalidArgument, `${path}: invalid ${method.input.typeName}: ${request.reason}`);
+        }
+        return create(method.output, await handler(call.request, context));
+      };
       respond().then(
         (response) => callback(null, response),
         (error: unknown) => {

@@ -16,6 +16,7 @@ import { StreamInitSchema } from '../api/containerd/services/streaming/v1/stream
 import { DataSchema, WindowUpdateSchema } from '../api/containerd/types/transfer/streaming_pb.js';
 import { invalidArgument } from '../core/errors.js';
 import type { StreamRegistry } from '../core/streams.js';
+import { RateLimitedLog, type WarnLogger } from '../rate-limited-log.js';
 import type { TypedServerStream } from '../rpc/ttrpc/typed.js';
 import { MAX_DATA_MESSAGE, ReceiveWindow, SendWindow } from './stream-window.js';
 
@@ -83,14 +84,15 @@ class InboundStream extends Readable {
 
   constructor(
     private readonly sendMessage: (message: Any) => Promise<void>,
-    private readonly log: Logger,
+    /** Told when the client overruns its window: rate-limited, the client can do it at will. */
+    private readonly onOverrun: (bytes: number) => void,
   ) {
     super();
   }
 
   /** Data from containerd. */
   receive(data: Uint8Array): void {
-    if (!this.window.received(data.length)) this.log.warn({ bytes: data.length }, 'streaming stdin: containerd sent beyond its window');
+    if (!this.window.received(data.length)) this.onOverrun(data.length);
     if (this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) this.grantDue();
   }
 
@@ -110,6 +112,8 @@ class InboundStream extends Readable {
 }
 
 export function streamingHandlers(registry: StreamRegistry, log: Logger) {
+  // A client breaking the flow control does so on every message: a few lines say it.
+  const warnings = new RateLimitedLog(log);
   return {
     async stream(call: Messages): Promise<void> {
       const messages = call[Symbol.asyncIterator]();
@@ -120,15 +124,23 @@ export function streamingHandlers(registry: StreamRegistry, log: Logger) {
       // containerd waits for this before it uses the stream; any message will do.
       await call.send(pack(EmptySchema, create(EmptySchema)));
       const streamLog = log.child({ stream: init.id });
-      if (init.id.endsWith('-stdin')) await serveInbound(init.id, messages, call, registry, streamLog);
-      else await serveOutbound(init.id, messages, call, registry, streamLog);
+      if (init.id.endsWith('-stdin')) await serveInbound(init.id, messages, call, registry, streamLog, warnings);
+      else await serveOutbound(init.id, messages, call, registry, streamLog, warnings);
     },
   };
 }
 
 /** stdin: Data until containerd closes its side; the stream ends early if its reader goes. */
-async function serveInbound(id: string, messages: AsyncIterator<Any>, call: Messages, registry: StreamRegistry, log: Logger) {
-  const input = new InboundStream((message) => call.send(message), log);
+async function serveInbound(
+  id: string,
+  messages: AsyncIterator<Any>,
+  call: Messages,
+  registry: StreamRegistry,
+  log: Logger,
+  warnings: WarnLogger,
+) {
+  const overrun = (bytes: number) => warnings.warn({ stream: id, bytes }, 'streaming stdin: containerd sent beyond its window');
+  const input = new InboundStream((message) => call.send(message), overrun);
   input.on('error', (err) => log.debug({ err: err.message }, 'streaming stdin failed'));
   const readerGone = new Promise<'gone'>((resolve) => input.once('close', () => resolve('gone')));
   registry.offer(id, input);
@@ -149,7 +161,14 @@ async function serveInbound(id: string, messages: AsyncIterator<Any>, call: Mess
 }
 
 /** stdout/stderr: the daemon's Data until its writer ends; containerd's side only grants credits. */
-async function serveOutbound(id: string, messages: AsyncIterator<Any>, call: Messages, registry: StreamRegistry, log: Logger) {
+async function serveOutbound(
+  id: string,
+  messages: AsyncIterator<Any>,
+  call: Messages,
+  registry: StreamRegistry,
+  log: Logger,
+  warnings: WarnLogger,
+) {
   const output = new OutboundStream((message) => call.send(message));
   output.on('error', (err) => log.debug({ err: err.message }, 'streaming output failed'));
   registry.offer(id, output);
@@ -159,7 +178,9 @@ async function serveOutbound(id: string, messages: AsyncIterator<Any>, call: Mes
       if (next.done) break;
       const update = unpack(next.value, WindowUpdateSchema);
       if (!update) log.debug({ type: next.value.typeUrl }, 'streaming output: ignoring a message that is not a WindowUpdate');
-      else if (!output.grant(update.update)) log.warn({ update: update.update }, 'streaming output: ignoring an invalid window update');
+      else if (!output.grant(update.update)) {
+        warnings.warn({ stream: id, update: update.update }, 'streaming output: ignoring an invalid window update');
+      }
     }
   })()
     // containerd closed its side, or the connection is gone: nobody reads any more.

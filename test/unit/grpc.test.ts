@@ -173,6 +173,22 @@ describe('grpc helper', () => {
     }
   });
 
+  test('request bytes that do not decode are InvalidArgument, not the server\'s fault', async () => {
+    const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
+    try {
+      const identity = (data: Buffer) => data;
+      const error = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.makeUnaryRequest('/containerd.services.sandbox.v1.Controller/Status', identity, identity, Buffer.from([0]), (err) =>
+          resolve(err),
+        ),
+      );
+      assert.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(error?.details ?? '', /Controller\/Status: invalid containerd\.services\.sandbox\.v1\.ControllerStatusRequest/);
+    } finally {
+      client.close();
+    }
+  });
+
   test('a deadline fails the call with DeadlineExceeded and aborts the handler', async () => {
     const client = createGrpcClient(Controller, `unix://${socket}`);
     try {

@@ -13,6 +13,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { Code, RuntimeError, failedPrecondition, notFound } from '../../src/core/errors.js';
 import { TtrpcClient, TtrpcServer, type ServerStream } from '../../src/rpc/ttrpc/index.js';
+import { MAX_SHORT_CALLS } from '../../src/rpc/ttrpc/server-connection.js';
 import {
   Flag,
   FrameDecoder,
@@ -59,6 +60,15 @@ class RawPeer {
 
   write(data: Uint8Array): void {
     this.socket.write(data);
+  }
+
+  /** Stops reading what the server sends, as a client that only pipelines requests does. */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
   }
 
   frame(streamId: number, type: number, flags: number, payload: Uint8Array = new Uint8Array(0)): void {
@@ -354,56 +364,61 @@ describe('ttrpc server and client', () => {
       await assertServerStillServes();
     });
 
-    it('answers InvalidArgument on an even stream id', async () => {
+    it('answers InvalidArgument on an even stream id and ends the connection', async () => {
       const peer = await RawPeer.connect(path);
       peer.request(2, 'Echo', bytes('even'));
+      peer.request(3, 'Echo', bytes('never read'));
       await expectResponse(peer, 2, Code.InvalidArgument, /must be odd/);
-      // The even id was not taken as the last one: 1 is still acceptable.
-      peer.request(1, 'Echo', bytes('odd'));
-      assert.equal(text(await expectResponse(peer, 1, Code.OK)), 'odd');
-      peer.destroy();
+      await peer.expectClosed();
       await assertServerStillServes();
     });
 
-    it('answers InvalidArgument on a stream id that does not increase', async () => {
+    it('ends the connection on a stream id that does not increase, aborting its calls', async () => {
       const peer = await RawPeer.connect(path);
       peer.request(5, 'Echo', bytes('five'));
       const ok = await peer.next();
       // Success carries an explicit OK status, as containerd's Go server sends it.
       assert.deepEqual(fromBinary(ResponseSchema, ok.payload).status?.code, Code.OK);
       assert.equal(text(fromBinary(ResponseSchema, ok.payload).payload), 'five');
-      peer.request(3, 'Echo', bytes('three'));
-      await expectResponse(peer, 3, Code.InvalidArgument, /must be greater than the previous one \(5\)/);
+      peer.request(7, 'Wait', new Uint8Array(0));
+      const signal = await hooks.waiting.promise;
       peer.request(5, 'Echo', bytes('five again'));
-      await expectResponse(peer, 5, Code.InvalidArgument);
-      peer.request(7, 'Echo', bytes('seven'));
-      assert.equal(text(await expectResponse(peer, 7, Code.OK)), 'seven');
-      peer.destroy();
+      await expectResponse(peer, 5, Code.InvalidArgument, /must be greater than the previous one \(7\)/);
+      await peer.expectClosed();
+      const reason = await aborted(signal);
+      assert.ok(reason instanceof RuntimeError && reason.code === Code.Cancelled, String(reason));
       await assertServerStillServes();
     });
 
-    it('answers InvalidArgument on a request that is not a ttrpc.Request', async () => {
+    it('ends the connection on a request that is not a ttrpc.Request', async () => {
       const peer = await RawPeer.connect(path);
       peer.frame(1, FrameType.Request, 0, Buffer.from([0xff, 0xff, 0xff, 0xff]));
       await expectResponse(peer, 1, Code.InvalidArgument, /invalid request/);
-      peer.request(3, 'Echo', bytes('fine'));
-      assert.equal(text(await expectResponse(peer, 3, Code.OK)), 'fine');
-      peer.destroy();
+      await peer.expectClosed();
       await assertServerStillServes();
     });
 
-    it('answers InvalidArgument on an unknown frame type, a client Response, and data for no stream', async () => {
-      const peer = await RawPeer.connect(path);
-      peer.frame(1, 9, 0, bytes('??'));
-      await expectResponse(peer, 1, Code.InvalidArgument, /unknown message type 9/);
-      peer.frame(3, FrameType.Response, 0);
-      await expectResponse(peer, 3, Code.InvalidArgument, /response frames/);
-      peer.frame(5, FrameType.Data, 0, bytes('orphan'));
-      await expectResponse(peer, 5, Code.InvalidArgument, /not open for data/);
-      peer.request(7, 'Echo', bytes('fine'));
-      assert.equal(text(await expectResponse(peer, 7, Code.OK)), 'fine');
-      peer.destroy();
-    });
+    for (const [what, send, message] of [
+      ['an unknown frame type', (peer: RawPeer) => peer.frame(1, 9, 0, bytes('??')), /unknown message type 9/],
+      ['a Response from the client', (peer: RawPeer) => peer.frame(1, FrameType.Response, 0), /response frames/],
+      ['data on a stream never opened', (peer: RawPeer) => peer.frame(1, FrameType.Data, 0, bytes('orphan')), /not open for data/],
+      [
+        'data on a unary call',
+        (peer: RawPeer) => {
+          peer.request(1, 'Wait', new Uint8Array(0));
+          peer.frame(1, FrameType.Data, 0, bytes('for a unary call'));
+        },
+        /unary call/,
+      ],
+    ] as const) {
+      it(`answers InvalidArgument on ${what} and ends the connection`, async () => {
+        const peer = await RawPeer.connect(path);
+        send(peer);
+        await expectResponse(peer, 1, Code.InvalidArgument, message);
+        await peer.expectClosed();
+        await assertServerStillServes();
+      });
+    }
 
     it('aborts the calls of a connection that goes away', async () => {
       const peer = await RawPeer.connect(path);
@@ -441,9 +456,10 @@ describe('ttrpc server and client', () => {
       peer.frame(1, FrameType.Data, Flag.RemoteClosed | Flag.NoData);
       const end = await peer.next();
       assert.deepEqual([end.streamId, end.type, end.flags, end.payload.length], [1, FrameType.Data, 0x05, 0]);
-      // The stream is finished: more data on it is refused.
+      // The stream is finished: more data on it crossed the end on the wire and is dropped.
       peer.frame(1, FrameType.Data, 0, bytes('more'));
-      await expectResponse(peer, 1, Code.InvalidArgument);
+      peer.request(3, 'Echo', bytes('next'));
+      assert.equal(text(await expectResponse(peer, 3, Code.OK)), 'next');
       peer.destroy();
     });
 
@@ -550,6 +566,113 @@ describe('ttrpc server and client', () => {
         await successor.close();
       }
     });
+  });
+});
+
+describe('ttrpc server: bounded work per connection', () => {
+  let server: TtrpcServer;
+  let path: string;
+  /** The server's side of every connection, to see what it holds. */
+  let accepted: net.Socket[];
+  let counts: { started: number; running: number; maxRunning: number };
+  let release: ReturnType<typeof gate>;
+  let fullHouse: ReturnType<typeof gate>;
+
+  beforeEach(async () => {
+    accepted = [];
+    counts = { started: 0, running: 0, maxRunning: 0 };
+    release = gate();
+    fullHouse = gate();
+    server = new TtrpcServer({
+      onAccepted: (socket) => accepted.push(socket),
+      longCalls: (_service, method) => method === 'Park',
+    });
+    const hold = async (): Promise<Uint8Array> => {
+      counts.started++;
+      counts.maxRunning = Math.max(counts.maxRunning, ++counts.running);
+      if (counts.running === MAX_SHORT_CALLS) fullHouse.open(undefined);
+      await release.promise;
+      counts.running--;
+      return new Uint8Array(0);
+    };
+    server.register(SERVICE, {
+      unary: {
+        Echo: async ({ payload }) => payload,
+        // 64 KiB answers to a few bytes of request: the answers pile up, the requests do not.
+        Blob: async () => {
+          counts.started++;
+          return new Uint8Array(64 * 1024);
+        },
+        Hold: hold,
+        Park: hold,
+      },
+    });
+    path = nextSocketPath();
+    await server.listen(path);
+  });
+
+  afterEach(async () => {
+    release.open(undefined);
+    await server.close();
+  });
+
+  /** A round trip on another connection: the server had its turn at every socket meanwhile. */
+  async function roundTrip(): Promise<void> {
+    const client = await TtrpcClient.connect(path);
+    try {
+      assert.equal(text(await client.call(SERVICE, 'Echo', bytes('hi'))), 'hi');
+    } finally {
+      client.close();
+    }
+  }
+
+  it(`runs at most ${MAX_SHORT_CALLS} short calls of one connection at once; the rest wait, none fails`, async () => {
+    const total = MAX_SHORT_CALLS + 100;
+    const peer = await RawPeer.connect(path);
+    for (let i = 0; i < total; i++) peer.request(2 * i + 1, 'Hold', new Uint8Array(0));
+    await fullHouse.promise;
+    await roundTrip();
+    assert.equal(counts.maxRunning, MAX_SHORT_CALLS);
+    assert.equal(counts.started, MAX_SHORT_CALLS);
+    release.open(undefined);
+    for (let i = 0; i < total; i++) await expectResponse(peer, 2 * i + 1, Code.OK);
+    assert.equal(counts.started, total);
+    peer.destroy();
+  });
+
+  it('counts long calls apart: many pending Waits never keep short calls from being read', async () => {
+    const peer = await RawPeer.connect(path);
+    const parked = MAX_SHORT_CALLS + 10;
+    for (let i = 0; i < parked; i++) peer.request(2 * i + 1, 'Park', new Uint8Array(0));
+    await fullHouse.promise;
+    peer.request(2 * parked + 1, 'Echo', bytes('still read'));
+    assert.equal(text(await expectResponse(peer, 2 * parked + 1, Code.OK)), 'still read');
+    assert.equal(counts.running, parked);
+    release.open(undefined);
+    for (let i = 0; i < parked; i++) await expectResponse(peer, 2 * i + 1, Code.OK);
+    peer.destroy();
+  });
+
+  it('stops reading a client that does not read its answers, holds little for it, and goes on once it reads', async () => {
+    const total = 1000; // 64 MiB of answers to 30 KB of requests
+    const peer = await RawPeer.connect(path);
+    peer.pauseReading();
+    for (let i = 0; i < total; i++) peer.request(2 * i + 1, 'Blob', new Uint8Array(0));
+    await roundTrip();
+    await roundTrip();
+    const [socket] = accepted;
+    assert.ok(socket, 'the server accepted the connection');
+    assert.ok(counts.started < total / 4, `the server went on handling: ${counts.started} of ${total}`);
+    // At most the answers of the calls running when reading stopped (the socket's 16 KiB
+    // high-water mark is passed by the first answers): a few MiB, not the 64 MiB asked for.
+    const bound = (MAX_SHORT_CALLS + 1) * 64 * 1024;
+    assert.ok(socket.writableLength <= bound, `${socket.writableLength} bytes of answers held`);
+    peer.resumeReading();
+    for (let i = 0; i < total; i++) {
+      assert.equal((await expectResponse(peer, 2 * i + 1, Code.OK)).length, 64 * 1024);
+    }
+    assert.equal(counts.started, total);
+    peer.destroy();
   });
 });
 

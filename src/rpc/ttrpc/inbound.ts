@@ -1,20 +1,25 @@
 // Messages received on one stream, held until the code reading the stream asks for them, and
 // the read throttle that turns a full queue into back-pressure on the socket.
 
-import type { Socket } from 'node:net';
+/** What a ReadThrottle stops and starts: a socket, or a connection that also holds back what it read already. */
+export interface Pausable {
+  pause(): void;
+  resume(): void;
+}
 
 /** Messages a stream may hold unread before the connection stops reading from its socket. */
 export const STREAM_HIGH_WATER_MARK = 64;
 
 /**
- * Pauses a socket while any stream on it is over its high-water mark. The streams of one
- * connection share the socket, so a reader that falls behind slows the whole connection
- * instead of making the process buffer without limit.
+ * Pauses a socket while anything holds it: a stream over its high-water mark, and on the server
+ * also too many calls running or too many replies unsent. The streams of one connection share
+ * the socket, so a reader that falls behind slows the whole connection instead of making the
+ * process buffer without limit.
  */
 export class ReadThrottle {
   private readonly holders = new Set<object>();
 
-  constructor(private readonly socket: Socket) {}
+  constructor(private readonly socket: Pausable) {}
 
   hold(holder: object): void {
     if (this.holders.size === 0) this.socket.pause();

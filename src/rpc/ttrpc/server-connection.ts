@@ -2,25 +2,35 @@
 // handlers concurrently (containerd multiplexes its calls on one connection) and answers each
 // stream exactly once.
 //
-// Reactions to a misbehaving peer follow containerd's Go server: a bad frame whose stream id
-// can be answered (even or reused id, undecodable request, oversized or unknown frame, data on
-// a stream that is not open) gets an error Response on that id and the connection goes on;
-// a peer that hangs up, mid-frame or not, loses its connection and its calls are aborted.
-
+// A peer that breaks the protocol loses its connection at the first violation: a Request with
+// an even or non-increasing stream id, an undecodable ttrpc.Request envelope, a Response frame,
+// a frame of unknown type, Data on a stream never opened or on a unary call. It gets one error
+// Response naming the violation on the offending stream id, its calls are aborted, and nothing
+// more is read from it. Answering and going on (as containerd's Go server does) let one client
+// make the daemon read and log millions of bad frames. Anything a well-behaved client may send
+// keeps the connection: an unknown service or method is answered Unimplemented, a request whose
+// payload the handler cannot decode InvalidArgument (by the handler), a frame over 4 MiB
+// ResourceExhausted on its stream (its bytes are skipped, never buffered), and Data on a stream
+// the server has finished already is dropped (it crossed the server's end on the wire).
+// A peer that hangs up, mid-frame or not, loses its connection and its calls are aborted.
+//
+// Work per connection is bounded: reading stops while MAX_SHORT_CALLS short calls or
+// MAX_LONG_CALLS long ones run, while replies wait unsent in the socket's buffer (the peer does
+// not read them; only the answers of calls already running are added after that), or while a
+// stream holds more unread messages than its high-water mark; it
+// resumes as soon as that drains. Pausing only delays the peer's next requests (they wait in the
+// kernel's socket buffer), it never fails them. Long calls are counted apart because they
+// wait for what other calls on the same connection cause: containerd keeps one Task.Wait per
+// process and, for streaming stdio, up to three Streaming streams per process open on the pod's
+// single connection, and none of them ends until a later Kill, Start or Delete is read. With
+// short calls alone bounded, those can never starve each other: short calls end by themselves.
 import { fromBinary } from '@bufbuild/protobuf';
 import type { Socket } from 'node:net';
 import { RequestSchema, type Request } from '../../api/ttrpc/ttrpc_pb.js';
 import { Code, RuntimeError, failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
+import type { WarnLogger } from '../../rate-limited-log.js';
 import { encodeFailure, encodeSuccess, errorMessage, metadataFromWire, type Metadata } from './envelope.js';
-import {
-  Flag,
-  FrameDecoder,
-  FrameType,
-  MAX_PAYLOAD_LENGTH,
-  oversizedError,
-  type Frame,
-  type SkippedFrame,
-} from './frame.js';
+import { Flag, FrameDecoder, FrameType, MAX_PAYLOAD_LENGTH, oversizedError, type DecodedItem } from './frame.js';
 import { InboundQueue, ReadThrottle } from './inbound.js';
 import type { ServerStream, StreamHandler, UnaryHandler } from './server.js';
 import { FrameWriter } from './writer.js';
@@ -28,9 +38,23 @@ import { FrameWriter } from './writer.js';
 export type MethodHandler = { kind: 'unary'; handle: UnaryHandler } | { kind: 'stream'; handle: StreamHandler };
 
 /** The part of a structured logger (pino's shape) the ttrpc server uses. */
-export interface TtrpcLogger {
-  warn(fields: Record<string, unknown>, message: string): void;
-}
+export type TtrpcLogger = WarnLogger;
+
+/**
+ * Short calls one connection may run at once. containerd's calls on a pod are few at a time
+ * (CRI serialises per container); a client that pipelines more simply waits.
+ */
+export const MAX_SHORT_CALLS = 128;
+
+/**
+ * Long calls (streams, and unary calls the context calls long, such as Task.Wait) one
+ * connection may hold open: a Wait and three stdio streams for each of 1024 processes of one
+ * pod, far more than any pod runs, yet a bound on what a pipelining client can pin.
+ */
+export const MAX_LONG_CALLS = 4096;
+
+/** How long a connection ended for a violation may take to flush its last answer. */
+const CLOSE_GRACE_MS = 5_000;
 
 /** A unary call that a later process may answer: its stream id and its raw ttrpc.Request. */
 export interface PendingCall {
@@ -41,7 +65,10 @@ export interface PendingCall {
 export interface ConnectionContext {
   lookup(service: string, method: string): MethodHandler | undefined;
   hasService(service: string): boolean;
+  /** Already rate-limited: a misbehaving peer can make it warn at will. */
   logger: TtrpcLogger | undefined;
+  /** Whether a unary call may wait for other calls (TtrpcServerOptions.longCalls). */
+  isLongCall?(service: string, method: string): boolean;
   /** Whether a unary call may be answered by a later process (TtrpcServerOptions.resumable). */
   isResumable?(service: string, method: string): boolean;
   onResumableCall?(call: PendingCall): void;
@@ -65,26 +92,69 @@ class ActiveCall {
   constructor(
     readonly streamId: number,
     readonly metadata: Metadata,
+    /** Which in-flight bound it counts against. */
+    readonly load: CallLoad,
   ) {}
+}
+
+/** The calls of one class running on a connection, and the read pause when there are too many. */
+class CallLoad {
+  private running = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly throttle: ReadThrottle,
+  ) {}
+
+  add(): void {
+    if (++this.running === this.limit) this.throttle.hold(this);
+  }
+
+  remove(): void {
+    if (this.running-- === this.limit) this.throttle.release(this);
+  }
 }
 
 export class ServerConnection {
   private readonly decoder = new FrameDecoder();
   private readonly writer: FrameWriter;
   private readonly throttle: ReadThrottle;
+  private readonly shortCalls: CallLoad;
+  private readonly longCalls: CallLoad;
   private readonly calls = new Map<number, ActiveCall>();
   private lastStreamId = 0;
+  /**
+   * Frames decoded from chunks already read but not handled yet, because the connection was
+   * paused halfway through a chunk (one 64 KiB chunk holds thousands of small requests).
+   */
+  private backlog: DecodedItem[] = [];
+  private backlogIndex = 0;
+  private paused = false;
+  private handling = false;
+  /** Set once a violation ended the connection: nothing more is read or answered. */
+  private hungUp = false;
+  /**
+   * False for a connection an earlier process served: streams it opened may still get Data,
+   * so Data on a stream this side never saw is not a violation there.
+   */
+  private knowsEveryStream = true;
 
   constructor(
     private readonly socket: Socket,
     private readonly context: ConnectionContext,
   ) {
-    this.writer = new FrameWriter(socket);
-    this.throttle = new ReadThrottle(socket);
+    this.throttle = new ReadThrottle({ pause: () => this.pause(), resume: () => this.resume() });
+    this.shortCalls = new CallLoad(MAX_SHORT_CALLS, this.throttle);
+    this.longCalls = new CallLoad(MAX_LONG_CALLS, this.throttle);
+    // Replies the peer does not read stay in the socket's buffer: read nothing more until it drains.
+    this.writer = new FrameWriter(socket, {
+      full: () => this.throttle.hold(this.writer),
+      room: () => this.throttle.release(this.writer),
+    });
     socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', (err) => this.warn('ttrpc connection failed', { error: err.message }));
-    socket.on('close', () => this.abortAll());
+    socket.on('close', () => this.onClose());
   }
 
   destroy(): void {
@@ -92,10 +162,39 @@ export class ServerConnection {
   }
 
   private onChunk(chunk: Buffer): void {
-    for (const item of this.decoder.push(chunk)) {
-      if (item.kind === 'frame') this.onFrame(item.frame);
-      else this.onSkipped(item.skipped);
+    const items = this.decoder.push(chunk);
+    if (this.backlogIndex < this.backlog.length) this.backlog = this.backlog.slice(this.backlogIndex).concat(items);
+    else this.backlog = items;
+    this.backlogIndex = 0;
+    this.handleBacklog();
+  }
+
+  private handleBacklog(): void {
+    // A call settled by the handling below may resume the connection: the loop goes on then.
+    if (this.handling) return;
+    this.handling = true;
+    try {
+      while (!this.paused && !this.hungUp && this.backlogIndex < this.backlog.length) {
+        this.onItem(this.backlog[this.backlogIndex++]!);
+      }
+    } finally {
+      this.handling = false;
     }
+    if (this.backlogIndex >= this.backlog.length || this.hungUp) {
+      this.backlog = [];
+      this.backlogIndex = 0;
+    }
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.handleBacklog();
+    if (!this.paused && !this.hungUp) this.socket.resume();
   }
 
   private onEnd(): void {
@@ -105,42 +204,47 @@ export class ServerConnection {
     this.socket.destroy();
   }
 
-  private onSkipped(skipped: SkippedFrame): void {
-    const error =
-      skipped.reason === 'oversized'
-        ? oversizedError(skipped.length)
-        : invalidArgument(`unknown message type ${skipped.type}`);
-    this.warn('ttrpc frame dropped', { stream: skipped.streamId, error: error.message });
-    const call = this.calls.get(skipped.streamId);
-    // A stream that lost a message cannot go on.
-    if (call) this.failCall(call, error);
-    else this.refuse(skipped.streamId, error);
+  private onClose(): void {
+    // What the peer sent and nobody will handle is garbage now (and must not start calls when
+    // aborting those below makes room).
+    this.hungUp = true;
+    this.backlog = [];
+    this.backlogIndex = 0;
+    this.abortAll(new RuntimeError(Code.Cancelled, 'ttrpc connection closed'));
   }
 
-  private onFrame(frame: Frame): void {
-    if (frame.streamId % 2 !== 1) {
-      this.violation(frame.streamId, `stream id ${frame.streamId} must be odd for client-initiated streams`);
+  private onItem(item: DecodedItem): void {
+    if (item.kind === 'skipped' && item.skipped.reason === 'unknown-type') {
+      this.violation(item.skipped.streamId, `unknown message type ${item.skipped.type}`);
       return;
     }
-    switch (frame.type) {
+    // Oversized: its bytes were skipped as they came, the frame still counts for its stream.
+    const { streamId, type, flags } = item.kind === 'frame' ? item.frame : item.skipped;
+    const content = item.kind === 'frame' ? item.frame.payload : oversizedError(item.skipped.length);
+    if (streamId % 2 !== 1) {
+      this.violation(streamId, `stream id ${streamId} must be odd for client-initiated streams`);
+      return;
+    }
+    switch (type) {
       case FrameType.Request:
-        this.onRequest(frame);
+        this.onRequest(streamId, flags, content);
         return;
       case FrameType.Data:
-        this.onData(frame);
+        this.onData(streamId, flags, content);
         return;
-      case FrameType.Response:
-        this.violation(frame.streamId, 'a client may not send response frames');
+      default:
+        this.violation(streamId, 'a client may not send response frames');
         return;
     }
   }
 
   /**
-   * Runs again the calls an earlier process took from this connection and did not answer (as
-   * its context's onResumableCall reported them): they are answered on their stream ids, and
-   * the client's next request must come after the highest of them.
+   * Takes the connection over from an earlier process. The calls it took from this connection
+   * and did not answer (as its context's onResumableCall reported them) run again and are
+   * answered on their stream ids; the client's next request must come after the highest of them.
    */
-  resume(calls: readonly PendingCall[]): void {
+  adopt(calls: readonly PendingCall[]): void {
+    this.knowsEveryStream = false;
     for (const call of [...calls].sort((a, b) => a.streamId - b.streamId)) {
       if (call.streamId % 2 !== 1 || call.streamId <= this.lastStreamId) continue;
       this.lastStreamId = call.streamId;
@@ -148,14 +252,14 @@ export class ServerConnection {
     }
   }
 
-  private onRequest(frame: Frame): void {
-    const streamId = frame.streamId;
+  private onRequest(streamId: number, flags: number, content: Uint8Array | RuntimeError): void {
     if (streamId <= this.lastStreamId) {
       this.violation(streamId, `stream id ${streamId} must be greater than the previous one (${this.lastStreamId})`);
       return;
     }
     this.lastStreamId = streamId;
-    this.startCall(streamId, frame.payload, frame.flags, false);
+    if (content instanceof RuntimeError) this.refuse(streamId, content);
+    else this.startCall(streamId, content, flags, false);
   }
 
   private startCall(streamId: number, payload: Uint8Array, flags: number, resumed: boolean): void {
@@ -174,7 +278,8 @@ export class ServerConnection {
       this.refuse(streamId, unimplemented(what));
       return;
     }
-    const call = this.open(streamId, request);
+    const long = method.kind === 'stream' || this.context.isLongCall?.(request.service, request.method) === true;
+    const call = this.open(streamId, request, long ? this.longCalls : this.shortCalls);
     if (!call) return;
     if (method.kind === 'stream') {
       this.runStream(call, method.handle, request.payload, flags);
@@ -188,29 +293,41 @@ export class ServerConnection {
     this.runUnary(call, method.handle, request.payload);
   }
 
-  private onData(frame: Frame): void {
-    const call = this.calls.get(frame.streamId);
-    if (!call && isLateClose(frame, this.lastStreamId)) return;
-    if (!call?.inbound) {
-      this.violation(frame.streamId, `stream ${frame.streamId} is not open for data`);
+  private onData(streamId: number, flags: number, content: Uint8Array | RuntimeError): void {
+    const call = this.calls.get(streamId);
+    if (!call) {
+      // A stream this side opened and finished: the client's Data crossed the server's end
+      // (containerd closes its side of a Streaming stream once it has read the end).
+      if (streamId <= this.lastStreamId || !this.knowsEveryStream) return;
+      this.violation(streamId, `stream ${streamId} is not open for data`);
+      return;
+    }
+    if (!call.inbound) {
+      this.violation(streamId, `stream ${streamId} is a unary call: it takes no data`);
+      return;
+    }
+    if (content instanceof RuntimeError) {
+      // A stream that lost a message cannot go on; the connection can.
+      this.failCall(call, content);
       return;
     }
     if (call.remoteClosed) {
-      this.warn('ttrpc data after close', { stream: frame.streamId });
-      this.failCall(call, invalidArgument(`stream ${frame.streamId}: data after the client closed its side`));
+      this.warn('ttrpc data after close', { stream: streamId });
+      this.failCall(call, invalidArgument(`stream ${streamId}: data after the client closed its side`));
       return;
     }
-    if ((frame.flags & Flag.NoData) === 0) call.inbound.push(frame.payload);
-    if ((frame.flags & Flag.RemoteClosed) !== 0) {
+    if ((flags & Flag.NoData) === 0) call.inbound.push(content);
+    if ((flags & Flag.RemoteClosed) !== 0) {
       call.remoteClosed = true;
       call.inbound.end();
     }
   }
 
   /** Tracks a new call and arms its deadline; undefined if the deadline had passed already. */
-  private open(streamId: number, request: Request): ActiveCall | undefined {
-    const call = new ActiveCall(streamId, metadataFromWire(request.metadata));
+  private open(streamId: number, request: Request, load: CallLoad): ActiveCall | undefined {
+    const call = new ActiveCall(streamId, metadataFromWire(request.metadata), load);
     this.calls.set(streamId, call);
+    load.add();
     if (request.timeoutNano !== 0n) {
       const timeoutMs = Number(request.timeoutNano) / 1e6;
       if (timeoutMs <= 0) {
@@ -294,8 +411,7 @@ export class ServerConnection {
     this.refuse(call.streamId, error);
   }
 
-  private abortAll(): void {
-    const error = new RuntimeError(Code.Cancelled, 'ttrpc connection closed');
+  private abortAll(error: RuntimeError): void {
     for (const call of [...this.calls.values()]) {
       this.settle(call);
       call.controller.abort(error);
@@ -311,15 +427,25 @@ export class ServerConnection {
   private settle(call: ActiveCall): boolean {
     if (!this.isActive(call)) return false;
     this.calls.delete(call.streamId);
+    call.load.remove();
     clearTimeout(call.timer);
     this.throttle.release(call);
     if (call.resumable) this.context.onResumableCallSettled?.(call.resumable);
     return true;
   }
 
+  /** Ends the connection: one answer saying why, then nothing more is read or answered. */
   private violation(streamId: number, message: string): void {
-    this.warn('ttrpc protocol violation', { stream: streamId, error: message });
+    this.warn('ttrpc protocol violation: connection closed', { stream: streamId, error: message });
     this.refuse(streamId, invalidArgument(message));
+    this.hungUp = true;
+    this.socket.pause();
+    this.abortAll(new RuntimeError(Code.Cancelled, 'ttrpc connection closed after a protocol violation'));
+    // The answer goes out if the peer reads it; one that reads nothing gets closed all the same.
+    const grace = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+    this.socket.once('close', () => clearTimeout(grace));
+    this.socket.once('finish', () => this.socket.destroy());
+    this.socket.end();
   }
 
   /** An error Response on a stream id, whether or not a call runs on it. */
@@ -335,17 +461,6 @@ export class ServerConnection {
   private warn(message: string, fields: Record<string, unknown>): void {
     this.context.logger?.warn(fields, message);
   }
-}
-
-/**
- * An empty close (Data, flags remote-closed + no-data) for a stream the server has finished
- * already: a client closes its side once it has read the server's end (containerd does for the
- * Streaming service). Nothing is left to answer; an error Response would only be logged by the
- * client as a message on an inactive stream.
- */
-function isLateClose(frame: Frame, lastStreamId: number): boolean {
-  const closeFlags = Flag.RemoteClosed | Flag.NoData;
-  return frame.streamId <= lastStreamId && (frame.flags & closeFlags) === closeFlags && frame.payload.length === 0;
 }
 
 /** Runs a handler so that a synchronous throw becomes a rejection like any other failure. */

@@ -12,6 +12,7 @@ import { lstat, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { once } from 'node:events';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../../core/errors.js';
+import { RateLimitedLog } from '../../rate-limited-log.js';
 import type { Metadata } from './envelope.js';
 import { ServerConnection, type MethodHandler, type PendingCall, type TtrpcLogger } from './server-connection.js';
 
@@ -53,8 +54,17 @@ export interface ServiceHandlers {
 }
 
 export interface TtrpcServerOptions {
-  /** Told about peers that break the protocol; nothing is logged without it. */
+  /**
+   * Told about peers that break the protocol, at most a few times per interval for each kind of
+   * trouble (the rest is counted); nothing is logged without it.
+   */
   logger?: TtrpcLogger;
+  /**
+   * Unary calls that may wait for what later calls on the same connection cause, such as
+   * containerd's Task.Wait. They count against a bound of their own (as streams do), so that
+   * many of them never keep a connection from reading the calls they wait for.
+   */
+  longCalls?: (service: string, method: string) => boolean;
   /** Called once listen() has made the listening socket. */
   onListening?: (listener: net.Server) => void;
   /** Called with each connection the listener accepts, before anything is read from it. */
@@ -80,8 +90,12 @@ export class TtrpcServer {
   private listener: net.Server | undefined;
   private socketPath: string | undefined;
   private closed = false;
+  /** Shared by every connection: a peer that reconnects after each violation is still limited. */
+  private readonly log: RateLimitedLog | undefined;
 
-  constructor(private readonly options: TtrpcServerOptions = {}) {}
+  constructor(private readonly options: TtrpcServerOptions = {}) {
+    this.log = options.logger && new RateLimitedLog(options.logger);
+  }
 
   /**
    * Serves `handlers` under each of `names` (containerd.task.v2.Task and v3 share one set).
@@ -148,7 +162,7 @@ export class TtrpcServer {
    */
   adoptConnection(fd: number, resume: readonly PendingCall[] = []): net.Socket {
     const socket = new net.Socket({ fd, readable: true, writable: true });
-    this.serve(socket)?.resume(resume);
+    this.serve(socket)?.adopt(resume);
     return socket;
   }
 
@@ -169,11 +183,12 @@ export class TtrpcServer {
       socket.destroy();
       return undefined;
     }
-    const { logger, resumable, onResumableCall, onResumableCallSettled } = this.options;
+    const { longCalls, resumable, onResumableCall, onResumableCallSettled } = this.options;
     const connection = new ServerConnection(socket, {
       lookup: (service, method) => this.services.get(service)?.get(method),
       hasService: (service) => this.services.has(service),
-      logger,
+      logger: this.log,
+      isLongCall: longCalls,
       isResumable: resumable,
       onResumableCall: onResumableCall && ((call) => onResumableCall(socket, call)),
       onResumableCallSettled: onResumableCallSettled && ((call) => onResumableCallSettled(socket, call)),

@@ -7,11 +7,23 @@ import { encodeHeader, MAX_PAYLOAD_LENGTH, oversizedError, type FrameType } from
 
 const EMPTY = new Uint8Array(0);
 
+/** Told when the socket's buffer fills up (a write returned false) and when it has drained. */
+export interface BackPressureListener {
+  full(): void;
+  room(): void;
+}
+
 export class FrameWriter {
   private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
-  constructor(private readonly socket: Socket) {
-    socket.on('drain', () => this.settleWaiters(undefined));
+  constructor(
+    private readonly socket: Socket,
+    private readonly backPressure?: BackPressureListener,
+  ) {
+    socket.on('drain', () => {
+      this.backPressure?.room();
+      this.settleWaiters(undefined);
+    });
     socket.on('close', () => this.settleWaiters(new RuntimeError(Code.Unavailable, 'ttrpc connection closed')));
   }
 
@@ -28,11 +40,16 @@ export class FrameWriter {
     if (payload.length > MAX_PAYLOAD_LENGTH) throw oversizedError(payload.length);
     if (!this.open) throw new RuntimeError(Code.Unavailable, 'ttrpc connection closed');
     const header = encodeHeader(streamId, type, flags, payload.length);
-    if (payload.length === 0) return this.socket.write(header);
-    this.socket.cork();
-    this.socket.write(header);
-    const hasRoom = this.socket.write(payload);
-    this.socket.uncork();
+    let hasRoom: boolean;
+    if (payload.length === 0) {
+      hasRoom = this.socket.write(header);
+    } else {
+      this.socket.cork();
+      this.socket.write(header);
+      hasRoom = this.socket.write(payload);
+      this.socket.uncork();
+    }
+    if (!hasRoom) this.backPressure?.full();
     return hasRoom;
   }
 
