@@ -20,6 +20,8 @@ const PODS = 10;
 const WAIT = { timeoutMs: 30_000 };
 /** How long PID 1 may take to reap an orphan (some inits poll, about once a second). */
 const REAP_WAIT_MS = 5_000;
+/** A hang guard only: kuasard's shutdown takes a few seconds at most. */
+const EXIT_HANG_GUARD_MS = 60_000;
 
 /** The fd keeper kuasard started for this environment (its command line names the state dir). */
 function keeperPids(env: Environment): number[] {
@@ -103,6 +105,27 @@ describe('runc kind across a kuasard restart', () => {
     assert.equal(readProcStat(p.pid)?.startTime, startTime);
     assert.equal((await env.cri.runtime.containerStatus({ containerId: p.containerId })).status?.state, ContainerState.CONTAINER_RUNNING);
 
+    await stopContainer(p, startTime);
+    await removePod(p);
+    assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
+  });
+
+  it('ends kuasard on SIGTERM while containerd holds its calls open; the pod runs on and is managed by the next run', async () => {
+    const beforeAll = snapshotHost({ dirs: watched() });
+    const p = await runPod('sigterm', ['sleep', '3600']);
+    const startTime = readProcStat(p.pid)?.startTime;
+    // containerd holds a Controller/Wait for the pod and a Task/Wait for its container.
+    const kuasard = listProcesses().find((k) => env.scope.daemonPids.includes(k.pid) && k.cmdline.includes('kuasard.js'));
+    assert.ok(kuasard, 'kuasard runs');
+    process.kill(kuasard.pid, 'SIGTERM');
+    const deadline = Date.now() + EXIT_HANG_GUARD_MS;
+    while (readProcStat(kuasard.pid)?.startTime === kuasard.startTime && Date.now() < deadline) await sleep(100);
+    assert.notEqual(readProcStat(kuasard.pid)?.startTime, kuasard.startTime, 'kuasard exited after SIGTERM');
+    assert.match(env.logs(5).kuasard, /"msg":"kuasard stopped"/, 'it ended by its own shutdown, not by a backstop');
+
+    await env.restartKuasard();
+    assert.equal(readProcStat(p.pid)?.startTime, startTime, 'the container kept running');
+    assert.equal((await env.cri.runtime.containerStatus({ containerId: p.containerId })).status?.state, ContainerState.CONTAINER_RUNNING);
     await stopContainer(p, startTime);
     await removePod(p);
     assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
