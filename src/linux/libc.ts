@@ -213,6 +213,16 @@ export function umount2(target: string, flags = 0): void {
 
 const SYS_pidfd_open = 434; // x86_64 and aarch64 share this number (it came after the unification)
 const POLLIN = 0x1;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLRDHUP = 0x2000;
+
+/** poll(2) of one descriptor without waiting (it cannot be interrupted): the events it reports now. */
+function pollNow(fd: number, events: number): number {
+  const fds = { fd, events, revents: 0 };
+  check(`poll(${fd})`, libc().poll(fds, 1, 0));
+  return fds.revents;
+}
 
 /** pidfd_open(2): a file descriptor that refers to this very process, immune to pid reuse. */
 export function pidfdOpen(pid: number): number {
@@ -221,8 +231,12 @@ export function pidfdOpen(pid: number): number {
 
 /** True once the process behind a pidfd has exited (the pidfd polls readable). Never blocks. */
 export function pidfdHasExited(pidfd: number): boolean {
-  const fds = { fd: pidfd, events: POLLIN, revents: 0 };
-  return check(`poll(pidfd ${pidfd})`, libc().poll(fds, 1, 0)) > 0;
+  return (pollNow(pidfd, POLLIN) & POLLIN) !== 0;
+}
+
+/** True once the peer of a connected socket has closed it (or shut down its sending side). Never blocks. */
+export function peerHasHungUp(fd: number): boolean {
+  return (pollNow(fd, POLLRDHUP) & (POLLRDHUP | POLLHUP | POLLERR)) !== 0;
 }
 
 export function closeFd(fd: number): void {
@@ -422,8 +436,14 @@ export interface ReceivedMessage {
   data: Buffer;
   /** The control messages as received: parse them with linux/cmsg.ts. */
   control: Buffer;
-  /** The message or its control data did not fit (MSG_TRUNC, MSG_CTRUNC): some of it is lost. */
+  /** The message did not fit the data buffer (MSG_TRUNC): the rest of it is lost. */
   truncated: boolean;
+  /**
+   * Control data was lost (MSG_CTRUNC): the control buffer was too small, or a passed
+   * descriptor could not be installed because this process is at its RLIMIT_NOFILE (the kernel
+   * then drops that descriptor, and every one after it).
+   */
+  controlTruncated: boolean;
 }
 
 const MSG_CTRUNC = 0x8;
@@ -445,7 +465,8 @@ function receive(fd: number, dataBytes: number, controlBytes: number, flags: num
   return {
     data: data.subarray(0, received),
     control: control.subarray(0, Number(message.msg_controllen)),
-    truncated: (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) !== 0,
+    truncated: (message.msg_flags & MSG_TRUNC) !== 0,
+    controlTruncated: (message.msg_flags & MSG_CTRUNC) !== 0,
   };
 }
 
