@@ -67,7 +67,7 @@
 
 #define MAX_MESSAGE 4096
 #define MAX_NAME 4000
-#define MAX_CLIENTS 32
+#define MAX_CLIENTS 16
 #define IDLE_EXIT_S 10
 #define PRUNE_INTERVAL_S 2
 #define SEND_TIMEOUT_S 5

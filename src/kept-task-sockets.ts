@@ -18,13 +18,6 @@
 //   call <socket path> <n> <stream id> <request>      a pending resumable call on connection n
 //                                                     (request: base64), a note: no descriptor
 //
-// Kept calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION). containerd holds one
-// Wait per task (container or exec) on a sandbox's connection, far fewer than that; a client
-// that holds more has the calls past the bound served as usual but not kept, so a crash of
-// kuasard leaves those unanswered (as any other call in flight), and a warning says so once per
-// connection. The bound keeps what a client can make the keeper hold, and what the next run
-// must take back, in proportion to the pods it serves.
-//
 //   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
 //             anew; what it opens is kept
 //   accept    each new connection is kept, and dropped from the keeper once it closes
@@ -32,6 +25,13 @@
 //   close     (sandbox Shutdown) closes the server; the keeper lets go of its copies
 //   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
 //             process exit closes our descriptors, the keeper's stay for the next run
+//
+// Kept calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION). containerd holds one
+// Wait per task (container or exec) on a sandbox's connection, far fewer than that; a client
+// that holds more has the calls past the bound served as usual but not kept, so a crash of
+// kuasard leaves those unanswered (as any other call in flight), and a warning says so once per
+// connection. The bound keeps what a client can make the keeper hold, and what the next run
+// must take back, in proportion to the pods it serves.
 //
 // A keeper lost while this process runs (killed, or a failed exchange) is replaced at once: the
 // connection to it is watched, and a failed exchange counts as a loss too. The new keeper (or
