@@ -257,6 +257,36 @@ describe('runc kind across a kuasard restart', () => {
     assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
   });
 
+  it('replaces a keeper killed while kuasard runs, so that the pods still survive a crash of kuasard', async () => {
+    const beforeAll = snapshotHost({ dirs: watched() });
+    const pods = await Promise.all(['keeper-killed-1', 'keeper-killed-2'].map((name) => runPod(name, ['sleep', '3600'])));
+    const startTimes = new Map(pods.map((p) => [p.pid, readProcStat(p.pid)?.startTime]));
+    const replacedBefore = logLines('fd keeper replaced').length;
+    const [killed, ...others] = keeperPids(env);
+    assert.ok(killed !== undefined && others.length === 0, 'one keeper runs');
+    process.kill(killed, 'SIGKILL');
+
+    const replaced = () => logLines('fd keeper replaced').length > replacedBefore;
+    for (const deadline = Date.now() + 30_000; !replaced() && Date.now() < deadline; ) await sleep(100);
+    assert.ok(replaced(), 'kuasard noticed the loss and replaced the keeper');
+    const [replacement] = keeperPids(env);
+    assert.ok(replacement !== undefined && replacement !== killed, 'another keeper runs');
+    const listeners = pods.map((p) => `listen ${taskSocketOf(p)}`);
+    const held = await keptNames();
+    assert.ok(listeners.every((n) => held.includes(n)), 'and gave it the task sockets');
+
+    await env.restartKuasard({ crash: true });
+    for (const p of pods) {
+      assert.equal(readProcStat(p.pid)?.startTime, startTimes.get(p.pid));
+      const exec = await env.cri.runtime.execSync({ containerId: p.containerId, cmd: ['true'], timeout: 30n });
+      assert.equal(exec.exitCode, 0, 'the pod is manageable after the crash');
+    }
+    for (const p of pods) await stopContainer(p, startTimes.get(p.pid));
+    for (const p of pods) await removePod(p);
+    // The replacement keeper is kuasard's keeper from now on, not a leftover of the pods.
+    assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope, ignorePids: [replacement] }), NO_LEAKS);
+  });
+
   it('leaves no fd keeper: it exits once it holds nothing and kuasard is gone', async () => {
     const [keeper] = keeperPids(env);
     assert.ok(keeper, 'a keeper runs');
