@@ -14,8 +14,9 @@
 //
 // Calls are synchronous: the keeper answers at once (it only stores descriptors), and a
 // blocking exchange keeps replies in step with commands without any queueing. Each exchange is
-// bounded by a timeout; after a failed one the connection is closed, since a late reply would
-// answer the wrong command.
+// bounded by a timeout (SO_RCVTIMEO/SO_SNDTIMEO; a signal that interrupts the wait, such as one
+// of kuasard's many SIGCHLDs, only makes it wait again: libc.ts retries EINTR); after a failed
+// one the connection is closed, since a late reply would answer the wrong command.
 
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
