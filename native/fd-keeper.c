@@ -1,12 +1,13 @@
 /*
- * fd-keeper: holds file descriptors for kuasard so that they outlive it.
+ * fd-keeper: holds file descriptors (and a few names without one) for kuasard so that they
+ * outlive it.
  *
  * containerd keeps one ttrpc connection per task open to a sandbox's task socket and does not
  * reconnect when it breaks. kuasard hands this process a duplicate of every task-socket listener
  * and every accepted task connection; while the keeper holds a copy, a crash of kuasard closes
  * nothing that containerd can see (its calls wait, new connects queue in the listen backlog),
  * and the restarted kuasard takes the descriptors back. The keeper never reads from, writes to
- * or otherwise touches a descriptor it keeps.
+ * or otherwise touches a descriptor it keeps (it only looks at whether one is dead: see Lifetime).
  *
  * Usage: fd-keeper <control socket path>   (absolute)
  *
@@ -22,18 +23,31 @@
  * keeper gives it no meaning (kuasard's names say what the descriptor is, and may carry a
  * little data with it). An empty message, like a hang-up, ends the client's connection.
  *
- *   PUT <name>   with exactly one descriptor (SCM_RIGHTS)   ->  "OK" | "ERR <reason>"
+ *   PUT <name>   with one descriptor (SCM_RIGHTS), or none  ->  "OK" | "ERR <reason>"
  *   DROP <name>                                             ->  "OK" | "ERR <reason>"
- *   LIST         ->  one "FD <name>" message per kept descriptor, carrying a duplicate of it,
- *                    then "END"
+ *   LIST         ->  one message per entry: "FD <name>" carrying a duplicate of its
+ *                    descriptor, or "NOTE <name>" for a name kept without one; then "END"
  *
- * PUT keeps a descriptor under a name that is not in use; DROP closes it. Replies come in the
- * order of the commands. Descriptors that arrive with any other command are closed.
+ * PUT keeps a descriptor, or only the name (a note), under a name that is not in use; DROP
+ * forgets it and closes its descriptor. Replies come in the order of the commands. Descriptors
+ * that arrive with any other command are closed.
  *
- * Lifetime: the keeper exits (removing its socket file) when it holds nothing and no client is
- * connected: when the last client leaves, or IDLE_EXIT_S seconds after start-up if nobody came. A
- * client that does not read its replies for SEND_TIMEOUT_S is disconnected. SIGTERM and SIGINT
- * end it at once (the descriptors it held close with it).
+ * LIST is one message per entry, so no reply grows with the number of entries; what bounds a
+ * listing is the client's RLIMIT_NOFILE, since it receives a duplicate of every descriptor at
+ * once (the kernel drops a passed descriptor the receiver has no room for and flags the message
+ * MSG_CTRUNC). Notes cost the client no descriptor: kuasard keeps pending calls as notes.
+ *
+ * Lifetime: while no client is connected (kuasard is gone), the keeper checks every
+ * PRUNE_INTERVAL_S, and as the last client leaves, whether what it holds can still serve
+ * anyone, and closes what cannot: a connected socket whose peer hung up (containerd closed its
+ * task connection: the pod was removed, or containerd gave up on it), and a listening unix
+ * socket whose file is gone (its sandbox directory was removed: nobody can connect to it any
+ * more). A client, when there is one, drops entries itself and the keeper leaves them alone.
+ * The keeper exits (removing its socket file) when it holds no descriptor and no client is
+ * connected (notes alone are worth nothing: they describe calls on connections), or
+ * IDLE_EXIT_S seconds after start-up if nobody came. A client that does not read its replies
+ * for SEND_TIMEOUT_S is disconnected. SIGTERM and SIGINT end it at once (the descriptors it
+ * held close with it).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -55,15 +69,18 @@
 #define MAX_NAME 4000
 #define MAX_CLIENTS 16
 #define IDLE_EXIT_S 10
+#define PRUNE_INTERVAL_S 2
 #define SEND_TIMEOUT_S 5
 
 struct entry {
 	char *name;
-	int fd;
+	int fd; /* -1 for a note */
 };
 
 static struct entry *entries;
 static size_t entry_count, entry_capacity;
+/* How many entries hold a descriptor: the keeper lives while there are any (or a client). */
+static size_t descriptor_count;
 
 /* pollfds[0] is the listener, pollfds[1..client_count] the clients. */
 static struct pollfd pollfds[1 + MAX_CLIENTS];
@@ -116,7 +133,19 @@ static const char *put_entry(const char *name, int fd)
 	if (!copy)
 		return "ERR out of memory";
 	entries[entry_count++] = (struct entry){ .name = copy, .fd = fd };
+	if (fd >= 0)
+		descriptor_count++;
 	return "OK";
+}
+
+static void remove_entry(struct entry *entry)
+{
+	if (entry->fd >= 0) {
+		close(entry->fd);
+		descriptor_count--;
+	}
+	free(entry->name);
+	*entry = entries[--entry_count];
 }
 
 static const char *drop_entry(const char *name)
@@ -124,10 +153,53 @@ static const char *drop_entry(const char *name)
 	struct entry *found = find_entry(name);
 	if (!found)
 		return "ERR no such name";
-	close(found->fd);
-	free(found->name);
-	*found = entries[--entry_count];
+	remove_entry(found);
 	return "OK";
+}
+
+/* ---- pruning what nobody can use --------------------------------------------------------- */
+
+/* A listening unix socket whose file is gone (or is no socket any more). */
+static int is_orphaned_listener(int fd)
+{
+	struct sockaddr_un addr;
+	socklen_t length = sizeof(addr);
+	memset(&addr, 0, sizeof(addr));
+	if (getsockname(fd, (struct sockaddr *)&addr, &length) < 0 || addr.sun_family != AF_UNIX)
+		return 0;
+	/* Unnamed and abstract sockets have no file to lose. */
+	if (length <= offsetof(struct sockaddr_un, sun_path) || addr.sun_path[0] == '\0')
+		return 0;
+	addr.sun_path[sizeof(addr.sun_path) - 1] = '\0';
+	struct stat st;
+	if (stat(addr.sun_path, &st) < 0)
+		return errno == ENOENT || errno == ENOTDIR;
+	return !S_ISSOCK(st.st_mode);
+}
+
+/* A connected socket whose peer hung up: POLLRDHUP, without reading anything. */
+static int is_hung_up(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+/* Whether a kept descriptor can still serve anyone; what is not a socket is always kept. */
+static int is_dead(int fd)
+{
+	int listening = 0;
+	socklen_t length = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) < 0)
+		return 0;
+	return listening ? is_orphaned_listener(fd) : is_hung_up(fd);
+}
+
+static void prune_dead_entries(void)
+{
+	/* Backwards, so that removing an entry does not skip the one moved into its place. */
+	for (size_t i = entry_count; i >= 1; i--)
+		if (entries[i - 1].fd >= 0 && is_dead(entries[i - 1].fd))
+			remove_entry(&entries[i - 1]);
 }
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -163,7 +235,7 @@ static int send_list(int sock)
 {
 	char reply[MAX_MESSAGE + 1];
 	for (size_t i = 0; i < entry_count; i++) {
-		snprintf(reply, sizeof(reply), "FD %s", entries[i].name);
+		snprintf(reply, sizeof(reply), "%s %s", entries[i].fd >= 0 ? "FD" : "NOTE", entries[i].name);
 		if (send_message(sock, reply, entries[i].fd) < 0)
 			return -1;
 	}
@@ -178,23 +250,27 @@ static int valid_name(const char *name)
 
 /*
  * Carries out one command. `fds` are the descriptors that came with it: PUT keeps its one,
- * everything else is closed. Returns -1 when the client must be disconnected.
+ * everything else is closed. `flags` are recvmsg's msg_flags. Returns -1 when the client must
+ * be disconnected.
  */
-static int handle_command(int sock, char *text, int *fds, size_t fd_count, int truncated)
+static int handle_command(int sock, char *text, int *fds, size_t fd_count, int flags)
 {
 	const char *reply;
 	int kept = 0;
-	if (truncated)
+	if (flags & MSG_TRUNC)
 		reply = "ERR message too long";
+	else if (flags & MSG_CTRUNC)
+		/* The kernel had no room for a passed descriptor here (RLIMIT_NOFILE) and dropped it. */
+		reply = "ERR descriptor lost: the keeper is out of descriptors";
 	else if (strcmp(text, "LIST") == 0 && fd_count == 0)
 		return send_list(sock);
 	else if (strncmp(text, "PUT ", 4) == 0) {
-		if (fd_count != 1)
-			reply = "ERR PUT takes exactly one descriptor";
+		if (fd_count > 1)
+			reply = "ERR PUT takes one descriptor at most";
 		else if (!valid_name(text + 4))
 			reply = "ERR invalid name";
 		else {
-			reply = put_entry(text + 4, fds[0]);
+			reply = put_entry(text + 4, fd_count == 1 ? fds[0] : -1);
 			kept = strcmp(reply, "OK") == 0;
 		}
 	} else if (strncmp(text, "DROP ", 5) == 0 && fd_count == 0)
@@ -241,8 +317,7 @@ static int serve_client(int sock)
 		for (size_t i = 0; i < n && fd_count < sizeof(fds) / sizeof(fds[0]); i++)
 			memcpy(&fds[fd_count++], CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
 	}
-	int truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-	return handle_command(sock, text, fds, fd_count, truncated);
+	return handle_command(sock, text, fds, fd_count, msg.msg_flags);
 }
 
 /* ---- clients ----------------------------------------------------------------------------- */
@@ -398,9 +473,10 @@ int main(int argc, char **argv)
 	close_stdout();
 
 	for (;;) {
-		int idle = entry_count == 0 && client_count == 0;
-		struct timespec idle_exit = { .tv_sec = IDLE_EXIT_S };
-		int ready = ppoll(pollfds, 1 + client_count, idle ? &idle_exit : NULL, &waiting_mask);
+		/* Without clients: exit after IDLE_EXIT_S if nothing came, else prune now and then. */
+		struct timespec idle_exit = { .tv_sec = IDLE_EXIT_S }, prune = { .tv_sec = PRUNE_INTERVAL_S };
+		struct timespec *timeout = client_count > 0 ? NULL : descriptor_count == 0 ? &idle_exit : &prune;
+		int ready = ppoll(pollfds, 1 + client_count, timeout, &waiting_mask);
 		if (stop_requested)
 			finish(0);
 		if (ready < 0) {
@@ -408,15 +484,22 @@ int main(int argc, char **argv)
 				continue;
 			finish(1);
 		}
-		if (ready == 0)
-			finish(0); /* started, but nobody came */
+		if (ready == 0) {
+			prune_dead_entries();
+			if (descriptor_count == 0)
+				finish(0); /* started but nobody came, or all it held is dead */
+			continue;
+		}
 		/* Backwards, so that removing a client does not skip the one moved into its place. */
 		for (size_t i = client_count; i >= 1; i--) {
 			if (pollfds[i].revents == 0)
 				continue;
 			if (serve_client(pollfds[i].fd) < 0) {
 				remove_client(i);
-				if (entry_count == 0 && client_count == 0)
+				if (client_count > 0)
+					continue;
+				prune_dead_entries();
+				if (descriptor_count == 0)
 					finish(0);
 			}
 		}

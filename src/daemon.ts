@@ -24,6 +24,14 @@ import { TASK_SERVICE_NAMES, taskHandlers } from './services/task.js';
 /** containerd's own limit for sandbox controller messages. */
 const MAX_GRPC_MESSAGE = 16 << 20;
 
+/**
+ * How long controller calls in flight at exit may take to finish. A graceful shutdown alone
+ * never ends: containerd holds a Controller/Wait open for every sandbox until the sandbox stops.
+ * Past this the calls left are cancelled; containerd sees the connection drop as after a crash
+ * and talks to the next run.
+ */
+const CONTROLLER_SHUTDOWN_GRACE_MS = 2_000;
+
 export interface Daemon {
   readonly sandboxers: Sandboxer[];
   close(): Promise<void>;
@@ -59,6 +67,20 @@ function taskEndpointFactory(log: Logger, sockets: KeptTaskSockets): TaskEndpoin
     log.debug({ sandbox: sandbox.id, path }, 'task API listening');
     return { address: `ttrpc+unix://${path}`, close: () => sockets.close(server, path) };
   };
+}
+
+/** Lets calls in flight finish for a moment, then cancels what is left (see CONTROLLER_SHUTDOWN_GRACE_MS). */
+function shutdownGrpc(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, CONTROLLER_SHUTDOWN_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
 }
 
 async function listenGrpc(server: grpc.Server, path: string): Promise<void> {
@@ -102,7 +124,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   return {
     sandboxers,
     async close() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.tryShutdown(() => resolve()))));
+      await Promise.all(servers.map(shutdownGrpc));
       // The task sockets stay open for the next run: their endpoints are left, not closed.
       sockets.handOver();
       await Promise.all(sandboxers.map((s) => s.close()));

@@ -12,10 +12,11 @@
 // original stream ids. Other calls in flight at a crash stay unanswered (containerd's deadline
 // for them runs out).
 //
-// Names in the keeper (each entry holds a descriptor: a call's entry holds its connection):
-//   listen <socket path>                              the listener
-//   conn <socket path> <n>                            a connection
-//   call <socket path> <n> <stream id> <request>      a pending resumable call (request: base64)
+// Names in the keeper:
+//   listen <socket path>                              the listener (its descriptor)
+//   conn <socket path> <n>                            a connection (its descriptor)
+//   call <socket path> <n> <stream id> <request>      a pending resumable call on connection n
+//                                                     (request: base64), a note: no descriptor
 //
 //   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
 //             anew; what it opens is kept
@@ -25,72 +26,107 @@
 //   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
 //             process exit closes our descriptors, the keeper's stay for the next run
 //
-// Without a keeper (its binary missing, or it failed) sockets are served as before and do not
-// survive a crash; that is logged, not fatal.
+// Kept calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION). containerd holds one
+// Wait per task (container or exec) on a sandbox's connection, far fewer than that; a client
+// that holds more has the calls past the bound served as usual but not kept, so a crash of
+// kuasard leaves those unanswered (as any other call in flight), and a warning says so once per
+// connection. The bound keeps what a client can make the keeper hold, and what the next run
+// must take back, in proportion to the pods it serves.
+//
+// A keeper lost while this process runs (killed, or a failed exchange) is replaced at once: the
+// connection to it is watched, and a failed exchange counts as a loss too. The new keeper (or
+// the old one, if only the connection broke) is given everything this process holds now, and
+// lets go of what this process dropped meanwhile: `held` is the record of what the keeper must
+// hold at any moment. Without a keeper (its binary missing, or it failed to start) sockets are
+// served as before and do not survive a crash; that is logged, not fatal.
 
 import { lstat } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { FdKeeper, type KeptFd } from './linux/fd-keeper.js';
+import { closeKept, FdKeeper, type KeptFd } from './linux/fd-keeper.js';
 import { closeFd } from './linux/libc.js';
 import type { PendingCall, TtrpcServer, TtrpcServerOptions } from './rpc/ttrpc/server.js';
 
+/** How many pending resumable calls of one connection are kept (see the header). */
+export const MAX_KEPT_CALLS_PER_CONNECTION = 256;
+
 /** What the keeper held for one connection when this process started. */
 interface InheritedConnection {
-  kept?: KeptFd;
+  kept?: KeptFd & { fd: number };
   calls: PendingCall[];
   callNames: string[];
 }
 
 /** What the keeper held for one socket path when this process started. */
 interface Inherited {
-  listener?: KeptFd;
+  listener?: KeptFd & { fd: number };
   connections: Map<number, InheritedConnection>;
 }
+
+/**
+ * Whose descriptor an entry of the keeper copies: a socket or server served now, a descriptor
+ * taken back from the keeper and not served yet, or nothing (a note).
+ */
+type Holder = net.Server | net.Socket | number | undefined;
 
 type Hooks = Pick<TtrpcServerOptions, 'onListening' | 'onAccepted' | 'onResumableCall' | 'onResumableCallSettled'>;
 
 export class KeptTaskSockets {
   /** Kept descriptors not yet taken back by an endpoint, by socket path. */
   private readonly inherited = new Map<string, Inherited>();
+  /** Everything the keeper must hold for this process now, by name. */
+  private readonly held = new Map<string, Holder>();
   /** The number in the keeper names of each connection served. */
   private readonly connectionNumbers = new WeakMap<net.Socket, number>();
+  /** The names of each connection's calls that are kept. */
+  private readonly keptCalls = new WeakMap<net.Socket, Set<string>>();
+  /** Connections whose calls went past the bound (told once each). */
+  private readonly overflowReported = new WeakSet<net.Socket>();
   private nextConnection = 1;
   private handingOver = false;
-  private lossReported = false;
+  private replacing = false;
 
   private constructor(
-    private readonly keeper: FdKeeper | undefined,
+    private readonly socketPath: string,
+    private keeper: FdKeeper | undefined,
     kept: readonly KeptFd[],
-    ownDirs: readonly string[],
+    private readonly ownDirs: readonly string[],
     private readonly log: Logger,
   ) {
     for (const item of kept) {
-      const parsed = parseName(item.name);
-      if (!parsed || !ownDirs.some((dir) => parsed.path.startsWith(`${dir}/`))) {
+      const parsed = this.parseOwnName(item.name);
+      if (!parsed) {
         // Another daemon's (one per kind may share the keeper): its to take back. Holding our
         // duplicate would keep the socket open when that daemon closes it.
-        closeFd(item.fd);
+        if (item.fd !== undefined) closeFd(item.fd);
         continue;
+      }
+      if (parsed.call) {
+        // A call is a note; a keeper started by an older kuasard held its connection with it.
+        if (item.fd !== undefined) closeFd(item.fd);
+        this.held.set(item.name, undefined);
+      } else if (item.fd !== undefined) {
+        this.held.set(item.name, item.fd);
+      } else {
+        continue; // a listener or connection without its descriptor serves nothing
       }
       const entry: Inherited = this.inherited.get(parsed.path) ?? { connections: new Map() };
       this.inherited.set(parsed.path, entry);
       if (parsed.connection === undefined) {
-        entry.listener = item;
+        entry.listener = { name: item.name, fd: item.fd! };
         continue;
       }
       this.nextConnection = Math.max(this.nextConnection, parsed.connection + 1);
       const connection = entry.connections.get(parsed.connection) ?? { calls: [], callNames: [] };
       entry.connections.set(parsed.connection, connection);
-      if (!parsed.call) {
-        connection.kept = item;
-        continue;
+      if (parsed.call) {
+        connection.calls.push(parsed.call);
+        connection.callNames.push(item.name);
+      } else {
+        connection.kept = { name: item.name, fd: item.fd! };
       }
-      // The connection's own entry brings its descriptor; this duplicate is not needed.
-      closeFd(item.fd);
-      connection.calls.push(parsed.call);
-      connection.callNames.push(item.name);
     }
+    this.watchKeeper();
   }
 
   /**
@@ -102,10 +138,10 @@ export class KeptTaskSockets {
     try {
       const { keeper, kept } = await FdKeeper.open({ socketPath });
       log.info({ kept: kept.length }, 'fd keeper connected');
-      return new KeptTaskSockets(keeper, kept, ownDirs, log);
+      return new KeptTaskSockets(socketPath, keeper, kept, ownDirs, log);
     } catch (err) {
       log.error({ err }, 'no fd keeper: task connections will not survive a crash of kuasard');
-      return new KeptTaskSockets(undefined, [], ownDirs, log);
+      return new KeptTaskSockets(socketPath, undefined, [], ownDirs, log);
     }
   }
 
@@ -122,11 +158,22 @@ export class KeptTaskSockets {
       },
       onResumableCall: (socket, call) => {
         const n = this.connectionNumbers.get(socket);
-        if (n !== undefined) this.keep(callName(path, n, call), socket);
+        if (n === undefined) return;
+        const calls = this.keptCalls.get(socket) ?? new Set<string>();
+        this.keptCalls.set(socket, calls);
+        if (calls.size >= MAX_KEPT_CALLS_PER_CONNECTION) {
+          this.reportOverflow(socket, path);
+          return;
+        }
+        const name = callName(path, n, call);
+        calls.add(name);
+        this.keep(name, undefined);
       },
       onResumableCallSettled: (socket, call) => {
         const n = this.connectionNumbers.get(socket);
-        if (n !== undefined) this.drop(callName(path, n, call));
+        if (n === undefined) return;
+        const name = callName(path, n, call);
+        if (this.keptCalls.get(socket)?.delete(name)) this.drop(name);
       },
     };
   }
@@ -167,6 +214,7 @@ export class KeptTaskSockets {
       const socket = server.adoptConnection(connection.kept.fd, connection.calls);
       // Set before any resumed call can settle: handlers answer on a later tick at the soonest.
       this.connectionNumbers.set(socket, n);
+      this.keptCalls.set(socket, new Set(connection.callNames));
       socket.once('close', () => this.drop(name));
       resumed += connection.calls.length;
     }
@@ -195,23 +243,26 @@ export class KeptTaskSockets {
 
   /**
    * The daemon exits and a later run takes over: nothing is dropped from the keeper any more,
-   * and endpoints are not closed (the process exit closes our descriptors; the keeper's stay).
+   * endpoints are not closed (the process exit closes our descriptors; the keeper's stay), and
+   * a keeper lost from now on is not replaced.
    */
   handOver(): void {
     this.handingOver = true;
   }
 
-  private keep(name: string, owner: net.Server | net.Socket): void {
-    this.withKeeper(`keeping ${name}`, (keeper) => keeper.put(name, descriptorOf(owner)));
+  private keep(name: string, holder: Holder): void {
+    this.held.set(name, holder);
+    this.withKeeper(`keeping ${name}`, (keeper) => keeper.put(name, descriptorOf(holder)));
   }
 
   private drop(name: string): void {
     if (this.handingOver) return;
+    this.held.delete(name);
     this.withKeeper(`dropping ${name}`, (keeper) => keeper.drop(name));
   }
 
   /** Closes our duplicate and has the keeper close its copy. */
-  private release(item: KeptFd): void {
+  private release(item: KeptFd & { fd: number }): void {
     closeFd(item.fd);
     this.drop(item.name);
   }
@@ -228,11 +279,69 @@ export class KeptTaskSockets {
       action(keeper);
     } catch (err) {
       this.log.warn({ err }, `fd keeper: ${what} failed`);
-      if (!keeper.connected && !this.lossReported) {
-        this.lossReported = true;
-        this.log.error('lost the fd keeper: task connections will not survive a crash of kuasard');
-      }
+      // An answer (name in use, no such name...) leaves the connection up; anything else broke it.
+      if (!keeper.connected) this.replaceKeeper();
     }
+  }
+
+  private watchKeeper(): void {
+    this.keeper?.watch(() => this.replaceKeeper());
+  }
+
+  /** A keeper lost while this process runs: another is started (or reached) and given everything. */
+  private replaceKeeper(): void {
+    if (this.replacing || this.handingOver) return;
+    this.replacing = true;
+    this.keeper?.close();
+    this.keeper = undefined;
+    this.log.error('lost the fd keeper: starting another and handing it everything held');
+    void this.reconnect().finally(() => (this.replacing = false));
+  }
+
+  private async reconnect(): Promise<void> {
+    let opened;
+    try {
+      opened = await FdKeeper.open({ socketPath: this.socketPath });
+    } catch (err) {
+      this.log.error({ err }, 'no fd keeper: task connections will not survive a crash of kuasard');
+      return;
+    }
+    const { keeper, kept } = opened;
+    this.keeper = keeper;
+    // The keeper holds what it held when the connection broke (nothing if it is a new one):
+    // what this process kept or dropped meanwhile is only in `held`.
+    closeKept(kept);
+    const present = new Set(kept.map((item) => item.name));
+    let dropped = 0;
+    let given = 0;
+    for (const name of present) {
+      if (this.held.has(name) || !this.parseOwnName(name)) continue;
+      this.withKeeper(`dropping ${name}`, (k) => k.drop(name));
+      dropped++;
+    }
+    for (const [name, holder] of this.held) {
+      if (present.has(name)) continue;
+      this.withKeeper(`keeping ${name}`, (k) => k.put(name, descriptorOf(holder)));
+      given++;
+    }
+    if (!keeper.connected) return; // lost again: withKeeper has started the next replacement
+    this.watchKeeper();
+    this.log.info({ given, dropped, held: this.held.size }, 'fd keeper replaced: it holds everything again');
+  }
+
+  private reportOverflow(socket: net.Socket, path: string): void {
+    if (this.overflowReported.has(socket)) return;
+    this.overflowReported.add(socket);
+    this.log.warn(
+      { path, bound: MAX_KEPT_CALLS_PER_CONNECTION },
+      'a connection holds more resumable calls than are kept: those past the bound are not answered after a crash of kuasard',
+    );
+  }
+
+  /** The parsed name if it names a task socket below one of this daemon's directories. */
+  private parseOwnName(name: string): ParsedName | undefined {
+    const parsed = parseName(name);
+    return parsed && this.ownDirs.some((dir) => parsed.path.startsWith(`${dir}/`)) ? parsed : undefined;
   }
 }
 
@@ -278,12 +387,14 @@ async function isSocketFile(path: string): Promise<boolean> {
 }
 
 /**
- * The descriptor behind a Node socket or server. Node has no public API for it: this relies on
- * the libuv handle of a net.Socket/net.Server over a unix socket exposing it as `_handle.fd`,
- * which it does on Linux (and every Unix) in every Node release so far.
+ * The descriptor an entry copies (none for a note). Node has no public API for the one behind a
+ * socket or server: this relies on the libuv handle of a net.Socket/net.Server over a unix
+ * socket exposing it as `_handle.fd`, which it does on Linux (and every Unix) in every Node
+ * release so far.
  */
-function descriptorOf(owner: net.Server | net.Socket): number {
-  const fd = (owner as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+function descriptorOf(holder: Holder): number | undefined {
+  if (holder === undefined || typeof holder === 'number') return holder;
+  const fd = (holder as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) throw new Error('no file descriptor behind this socket');
   return fd;
 }

@@ -5,6 +5,9 @@ import { loadConfig } from '../config/config.js';
 import { startDaemon } from '../daemon.js';
 import { createLogger } from '../log.js';
 
+/** How long a shutdown may take before the process exits regardless (its own steps are bounded). */
+const EXIT_DEADLINE_MS = 10_000;
+
 const program = new Command('kuasard')
   .description('kuasar-ts sandboxer daemon: containerd sandbox controller and Task API for every enabled kind')
   .option('-c, --config <file>', 'configuration file (TOML)', process.env.KUASAR_CONFIG)
@@ -21,7 +24,21 @@ try {
   log.info({ stateDir: config.state_dir, kinds: daemon.sandboxers.map((s) => s.kind.name) }, 'kuasard ready');
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down; containers keep running');
-    void daemon.close().finally(() => process.exit(0));
+    // A backstop: whatever close() may wait for, the daemon ends (and a later run takes over).
+    setTimeout(() => {
+      log.error({ afterMs: EXIT_DEADLINE_MS }, 'shutdown did not finish in time; exiting anyway');
+      process.exit(1);
+    }, EXIT_DEADLINE_MS).unref();
+    daemon.close().then(
+      () => {
+        log.info('kuasard stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed; exiting anyway');
+        process.exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

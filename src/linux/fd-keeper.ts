@@ -4,20 +4,25 @@
 //
 // Protocol (the C file has the whole description): a SOCK_SEQPACKET unix socket, one text
 // message per command or reply; a name is any text of 1 to 4000 bytes without NUL or newline.
-//   PUT <name> + one fd (SCM_RIGHTS)  -> OK | ERR <reason>
-//   DROP <name>                       -> OK | ERR <reason>
-//   LIST                              -> FD <name> + a duplicate of the fd, once per kept fd; END
+//   PUT <name> [+ one fd (SCM_RIGHTS)]  -> OK | ERR <reason>     (without an fd: a note)
+//   DROP <name>                         -> OK | ERR <reason>
+//   LIST   -> per entry, FD <name> + a duplicate of its fd, or NOTE <name>; then END
+//
+// A listing hands this process a duplicate of every kept descriptor at once, so what it can take
+// is bounded by RLIMIT_NOFILE; a note costs nothing of it. When the kernel has no room left for
+// a passed descriptor it drops it and flags the reply MSG_CTRUNC, reported as such here.
 //
 // Calls are synchronous: the keeper answers at once (it only stores descriptors), and a
 // blocking exchange keeps replies in step with commands without any queueing. Each exchange is
-// bounded by a timeout; after a failed one the connection is closed, since a late reply would
-// answer the wrong command.
+// bounded by a timeout (SO_RCVTIMEO/SO_SNDTIMEO; a signal that interrupts the wait, such as one
+// of kuasard's many SIGCHLDs, only makes it wait again: libc.ts retries EINTR); after a failed
+// one the connection is closed, since a late reply would answer the wrong command.
 
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
-import { closeFd, connectUnix, hasErrnoCode, receiveMessage, sendMessage, setSocketTimeouts } from './libc.js';
+import { closeFd, connectUnix, hasErrnoCode, peerHasHungUp, receiveMessage, sendMessage, setSocketTimeouts } from './libc.js';
 
 /** Where `npm run build:native` puts the keeper: dist/native/ (this module is dist/src/linux/fd-keeper.js). */
 export const FD_KEEPER_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../native/fd-keeper');
@@ -29,11 +34,13 @@ const DEFAULT_TIMEOUT_MS = 5_000;
 /** Connect attempts: a keeper that is starting or just quitting may refuse one or two. */
 const CONNECT_ATTEMPTS = 20;
 const CONNECT_RETRY_MS = 50;
+/** How often watch() looks for the keeper's hang-up. */
+const WATCH_INTERVAL_MS = 500;
 
-/** One descriptor the keeper holds, as handed back by list(): the caller owns `fd`. */
+/** One entry the keeper holds, as handed back by list(): the caller owns `fd` (none for a note). */
 export interface KeptFd {
   name: string;
-  fd: number;
+  fd?: number;
 }
 
 export interface FdKeeperOptions {
@@ -51,6 +58,7 @@ export class FdKeeperError extends Error {
 
 export class FdKeeper {
   private socket: number | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
 
   private constructor(socket: number) {
     this.socket = socket;
@@ -96,8 +104,11 @@ export class FdKeeper {
     return this.socket !== undefined;
   }
 
-  /** Gives the keeper a duplicate of `fd` under `name` (which must not be in use). `fd` stays ours. */
-  put(name: string, fd: number): void {
+  /**
+   * Gives the keeper a duplicate of `fd` under `name` (which must not be in use); `fd` stays
+   * ours. Without `fd`, the keeper keeps the name alone (a note).
+   */
+  put(name: string, fd?: number): void {
     checkName(name);
     this.expectOk(`PUT ${name}`, fd);
   }
@@ -116,21 +127,38 @@ export class FdKeeper {
       for (;;) {
         const reply = this.receive();
         if (reply.text === 'END' && reply.fds.length === 0) return kept;
-        const name = reply.text.startsWith('FD ') ? reply.text.slice(3) : '';
-        if (!name || reply.fds.length !== 1) {
+        const [, kind, name] = /^(FD|NOTE) (.+)$/s.exec(reply.text) ?? [];
+        if (!name || reply.fds.length !== (kind === 'FD' ? 1 : 0)) {
           closeAll(reply.fds);
           throw this.broken(`unexpected reply to LIST: ${JSON.stringify(reply.text)} with ${reply.fds.length} descriptors`);
         }
-        kept.push({ name, fd: reply.fds[0]! });
+        kept.push(kind === 'FD' ? { name, fd: reply.fds[0]! } : { name });
       }
     } catch (err) {
-      closeAll(kept.map((k) => k.fd));
+      closeKept(kept);
       throw err;
     }
   }
 
-  /** Disconnects; the keeper keeps everything it holds. */
+  /**
+   * Calls `onLost` once if the keeper goes away (it died or was killed) while this client is
+   * connected: the connection is looked at every WATCH_INTERVAL_MS for a hang-up (Node cannot
+   * wait on a SOCK_SEQPACKET socket, and the keeper never writes unasked, so a hang-up is all
+   * there is to see). The watch does not keep this process alive; close() ends it.
+   */
+  watch(onLost: () => void): void {
+    clearInterval(this.watchTimer);
+    this.watchTimer = setInterval(() => {
+      if (this.socket !== undefined && !peerHasHungUp(this.socket)) return;
+      this.close();
+      onLost();
+    }, WATCH_INTERVAL_MS).unref();
+  }
+
+  /** Disconnects (and stops watching); the keeper keeps everything it holds. */
   close(): void {
+    clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
     if (this.socket === undefined) return;
     closeFd(this.socket);
     this.socket = undefined;
@@ -163,9 +191,11 @@ export class FdKeeper {
       throw this.broken(`waiting for a reply: ${(err as Error).message}`);
     }
     const fds = passedDescriptors(message.control);
-    if (message.data.length === 0 || message.truncated) {
+    if (message.data.length === 0 || message.truncated || message.controlTruncated) {
       closeAll(fds);
-      throw this.broken(message.data.length === 0 ? 'the keeper hung up' : 'reply too long');
+      if (message.data.length === 0) throw this.broken('the keeper hung up');
+      if (message.truncated) throw this.broken('reply too long');
+      throw this.broken('a passed descriptor was dropped: this process is out of descriptors (RLIMIT_NOFILE)');
     }
     return { text: message.data.toString('utf8'), fds };
   }
@@ -190,6 +220,11 @@ function checkName(name: string): void {
 
 function closeAll(fds: readonly number[]): void {
   for (const fd of fds) closeFd(fd);
+}
+
+/** Closes the duplicates a listing handed over (the keeper keeps its own). */
+export function closeKept(kept: readonly KeptFd[]): void {
+  for (const { fd } of kept) if (fd !== undefined) closeFd(fd);
 }
 
 /**

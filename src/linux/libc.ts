@@ -2,6 +2,17 @@
 // pidfd_open, poll, unshare, setns, sethostname; fcntl, pipe2, unix sockets with sendmsg/recvmsg, the TIOCSWINSZ ioctl). koffi and libc are loaded on first use, so importing this module costs
 // nothing on hosts or in tests that never call into it. Every failing call throws an ErrnoError
 // that names the operation and the errno (EINVAL, ECHILD, ...).
+//
+// Signals: kuasard handles SIGCHLD (linux/reaper.ts), many of them when containers start and
+// end. Node installs its signal handlers with SA_RESTART, which restarts most interrupted calls,
+// but not all: signal(7) lists socket calls on a socket with SO_RCVTIMEO or SO_SNDTIMEO (the fd
+// keeper's connection has both), poll and others as never restarted. Every call here that can
+// sleep therefore goes through checkRetrying, which calls it again on EINTR: recvmsg, sendmsg,
+// connect, accept4 and waitpid. The others never sleep (prctl, socket, bind, listen, pipe2,
+// fcntl without locks, ioctl TIOCSWINSZ, setsockopt, setns, unshare, sethostname, a poll with
+// a zero timeout), or sleep uninterruptibly on local filesystems (mount, umount2). close is
+// never retried: Linux releases the descriptor even when close reports EINTR, and a second
+// close could hit a descriptor another part of the process has opened since.
 
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
@@ -89,6 +100,21 @@ function check(operation: string, result: number | bigint): number {
   return value;
 }
 
+const EINTR = osConstants.errno.EINTR;
+
+/**
+ * check() for a call that may sleep: `call` runs again as long as a signal interrupts it
+ * (EINTR), so that only a real failure is reported (see the header comment).
+ */
+function checkRetrying(operation: string, call: () => number | bigint): number {
+  for (;;) {
+    const value = Number(call());
+    if (value !== -1) return value;
+    const errno = libc().koffi.errno();
+    if (errno !== EINTR) throw new ErrnoError(operation, errno);
+  }
+}
+
 // ---- prctl ---------------------------------------------------------------------------------
 
 export const PR_SET_CHILD_SUBREAPER = 36;
@@ -139,15 +165,9 @@ export function decodeWaitStatus(raw: number): WaitStatus {
  */
 export function waitpid(pid: number, options = 0): { pid: number; status: WaitStatus } | undefined {
   const status: [number] = [0];
-  for (;;) {
-    try {
-      const waited = check(`waitpid(${pid})`, libc().waitpid(pid, status, options));
-      if (waited === 0) return undefined;
-      return { pid: waited, status: decodeWaitStatus(status[0]) };
-    } catch (err) {
-      if (!hasErrnoCode(err, 'EINTR')) throw err;
-    }
-  }
+  const waited = checkRetrying(`waitpid(${pid})`, () => libc().waitpid(pid, status, options));
+  if (waited === 0) return undefined;
+  return { pid: waited, status: decodeWaitStatus(status[0]) };
 }
 
 // ---- mount ---------------------------------------------------------------------------------
@@ -193,6 +213,16 @@ export function umount2(target: string, flags = 0): void {
 
 const SYS_pidfd_open = 434; // x86_64 and aarch64 share this number (it came after the unification)
 const POLLIN = 0x1;
+const POLLERR = 0x8;
+const POLLHUP = 0x10;
+const POLLRDHUP = 0x2000;
+
+/** poll(2) of one descriptor without waiting (it cannot be interrupted): the events it reports now. */
+function pollNow(fd: number, events: number): number {
+  const fds = { fd, events, revents: 0 };
+  check(`poll(${fd})`, libc().poll(fds, 1, 0));
+  return fds.revents;
+}
 
 /** pidfd_open(2): a file descriptor that refers to this very process, immune to pid reuse. */
 export function pidfdOpen(pid: number): number {
@@ -201,8 +231,12 @@ export function pidfdOpen(pid: number): number {
 
 /** True once the process behind a pidfd has exited (the pidfd polls readable). Never blocks. */
 export function pidfdHasExited(pidfd: number): boolean {
-  const fds = { fd: pidfd, events: POLLIN, revents: 0 };
-  return check(`poll(pidfd ${pidfd})`, libc().poll(fds, 1, 0)) > 0;
+  return (pollNow(pidfd, POLLIN) & POLLIN) !== 0;
+}
+
+/** True once the peer of a connected socket has closed it (or shut down its sending side). Never blocks. */
+export function peerHasHungUp(fd: number): boolean {
+  return (pollNow(fd, POLLRDHUP) & (POLLRDHUP | POLLHUP | POLLERR)) !== 0;
 }
 
 export function closeFd(fd: number): void {
@@ -368,7 +402,7 @@ export function listenUnix(path: string, backlog = 1): number {
 /** accept4(2) without waiting: the connection's fd, or undefined when nobody has connected. */
 export function acceptNow(listenFd: number): number | undefined {
   try {
-    return check(`accept4(${listenFd})`, ioLibc().accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    return checkRetrying(`accept4(${listenFd})`, () => ioLibc().accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC));
   } catch (err) {
     if (hasErrnoCode(err, 'EAGAIN', 'EWOULDBLOCK')) return undefined;
     throw err;
@@ -402,8 +436,14 @@ export interface ReceivedMessage {
   data: Buffer;
   /** The control messages as received: parse them with linux/cmsg.ts. */
   control: Buffer;
-  /** The message or its control data did not fit (MSG_TRUNC, MSG_CTRUNC): some of it is lost. */
+  /** The message did not fit the data buffer (MSG_TRUNC): the rest of it is lost. */
   truncated: boolean;
+  /**
+   * Control data was lost (MSG_CTRUNC): the control buffer was too small, or a passed
+   * descriptor could not be installed because this process is at its RLIMIT_NOFILE (the kernel
+   * then drops that descriptor, and every one after it).
+   */
+  controlTruncated: boolean;
 }
 
 const MSG_CTRUNC = 0x8;
@@ -421,11 +461,12 @@ function receive(fd: number, dataBytes: number, controlBytes: number, flags: num
     msg_controllen: controlBytes,
     msg_flags: 0,
   };
-  const received = check(`recvmsg(${fd})`, ioLibc().recvmsg(fd, message, flags));
+  const received = checkRetrying(`recvmsg(${fd})`, () => ioLibc().recvmsg(fd, message, flags));
   return {
     data: data.subarray(0, received),
     control: control.subarray(0, Number(message.msg_controllen)),
-    truncated: (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) !== 0,
+    truncated: (message.msg_flags & MSG_TRUNC) !== 0,
+    controlTruncated: (message.msg_flags & MSG_CTRUNC) !== 0,
   };
 }
 
@@ -448,7 +489,9 @@ export function sendMessage(fd: number, data: Uint8Array, control?: Buffer): voi
     msg_controllen: control?.length ?? 0,
     msg_flags: 0,
   };
-  const sent = check(`sendmsg(${fd})`, ioLibc().sendmsg(fd, message, MSG_NOSIGNAL));
+  // An interrupted sendmsg sent nothing: a datagram or seqpacket message goes whole or not at
+  // all, and a stream socket that sent part of the data returns the count instead of EINTR.
+  const sent = checkRetrying(`sendmsg(${fd})`, () => ioLibc().sendmsg(fd, message, MSG_NOSIGNAL));
   if (sent !== bytes.length) throw new ErrnoError(`sendmsg(${fd}): ${sent} of ${bytes.length} bytes`, osConstants.errno.EMSGSIZE);
 }
 
@@ -463,7 +506,9 @@ export function connectUnix(path: string, type: 'stream' | 'seqpacket'): number 
   const fd = check('socket(AF_UNIX)', ioLibc().socket(AF_UNIX, kind | SOCK_CLOEXEC, 0));
   try {
     const address = unixAddress(path);
-    check(`connect ${path}`, ioLibc().connect(fd, address, address.length));
+    // An interrupted connect of a unix socket leaves it unconnected (unix_stream_connect undoes
+    // its queued request), so connecting again is the same request, not a second one.
+    checkRetrying(`connect ${path}`, () => ioLibc().connect(fd, address, address.length));
     return fd;
   } catch (err) {
     closeFd(fd);

@@ -13,8 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { listProcesses } from '../../src/devenv/processes.js';
-import { FD_KEEPER_BINARY, FdKeeper, type KeptFd } from '../../src/linux/fd-keeper.js';
-import { closeFd } from '../../src/linux/libc.js';
+import { closeKept, FD_KEEPER_BINARY, FdKeeper, type KeptFd } from '../../src/linux/fd-keeper.js';
 
 const FD_KEEPER_MODULE = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/linux/fd-keeper.js');
 
@@ -145,7 +144,7 @@ describe('fd keeper', () => {
 
     const again = await connect();
     assert.deepEqual(again.kept.map((k) => k.name), ['held']);
-    for (const k of again.kept) closeFd(k.fd);
+    closeKept(again.kept);
     again.keeper.drop('held');
     assert.equal(keeperProcesses(socketPath).length, 1, 'a keeper with a client stays while it holds nothing');
     again.keeper.close();
@@ -167,7 +166,7 @@ describe('fd keeper', () => {
     assert.equal(keeper.connected, true, 'an error answer leaves the connection usable');
     const kept = keeper.list();
     assert.deepEqual(kept.map((k) => k.name), ['a name with spaces']);
-    for (const k of kept) closeFd(k.fd);
+    closeKept(kept);
     keeper.drop('a name with spaces');
     socket.destroy();
   });
@@ -180,7 +179,7 @@ describe('fd keeper', () => {
     first.keeper.put('from first', (socket as unknown as { _handle: { fd: number } })._handle.fd);
     const seen = second.keeper.list();
     assert.deepEqual(seen.map((k) => k.name), ['from first']);
-    for (const k of seen) closeFd(k.fd);
+    closeKept(seen);
 
     const rival = spawn(FD_KEEPER_BINARY, [socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
     const [output] = (await once(rival.stdout, 'data')) as [Buffer];
@@ -200,6 +199,84 @@ describe('fd keeper', () => {
     assert.equal(output.toString().trim(), 'ready');
     assert.equal(await seesEof(inherited, 2_000), true, 'the keeper closed the descriptor it inherited');
     assert.equal(keeperProcesses(socketPath).length, 1, 'and runs on');
+  });
+
+  it('keeps names without a descriptor (notes), any number of them, and exits when it holds only notes', async () => {
+    // More notes than this process may open descriptors: a listing must not cost one per note.
+    const count = 25_000;
+    const { keeper } = await connect();
+    for (let i = 0; i < count; i++) keeper.put(`call /sb/task.sock 1 ${2 * i + 1} AAAA`);
+    const again = await connect();
+    assert.equal(again.kept.length, count);
+    assert.ok(again.kept.every((k) => k.fd === undefined && k.name.startsWith('call ')), 'notes come back as names alone');
+    keeper.close();
+    again.keeper.close();
+    await waitUntil('the keeper exits', () => keeperProcesses(socketPath).length === 0);
+    assert.equal(existsSync(socketPath), false);
+  });
+
+  it('reports a descriptor the kernel dropped for want of room (RLIMIT_NOFILE) as such', async () => {
+    const { keeper } = await connect();
+    const socket = net.createConnection(peers.path);
+    await once(socket, 'connect');
+    for (let i = 0; i < 100; i++) keeper.put(`conn ${i}`, (socket as unknown as { _handle: { fd: number } })._handle.fd);
+    // A client allowed 64 descriptors lists the 100 the keeper holds.
+    const script = `
+      import { FdKeeper } from ${JSON.stringify(FD_KEEPER_MODULE)};
+      try { await FdKeeper.open({ socketPath: ${JSON.stringify(socketPath)} }); console.log('listed'); }
+      catch (err) { console.log(err.message); }
+    `;
+    const child = spawn('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await once(child, 'exit');
+    assert.match(output, /a passed descriptor was dropped: this process is out of descriptors \(RLIMIT_NOFILE\)/);
+    assert.equal(keeper.list().length, 100, 'the keeper serves on');
+    socket.destroy();
+  });
+
+  it('while nobody is connected, closes what can serve nobody and exits once nothing is left', async () => {
+    const earlierPeers = peers.peers.length;
+    const hungUp = net.createConnection(peers.path);
+    const live = net.createConnection(peers.path);
+    await Promise.all([once(hungUp, 'connect'), once(live, 'connect')]);
+    const listenerPath = join(dir, 'orphan.sock');
+    const listener = net.createServer().listen(listenerPath);
+    await once(listener, 'listening');
+    const fdOf = (handle: object): number => (handle as { _handle: { fd: number } })._handle.fd;
+    const { keeper } = await connect();
+    keeper.put('hung up', fdOf(hungUp));
+    keeper.put('live', fdOf(live));
+    keeper.put('orphaned listener', fdOf(listener));
+    keeper.put('a note');
+    // Our copies go (closing the server removes its socket file too); the keeper's stay.
+    hungUp.destroy();
+    live.destroy();
+    listener.close();
+    keeper.close();
+    // Accepted in the order they connected.
+    const [hungUpPeer, livePeer] = [await peers.nextPeer(earlierPeers + 1), await peers.nextPeer(earlierPeers + 2)];
+    assert.equal(await seesEof(livePeer, 300), false, 'kept while nobody is connected');
+
+    hungUpPeer.destroy();
+    await rm(listenerPath, { force: true });
+    const names = async (): Promise<string[]> => {
+      const { keeper: lister, kept } = await FdKeeper.open({ socketPath });
+      lister.close();
+      closeKept(kept);
+      return kept.map((k) => k.name).sort();
+    };
+    // Listing connects a client, and the keeper prunes only without clients: ask until it did.
+    let left = await names();
+    for (const deadline = Date.now() + 10_000; left.length > 2 && Date.now() < deadline; ) {
+      await sleep(100);
+      left = await names();
+    }
+    assert.deepEqual(left, ['a note', 'live']);
+
+    livePeer.destroy();
+    await waitUntil('the keeper exits', () => keeperProcesses(socketPath).length === 0, 10_000);
+    assert.equal(existsSync(socketPath), false, 'it removed its socket');
   });
 
   it('replaces the socket of a keeper that was killed', async () => {

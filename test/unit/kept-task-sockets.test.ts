@@ -15,9 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { listProcesses } from '../../src/devenv/processes.js';
-import { KeptTaskSockets } from '../../src/kept-task-sockets.js';
-import { FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
-import { closeFd } from '../../src/linux/libc.js';
+import { KeptTaskSockets, MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
+import { closeKept, FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
 import { TtrpcClient, TtrpcServer } from '../../src/rpc/ttrpc/index.js';
 
 const SERVICE = 'test.v1.Echo';
@@ -40,7 +39,7 @@ function echoServer(label: string, sockets: KeptTaskSockets, path: string): Ttrp
 async function keptNames(keeperPath: string): Promise<string[]> {
   const { keeper, kept } = await FdKeeper.open({ socketPath: keeperPath });
   keeper.close();
-  for (const k of kept) closeFd(k.fd);
+  closeKept(kept);
   return kept.map((k) => k.name).sort();
 }
 
@@ -60,6 +59,13 @@ describe('task sockets kept across a crash', () => {
   let runcDir: string;
   let socketPath: string;
   const cleanups: (() => Promise<void> | void)[] = [];
+
+  /** KeptTaskSockets of this process: handed over after each test, so that none replaces the keeper the test kills. */
+  async function openSockets(): Promise<KeptTaskSockets> {
+    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    cleanups.unshift(() => sockets.handOver());
+    return sockets;
+  }
 
   before(async () => {
     assert.ok(existsSync(FD_KEEPER_BINARY), `${FD_KEEPER_BINARY} is missing: run npm run build:native`);
@@ -120,7 +126,7 @@ describe('task sockets kept across a crash', () => {
     cleanups.push(() => early.close());
     const earlyAnswer = early.call(SERVICE, 'Echo', bytes('queued'));
 
-    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const sockets = await openSockets();
     const server = echoServer('second', sockets, socketPath);
     await sockets.serve(server, socketPath);
     assert.equal(text(await waiting), 'second:pending', 'the Wait the first run never answered is answered now');
@@ -138,7 +144,7 @@ describe('task sockets kept across a crash', () => {
   });
 
   it('drops a connection from the keeper when the client hangs up', async () => {
-    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const sockets = await openSockets();
     const server = echoServer('only', sockets, socketPath);
     cleanups.push(() => sockets.close(server, socketPath));
     await sockets.serve(server, socketPath);
@@ -151,7 +157,7 @@ describe('task sockets kept across a crash', () => {
   });
 
   it('at a hand-over, leaves endpoints open and the keeper holding everything', async () => {
-    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const sockets = await openSockets();
     const server = echoServer('leaving', sockets, socketPath);
     await sockets.serve(server, socketPath);
     const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
@@ -164,6 +170,67 @@ describe('task sockets kept across a crash', () => {
     assert.equal(existsSync(socketPath), true, 'the socket file stays for the next run');
     cleanups.push(() => server.close());
   });
+
+  it('replaces a keeper killed while it serves, and gives the new one everything held, pending calls included', async () => {
+    const sockets = await openSockets();
+    const server = blockingWaitServer(sockets);
+    cleanups.push(() => server.close());
+    await sockets.serve(server, socketPath);
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => client.close());
+    void client.call(SERVICE, 'Wait', bytes('pending')).catch(() => undefined);
+    await waitForNames(3);
+    const held = await keptNames(keeperPath);
+    const [first] = keeperPids();
+    process.kill(first!, 'SIGKILL');
+
+    const deadline = Date.now() + 10_000;
+    while (!(keeperPids().length === 1 && keeperPids()[0] !== first) && Date.now() < deadline) await sleep(50);
+    assert.equal(keeperPids().length, 1, 'a new keeper runs');
+    assert.notEqual(keeperPids()[0], first);
+    await waitForNames(3);
+    assert.deepEqual(await keptNames(keeperPath), held, 'it holds the listener, the connection and the pending Wait');
+    assert.equal(text(await client.call(SERVICE, 'Echo', bytes('x'))), 'blocking:x', 'the connection was never touched');
+  });
+
+  it(`keeps at most ${MAX_KEPT_CALLS_PER_CONNECTION} pending calls of one connection; the calls past the bound are served all the same`, async () => {
+    const sockets = await openSockets();
+    const server = blockingWaitServer(sockets);
+    cleanups.push(() => server.close());
+    await sockets.serve(server, socketPath);
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => client.close());
+    const calls = MAX_KEPT_CALLS_PER_CONNECTION + 50;
+    for (let i = 0; i < calls; i++) void client.call(SERVICE, 'Wait', bytes(`w${i}`)).catch(() => undefined);
+    for (const deadline = Date.now() + 10_000; server.pendingWaits < calls && Date.now() < deadline; ) await sleep(20);
+    assert.equal(server.pendingWaits, calls, 'every call reached its handler');
+    const names = await keptNames(keeperPath);
+    assert.equal(names.filter((n) => n.startsWith('call ')).length, MAX_KEPT_CALLS_PER_CONNECTION);
+    assert.equal(names.length, 2 + MAX_KEPT_CALLS_PER_CONNECTION, 'besides the listener and the connection');
+  });
+
+  /** A server whose Wait answers only when its connection closes; Echo answers `blocking:<payload>`. */
+  function blockingWaitServer(sockets: KeptTaskSockets): TtrpcServer & { pendingWaits: number } {
+    const server = Object.assign(new TtrpcServer({ resumable: isWait, ...sockets.hooks(socketPath) }), { pendingWaits: 0 });
+    const wait = ({ signal }: { signal: AbortSignal }) => {
+      server.pendingWaits++;
+      return new Promise<Uint8Array>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+    };
+    server.register(SERVICE, { unary: { Echo: async ({ payload }) => bytes(`blocking:${text(payload)}`), Wait: wait } });
+    return server;
+  }
+
+  function keeperPids(): number[] {
+    return listProcesses()
+      .filter((p) => p.cmdline.includes(keeperPath) && p.state !== 'Z')
+      .map((p) => p.pid);
+  }
+
+  /** Waits until the keeper holds `count` names (a hang guard of 10 s). */
+  async function waitForNames(count: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while ((await keptNames(keeperPath).catch(() => [])).length !== count && Date.now() < deadline) await sleep(50);
+  }
 
   it('releases what no sandbox claimed below its own directories, and leaves the rest to its owners', async () => {
     const keep = await FdKeeper.open({ socketPath: keeperPath });
@@ -179,7 +246,7 @@ describe('task sockets kept across a crash', () => {
     const other = join(dir, 'wasm', 'sb', 'task.sock');
     for (const name of [`listen ${gone}`, `conn ${gone} 7`, `listen ${other}`, 'not ours']) keep.keeper.put(name, fd);
 
-    const sockets = await KeptTaskSockets.open(keeperPath, [runcDir], silent);
+    const sockets = await openSockets();
     sockets.releaseUnclaimed();
     assert.deepEqual(await keptNames(keeperPath), [`listen ${other}`, 'not ours']);
     for (const name of [`listen ${other}`, 'not ours']) keep.keeper.drop(name);

@@ -1,8 +1,30 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { decodeWaitStatus, ErrnoError, errnoName, hasErrnoCode, isChildSubreaper, prctl, releaseFreeMemory, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc.js';
+import {
+  acceptNow,
+  closeFd,
+  connectUnix,
+  decodeWaitStatus,
+  ErrnoError,
+  errnoName,
+  hasErrnoCode,
+  isChildSubreaper,
+  listenUnix,
+  prctl,
+  receiveMessage,
+  releaseFreeMemory,
+  setChildSubreaper,
+  setSocketTimeouts,
+  waitpid,
+  WNOHANG,
+} from '../../src/linux/libc.js';
 
 describe('decodeWaitStatus', () => {
   it('decodes a normal exit (WIFEXITED/WEXITSTATUS)', () => {
@@ -54,6 +76,36 @@ describe('libc calls', () => {
     assert.equal(isChildSubreaper(), true);
     setChildSubreaper(false);
     assert.equal(isChildSubreaper(), false);
+  });
+
+  it('goes on waiting when a signal interrupts a blocking recvmsg (EINTR on a socket with a receive timeout)', async () => {
+    // signal(7): with SO_RCVTIMEO set, recvmsg is not restarted after a signal handler ran, even
+    // one installed with SA_RESTART as Node's are. A child signals this process while its main
+    // thread sleeps in recvmsg (the kernel hands a process-directed signal to the main thread
+    // when it does not block it), then sends the message it waits for.
+    const dir = await mkdtemp(join(tmpdir(), 'libc-eintr-'));
+    const path = join(dir, 'peer.sock');
+    const listener = listenUnix(path);
+    const client = connectUnix(path, 'stream');
+    const server = acceptNow(listener)!;
+    let signals = 0;
+    const onSignal = (): void => void signals++;
+    process.on('SIGUSR2', onSignal);
+    try {
+      setSocketTimeouts(client, 60_000); // a hang guard: the message comes long before
+      const child = spawn('sh', ['-c', 'sleep 0.5; kill -USR2 $PPID; sleep 0.5; printf "after the signal" >&3'], {
+        stdio: ['ignore', 'inherit', 'inherit', server],
+      });
+      const received = receiveMessage(client, 64, 0);
+      assert.equal(received.data.toString(), 'after the signal', 'the interrupted call was made again and got the message');
+      assert.deepEqual(await once(child, 'exit'), [0, null]);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(signals, 1, 'the signal did arrive (and its handler ran once the call returned)');
+    } finally {
+      process.off('SIGUSR2', onSignal);
+      for (const fd of [client, server, listener]) closeFd(fd);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('names errnos it knows and numbers those it does not', () => {
