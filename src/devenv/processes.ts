@@ -90,3 +90,10 @@ function readNamespaces(pid: number): Partial<Record<NamespaceKind, number>> {
   }
   return namespaces;
 }
+
+/** Live fd keepers whose command line names `path` (their control socket, or the state directory it is in). */
+export function fdKeeperPids(path: string): number[] {
+  return listProcesses()
+    .filter((p) => p.state !== 'Z' && p.cmdline.includes('fd-keeper') && p.cmdline.includes(path))
+    .map((p) => p.pid);
+}

@@ -20,7 +20,7 @@ import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost, type HostDiff, type HostSnapshot } from '../../src/devenv/leaks.js';
 import { containerConfig } from '../../src/devenv/pods.js';
-import { listProcesses } from '../../src/devenv/processes.js';
+import { fdKeeperPids } from '../../src/devenv/processes.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Code, RuntimeError } from '../../src/core/errors.js';
@@ -191,10 +191,7 @@ describe('runc kind: kuasard killed inside pod calls', () => {
    * kuasard's fd keeper: part of the daemon, not of a pod. One that held nothing ends with the
    * kuasard it served, and the next kuasard starts another (runc-restart.test.ts tests that).
    */
-  const keeperPids = () =>
-    listProcesses()
-      .filter((p) => p.state !== 'Z' && p.cmdline.includes('fd-keeper') && p.cmdline.includes(env.paths.kuasarState))
-      .map((p) => p.pid);
+  const keeperPids = () => fdKeeperPids(env.paths.kuasarState);
 
   /**
    * What the round left on the host. A process kuasard started before it was killed (a PID

@@ -18,7 +18,7 @@ import { startEnvironment, type Environment } from '../../src/devenv/environment
 import { diffHost, NO_LEAKS, snapshotHost, type HostSnapshot } from '../../src/devenv/leaks.js';
 import { processesOfScope } from '../../src/devenv/ownership.js';
 import { containerConfig } from '../../src/devenv/pods.js';
-import { listProcesses } from '../../src/devenv/processes.js';
+import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 import { MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
 import { closeKept, FdKeeper } from '../../src/linux/fd-keeper.js';
@@ -40,11 +40,7 @@ const REAP_WAIT_MS = 5_000;
 const EXIT_HANG_GUARD_MS = 60_000;
 
 /** The fd keeper kuasard started for this environment (its command line names the state dir). */
-function keeperPids(env: Environment): number[] {
-  return listProcesses()
-    .filter((p) => p.state !== 'Z' && p.cmdline.includes('fd-keeper') && p.cmdline.includes(env.paths.kuasarState))
-    .map((p) => p.pid);
-}
+const keeperPids = (env: Environment): number[] => fdKeeperPids(env.paths.kuasarState);
 
 interface RunningPod {
   podSandboxId: string;

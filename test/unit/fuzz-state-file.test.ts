@@ -16,14 +16,7 @@ import type { SandboxKind } from '../../src/core/kind.js';
 import type { SandboxRecord } from '../../src/core/model.js';
 import { parseSandboxRecord } from '../../src/core/record-schema.js';
 import { Sandboxer } from '../../src/core/sandboxer.js';
-
-/** fast-check settings: `runs` inputs unless FUZZ_RUNS says otherwise; FUZZ_SEED and FUZZ_PATH replay a failure. */
-function fuzzSettings<T>(runs: number): fc.Parameters<T> {
-  const settings: fc.Parameters<T> = { numRuns: Number(process.env['FUZZ_RUNS'] ?? runs) };
-  if (process.env['FUZZ_SEED']) settings.seed = Number(process.env['FUZZ_SEED']);
-  if (process.env['FUZZ_PATH']) settings.path = process.env['FUZZ_PATH'];
-  return settings;
-}
+import { fuzzParameters } from '../../src/devenv/fuzz.js';
 
 const ID = 'pod-1';
 const KIND = 'fake';
@@ -148,7 +141,7 @@ describe('state-file reader under arbitrary input', () => {
         }
         assertWhole(record);
       }),
-      fuzzSettings(2000),
+      fuzzParameters(2000),
     );
   });
 
@@ -190,7 +183,7 @@ describe('state-file reader under arbitrary input', () => {
           await sandboxer.shutdown(ID);
           assert.equal(sandboxer.list().length, 0);
         }),
-        fuzzSettings(150),
+        fuzzParameters(150),
       );
     } finally {
       await rm(stateDir, { recursive: true, force: true });

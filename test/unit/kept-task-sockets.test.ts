@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { listProcesses } from '../../src/devenv/processes.js';
+import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
 import { KeptTaskSockets, MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
 import { closeKept, FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
 import { TtrpcClient, TtrpcServer } from '../../src/rpc/ttrpc/index.js';
@@ -220,11 +220,7 @@ describe('task sockets kept across a crash', () => {
     return server;
   }
 
-  function keeperPids(): number[] {
-    return listProcesses()
-      .filter((p) => p.cmdline.includes(keeperPath) && p.state !== 'Z')
-      .map((p) => p.pid);
-  }
+  const keeperPids = (): number[] => fdKeeperPids(keeperPath);
 
   /** Waits until the keeper holds `count` names (a hang guard of 10 s). */
   async function waitForNames(count: number): Promise<void> {
