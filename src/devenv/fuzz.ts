@@ -7,6 +7,7 @@ import { ScalarType, create, toBinary, type DescField, type DescMessage } from '
 import type * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { RequestSchema } from '../api/ttrpc/ttrpc_pb.js';
+import { Code } from '../core/errors.js';
 import { FrameType, encodeHeader } from '../rpc/ttrpc/frame.js';
 
 /**
@@ -37,6 +38,21 @@ function positiveInteger(name: string): number | undefined {
   if (!Number.isInteger(number) || number <= 0) throw new Error(`${name}=${value}: not a positive integer`);
   return number;
 }
+
+/**
+ * The codes a caller can act on, which every answer to hostile input must carry: Internal or
+ * Unknown would mean a bug on our side.
+ */
+export const ACTIONABLE_CODES: ReadonlySet<Code> = new Set([
+  Code.OK,
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.FailedPrecondition,
+  Code.Unimplemented,
+  Code.DeadlineExceeded,
+  Code.ResourceExhausted,
+]);
 
 /**
  * Strings as a hostile or careless client sends them: ids that exist in the fixtures ("c1",
@@ -89,36 +105,28 @@ function messageOf(schema: DescMessage, options: MessageArbitraryOptions, depth:
 function fieldOf(field: DescField, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<unknown> | undefined {
   switch (field.fieldKind) {
     case 'scalar':
-      return scalarOf(field.scalar);
+      return valueOf(field.scalar, options, depth);
     case 'enum':
-      // Open enums: values nobody declared arrive too.
-      return fc.integer({ min: -2, max: 40 });
+      return valueOf('enum', options, depth);
     case 'message':
-      return depth > 0 ? messageOf(field.message, options, depth - 1) : undefined;
+      return valueOf(field.message, options, depth);
     case 'list': {
-      const element =
-        field.listKind === 'scalar'
-          ? scalarOf(field.scalar)
-          : field.listKind === 'enum'
-            ? fc.integer({ min: -2, max: 40 })
-            : depth > 0
-              ? messageOf(field.message, options, depth - 1)
-              : undefined;
+      const element = valueOf(field.listKind === 'scalar' ? field.scalar : field.listKind === 'enum' ? 'enum' : field.message, options, depth);
       return element && fc.array(element, { maxLength: 4 });
     }
     case 'map': {
       if (field.mapKey !== ScalarType.STRING) return undefined;
-      const value =
-        field.mapKind === 'scalar'
-          ? scalarOf(field.scalar)
-          : field.mapKind === 'enum'
-            ? fc.integer({ min: -2, max: 40 })
-            : depth > 0
-              ? messageOf(field.message, options, depth - 1)
-              : undefined;
+      const value = valueOf(field.mapKind === 'scalar' ? field.scalar : field.mapKind === 'enum' ? 'enum' : field.message, options, depth);
       return value && fc.dictionary(hostileString, value, { maxKeys: 4 });
     }
   }
+}
+
+/** One value of a field, a list element or a map value: a scalar, an enum number, or a nested message. */
+function valueOf(type: ScalarType | 'enum' | DescMessage, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<unknown> | undefined {
+  if (type === 'enum') return fc.integer({ min: -2, max: 40 }); // open enums: values nobody declared arrive too
+  if (typeof type === 'object') return depth > 0 ? messageOf(type, options, depth - 1) : undefined;
+  return scalarOf(type);
 }
 
 function scalarOf(type: ScalarType): fc.Arbitrary<unknown> {

@@ -18,21 +18,10 @@ import { PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Code } from '../../src/core/errors.js';
 import type { SandboxKind } from '../../src/core/kind.js';
 import { Sandboxer } from '../../src/core/sandboxer.js';
-import { fuzzParameters, rawUnaryCall, requestBytes } from '../../src/devenv/fuzz.js';
+import { ACTIONABLE_CODES, fuzzParameters, rawUnaryCall, requestBytes } from '../../src/devenv/fuzz.js';
 import { addGrpcService, grpcMethodPath } from '../../src/rpc/grpc.js';
 import { withCallLog } from '../../src/services/call-log.js';
 import { controllerHandlers } from '../../src/services/controller.js';
-
-/** What a caller can act on. Internal or Unknown would mean a bug on our side. */
-const ACCEPTABLE = new Set([
-  Code.OK,
-  Code.InvalidArgument,
-  Code.NotFound,
-  Code.AlreadyExists,
-  Code.FailedPrecondition,
-  Code.Unimplemented,
-  Code.DeadlineExceeded,
-]);
 
 /** A kind whose every step succeeds at once and holds nothing. */
 function fakeKind(): SandboxKind {
@@ -94,7 +83,7 @@ describe('sandbox Controller over gRPC (fuzzed)', () => {
       fc.asyncProperty(controllerCall, async ({ method, payload }) => {
         const { code, details } = await callRaw(grpcMethodPath(method), payload);
         codesSeen.set(Code[code], (codesSeen.get(Code[code]) ?? 0) + 1);
-        assert.ok(ACCEPTABLE.has(code), `${method.name} answered ${Code[code]}: ${details}`);
+        assert.ok(ACTIONABLE_CODES.has(code), `${method.name} answered ${Code[code]}: ${details}`);
       }),
       fuzzParameters(400),
     );

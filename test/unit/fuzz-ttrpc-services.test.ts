@@ -24,7 +24,7 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { SandboxKind } from '../../src/core/kind.js';
 import type { ExitInfo, SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
-import { encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, hostileString, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
+import { ACTIONABLE_CODES, encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, hostileString, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, registerService } from '../../src/rpc/ttrpc/index.js';
 import { withCallLog } from '../../src/services/call-log.js';
@@ -34,18 +34,6 @@ import { TASK_SERVICE_NAMES, taskHandlers } from '../../src/services/task.js';
 
 const STREAMING = Streaming.typeName;
 const STDIO = { stdin: '', stdout: '/fifo/out', stderr: '/fifo/err', terminal: false };
-
-/** What a caller can act on. Internal or Unknown would mean a bug on our side. */
-const ACCEPTABLE = new Set([
-  Code.OK,
-  Code.InvalidArgument,
-  Code.NotFound,
-  Code.AlreadyExists,
-  Code.FailedPrecondition,
-  Code.Unimplemented,
-  Code.DeadlineExceeded,
-  Code.ResourceExhausted,
-]);
 
 /** A kind whose processes run until killed; every driver call succeeds. */
 function fakeKind(): SandboxKind {
@@ -154,7 +142,7 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
       fc.asyncProperty(taskCall, async ({ service, method, payload }: { service: string; method: DescMethod; payload: Uint8Array }) => {
         const code = await callCode(service, method.name, payload);
         seen(code);
-        assert.ok(ACCEPTABLE.has(code), `${service}/${method.name} answered ${Code[code]}`);
+        assert.ok(ACTIONABLE_CODES.has(code), `${service}/${method.name} answered ${Code[code]}`);
       }),
       fuzzParameters(400),
     );
@@ -193,7 +181,7 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
             await drained.catch(() => undefined);
           }
           seen(code);
-          assert.ok(ACCEPTABLE.has(code), `Streaming/Stream ended with ${Code[code]}`);
+          assert.ok(ACTIONABLE_CODES.has(code), `Streaming/Stream ended with ${Code[code]}`);
         },
       ),
       fuzzParameters(150),
@@ -246,7 +234,7 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
           if (frame.type !== FrameType.Response) continue;
           const code = responseCode(frame);
           seen(code);
-          assert.ok(ACCEPTABLE.has(code), `raw answer ${Code[code]}: ${fromBinary(ResponseSchema, frame.payload).status?.message}`);
+          assert.ok(ACTIONABLE_CODES.has(code), `raw answer ${Code[code]}: ${fromBinary(ResponseSchema, frame.payload).status?.message}`);
         }
         if (outcome.closedByServer) {
           // A connection is ended only after the answer that says why.
