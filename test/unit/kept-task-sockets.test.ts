@@ -211,7 +211,7 @@ describe('task sockets kept across a crash', () => {
 
   /** A server whose Wait answers only when its connection closes; Echo answers `blocking:<payload>`. */
   function blockingWaitServer(sockets: KeptTaskSockets): TtrpcServer & { pendingWaits: number } {
-    const server = Object.assign(new TtrpcServer({ resumable: isWait, ...sockets.hooks(socketPath) }), { pendingWaits: 0 });
+    const server = Object.assign(new TtrpcServer({ resumable: isWait, longCalls: isWait, ...sockets.hooks(socketPath) }), { pendingWaits: 0 });
     const wait = ({ signal }: { signal: AbortSignal }) => {
       server.pendingWaits++;
       return new Promise<Uint8Array>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
