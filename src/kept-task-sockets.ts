@@ -9,24 +9,27 @@
 // CRI learns a container's exit only from the answer to its Wait (it ignores TaskExit events),
 // so the container would stay RUNNING forever. Resumable calls (the daemon says which: Wait)
 // are therefore kept as well, while they are pending, and the next run answers them on their
-// original stream ids. Other calls in flight at a crash stay unanswered (containerd's deadline
-// for them runs out).
+// original stream ids. Every other call is kept too while it runs, by its stream id only: the
+// next run answers it Unavailable at once (whether it took effect is unknown), where it would
+// otherwise hang until containerd's deadline (2 minutes for kubelet's calls).
 //
 // Names in the keeper:
 //   listen <socket path>                              the listener (its descriptor)
 //   conn <socket path> <n>                            a connection (its descriptor)
 //   call <socket path> <n> <stream id> <request>      a pending resumable call on connection n
 //                                                     (request: base64), a note: no descriptor
+//   inflight <socket path> <n> <stream id>            any other pending unary call, a note
 //
 //   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
 //             anew; what it opens is kept
 //   accept    each new connection is kept, and dropped from the keeper once it closes
-//   calls     a resumable call is kept while it is pending
+//   calls     a unary call is kept while it is pending
 //   close     (sandbox Shutdown) closes the server; the keeper lets go of its copies
 //   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
 //             process exit closes our descriptors, the keeper's stay for the next run
 //
-// Kept calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION). containerd holds one
+// Kept resumable calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION; the others
+// are bounded by the server's own limit on short calls in flight). containerd holds one
 // Wait per task (container or exec) on a sandbox's connection, far fewer than that; a client
 // that holds more has the calls past the bound served as usual but not kept, so a crash of
 // kuasard leaves those unanswered (as any other call in flight), and a warning says so once per
@@ -69,7 +72,13 @@ interface Inherited {
  */
 type Holder = net.Server | net.Socket | number | undefined;
 
-type Hooks = Pick<TtrpcServerOptions, 'onListening' | 'onAccepted' | 'onResumableCall' | 'onResumableCallSettled'>;
+type Hooks = Pick<TtrpcServerOptions, 'onListening' | 'onAccepted' | 'onPendingCall' | 'onPendingCallSettled'>;
+
+/** The names of one connection's calls that are kept: resumable ones are counted against the bound. */
+interface KeptCalls {
+  resumable: Set<string>;
+  inflight: Set<string>;
+}
 
 export class KeptTaskSockets {
   /** Kept descriptors not yet taken back by an endpoint, by socket path. */
@@ -79,7 +88,7 @@ export class KeptTaskSockets {
   /** The number in the keeper names of each connection served. */
   private readonly connectionNumbers = new WeakMap<net.Socket, number>();
   /** The names of each connection's calls that are kept. */
-  private readonly keptCalls = new WeakMap<net.Socket, Set<string>>();
+  private readonly keptCalls = new WeakMap<net.Socket, KeptCalls>();
   /** Connections whose calls went past the bound (told once each). */
   private readonly overflowReported = new WeakSet<net.Socket>();
   private nextConnection = 1;
@@ -156,24 +165,29 @@ export class KeptTaskSockets {
         this.keep(name, socket);
         socket.once('close', () => this.drop(name));
       },
-      onResumableCall: (socket, call) => {
+      onPendingCall: (socket, call) => {
         const n = this.connectionNumbers.get(socket);
         if (n === undefined) return;
-        const calls = this.keptCalls.get(socket) ?? new Set<string>();
+        const calls = this.keptCalls.get(socket) ?? { resumable: new Set<string>(), inflight: new Set<string>() };
         this.keptCalls.set(socket, calls);
-        if (calls.size >= MAX_KEPT_CALLS_PER_CONNECTION) {
+        const kept = call.request ? calls.resumable : calls.inflight;
+        if (call.request && kept.size >= MAX_KEPT_CALLS_PER_CONNECTION) {
           this.reportOverflow(socket, path);
           return;
         }
         const name = callName(path, n, call);
-        calls.add(name);
+        kept.add(name);
         this.keep(name, undefined);
       },
-      onResumableCallSettled: (socket, call) => {
+      onPendingCallSettled: (socket, call) => {
         const n = this.connectionNumbers.get(socket);
         if (n === undefined) return;
         const name = callName(path, n, call);
-        if (this.keptCalls.get(socket)?.delete(name)) this.drop(name);
+        const calls = this.keptCalls.get(socket);
+        // A call settles when it is answered, or when its connection closes (then its stream
+        // is gone with it): either way nobody must answer it again. A resumable one stays kept
+        // through a hand-over, where the process exit aborts it unanswered.
+        if (call.request ? calls?.resumable.delete(name) : calls?.inflight.delete(name)) this.drop(name, !call.request);
       },
     };
   }
@@ -214,7 +228,10 @@ export class KeptTaskSockets {
       const socket = server.adoptConnection(connection.kept.fd, connection.calls);
       // Set before any resumed call can settle: handlers answer on a later tick at the soonest.
       this.connectionNumbers.set(socket, n);
-      this.keptCalls.set(socket, new Set(connection.callNames));
+      // The adopted connection answered the calls that cannot run again (Unavailable): done with.
+      const resumable = new Set<string>();
+      connection.calls.forEach((call, i) => (call.request ? resumable.add(connection.callNames[i]!) : this.drop(connection.callNames[i]!)));
+      this.keptCalls.set(socket, { resumable, inflight: new Set() });
       socket.once('close', () => this.drop(name));
       resumed += connection.calls.length;
     }
@@ -255,8 +272,14 @@ export class KeptTaskSockets {
     this.withKeeper(`keeping ${name}`, (keeper) => keeper.put(name, descriptorOf(holder)));
   }
 
-  private drop(name: string): void {
-    if (this.handingOver) return;
+  /**
+   * Has the keeper let go of `name`. Once handing over, only an answered call's note is still
+   * dropped (`answered`): anything else dropped then would be torn down by this process's exit,
+   * which must leave it to the next run; a note kept for an answered call would make the next
+   * run answer it a second time.
+   */
+  private drop(name: string, answered = false): void {
+    if (this.handingOver && !answered) return;
     this.held.delete(name);
     this.withKeeper(`dropping ${name}`, (keeper) => keeper.drop(name));
   }
@@ -354,6 +377,7 @@ function connectionName(path: string, n: number): string {
 }
 
 function callName(path: string, n: number, call: PendingCall): string {
+  if (!call.request) return `inflight ${path} ${n} ${call.streamId}`;
   return `call ${path} ${n} ${call.streamId} ${Buffer.from(call.request).toString('base64')}`;
 }
 
@@ -370,6 +394,8 @@ function parseName(name: string): ParsedName | undefined {
   if (match) return { path: match[1]! };
   match = /^conn (\/.*) (\d+)$/.exec(name);
   if (match) return { path: match[1]!, connection: Number(match[2]) };
+  match = /^inflight (\/.*) (\d+) (\d+)$/.exec(name);
+  if (match) return { path: match[1]!, connection: Number(match[2]), call: { streamId: Number(match[3]) } };
   match = /^call (\/.*) (\d+) (\d+) ([A-Za-z0-9+/]+={0,2})$/.exec(name);
   if (match) {
     const call = { streamId: Number(match[3]), request: new Uint8Array(Buffer.from(match[4]!, 'base64')) };

@@ -36,6 +36,7 @@ export const invalidArgument = (message: string): RuntimeError => new RuntimeErr
 export const alreadyExists = (what: string): RuntimeError => new RuntimeError(Code.AlreadyExists, `${what}: already exists`);
 export const failedPrecondition = (message: string): RuntimeError => new RuntimeError(Code.FailedPrecondition, message);
 export const unimplemented = (message: string): RuntimeError => new RuntimeError(Code.Unimplemented, message);
+export const unavailable = (message: string): RuntimeError => new RuntimeError(Code.Unavailable, message);
 export const internal = (message: string, cause?: unknown): RuntimeError =>
   new RuntimeError(Code.Internal, message, { cause });
 

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { pino } from 'pino';
+import { Code } from '../../src/core/errors.js';
 import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
 import { KeptTaskSockets, MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
 import { closeKept, FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
@@ -88,9 +89,9 @@ describe('task sockets kept across a crash', () => {
 
   /**
    * A first "run" in a child process, killed with SIGKILL once the client is connected and has
-   * a Wait pending (its Wait never answers).
+   * a Wait (resumable) and a Hang (not resumable) pending; neither ever answers there.
    */
-  async function crashedRun(): Promise<{ client: TtrpcClient; waiting: Promise<Uint8Array> }> {
+  async function crashedRun(): Promise<{ client: TtrpcClient; waiting: Promise<Uint8Array>; hanging: Promise<Uint8Array> }> {
     const script = `
       import { pino } from 'pino';
       import { KeptTaskSockets } from ${JSON.stringify(join(DIST_SRC, 'kept-task-sockets.js'))};
@@ -98,7 +99,7 @@ describe('task sockets kept across a crash', () => {
       const sockets = await KeptTaskSockets.open(${JSON.stringify(keeperPath)}, [${JSON.stringify(runcDir)}], pino({ level: 'silent' }));
       const server = new TtrpcServer({ resumable: (s, m) => m === 'Wait', ...sockets.hooks(${JSON.stringify(socketPath)}) });
       const echo = async ({ payload }) => Buffer.from('first:' + Buffer.from(payload));
-      server.register(${JSON.stringify(SERVICE)}, { unary: { Echo: echo, Wait: () => new Promise(() => {}) } });
+      server.register(${JSON.stringify(SERVICE)}, { unary: { Echo: echo, Wait: () => new Promise(() => {}), Hang: () => new Promise(() => {}) } });
       await sockets.serve(server, ${JSON.stringify(socketPath)});
       process.stdout.write('serving\\n');
       setInterval(() => {}, 1000);
@@ -109,18 +110,20 @@ describe('task sockets kept across a crash', () => {
     cleanups.push(() => client.close());
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('before'))), 'first:before');
     const waiting = client.call(SERVICE, 'Wait', bytes('pending'));
+    const hanging = client.call(SERVICE, 'Hang', bytes('in flight'));
+    hanging.catch(() => undefined); // asserted by the test that wants it
     await sleep(50);
     child.kill('SIGKILL');
     await once(child, 'exit');
-    return { client, waiting };
+    return { client, waiting, hanging };
   }
 
-  it('serves the same listener and connections in the next run; Shutdown closes them and empties the keeper', async () => {
-    const { client, waiting } = await crashedRun();
+  it('serves the same listener and connections in the next run, answering the calls the first left; Shutdown closes them and empties the keeper', async () => {
+    const { client, waiting, hanging } = await crashedRun();
     const names = await keptNames(keeperPath);
-    assert.equal(names.length, 3);
+    assert.equal(names.length, 4);
     assert.match(names[0]!, new RegExp(`^call ${socketPath} 1 3 [A-Za-z0-9+/]+=*$`), 'the pending Wait (stream 3) is kept');
-    assert.deepEqual(names.slice(1), [`conn ${socketPath} 1`, `listen ${socketPath}`]);
+    assert.deepEqual(names.slice(1), [`conn ${socketPath} 1`, `inflight ${socketPath} 1 5`, `listen ${socketPath}`], 'the Hang (stream 5) is kept by its id');
     // While nobody serves, a new connect still completes (the keeper holds the listener).
     const early = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
     cleanups.push(() => early.close());
@@ -130,6 +133,7 @@ describe('task sockets kept across a crash', () => {
     const server = echoServer('second', sockets, socketPath);
     await sockets.serve(server, socketPath);
     assert.equal(text(await waiting), 'second:pending', 'the Wait the first run never answered is answered now');
+    await assert.rejects(hanging, { code: Code.Unavailable, message: /whether it took effect is unknown/ }, 'the call that cannot run again is answered at once');
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('after'))), 'second:after', 'the old connection goes on');
     assert.equal(text(await earlyAnswer), 'second:queued', 'the queued connect is served');
     await sleep(20);

@@ -113,7 +113,7 @@ describe('ttrpc server hand-over', () => {
     assert.equal(existsSync(path), false);
   });
 
-  it('reports resumable calls as they start and settle, and a second server answers one the first never did', async () => {
+  it('reports unary calls as they start and settle, and a second server runs a resumable one again and answers any other Unavailable', async () => {
     const accepted: net.Socket[] = [];
     const started: PendingCall[] = [];
     const settled: PendingCall[] = [];
@@ -121,43 +121,52 @@ describe('ttrpc server hand-over', () => {
     const first = new TtrpcServer({
       onAccepted: (socket) => accepted.push(socket),
       resumable: (service, method) => service === SERVICE && method === 'Wait',
-      onResumableCall: (socket, call) => {
+      onPendingCall: (socket, call) => {
         assert.equal(socket, accepted[0]);
         started.push(call);
       },
-      onResumableCallSettled: (_socket, call) => settled.push(call),
+      onPendingCallSettled: (_socket, call) => settled.push(call),
     });
     servers.push(first);
     const never = new Promise<Uint8Array>(() => undefined);
     const wait = async ({ payload }: { payload: Uint8Array }) => (text(payload) === 'exited' ? payload : never);
-    first.register(SERVICE, { unary: { Echo: async ({ payload }) => payload, Wait: wait } });
+    first.register(SERVICE, { unary: { Echo: async ({ payload }) => payload, Wait: wait, Hang: () => never } });
     await first.listen(path);
     const client = await connect(path);
     await client.call(SERVICE, 'Echo', bytes('not resumable'));
     await client.call(SERVICE, 'Wait', bytes('exited'));
-    assert.deepEqual(started.map((c) => c.streamId), [3], 'only Wait is reported');
+    assert.deepEqual(
+      started.map((c) => [c.streamId, c.request !== undefined]),
+      [[1, false], [3, true]],
+      'every unary call is reported, a resumable one with its request',
+    );
     assert.deepEqual(settled, started, 'and settled once answered');
     const waiting = client.call(SERVICE, 'Wait', bytes('container-1'));
+    const hanging = client.call(SERVICE, 'Hang', bytes('anything'));
     await sleep(20);
-    const pending = started[1]!;
-    assert.equal(pending.streamId, 5);
-    const request = fromBinary(RequestSchema, pending.request);
+    const [pending, inflight] = started.slice(2);
+    assert.equal(pending?.streamId, 5);
+    const request = fromBinary(RequestSchema, pending!.request!);
     assert.deepEqual([request.service, request.method, text(request.payload)], [SERVICE, 'Wait', 'container-1']);
-    assert.equal(settled.length, 1);
+    assert.deepEqual(inflight, { streamId: 7 }, 'a call that cannot run again is reported by its stream id');
+    assert.equal(settled.length, 2);
 
     // The first server goes away without answering; the second runs the call again.
     const kept = duplicateFd(fdOf(accepted[0]!));
     await first.close();
-    assert.equal(settled[1], pending, 'a call dropped with its connection is settled too');
+    assert.deepEqual(new Set(settled.slice(2)), new Set([pending, inflight]), 'calls dropped with their connection are settled too');
+    const reportedBySecond: number[] = [];
     const second = new TtrpcServer({
       resumable: (_service, method) => method === 'Wait',
-      onResumableCall: () => assert.fail('a resumed call is not reported again'),
+      onPendingCall: (_socket, call) => reportedBySecond.push(call.streamId),
     });
     servers.push(second);
     second.register(SERVICE, { unary: { Wait: async ({ payload }) => bytes(`second:${text(payload)}`), Echo: async ({ payload }) => payload } });
-    second.adoptConnection(kept, [pending]);
+    second.adoptConnection(kept, [pending!, inflight!]);
     assert.equal(text(await waiting), 'second:container-1', 'the original call is answered');
+    await assert.rejects(hanging, { code: Code.Unavailable, message: /whether it took effect is unknown/ }, 'the call whose outcome is unknown is answered Unavailable');
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('next'))), 'next', 'later calls go on after the resumed id');
+    assert.deepEqual(reportedBySecond, [9], 'calls taken over were reported by the first server, not again; new ones are');
   });
 
   it('takes any odd stream id first on an adopted connection and data on streams it never saw, then holds the client to increasing odd ids', async () => {

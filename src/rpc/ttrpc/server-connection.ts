@@ -27,7 +27,7 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import type { Socket } from 'node:net';
 import { RequestSchema, type Request } from '../../api/ttrpc/ttrpc_pb.js';
-import { Code, RuntimeError, failedPrecondition, invalidArgument, unimplemented } from '../../core/errors.js';
+import { Code, RuntimeError, failedPrecondition, invalidArgument, unavailable, unimplemented } from '../../core/errors.js';
 import type { WarnLogger } from '../../rate-limited-log.js';
 import { encodeFailure, encodeSuccess, errorMessage, metadataFromWire, type Metadata } from './envelope.js';
 import { Flag, FrameDecoder, FrameType, MAX_PAYLOAD_LENGTH, oversizedError, type DecodedItem } from './frame.js';
@@ -56,10 +56,14 @@ export const MAX_LONG_CALLS = 4096;
 /** How long a connection ended for a violation may take to flush its last answer. */
 const CLOSE_GRACE_MS = 5_000;
 
-/** A unary call that a later process may answer: its stream id and its raw ttrpc.Request. */
+/**
+ * A unary call not answered yet, as a later process taking the connection over needs it. A
+ * resumable call carries its raw ttrpc.Request and is run again; any other is answered
+ * Unavailable, since whether it took effect is unknown (the client may look and retry).
+ */
 export interface PendingCall {
   streamId: number;
-  request: Uint8Array;
+  request?: Uint8Array;
 }
 
 export interface ConnectionContext {
@@ -69,10 +73,10 @@ export interface ConnectionContext {
   logger: TtrpcLogger | undefined;
   /** Whether a unary call may wait for other calls (TtrpcServerOptions.longCalls). */
   isLongCall?(service: string, method: string): boolean;
-  /** Whether a unary call may be answered by a later process (TtrpcServerOptions.resumable). */
+  /** Whether a unary call may be run again by a later process (TtrpcServerOptions.resumable). */
   isResumable?(service: string, method: string): boolean;
-  onResumableCall?(call: PendingCall): void;
-  onResumableCallSettled?(call: PendingCall): void;
+  onPendingCall?(call: PendingCall): void;
+  onPendingCallSettled?(call: PendingCall): void;
 }
 
 /** setTimeout's longest delay; a deadline further away than this is as good as none. */
@@ -86,8 +90,8 @@ class ActiveCall {
   inbound: InboundQueue<Uint8Array> | undefined;
   /** The client said it sends nothing more on this stream. */
   remoteClosed = false;
-  /** Set for a call a later process may answer, as reported to the context. */
-  resumable: PendingCall | undefined;
+  /** Set for a unary call, as reported to the context. */
+  pending: PendingCall | undefined;
 
   constructor(
     readonly streamId: number,
@@ -239,16 +243,18 @@ export class ServerConnection {
   }
 
   /**
-   * Takes the connection over from an earlier process. The calls it took from this connection
-   * and did not answer (as its context's onResumableCall reported them) run again and are
-   * answered on their stream ids; the client's next request must come after the highest of them.
+   * Takes the connection over from an earlier process, with the calls it took from this
+   * connection and did not answer (as its context's onPendingCall reported them): resumable ones
+   * run again, the others are answered Unavailable; each on its own stream id. The client's next
+   * request must come after the highest of them.
    */
   adopt(calls: readonly PendingCall[]): void {
     this.knowsEveryStream = false;
     for (const call of [...calls].sort((a, b) => a.streamId - b.streamId)) {
       if (call.streamId % 2 !== 1 || call.streamId <= this.lastStreamId) continue;
       this.lastStreamId = call.streamId;
-      this.startCall(call.streamId, call.request, 0, true);
+      if (call.request) this.startCall(call.streamId, call.request, 0, true);
+      else this.refuse(call.streamId, unavailable(`stream ${call.streamId}: the server restarted while it served this call; whether it took effect is unknown`));
     }
   }
 
@@ -285,11 +291,9 @@ export class ServerConnection {
       this.runStream(call, method.handle, request.payload, flags);
       return;
     }
-    if (this.context.isResumable?.(request.service, request.method)) {
-      call.resumable = { streamId, request: payload };
-      // A resumed call was reported by the process that first took it.
-      if (!resumed) this.context.onResumableCall?.(call.resumable);
-    }
+    call.pending = this.context.isResumable?.(request.service, request.method) ? { streamId, request: payload } : { streamId };
+    // A resumed call was reported by the process that first took it.
+    if (!resumed) this.context.onPendingCall?.(call.pending);
     this.runUnary(call, method.handle, request.payload);
   }
 
@@ -430,7 +434,7 @@ export class ServerConnection {
     call.load.remove();
     clearTimeout(call.timer);
     this.throttle.release(call);
-    if (call.resumable) this.context.onResumableCallSettled?.(call.resumable);
+    if (call.pending) this.context.onPendingCallSettled?.(call.pending);
     return true;
   }
 

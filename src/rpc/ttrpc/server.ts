@@ -4,8 +4,8 @@
 //
 // A process that must hand its sockets over to a later process (kuasard keeps them in its fd
 // keeper so that containerd's connections survive a restart) learns of every socket the server
-// opens through onListening/onAccepted, and of the pending calls the later process may answer
-// through onResumableCall; the later process serves them again through adoptListener and
+// opens through onListening/onAccepted, and of the pending calls the later process must answer
+// through onPendingCall; the later process serves them again through adoptListener and
 // adoptConnection. The server itself knows nothing of who keeps what.
 
 import { lstat, rm } from 'node:fs/promises';
@@ -70,15 +70,17 @@ export interface TtrpcServerOptions {
   /** Called with each connection the listener accepts, before anything is read from it. */
   onAccepted?: (socket: net.Socket) => void;
   /**
-   * Unary calls that a later process may answer if this one goes away first: idempotent calls
-   * that wait long, such as containerd's Task.Wait. Each one is reported to onResumableCall as
-   * it starts (with its raw request) and to onResumableCallSettled once it is answered or given
-   * up; a process that hands its connections over keeps the unsettled ones and its successor
-   * passes them to adoptConnection.
+   * Unary calls that a later process may run again if this one goes away first: idempotent calls
+   * that wait long, such as containerd's Task.Wait.
    */
   resumable?: (service: string, method: string) => boolean;
-  onResumableCall?: (socket: net.Socket, call: PendingCall) => void;
-  onResumableCallSettled?: (socket: net.Socket, call: PendingCall) => void;
+  /**
+   * Told of every unary call as it starts (a resumable one with its raw request) and again once
+   * it is answered or given up. A process that hands its connections over keeps the unsettled
+   * ones, and its successor passes them to adoptConnection.
+   */
+  onPendingCall?: (socket: net.Socket, call: PendingCall) => void;
+  onPendingCallSettled?: (socket: net.Socket, call: PendingCall) => void;
 }
 
 /** Mode of the listening socket: only the owner (root for the daemon) may connect. */
@@ -155,14 +157,13 @@ export class TtrpcServer {
 
   /**
    * Serves a connection by its descriptor (one an earlier process handed over) and returns its
-   * socket, which owns `fd` from here on. `resume` are the resumable calls the earlier process
-   * took from it and did not answer: they run again and are answered on their stream ids. Any
-   * other request it had read stays unanswered. Stream ids go on from wherever the client is
-   * (any odd id may come first).
+   * socket, which owns `fd` from here on. `pending` are the calls the earlier process took from
+   * it and did not answer: resumable ones run again, the others are answered Unavailable, on
+   * their stream ids. Stream ids go on from wherever the client is (any odd id may come first).
    */
-  adoptConnection(fd: number, resume: readonly PendingCall[] = []): net.Socket {
+  adoptConnection(fd: number, pending: readonly PendingCall[] = []): net.Socket {
     const socket = new net.Socket({ fd, readable: true, writable: true });
-    this.serve(socket)?.adopt(resume);
+    this.serve(socket)?.adopt(pending);
     return socket;
   }
 
@@ -183,15 +184,15 @@ export class TtrpcServer {
       socket.destroy();
       return undefined;
     }
-    const { longCalls, resumable, onResumableCall, onResumableCallSettled } = this.options;
+    const { longCalls, resumable, onPendingCall, onPendingCallSettled } = this.options;
     const connection = new ServerConnection(socket, {
       lookup: (service, method) => this.services.get(service)?.get(method),
       hasService: (service) => this.services.has(service),
       logger: this.log,
       isLongCall: longCalls,
       isResumable: resumable,
-      onResumableCall: onResumableCall && ((call) => onResumableCall(socket, call)),
-      onResumableCallSettled: onResumableCallSettled && ((call) => onResumableCallSettled(socket, call)),
+      onPendingCall: onPendingCall && ((call) => onPendingCall(socket, call)),
+      onPendingCallSettled: onPendingCallSettled && ((call) => onPendingCallSettled(socket, call)),
     });
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));
