@@ -10,6 +10,7 @@ function registration(kind: string): KindRegistration {
   return found;
 }
 
+/** The workload with its image's short name replaced by the local image's reference, which CRI pulls. */
 const local = ({ image, command }: Workload): Workload => ({ image: localImageRef(image), command: [...command] });
 
 /** Prints a greeting and some facts about where it runs, then exits 0. */
