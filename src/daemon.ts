@@ -106,7 +106,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
 
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
-    const kind = createKind(name, config, { reaper });
+    const kind = await createKind(name, config, { reaper });
     const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({

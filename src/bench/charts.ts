@@ -2,6 +2,7 @@
 // Vega's headless renderer (no browser, no canvas: Vega's SVG string renderer needs neither).
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { IN_KUASARD_KIND } from './kinds.js';
 import { TASK_RATE_GOAL, type BenchResult } from './results.js';
 import { OUTSIDE_KUASARD } from './stages.js';
 
@@ -59,7 +60,7 @@ export function benchCharts(result: BenchResult): Chart[] {
   }
   const rates = taskRates(result);
   if (rates.length > 0) {
-    charts.push({ file: 'task-rate.svg', title: 'wasm containers per second through the Task API', spec: taskRateChart(rates) });
+    charts.push({ file: 'task-rate.svg', title: `${IN_KUASARD_KIND.name} containers per second through the Task API`, spec: taskRateChart(rates) });
   }
   return charts;
 }
@@ -158,7 +159,7 @@ function taskRateChart(rates: readonly { run: string; perSecond: number }[]): To
   return {
     $schema: SCHEMA,
     config: CONFIG,
-    title: `wasm containers per second through the Task API (line: ${TASK_RATE_GOAL}/s, runwasi's wasmtime shim)`,
+    title: `${IN_KUASARD_KIND.name} containers per second through the Task API (line: ${TASK_RATE_GOAL}/s, runwasi's wasmtime shim)`,
     width: WIDTH,
     height: HEIGHT / 2,
     layer: [

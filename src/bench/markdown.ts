@@ -1,6 +1,8 @@
 // The Markdown summary of a benchmark run (summary.md): targets first, then each measurement
 // with kuasar and the baseline side by side and their ratio.
-import { TASK_RATE_GOAL, WASM_KIND, type BenchResult, type HandlerInfo, type TaskRateResult, type TaskRateRun } from './results.js';
+import { findKind } from '../kinds/index.js';
+import { BASELINE_KIND, IN_KUASARD_KIND } from './kinds.js';
+import { TASK_RATE_GOAL, type BenchResult, type HandlerInfo, type TaskRateResult, type TaskRateRun } from './results.js';
 import { OUTSIDE_KUASARD, type StageBreakdown, type StageTotal } from './stages.js';
 import { summarize } from './stats.js';
 
@@ -25,8 +27,7 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       'anything else running on the machine adds noise to both sides alike, since their runs are interleaved.',
     '',
     `Handlers: ${result.handlers.map(describeHandler).join('; ')}. ` +
-      `Pods on the ${settings.hostNetwork ? 'host network' : 'CNI bridge network'}, one long-running container each: busybox \`sleep 3600\`` +
-      (result.handlers.some((h) => h.kind === WASM_KIND) ? `, or for the ${WASM_KIND} kind \`/sleep.wasm\` (a module that sleeps through WASI's poll_oneoff).` : '.') +
+      `Pods on the ${settings.hostNetwork ? 'host network' : 'CNI bridge network'}, one long-running container each: ${describeIdleWorkloads(result.handlers)}.` +
       (settings.quick ? ' **Quick mode**: too few samples for conclusions.' : ''),
     '',
   );
@@ -102,6 +103,15 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
   return out.join('\n');
 }
 
+/** The baseline's idle workload (BASELINE_KIND's), and that of each measured kind that runs another. */
+function describeIdleWorkloads(handlers: readonly HandlerInfo[]): string {
+  const others = handlers.flatMap((h) => {
+    const summary = h.kind === undefined ? undefined : findKind(h.kind)?.workloads.idle.summary;
+    return summary === undefined || summary === BASELINE_KIND.idle.summary ? [] : [`, or for the ${h.kind} kind ${summary}`];
+  });
+  return BASELINE_KIND.idle.summary + others.join('');
+}
+
 function describeHandler(h: HandlerInfo): string {
   return h.side === 'baseline' ? `\`${h.handler}\` (containerd's runc handler: pause container, one shim per pod)` : `\`${h.handler}\` (kuasard, ${h.kind} kind)`;
 }
@@ -127,7 +137,7 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
 }
 
 function renderTaskRate(taskRate: TaskRateResult): string[] {
-  const out = [`## ${WASM_KIND} containers through the Task API`, ''];
+  const out = [`## ${IN_KUASARD_KIND.name} containers through the Task API`, ''];
   if (taskRate.skipped !== undefined) return [...out, `Skipped: ${taskRate.skipped}.`, ''];
   out.push(
     `kuasard's Task API on the socket of one \`${taskRate.handler}\` pod${taskRate.taskSocket ? ` (\`${taskRate.taskSocket}\`)` : ''}, ` +
@@ -139,8 +149,8 @@ function renderTaskRate(taskRate: TaskRateResult): string[] {
     '|---|---|---|---|---|---|---|---|---|',
   );
   const runs = [
-    { name: 'long-running', what: 'Create + Start (`/sleep.wasm`)', run: taskRate.longRunning },
-    { name: 'short-lived', what: 'Create, Start, Wait, Delete (`/hello.wasm`, exit 0)', run: taskRate.shortLived },
+    { name: 'long-running', what: `Create + Start (\`${IN_KUASARD_KIND.taskRate.longRunning.join(' ')}\`)`, run: taskRate.longRunning },
+    { name: 'short-lived', what: `Create, Start, Wait, Delete (\`${IN_KUASARD_KIND.taskRate.shortLived.join(' ')}\`, exit 0)`, run: taskRate.shortLived },
   ].filter((r): r is { name: string; what: string; run: TaskRateRun } => r.run !== undefined);
   for (const { name, what, run } of runs) {
     const s = run.summary;
@@ -192,9 +202,9 @@ function renderMemory(result: BenchResult): string[] {
       'PSS counts a page shared by N processes 1/N for each: kuasard shares the node binary with every Node.js process on the machine, ' +
       'so its PSS moves as other Node.js processes come and go. Private memory (pages no other process maps) does not; ' +
       'kuasard\'s is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps.' +
-      (result.handlers.some((h) => h.kind === WASM_KIND && result.memory[h.handler])
-        ? ` The ${WASM_KIND} kind's containers run inside kuasard (a thread each): its figures include the containers themselves, ` +
-          'and their slope is the memory of one running wasm container (one per pod).'
+      (result.handlers.some((h) => h.kind === IN_KUASARD_KIND.name && result.memory[h.handler])
+        ? ` The ${IN_KUASARD_KIND.name} kind's containers run inside kuasard (${IN_KUASARD_KIND.each}): its figures include the containers themselves, ` +
+          `and their slope is the memory of one running ${IN_KUASARD_KIND.name} container (one per pod).`
         : ''),
     '',
   );

@@ -2,7 +2,6 @@
 // and the same files again in <out>/latest/ (a copy, not a link, so it can be viewed anywhere).
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { benchCharts, renderSvg } from './charts.js';
 import { renderMarkdown, type ChartFile } from './markdown.js';
 import type { BenchResult } from './results.js';
 
@@ -13,17 +12,35 @@ export function runDirName(startedAt: string): string {
   return startedAt.replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
 }
 
+/**
+ * The chart renderer, or undefined (with a warning) when vega and vega-lite are not installed:
+ * they are development dependencies, so that an install for kuasard alone (`npm ci --omit=dev`)
+ * does not carry them.
+ */
+async function loadCharts(warn: (line: string) => void): Promise<typeof import('./charts.js') | undefined> {
+  try {
+    return await import('./charts.js');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    warn(`no charts: they need the development dependencies vega and vega-lite (npm ci without --omit=dev); ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
 /** Writes everything and returns the run's directory; a chart that fails to render is skipped with a warning. */
 export async function writeResults(result: BenchResult, outDir: string, warn: (line: string) => void): Promise<string> {
   const dir = join(outDir, runDirName(result.startedAt));
   await mkdir(dir, { recursive: true });
   const written: ChartFile[] = [];
-  for (const chart of benchCharts(result)) {
-    try {
-      await writeFile(join(dir, chart.file), await renderSvg(chart.spec));
-      written.push({ file: chart.file, title: chart.title });
-    } catch (err) {
-      warn(`chart ${chart.file} could not be rendered: ${(err as Error).message}`);
+  const charts = await loadCharts(warn);
+  if (charts) {
+    for (const chart of charts.benchCharts(result)) {
+      try {
+        await writeFile(join(dir, chart.file), await charts.renderSvg(chart.spec));
+        written.push({ file: chart.file, title: chart.title });
+      } catch (err) {
+        warn(`chart ${chart.file} could not be rendered: ${(err as Error).message}`);
+      }
     }
   }
   await writeFile(join(dir, 'results.json'), `${JSON.stringify(result, null, 2)}\n`);

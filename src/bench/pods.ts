@@ -4,7 +4,8 @@
 import { ContainerState } from '../cri/client.js';
 import type { Environment } from '../devenv/environment.js';
 import { containerConfig } from '../devenv/pods.js';
-import { longRunningWorkload } from '../devenv/workloads.js';
+import { idleWorkload } from '../devenv/workloads.js';
+import { BASELINE_KIND } from './kinds.js';
 
 const RUNNING_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 5;
@@ -24,7 +25,7 @@ export interface StartedPod {
 
 export interface PodShape {
   handler: string;
-  /** The kuasar kind behind the handler (none for the baseline): it decides the container. */
+  /** The kuasar kind behind the handler (none for the baseline, which runs what BASELINE_KIND runs): it decides the container. */
   kind?: string;
   name: string;
   hostNetwork: boolean;
@@ -34,7 +35,7 @@ export interface PodShape {
 export async function startTimedPod(env: Environment, shape: PodShape): Promise<StartedPod> {
   const pod = env.podConfig({ name: shape.name, hostNetwork: shape.hostNetwork });
   // A container that stays up, so that a pod keeps its processes while memory is measured.
-  const container = containerConfig({ name: 'bench', ...longRunningWorkload(env, shape.kind) });
+  const container = containerConfig({ name: 'bench', ...idleWorkload(shape.kind ?? BASELINE_KIND.name) });
   const startedAt = Date.now();
   const began = performance.now();
   const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: shape.handler });

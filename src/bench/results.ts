@@ -1,5 +1,6 @@
 // The results of one benchmark run (written as results.json) and the issue's targets judged
 // against them. Everything here is data in, data out: the report and the charts read it.
+import { BASELINE_KIND, IN_KUASARD_KIND } from './kinds.js';
 import type { BenchSettings } from './settings.js';
 import type { StageBreakdown, StageTotal } from './stages.js';
 import type { LinearFit, Summary } from './stats.js';
@@ -101,7 +102,7 @@ export interface TaskRateRun {
 }
 
 export interface TaskRateResult {
-  /** The CRI handler of the pod whose Task API is driven (kuasar's wasm handler). */
+  /** The CRI handler of the pod whose Task API is driven (the handler of the kind whose containers run in kuasard). */
   handler: string;
   /** Why the part did not run. */
   skipped?: string;
@@ -109,9 +110,9 @@ export interface TaskRateResult {
   /** The pod's Task API socket, as the sandbox controller reported it. */
   taskSocket?: string;
   concurrency: number;
-  /** N sleep.wasm containers: Create + Start each; stopped and removed afterwards, untimed. */
+  /** N containers of the long-running command: Create + Start each; stopped and removed afterwards, untimed. */
   longRunning?: TaskRateRun;
-  /** M hello.wasm containers: Create, Start, Wait (exit 0), Delete each. */
+  /** M containers of the short-lived command: Create, Start, Wait (exit 0), Delete each. */
   shortLived?: TaskRateRun;
   /** Setting up or removing the pod, the bundles or the containers. */
   failures: string[];
@@ -149,24 +150,20 @@ export interface TargetResult {
   note?: string;
 }
 
-/** The kind the issue's targets are set for. */
-export const TARGET_KIND = 'runc';
 const TARGET_PARALLEL_PODS = 50;
 const TARGET_MEMORY_PODS = 50;
 const SPEEDUP_GOAL = 2;
 const MEMORY_RATIO_GOAL = 8;
 const MARGINAL_GOAL_KB = 100;
-/** The kind the Task API rate and per-container memory targets are set for. */
-export const WASM_KIND = 'wasm';
-/** Containers per second above which the wasm kind matches containerd's runwasi wasmtime shim (its published figure). */
+/** Containers per second above which the kind whose containers run in kuasard matches containerd's runwasi wasmtime shim (its published figure). */
 export const TASK_RATE_GOAL = 330;
-/** Memory per running wasm container: 5 MB (10^6 bytes), in KiB. */
-export const WASM_CONTAINER_GOAL_KB = (5 * 1_000_000) / 1024;
+/** Memory per container running in kuasard: 5 MB (10^6 bytes), in KiB. */
+export const CONTAINER_IN_KUASARD_GOAL_KB = (5 * 1_000_000) / 1024;
 
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 
 export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
-  const kuasar = result.handlers.find((h) => h.side === 'kuasar' && h.kind === TARGET_KIND)?.handler;
+  const kuasar = result.handlers.find((h) => h.side === 'kuasar' && h.kind === BASELINE_KIND.name)?.handler;
   const baseline = result.handlers.find((h) => h.side === 'baseline')?.handler;
   const get = <T>(table: Record<string, T>, handler: string | undefined) => (handler === undefined ? undefined : table[handler]);
   const dominant = (breakdown: StageBreakdown | undefined) =>
@@ -181,7 +178,7 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
   const singleB = get(result.single, baseline)?.summary;
   targets.push(
     ratioTarget(
-      `${TARGET_KIND} kind, one pod at a time, p50`,
+      `${BASELINE_KIND.name} kind, one pod at a time, p50`,
       `>= ${SPEEDUP_GOAL}x faster than the baseline`,
       singleK && singleB ? { kuasar: singleK.p50, baseline: singleB.p50, unit: 'ms' } : undefined,
       SPEEDUP_GOAL,
@@ -196,7 +193,7 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
   const wallB = atTargetSize(parallelB);
   targets.push(
     ratioTarget(
-      `${TARGET_KIND} kind, ${TARGET_PARALLEL_PODS} pods in parallel, wall time (median of rounds)`,
+      `${BASELINE_KIND.name} kind, ${TARGET_PARALLEL_PODS} pods in parallel, wall time (median of rounds)`,
       `>= ${SPEEDUP_GOAL}x faster than the baseline`,
       wallK && wallB ? { kuasar: wallK.p50, baseline: wallB.p50, unit: 'ms' } : undefined,
       SPEEDUP_GOAL,
@@ -233,27 +230,28 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
       missNote: (slopeKb) => `kuasard keeps ${fmt(slopeKb)} KiB more per pod (its JavaScript heap and buffers)`,
     }),
   );
-  targets.push(...wasmTargets(result));
+  targets.push(...inKuasardTargets(result));
   return targets;
 }
 
-/** The wasm kind's targets (issue 5): containers per second through the Task API, memory per running container. */
-function wasmTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
-  const wasm = result.handlers.find((h) => h.side === 'kuasar' && h.kind === WASM_KIND)?.handler;
+/** The targets of the kind whose containers run in kuasard (issue 5): containers per second through the Task API, memory per running container. */
+function inKuasardTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
+  const kind = IN_KUASARD_KIND.name;
+  const handler = result.handlers.find((h) => h.side === 'kuasar' && h.kind === kind)?.handler;
   const taskRate = result.taskRate?.skipped === undefined ? result.taskRate : undefined;
   const concurrency = taskRate ? `, ${taskRate.concurrency} in flight` : '';
   return [
-    rateTarget(`${WASM_KIND} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`, taskRate?.longRunning),
-    rateTarget(`${WASM_KIND} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`, taskRate?.shortLived),
-    // The containers run inside kuasard (its threads), so its marginal memory per pod of one
-    // container is what a running wasm container costs, pod bookkeeping included (the garbage its
+    rateTarget(`${kind} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`, taskRate?.longRunning),
+    rateTarget(`${kind} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`, taskRate?.shortLived),
+    // The containers run inside kuasard (see IN_KUASARD_KIND.each), so its marginal memory per pod of one
+    // container is what a running container costs, pod bookkeeping included (the garbage its
     // main thread holds at a random moment would swamp a slope of a few MiB: hence after GC).
-    marginalTarget(wasm === undefined ? undefined : result.memory[wasm], {
-      title: `memory per running ${WASM_KIND} container (kuasard's marginal memory, one container per pod)`,
-      goal: `<= 5 MB (${fmt(WASM_CONTAINER_GOAL_KB, 0)} KiB)`,
-      goalKb: WASM_CONTAINER_GOAL_KB,
+    marginalTarget(handler === undefined ? undefined : result.memory[handler], {
+      title: `memory per running ${kind} container (kuasard's marginal memory, one container per pod)`,
+      goal: `<= 5 MB (${fmt(CONTAINER_IN_KUASARD_GOAL_KB, 0)} KiB)`,
+      goalKb: CONTAINER_IN_KUASARD_GOAL_KB,
       unit: 'container',
-      missNote: (slopeKb) => `each running container adds ${fmt(slopeKb / 1024, 2)} MiB to kuasard (its instance's thread, linear memory and compiled module)`,
+      missNote: (slopeKb) => `each running container adds ${fmt(slopeKb / 1024, 2)} MiB to kuasard (${IN_KUASARD_KIND.memory})`,
     }),
   ];
 }

@@ -1,20 +1,20 @@
 // One benchmark run: a private containerd + kuasard (the devenv the e2e tests use), kuasar's
 // handlers and containerd's own runc handler measured side by side, then the report. The
-// task-rate part has no baseline: it drives the wasm kind's Task API directly (task-rate.ts).
+// task-rate part has no baseline: it drives the Task API of the kind whose containers run inside
+// kuasard directly (task-rate.ts; IN_KUASARD_KIND).
 //
 // Latency phases interleave the handlers (each round runs every handler once, in an order that
 // rotates from round to round) so that whatever else the machine does hits both sides alike.
 // Memory phases run one handler at a time: all of its pods up, read, all removed, next handler,
-// so that one side's processes never sit in the other side's figures. The wasm kind's containers
+// so that one side's processes never sit in the other side's figures. IN_KUASARD_KIND's containers
 // live in kuasard itself (MiBs each), and what they leave behind goes back to the system only over
-// seconds: each kuasar memory phase first waits for kuasard's memory to stop moving, the wasm
-// kind's phase comes last, and the task-rate part (hundreds of instances) after every memory phase.
+// seconds: each kuasar memory phase first waits for kuasard's memory to stop moving, that kind's
+// phase comes last, and the task-rate part (hundreds of containers) after every memory phase.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEnvironment, type Environment } from '../devenv/environment.js';
-import { IDLE_WORKLOAD_KINDS } from '../devenv/workloads.js';
 import { listProcesses } from '../devenv/processes.js';
 import {
   findManagementPlane,
@@ -27,12 +27,12 @@ import {
   type PlaneLocator,
   type ProcessMemory,
 } from './memory.js';
+import { IN_KUASARD_KIND } from './kinds.js';
 import { writeResults } from './output.js';
 import { inPool, removePod, removePods, startTimedPod, type StartedPod } from './pods.js';
 import type { BenchProgress } from './progress.js';
 import {
   evaluateTargets,
-  WASM_KIND,
   type BenchResult,
   type HandlerInfo,
   type HostInfo,
@@ -137,10 +137,10 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
 }
 
 
-/** kuasar's handlers for the requested kinds (all the environment serves by default), then the baseline. */
+/** kuasar's handlers for the requested kinds (every kind the environment serves by default), then the baseline. */
 export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Record<string, string>> }, kinds: readonly string[]): HandlerInfo[] {
   const served = handlers.kuasar;
-  const wanted = kinds.length > 0 ? kinds : Object.keys(served).filter((kind) => IDLE_WORKLOAD_KINDS.includes(kind));
+  const wanted = kinds.length > 0 ? kinds : Object.keys(served);
   const unknown = wanted.filter((kind) => served[kind] === undefined);
   if (unknown.length > 0) throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);
   return [
@@ -149,9 +149,10 @@ export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Re
   ];
 }
 
-/** The handlers in the order their memory is measured: the wasm kind's last (see the top of this file). */
+/** The handlers in the order their memory is measured: IN_KUASARD_KIND's last (see the top of this file). */
 export function memoryOrder(handlers: readonly HandlerInfo[]): HandlerInfo[] {
-  return [...handlers.filter((h) => h.kind !== WASM_KIND), ...handlers.filter((h) => h.kind === WASM_KIND)];
+  const inKuasard = (h: HandlerInfo) => h.kind === IN_KUASARD_KIND.name;
+  return [...handlers.filter((h) => !inKuasard(h)), ...handlers.filter(inKuasard)];
 }
 
 /** The handlers in the order of one round: rotated by one place per round. */
@@ -257,25 +258,26 @@ class Measurer {
     this.progress.end(this.handlers.map((h) => `${h.handler} wall p50 ${fmtMedian(this.data.parallel[h.handler]?.rounds.map((r) => r.wallMs))}`).join(', '));
   }
 
-  /** The wasm kind's containers per second through its Task API (no baseline: it has no wasm handler). */
+  /** IN_KUASARD_KIND's containers per second through its Task API (no baseline: containerd has no such handler). */
   private async taskRate(): Promise<void> {
-    const wasm = this.handlers.find((h) => h.side === 'kuasar' && h.kind === WASM_KIND);
+    const measured = this.handlers.find((h) => h.side === 'kuasar' && h.kind === IN_KUASARD_KIND.name);
     const { taskConcurrency, taskLongRunning, taskShortLived, hostNetwork } = this.settings;
-    if (!wasm) {
-      const skipped = `the ${WASM_KIND} kind is not measured in this run`;
+    if (!measured) {
+      const skipped = `the ${IN_KUASARD_KIND.name} kind is not measured in this run`;
       this.data.taskRate = { handler: '', skipped, concurrency: taskConcurrency, failures: [] };
       this.progress.note(`  · task-rate skipped: ${skipped}`);
       return;
     }
-    const entry: TaskRateResult = { handler: wasm.handler, concurrency: taskConcurrency, failures: [] };
+    const entry: TaskRateResult = { handler: measured.handler, concurrency: taskConcurrency, failures: [] };
     this.data.taskRate = entry;
     await this.removeEveryPod();
     try {
       await measureTaskRate(
         {
           env: this.env,
-          handler: wasm.handler,
-          kind: WASM_KIND,
+          handler: measured.handler,
+          kind: IN_KUASARD_KIND.name,
+          workloads: IN_KUASARD_KIND.taskRate,
           hostNetwork,
           longRunning: taskLongRunning,
           shortLived: taskShortLived,
@@ -338,7 +340,7 @@ class Measurer {
   /**
    * Waits until kuasard's private memory stops moving, read a second apart after a collection
    * (when it has the GC hook). What earlier phases left behind must not count as this handler's:
-   * wasm instances above all, MiBs each, whose memory goes back to the system over seconds after
+   * containers that ran inside kuasard above all, MiBs each, whose memory goes back to the system over seconds after
    * they end (with only the settle time, a runc line fell by 250 KiB per pod).
    */
   private async waitForQuietKuasard(entry: MemoryResult): Promise<void> {

@@ -3,13 +3,13 @@
 
 /**
  * In the order they run: memory after the pod starts (a daemon that has served work), and the
- * Task API rate last (its hundreds of wasm instances would leave memory behind in kuasard).
+ * Task API rate last (its hundreds of containers run inside kuasard and would leave memory behind there).
  */
 export const PARTS = ['single', 'parallel', 'memory', 'task-rate'] as const;
 export type Part = (typeof PARTS)[number];
 
 export interface BenchSettings {
-  /** kuasar kinds to measure (`runc`…); empty means every served kind with an idle workload (devenv/workloads.ts). */
+  /** kuasar kinds to measure; empty means every kind kuasard serves. */
   kinds: string[];
   parts: Part[];
   /** One-pod-at-a-time starts per handler. */
@@ -23,7 +23,7 @@ export interface BenchSettings {
   settleMs: number;
   /** Memory reads per point (one a second); the point is their median. */
   memoryReads: number;
-  /** wasm containers started through the Task API: long-running ones (create + start), short-lived ones (create, start, wait, delete). */
+  /** Containers of the kind that runs them inside kuasard (bench/kinds.ts), started through the Task API: long-running ones (create + start), short-lived ones (create, start, wait, delete). */
   taskLongRunning: number;
   taskShortLived: number;
   /** Task API containers in flight at once. */

@@ -1,11 +1,12 @@
-// The wasm kind's container rate through the Task API: one wasm pod is opened through CRI, and
+// The container rate through the Task API of the kind whose containers run inside kuasard
+// (IN_KUASARD_KIND, bench/kinds.ts): one pod of that kind is opened through CRI, and
 // then kuasard's Task API on that pod's own socket is driven directly, the way containerd's task
 // service drives a shim (Create, Start, Wait, Kill, Delete), with a fixed number of containers in
 // flight. CRI stays out of the timed window: this is the runtime's own rate, the figure a shim
 // such as runwasi's publishes.
 //
 // The containers are this module's own: a bundle directory with an OCI config.json per container,
-// and one rootfs directory holding the modules, bind-mounted read-only the way containerd passes
+// and one rootfs directory holding the image's files, bind-mounted read-only the way containerd passes
 // a snapshot. stdout and stderr are FIFOs that this module makes and drains, as containerd does.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,7 +16,8 @@ import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js'
 import { Code, RuntimeError } from '../core/errors.js';
 import type { Environment } from '../devenv/environment.js';
 import { run } from '../devenv/exec.js';
-import { writeWasmModules } from '../devenv/images.js';
+import { writeImageFiles } from '../devenv/images.js';
+import type { KindBenchmark } from '../kinds/registration.js';
 import { fifoReader } from '../io/fifo.js';
 import { createGrpcClient } from '../rpc/grpc.js';
 import { TtrpcClient, typedClient, type TypedClient } from '../rpc/ttrpc/index.js';
@@ -30,15 +32,14 @@ const CALL_TIMEOUT_MS = 60_000;
 const CLEANUP_WAIT_MS = 10_000;
 const SIGKILL = 9;
 const TASK_ADDRESS_SCHEME = 'ttrpc+unix://';
-/** The module of each run: one that sleeps until killed, one that prints a line and exits 0. */
-const LONG_RUNNING_MODULE = 'sleep';
-const SHORT_LIVED_MODULE = 'hello';
 
 export interface TaskRateOptions {
   env: Environment;
-  /** The wasm kind's CRI handler, and the kind's name (its controller socket). */
+  /** The kind's CRI handler, and the kind's name (its controller socket). */
   handler: string;
   kind: string;
+  /** The image and the command of each run: one that stays up until killed, one that exits 0. */
+  workloads: NonNullable<KindBenchmark['inKuasard']>['taskRate'];
   hostNetwork: boolean;
   longRunning: number;
   shortLived: number;
@@ -76,8 +77,8 @@ export async function measureTaskRate(options: TaskRateOptions, entry: TaskRateR
 }
 
 /**
- * The OCI runtime spec of one container: only what the wasm kind reads (the module and its
- * arguments); `root.path` as containerd writes it, though the kind mounts the rootfs mounts it
+ * The OCI runtime spec of one container: only what a kind whose containers run in kuasard reads
+ * (the command); `root.path` as containerd writes it, though the kind mounts the rootfs mounts it
  * is given in a directory of its own.
  */
 export function bundleSpec(args: readonly string[]) {
@@ -119,7 +120,7 @@ export function recordRun(run: TaskRateRun, ids: readonly string[], outcomes: re
   run.endedAt = performance.timeOrigin + last;
 }
 
-/** One wasm pod and the containers this module runs in it through its Task API. */
+/** One pod and the containers this module runs in it through its Task API. */
 class TaskSession {
   private podId: string | undefined;
   private client: TtrpcClient | undefined;
@@ -145,7 +146,7 @@ class TaskSession {
     const { env } = this.options;
     await rm(this.workDir, { recursive: true, force: true });
     for (const dir of [this.rootfs, this.bundles, this.fifos]) await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeWasmModules(this.rootfs, [LONG_RUNNING_MODULE, SHORT_LIVED_MODULE]);
+    await writeImageFiles(this.options.workloads.image, this.rootfs);
 
     const config = env.podConfig({ name: 'bench-task-rate', hostNetwork: this.options.hostNetwork });
     const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config, runtimeHandler: this.options.handler });
@@ -174,11 +175,12 @@ class TaskSession {
     }
   }
 
-  /** One container of each module, untimed: the first ones pay for what later ones reuse. */
+  /** One container of each run's command, untimed: the first ones pay for what later ones reuse. */
   async warmUp(): Promise<void> {
-    const [long, short] = [`warm-${LONG_RUNNING_MODULE}`, `warm-${SHORT_LIVED_MODULE}`];
-    await this.prepare([long], LONG_RUNNING_MODULE);
-    await this.prepare([short], SHORT_LIVED_MODULE);
+    const { longRunning, shortLived } = this.options.workloads;
+    const [long, short] = ['warm-long', 'warm-short'];
+    await this.prepare([long], longRunning);
+    await this.prepare([short], shortLived);
     await this.startOne(long);
     await this.stopOne(long);
     await this.runOne(short);
@@ -187,8 +189,8 @@ class TaskSession {
   async longRunning(run: TaskRateRun): Promise<void> {
     const { progress, signal, concurrency } = this.options;
     const ids = containerIds('long', run.containers);
-    await this.prepare(ids, LONG_RUNNING_MODULE);
-    progress.begin(`Task API: ${run.containers} long-running wasm containers, ${concurrency} in flight`, run.containers);
+    await this.prepare(ids, this.options.workloads.longRunning);
+    progress.begin(`Task API: ${run.containers} long-running ${this.options.kind} containers, ${concurrency} in flight`, run.containers);
     const outcomes = await inPool(ids, concurrency, async (id) => {
       const span = await this.startOne(id);
       progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
@@ -198,7 +200,7 @@ class TaskSession {
     progress.end(rateText(run));
     // Untimed: every container of the run goes, whether or not it started.
     const created = ids.filter((id) => this.live.has(id));
-    progress.note(`  · stopping ${created.length} wasm containers`);
+    progress.note(`  · stopping ${created.length} ${this.options.kind} containers`);
     const stops = await inPool(created, concurrency, (id) => this.stopOne(id));
     for (const stop of stops) if (stop.status === 'rejected') run.failures.push(`removal: ${(stop.reason as Error).message}`);
   }
@@ -206,8 +208,8 @@ class TaskSession {
   async shortLived(run: TaskRateRun): Promise<void> {
     const { progress, signal, concurrency } = this.options;
     const ids = containerIds('short', run.containers);
-    await this.prepare(ids, SHORT_LIVED_MODULE);
-    progress.begin(`Task API: ${run.containers} short-lived wasm containers, ${concurrency} in flight`, run.containers);
+    await this.prepare(ids, this.options.workloads.shortLived);
+    progress.begin(`Task API: ${run.containers} short-lived ${this.options.kind} containers, ${concurrency} in flight`, run.containers);
     const outcomes = await inPool(ids, concurrency, async (id) => {
       const span = await this.runOne(id);
       progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
@@ -218,8 +220,8 @@ class TaskSession {
   }
 
   /** Bundles, FIFOs and their readers for containers about to run: none of it is timed. */
-  private async prepare(ids: readonly string[], module: string): Promise<void> {
-    const spec = `${JSON.stringify(bundleSpec([`/${module}.wasm`]))}\n`;
+  private async prepare(ids: readonly string[], command: readonly string[]): Promise<void> {
+    const spec = `${JSON.stringify(bundleSpec(command))}\n`;
     for (const id of ids) {
       await mkdir(join(this.bundles, id));
       await writeFile(join(this.bundles, id, 'config.json'), spec);
@@ -228,7 +230,7 @@ class TaskSession {
     await run('mkfifo', ['-m', '600', ...fifos]);
     for (const id of ids) {
       const readers = this.fifoPaths(id).map((path) => {
-        // Read and dropped: what the module prints must not fill the FIFO and stall it.
+        // Read and dropped: what the container prints must not fill the FIFO and stall it.
         const reader = fifoReader(path);
         reader.on('error', () => undefined);
         reader.resume();

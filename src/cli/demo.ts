@@ -22,7 +22,7 @@ export async function runDemo(): Promise<void> {
         const started = process.hrtime.bigint();
         const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
         say(`  RunPodSandbox   ${podSandboxId.slice(0, 12)}  ${ms(started)}`);
-        const container = containerConfig({ name: 'hello', ...helloWorkload(env, kind) });
+        const container = containerConfig({ name: 'hello', ...helloWorkload(kind) });
         const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: pod });
         await env.cri.runtime.startContainer({ containerId });
         say(`  StartContainer  ${containerId.slice(0, 12)}  ${ms(started)} after RunPodSandbox began`);

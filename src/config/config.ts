@@ -6,45 +6,22 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { invalidArgument } from '../core/errors.js';
 import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../core/sandbox.js';
-
-export const KIND_NAMES = ['runc', 'wasm'] as const;
-export type KindName = (typeof KIND_NAMES)[number];
+import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
+import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../kinds/registration.js';
+import { absolutePath } from './kind-schema.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
 // A unix socket path is limited to 107 bytes; a sandbox's task socket is
 // <state_dir>/<kind>/<sandbox id>/task.sock, and CRI's sandbox ids have 64 characters.
-const MAX_STATE_DIR_LENGTH = MAX_SOCKET_PATH - '/appkernel/'.length - 64 - `/${TASK_SOCKET_NAME}`.length;
+const MAX_STATE_DIR_LENGTH = MAX_SOCKET_PATH - `/${'k'.repeat(MAX_KIND_NAME_LENGTH)}/`.length - 64 - `/${TASK_SOCKET_NAME}`.length;
 
-const absolutePath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+type Kind = (typeof KINDS)[number];
 
-const kindSchema = z.strictObject({
-  enabled: z.boolean().default(true),
-  /** The gRPC socket of this kind's sandbox controller (containerd's proxy plugin address). */
-  listen: absolutePath.optional(),
-  /** containerd's io_type for the CRI handler: "fifo" (default) or "streaming". */
-  io_type: z.enum(['fifo', 'streaming']).default('fifo'),
-});
-
-const runcKindSchema = kindSchema.extend({
-  /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun). */
-  oci_runtime: z.string().min(1).default('runc'),
-});
-
-/** The wasm kind is opt-in: a daemon serves it only when its configuration enables it. */
-const wasmKindSchema = kindSchema.extend({
-  enabled: z.boolean().default(false),
-  /**
-   * The most linear memory (bytes) of a module whose container has no memory limit: instances
-   * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
-   */
-  default_memory_limit: z.number().int().min(65_536).default(256 * 1024 * 1024),
-  /**
-   * Worker threads kept started and idle for the next containers (each about 7 MiB): a
-   * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
-   */
-  warm_workers: z.number().int().min(0).max(64).default(2),
-});
+/** `[kinds]`: one table per registered kind, each checked by the kind's own schema; a missing table takes its defaults. */
+const kindTables = z.strictObject(
+  Object.fromEntries((KINDS as readonly KindRegistration[]).map((kind) => [kind.name, kind.config.prefault({})])) as { [K in Kind as K['name']]: z.ZodPrefault<K['config']> },
+);
 
 const configSchema = z.strictObject({
   state_dir: absolutePath
@@ -57,16 +34,10 @@ const configSchema = z.strictObject({
       ttrpc_address: absolutePath.default('/run/containerd/containerd.sock.ttrpc'),
     })
     .prefault({}),
-  kinds: z
-    .strictObject({
-      runc: runcKindSchema.prefault({}),
-      wasm: wasmKindSchema.prefault({}),
-    })
-    .prefault({}),
+  kinds: kindTables.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
-export type KindConfig = z.infer<typeof kindSchema>;
 
 /** Validates a parsed TOML document; errors name every bad key. */
 export function parseConfig(doc: unknown): Config {

@@ -2,6 +2,7 @@
 // and kuasard's. Key names were checked against `containerd config dump` of containerd 2.1.9.
 import { stringify } from 'smol-toml';
 import { sandboxerName } from '../config/containerd.js';
+import { KINDS } from '../kinds/index.js';
 import { PAUSE_IMAGE } from './images.js';
 import { kuasarSocketPath, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
 import type { Subnet } from './network.js';
@@ -124,15 +125,12 @@ export function renderStreamingHandlers(kinds: readonly string[]): string {
     .join('\n');
 }
 
-/** kuasard's configuration: the runc and wasm kinds, their state under the private directory. */
+/** kuasard's configuration: every registered kind enabled with its defaults, state under the private directory. */
 export function renderKuasardConfig(paths: EnvironmentPaths): string {
   return stringify({
     state_dir: paths.kuasarState,
     log_level: 'debug',
     containerd: { ttrpc_address: paths.containerdTtrpcSocket },
-    kinds: {
-      runc: { enabled: true, listen: kuasarSocketPath(paths.dir, 'runc'), oci_runtime: 'runc' },
-      wasm: { enabled: true, listen: kuasarSocketPath(paths.dir, 'wasm') },
-    },
+    kinds: Object.fromEntries(KINDS.map(({ name }) => [name, { enabled: true, listen: kuasarSocketPath(paths.dir, name) }])),
   });
 }

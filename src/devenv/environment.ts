@@ -37,7 +37,7 @@ import { sweepStaleEnvironments, teardownEnvironment, writeRecord, type Environm
 export interface EnvironmentOptions {
   /** Start kuasard too (default true); the baseline-only tests do without it. */
   kuasard?: boolean;
-  /** kuasard's configuration; defaults to the runc kind with state under the private directory. */
+  /** kuasard's configuration; defaults to every registered kind, state under the private directory (renderKuasardConfig). */
   kuasardConfig?: (paths: EnvironmentPaths) => string;
   /** Where built images are cached (default /var/cache/kuasar-ts/images). */
   imageCacheDir?: string;

@@ -7,6 +7,7 @@
 // directory and end with a rename, so parallel builders never see half a tar.
 import { createHash } from 'node:crypto';
 import { lutimes, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile, chmod, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from './exec.js';
@@ -143,6 +144,28 @@ const wasmTests: Recipe = {
 };
 
 const RECIPES: readonly Recipe[] = [busybox, pause, wasmTests];
+
+/** A local image's reference, by its short name (the name a kind's workloads give it). */
+export function localImageRef(name: string): string {
+  return recipeNamed(name).ref;
+}
+
+/** Writes the files of the local image `name` into the empty directory `dir`, as its snapshot would show them. */
+export async function writeImageFiles(name: string, dir: string): Promise<void> {
+  const recipe = recipeNamed(name);
+  const workDir = await mkdtemp(join(tmpdir(), `kuasar-image-${recipe.name}-`));
+  try {
+    await recipe.fillRootfs(dir, workDir);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function recipeNamed(name: string): Recipe {
+  const recipe = RECIPES.find((r) => r.name === name);
+  if (!recipe) throw new Error(`no local image "${name}": the environment builds ${RECIPES.map((r) => r.name).join(', ')}`);
+  return recipe;
+}
 
 /**
  * Builds (or finds in the cache) every image the environment needs: kuasar.local/busybox:latest,

@@ -1,34 +1,24 @@
-// What a pod of each kind runs in the demo and the benchmarks: the same two things (say hello;
-// stay up until stopped) in the form of container each kind runs. containerd's own runc handler
-// (the baseline) runs what the runc kind runs.
-import type { Environment } from './environment.js';
+// What a pod of each kind runs in the demo and the benchmarks, as the kind's registration says
+// (src/kinds/<kind>/registration.ts), with the image's short name resolved to the local image.
+import { findKind, KIND_NAMES } from '../kinds/index.js';
+import type { KindRegistration, Workload } from '../kinds/registration.js';
+import { localImageRef } from './images.js';
 
-export interface Workload {
-  image: string;
-  command: string[];
+function registration(kind: string): KindRegistration {
+  const found = findKind(kind);
+  if (!found) throw new Error(`no kind "${kind}" is registered (known kinds: ${KIND_NAMES.join(', ')})`);
+  return found;
 }
+
+/** The workload with its image's short name replaced by the local image's reference, which CRI pulls. */
+const local = ({ image, command }: Workload): Workload => ({ image: localImageRef(image), command: [...command] });
 
 /** Prints a greeting and some facts about where it runs, then exits 0. */
-export function helloWorkload(env: Environment, kind: string): Workload {
-  if (kind === 'wasm') return { image: env.images.wasmTests, command: ['/hello.wasm', 'greetings from a WebAssembly module'] };
-  return {
-    image: env.images.busybox,
-    command: ['sh', '-c', 'echo "hello from $(hostname), pid $$ in its own namespace"; ip -4 -o addr show scope global | cut -d" " -f2,7'],
-  };
+export function helloWorkload(kind: string): Workload {
+  return local(registration(kind).workloads.hello);
 }
 
-/**
- * The kinds that have a container which stays up without using the CPU: busybox's `sleep` for
- * runc, and for wasm a module that sleeps a second at a time through WASI's poll_oneoff
- * (test/fixtures/wasm/sleep.wat), so that wasm pods measure the runtime, not a loaded machine.
- */
-export const IDLE_WORKLOAD_KINDS: readonly string[] = ['runc', 'wasm'];
-
 /** Runs until it is stopped, doing nothing. */
-export function longRunningWorkload(env: Environment, kind: string | undefined): Workload {
-  if (kind !== undefined && !IDLE_WORKLOAD_KINDS.includes(kind)) {
-    throw new Error(`no idle long-running workload for the ${kind} kind yet`);
-  }
-  if (kind === 'wasm') return { image: env.images.wasmTests, command: ['/sleep.wasm'] };
-  return { image: env.images.busybox, command: ['sleep', '3600'] };
+export function idleWorkload(kind: string): Workload {
+  return local(registration(kind).workloads.idle);
 }

@@ -4,9 +4,8 @@ import { findManagementPlane, hasGcHook, hasSettled, nodeOptionsWithGcHook, pars
 import { inPool } from '../../src/bench/pods.js';
 import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/run.js';
 import { FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
-import type { Environment } from '../../src/devenv/environment.js';
 import type { HostProcess } from '../../src/devenv/processes.js';
-import { IDLE_WORKLOAD_KINDS, longRunningWorkload } from '../../src/devenv/workloads.js';
+import { idleWorkload } from '../../src/devenv/workloads.js';
 
 test('settings: a full run by default, quick defaults with --quick, explicit options always win', () => {
   const full = resolveSettings({}, '/out');
@@ -43,24 +42,21 @@ test('settings: malformed values are errors naming the option', () => {
   assert.throws(() => resolveSettings({ taskShort: '1e2x' }, '/out'), /--task-short/);
 });
 
-test('handlers: kuasar\'s requested kinds (by default those with an idle workload), then the baseline; an unserved kind is an error', () => {
-  const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm', appkernel: 'kuasar-appkernel' } };
+test('handlers: kuasar\'s requested kinds (by default every kind served), then the baseline; an unserved kind is an error', () => {
+  const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm' } };
   assert.deepEqual(chooseHandlers(handlers, []), [
     { handler: 'kuasar-runc', side: 'kuasar', kind: 'runc' },
     { handler: 'kuasar-wasm', side: 'kuasar', kind: 'wasm' },
     { handler: 'runc', side: 'baseline' },
-  ], 'appkernel has no idle workload yet');
+  ]);
   assert.deepEqual(chooseHandlers(handlers, ['wasm']).map((h) => h.handler), ['kuasar-wasm', 'runc']);
-  assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm, appkernel\)/);
+  assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm\)/);
 });
 
-test('every kind with an idle workload has one: busybox sleep for runc and the baseline, sleep.wasm for wasm', () => {
-  const env = { images: { busybox: 'bb', pause: 'p', wasmTests: 'wt' } } as unknown as Environment;
-  assert.deepEqual(IDLE_WORKLOAD_KINDS, ['runc', 'wasm']);
-  assert.deepEqual(longRunningWorkload(env, undefined), { image: 'bb', command: ['sleep', '3600'] });
-  assert.deepEqual(longRunningWorkload(env, 'runc'), { image: 'bb', command: ['sleep', '3600'] });
-  assert.deepEqual(longRunningWorkload(env, 'wasm'), { image: 'wt', command: ['/sleep.wasm'] });
-  assert.throws(() => longRunningWorkload(env, 'vmm'), /no idle long-running workload for the vmm kind/);
+test('each kind\'s idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), sleep.wasm for wasm', () => {
+  assert.deepEqual(idleWorkload('runc'), { image: 'kuasar.local/busybox:latest', command: ['sleep', '3600'] });
+  assert.deepEqual(idleWorkload('wasm'), { image: 'kuasar.local/wasm-tests:latest', command: ['/sleep.wasm'] });
+  assert.throws(() => idleWorkload('vmm'), /no kind "vmm" is registered \(known kinds: runc, wasm\)/);
 });
 
 test('memory is measured for the wasm kind last: its instances live in kuasard and leave memory behind', () => {

@@ -1,0 +1,20 @@
+// The kinds that the benchmark's kind-specific parts and targets are for, as their registrations
+// say (KindBenchmark in src/kinds/registration.ts). Each part is set for exactly one kind.
+import { KINDS } from '../kinds/index.js';
+import type { KindRegistration } from '../kinds/registration.js';
+
+function theKind(what: string, has: (kind: KindRegistration) => boolean): KindRegistration {
+  const found = (KINDS as readonly KindRegistration[]).filter(has);
+  if (found.length !== 1) throw new Error(`exactly one registered kind must ${what}; ${found.map((k) => k.name).join(', ') || 'none'} do`);
+  return found[0] as KindRegistration;
+}
+
+const versusBaseline = theKind('be compared with the baseline (bench.versusBaseline)', (kind) => kind.bench?.versusBaseline === true);
+
+/** The kind measured against containerd's runc handler; the baseline's pods run this kind's idle workload. */
+export const BASELINE_KIND = { name: versusBaseline.name, idle: versusBaseline.workloads.idle };
+
+const inKuasard = theKind('run its containers inside kuasard (bench.inKuasard)', (kind) => kind.bench?.inKuasard !== undefined);
+
+/** The kind whose containers run inside kuasard: its Task API rate and its memory per running container. */
+export const IN_KUASARD_KIND = { name: inKuasard.name, ...inKuasard.bench!.inKuasard! };

@@ -1,0 +1,16 @@
+// The keys every kind's `[kinds.<name>]` table has. Each kind's registration extends this schema
+// with keys of its own; config.ts composes the tables. A leaf module: registrations and config.ts
+// both import it, and neither imports the other through it.
+import { z } from 'zod';
+
+export const absolutePath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+
+export const kindConfigSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** The gRPC socket of this kind's sandbox controller (containerd's proxy plugin address). */
+  listen: absolutePath.optional(),
+  /** containerd's io_type for the CRI handler: "fifo" (default) or "streaming". */
+  io_type: z.enum(['fifo', 'streaming']).default('fifo'),
+});
+
+export type KindConfig = z.infer<typeof kindConfigSchema>;

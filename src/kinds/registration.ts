@@ -1,0 +1,75 @@
+// What a sandbox kind tells the rest of kuasar about itself. Each kind has one registration in
+// its own folder (registration.ts), listed once in kinds/index.ts; the daemon reads its name,
+// configuration schema and factory; the devenv, the demo and the benchmark read its workloads
+// and its benchmark notes. A registration is data and a lazy factory: loading it loads none of
+// the kind's own modules (the factory imports them when the daemon builds the kind) and nothing
+// of the devenv (workloads name their images by the devenv's short names, as plain strings).
+import type { z } from 'zod';
+import type { KindConfig } from '../config/kind-schema.js';
+import type { SandboxKind } from '../core/kind.js';
+import type { Reaper } from '../linux/reaper.js';
+
+/**
+ * The longest name a kind may have. Task sockets live at <state_dir>/<kind>/<sandbox id>/task.sock,
+ * and the configuration limits state_dir so that every kind's socket path fits a unix socket.
+ */
+export const MAX_KIND_NAME_LENGTH = 9;
+
+/** A container a kind runs: an image of the devenv by its short name ("busybox", "wasm-tests"), and the command. */
+export interface Workload {
+  image: string;
+  command: string[];
+}
+
+/** What the daemon hands a kind's factory besides the kind's own configuration table. */
+export interface KindContext {
+  /** <state_dir>/<kind>: the kind's own directory. */
+  kindDir: string;
+  reaper: Reaper;
+}
+
+/** The benchmark's parts and targets that are set for one kind only (kuasar bench). */
+export interface KindBenchmark {
+  /**
+   * The issue's pod start and per-pod memory targets are set for this kind, against containerd's
+   * own runc handler, which then runs this kind's idle workload too. One kind has this.
+   */
+  versusBaseline?: boolean;
+  /** Set when the kind's containers run inside kuasard itself, not as processes of their own. One kind has this. */
+  inKuasard?: {
+    /** What each running container is inside kuasard, as the report says it ("a thread each"). */
+    each: string;
+    /** What one running container's memory is made of, for the report of a missed target. */
+    memory: string;
+    /**
+     * The Task API rate part: containers run from bundles that hold only process.args (bench/task-rate.ts),
+     * with the image's files as their rootfs; one command stays up until killed, the other exits 0.
+     */
+    taskRate: { image: string; longRunning: string[]; shortLived: string[] };
+  };
+}
+
+export interface KindRegistration<Name extends string = string, Schema extends z.ZodType<KindConfig> = z.ZodType<KindConfig>> {
+  /** The kind's name: its `[kinds.<name>]` table, its state directory, its CRI handler `kuasar-<name>`. */
+  readonly name: Name;
+  /** Its configuration table: kindConfigSchema extended with its own keys, every key with a default. */
+  readonly config: Schema;
+  /**
+   * Builds the kind from its own table (already checked by `config`). Imports the kind's modules
+   * itself (`await import`), so that a daemon loads only the kinds it serves. (A method, so that
+   * a registration with its own table type fits the list of all of them.)
+   */
+  create(config: z.output<Schema>, context: KindContext): Promise<SandboxKind>;
+  readonly workloads: {
+    /** What `kuasar demo` runs: prints a greeting and something about where it runs, then exits 0. */
+    hello: Workload;
+    /** What the benchmark's pods run: stays up until stopped without using the CPU; `summary` names it in the report (Markdown). */
+    idle: Workload & { summary: string };
+  };
+  readonly bench?: KindBenchmark;
+}
+
+/** Keeps a registration's own name and table types, which config.ts composes into the configuration's type. */
+export function defineKind<Name extends string, Schema extends z.ZodType<KindConfig>>(registration: KindRegistration<Name, Schema>): KindRegistration<Name, Schema> {
+  return registration;
+}

@@ -1,0 +1,24 @@
+// The runc kind: pods of namespaces and cgroups on the host, containers run by an OCI runtime CLI.
+import { z } from 'zod';
+import { kindConfigSchema } from '../../config/kind-schema.js';
+import { defineKind } from '../registration.js';
+
+export const runcKind = defineKind({
+  name: 'runc',
+  config: kindConfigSchema.extend({
+    /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun). */
+    oci_runtime: z.string().min(1).default('runc'),
+  }),
+  async create(config, { kindDir, reaper }) {
+    const { RuncKind } = await import('./index.js');
+    return new RuncKind({ kindDir, ociRuntime: config.oci_runtime, reaper });
+  },
+  workloads: {
+    hello: {
+      image: 'busybox',
+      command: ['sh', '-c', 'echo "hello from $(hostname), pid $$ in its own namespace"; ip -4 -o addr show scope global | cut -d" " -f2,7'],
+    },
+    idle: { image: 'busybox', command: ['sleep', '3600'], summary: 'busybox `sleep 3600`' },
+  },
+  bench: { versusBaseline: true },
+});

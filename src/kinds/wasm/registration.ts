@@ -1,0 +1,42 @@
+// The wasm kind: WASI modules run inside kuasard, one worker thread per running instance.
+import { z } from 'zod';
+import { kindConfigSchema } from '../../config/kind-schema.js';
+import { defineKind } from '../registration.js';
+
+/** The devenv's image of test modules: /<name>.wasm for every test/fixtures/wasm/<name>.wat. */
+const TEST_MODULES = 'wasm-tests';
+
+export const wasmKind = defineKind({
+  name: 'wasm',
+  config: kindConfigSchema.extend({
+    /** Opt-in: a daemon serves this kind only when its configuration enables it. */
+    enabled: z.boolean().default(false),
+    /**
+     * The most linear memory (bytes) of a module whose container has no memory limit: instances
+     * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
+     */
+    default_memory_limit: z.number().int().min(65_536).default(256 * 1024 * 1024),
+    /**
+     * Worker threads kept started and idle for the next containers (each about 7 MiB): a
+     * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
+     */
+    warm_workers: z.number().int().min(0).max(64).default(2),
+  }),
+  async create(config, { kindDir }) {
+    const { WasmKind } = await import('./index.js');
+    return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, warmWorkers: config.warm_workers });
+  },
+  workloads: {
+    hello: { image: TEST_MODULES, command: ['/hello.wasm', 'greetings from a WebAssembly module'] },
+    // Sleeps a second at a time through WASI's poll_oneoff (test/fixtures/wasm/sleep.wat), so
+    // that wasm pods measure the runtime, not a loaded machine.
+    idle: { image: TEST_MODULES, command: ['/sleep.wasm'], summary: "`/sleep.wasm` (a module that sleeps through WASI's poll_oneoff)" },
+  },
+  bench: {
+    inKuasard: {
+      each: 'a thread each',
+      memory: "its instance's thread, linear memory and compiled module",
+      taskRate: { image: TEST_MODULES, longRunning: ['/sleep.wasm'], shortLived: ['/hello.wasm'] },
+    },
+  },
+});
