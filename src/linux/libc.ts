@@ -349,13 +349,6 @@ export function setNonBlocking(fd: number, nonBlocking: boolean): void {
   if (wanted !== flags) check(`fcntl(${fd}, F_SETFL)`, ioLibc().fcntl(fd, F_SETFL, 'int', wanted));
 }
 
-const F_DUPFD_CLOEXEC = 1030;
-
-/** A second descriptor for the same open file (close-on-exec): the file stays open until both close. */
-export function duplicateFd(fd: number): number {
-  return check(`fcntl(${fd}, F_DUPFD_CLOEXEC)`, ioLibc().fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0));
-}
-
 /** pipe2(2) with O_CLOEXEC: a child gets an end only where it is given as stdio. */
 export function pipe(): { read: number; write: number } {
   const fds = new Int32Array(2);

@@ -231,18 +231,6 @@ export async function unmountRecursive(prefix: string, options: UnmountOptions =
   }
 }
 
-export interface BindOptions {
-  readonly?: boolean;
-  /** Bring the mounts below `source` along (rbind). */
-  recursive?: boolean;
-}
-
-export async function bindMount(source: string, target: string, options: BindOptions = {}): Promise<void> {
-  const words = [options.recursive ? 'rbind' : 'bind'];
-  if (options.readonly) words.push('ro');
-  await mountOne({ type: 'bind', source, options: words }, target);
-}
-
 export interface AddFlagsOptions {
   /** Also every mount below `target` (those an rbind brought along, those mounted inside it). */
   recursive?: boolean;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { addMountFlags, bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
+import { addMountFlags, makePrivateBindOfItself, mountAll, mountOne, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
@@ -68,8 +68,8 @@ describe('mounting snapshot mounts', { skip }, () => {
   });
 
   it('binds, stacks and unmounts a whole stack at one point', async () => {
-    await bindMount(at('lower1'), at('rootfs'));
-    await bindMount(at('lower2'), at('rootfs'), { readonly: true });
+    await mountOne({ type: 'bind', source: at('lower1'), options: ['bind'] }, at('rootfs'));
+    await mountOne({ type: 'bind', source: at('lower2'), options: ['bind', 'ro'] }, at('rootfs'));
     assert.equal(await readFile(at('rootfs', 'a'), 'utf8'), 'from lower2');
     await assert.rejects(writeFile(at('rootfs', 'c'), ''), { code: 'EROFS' });
     assert.equal(await unmountAll(at('rootfs')), 2);
@@ -119,7 +119,7 @@ describe('mounting snapshot mounts', { skip }, () => {
   it('undoes only its own bind of a directory onto itself, and not while something is mounted below it', async () => {
     await makePrivateBindOfItself(at('data'));
     await mkdir(at('data', 'below'), { recursive: true });
-    await bindMount(at('lower1'), at('data', 'below'));
+    await mountOne({ type: 'bind', source: at('lower1'), options: ['bind'] }, at('data', 'below'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'busy: a mount below it remains');
     assert.equal((await mountsAt(at('data'))).length, 1);
     await unmountAll(at('data', 'below'));
@@ -133,7 +133,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal((await mountsAt(at('data'))).length, 1);
     await unmountAll(at('data'));
     // Nor a bind of another directory onto it.
-    await bindMount(at('lower2'), at('data'));
+    await mountOne({ type: 'bind', source: at('lower2'), options: ['bind'] }, at('data'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false);
     await unmountAll(at('data'));
     assert.deepEqual(await mountsUnder(base), []);
