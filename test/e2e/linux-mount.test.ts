@@ -32,6 +32,7 @@ describe('mounting snapshot mounts', { skip }, () => {
         {
           type: 'overlay',
           source: 'overlay',
+          target: '',
           options: [`workdir=${at('work')}`, `upperdir=${at('upper')}`, `lowerdir=${at('lower2')}:${at('lower1')}`],
         },
         { type: 'bind', source: at('data'), target: 'mnt', options: ['rbind', 'ro'] },
@@ -53,7 +54,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     await assert.rejects(
       mountAll(
         [
-          { type: 'bind', source: at('lower1'), options: ['rbind'] },
+          { type: 'bind', source: at('lower1'), target: '', options: ['rbind'] },
           { type: 'bind', source: at('no-such-dir'), target: 'mnt', options: ['rbind'] },
         ],
         at('rootfs'),
@@ -82,7 +83,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     await symlink('/etc', at('data', 'link'));
     await mountAll(
       [
-        { type: 'bind', source: at('lower2'), options: ['bind', 'nodev'] },
+        { type: 'bind', source: at('lower2'), target: '', options: ['bind', 'nodev'] },
         { type: 'bind', source: at('data'), target: 'mnt', options: ['bind'] },
       ],
       at('rootfs'),
@@ -128,7 +129,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'nothing left to undo');
 
     // A file system mounted at the directory (not a bind of itself) is someone else's: kept.
-    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }], at('data'));
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', target: '', options: ['size=1m'] }], at('data'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false);
     assert.equal((await mountsAt(at('data'))).length, 1);
     await unmountAll(at('data'));

@@ -117,7 +117,7 @@ export class RuncProcesses {
         // Everything the process wrote reaches containerd before its exit is reported: CRI
         // takes an exec's output to be complete once its exit is known.
         await stdio.finish();
-        return { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() };
+        return exit;
       },
       (err: unknown) => {
         // Not our child after all: core reports the process lost; its stdio goes now.
