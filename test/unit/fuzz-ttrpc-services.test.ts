@@ -29,6 +29,7 @@ import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc
 import { TtrpcClient, TtrpcServer, registerService } from '../../src/rpc/ttrpc/index.js';
 import { withCallLog } from '../../src/services/call-log.js';
 import { LINUX_RESOURCES_TYPE, PROCESS_SPEC_TYPE } from '../../src/services/resources.js';
+import { packAny } from '../../src/services/wkt.js';
 import { streamingHandlers } from '../../src/services/streaming.js';
 import { TASK_SERVICE_NAMES, taskHandlers } from '../../src/services/task.js';
 
@@ -151,12 +152,9 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
 
   /** Messages of a Streaming stream: StreamInit, Data, WindowUpdate or anything, in any order. */
   const streamMessage = fc.oneof(
-    hostileString.map((id) => ({ typeUrl: StreamInitSchema.typeName, value: toBinary(StreamInitSchema, create(StreamInitSchema, { id })) })),
-    fc.uint8Array({ maxLength: 64 }).map((data) => ({ typeUrl: DataSchema.typeName, value: toBinary(DataSchema, create(DataSchema, { data })) })),
-    fc.integer({ min: -5, max: 2 ** 31 - 1 }).map((update) => ({
-      typeUrl: WindowUpdateSchema.typeName,
-      value: toBinary(WindowUpdateSchema, create(WindowUpdateSchema, { update })),
-    })),
+    hostileString.map((id) => packAny(StreamInitSchema, { id })),
+    fc.uint8Array({ maxLength: 64 }).map((data) => packAny(DataSchema, { data })),
+    fc.integer({ min: -5, max: 2 ** 31 - 1 }).map((update) => packAny(WindowUpdateSchema, { update })),
     fc.record({ typeUrl: hostileString, value: fc.uint8Array({ maxLength: 32 }) }),
   );
 
