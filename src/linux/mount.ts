@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { invalidArgument } from '../core/errors.js';
 import type { Mount } from '../core/model.js';
-import { hasErrnoCode, mount, MNT, MS, umount2 } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { mount, MNT, MS, umount2 } from './libc/mounts.js';
 import { mountsAt, mountsUnder, propagationOf, readMountInfo } from './mountinfo.js';
 
 export interface ParsedMountOptions {

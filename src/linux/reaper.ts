@@ -19,7 +19,9 @@
 // stays a zombie under us until the daemon exits, because reaping unknown pids would race libuv.
 
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../core/model.js';
-import { closeFd, hasErrnoCode, pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { closeFd } from './libc/files.js';
+import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';
 
 export interface ReaperOptions {
   /**

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 
 import { UNKNOWN_EXIT_STATUS } from '../../src/core/model.js';
-import { isChildSubreaper } from '../../src/linux/libc.js';
+import { isChildSubreaper } from '../../src/linux/libc/processes.js';
 import { Reaper } from '../../src/linux/reaper.js';
 
 const run = promisify(execFile);

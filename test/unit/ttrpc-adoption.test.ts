@@ -14,7 +14,8 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { Code } from '../../src/core/errors.js';
 import { passedDescriptors, rightsMessage, rightsSpace } from '../../src/linux/cmsg.js';
-import { acceptNow, closeFd, connectUnix, listenUnix, receiveMessage, sendMessage } from '../../src/linux/libc.js';
+import { closeFd } from '../../src/linux/libc/files.js';
+import { acceptNow, connectUnix, listenUnix, receiveMessage, sendMessage } from '../../src/linux/libc/sockets.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, type PendingCall, type TtrpcServerOptions } from '../../src/rpc/ttrpc/index.js';
 

@@ -8,7 +8,7 @@ import type { CreatedProcess, SandboxContext, WindowSize } from '../../core/kind
 import type { ContainerRecord, ExecRecord, ExitInfo } from '../../core/model.js';
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
-import { hasErrnoCode } from '../../linux/libc.js';
+import { hasErrnoCode } from '../../linux/libc/binding.js';
 import type { Reaper } from '../../linux/reaper.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 
