@@ -11,8 +11,9 @@ import { TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/ap
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { EventSink, TaskEvent } from '../../src/core/events.js';
 import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/core/kind.js';
-import type { ContainerRecord, ExitInfo, SandboxRecord } from '../../src/core/model.js';
+import type { ContainerRecord, SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
+import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import { holderCommand } from '../../src/linux/pid-holder.js';
 import { checkPodSysctls, sysctlNamespace } from '../../src/linux/sysctls.js';
 import { packEvent } from '../../src/services/events.js';
@@ -89,13 +90,13 @@ describe('events of the task state', () => {
 
 /** A kind whose one container runs until `exit` is called; it reports an OOM first when told to. */
 function fakeKind(calls: string[], oomAtExit: boolean) {
-  let finish!: (exit: ExitInfo) => void;
+  let running: FakeProcess | undefined;
   const tasks = {
     async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
-      const ended = new Promise<ExitInfo>((resolve) => (finish = resolve));
+      running = fakeProcess(4242);
       return {
-        pid: 4242,
-        exited: ended.then((exit) => {
+        pid: running.pid,
+        exited: running.exited.then((exit) => {
           if (oomAtExit) sandbox.reportOom(container.id);
           return exit;
         }),
@@ -111,7 +112,7 @@ function fakeKind(calls: string[], oomAtExit: boolean) {
     async delete() {},
   };
   const kind = { name: 'fake', tasks } as unknown as SandboxKind;
-  return { kind, exit: (exitStatus: number) => finish({ exitStatus, exitedAt: new Date().toISOString() }) };
+  return { kind, exit: (exitStatus: number) => running?.end(exitStatus) };
 }
 
 async function withSandbox(oomAtExit: boolean, body: (s: Sandbox, events: TaskEvent[], calls: string[], exit: (status: number) => void) => Promise<void>) {
