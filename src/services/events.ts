@@ -41,21 +41,9 @@ export function packEvent(event: TaskEvent) {
     case '/tasks/exec-started':
       return packAny(TaskExecStartedSchema, { containerId: event.containerId, execId: event.execId, pid: event.pid });
     case '/tasks/exit':
-      return packAny(TaskExitSchema, {
-        containerId: event.containerId,
-        id: event.execId,
-        pid: event.pid,
-        exitStatus: event.exitStatus,
-        exitedAt: toTimestamp(event.exitedAt),
-      });
+      return packAny(TaskExitSchema, processEnd(event));
     case '/tasks/delete':
-      return packAny(TaskDeleteSchema, {
-        containerId: event.containerId,
-        id: event.execId,
-        pid: event.pid,
-        exitStatus: event.exitStatus,
-        exitedAt: toTimestamp(event.exitedAt),
-      });
+      return packAny(TaskDeleteSchema, processEnd(event));
     case '/tasks/oom':
       return packAny(TaskOOMSchema, { containerId: event.containerId });
     case '/tasks/paused':
@@ -63,6 +51,11 @@ export function packEvent(event: TaskEvent) {
     case '/tasks/resumed':
       return packAny(TaskResumedSchema, { containerId: event.containerId });
   }
+}
+
+/** The fields TaskExit and TaskDelete share: which process ended, and how. */
+function processEnd(event: Extract<TaskEvent, { topic: '/tasks/exit' | '/tasks/delete' }>) {
+  return { containerId: event.containerId, id: event.execId, pid: event.pid, exitStatus: event.exitStatus, exitedAt: toTimestamp(event.exitedAt) };
 }
 
 interface Queued {

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { fromBinary } from '@bufbuild/protobuf';
-import { TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/api/containerd/events/task_pb.js';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { TaskDeleteSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/api/containerd/events/task_pb.js';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { EventSink, TaskEvent } from '../../src/core/events.js';
 import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/core/kind.js';
@@ -85,6 +86,20 @@ describe('events of the task state', () => {
     assert.equal(fromBinary(TaskOOMSchema, oom.value).containerId, 'c1');
     assert.equal(fromBinary(TaskPausedSchema, packEvent({ topic: '/tasks/paused', containerId: 'c2' }).value).containerId, 'c2');
     assert.equal(fromBinary(TaskResumedSchema, packEvent({ topic: '/tasks/resumed', containerId: 'c3' }).value).containerId, 'c3');
+  });
+
+  it('packs TaskExit and TaskDelete with the process and its exit, under the bare type name containerd uses', () => {
+    const ended = { containerId: 'c1', execId: 'e1', pid: 42, exitStatus: 137, exitedAt: '2026-01-02T03:04:05.678Z' };
+    for (const [topic, schema] of [['/tasks/exit', TaskExitSchema], ['/tasks/delete', TaskDeleteSchema]] as const) {
+      const any = packEvent({ topic, ...ended });
+      assert.equal(any.typeUrl, schema.typeName);
+      const event = fromBinary(schema, any.value);
+      assert.deepEqual(
+        { containerId: event.containerId, id: event.id, pid: event.pid, exitStatus: event.exitStatus },
+        { containerId: 'c1', id: 'e1', pid: 42, exitStatus: 137 },
+      );
+      assert.equal(event.exitedAt && timestampDate(event.exitedAt).toISOString(), ended.exitedAt);
+    }
   });
 });
 

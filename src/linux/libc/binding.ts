@@ -19,8 +19,8 @@ import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 
 // koffi's types only, at compile time; the module itself is required lazily below.
-export type Koffi = typeof import('koffi');
-export type Library = ReturnType<Koffi['load']>;
+type Koffi = typeof import('koffi');
+type Library = ReturnType<Koffi['load']>;
 
 let loaded: { koffi: Koffi; lib: Library } | undefined;
 
