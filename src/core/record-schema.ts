@@ -34,7 +34,7 @@ const podSpec = z.object({
   annotations: stringMap,
 });
 
-const mountSpec = z.object({ type: z.string(), source: z.string(), target: z.string(), options: stringList });
+const mount = z.object({ type: z.string(), source: z.string(), target: z.string(), options: stringList });
 
 /** A process that has stopped knows its exit, and one that has not does not: else its waiters would hang or lie. */
 const exitMatchesStatus = (p: { status: string; exit: unknown }) => (p.status === 'stopped') === (p.exit !== null);
@@ -58,7 +58,7 @@ const containerRecord = z
   .object({
     id,
     bundle: z.string(),
-    rootfs: z.array(mountSpec),
+    rootfs: z.array(mount),
     stdio,
     pid,
     status: processStatus,
