@@ -21,10 +21,11 @@ export interface PodSpec {
   annotations: Record<string, string>;
 }
 
-/** A containerd mount (snapshot layer or bind) as it arrives on the wire. */
-export interface MountSpec {
+/** A containerd mount (containerd.types.Mount: a snapshot layer or a bind) as it arrives on the wire. */
+export interface Mount {
   type: string;
   source: string;
+  /** Where to mount, relative to the container's rootfs; empty means the rootfs itself. */
   target: string;
   options: string[];
 }
@@ -37,9 +38,17 @@ export interface Stdio {
 }
 
 export interface ExitInfo {
+  /** The exit code, or 128 + the signal number when a signal killed the process (shell style). */
   exitStatus: number;
   exitedAt: string; // ISO 8601
 }
+
+/**
+ * The exit status of a process whose real one cannot be known: it ended while kuasard was down
+ * or after a restart (it was no longer our child), it never ran, or its sandbox could not be
+ * taken over. containerd's CRI reports an exit it could not learn the same way (unknownExitCode).
+ */
+export const UNKNOWN_EXIT_STATUS = 255;
 
 export type SandboxPhase = 'created' | 'ready' | 'stopped';
 
@@ -61,7 +70,7 @@ export interface ExecRecord {
 export interface ContainerRecord {
   id: string;
   bundle: string;
-  rootfs: MountSpec[];
+  rootfs: Mount[];
   stdio: Stdio;
   pid: number;
   status: ProcessStatus;
@@ -101,3 +110,6 @@ export interface Platform {
 }
 
 export const nowIso = (): string => new Date().toISOString();
+
+/** An exit with `exitStatus` that happens now. */
+export const exitedNow = (exitStatus: number): ExitInfo => ({ exitStatus, exitedAt: nowIso() });

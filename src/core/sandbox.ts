@@ -8,8 +8,7 @@ import { validateId } from './ids.js';
 import type { SandboxContext, SandboxKind, WindowSize } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { CgroupMetrics } from './metrics.js';
-import type { ContainerRecord, ExecRecord, ExitInfo, MountSpec, SandboxRecord, Stdio } from './model.js';
-import { nowIso } from './model.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExecRecord, type ExitInfo, type Mount, type SandboxRecord, type Stdio } from './model.js';
 import { writeJsonAtomic } from './state-file.js';
 import { StreamRegistry } from './streams.js';
 
@@ -21,7 +20,7 @@ export const MAX_SOCKET_PATH = 107;
 export interface TaskCreateInput {
   id: string;
   bundle: string;
-  rootfs: MountSpec[];
+  rootfs: Mount[];
   stdio: Stdio;
 }
 
@@ -32,8 +31,6 @@ export interface ExecCreateInput {
   stdio: Stdio;
 }
 
-/** What an exec that never ran reports to its waiters and to Delete. */
-const NEVER_RAN = 255;
 /** How long an init's exit waits for its killed execs to be reaped. */
 const EXECS_END_MS = 5_000;
 
@@ -110,7 +107,7 @@ export class Sandbox implements SandboxContext {
       for (const exec of container.execs) {
         if (exec.status === 'stopped') continue;
         exec.status = 'stopped';
-        exec.exit = { exitStatus: 255, exitedAt: nowIso() };
+        exec.exit = exitedNow(UNKNOWN_EXIT_STATUS);
         this.execExits.get(execKey(container.id, exec.id))?.settle(exec.exit);
         this.log.warn({ container: container.id, exec: exec.id }, 'exec from before the restart is reported exited (255)');
       }
@@ -208,7 +205,7 @@ export class Sandbox implements SandboxContext {
       });
     void exited.then(record, (err) => {
       this.log.error({ err, container: container.id }, 'lost track of the task process; reporting it exited (255)');
-      return record({ exitStatus: 255, exitedAt: nowIso() });
+      return record(exitedNow(UNKNOWN_EXIT_STATUS));
     });
   }
 
@@ -287,7 +284,7 @@ export class Sandbox implements SandboxContext {
       }
       await this.releaseExecs(container);
       await this.kind.tasks.delete(this, container);
-      const exit = container.exit ?? { exitStatus: 0, exitedAt: nowIso() };
+      const exit = container.exit ?? exitedNow(0);
       this.record.containers = this.record.containers.filter((c) => c !== container);
       this.exits.delete(id);
       await this.save();
@@ -425,7 +422,7 @@ export class Sandbox implements SandboxContext {
         // As runc's shim: an exec that could not start has ended, so its waiters (containerd
         // waits before it starts) are released instead of hanging.
         exec.status = 'stopped';
-        exec.exit = { exitStatus: NEVER_RAN, exitedAt: nowIso() };
+        exec.exit = exitedNow(UNKNOWN_EXIT_STATUS);
         latch.settle(exec.exit);
         await this.save();
         throw err;
@@ -464,7 +461,7 @@ export class Sandbox implements SandboxContext {
     };
     void exited.then(record, (err) => {
       this.log.error({ err, container: container.id, exec: exec.id }, 'lost track of the exec process; reporting it exited (255)');
-      return record({ exitStatus: 255, exitedAt: nowIso() });
+      return record(exitedNow(UNKNOWN_EXIT_STATUS));
     });
   }
 
@@ -494,7 +491,7 @@ export class Sandbox implements SandboxContext {
 
   /** Drops an exec's record and latch; waiters of one that never ran are released. */
   private forgetExec(container: ContainerRecord, exec: ExecRecord): ExitInfo {
-    const exit = exec.exit ?? { exitStatus: NEVER_RAN, exitedAt: nowIso() };
+    const exit = exec.exit ?? exitedNow(UNKNOWN_EXIT_STATUS);
     container.execs = container.execs.filter((e) => e !== exec);
     const key = execKey(container.id, exec.id);
     this.execExits.get(key)?.settle(exit);

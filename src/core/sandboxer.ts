@@ -11,8 +11,7 @@ import { isValidId, validateId } from './ids.js';
 import type { SandboxKind } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { CgroupMetrics } from './metrics.js';
-import type { ExitInfo, PodSpec, SandboxRecord } from './model.js';
-import { nowIso } from './model.js';
+import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from './model.js';
 import { parseSandboxRecord } from './record-schema.js';
 import { MAX_SOCKET_PATH, Sandbox, STATE_FILE, TASK_SOCKET_NAME } from './sandbox.js';
 
@@ -43,9 +42,6 @@ export interface SandboxStatusView {
   /** Why the sandbox cannot be served (it came back broken from a restart); empty otherwise. */
   reason: string;
 }
-
-/** What a sandbox reports when the daemon could not take it over: it cannot run anything. */
-const UNRECOVERABLE_EXIT_STATUS = 255;
 
 export class Sandboxer {
   private readonly sandboxes = new Map<string, Sandbox>();
@@ -105,7 +101,7 @@ export class Sandboxer {
     }
     // A Shutdown under way when the daemon died may have saved the phase without an exit.
     if (record.phase === 'stopped' && !record.exit) {
-      record.exit = { exitStatus: UNRECOVERABLE_EXIT_STATUS, exitedAt: nowIso() };
+      record.exit = exitedNow(UNKNOWN_EXIT_STATUS);
       sandbox.stopped.settle(record.exit);
     }
     await this.kind.recover(sandbox).catch((err: unknown) => this.markUnusable(sandbox, errorText(err)));
@@ -180,7 +176,7 @@ export class Sandboxer {
     sandbox.log.error({ reason }, 'sandbox cannot be served; reporting it not ready until containerd removes it');
     sandbox.problem ||= reason;
     sandbox.record.phase = 'stopped';
-    sandbox.record.exit ??= { exitStatus: UNRECOVERABLE_EXIT_STATUS, exitedAt: nowIso() };
+    sandbox.record.exit ??= exitedNow(UNKNOWN_EXIT_STATUS);
     sandbox.stopped.settle(sandbox.record.exit);
   }
 
@@ -314,7 +310,7 @@ export class Sandboxer {
       if (sandbox.record.phase === 'stopped') return;
       await sandbox.stopAllTasks(graceMs);
       await this.kind.stop(sandbox);
-      const exit: ExitInfo = { exitStatus: 0, exitedAt: nowIso() };
+      const exit: ExitInfo = exitedNow(0);
       sandbox.record.phase = 'stopped';
       sandbox.record.exit = exit;
       sandbox.record.pid = 0;
@@ -337,7 +333,7 @@ export class Sandboxer {
       this.endpoints.delete(id);
       await this.release(sandbox);
       this.sandboxes.delete(id);
-      sandbox.stopped.settle(sandbox.record.exit ?? { exitStatus: 0, exitedAt: nowIso() });
+      sandbox.stopped.settle(sandbox.record.exit ?? exitedNow(0));
       sandbox.log.info('sandbox shut down');
     });
   }

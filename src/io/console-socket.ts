@@ -10,7 +10,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { internal } from '../core/errors.js';
 import { passedDescriptors, rightsSpace } from '../linux/cmsg.js';
-import { acceptNow, closeFd, listenUnix, receiveMessageNow } from '../linux/libc.js';
+import { closeFd } from '../linux/libc/files.js';
+import { acceptNow, listenUnix, receiveMessageNow } from '../linux/libc/sockets.js';
 
 /** runc sends the pty's name (/dev/pts/N) as the message's data. */
 const NAME_BYTES = 4096;

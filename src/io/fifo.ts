@@ -4,7 +4,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { setNonBlocking } from '../linux/libc.js';
+import { setNonBlocking } from '../linux/libc/files.js';
 
 /**
  * stdin for a process that reads the FIFO itself. Opened read-only, so that the process sees

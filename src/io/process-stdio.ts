@@ -20,7 +20,7 @@ import { failedPrecondition, invalidArgument } from '../core/errors.js';
 import type { WindowSize } from '../core/kind.js';
 import type { Stdio } from '../core/model.js';
 import type { ProcessStream } from '../core/streams.js';
-import { pipe, setWindowSize } from '../linux/libc.js';
+import { pipe, setWindowSize } from '../linux/libc/files.js';
 import { ConsoleSocket } from './console-socket.js';
 import { fifoReader, fifoStdinReader, fifoWriter, openOutputFifo, openStdinFifo } from './fifo.js';
 import { DEFAULT_OUTPUT_LIMITS, OutputCopy, within, type OutputLimits } from './output-copy.js';

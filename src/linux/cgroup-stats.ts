@@ -23,7 +23,7 @@ import type {
   CgroupV2Metrics,
 } from '../core/metrics.js';
 import { cgroupPlaces, type CgroupLayout, type CgroupPlace, detectCgroupLayout } from './cgroups.js';
-import { hasErrnoCode } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
 
 /** What cgroup v2 writes for "no limit" in memory.max; containerd reports it as 2^64-1. */
 export const V2_UNLIMITED = 2n ** 64n - 1n;

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { failedPrecondition, invalidArgument, unimplemented } from '../core/errors.js';
-import { hasErrnoCode } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
 import { readMountInfo, type MountInfo } from './mountinfo.js';
 
 export interface CgroupHierarchy {

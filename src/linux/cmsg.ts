@@ -42,7 +42,7 @@ export function passedDescriptors(control: Uint8Array): number[] {
   return fds;
 }
 
-/** A control buffer with one SCM_RIGHTS message passing `fds`, for sendmsg (libc sendMessage). */
+/** A control buffer with one SCM_RIGHTS message passing `fds`, for sendmsg (libc/sockets.ts sendMessage). */
 export function rightsMessage(fds: readonly number[]): Buffer {
   const control = Buffer.alloc(rightsSpace(fds.length));
   control.writeBigUInt64LE(BigInt(CMSG_HEADER_SIZE + fds.length * FD_SIZE), 0);

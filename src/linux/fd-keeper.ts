@@ -15,14 +15,16 @@
 // Calls are synchronous: the keeper answers at once (it only stores descriptors), and a
 // blocking exchange keeps replies in step with commands without any queueing. Each exchange is
 // bounded by a timeout (SO_RCVTIMEO/SO_SNDTIMEO; a signal that interrupts the wait, such as one
-// of kuasard's many SIGCHLDs, only makes it wait again: libc.ts retries EINTR); after a failed
+// of kuasard's many SIGCHLDs, only makes it wait again: libc/binding.ts retries EINTR); after a failed
 // one the connection is closed, since a late reply would answer the wrong command.
 
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
-import { closeFd, connectUnix, hasErrnoCode, peerHasHungUp, receiveMessage, sendMessage, setSocketTimeouts } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { closeFd } from './libc/files.js';
+import { connectUnix, peerHasHungUp, receiveMessage, sendMessage, setSocketTimeouts } from './libc/sockets.js';
 
 /** Where `npm run build:native` puts the keeper: dist/native/ (this module is dist/src/linux/fd-keeper.js). */
 export const FD_KEEPER_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../native/fd-keeper');

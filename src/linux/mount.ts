@@ -7,17 +7,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { invalidArgument } from '../core/errors.js';
-import { hasErrnoCode, mount, MNT, MS, umount2 } from './libc.js';
+import type { Mount } from '../core/model.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { mount, MNT, MS, umount2 } from './libc/mounts.js';
 import { mountsAt, mountsUnder, propagationOf, readMountInfo } from './mountinfo.js';
-
-/** A mount as containerd's snapshotters describe it (containerd.types.Mount). */
-export interface Mount {
-  type: string;
-  source: string;
-  /** Where to mount, relative to the target handed to mountAll; absent means the target itself. */
-  target?: string;
-  options: string[];
-}
 
 export interface ParsedMountOptions {
   /** Flags for the mount(2) call that creates (or remounts) the mount. */
@@ -169,7 +162,8 @@ function resolveTarget(root: string, m: Mount): string {
 
 /**
  * Mounts containerd's mounts for a rootfs at `target`, in order (each on top of the previous
- * ones, or at its own `target` below it). On failure, the mounts already made are undone.
+ * ones, or at its own `target` below it: relative to `target`, empty for `target` itself). On
+ * failure, the mounts already made are undone.
  */
 export async function mountAll(mounts: readonly Mount[], target: string): Promise<void> {
   const root = path.resolve(target);
@@ -229,18 +223,6 @@ export async function unmountRecursive(prefix: string, options: UnmountOptions =
   if (left.length > 0) {
     throw new Error(`unmount ${prefix}: still mounted: ${[...new Set(left.map((m) => m.mountPoint))].join(', ')}`);
   }
-}
-
-export interface BindOptions {
-  readonly?: boolean;
-  /** Bring the mounts below `source` along (rbind). */
-  recursive?: boolean;
-}
-
-export async function bindMount(source: string, target: string, options: BindOptions = {}): Promise<void> {
-  const words = [options.recursive ? 'rbind' : 'bind'];
-  if (options.readonly) words.push('ro');
-  await mountOne({ type: 'bind', source, options: words }, target);
 }
 
 export interface AddFlagsOptions {

@@ -17,7 +17,9 @@ import { rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 import { alreadyExists, internal, invalidArgument } from '../core/errors.js';
-import { CLONE_NEWIPC, CLONE_NEWUTS, hasErrnoCode, mount, MS, sethostname, setns, unshare } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { mount, MS } from './libc/mounts.js';
+import { CLONE_NEWIPC, CLONE_NEWUTS, sethostname, setns, unshare } from './libc/namespaces.js';
 import { makePrivateBindOfItself, unmountRecursive } from './mount.js';
 import { isMountPoint, isWithin, propagationOf, readMountInfo } from './mountinfo.js';
 

@@ -21,7 +21,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { failedPrecondition, internal } from '../core/errors.js';
 import { joinCgroup, parseProcCgroup, removeCgroup } from './cgroups.js';
-import { CLONE_NEWPID, hasErrnoCode, setns, unshare } from './libc.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { CLONE_NEWPID, setns, unshare } from './libc/namespaces.js';
 import { isSameProcessRunning, readProcStat } from './proc.js';
 
 /** The pause-mode init; Debian and most distributions package it (podman uses it the same way). */

@@ -18,21 +18,10 @@
 // Limitation: an orphan that nobody watches (say, a daemon a container hook double-forked)
 // stays a zombie under us until the daemon exits, because reaping unknown pids would race libuv.
 
-import { closeFd, hasErrnoCode, pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc.js';
-
-export interface ExitInfo {
-  /** The exit code, or 128 + the signal number when a signal killed the process (shell style). */
-  exitStatus: number;
-  /** When the exit was observed (reaping follows the exit within one event-loop turn). */
-  exitedAt: Date;
-  /** The signal that killed the process, if one did. */
-  signal?: number;
-  /** Set by watchForeign: the process was not our child, so how it ended is unknown. */
-  statusUnknown?: boolean;
-}
-
-/** What watchForeign reports as the exit status, as containerd does for a lost status. */
-export const UNKNOWN_EXIT_STATUS = 255;
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../core/model.js';
+import { hasErrnoCode } from './libc/binding.js';
+import { closeFd } from './libc/files.js';
+import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';
 
 export interface ReaperOptions {
   /**
@@ -53,9 +42,9 @@ interface ForeignPending extends Pending {
   pidfd: number;
 }
 
-export function exitInfoFromWaitStatus(status: WaitStatus, exitedAt = new Date()): ExitInfo {
-  if (status.signal !== undefined) return { exitStatus: 128 + status.signal, exitedAt, signal: status.signal };
-  return { exitStatus: status.exitCode ?? UNKNOWN_EXIT_STATUS, exitedAt };
+/** The exit a wait status tells, observed now (reaping follows the exit within one event-loop turn). */
+function exitOf(status: WaitStatus): ExitInfo {
+  return exitedNow(status.signal !== undefined ? 128 + status.signal : (status.exitCode ?? UNKNOWN_EXIT_STATUS));
 }
 
 function pending<T extends Pending>(extra: Omit<T, keyof Pending>): T {
@@ -132,7 +121,7 @@ export class Reaper {
 
   /**
    * Resolves when `pid`, a process that is not our child, exits; the status is unknowable, so it
-   * reports UNKNOWN_EXIT_STATUS with `statusUnknown`. Resolves at once when the pid is gone.
+   * reports UNKNOWN_EXIT_STATUS. Resolves at once when the pid is gone.
    * Do not use it for our own children: they would stay zombies (use `watch`).
    */
   watchForeign(pid: number): Promise<ExitInfo> {
@@ -143,7 +132,7 @@ export class Reaper {
     try {
       pidfd = pidfdOpen(pid);
     } catch (err) {
-      if (hasErrnoCode(err, 'ESRCH')) return Promise.resolve(unknownExit());
+      if (hasErrnoCode(err, 'ESRCH')) return Promise.resolve(exitedNow(UNKNOWN_EXIT_STATUS));
       return Promise.reject(err);
     }
     const watch = pending<ForeignPending>({ pidfd });
@@ -173,7 +162,7 @@ export class Reaper {
     }
     if (!reaped) return;
     this.children.delete(pid);
-    watch.resolve(exitInfoFromWaitStatus(reaped.status));
+    watch.resolve(exitOf(reaped.status));
   }
 
   private pollForeign(pid: number, watch: ForeignPending): void {
@@ -187,7 +176,7 @@ export class Reaper {
     }
     if (!exited) return;
     this.forgetForeign(pid, watch);
-    watch.resolve(unknownExit());
+    watch.resolve(exitedNow(UNKNOWN_EXIT_STATUS));
   }
 
   private forgetForeign(pid: number, watch: ForeignPending): void {
@@ -206,8 +195,4 @@ export class Reaper {
       }, this.pollIntervalMs);
     }
   }
-}
-
-function unknownExit(): ExitInfo {
-  return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: new Date(), statusUnknown: true };
 }

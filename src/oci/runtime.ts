@@ -40,10 +40,6 @@ export interface ProcessIo {
 export interface CreateOptions extends ProcessIo {
   /** Where the runtime writes the pid of the container's init. */
   pidFile: string;
-  /** Use MS_MOVE + chroot instead of pivot_root (for a rootfs on a ramfs). */
-  noPivot?: boolean;
-  /** Keep the session keyring of the caller instead of a new one per container. */
-  noNewKeyring?: boolean;
 }
 
 export interface ExecOptions extends ProcessIo {
@@ -51,19 +47,6 @@ export interface ExecOptions extends ProcessIo {
   pidFile: string;
   /** The process to run, as an OCI Process JSON file. */
   processFile: string;
-}
-
-export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
-
-export interface ContainerState {
-  id: string;
-  /** The init's pid; 0 once it has stopped. */
-  pid: number;
-  status: ContainerStatus;
-  bundle: string;
-  rootfs?: string;
-  created?: string;
-  annotations?: Record<string, string>;
 }
 
 export interface RuntimeVersion {
@@ -144,24 +127,12 @@ export class OciRuntime {
   async create(id: string, bundle: string, options: CreateOptions): Promise<number> {
     const args = ['create', '--bundle', bundle, '--pid-file', options.pidFile];
     if (options.consoleSocket) args.push('--console-socket', options.consoleSocket);
-    if (options.noPivot) args.push('--no-pivot');
-    if (options.noNewKeyring) args.push('--no-new-keyring');
     await this.run({ operation: 'create', id, args: [...args, id], io: options.stdio ?? ['ignore', 'ignore', 'ignore'] });
     return readPidFile(options.pidFile, 'create', id);
   }
 
   async start(id: string): Promise<void> {
     await this.run({ operation: 'start', id, args: ['start', id] });
-  }
-
-  async state(id: string): Promise<ContainerState> {
-    return JSON.parse(await this.run({ operation: 'state', id, args: ['state', id] })) as ContainerState;
-  }
-
-  /** Every container the runtime knows under its root. */
-  async list(): Promise<ContainerState[]> {
-    const out = await this.run({ operation: 'list', args: ['list', '--format', 'json'] });
-    return (JSON.parse(out) as ContainerState[] | null) ?? [];
   }
 
   /** Sends `signal` to the init, or with `all` to every process of the container. */

@@ -107,11 +107,6 @@ export function withNewNamespace(spec: Spec, type: LinuxNamespaceType): Spec {
   return withNamespaces(spec, (namespaces) => upsertBy(namespaces, (ns) => ns.type === type, { type }));
 }
 
-/** The namespace entry of `type`, if the spec has one. */
-export function namespaceOf(spec: Spec, type: LinuxNamespaceType): LinuxNamespace | undefined {
-  return spec.linux?.namespaces?.find((ns) => ns.type === type);
-}
-
 /** Options that make a mount a bind mount whatever its type says (mount(8) reads them so). */
 export const BIND_OPTIONS: readonly string[] = ['bind', 'rbind'];
 

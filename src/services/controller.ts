@@ -27,7 +27,7 @@ import { namespaceFromMetadata } from './call-context.js';
 import { packCgroupMetrics } from './metrics.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from './pod-config.js';
 import { createInfoOf, verboseInfo } from './sandbox-info.js';
-import { toTimestamp } from './timestamps.js';
+import { toTimestamp } from './wkt.js';
 
 function verboseInfoOf(sandboxer: Sandboxer, sandboxId: string): Record<string, string> {
   const sandbox = sandboxer.get(sandboxId);

@@ -2,7 +2,7 @@
 // caller: events wait in an ordered queue and are retried while containerd is unreachable
 // (for example while it restarts), so exits that happen meanwhile still reach it.
 import { create, toBinary } from '@bufbuild/protobuf';
-import { anyPack, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
 import {
   TaskCreateSchema,
@@ -18,55 +18,44 @@ import {
 import { ForwardRequestSchema } from '../api/containerd/services/events/ttrpc/v1/events_pb.js';
 import type { EventSink, TaskEvent } from '../core/events.js';
 import { TtrpcClient } from '../rpc/ttrpc/client.js';
+import { packAny, toTimestamp } from './wkt.js';
 
 const EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
 const MAX_QUEUED = 10_000;
 const RETRY_MS = 500;
 
-const ts = (iso: string): Timestamp => timestampFromDate(new Date(iso));
-
-/** The protobuf form of a core event, packed in an Any with its full type name. */
+/** The protobuf form of a core event, packed in an Any as containerd's shims pack theirs. */
 export function packEvent(event: TaskEvent) {
   switch (event.topic) {
     case '/tasks/create':
-      return anyPack(TaskCreateSchema, create(TaskCreateSchema, {
+      return packAny(TaskCreateSchema, {
         containerId: event.containerId,
         bundle: event.bundle,
         pid: event.pid,
         io: { stdin: event.stdio.stdin, stdout: event.stdio.stdout, stderr: event.stdio.stderr, terminal: event.stdio.terminal },
-      }));
+      });
     case '/tasks/start':
-      return anyPack(TaskStartSchema, create(TaskStartSchema, { containerId: event.containerId, pid: event.pid }));
+      return packAny(TaskStartSchema, { containerId: event.containerId, pid: event.pid });
     case '/tasks/exec-added':
-      return anyPack(TaskExecAddedSchema, create(TaskExecAddedSchema, { containerId: event.containerId, execId: event.execId }));
+      return packAny(TaskExecAddedSchema, { containerId: event.containerId, execId: event.execId });
     case '/tasks/exec-started':
-      return anyPack(
-        TaskExecStartedSchema,
-        create(TaskExecStartedSchema, { containerId: event.containerId, execId: event.execId, pid: event.pid }),
-      );
+      return packAny(TaskExecStartedSchema, { containerId: event.containerId, execId: event.execId, pid: event.pid });
     case '/tasks/exit':
-      return anyPack(TaskExitSchema, create(TaskExitSchema, {
-        containerId: event.containerId,
-        id: event.execId,
-        pid: event.pid,
-        exitStatus: event.exitStatus,
-        exitedAt: ts(event.exitedAt),
-      }));
+      return packAny(TaskExitSchema, processEnd(event));
     case '/tasks/delete':
-      return anyPack(TaskDeleteSchema, create(TaskDeleteSchema, {
-        containerId: event.containerId,
-        id: event.execId,
-        pid: event.pid,
-        exitStatus: event.exitStatus,
-        exitedAt: ts(event.exitedAt),
-      }));
+      return packAny(TaskDeleteSchema, processEnd(event));
     case '/tasks/oom':
-      return anyPack(TaskOOMSchema, create(TaskOOMSchema, { containerId: event.containerId }));
+      return packAny(TaskOOMSchema, { containerId: event.containerId });
     case '/tasks/paused':
-      return anyPack(TaskPausedSchema, create(TaskPausedSchema, { containerId: event.containerId }));
+      return packAny(TaskPausedSchema, { containerId: event.containerId });
     case '/tasks/resumed':
-      return anyPack(TaskResumedSchema, create(TaskResumedSchema, { containerId: event.containerId }));
+      return packAny(TaskResumedSchema, { containerId: event.containerId });
   }
+}
+
+/** The fields TaskExit and TaskDelete share: which process ended, and how. */
+function processEnd(event: Extract<TaskEvent, { topic: '/tasks/exit' | '/tasks/delete' }>) {
+  return { containerId: event.containerId, id: event.execId, pid: event.pid, exitStatus: event.exitStatus, exitedAt: toTimestamp(event.exitedAt) };
 }
 
 interface Queued {

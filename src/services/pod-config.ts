@@ -1,25 +1,23 @@
 // containerd hands the CRI PodSandboxConfig to the controller as an Any in Create.options.
 // Decode it here, at the edge, into core's protocol-free PodSpec.
-import { fromBinary } from '@bufbuild/protobuf';
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { invalidArgument } from '../core/errors.js';
 import type { PodSpec } from '../core/model.js';
-
-const POD_SANDBOX_CONFIG_TYPES = new Set(['runtime.v1.PodSandboxConfig', 'type.googleapis.com/runtime.v1.PodSandboxConfig']);
+import { unpackAny } from './wkt.js';
 
 export function decodePodSandboxConfig(options: Any | undefined, sandboxId: string): PodSandboxConfig {
   if (!options || options.typeUrl === '') {
     throw invalidArgument(`create sandbox ${sandboxId}: options carry no PodSandboxConfig (drive this sandboxer through CRI)`);
   }
-  if (!POD_SANDBOX_CONFIG_TYPES.has(options.typeUrl)) {
-    throw invalidArgument(`create sandbox ${sandboxId}: options hold ${options.typeUrl}, expected runtime.v1.PodSandboxConfig`);
-  }
+  let config: PodSandboxConfig | undefined;
   try {
-    return fromBinary(PodSandboxConfigSchema, options.value);
+    config = unpackAny(options, PodSandboxConfigSchema);
   } catch (err) {
     throw invalidArgument(`create sandbox ${sandboxId}: PodSandboxConfig does not decode: ${(err as Error).message}`);
   }
+  if (!config) throw invalidArgument(`create sandbox ${sandboxId}: options hold ${options.typeUrl}, expected runtime.v1.PodSandboxConfig`);
+  return config;
 }
 
 const pidModes: Record<number, PodSpec['pidMode']> = {

@@ -12,10 +12,6 @@ export const MAX_DATA_MESSAGE = 32 * 1024;
 export class SendWindow {
   private credits = 0;
 
-  get available(): number {
-    return this.credits;
-  }
-
   /** Adds the peer's grant; a grant that is not a positive integer is ignored (and reported false). */
   grant(bytes: number): boolean {
     if (!Number.isInteger(bytes) || bytes <= 0) return false;
@@ -37,10 +33,6 @@ export class ReceiveWindow {
   private outstanding = 0;
 
   constructor(private readonly size = STREAM_WINDOW) {}
-
-  get inFlight(): number {
-    return this.outstanding;
-  }
 
   /** Counts bytes that arrived; false when the peer sent more than it had been granted. */
   received(bytes: number): boolean {

@@ -7,8 +7,7 @@
 //
 // Each stream becomes a Node stream in the sandbox's StreamRegistry, where the kind takes it:
 // stdin a Readable (containerd writes), stdout and stderr a Writable (the daemon writes).
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { AnySchema, EmptySchema, type Any } from '@bufbuild/protobuf/wkt';
+import { EmptySchema, type Any } from '@bufbuild/protobuf/wkt';
 import { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
@@ -19,19 +18,9 @@ import type { StreamRegistry } from '../core/streams.js';
 import { RateLimitedLog, type WarnLogger } from '../rate-limited-log.js';
 import type { TypedServerStream } from '../rpc/ttrpc/typed.js';
 import { MAX_DATA_MESSAGE, ReceiveWindow, SendWindow } from './stream-window.js';
+import { packAny, unpackAny } from './wkt.js';
 
 type Messages = TypedServerStream<Any, Any>;
-
-/** An Any as containerd's typeurl writes one: the message's full name, no URL prefix. */
-function pack<S extends DescMessage>(schema: S, message: MessageShape<S>): Any {
-  return create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, message) });
-}
-
-/** The message in `any` if it is of `schema`'s type (with or without a URL prefix). */
-function unpack<S extends DescMessage>(any: Any, schema: S): MessageShape<S> | undefined {
-  const name = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
-  return name === schema.typeName ? fromBinary(schema, any.value) : undefined;
-}
 
 /** stdout/stderr: bytes the daemon sends, within the credits containerd grants. */
 class OutboundStream extends Writable {
@@ -66,7 +55,7 @@ class OutboundStream extends Writable {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      await this.sendMessage(pack(DataSchema, create(DataSchema, { data: chunk.subarray(offset, offset + bytes) })));
+      await this.sendMessage(packAny(DataSchema, { data: chunk.subarray(offset, offset + bytes) }));
       offset += bytes;
     }
   }
@@ -105,7 +94,7 @@ class InboundStream extends Readable {
     if (this.destroyed || this.readableEnded) return;
     const grant = this.window.due();
     if (grant === 0) return;
-    this.sendMessage(pack(WindowUpdateSchema, create(WindowUpdateSchema, { update: grant }))).catch((err: Error) =>
+    this.sendMessage(packAny(WindowUpdateSchema, { update: grant })).catch((err: Error) =>
       this.destroy(err),
     );
   }
@@ -119,10 +108,10 @@ export function streamingHandlers(registry: StreamRegistry, log: Logger) {
       const messages = call[Symbol.asyncIterator]();
       const first = await messages.next();
       if (first.done) return;
-      const init = unpack(first.value, StreamInitSchema);
+      const init = unpackAny(first.value, StreamInitSchema);
       if (!init?.id) throw invalidArgument(`streaming: the first message must be a StreamInit with an id, not ${first.value.typeUrl}`);
       // containerd waits for this before it uses the stream; any message will do.
-      await call.send(pack(EmptySchema, create(EmptySchema)));
+      await call.send(packAny(EmptySchema, {}));
       const streamLog = log.child({ stream: init.id });
       if (init.id.endsWith('-stdin')) await serveInbound(init.id, messages, call, registry, streamLog, warnings);
       else await serveOutbound(init.id, messages, call, registry, streamLog, warnings);
@@ -150,7 +139,7 @@ async function serveInbound(
       const next = await Promise.race([messages.next(), readerGone]);
       if (next === 'gone') return;
       if (next.done) break;
-      const data = unpack(next.value, DataSchema);
+      const data = unpackAny(next.value, DataSchema);
       if (data) input.receive(data.data);
       else log.debug({ type: next.value.typeUrl }, 'streaming stdin: ignoring a message that is not Data');
     }
@@ -176,7 +165,7 @@ async function serveOutbound(
     for (;;) {
       const next = await messages.next();
       if (next.done) break;
-      const update = unpack(next.value, WindowUpdateSchema);
+      const update = unpackAny(next.value, WindowUpdateSchema);
       if (!update) log.debug({ type: next.value.typeUrl }, 'streaming output: ignoring a message that is not a WindowUpdate');
       else if (!output.grant(update.update)) {
         warnings.warn({ stream: id, update: update.update }, 'streaming output: ignoring an invalid window update');

@@ -33,7 +33,7 @@ import type { ProcessStatus } from '../core/model.js';
 import type { Sandbox } from '../core/sandbox.js';
 import { packCgroupMetrics } from './metrics.js';
 import { decodeJsonAny, decodeLinuxResources, PROCESS_SPEC_TYPE } from './resources.js';
-import { toTimestamp } from './timestamps.js';
+import { toTimestamp } from './wkt.js';
 
 export const TASK_SERVICE_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];
 

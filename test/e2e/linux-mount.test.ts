@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { addMountFlags, bindMount, makePrivateBindOfItself, mountAll, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
+import { addMountFlags, makePrivateBindOfItself, mountAll, mountOne, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
@@ -32,6 +32,7 @@ describe('mounting snapshot mounts', { skip }, () => {
         {
           type: 'overlay',
           source: 'overlay',
+          target: '',
           options: [`workdir=${at('work')}`, `upperdir=${at('upper')}`, `lowerdir=${at('lower2')}:${at('lower1')}`],
         },
         { type: 'bind', source: at('data'), target: 'mnt', options: ['rbind', 'ro'] },
@@ -53,7 +54,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     await assert.rejects(
       mountAll(
         [
-          { type: 'bind', source: at('lower1'), options: ['rbind'] },
+          { type: 'bind', source: at('lower1'), target: '', options: ['rbind'] },
           { type: 'bind', source: at('no-such-dir'), target: 'mnt', options: ['rbind'] },
         ],
         at('rootfs'),
@@ -68,8 +69,8 @@ describe('mounting snapshot mounts', { skip }, () => {
   });
 
   it('binds, stacks and unmounts a whole stack at one point', async () => {
-    await bindMount(at('lower1'), at('rootfs'));
-    await bindMount(at('lower2'), at('rootfs'), { readonly: true });
+    await mountOne({ type: 'bind', source: at('lower1'), options: ['bind'] }, at('rootfs'));
+    await mountOne({ type: 'bind', source: at('lower2'), options: ['bind', 'ro'] }, at('rootfs'));
     assert.equal(await readFile(at('rootfs', 'a'), 'utf8'), 'from lower2');
     await assert.rejects(writeFile(at('rootfs', 'c'), ''), { code: 'EROFS' });
     assert.equal(await unmountAll(at('rootfs')), 2);
@@ -82,7 +83,7 @@ describe('mounting snapshot mounts', { skip }, () => {
     await symlink('/etc', at('data', 'link'));
     await mountAll(
       [
-        { type: 'bind', source: at('lower2'), options: ['bind', 'nodev'] },
+        { type: 'bind', source: at('lower2'), target: '', options: ['bind', 'nodev'] },
         { type: 'bind', source: at('data'), target: 'mnt', options: ['bind'] },
       ],
       at('rootfs'),
@@ -119,7 +120,7 @@ describe('mounting snapshot mounts', { skip }, () => {
   it('undoes only its own bind of a directory onto itself, and not while something is mounted below it', async () => {
     await makePrivateBindOfItself(at('data'));
     await mkdir(at('data', 'below'), { recursive: true });
-    await bindMount(at('lower1'), at('data', 'below'));
+    await mountOne({ type: 'bind', source: at('lower1'), options: ['bind'] }, at('data', 'below'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'busy: a mount below it remains');
     assert.equal((await mountsAt(at('data'))).length, 1);
     await unmountAll(at('data', 'below'));
@@ -128,12 +129,12 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal(await unmountPrivateBindOfItself(at('data')), false, 'nothing left to undo');
 
     // A file system mounted at the directory (not a bind of itself) is someone else's: kept.
-    await mountAll([{ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }], at('data'));
+    await mountAll([{ type: 'tmpfs', source: 'tmpfs', target: '', options: ['size=1m'] }], at('data'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false);
     assert.equal((await mountsAt(at('data'))).length, 1);
     await unmountAll(at('data'));
     // Nor a bind of another directory onto it.
-    await bindMount(at('lower2'), at('data'));
+    await mountOne({ type: 'bind', source: at('lower2'), options: ['bind'] }, at('data'));
     assert.equal(await unmountPrivateBindOfItself(at('data')), false);
     await unmountAll(at('data'));
     assert.deepEqual(await mountsUnder(base), []);

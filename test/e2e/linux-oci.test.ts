@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { Code } from '../../src/core/errors.js';
+import { run } from '../../src/devenv/exec.js';
 import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
 import { mountsUnder } from '../../src/linux/mountinfo.js';
 import { pinPodNamespaces, unpinPodNamespaces } from '../../src/linux/namespaces.js';
@@ -71,9 +72,19 @@ describe('containers through runc', { skip }, () => {
     return dir;
   }
 
+  /** runc's own view of container `id` (`runc state`, apart from OciRuntime); undefined when runc knows no such container. */
+  async function runcState(id: string): Promise<{ status: string; pid: number } | undefined> {
+    try {
+      return JSON.parse(await run('runc', ['--root', runtime.root, 'state', id])) as { status: string; pid: number };
+    } catch (err) {
+      if (/container does not exist/.test((err as Error).message)) return undefined;
+      throw err;
+    }
+  }
+
   /** Asserts that nothing of container `id` is left: runc state, mounts, cgroups, processes. */
   async function assertGone(id: string, bundleDir: string, pids: number[]): Promise<void> {
-    await assert.rejects(runtime.state(id), { code: Code.NotFound });
+    assert.equal(await runcState(id), undefined, 'runc knows the container no more');
     assert.ok(!(await readdir(runtime.root)).includes(id), 'runc state dir entry removed');
     assert.deepEqual(await mountsUnder(bundleDir), []);
     assert.deepEqual(await existingCgroupDirs(`${cgroupParent}/${id}`), []);
@@ -108,17 +119,15 @@ describe('containers through runc', { skip }, () => {
     const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid'), stdio: ['ignore', stdout.fd, stdout.fd] });
     await stdout.close();
     const exited = reaper.watch(pid);
-    assert.deepEqual(
-      { status: (await runtime.state(id)).status, pid: (await runtime.state(id)).pid },
-      { status: 'created', pid },
-    );
+    const created = await runcState(id);
+    assert.deepEqual({ status: created?.status, pid: created?.pid }, { status: 'created', pid });
     assert.ok((await existingCgroupDirs(`${cgroupParent}/${id}`)).length > 0, 'runc made the cgroups');
 
     await runtime.start(id);
     const exit = await exited;
     assert.equal(exit.exitStatus, 3);
     assert.equal(await readFile(path.join(base, `${id}.out`), 'utf8'), 'hello from the container\ne2e-pod\n');
-    assert.equal((await runtime.state(id)).status, 'stopped');
+    assert.equal((await runcState(id))?.status, 'stopped');
 
     await runtime.delete(id);
     await assertGone(id, dir, [pid]);
@@ -132,9 +141,9 @@ describe('containers through runc', { skip }, () => {
     const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid') });
     const initExit = reaper.watch(pid);
     await runtime.start(id);
-    assert.equal((await runtime.state(id)).status, 'running');
+    const running = await runcState(id);
+    assert.deepEqual({ status: running?.status, pid: running?.pid }, { status: 'running', pid });
     assert.deepEqual(await runtime.ps(id), [pid]);
-    assert.ok((await runtime.list()).some((c) => c.id === id && c.pid === pid));
 
     await assert.rejects(runtime.create(id, dir, { pidFile: path.join(dir, 'again.pid') }), { code: Code.AlreadyExists });
     await assert.rejects(runtime.start(id), { code: Code.FailedPrecondition, message: /^runc start sleeper: / });
@@ -149,7 +158,6 @@ describe('containers through runc', { skip }, () => {
     await runtime.kill(id, 'SIGKILL');
     const exit = await initExit;
     assert.equal(exit.exitStatus, 128 + 9);
-    assert.equal(exit.signal, 9);
     await assert.rejects(runtime.kill(id, 'SIGTERM'), { code: Code.NotFound });
 
     await runtime.delete(id, { force: true });
@@ -168,7 +176,7 @@ describe('containers through runc', { skip }, () => {
   });
 
   it('reports a container that does not exist as NotFound', async () => {
-    await assert.rejects(runtime.state('nope'), { code: Code.NotFound, message: 'runc state nope: container does not exist' });
+    await assert.rejects(runtime.kill('nope', 'SIGTERM'), { code: Code.NotFound, message: 'runc kill nope: container does not exist' });
     await assert.rejects(runtime.delete('nope'), { code: Code.NotFound });
   });
 });

@@ -10,26 +10,20 @@ import { pino } from 'pino';
 import { Code, RuntimeError, internal } from '../../src/core/errors.js';
 import type { TaskEvent } from '../../src/core/events.js';
 import type { SandboxKind } from '../../src/core/kind.js';
-import type { ExitInfo, SandboxRecord } from '../../src/core/model.js';
+import type { SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
+import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 
 const hasCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;
 const STDIO = { stdin: '', stdout: '/fifo/out', stderr: '/fifo/err', terminal: false };
 const SPEC = { args: ['sh', '-c', 'true'], cwd: '/' };
-
-/** A process of the fake kind: it exits when `end` is called. */
-function fakeProcess(pid: number) {
-  let end!: (exit: ExitInfo) => void;
-  const exited = new Promise<ExitInfo>((resolve) => (end = resolve));
-  return { pid, exited, end: (exitStatus: number) => end({ exitStatus, exitedAt: new Date().toISOString() }) };
-}
 
 describe('exec processes in core', () => {
   let dir: string;
   let sandbox: Sandbox;
   let events: TaskEvent[];
   let calls: string[];
-  let processes: Map<string, ReturnType<typeof fakeProcess>>;
+  let processes: Map<string, FakeProcess>;
   let failNextExec: boolean;
   /** The next process started (init at Start, exec at Start) ends at once, before its Start is answered. */
   let endAtStart: boolean;

@@ -22,13 +22,15 @@ import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { SandboxKind } from '../../src/core/kind.js';
-import type { ExitInfo, SandboxRecord } from '../../src/core/model.js';
+import type { SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
+import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import { ACTIONABLE_CODES, encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, hostileString, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, registerService } from '../../src/rpc/ttrpc/index.js';
 import { withCallLog } from '../../src/services/call-log.js';
 import { LINUX_RESOURCES_TYPE, PROCESS_SPEC_TYPE } from '../../src/services/resources.js';
+import { packAny } from '../../src/services/wkt.js';
 import { streamingHandlers } from '../../src/services/streaming.js';
 import { TASK_SERVICE_NAMES, taskHandlers } from '../../src/services/task.js';
 
@@ -38,12 +40,13 @@ const STDIO = { stdin: '', stdout: '/fifo/out', stderr: '/fifo/err', terminal: f
 /** A kind whose processes run until killed; every driver call succeeds. */
 function fakeKind(): SandboxKind {
   let nextPid = 1000;
-  const ends = new Map<string, (exit: ExitInfo) => void>();
+  const processes = new Map<string, FakeProcess>();
   const spawn = (key: string) => {
-    const exited = new Promise<ExitInfo>((resolve) => ends.set(key, resolve));
-    return { pid: nextPid++, exited };
+    const running = fakeProcess(nextPid++);
+    processes.set(key, running);
+    return running;
   };
-  const end = (key: string, signal: number) => ends.get(key)?.({ exitStatus: 128 + signal, exitedAt: new Date().toISOString() });
+  const end = (key: string, signal: number) => processes.get(key)?.end(128 + signal);
   const tasks = {
     create: async (_s: unknown, c: { id: string }) => spawn(c.id),
     start: async () => undefined,
@@ -151,12 +154,9 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
 
   /** Messages of a Streaming stream: StreamInit, Data, WindowUpdate or anything, in any order. */
   const streamMessage = fc.oneof(
-    hostileString.map((id) => ({ typeUrl: StreamInitSchema.typeName, value: toBinary(StreamInitSchema, create(StreamInitSchema, { id })) })),
-    fc.uint8Array({ maxLength: 64 }).map((data) => ({ typeUrl: DataSchema.typeName, value: toBinary(DataSchema, create(DataSchema, { data })) })),
-    fc.integer({ min: -5, max: 2 ** 31 - 1 }).map((update) => ({
-      typeUrl: WindowUpdateSchema.typeName,
-      value: toBinary(WindowUpdateSchema, create(WindowUpdateSchema, { update })),
-    })),
+    hostileString.map((id) => packAny(StreamInitSchema, { id })),
+    fc.uint8Array({ maxLength: 64 }).map((data) => packAny(DataSchema, { data })),
+    fc.integer({ min: -5, max: 2 ** 31 - 1 }).map((update) => packAny(WindowUpdateSchema, { update })),
     fc.record({ typeUrl: hostileString, value: fc.uint8Array({ maxLength: 32 }) }),
   );
 

@@ -15,7 +15,7 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import { ConsoleSocket } from '../../src/io/console-socket.js';
 import { openStdinFifo } from '../../src/io/fifo.js';
 import { parseStdioEndpoint, ProcessStdio } from '../../src/io/process-stdio.js';
-import { pipe } from '../../src/linux/libc.js';
+import { pipe } from '../../src/linux/libc/files.js';
 
 const log = pino({ level: 'silent' });
 const O_ACCMODE = 0o3;

@@ -7,24 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import {
-  acceptNow,
-  closeFd,
-  connectUnix,
-  decodeWaitStatus,
-  ErrnoError,
-  errnoName,
-  hasErrnoCode,
-  isChildSubreaper,
-  listenUnix,
-  prctl,
-  receiveMessage,
-  releaseFreeMemory,
-  setChildSubreaper,
-  setSocketTimeouts,
-  waitpid,
-  WNOHANG,
-} from '../../src/linux/libc.js';
+import { ErrnoError, errnoName, hasErrnoCode } from '../../src/linux/libc/binding.js';
+import { closeFd } from '../../src/linux/libc/files.js';
+import { decodeWaitStatus, isChildSubreaper, prctl, releaseFreeMemory, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc/processes.js';
+import { acceptNow, connectUnix, listenUnix, receiveMessage, setSocketTimeouts } from '../../src/linux/libc/sockets.js';
 
 describe('decodeWaitStatus', () => {
   it('decodes a normal exit (WIFEXITED/WEXITSTATUS)', () => {

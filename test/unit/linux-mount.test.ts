@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/core/errors.js';
-import { MS } from '../../src/linux/libc.js';
+import { MS } from '../../src/linux/libc/mounts.js';
 import { MOUNT_DATA_LIMIT, mountCalls, parseMountOptions } from '../../src/linux/mount.js';
 
 describe('parseMountOptions', () => {

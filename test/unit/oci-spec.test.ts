@@ -3,7 +3,6 @@ import { describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import {
-  namespaceOf,
   upsertMount,
   withNamespacePath,
   withNewNamespace,
@@ -55,9 +54,10 @@ describe('namespace transforms', () => {
   });
 
   it('drops a namespace, or makes it new again', () => {
-    assert.equal(namespaceOf(withoutNamespace(frozen(), 'network'), 'network'), undefined);
-    assert.deepEqual(namespaceOf(withNewNamespace(frozen(), 'network'), 'network'), { type: 'network' });
-    assert.deepEqual(namespaceOf(withNewNamespace(frozen(), 'cgroup'), 'cgroup'), { type: 'cgroup' });
+    const others = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
+    assert.deepEqual(withoutNamespace(frozen(), 'network').linux!.namespaces, others);
+    assert.deepEqual(withNewNamespace(frozen(), 'network').linux!.namespaces, [...others, { type: 'network' }]);
+    assert.deepEqual(withNewNamespace(frozen(), 'cgroup').linux!.namespaces, [...others, { type: 'network', path: '/var/run/netns/x' }, { type: 'cgroup' }]);
   });
 
   it('never mutates its input', () => {

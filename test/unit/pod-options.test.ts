@@ -7,12 +7,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { fromBinary } from '@bufbuild/protobuf';
-import { TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/api/containerd/events/task_pb.js';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { TaskDeleteSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/api/containerd/events/task_pb.js';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { EventSink, TaskEvent } from '../../src/core/events.js';
 import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/core/kind.js';
-import type { ContainerRecord, ExitInfo, SandboxRecord } from '../../src/core/model.js';
+import type { ContainerRecord, SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
+import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import { holderCommand } from '../../src/linux/pid-holder.js';
 import { checkPodSysctls, sysctlNamespace } from '../../src/linux/sysctls.js';
 import { packEvent } from '../../src/services/events.js';
@@ -85,17 +87,31 @@ describe('events of the task state', () => {
     assert.equal(fromBinary(TaskPausedSchema, packEvent({ topic: '/tasks/paused', containerId: 'c2' }).value).containerId, 'c2');
     assert.equal(fromBinary(TaskResumedSchema, packEvent({ topic: '/tasks/resumed', containerId: 'c3' }).value).containerId, 'c3');
   });
+
+  it('packs TaskExit and TaskDelete with the process and its exit, under the bare type name containerd uses', () => {
+    const ended = { containerId: 'c1', execId: 'e1', pid: 42, exitStatus: 137, exitedAt: '2026-01-02T03:04:05.678Z' };
+    for (const [topic, schema] of [['/tasks/exit', TaskExitSchema], ['/tasks/delete', TaskDeleteSchema]] as const) {
+      const any = packEvent({ topic, ...ended });
+      assert.equal(any.typeUrl, schema.typeName);
+      const event = fromBinary(schema, any.value);
+      assert.deepEqual(
+        { containerId: event.containerId, id: event.id, pid: event.pid, exitStatus: event.exitStatus },
+        { containerId: 'c1', id: 'e1', pid: 42, exitStatus: 137 },
+      );
+      assert.equal(event.exitedAt && timestampDate(event.exitedAt).toISOString(), ended.exitedAt);
+    }
+  });
 });
 
 /** A kind whose one container runs until `exit` is called; it reports an OOM first when told to. */
 function fakeKind(calls: string[], oomAtExit: boolean) {
-  let finish!: (exit: ExitInfo) => void;
+  let running: FakeProcess | undefined;
   const tasks = {
     async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
-      const ended = new Promise<ExitInfo>((resolve) => (finish = resolve));
+      running = fakeProcess(4242);
       return {
-        pid: 4242,
-        exited: ended.then((exit) => {
+        pid: running.pid,
+        exited: running.exited.then((exit) => {
           if (oomAtExit) sandbox.reportOom(container.id);
           return exit;
         }),
@@ -111,7 +127,7 @@ function fakeKind(calls: string[], oomAtExit: boolean) {
     async delete() {},
   };
   const kind = { name: 'fake', tasks } as unknown as SandboxKind;
-  return { kind, exit: (exitStatus: number) => finish({ exitStatus, exitedAt: new Date().toISOString() }) };
+  return { kind, exit: (exitStatus: number) => running?.end(exitStatus) };
 }
 
 async function withSandbox(oomAtExit: boolean, body: (s: Sandbox, events: TaskEvent[], calls: string[], exit: (status: number) => void) => Promise<void>) {

@@ -10,6 +10,7 @@ import { checkHostname } from '../../src/linux/namespaces.js';
 import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
 import type { LinuxNamespace } from '../../src/oci/spec.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from '../../src/services/pod-config.js';
+import { packAny } from '../../src/services/wkt.js';
 
 const host = { hostname: 'node1', hosts: '10.0.0.1 node1\n', resolvConf: 'nameserver 10.0.0.53\n' };
 
@@ -34,9 +35,9 @@ test('a PodSandboxConfig in containerd\'s Any decodes into a PodSpec', () => {
       securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
     },
   });
-  // containerd sends the bare type name, without the type.googleapis.com/ prefix.
-  const any = { ...anyPack(PodSandboxConfigSchema, config), typeUrl: 'runtime.v1.PodSandboxConfig' };
-  const spec = podSpecFromConfig(decodePodSandboxConfig(any, 's1'));
+  // containerd sends the bare type name, without the type.googleapis.com/ prefix; both are read.
+  const spec = podSpecFromConfig(decodePodSandboxConfig(packAny(PodSandboxConfigSchema, config), 's1'));
+  assert.deepEqual(decodePodSandboxConfig(anyPack(PodSandboxConfigSchema, config), 's1'), config);
   assert.equal(spec.name, 'web');
   assert.equal(spec.namespace, 'prod');
   assert.equal(spec.attempt, 2);

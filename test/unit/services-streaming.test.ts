@@ -1,6 +1,6 @@
 // The Streaming service as containerd uses it for streaming io: StreamInit and its acknowledgement,
 // then Data within WindowUpdate credits, both ways, over a real ttrpc connection.
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import { fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { AnySchema, type Any } from '@bufbuild/protobuf/wkt';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,15 +15,15 @@ import { Code, RuntimeError } from '../../src/core/errors.js';
 import { StreamRegistry } from '../../src/core/streams.js';
 import { TtrpcClient, TtrpcServer, registerService, type ClientStream } from '../../src/rpc/ttrpc/index.js';
 import { streamingHandlers } from '../../src/services/streaming.js';
+import { packAny, unpackAny } from '../../src/services/wkt.js';
 
 const SERVICE = 'containerd.services.streaming.v1.Streaming';
 
-const pack = <S extends DescMessage>(schema: S, init: MessageInitShape<S>) =>
-  toBinary(AnySchema, create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, create(schema, init)) }));
+const pack = <S extends DescMessage>(schema: S, init: MessageInitShape<S>) => toBinary(AnySchema, packAny(schema, init));
 
 function unpack<S extends DescMessage>(any: Any, schema: S): MessageShape<S> {
-  assert.equal(any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1), schema.typeName);
-  return fromBinary(schema, any.value);
+  assert.equal(any.typeUrl, schema.typeName, 'packed as containerd packs it: the bare type name');
+  return unpackAny(any, schema)!;
 }
 
 /** containerd's side of one stream: opened, StreamInit sent, acknowledgement read. */

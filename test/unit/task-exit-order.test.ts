@@ -17,8 +17,9 @@ import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import type { SandboxKind } from '../../src/core/kind.js';
-import type { ExitInfo, SandboxRecord } from '../../src/core/model.js';
+import type { SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
+import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import { TtrpcClient, TtrpcServer, registerService, typedClient } from '../../src/rpc/ttrpc/index.js';
 import { taskHandlers } from '../../src/services/task.js';
 
@@ -26,19 +27,12 @@ const STDIO = { stdin: '', stdout: '', stderr: '', terminal: false };
 const SPEC = { args: ['sleep', '3600'], cwd: '/' };
 const SIGKILL = 9;
 
-/** A process of the fake kind: it ends when `end` is called. */
-function fakeProcess(pid: number) {
-  let end!: (exit: ExitInfo) => void;
-  const exited = new Promise<ExitInfo>((resolve) => (end = resolve));
-  return { pid, exited, end: (exitStatus: number) => end({ exitStatus, exitedAt: new Date().toISOString() }) };
-}
-
 describe('answers on a task connection, in the order containerd needs them', () => {
   let dir: string;
   let server: TtrpcServer;
   let client: TtrpcClient;
   let task: ReturnType<typeof typedClient<typeof Task.method>>;
-  let processes: Map<string, ReturnType<typeof fakeProcess>>;
+  let processes: Map<string, FakeProcess>;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-exit-order-'));
@@ -61,7 +55,7 @@ describe('answers on a task connection, in the order containerd needs them', () 
      * reaped (its exit known to core) while the kill command has not returned yet; it returns
      * on a later turn of the event loop.
      */
-    const killLikeRunc = async (process: ReturnType<typeof fakeProcess> | undefined, signal: number) => {
+    const killLikeRunc = async (process: FakeProcess | undefined, signal: number) => {
       process?.end(128 + signal);
       await process?.exited;
       await nextTurn();

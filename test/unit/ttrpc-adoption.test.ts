@@ -4,7 +4,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { Code } from '../../src/core/errors.js';
-import { duplicateFd, listenUnix } from '../../src/linux/libc.js';
+import { passedDescriptors, rightsMessage, rightsSpace } from '../../src/linux/cmsg.js';
+import { closeFd } from '../../src/linux/libc/files.js';
+import { acceptNow, connectUnix, listenUnix, receiveMessage, sendMessage } from '../../src/linux/libc/sockets.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, type PendingCall, type TtrpcServerOptions } from '../../src/rpc/ttrpc/index.js';
 
@@ -26,6 +28,25 @@ const fdOf = (owner: net.Socket | net.Server): number => (owner as unknown as { 
 let dir: string;
 let counter = 0;
 const nextPath = (): string => join(dir, `s${++counter}.sock`);
+
+/**
+ * A second descriptor for the open file behind `fd`, made as kuasard's fd keeper makes its copies:
+ * passed through a unix socket (SCM_RIGHTS). The file stays open until both are closed.
+ */
+function keptCopy(fd: number): number {
+  const path = nextPath();
+  const listener = listenUnix(path);
+  const sender = connectUnix(path, 'stream');
+  const receiver = acceptNow(listener)!;
+  try {
+    sendMessage(sender, Uint8Array.of(0), rightsMessage([fd]));
+    const [copy] = passedDescriptors(receiveMessage(receiver, 1, rightsSpace(1)).control);
+    return copy!;
+  } finally {
+    for (const end of [sender, receiver, listener]) closeFd(end);
+    unlinkSync(path);
+  }
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ttrpc-adoption-'));
@@ -87,7 +108,7 @@ describe('ttrpc server hand-over', () => {
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('2'))), 'first:2');
 
     // The hand-over: a duplicate of the connection outlives the first server.
-    const kept = duplicateFd(fdOf(accepted[0]!));
+    const kept = keptCopy(fdOf(accepted[0]!));
     await first.close();
     const second = echoServer('second');
     const adopted = second.adoptConnection(kept);
@@ -152,7 +173,7 @@ describe('ttrpc server hand-over', () => {
     assert.equal(settled.length, 2);
 
     // The first server goes away without answering; the second runs the call again.
-    const kept = duplicateFd(fdOf(accepted[0]!));
+    const kept = keptCopy(fdOf(accepted[0]!));
     await first.close();
     assert.deepEqual(new Set(settled.slice(2)), new Set([pending, inflight]), 'calls dropped with their connection are settled too');
     const reportedBySecond: number[] = [];
@@ -177,7 +198,7 @@ describe('ttrpc server hand-over', () => {
     const peer = net.createConnection(path);
     const [serverSide] = (await once(plain, 'connection')) as [net.Socket];
     const server = echoServer('adopter');
-    server.adoptConnection(duplicateFd(fdOf(serverSide)));
+    server.adoptConnection(keptCopy(fdOf(serverSide)));
     serverSide.destroy();
     plain.close();
 

@@ -13,7 +13,7 @@ import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';
 import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.cjs';
 import { MAX_INSTANCES_PER_WORKER, WorkerPool } from '../../src/kinds/wasm/worker-pool.js';
 import { closeDescriptorsUnder, descriptorsUnder } from '../../src/linux/descriptors.js';
-import { pipe } from '../../src/linux/libc.js';
+import { pipe } from '../../src/linux/libc/files.js';
 
 /** The test modules, compiled once from test/fixtures/wasm. */
 const modulesDir = mkdtempSync(join(tmpdir(), 'wasm-fixtures-'));

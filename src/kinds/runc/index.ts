@@ -9,7 +9,7 @@ import { Code, failedPrecondition, invalidArgument, RuntimeError } from '../../c
 import { isValidId } from '../../core/ids.js';
 import type { CreatedProcess, PodNamespaces, SandboxContext, SandboxKind, TaskDriver, WindowSize } from '../../core/kind.js';
 import type { CgroupMetrics } from '../../core/metrics.js';
-import { nowIso, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExecRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { podFiles, type HostFacts } from '../../core/pod-files.js';
 import { timed } from '../../core/stages.js';
 import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
@@ -27,7 +27,7 @@ import {
   type PidNamespaceHolder,
 } from '../../linux/pid-holder.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
-import { UNKNOWN_EXIT_STATUS, type Reaper } from '../../linux/reaper.js';
+import type { Reaper } from '../../linux/reaper.js';
 import { checkPodSysctls } from '../../linux/sysctls.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { ContainerCgroups, hostCgroupLayout } from './cgroups.js';
@@ -396,12 +396,11 @@ class RuncTasks implements TaskDriver {
     let exit: ExitInfo;
     if (!state || !isSameProcessRunning(container.pid, state.initStartTime)) {
       log.warn('container exited while kuasard was down; its exit status is lost, reporting 255');
-      exit = { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+      exit = exitedNow(UNKNOWN_EXIT_STATUS);
     } else {
       // Still running, but no longer our child: we will learn when it ends, not how.
-      const foreign = await this.reaper.watchForeign(container.pid);
+      exit = await this.reaper.watchForeign(container.pid);
       log.warn('container exited after a kuasard restart; its exit status cannot be known, reporting 255');
-      exit = { exitStatus: foreign.exitStatus, exitedAt: foreign.exitedAt.toISOString() };
     }
     return this.afterInitExit(sandbox, container, exit);
   }

@@ -8,7 +8,7 @@ import type { CreatedProcess, SandboxContext, WindowSize } from '../../core/kind
 import type { ContainerRecord, ExecRecord, ExitInfo } from '../../core/model.js';
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
-import { hasErrnoCode } from '../../linux/libc.js';
+import { hasErrnoCode } from '../../linux/libc/binding.js';
 import type { Reaper } from '../../linux/reaper.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 
@@ -117,7 +117,7 @@ export class RuncProcesses {
         // Everything the process wrote reaches containerd before its exit is reported: CRI
         // takes an exec's output to be complete once its exit is known.
         await stdio.finish();
-        return { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() };
+        return exit;
       },
       (err: unknown) => {
         // Not our child after all: core reports the process lost; its stdio goes now.

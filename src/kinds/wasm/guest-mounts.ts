@@ -11,7 +11,8 @@
 // without following them.
 import { stat } from 'node:fs/promises';
 import { failedPrecondition } from '../../core/errors.js';
-import { addMountFlags, mountAll, mountOne, type Mount } from '../../linux/mount.js';
+import type { Mount } from '../../core/model.js';
+import { addMountFlags, mountAll, mountOne } from '../../linux/mount.js';
 import type { GuestFilesystem, GuestMount } from './launch.js';
 import { resolveInRootfs } from './rootfs-path.js';
 

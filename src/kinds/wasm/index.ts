@@ -9,13 +9,12 @@ import { join } from 'node:path';
 import { failedPrecondition } from '../../core/errors.js';
 import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
 import type { CgroupMetrics } from '../../core/metrics.js';
-import { nowIso, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
 import { timed } from '../../core/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
 import { unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
-import { UNKNOWN_EXIT_STATUS } from '../../linux/reaper.js';
 import { WasmInstance } from './instance.js';
 import { ModuleCache } from './module-cache.js';
 import { WorkerPool } from './worker-pool.js';
@@ -179,7 +178,7 @@ class WasmTasks implements TaskDriver {
       log.info({ exitStatus: end.exitStatus, signal: end.signal, outOfMemory: end.outOfMemory }, 'wasm instance ended');
       // Published before the exit, so that CRI reports the container OOMKilled.
       if (end.outOfMemory) sandbox.reportOom(container.id);
-      return { exitStatus: end.exitStatus, exitedAt: nowIso() };
+      return exitedNow(end.exitStatus);
     });
     return { pid: INSTANCE_PID, exited };
   }
@@ -256,7 +255,7 @@ class WasmTasks implements TaskDriver {
     // Its log cannot say so: containerd stopped reading its output when the old daemon's
     // descriptors closed. The daemon's log does.
     sandbox.log.warn({ container: container.id }, 'wasm instance ended with the previous kuasard (the daemon restarted); reporting exit status 255');
-    return { exitStatus: UNKNOWN_EXIT_STATUS, exitedAt: nowIso() };
+    return exitedNow(UNKNOWN_EXIT_STATUS);
   }
 
   private running(sandbox: SandboxContext, container: ContainerRecord): RunningInstance {

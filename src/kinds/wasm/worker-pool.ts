@@ -4,7 +4,7 @@
 // MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
 // its thread ends, so a worker is retired before that adds up.
 import { Worker } from 'node:worker_threads';
-import { releaseFreeMemory } from '../../linux/libc.js';
+import { releaseFreeMemory } from '../../linux/libc/processes.js';
 import type { WorkerMessage } from './instance-protocol.cjs';
 
 const WORKER_URL = new URL('./instance-worker.cjs', import.meta.url);

@@ -1,0 +1,69 @@
+// File descriptors through libc: close, the O_NONBLOCK flag, pipes, a poll that never waits,
+// and a terminal's window size.
+
+import { check, libcGroup } from './binding.js';
+
+interface FileCalls {
+  close: (fd: number) => number;
+  fcntl: (fd: number, cmd: number, ...typedArgs: unknown[]) => number;
+  pipe2: (fds: Int32Array, flags: number) => number;
+  poll: (fds: { fd: number; events: number; revents: number }, nfds: number, timeoutMs: number) => number;
+  ioctl: (fd: number, request: number, ...typedArgs: unknown[]) => number;
+}
+
+const libc = libcGroup<FileCalls>((lib, koffi) => {
+  koffi.struct('kuasar_pollfd', { fd: 'int', events: 'short', revents: 'short' });
+  koffi.struct('kuasar_winsize', { ws_row: 'uint16_t', ws_col: 'uint16_t', ws_xpixel: 'uint16_t', ws_ypixel: 'uint16_t' });
+  return {
+    close: lib.func('int close(int fd)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
+    pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+    poll: lib.func('int poll(_Inout_ kuasar_pollfd *fds, unsigned long nfds, int timeout)'),
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
+  };
+});
+
+/** open(2)/fcntl(2) flags, as on Linux x86_64 and aarch64. */
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+
+export function closeFd(fd: number): void {
+  check(`close(${fd})`, libc().close(fd));
+}
+
+/** Makes reads and writes on `fd` block (or not); the flag belongs to the open file, shared by dups. */
+export function setNonBlocking(fd: number, nonBlocking: boolean): void {
+  const flags = check(`fcntl(${fd}, F_GETFL)`, libc().fcntl(fd, F_GETFL, 'int', 0));
+  const wanted = nonBlocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (wanted !== flags) check(`fcntl(${fd}, F_SETFL)`, libc().fcntl(fd, F_SETFL, 'int', wanted));
+}
+
+/** pipe2(2) with O_CLOEXEC: a child gets an end only where it is given as stdio. */
+export function pipe(): { read: number; write: number } {
+  const fds = new Int32Array(2);
+  check('pipe2', libc().pipe2(fds, O_CLOEXEC));
+  return { read: fds[0]!, write: fds[1]! };
+}
+
+/** poll(2) events. */
+export const POLLIN = 0x1;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLRDHUP = 0x2000;
+
+/** poll(2) of one descriptor without waiting (it cannot be interrupted): the events it reports now. */
+export function pollNow(fd: number, events: number): number {
+  const fds = { fd, events, revents: 0 };
+  check(`poll(${fd})`, libc().poll(fds, 1, 0));
+  return fds.revents;
+}
+
+const TIOCSWINSZ = 0x5414;
+
+/** Sets a terminal's window size (the kernel sends SIGWINCH to its foreground process group). */
+export function setWindowSize(fd: number, size: { rows: number; columns: number }): void {
+  const winsize = { ws_row: size.rows, ws_col: size.columns, ws_xpixel: 0, ws_ypixel: 0 };
+  check(`ioctl(${fd}, TIOCSWINSZ)`, libc().ioctl(fd, TIOCSWINSZ, 'kuasar_winsize *', winsize));
+}
