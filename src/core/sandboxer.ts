@@ -204,19 +204,10 @@ export class Sandboxer {
         throw err;
       });
       const record: SandboxRecord = {
-        id: input.id,
-        kind: this.kind.name,
+        ...freshRecord(input.id, this.kind.name, 'created', nowIso()),
         namespace: input.namespace,
         netnsPath: input.netnsPath,
         pod: input.pod,
-        phase: 'created',
-        createdAt: nowIso(),
-        startedAt: null,
-        exit: null,
-        pid: 0,
-        taskAddress: '',
-        kindState: null,
-        containers: [],
         ...(input.createInfo ? { createInfo: input.createInfo } : {}),
       };
       const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
@@ -356,6 +347,11 @@ const errorText = (err: unknown): string => (err instanceof Error ? err.message 
  * pod is unknown (the values are placeholders): the kind's destroy finds what it holds without them.
  */
 function standInRecord(id: string, kind: string, createdAt: string): SandboxRecord {
+  return freshRecord(id, kind, 'stopped', createdAt);
+}
+
+/** A record with nothing done yet: no process, no task socket, no container, no kind state; pod fields empty. */
+function freshRecord(id: string, kind: string, phase: SandboxRecord['phase'], createdAt: string): SandboxRecord {
   return {
     id,
     kind,
@@ -377,7 +373,7 @@ function standInRecord(id: string, kind: string, createdAt: string): SandboxReco
       labels: {},
       annotations: {},
     },
-    phase: 'stopped',
+    phase,
     createdAt,
     startedAt: null,
     exit: null,
