@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root: installs what it needs (host
-# packages, containerd 2.x, npm packages), builds, checks that src/api matches proto/, then runs
-# the unit tests and the end-to-end tests against a real containerd.
+# packages, containerd 2.x, npm packages), checks that src/api matches proto/ and that the code
+# passes the formatter and linter (Biome), builds, then runs the unit tests and the end-to-end
+# tests against a real containerd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-host.sh
 npm ci --no-audit --no-fund
 bash scripts/check-generated.sh
+npm run lint
 npm run build
 
 node --test --test-concurrency=1 dist/test/unit/

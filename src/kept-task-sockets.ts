@@ -230,7 +230,10 @@ export class KeptTaskSockets {
       this.connectionNumbers.set(socket, n);
       // The adopted connection answered the calls that cannot run again (Unavailable): done with.
       const resumable = new Set<string>();
-      connection.calls.forEach((call, i) => (call.request ? resumable.add(connection.callNames[i]!) : this.drop(connection.callNames[i]!)));
+      connection.calls.forEach((call, i) => {
+        if (call.request) resumable.add(connection.callNames[i]!);
+        else this.drop(connection.callNames[i]!);
+      });
       this.keptCalls.set(socket, { resumable, inflight: new Set() });
       socket.once('close', () => this.drop(name));
       resumed += connection.calls.length;
@@ -322,7 +325,7 @@ export class KeptTaskSockets {
   }
 
   private async reconnect(): Promise<void> {
-    let opened;
+    let opened: Awaited<ReturnType<typeof FdKeeper.open>>;
     try {
       opened = await FdKeeper.open({ socketPath: this.socketPath });
     } catch (err) {

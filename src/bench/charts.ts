@@ -60,7 +60,11 @@ export function benchCharts(result: BenchResult): Chart[] {
   }
   const rates = taskRates(result);
   if (rates.length > 0) {
-    charts.push({ file: 'task-rate.svg', title: `${IN_KUASARD_KIND.name} containers per second through the Task API`, spec: taskRateChart(rates) });
+    charts.push({
+      file: 'task-rate.svg',
+      title: `${IN_KUASARD_KIND.name} containers per second through the Task API`,
+      spec: taskRateChart(rates),
+    });
   }
   return charts;
 }
@@ -91,7 +95,9 @@ function cumulativeChart(title: string, series: readonly { handler: string; valu
 }
 
 function wallTimeChart(result: BenchResult): TopLevelSpec {
-  const values = Object.entries(result.parallel).flatMap(([handler, p]) => p.rounds.map((r, round) => ({ handler, round: round + 1, wallMs: r.wallMs })));
+  const values = Object.entries(result.parallel).flatMap(([handler, p]) =>
+    p.rounds.map((r, round) => ({ handler, round: round + 1, wallMs: r.wallMs })),
+  );
   return {
     $schema: SCHEMA,
     config: CONFIG,
@@ -183,7 +189,11 @@ function taskRateChart(rates: readonly { run: string; perSecond: number }[]): To
 function memoryChart(result: BenchResult): TopLevelSpec {
   const values = result.handlers.flatMap((h) =>
     (result.memory[h.handler]?.points ?? []).flatMap((p) => [
-      { series: h.side === 'baseline' ? `${h.handler}: sum of the shims' PSS` : `${h.handler}: kuasard PSS`, pods: p.pods, mib: p.pssKb / 1024 },
+      {
+        series: h.side === 'baseline' ? `${h.handler}: sum of the shims' PSS` : `${h.handler}: kuasard PSS`,
+        pods: p.pods,
+        mib: p.pssKb / 1024,
+      },
       ...(p.afterGc ? [{ series: `${h.handler}: kuasard private memory after GC`, pods: p.pods, mib: p.afterGc.privateKb / 1024 }] : []),
     ]),
   );

@@ -49,7 +49,11 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       const single = result.single[h.handler];
       if (!single) continue;
       const s = single.summary;
-      out.push(s ? `| ${h.handler} | ${s.n} | ${ms(s.min)} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.p99)} | ${ms(s.max)} | ${single.failures.length} |` : `| ${h.handler} | 0 | - | - | - | - | - | ${single.failures.length} |`);
+      out.push(
+        s
+          ? `| ${h.handler} | ${s.n} | ${ms(s.min)} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.p99)} | ${ms(s.max)} | ${single.failures.length} |`
+          : `| ${h.handler} | 0 | - | - | - | - | - | ${single.failures.length} |`,
+      );
     }
     const base = baseline && result.single[baseline.handler]?.summary;
     for (const k of kuasarHandlers) {
@@ -61,7 +65,10 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
 
   if (Object.keys(result.parallel).length > 0) {
     out.push(`## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler)`, '');
-    out.push('Wall time from the first RunPodSandbox to the last container RUNNING, in ms; and the start time of single pods inside the batches.', '');
+    out.push(
+      'Wall time from the first RunPodSandbox to the last container RUNNING, in ms; and the start time of single pods inside the batches.',
+      '',
+    );
     out.push('| handler | rounds | wall min | wall p50 | wall max | pod p50 | pod p90 | failures |', '|---|---|---|---|---|---|---|---|');
     for (const h of result.handlers) {
       const parallel = result.parallel[h.handler];
@@ -69,7 +76,11 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       const w = parallel.wall;
       const podMs = parallel.rounds.flatMap((r) => r.podMs);
       const pod = podMs.length > 0 ? summarize(podMs) : undefined;
-      out.push(w && pod ? `| ${h.handler} | ${w.n} | ${ms(w.min)} | ${ms(w.p50)} | ${ms(w.max)} | ${ms(pod.p50)} | ${ms(pod.p90)} | ${parallel.failures.length} |` : `| ${h.handler} | 0 | - | - | - | - | - | ${parallel.failures.length} |`);
+      out.push(
+        w && pod
+          ? `| ${h.handler} | ${w.n} | ${ms(w.min)} | ${ms(w.p50)} | ${ms(w.max)} | ${ms(pod.p50)} | ${ms(pod.p90)} | ${parallel.failures.length} |`
+          : `| ${h.handler} | 0 | - | - | - | - | - | ${parallel.failures.length} |`,
+      );
     }
     const base = baseline && result.parallel[baseline.handler]?.wall;
     for (const k of kuasarHandlers) {
@@ -113,7 +124,9 @@ function describeIdleWorkloads(handlers: readonly HandlerInfo[]): string {
 }
 
 function describeHandler(h: HandlerInfo): string {
-  return h.side === 'baseline' ? `\`${h.handler}\` (containerd's runc handler: pause container, one shim per pod)` : `\`${h.handler}\` (kuasard, ${h.kind} kind)`;
+  return h.side === 'baseline'
+    ? `\`${h.handler}\` (containerd's runc handler: pause container, one shim per pod)`
+    : `\`${h.handler}\` (kuasard, ${h.kind} kind)`;
 }
 
 function renderBreakdown(title: string, b: StageBreakdown): string[] {
@@ -128,10 +141,13 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
   );
   for (const row of b.rows) {
     const name = row.rpc ? `\`${row.stage}\`` : `&nbsp;&nbsp;\`${row.stage}\``;
-    out.push(`| ${name} | ${row.within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`);
+    out.push(
+      `| ${name} | ${row.within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`,
+    );
   }
   if (b.outside) out.push(`| ${OUTSIDE_KUASARD} | | | ${ms(b.outside.p50)} | ${ms(b.outside.p90)} | ${pct(b.outside.share)} |`);
-  if (b.dominant) out.push('', `Largest share of its own${b.outside ? '' : ' among these stages'}: **${b.dominant.stage}** (${pct(b.dominant.share)}).`);
+  if (b.dominant)
+    out.push('', `Largest share of its own${b.outside ? '' : ' among these stages'}: **${b.dominant.stage}** (${pct(b.dominant.share)}).`);
   out.push('');
   return out;
 }
@@ -150,7 +166,11 @@ function renderTaskRate(taskRate: TaskRateResult): string[] {
   );
   const runs = [
     { name: 'long-running', what: `Create + Start (\`${IN_KUASARD_KIND.taskRate.longRunning.join(' ')}\`)`, run: taskRate.longRunning },
-    { name: 'short-lived', what: `Create, Start, Wait, Delete (\`${IN_KUASARD_KIND.taskRate.shortLived.join(' ')}\`, exit 0)`, run: taskRate.shortLived },
+    {
+      name: 'short-lived',
+      what: `Create, Start, Wait, Delete (\`${IN_KUASARD_KIND.taskRate.shortLived.join(' ')}\`, exit 0)`,
+      run: taskRate.shortLived,
+    },
   ].filter((r): r is { name: string; what: string; run: TaskRateRun } => r.run !== undefined);
   for (const { name, what, run } of runs) {
     const s = run.summary;
@@ -167,7 +187,8 @@ function renderTaskRate(taskRate: TaskRateResult): string[] {
   for (const { name, run } of runs) {
     if (run.failures.length > 0) out.push(`Failures, ${name}: ${firstFew(run.failures)}`, '');
   }
-  if (taskRate.failures.length > 0) out.push(`Failures setting up or removing the pod and its containers: ${firstFew(taskRate.failures)}`, '');
+  if (taskRate.failures.length > 0)
+    out.push(`Failures setting up or removing the pod and its containers: ${firstFew(taskRate.failures)}`, '');
   return out;
 }
 
@@ -182,7 +203,9 @@ function renderStageTotals(title: string, totals: readonly StageTotal[]): string
   );
   // RPCs first, then the steps that ran inside them.
   for (const t of [...totals.filter((t) => t.rpc), ...totals.filter((t) => !t.rpc)]) {
-    out.push(`| \`${t.stage}\` | ${t.rpc ? 'RPC' : 'step inside an RPC'} | ${t.perContainer.toFixed(2)} | ${ms(t.meanMs)} | ${ms(t.p90Ms)} | ${ms(t.msPerContainer)} |`);
+    out.push(
+      `| \`${t.stage}\` | ${t.rpc ? 'RPC' : 'step inside an RPC'} | ${t.perContainer.toFixed(2)} | ${ms(t.meanMs)} | ${ms(t.p90Ms)} | ${ms(t.msPerContainer)} |`,
+    );
   }
   out.push('');
   return out;
@@ -201,7 +224,7 @@ function renderMemory(result: BenchResult): string[] {
       'Each side ran alone: its pods were all removed before the other side began. ' +
       'PSS counts a page shared by N processes 1/N for each: kuasard shares the node binary with every Node.js process on the machine, ' +
       'so its PSS moves as other Node.js processes come and go. Private memory (pages no other process maps) does not; ' +
-      'kuasard\'s is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps.' +
+      "kuasard's is also read after it was made to collect its garbage (three full collections a second apart), which is what it really keeps." +
       (result.handlers.some((h) => h.kind === IN_KUASARD_KIND.name && result.memory[h.handler])
         ? ` The ${IN_KUASARD_KIND.name} kind's containers run inside kuasard (${IN_KUASARD_KIND.each}): its figures include the containers themselves, ` +
           `and their slope is the memory of one running ${IN_KUASARD_KIND.name} container (one per pod).`
@@ -237,7 +260,9 @@ function renderMemory(result: BenchResult): string[] {
     }
     columns.push({ title: `${baseline.handler}: pause PSS`, cell: (pods) => orDash(pointOf(baseline, pods)?.pausePssKb, mib) });
   }
-  const counts = [...new Set([...kuasar, ...(baseline ? [baseline] : [])].flatMap((h) => result.memory[h.handler]?.points.map((p) => p.pods) ?? []))];
+  const counts = [
+    ...new Set([...kuasar, ...(baseline ? [baseline] : [])].flatMap((h) => result.memory[h.handler]?.points.map((p) => p.pods) ?? [])),
+  ];
   out.push(`| pods | ${columns.map((c) => c.title).join(' | ')} |`, `|---|${columns.map(() => '---').join('|')}|`);
   for (const pods of counts.sort((a, b) => a - b)) out.push(`| ${pods} | ${columns.map((c) => c.cell(pods)).join(' | ')} |`);
   out.push('');
@@ -256,8 +281,11 @@ function renderMemory(result: BenchResult): string[] {
     const idle = memory.idle;
     if (idle) {
       const afterGcText = idle.afterGc ? `; after GC ${mib(idle.afterGc.pssKb)} MiB PSS, ${mib(idle.afterGc.privateKb)} MiB private` : '';
-      const quiet = memory.quietMs === undefined ? '' : ` (read once its memory had stopped moving, after ${(memory.quietMs / 1000).toFixed(0)} s)`;
-      out.push(`- ${h.handler}: kuasard with no pod${quiet}: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`);
+      const quiet =
+        memory.quietMs === undefined ? '' : ` (read once its memory had stopped moving, after ${(memory.quietMs / 1000).toFixed(0)} s)`;
+      out.push(
+        `- ${h.handler}: kuasard with no pod${quiet}: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`,
+      );
     }
     if (h.side === 'kuasar') {
       const counted = memory.points.map((p) => p.processes).join(', ');

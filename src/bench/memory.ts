@@ -23,7 +23,9 @@ export function nodeOptionsWithGcHook(current: string | undefined): string {
  */
 export function hasGcHook(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').some((v) => v.startsWith('NODE_OPTIONS=') && v.includes(GC_HOOK));
+    return readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .some((v) => v.startsWith('NODE_OPTIONS=') && v.includes(GC_HOOK));
   } catch {
     return false;
   }
@@ -138,6 +140,9 @@ export async function startWithGcHook<T>(start: () => Promise<T>): Promise<T> {
 
 /** The live JavaScript heap that gc-hook.ts reported after the last collection it ran, from the daemon's log. */
 export function lastGcHeapUsed(logText: string): number | undefined {
-  const line = logText.split('\n').reverse().find((l) => l.startsWith('{"msg":"gc"'));
+  const line = logText
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{"msg":"gc"'));
   return line ? (JSON.parse(line) as { heapUsed: number }).heapUsed : undefined;
 }

@@ -47,7 +47,8 @@ export class BenchProgress {
       this.bar.increment(1, { detail });
     } else {
       const step = Math.max(1, Math.ceil(phase.total / 10));
-      if (phase.done % step === 0 || phase.done === phase.total) this.stream.write(`${phase.title}: ${phase.done}/${phase.total} ${detail}\n`);
+      if (phase.done % step === 0 || phase.done === phase.total)
+        this.stream.write(`${phase.title}: ${phase.done}/${phase.total} ${detail}\n`);
     }
   }
 

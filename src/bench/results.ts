@@ -216,7 +216,9 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
       `kuasard <= 1/${MEMORY_RATIO_GOAL} of the shims' sum`,
       at50K && at50B ? { kuasar: at50K.pssKb / 1024, baseline: at50B.pssKb / 1024, unit: 'MiB' } : undefined,
       MEMORY_RATIO_GOAL,
-      memoryK?.fit ? `kuasard's fixed cost (fit intercept) is ${fmt(memoryK.fit.intercept / 1024)} MiB; its pods add ${fmt((memoryK.fit.slope * TARGET_MEMORY_PODS) / 1024)} MiB at ${TARGET_MEMORY_PODS}` : undefined,
+      memoryK?.fit
+        ? `kuasard's fixed cost (fit intercept) is ${fmt(memoryK.fit.intercept / 1024)} MiB; its pods add ${fmt((memoryK.fit.slope * TARGET_MEMORY_PODS) / 1024)} MiB at ${TARGET_MEMORY_PODS}`
+        : undefined,
     ),
   );
 
@@ -241,8 +243,14 @@ function inKuasardTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] 
   const taskRate = result.taskRate?.skipped === undefined ? result.taskRate : undefined;
   const concurrency = taskRate ? `, ${taskRate.concurrency} in flight` : '';
   return [
-    rateTarget(`${kind} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`, taskRate?.longRunning),
-    rateTarget(`${kind} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`, taskRate?.shortLived),
+    rateTarget(
+      `${kind} kind, long-running containers started per second through the Task API (Create + Start${concurrency})`,
+      taskRate?.longRunning,
+    ),
+    rateTarget(
+      `${kind} kind, short-lived containers per second through the Task API (Create, Start, Wait, Delete${concurrency})`,
+      taskRate?.shortLived,
+    ),
     // The containers run inside kuasard (see IN_KUASARD_KIND.each), so its marginal memory per pod of one
     // container is what a running container costs, pod bookkeeping included (the garbage its
     // main thread holds at a random moment would swamp a slope of a few MiB: hence after GC).

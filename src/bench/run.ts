@@ -136,13 +136,16 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   return { dir, result, ...(cleanupProblem !== undefined ? { cleanupProblem } : {}) };
 }
 
-
 /** kuasar's handlers for the requested kinds (every kind the environment serves by default), then the baseline. */
-export function chooseHandlers(handlers: { baseline: string; kuasar: Readonly<Record<string, string>> }, kinds: readonly string[]): HandlerInfo[] {
+export function chooseHandlers(
+  handlers: { baseline: string; kuasar: Readonly<Record<string, string>> },
+  kinds: readonly string[],
+): HandlerInfo[] {
   const served = handlers.kuasar;
   const wanted = kinds.length > 0 ? kinds : Object.keys(served);
   const unknown = wanted.filter((kind) => served[kind] === undefined);
-  if (unknown.length > 0) throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);
+  if (unknown.length > 0)
+    throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);
   return [
     ...wanted.map((kind): HandlerInfo => ({ handler: served[kind] as string, side: 'kuasar', kind })),
     { handler: handlers.baseline, side: 'baseline' },
@@ -173,7 +176,11 @@ class Measurer {
     private readonly handlers: readonly HandlerInfo[],
     private readonly data: Measurements,
   ) {
-    this.locator = { kuasardConfig: env.paths.kuasardConfig, containerdSocket: env.paths.containerdSocket, cgroupName: env.names.cgroupName };
+    this.locator = {
+      kuasardConfig: env.paths.kuasardConfig,
+      containerdSocket: env.paths.containerdSocket,
+      cgroupName: env.names.cgroupName,
+    };
   }
 
   async run(): Promise<void> {
@@ -191,7 +198,12 @@ class Measurer {
 
   private start(handler: HandlerInfo): Promise<StartedPod> {
     this.podSeq += 1;
-    return startTimedPod(this.env, { handler: handler.handler, ...(handler.kind ? { kind: handler.kind } : {}), name: `bench-${this.podSeq}`, hostNetwork: this.settings.hostNetwork });
+    return startTimedPod(this.env, {
+      handler: handler.handler,
+      ...(handler.kind ? { kind: handler.kind } : {}),
+      name: `bench-${this.podSeq}`,
+      hostNetwork: this.settings.hostNetwork,
+    });
   }
 
   /** One untimed pod per handler: the first start of each pays for caches the others reuse. */
@@ -242,7 +254,13 @@ class Measurer {
         const outcomes = await Promise.allSettled(Array.from({ length: parallelPods }, () => this.start(handler)));
         const pods = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
         const failed = outcomes.flatMap((o) => (o.status === 'rejected' ? [(o.reason as Error).message] : []));
-        entry.failures.push(...(await removePods(this.env, pods.map((p) => p.podId), POOL)));
+        entry.failures.push(
+          ...(await removePods(
+            this.env,
+            pods.map((p) => p.podId),
+            POOL,
+          )),
+        );
         if (failed.length > 0) {
           // A batch with a failed pod has no meaningful wall time: it is left out.
           entry.failures.push(`round ${round + 1}: ${failed.length} of ${parallelPods} pods failed, first: ${failed[0]}`);
@@ -255,7 +273,9 @@ class Measurer {
         this.progress.tick(`${handler.handler} ${wallMs.toFixed(0)} ms`);
       }
     }
-    this.progress.end(this.handlers.map((h) => `${h.handler} wall p50 ${fmtMedian(this.data.parallel[h.handler]?.rounds.map((r) => r.wallMs))}`).join(', '));
+    this.progress.end(
+      this.handlers.map((h) => `${h.handler} wall p50 ${fmtMedian(this.data.parallel[h.handler]?.rounds.map((r) => r.wallMs))}`).join(', '),
+    );
   }
 
   /** IN_KUASARD_KIND's containers per second through its Task API (no baseline: containerd has no such handler). */
@@ -419,7 +439,11 @@ class Measurer {
   /** Leaves no pod running: a pod a failed removal left behind would count in the next figures. */
   private async removeEveryPod(): Promise<void> {
     const { items } = await this.env.cri.runtime.listPodSandbox({});
-    const problems = await removePods(this.env, items.map((pod) => pod.id), POOL);
+    const problems = await removePods(
+      this.env,
+      items.map((pod) => pod.id),
+      POOL,
+    );
     if (problems.length > 0) throw new Error(`pods left from earlier phases could not be removed: ${problems.join('; ')}`);
   }
 }

@@ -85,7 +85,10 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
   for (const part of parts) {
     if (!(PARTS as readonly string[]).includes(part)) throw new Error(`--parts: unknown part "${part}" (known: ${PARTS.join(', ')})`);
   }
-  const memoryPods = options.memoryPods === undefined ? [...defaults.memoryPods] : list(options.memoryPods, '--memory-pods').map((v) => count(v, '--memory-pods'));
+  const memoryPods =
+    options.memoryPods === undefined
+      ? [...defaults.memoryPods]
+      : list(options.memoryPods, '--memory-pods').map((v) => count(v, '--memory-pods'));
   return {
     kinds: options.kinds === undefined ? [] : list(options.kinds, '--kinds'),
     parts: PARTS.filter((part) => parts.includes(part)),
@@ -97,7 +100,8 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
     memoryReads: options.reads === undefined ? defaults.memoryReads : count(options.reads, '--reads'),
     taskLongRunning: options.taskLong === undefined ? defaults.taskLongRunning : count(options.taskLong, '--task-long'),
     taskShortLived: options.taskShort === undefined ? defaults.taskShortLived : count(options.taskShort, '--task-short'),
-    taskConcurrency: options.taskConcurrency === undefined ? defaults.taskConcurrency : count(options.taskConcurrency, '--task-concurrency'),
+    taskConcurrency:
+      options.taskConcurrency === undefined ? defaults.taskConcurrency : count(options.taskConcurrency, '--task-concurrency'),
     hostNetwork: options.hostNetwork ?? false,
     outDir: options.out ?? defaultOutDir,
     quick,
@@ -105,7 +109,10 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
 }
 
 function list(value: string, option: string): string[] {
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (items.length === 0) throw new Error(`${option}: give a comma-separated list`);
   return items;
 }

@@ -95,7 +95,12 @@ export function bundleSpec(args: readonly string[]) {
  * Containers that never ran because the run was interrupted (`interrupted`: the reason they were
  * rejected with) count as one failure.
  */
-export function recordRun(run: TaskRateRun, ids: readonly string[], outcomes: readonly PromiseSettledResult<Span>[], interrupted?: unknown): void {
+export function recordRun(
+  run: TaskRateRun,
+  ids: readonly string[],
+  outcomes: readonly PromiseSettledResult<Span>[],
+  interrupted?: unknown,
+): void {
   const spans: Span[] = [];
   let notRun = 0;
   outcomes.forEach((outcome, i) => {
@@ -168,7 +173,8 @@ class TaskSession {
     });
     try {
       const { address } = await controller.status({ sandboxId: podId });
-      if (!address.startsWith(TASK_ADDRESS_SCHEME)) throw new Error(`sandbox ${podId}: task address "${address}" is not ${TASK_ADDRESS_SCHEME}<path>`);
+      if (!address.startsWith(TASK_ADDRESS_SCHEME))
+        throw new Error(`sandbox ${podId}: task address "${address}" is not ${TASK_ADDRESS_SCHEME}<path>`);
       return address.slice(TASK_ADDRESS_SCHEME.length);
     } finally {
       controller.close();
@@ -191,11 +197,16 @@ class TaskSession {
     const ids = containerIds('long', run.containers);
     await this.prepare(ids, this.options.workloads.longRunning);
     progress.begin(`Task API: ${run.containers} long-running ${this.options.kind} containers, ${concurrency} in flight`, run.containers);
-    const outcomes = await inPool(ids, concurrency, async (id) => {
-      const span = await this.startOne(id);
-      progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
-      return span;
-    }, signal);
+    const outcomes = await inPool(
+      ids,
+      concurrency,
+      async (id) => {
+        const span = await this.startOne(id);
+        progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
+        return span;
+      },
+      signal,
+    );
     recordRun(run, ids, outcomes, signal.reason);
     progress.end(rateText(run));
     // Untimed: every container of the run goes, whether or not it started.
@@ -210,11 +221,16 @@ class TaskSession {
     const ids = containerIds('short', run.containers);
     await this.prepare(ids, this.options.workloads.shortLived);
     progress.begin(`Task API: ${run.containers} short-lived ${this.options.kind} containers, ${concurrency} in flight`, run.containers);
-    const outcomes = await inPool(ids, concurrency, async (id) => {
-      const span = await this.runOne(id);
-      progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
-      return span;
-    }, signal);
+    const outcomes = await inPool(
+      ids,
+      concurrency,
+      async (id) => {
+        const span = await this.runOne(id);
+        progress.tick(`${(span.doneAt - span.sentAt).toFixed(0)} ms`);
+        return span;
+      },
+      signal,
+    );
     recordRun(run, ids, outcomes, signal.reason);
     progress.end(rateText(run));
   }
@@ -322,7 +338,8 @@ class TaskSession {
     this.client?.close();
     for (const readers of this.readers.values()) for (const reader of readers) reader.destroy();
     this.readers.clear();
-    if (this.podId !== undefined) await removePod(this.options.env, this.podId).catch((err: Error) => problems.push(`remove pod ${this.podId}: ${err.message}`));
+    if (this.podId !== undefined)
+      await removePod(this.options.env, this.podId).catch((err: Error) => problems.push(`remove pod ${this.podId}: ${err.message}`));
     await rm(this.workDir, { recursive: true, force: true }).catch((err: Error) => problems.push(`remove ${this.workDir}: ${err.message}`));
     return problems;
   }

@@ -28,7 +28,9 @@ export async function runDemo(): Promise<void> {
         say(`  StartContainer  ${containerId.slice(0, 12)}  ${ms(started)} after RunPodSandbox began`);
         const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 30_000 });
         say(`  exited with ${status.exitCode}; its CRI log says:`);
-        for (const line of criLogText(await readContainerLog(containerLogPath(pod, container))).trimEnd().split('\n')) {
+        for (const line of criLogText(await readContainerLog(containerLogPath(pod, container)))
+          .trimEnd()
+          .split('\n')) {
           say(`    | ${line}`);
         }
         await env.cri.runtime.stopPodSandbox({ podSandboxId });

@@ -20,7 +20,9 @@ type Kind = (typeof KINDS)[number];
 
 /** `[kinds]`: one table per registered kind, each checked by the kind's own schema; a missing table takes its defaults. */
 const kindTables = z.strictObject(
-  Object.fromEntries((KINDS as readonly KindRegistration[]).map((kind) => [kind.name, kind.config.prefault({})])) as { [K in Kind as K['name']]: z.ZodPrefault<K['config']> },
+  Object.fromEntries((KINDS as readonly KindRegistration[]).map((kind) => [kind.name, kind.config.prefault({})])) as {
+    [K in Kind as K['name']]: z.ZodPrefault<K['config']>;
+  },
 );
 
 const configSchema = z.strictObject({

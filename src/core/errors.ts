@@ -37,8 +37,7 @@ export const alreadyExists = (what: string): RuntimeError => new RuntimeError(Co
 export const failedPrecondition = (message: string): RuntimeError => new RuntimeError(Code.FailedPrecondition, message);
 export const unimplemented = (message: string): RuntimeError => new RuntimeError(Code.Unimplemented, message);
 export const unavailable = (message: string): RuntimeError => new RuntimeError(Code.Unavailable, message);
-export const internal = (message: string, cause?: unknown): RuntimeError =>
-  new RuntimeError(Code.Internal, message, { cause });
+export const internal = (message: string, cause?: unknown): RuntimeError => new RuntimeError(Code.Internal, message, { cause });
 
 /**
  * The code and message to put on the wire for any thrown value. Errors that are not

@@ -2,7 +2,13 @@
 // and forwards them; core only says what happened.
 
 export type TaskEvent =
-  | { topic: '/tasks/create'; containerId: string; bundle: string; pid: number; stdio: { stdin: string; stdout: string; stderr: string; terminal: boolean } }
+  | {
+      topic: '/tasks/create';
+      containerId: string;
+      bundle: string;
+      pid: number;
+      stdio: { stdin: string; stdout: string; stderr: string; terminal: boolean };
+    }
   | { topic: '/tasks/start'; containerId: string; pid: number }
   | { topic: '/tasks/exec-added'; containerId: string; execId: string }
   | { topic: '/tasks/exec-started'; containerId: string; execId: string; pid: number }

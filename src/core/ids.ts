@@ -15,9 +15,7 @@ export function validateId(what: string, id: string): string {
     throw invalidArgument(`${what} id "${id.slice(0, 16)}…" is longer than ${MAX_ID_LENGTH} characters`);
   }
   if (!ID_PATTERN.test(id)) {
-    throw invalidArgument(
-      `${what} id ${JSON.stringify(id)} is invalid: use letters, digits and single '.', '_' or '-' between them`,
-    );
+    throw invalidArgument(`${what} id ${JSON.stringify(id)} is invalid: use letters, digits and single '.', '_' or '-' between them`);
   }
   return id;
 }

@@ -5,10 +5,19 @@ import type { Logger } from 'pino';
 import { alreadyExists, failedPrecondition, notFound } from './errors.js';
 import type { EventSink } from './events.js';
 import { validateId } from './ids.js';
-import type { SandboxContext, SandboxKind, WindowSize } from './kind.js';
+import type { CreatedProcess, SandboxContext, SandboxKind, WindowSize } from './kind.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { CgroupMetrics } from './metrics.js';
-import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExecRecord, type ExitInfo, type Mount, type SandboxRecord, type Stdio } from './model.js';
+import {
+  exitedNow,
+  UNKNOWN_EXIT_STATUS,
+  type ContainerRecord,
+  type ExecRecord,
+  type ExitInfo,
+  type Mount,
+  type SandboxRecord,
+  type Stdio,
+} from './model.js';
 import { writeJsonAtomic } from './state-file.js';
 import { StreamRegistry } from './streams.js';
 
@@ -156,7 +165,7 @@ export class Sandbox implements SandboxContext {
         execs: [],
       };
       const log = this.log.child({ container: input.id });
-      let created;
+      let created: CreatedProcess;
       try {
         created = await this.kind.tasks.create(this, container);
       } catch (err) {
@@ -415,7 +424,7 @@ export class Sandbox implements SandboxContext {
       const exec = this.exec(container, execId);
       if (exec.status !== 'created') throw failedPrecondition(`start exec ${execId} in container ${id}: it is ${exec.status}, not created`);
       const latch = this.execExits.get(execKey(id, execId))!;
-      let started;
+      let started: CreatedProcess;
       try {
         started = await this.kind.tasks.startExec(this, container, exec);
       } catch (err) {

@@ -70,7 +70,8 @@ export class Sandboxer {
       if (!entry.isDirectory()) continue;
       // Only a valid id ever names a sandbox directory, and containerd could not address another.
       if (isValidId(entry.name)) await this.recover(entry.name);
-      else this.log.warn({ dir: join(this.kindDir, entry.name) }, 'a directory that names no sandbox is in the state directory; leaving it');
+      else
+        this.log.warn({ dir: join(this.kindDir, entry.name) }, 'a directory that names no sandbox is in the state directory; leaving it');
     }
   }
 
@@ -111,7 +112,10 @@ export class Sandboxer {
     sandbox.adoptContainers();
     this.sandboxes.set(id, sandbox);
     await sandbox.save();
-    sandbox.log.info({ phase: record.phase, containers: record.containers.length, reason: sandbox.problem || undefined }, 'sandbox recovered');
+    sandbox.log.info(
+      { phase: record.phase, containers: record.containers.length, reason: sandbox.problem || undefined },
+      'sandbox recovered',
+    );
   }
 
   /** The sandbox's record, null when it has no state file; FailedPrecondition with the reason when it is unusable. */
@@ -139,7 +143,10 @@ export class Sandboxer {
 
   /** What stands for a sandbox whose state file cannot be loaded: see standInRecord. */
   private async standIn(id: string, dir: string): Promise<Sandbox> {
-    const createdAt = await stat(dir).then((s) => s.mtime.toISOString(), () => nowIso());
+    const createdAt = await stat(dir).then(
+      (s) => s.mtime.toISOString(),
+      () => nowIso(),
+    );
     return new Sandbox(standInRecord(id, this.kind.name, createdAt), dir, this.kind, this.events, this.log, { standIn: true });
   }
 
@@ -157,7 +164,13 @@ export class Sandboxer {
   private async keepUnreadable(sandbox: Sandbox, err: unknown): Promise<void> {
     this.markUnusable(sandbox, errorText(err));
     // Started once, it may have containers containerd still deletes through its task socket.
-    if (await stat(sandbox.taskSocketPath).then(() => true, () => false)) await this.reopenEndpoint(sandbox);
+    if (
+      await stat(sandbox.taskSocketPath).then(
+        () => true,
+        () => false,
+      )
+    )
+      await this.reopenEndpoint(sandbox);
     this.sandboxes.set(sandbox.id, sandbox);
   }
 

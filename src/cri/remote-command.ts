@@ -20,7 +20,11 @@ export interface RemoteCommandResult {
 }
 
 /** The exit code in a metav1.Status from the status channel (0 for Success). */
-export function exitCodeOfStatus(status: { status?: string; reason?: string; details?: { causes?: { reason?: string; message?: string }[] } }): number | undefined {
+export function exitCodeOfStatus(status: {
+  status?: string;
+  reason?: string;
+  details?: { causes?: { reason?: string; message?: string }[] };
+}): number | undefined {
   if (status.status === 'Success') return 0;
   if (status.reason !== 'NonZeroExitCode') return undefined;
   const cause = status.details?.causes?.find((c) => c.reason === 'ExitCode');
@@ -58,7 +62,8 @@ export class RemoteCommand {
 
   /** Ends the remote process's stdin (protocol v5 only). */
   closeStdin(): void {
-    if (this.protocol !== V5) throw new RuntimeError(Code.FailedPrecondition, `closing stdin needs ${V5}, the server chose ${this.protocol}`);
+    if (this.protocol !== V5)
+      throw new RuntimeError(Code.FailedPrecondition, `closing stdin needs ${V5}, the server chose ${this.protocol}`);
     this.connection.send(Buffer.from([Channel.Close, Channel.Stdin]));
   }
 
@@ -77,7 +82,12 @@ export class RemoteCommand {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new RuntimeError(Code.DeadlineExceeded, `stdout did not match ${pattern} within ${timeoutMs} ms: ${JSON.stringify(this.text('stdout'))}`));
+        reject(
+          new RuntimeError(
+            Code.DeadlineExceeded,
+            `stdout did not match ${pattern} within ${timeoutMs} ms: ${JSON.stringify(this.text('stdout'))}`,
+          ),
+        );
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -98,7 +108,7 @@ export class RemoteCommand {
     switch (message[0]) {
       case Channel.Stdout:
         this.output.stdout.push(data);
-        this.watchers.forEach((check) => check());
+        for (const check of this.watchers) check();
         break;
       case Channel.Stderr:
         this.output.stderr.push(data);

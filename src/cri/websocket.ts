@@ -142,7 +142,9 @@ export class WebSocketConnection extends EventEmitter {
 /** Opens a WebSocket to an http:// URL, offering `protocols` in order of preference. */
 export function connectWebSocket(url: string, protocols: string[], timeoutMs = 10_000): Promise<WebSocketConnection> {
   const key = randomBytes(16).toString('base64');
-  const expectedAccept = createHash('sha1').update(key + ACCEPT_GUID).digest('base64');
+  const expectedAccept = createHash('sha1')
+    .update(key + ACCEPT_GUID)
+    .digest('base64');
   return new Promise((resolve, reject) => {
     const req = request(url, {
       timeout: timeoutMs,

@@ -79,7 +79,9 @@ export class Daemon {
       await sleep(100);
     }
     const cause = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-    throw new Error(`${this.name} did not come up within ${timeoutMs / 1000} s: ${what} never happened${cause}; last lines of its log:\n${this.logTail()}`);
+    throw new Error(
+      `${this.name} did not come up within ${timeoutMs / 1000} s: ${what} never happened${cause}; last lines of its log:\n${this.logTail()}`,
+    );
   }
 
   /** Kills it at once with SIGKILL, as a crash would end it; resolves once the process is gone. */

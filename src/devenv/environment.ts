@@ -148,12 +148,21 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
 
     const startKuasard = async () => {
       progress('starting kuasard');
-      const kuasard = await Daemon.start('kuasard', process.execPath, [join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig], paths.kuasardLog);
+      const kuasard = await Daemon.start(
+        'kuasard',
+        process.execPath,
+        [join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig],
+        paths.kuasardLog,
+      );
       daemons.kuasard = kuasard;
       record.daemons.kuasard = refOf(kuasard);
       writeRecord(paths.record, record);
       const sockets = Object.values(kuasarSockets);
-      await kuasard.waitUntilReady(`listening on ${sockets.join(', ')}`, async () => (await Promise.all(sockets.map(canConnect))).every(Boolean), timeoutMs);
+      await kuasard.waitUntilReady(
+        `listening on ${sockets.join(', ')}`,
+        async () => (await Promise.all(sockets.map(canConnect))).every(Boolean),
+        timeoutMs,
+      );
     };
     if (withKuasard) await startKuasard();
 
@@ -233,7 +242,9 @@ async function writeContainerdConfig(paths: EnvironmentPaths, withKuasard: boole
   try {
     parseToml(text);
   } catch (err) {
-    throw new Error(`the containerd configuration is not valid TOML (does kuasar's snippet define a table twice?): ${(err as Error).message}`);
+    throw new Error(
+      `the containerd configuration is not valid TOML (does kuasar's snippet define a table twice?): ${(err as Error).message}`,
+    );
   }
   writeFileSync(paths.containerdConfig, text, { mode: 0o600 });
 }

@@ -105,25 +105,37 @@ function messageOf(schema: DescMessage, options: MessageArbitraryOptions, depth:
 function fieldOf(field: DescField, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<unknown> | undefined {
   switch (field.fieldKind) {
     case 'scalar':
-      return valueOf(field.scalar, options, depth);
+      return valueArbitrary(field.scalar, options, depth);
     case 'enum':
-      return valueOf('enum', options, depth);
+      return valueArbitrary('enum', options, depth);
     case 'message':
-      return valueOf(field.message, options, depth);
+      return valueArbitrary(field.message, options, depth);
     case 'list': {
-      const element = valueOf(field.listKind === 'scalar' ? field.scalar : field.listKind === 'enum' ? 'enum' : field.message, options, depth);
+      const element = valueArbitrary(
+        field.listKind === 'scalar' ? field.scalar : field.listKind === 'enum' ? 'enum' : field.message,
+        options,
+        depth,
+      );
       return element && fc.array(element, { maxLength: 4 });
     }
     case 'map': {
       if (field.mapKey !== ScalarType.STRING) return undefined;
-      const value = valueOf(field.mapKind === 'scalar' ? field.scalar : field.mapKind === 'enum' ? 'enum' : field.message, options, depth);
+      const value = valueArbitrary(
+        field.mapKind === 'scalar' ? field.scalar : field.mapKind === 'enum' ? 'enum' : field.message,
+        options,
+        depth,
+      );
       return value && fc.dictionary(hostileString, value, { maxKeys: 4 });
     }
   }
 }
 
 /** One value of a field, a list element or a map value: a scalar, an enum number, or a nested message. */
-function valueOf(type: ScalarType | 'enum' | DescMessage, options: MessageArbitraryOptions, depth: number): fc.Arbitrary<unknown> | undefined {
+function valueArbitrary(
+  type: ScalarType | 'enum' | DescMessage,
+  options: MessageArbitraryOptions,
+  depth: number,
+): fc.Arbitrary<unknown> | undefined {
   if (type === 'enum') return fc.integer({ min: -2, max: 40 }); // open enums: values nobody declared arrive too
   if (typeof type === 'object') return depth > 0 ? messageOf(type, options, depth - 1) : undefined;
   return scalarOf(type);
@@ -158,9 +170,7 @@ function scalarOf(type: ScalarType): fc.Arbitrary<unknown> {
 }
 
 function anyOf(options: MessageArbitraryOptions, depth: number): fc.Arbitrary<Record<string, unknown>> {
-  const choices: fc.Arbitrary<Record<string, unknown>>[] = [
-    fc.record({ typeUrl: hostileString, value: fc.uint8Array({ maxLength: 64 }) }),
-  ];
+  const choices: fc.Arbitrary<Record<string, unknown>>[] = [fc.record({ typeUrl: hostileString, value: fc.uint8Array({ maxLength: 64 }) })];
   const jsonUrls = options.jsonTypeUrls ?? [];
   if (jsonUrls.length > 0) {
     choices.push(
@@ -242,7 +252,12 @@ export function encodeFuzzFrames(frames: readonly FuzzFrame[]): Buffer {
  * One unary gRPC call whose request is `bytes` exactly as given (no encoding on the way), to
  * send what no generated client would. Resolves with the status code (0 for OK) and details.
  */
-export function rawUnaryCall(client: grpc.Client, path: string, bytes: Uint8Array, timeoutMs: number): Promise<{ code: number; details: string }> {
+export function rawUnaryCall(
+  client: grpc.Client,
+  path: string,
+  bytes: Uint8Array,
+  timeoutMs: number,
+): Promise<{ code: number; details: string }> {
   const identity = (data: Buffer) => data;
   return new Promise((resolve) => {
     client.makeUnaryRequest(path, identity, identity, Buffer.from(bytes), { deadline: Date.now() + timeoutMs }, (error) =>

@@ -112,7 +112,12 @@ const WASM_MESSAGE = 'a file from the rootfs\n';
 
 /** The sources of test/fixtures/wasm/<name>.wat for `names`, or for every fixture there. */
 async function watSources(names?: readonly string[]): Promise<{ name: string; text: string }[]> {
-  const chosen = names ?? (await readdir(WAT_DIR)).filter((f) => f.endsWith('.wat')).sort().map((f) => f.slice(0, -'.wat'.length));
+  const chosen =
+    names ??
+    (await readdir(WAT_DIR))
+      .filter((f) => f.endsWith('.wat'))
+      .sort()
+      .map((f) => f.slice(0, -'.wat'.length));
   return Promise.all(chosen.map(async (name) => ({ name, text: await readFile(join(WAT_DIR, `${name}.wat`), 'utf8') })));
 }
 

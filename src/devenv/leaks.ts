@@ -86,14 +86,18 @@ export function diffHost(before: HostSnapshot, after: HostSnapshot, options: Dif
   const oldProcesses = new Set(before.processes.map(processKey));
 
   return {
-    mounts: added(before.mounts, after.mounts, mountKey).filter((m) => !scope || isScopeMount(m.mountPoint, scope)).map(mountKey),
+    mounts: added(before.mounts, after.mounts, mountKey)
+      .filter((m) => !scope || isScopeMount(m.mountPoint, scope))
+      .map(mountKey),
     netns: added(before.netns, after.netns, (n) => n),
     cgroups: added(before.cgroups, after.cgroups, (c) => c).filter((c) => !scope || isScopeCgroupPath(c, scope)),
     processes: after.processes
       .filter((p) => !oldProcesses.has(processKey(p)) && !ignored.has(p.pid) && p.pid !== process.pid)
       .filter((p) => !ours || ours.has(p.pid))
       .map((p) => `pid ${p.pid} (parent ${p.ppid}${p.state === 'Z' ? ', zombie' : ''}): ${p.cmdline}`),
-    links: added(before.links, after.links, linkKey).filter((l) => !scope || isScopeLink(l, scope)).map(linkKey),
+    links: added(before.links, after.links, linkKey)
+      .filter((l) => !scope || isScopeLink(l, scope))
+      .map(linkKey),
     files: added(before.files, after.files, (f) => f),
   };
 }

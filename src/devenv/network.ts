@@ -61,7 +61,7 @@ function parseCidr(cidr: string): Prefix {
 function overlaps(a: Prefix, b: Prefix): boolean {
   const shortest = Math.min(a.prefixLength, b.prefixLength);
   const mask = shortest === 0 ? 0 : (~0 << (32 - shortest)) >>> 0;
-  return ((a.base & mask) >>> 0) === ((b.base & mask) >>> 0);
+  return (a.base & mask) >>> 0 === (b.base & mask) >>> 0;
 }
 
 function ipToNumber(ip: string): number {

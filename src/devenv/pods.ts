@@ -88,8 +88,12 @@ export async function removeAllPods(cri: CriClient, timeoutMs = 30_000): Promise
   const problems: string[] = [];
   const { items } = await cri.runtime.listPodSandbox({}, { timeoutMs });
   for (const pod of items) {
-    await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs }).catch((err: Error) => problems.push(`stop ${pod.id}: ${err.message}`));
-    await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs }).catch((err: Error) => problems.push(`remove ${pod.id}: ${err.message}`));
+    await cri.runtime
+      .stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs })
+      .catch((err: Error) => problems.push(`stop ${pod.id}: ${err.message}`));
+    await cri.runtime
+      .removePodSandbox({ podSandboxId: pod.id }, { timeoutMs })
+      .catch((err: Error) => problems.push(`remove ${pod.id}: ${err.message}`));
   }
   return problems;
 }

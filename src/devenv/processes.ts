@@ -68,7 +68,6 @@ export function isSameProcessPresent(pid: number, startTime: string): boolean {
   return readProcess(pid)?.startTime === startTime;
 }
 
-
 const KTHREADD = 2;
 
 function readCgroupLines(pid: number): string[] {

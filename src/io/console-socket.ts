@@ -41,7 +41,7 @@ export class ConsoleSocket {
       const message = receiveMessageNow(connection, NAME_BYTES, rightsSpace(1));
       const fds = message ? passedDescriptors(message.control) : [];
       if (fds.length !== 1) {
-        fds.forEach((fd) => closeFd(fd));
+        for (const fd of fds) closeFd(fd);
         throw internal(`the OCI runtime sent ${fds.length} descriptors on the console socket, expected the pty master`);
       }
       return fds[0]!;

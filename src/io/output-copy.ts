@@ -71,7 +71,11 @@ export class OutputCopy {
     const { source, sink } = this;
     if (source.readableEnded || source.destroyed) return;
     source.unpipe();
-    for (let chunk: unknown; (chunk = source.read()) !== null; ) sink?.write(chunk);
+    for (;;) {
+      const chunk: unknown = source.read();
+      if (chunk === null) break;
+      sink?.write(chunk);
+    }
     source.destroy();
     if (sink && !sink.writableEnded) sink.end();
   }

@@ -13,7 +13,7 @@
 // failed start, a delete).
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { ReadStream as TtyStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { failedPrecondition, invalidArgument } from '../core/errors.js';
@@ -225,7 +225,10 @@ export class ProcessStdio {
       } else {
         const ends = pipe();
         this.runtime.stdio[slot] = this.childEnd(ends.write);
-        const reader = this.hold(new Socket({ fd: ends.read, readable: true, writable: false }), slot === 1 ? 'stdout pipe' : 'stderr pipe');
+        const reader = this.hold(
+          new Socket({ fd: ends.read, readable: true, writable: false }),
+          slot === 1 ? 'stdout pipe' : 'stderr pipe',
+        );
         this.outputs.push(new OutputCopy(reader, stream as Writable));
       }
     });

@@ -70,6 +70,8 @@ export interface KindRegistration<Name extends string = string, Schema extends z
 }
 
 /** Keeps a registration's own name and table types, which config.ts composes into the configuration's type. */
-export function defineKind<Name extends string, Schema extends z.ZodType<KindConfig>>(registration: KindRegistration<Name, Schema>): KindRegistration<Name, Schema> {
+export function defineKind<Name extends string, Schema extends z.ZodType<KindConfig>>(
+  registration: KindRegistration<Name, Schema>,
+): KindRegistration<Name, Schema> {
   return registration;
 }

@@ -54,7 +54,11 @@ export function parseCounter(text: string, unlimited = 0n): bigint {
 
 /** Space-separated counters (cpuacct.usage_percpu). */
 export function parseCounterList(text: string): bigint[] {
-  return text.trim().split(/\s+/).filter(Boolean).map((v) => BigInt(v));
+  return text
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((v) => BigInt(v));
 }
 
 /** blkio.throttle.* files: "8:0 Read 4096" lines and a closing "Total n". */
@@ -108,30 +112,78 @@ export function parsePressure(text: string): CgroupPressure {
 // memory.stat keys of cgroup v1 and the fields they fill. The total_ ones repeat the first
 // fifteen for the whole subtree.
 const V1_MEMORY_STAT: Record<string, CgroupV1MemoryStatField> = {
-  cache: 'cache', rss: 'rss', rss_huge: 'rssHuge', mapped_file: 'mappedFile', dirty: 'dirty', writeback: 'writeback',
-  pgpgin: 'pgPgIn', pgpgout: 'pgPgOut', pgfault: 'pgFault', pgmajfault: 'pgMajFault', inactive_anon: 'inactiveAnon',
-  active_anon: 'activeAnon', inactive_file: 'inactiveFile', active_file: 'activeFile', unevictable: 'unevictable',
-  hierarchical_memory_limit: 'hierarchicalMemoryLimit', hierarchical_memsw_limit: 'hierarchicalSwapLimit',
-  total_cache: 'totalCache', total_rss: 'totalRss', total_rss_huge: 'totalRssHuge', total_mapped_file: 'totalMappedFile',
-  total_dirty: 'totalDirty', total_writeback: 'totalWriteback', total_pgpgin: 'totalPgPgIn', total_pgpgout: 'totalPgPgOut',
-  total_pgfault: 'totalPgFault', total_pgmajfault: 'totalPgMajFault', total_inactive_anon: 'totalInactiveAnon',
-  total_active_anon: 'totalActiveAnon', total_inactive_file: 'totalInactiveFile', total_active_file: 'totalActiveFile',
+  cache: 'cache',
+  rss: 'rss',
+  rss_huge: 'rssHuge',
+  mapped_file: 'mappedFile',
+  dirty: 'dirty',
+  writeback: 'writeback',
+  pgpgin: 'pgPgIn',
+  pgpgout: 'pgPgOut',
+  pgfault: 'pgFault',
+  pgmajfault: 'pgMajFault',
+  inactive_anon: 'inactiveAnon',
+  active_anon: 'activeAnon',
+  inactive_file: 'inactiveFile',
+  active_file: 'activeFile',
+  unevictable: 'unevictable',
+  hierarchical_memory_limit: 'hierarchicalMemoryLimit',
+  hierarchical_memsw_limit: 'hierarchicalSwapLimit',
+  total_cache: 'totalCache',
+  total_rss: 'totalRss',
+  total_rss_huge: 'totalRssHuge',
+  total_mapped_file: 'totalMappedFile',
+  total_dirty: 'totalDirty',
+  total_writeback: 'totalWriteback',
+  total_pgpgin: 'totalPgPgIn',
+  total_pgpgout: 'totalPgPgOut',
+  total_pgfault: 'totalPgFault',
+  total_pgmajfault: 'totalPgMajFault',
+  total_inactive_anon: 'totalInactiveAnon',
+  total_active_anon: 'totalActiveAnon',
+  total_inactive_file: 'totalInactiveFile',
+  total_active_file: 'totalActiveFile',
   total_unevictable: 'totalUnevictable',
 };
 
 // memory.stat keys of cgroup v2. Kernels since 5.9 split workingset_* into _anon and _file;
 // those are summed into the one field containerd has.
 const V2_MEMORY_STAT: Record<string, CgroupV2MemoryStatField> = {
-  anon: 'anon', file: 'file', kernel_stack: 'kernelStack', slab: 'slab', sock: 'sock', shmem: 'shmem',
-  file_mapped: 'fileMapped', file_dirty: 'fileDirty', file_writeback: 'fileWriteback', anon_thp: 'anonThp',
-  inactive_anon: 'inactiveAnon', active_anon: 'activeAnon', inactive_file: 'inactiveFile', active_file: 'activeFile',
-  unevictable: 'unevictable', slab_reclaimable: 'slabReclaimable', slab_unreclaimable: 'slabUnreclaimable',
-  pgfault: 'pgfault', pgmajfault: 'pgmajfault', workingset_refault: 'workingsetRefault',
-  workingset_refault_anon: 'workingsetRefault', workingset_refault_file: 'workingsetRefault',
-  workingset_activate: 'workingsetActivate', workingset_activate_anon: 'workingsetActivate',
-  workingset_activate_file: 'workingsetActivate', workingset_nodereclaim: 'workingsetNodereclaim', pgrefill: 'pgrefill',
-  pgscan: 'pgscan', pgsteal: 'pgsteal', pgactivate: 'pgactivate', pgdeactivate: 'pgdeactivate', pglazyfree: 'pglazyfree',
-  pglazyfreed: 'pglazyfreed', thp_fault_alloc: 'thpFaultAlloc', thp_collapse_alloc: 'thpCollapseAlloc',
+  anon: 'anon',
+  file: 'file',
+  kernel_stack: 'kernelStack',
+  slab: 'slab',
+  sock: 'sock',
+  shmem: 'shmem',
+  file_mapped: 'fileMapped',
+  file_dirty: 'fileDirty',
+  file_writeback: 'fileWriteback',
+  anon_thp: 'anonThp',
+  inactive_anon: 'inactiveAnon',
+  active_anon: 'activeAnon',
+  inactive_file: 'inactiveFile',
+  active_file: 'activeFile',
+  unevictable: 'unevictable',
+  slab_reclaimable: 'slabReclaimable',
+  slab_unreclaimable: 'slabUnreclaimable',
+  pgfault: 'pgfault',
+  pgmajfault: 'pgmajfault',
+  workingset_refault: 'workingsetRefault',
+  workingset_refault_anon: 'workingsetRefault',
+  workingset_refault_file: 'workingsetRefault',
+  workingset_activate: 'workingsetActivate',
+  workingset_activate_anon: 'workingsetActivate',
+  workingset_activate_file: 'workingsetActivate',
+  workingset_nodereclaim: 'workingsetNodereclaim',
+  pgrefill: 'pgrefill',
+  pgscan: 'pgscan',
+  pgsteal: 'pgsteal',
+  pgactivate: 'pgactivate',
+  pgdeactivate: 'pgdeactivate',
+  pglazyfree: 'pglazyfree',
+  pglazyfreed: 'pglazyfreed',
+  thp_fault_alloc: 'thpFaultAlloc',
+  thp_collapse_alloc: 'thpCollapseAlloc',
 };
 
 /** The fields of a memory.stat file, by the table of its cgroup version; unknown keys are dropped. */
@@ -164,7 +216,12 @@ async function optionalCounter(dir: string | undefined, file: string, unlimited 
 }
 
 async function assertExists(dir: string | undefined, cgroupsPath: string): Promise<string> {
-  const exists = dir !== undefined && (await stat(dir).then((s) => s.isDirectory(), () => false));
+  const exists =
+    dir !== undefined &&
+    (await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ));
   if (!exists) throw notFound(`cgroup ${cgroupsPath}${dir ? ` (${dir})` : ''}`);
   return dir;
 }
@@ -209,7 +266,11 @@ async function readV1(places: readonly CgroupPlace[], cgroupsPath: string): Prom
   const oomControl = await readOptional(memoryDir, 'memory.oom_control');
   if (oomControl !== undefined) {
     const c = parseKeyedCounters(oomControl);
-    metrics.memoryOomControl = { oomKillDisable: c.get('oom_kill_disable') ?? 0n, underOom: c.get('under_oom') ?? 0n, oomKill: c.get('oom_kill') ?? 0n };
+    metrics.memoryOomControl = {
+      oomKillDisable: c.get('oom_kill_disable') ?? 0n,
+      underOom: c.get('under_oom') ?? 0n,
+      oomKill: c.get('oom_kill') ?? 0n,
+    };
   }
 
   const total = await optionalCounter(cpuacctDir, 'cpuacct.usage');
@@ -291,7 +352,13 @@ async function readV2(places: readonly CgroupPlace[], cgroupsPath: string): Prom
   const events = await readOptional(dir, 'memory.events');
   if (events !== undefined) {
     const e = parseKeyedCounters(events);
-    metrics.memoryEvents = { low: e.get('low') ?? 0n, high: e.get('high') ?? 0n, max: e.get('max') ?? 0n, oom: e.get('oom') ?? 0n, oomKill: e.get('oom_kill') ?? 0n };
+    metrics.memoryEvents = {
+      low: e.get('low') ?? 0n,
+      high: e.get('high') ?? 0n,
+      max: e.get('max') ?? 0n,
+      oom: e.get('oom') ?? 0n,
+      oomKill: e.get('oom_kill') ?? 0n,
+    };
   }
 
   const pids = await optionalCounter(dir, 'pids.current');

@@ -43,8 +43,7 @@ export function parseCgroupLayout(mounts: readonly MountInfo[]): CgroupLayout {
     if ((m.fsType !== 'cgroup' && m.fsType !== 'cgroup2') || seen.has(m.device)) continue;
     seen.add(m.device);
     const version = m.fsType === 'cgroup2' ? 2 : 1;
-    const controllers =
-      version === 2 ? [] : m.superOptions.filter((o) => !v1MountOptions.has(o) && !o.startsWith('release_agent='));
+    const controllers = version === 2 ? [] : m.superOptions.filter((o) => !v1MountOptions.has(o) && !o.startsWith('release_agent='));
     hierarchies.push({ version, mountPoint: m.mountPoint, root: m.root, controllers });
   }
   const v1 = hierarchies.some((h) => h.version === 1);
@@ -166,7 +165,8 @@ export async function joinCgroup(cgroupsPath: string, pid: number, layout?: Cgro
     await mkdir(dir, { recursive: true });
     if (hierarchy.version === 1 && hierarchy.controllers.includes('cpuset')) {
       for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-        if ((await readFile(path.join(dir, file), 'utf8')).trim() === '') await writeFile(path.join(dir, file), await readFile(path.join(parent, file)));
+        if ((await readFile(path.join(dir, file), 'utf8')).trim() === '')
+          await writeFile(path.join(dir, file), await readFile(path.join(parent, file)));
       }
     }
     await writeFile(path.join(dir, 'cgroup.procs'), String(pid));

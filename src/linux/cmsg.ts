@@ -48,6 +48,8 @@ export function rightsMessage(fds: readonly number[]): Buffer {
   control.writeBigUInt64LE(BigInt(CMSG_HEADER_SIZE + fds.length * FD_SIZE), 0);
   control.writeInt32LE(SOL_SOCKET, 8);
   control.writeInt32LE(SCM_RIGHTS, 12);
-  fds.forEach((fd, i) => control.writeInt32LE(fd, CMSG_HEADER_SIZE + i * FD_SIZE));
+  fds.forEach((fd, i) => {
+    control.writeInt32LE(fd, CMSG_HEADER_SIZE + i * FD_SIZE);
+  });
   return control;
 }

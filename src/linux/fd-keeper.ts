@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
-import { connectUnix, peerHasHungUp, receiveMessage, sendMessage, setSocketTimeouts } from './libc/sockets.js';
+import { connectUnix, peerHasHungUp, type ReceivedMessage, receiveMessage, sendMessage, setSocketTimeouts } from './libc/sockets.js';
 
 /** Where `npm run build:native` puts the keeper: dist/native/ (this module is dist/src/linux/fd-keeper.js). */
 export const FD_KEEPER_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../native/fd-keeper');
@@ -186,7 +186,7 @@ export class FdKeeper {
 
   private receive(): { text: string; fds: number[] } {
     const socket = this.connectedSocket();
-    let message;
+    let message: ReceivedMessage;
     try {
       message = receiveMessage(socket, MAX_MESSAGE_BYTES + 1, rightsSpace(1));
     } catch (err) {

@@ -100,7 +100,8 @@ export function parseMountOptions(options: readonly string[]): ParsedMountOption
 
 // A bind mount ignores every flag but MS_REC when it is created; these only take effect through
 // a remount of the new bind mount.
-const perMountFlags = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.NOSYMFOLLOW;
+const perMountFlags =
+  MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.NOSYMFOLLOW;
 
 /** The mount(2) calls that put `m` at `target`, in order. Pure: it touches nothing. */
 export function mountCalls(m: Pick<Mount, 'type' | 'source' | 'options'>, target: string): MountCall[] {
@@ -215,9 +216,7 @@ export async function unmountAll(target: string, options: UnmountOptions = {}): 
  */
 export async function unmountRecursive(prefix: string, options: UnmountOptions = {}): Promise<void> {
   const mounts = await mountsUnder(prefix);
-  const points = [...new Set(mounts.map((m) => m.mountPoint))].sort(
-    (a, b) => b.split('/').length - a.split('/').length,
-  );
+  const points = [...new Set(mounts.map((m) => m.mountPoint))].sort((a, b) => b.split('/').length - a.split('/').length);
   for (const point of points) await unmountAll(point, options);
   const left = await mountsUnder(prefix);
   if (left.length > 0) {

@@ -68,6 +68,7 @@ function spawnInNewPidNamespace(command: string[]) {
       try {
         setns(own, CLONE_NEWPID);
       } catch (err) {
+        // biome-ignore lint/correctness/noUnsafeFinally: a failed return must win over the spawn's result, or later children start in the pod's namespace
         throw internal(`returning to the daemon's PID namespace after starting a holder: ${(err as Error).message}`, err);
       }
     }
@@ -173,7 +174,8 @@ export function findHolders(match: HolderMatch): PidNamespaceHolder[] {
     if (!stat || stat.comm !== HOLDER_BINARY || stat.state === 'Z') continue;
     const cgroupsPath = cgroupPathNamed(stat.pid, match.cgroupName);
     const inPodNamespace = (['ipc', 'uts'] as const).some((ns) => namespaces.has(fileIdentity(`/proc/${stat.pid}/ns/${ns}`) ?? ''));
-    if (cgroupsPath !== undefined || inPodNamespace) found.push({ pid: stat.pid, startTime: stat.startTime, cgroupsPath: cgroupsPath ?? null });
+    if (cgroupsPath !== undefined || inPodNamespace)
+      found.push({ pid: stat.pid, startTime: stat.startTime, cgroupsPath: cgroupsPath ?? null });
   }
   return found;
 }

@@ -9,7 +9,16 @@ import { invalidArgument } from '../core/errors.js';
 
 export type SysctlNamespace = 'net' | 'ipc' | 'uts';
 
-const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+const IPC_SYSCTLS = new Set([
+  'kernel.msgmax',
+  'kernel.msgmnb',
+  'kernel.msgmni',
+  'kernel.sem',
+  'kernel.shmall',
+  'kernel.shmmax',
+  'kernel.shmmni',
+  'kernel.shm_rmid_forced',
+]);
 
 /** The namespace a sysctl belongs to, or undefined when it is node-wide (or runc will not set it). */
 export function sysctlNamespace(name: string): SysctlNamespace | undefined {
@@ -33,7 +42,8 @@ export function checkPodSysctls(sysctls: Readonly<Record<string, string>>, owns:
     if (/[\n\r]/.test(value)) throw invalidArgument(`sysctl ${name}: the value holds a line break`);
     const namespace = sysctlNamespace(name);
     if (name === 'kernel.hostname') throw invalidArgument('sysctl kernel.hostname: give the pod a hostname instead');
-    if (namespace === undefined) throw invalidArgument(`sysctl ${name} is not namespaced (or not among those runc sets): setting it for a pod would change the node`);
+    if (namespace === undefined)
+      throw invalidArgument(`sysctl ${name} is not namespaced (or not among those runc sets): setting it for a pod would change the node`);
     if (!owns[namespace]) {
       throw invalidArgument(`sysctl ${name} belongs to the ${namespace} namespace, which the pod shares with the host`);
     }

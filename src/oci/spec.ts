@@ -60,7 +60,15 @@ export interface LinuxNamespace {
 
 export interface LinuxResources {
   memory?: { limit?: number; reservation?: number; swap?: number; kernel?: number; swappiness?: number; disableOOMKiller?: boolean };
-  cpu?: { shares?: number; quota?: number; period?: number; realtimeRuntime?: number; realtimePeriod?: number; cpus?: string; mems?: string };
+  cpu?: {
+    shares?: number;
+    quota?: number;
+    period?: number;
+    realtimeRuntime?: number;
+    realtimePeriod?: number;
+    cpus?: string;
+    mems?: string;
+  };
   pids?: { limit: number };
   devices?: unknown[];
   blockIO?: unknown;
@@ -111,7 +119,8 @@ export function withNewNamespace(spec: Spec, type: LinuxNamespaceType): Spec {
 export const BIND_OPTIONS: readonly string[] = ['bind', 'rbind'];
 
 /** True when `m` binds a host path (type "bind", or a bind option). */
-export const isBindMount = (m: Pick<Mount, 'type' | 'options'>): boolean => m.type === 'bind' || (m.options ?? []).some((o) => BIND_OPTIONS.includes(o));
+export const isBindMount = (m: Pick<Mount, 'type' | 'options'>): boolean =>
+  m.type === 'bind' || (m.options ?? []).some((o) => BIND_OPTIONS.includes(o));
 
 /** The first mount at `destination`, if the spec has one. */
 export function mountAt(spec: Spec, destination: string): Mount | undefined {

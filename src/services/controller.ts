@@ -2,21 +2,21 @@
 // calls out: nothing here depends on which kind serves the sandbox.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampNow } from '@bufbuild/protobuf/wkt';
-import {
+import type {
   ControllerCreateResponseSchema,
-  type ControllerCreateRequest,
-  type ControllerMetricsRequest,
+  ControllerCreateRequest,
+  ControllerMetricsRequest,
   ControllerMetricsResponseSchema,
-  type ControllerPlatformRequest,
+  ControllerPlatformRequest,
   ControllerPlatformResponseSchema,
-  type ControllerShutdownRequest,
-  type ControllerStartRequest,
+  ControllerShutdownRequest,
+  ControllerStartRequest,
   ControllerStartResponseSchema,
-  type ControllerStatusRequest,
+  ControllerStatusRequest,
   ControllerStatusResponseSchema,
-  type ControllerStopRequest,
-  type ControllerUpdateRequest,
-  type ControllerWaitRequest,
+  ControllerStopRequest,
+  ControllerUpdateRequest,
+  ControllerWaitRequest,
   ControllerWaitResponseSchema,
 } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { sandboxerName } from '../config/containerd.js';

@@ -55,7 +55,13 @@ export function packEvent(event: TaskEvent) {
 
 /** The fields TaskExit and TaskDelete share: which process ended, and how. */
 function processEnd(event: Extract<TaskEvent, { topic: '/tasks/exit' | '/tasks/delete' }>) {
-  return { containerId: event.containerId, id: event.execId, pid: event.pid, exitStatus: event.exitStatus, exitedAt: toTimestamp(event.exitedAt) };
+  return {
+    containerId: event.containerId,
+    id: event.execId,
+    pid: event.pid,
+    exitStatus: event.exitStatus,
+    exitedAt: toTimestamp(event.exitedAt),
+  };
 }
 
 interface Queued {

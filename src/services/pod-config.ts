@@ -43,7 +43,9 @@ export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
   // A pod user namespace would need its pinning and ID-mapped mounts, which the runc kind lacks:
   // refused here rather than failing later at each container.
   if (ns?.usernsOptions && ns.usernsOptions.mode !== NamespaceMode.NODE) {
-    throw invalidArgument(`PodSandboxConfig: a user namespace for the pod (userns_options mode ${NamespaceMode[ns.usernsOptions.mode]}) is not supported`);
+    throw invalidArgument(
+      `PodSandboxConfig: a user namespace for the pod (userns_options mode ${NamespaceMode[ns.usernsOptions.mode]}) is not supported`,
+    );
   }
   const hostNetwork = ns?.network === NamespaceMode.NODE;
   return {

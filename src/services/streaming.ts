@@ -94,9 +94,7 @@ class InboundStream extends Readable {
     if (this.destroyed || this.readableEnded) return;
     const grant = this.window.due();
     if (grant === 0) return;
-    this.sendMessage(packAny(WindowUpdateSchema, { update: grant })).catch((err: Error) =>
-      this.destroy(err),
-    );
+    this.sendMessage(packAny(WindowUpdateSchema, { update: grant })).catch((err: Error) => this.destroy(err));
   }
 }
 

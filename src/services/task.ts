@@ -57,15 +57,18 @@ function processSpec(req: ExecProcessRequest): Record<string, unknown> {
 
 export function taskHandlers(sandbox: Sandbox) {
   /** Known container, missing feature: Unimplemented (an unknown container is still NotFound). */
-  const unsupported = (what: string) => async (req: { id: string }): Promise<never> => {
-    sandbox.container(req.id);
-    throw unimplemented(`${what} is not supported by sandbox ${sandbox.id} yet`);
-  };
+  const unsupported =
+    (what: string) =>
+    async (req: { id: string }): Promise<never> => {
+      sandbox.container(req.id);
+      throw unimplemented(`${what} is not supported by sandbox ${sandbox.id} yet`);
+    };
 
   return {
     async create(req: CreateTaskRequest): Promise<MessageInitShape<typeof CreateTaskResponseSchema>> {
       if (!req.bundle.startsWith('/')) throw invalidArgument(`create container ${req.id}: bundle must be an absolute path`);
-      if (req.checkpoint || req.parentCheckpoint) throw failedPrecondition(`create container ${req.id}: restoring checkpoints is not supported`);
+      if (req.checkpoint || req.parentCheckpoint)
+        throw failedPrecondition(`create container ${req.id}: restoring checkpoints is not supported`);
       const pid = await sandbox.createTask({
         id: req.id,
         bundle: req.bundle,

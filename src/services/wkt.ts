@@ -22,5 +22,4 @@ export function unpackAny<S extends DescMessage>(any: Any, schema: S): MessageSh
   return name === schema.typeName ? fromBinary(schema, any.value) : undefined;
 }
 
-export const toTimestamp = (iso: string | null | undefined): Timestamp | undefined =>
-  iso ? timestampFromDate(new Date(iso)) : undefined;
+export const toTimestamp = (iso: string | null | undefined): Timestamp | undefined => (iso ? timestampFromDate(new Date(iso)) : undefined);

@@ -50,10 +50,18 @@ describe('baseline: containerd runc handler in a private environment', () => {
         // containerd gives a host-network pod's containers the host's name.
         assert.match(output, new RegExp(`^hello-${hostNetwork ? hostname() : pod.hostname}$`, 'm'));
         if (hostNetwork) {
-          assert.match(output, new RegExp(` ${env.names.bridge}\\s+inet ${env.subnet.gateway}/`), `the host's interfaces (our bridge) are not in:\n${output}`);
+          assert.match(
+            output,
+            new RegExp(` ${env.names.bridge}\\s+inet ${env.subnet.gateway}/`),
+            `the host's interfaces (our bridge) are not in:\n${output}`,
+          );
         } else {
           const prefix = env.subnet.cidr.replace(/\.0\/24$/, '.');
-          assert.match(output, new RegExp(`eth0\\s+inet ${prefix.replace(/\./g, '\\.')}\\d+/24`), `no address of ${env.subnet.cidr} in:\n${output}`);
+          assert.match(
+            output,
+            new RegExp(`eth0\\s+inet ${prefix.replace(/\./g, '\\.')}\\d+/24`),
+            `no address of ${env.subnet.cidr} in:\n${output}`,
+          );
           assert.match(output, /lo\s+inet 127\.0\.0\.1\/8/, 'the pod has its loopback up');
         }
 
@@ -62,7 +70,10 @@ describe('baseline: containerd runc handler in a private environment', () => {
         const pausePid = (JSON.parse(info['info'] ?? '{}') as { pid?: number }).pid;
         assert.ok(pausePid, 'the verbose sandbox status names the pause process');
         const podProcesses = processesOfPod({ namespacePaths: [`/proc/${pausePid}/ns/ipc`] });
-        assert.deepEqual(podProcesses.map((p) => p.cmdline), ['/pause']);
+        assert.deepEqual(
+          podProcesses.map((p) => p.cmdline),
+          ['/pause'],
+        );
       } finally {
         if (podSandboxId) {
           await env.cri.runtime.stopPodSandbox({ podSandboxId });

@@ -27,7 +27,11 @@ describe('runc kind across a containerd restart', () => {
     const before = snapshotHost({ dirs: watched });
     const pod = env.podConfig({ name: 'steady' });
     const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
-    const ticker = containerConfig({ name: 'ticker', image: env.images.busybox, command: ['sh', '-c', 'while true; do echo tick; sleep 0.2; done'] });
+    const ticker = containerConfig({
+      name: 'ticker',
+      image: env.images.busybox,
+      command: ['sh', '-c', 'while true; do echo tick; sleep 0.2; done'],
+    });
     const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config: ticker, sandboxConfig: pod });
     await env.cri.runtime.startContainer({ containerId });
     const status = await env.cri.runtime.containerStatus({ containerId, verbose: true });
@@ -38,7 +42,10 @@ describe('runc kind across a containerd restart', () => {
     await env.restartContainerd();
 
     const pods = await env.cri.runtime.listPodSandbox({});
-    assert.deepEqual(pods.items.map((p) => [p.id, p.state]), [[podSandboxId, 0 /* SANDBOX_READY */]]);
+    assert.deepEqual(
+      pods.items.map((p) => [p.id, p.state]),
+      [[podSandboxId, 0 /* SANDBOX_READY */]],
+    );
     const after = await env.cri.runtime.containerStatus({ containerId, verbose: true });
     assert.equal(after.status?.state, ContainerState.CONTAINER_RUNNING, 'the container is still running for CRI');
     assert.equal((JSON.parse(after.info['info'] ?? '{}') as { pid?: number }).pid, pid, 'with the same pid');

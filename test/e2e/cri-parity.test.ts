@@ -62,7 +62,7 @@ const HOSTNAME_65 = `${HOSTNAME_64}z`;
 
 const cases: ParityCase[] = [
   {
-    name: 'an 80-character capitalised pod name with no hostname, in a long namespace: the node\'s hostname',
+    name: "an 80-character capitalised pod name with no hostname, in a long namespace: the node's hostname",
     pod: (env) => {
       const pod = env.podConfig({ name: longPodName() });
       pod.hostname = '';
@@ -103,7 +103,7 @@ const cases: ParityCase[] = [
     expect: (seen) => assert.match(seen, /--- sysctls\n2048\n1\n0\n0\s+2147483647\nExample\.org\n/),
   },
   {
-    name: 'an explicit hostname of 64 bytes, the kernel\'s limit',
+    name: "an explicit hostname of 64 bytes, the kernel's limit",
     pod: (env) => Object.assign(env.podConfig({ name: 'hostname-64' }), { hostname: HOSTNAME_64 }),
     expect: (seen) => assert.match(seen, new RegExp(`^hostname=${HOSTNAME_64.replace(/\./g, '\\.')}$`, 'm')),
   },
@@ -117,7 +117,7 @@ const cases: ParityCase[] = [
     },
   },
   {
-    name: 'the node\'s IPC and PID namespaces: the node\'s /dev/shm',
+    name: "the node's IPC and PID namespaces: the node's /dev/shm",
     pod: (env) => {
       const pod = env.podConfig({ name: 'host-ipc-pid' });
       pod.linux!.securityContext!.namespaceOptions!.ipc = NamespaceMode.NODE;
@@ -127,12 +127,12 @@ const cases: ParityCase[] = [
     expect: (seen) => assert.match(seen, /^\/dev\/shm rw tmpfs$/m),
   },
   {
-    name: 'a host-network pod with no hostname: the node\'s name and files',
+    name: "a host-network pod with no hostname: the node's name and files",
     pod: (env) => env.podConfig({ name: 'host-net', hostNetwork: true }),
     expect: (seen) => assert.match(seen, new RegExp(`^hostname=${nodeHostname()}$`, 'm')),
   },
   {
-    name: 'a read-only root with the container\'s own /etc/hosts: the pod\'s files read-only, the container\'s file kept',
+    name: "a read-only root with the container's own /etc/hosts: the pod's files read-only, the container's file kept",
     pod: (env) => env.podConfig({ name: 'own-hosts' }),
     container: (config, env) => {
       config.linux = create(LinuxContainerConfigSchema, { securityContext: { readonlyRootfs: true } });
@@ -145,7 +145,7 @@ const cases: ParityCase[] = [
   },
 ];
 
-describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler does', () => {
+describe("CRI parity: kuasar-runc sees CRI inputs as containerd's runc handler does", () => {
   let env: Environment;
 
   before(async () => {
@@ -161,7 +161,11 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
   const watched = () => [join(env.paths.runcRoot, 'k8s.io'), env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
 
   /** Runs the probe in a container of the pod on `handler`; the pod must leave nothing behind. */
-  async function probe(handler: string, parity: ParityCase, pod: PodSandboxConfig): Promise<{ seen: string; info: Record<string, unknown> }> {
+  async function probe(
+    handler: string,
+    parity: ParityCase,
+    pod: PodSandboxConfig,
+  ): Promise<{ seen: string; info: Record<string, unknown> }> {
     let seen = '';
     let info: Record<string, unknown> = {};
     const { leaks } = await runPod(env, handler, pod, watched(), async (run: PodRun) => {
@@ -189,7 +193,11 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
       // inspectp: the pod's config as CRI recorded it, the same on both (but for the sysctls
       // containerd's controller adds to a pod's own map: the probe compares their effect).
       const withoutSysctls = (config: unknown) => JSON.stringify(config, (key, value: unknown) => (key === 'sysctls' ? undefined : value));
-      assert.equal(withoutSysctls(kuasar.info['config']), withoutSysctls(baseline.info['config']), 'the verbose status carries the pod config');
+      assert.equal(
+        withoutSysctls(kuasar.info['config']),
+        withoutSysctls(baseline.info['config']),
+        'the verbose status carries the pod config',
+      );
       assert.equal(kuasar.info['runtimeType'], baseline.info['runtimeType'], 'and the runtime type of the handler');
     });
   }
@@ -209,13 +217,23 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
           return true;
         });
       }
-      assert.deepEqual(diffHost(before, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS, `a refused pod on ${handler} leaves nothing`);
-      assert.deepEqual((await env.cri.runtime.listPodSandbox({})).items.filter((p) => p.metadata?.uid === pod.metadata?.uid), []);
+      assert.deepEqual(
+        diffHost(before, snapshotHost({ dirs: watched() }), { scope: env.scope }),
+        NO_LEAKS,
+        `a refused pod on ${handler} leaves nothing`,
+      );
+      assert.deepEqual(
+        (await env.cri.runtime.listPodSandbox({})).items.filter((p) => p.metadata?.uid === pod.metadata?.uid),
+        [],
+      );
     }
   }
 
   it('refuses a hostname of 65 bytes on both handlers, ours naming the field', async () => {
-    await refusedByBoth(Object.assign(env.podConfig({ name: 'hostname-65' }), { hostname: HOSTNAME_65 }), /hostname "Host-64\.x+Zz" is 65 bytes long/);
+    await refusedByBoth(
+      Object.assign(env.podConfig({ name: 'hostname-65' }), { hostname: HOSTNAME_65 }),
+      /hostname "Host-64\.x+Zz" is 65 bytes long/,
+    );
   });
 
   it('refuses a sysctl runc will not set for a pod, though the kernel namespaces it, on both handlers', async () => {
@@ -224,13 +242,13 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
     await refusedByBoth(pod, /sysctl kernel\.shm_next_id is not namespaced/);
   });
 
-  it('refuses a hostname for a pod on the node\'s network on both handlers', async () => {
+  it("refuses a hostname for a pod on the node's network on both handlers", async () => {
     const pod = env.podConfig({ name: 'host-net-named', hostNetwork: true });
     pod.hostname = 'named';
     await refusedByBoth(pod, /hostname "named": a pod on the node's network/);
   });
 
-  it('shows the runtime handler, the sandboxer and the pod\'s namespaces in the verbose status (inspectp)', async () => {
+  it("shows the runtime handler, the sandboxer and the pod's namespaces in the verbose status (inspectp)", async () => {
     const pod = env.podConfig({ name: 'inspectp' });
     pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.POD;
     const { leaks } = await runPod(env, env.handlers.kuasar['runc']!, pod, watched(), async (run) => {
@@ -255,7 +273,8 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
       assert.deepEqual(Object.keys(parsed.namespaces).sort(), ['ipc', 'network', 'pid', 'uts']);
       assert.equal(parsed.namespaces['network'], parsed.sandboxMetadata.Metadata.NetNSPath);
       assert.equal(parsed.namespaces['pid'], `/proc/${parsed.pid}/ns/pid`);
-      for (const kind of ['ipc', 'uts']) assert.ok(await isMountPoint(parsed.namespaces[kind]!), `the pod's ${kind} namespace is pinned where the status says`);
+      for (const kind of ['ipc', 'uts'])
+        assert.ok(await isMountPoint(parsed.namespaces[kind]!), `the pod's ${kind} namespace is pinned where the status says`);
     });
     assert.deepEqual(leaks, NO_LEAKS);
   });
@@ -270,15 +289,21 @@ describe('CRI parity: kuasar-runc sees CRI inputs as containerd\'s runc handler 
     assert.equal((await stack()).length, 1, 'kuasard runs with one private bind of its runc directory');
 
     // With a pod left, the bind its pinned namespaces live below survives the stop.
-    const { leaks } = await runPod(env, env.handlers.kuasar['runc']!, env.podConfig({ name: 'outlives-kuasard' }), watched(), async (run) => {
-      await mark();
-      await env.restartKuasard();
-      assert.equal((await stack()).length, 1);
-      assert.ok(await isMarked(), 'the same bind, kept while the pod lives');
-      // containerd's controller connection comes back after its reconnect backoff.
-      const { status } = await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: run.podId }));
-      assert.equal(status?.id, run.podId);
-    });
+    const { leaks } = await runPod(
+      env,
+      env.handlers.kuasar['runc']!,
+      env.podConfig({ name: 'outlives-kuasard' }),
+      watched(),
+      async (run) => {
+        await mark();
+        await env.restartKuasard();
+        assert.equal((await stack()).length, 1);
+        assert.ok(await isMarked(), 'the same bind, kept while the pod lives');
+        // containerd's controller connection comes back after its reconnect backoff.
+        const { status } = await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: run.podId }));
+        assert.equal(status?.id, run.podId);
+      },
+    );
     assert.deepEqual(leaks, NO_LEAKS);
 
     // With none left, the stop unmounts it: the next run makes a new one, and only one.

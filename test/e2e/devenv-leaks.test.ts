@@ -22,7 +22,7 @@ describe('diffHost', () => {
     assert.deepEqual(diffHost(base, base, { scope }), NO_LEAKS);
   });
 
-  it('counts the scope\'s shims, their containers and processes in its cgroup, but not its daemons', () => {
+  it("counts the scope's shims, their containers and processes in its cgroup, but not its daemons", () => {
     const after = snapshot({
       processes: [
         ...base.processes,
@@ -56,7 +56,7 @@ describe('diffHost', () => {
     assert.deepEqual(diffHost(base, after, { scope }), NO_LEAKS);
   });
 
-  it('counts the scope\'s mounts, cgroups, veths and named netns', () => {
+  it("counts the scope's mounts, cgroups, veths and named netns", () => {
     const after = snapshot({
       processes: base.processes,
       mounts: [

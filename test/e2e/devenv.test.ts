@@ -50,11 +50,26 @@ describe('development environment', () => {
     await runSleepingPod(env, 'left-running');
 
     const running = diffHost(beforePod, snapshotHost(), { scope: env.scope });
-    assert.ok(running.mounts.some((m) => m.startsWith('overlay ')), `no rootfs mount in ${running.mounts.join(', ')}`);
-    assert.ok(running.cgroups.some((c) => c.includes(env.cgroupParent)), 'no pod cgroup');
-    assert.ok(running.processes.some((p) => p.endsWith('sleep 3600')), 'no container process');
-    assert.ok(running.processes.some((p) => p.includes('containerd-shim-runc-v2')), 'no shim process');
-    assert.ok(running.links.some((l) => l.endsWith(`(master ${env.names.bridge})`)), 'no pod veth');
+    assert.ok(
+      running.mounts.some((m) => m.startsWith('overlay ')),
+      `no rootfs mount in ${running.mounts.join(', ')}`,
+    );
+    assert.ok(
+      running.cgroups.some((c) => c.includes(env.cgroupParent)),
+      'no pod cgroup',
+    );
+    assert.ok(
+      running.processes.some((p) => p.endsWith('sleep 3600')),
+      'no container process',
+    );
+    assert.ok(
+      running.processes.some((p) => p.includes('containerd-shim-runc-v2')),
+      'no shim process',
+    );
+    assert.ok(
+      running.links.some((l) => l.endsWith(`(master ${env.names.bridge})`)),
+      'no pod veth',
+    );
 
     await env.stop();
     assert.equal(existsSync(env.paths.dir), false);

@@ -22,7 +22,15 @@ import { RequestSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { readProcessMemory } from '../../src/bench/memory.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { FUZZ_SEED, encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, rawUnaryCall, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
+import {
+  FUZZ_SEED,
+  encodeFuzzFrames,
+  fuzzFrameArbitrary,
+  fuzzParameters,
+  rawUnaryCall,
+  requestBytes,
+  type FuzzFrame,
+} from '../../src/devenv/fuzz.js';
 import { NO_LEAKS } from '../../src/devenv/leaks.js';
 import { runPod, startRunning } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
@@ -186,9 +194,11 @@ describe('kuasard under fuzzing and floods', () => {
       // 2. Well-framed Task requests with hostile payloads. Create is left out: with a fake kind
       // the unit fuzz covers it, and here it would mount what the fuzz names on a shared host.
       const methods = Task.methods.filter((m) => m.name !== 'Create');
-      const taskCalls = fc.constantFrom(...methods).chain((method) =>
-        requestBytes(method.input, { jsonTypeUrls: [PROCESS_SPEC_TYPE, LINUX_RESOURCES_TYPE] }).map((payload) => ({ method, payload })),
-      );
+      const taskCalls = fc
+        .constantFrom(...methods)
+        .chain((method) =>
+          requestBytes(method.input, { jsonTypeUrls: [PROCESS_SPEC_TYPE, LINUX_RESOURCES_TYPE] }).map((payload) => ({ method, payload })),
+        );
       const codes = new Map<string, number>();
       const client = await TtrpcClient.connect(taskSocket);
       try {
@@ -220,10 +230,15 @@ describe('kuasard under fuzzing and floods', () => {
       } finally {
         controller.close();
       }
-      t.diagnostic(`${sum(controllerCodes.values())} hostile Controller requests, status codes ${JSON.stringify(Object.fromEntries(controllerCodes))}`);
+      t.diagnostic(
+        `${sum(controllerCodes.values())} hostile Controller requests, status codes ${JSON.stringify(Object.fromEntries(controllerCodes))}`,
+      );
       assert.equal(controllerCodes.get(grpc.status.INTERNAL) ?? 0, 0, 'no Internal answer to a hostile Controller request');
       const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-      const garbage = fc.oneof(fc.uint8Array({ maxLength: 512 }), fc.uint8Array({ maxLength: 512 }).map((g) => Buffer.concat([preface, g])));
+      const garbage = fc.oneof(
+        fc.uint8Array({ maxLength: 512 }),
+        fc.uint8Array({ maxLength: 512 }).map((g) => Buffer.concat([preface, g])),
+      );
       const garbageConnections = fc.sample(garbage, fuzzParameters<Uint8Array>(CONTROLLER_GARBAGE_CONNECTIONS));
       for (const bytes of garbageConnections) await sendAndHangUp(controllerSocket, bytes);
       t.diagnostic(`${garbageConnections.length} connections of garbage bytes on the controller socket`);
@@ -232,7 +247,9 @@ describe('kuasard under fuzzing and floods', () => {
       // 4. A client that pipelines and never reads: kuasard stops reading it.
       const flood = await pipelineUntilStalled(taskSocket, containerId);
       const stalled = measure(pid);
-      t.diagnostic(`pipelining client: kuasard stopped reading after ${flood.sent} requests (cap ${PIPELINE_CAP}); rss ${start.rssKib} -> ${stalled.rssKib} KiB`);
+      t.diagnostic(
+        `pipelining client: kuasard stopped reading after ${flood.sent} requests (cap ${PIPELINE_CAP}); rss ${start.rssKib} -> ${stalled.rssKib} KiB`,
+      );
       assert.ok(flood.sent < PIPELINE_CAP, `kuasard read all ${flood.sent} requests of a client that never reads`);
       // Meanwhile containerd is served on its own connection.
       await assertPodServed(containerId);
@@ -286,7 +303,10 @@ describe('kuasard under fuzzing and floods', () => {
       t.diagnostic(`log lines by level and message: ${JSON.stringify(log.lines)}`);
       assert.equal(kuasardPid(), pid, 'the same kuasard served throughout');
       assert.ok(end.fds <= start.fds + 2, `kuasard holds ${end.fds} descriptors, ${start.fds} before`);
-      assert.ok(stalled.rssKib - start.rssKib < RSS_SLACK_KIB, `rss grew by ${stalled.rssKib - start.rssKib} KiB under the pipelining flood`);
+      assert.ok(
+        stalled.rssKib - start.rssKib < RSS_SLACK_KIB,
+        `rss grew by ${stalled.rssKib - start.rssKib} KiB under the pipelining flood`,
+      );
       assert.ok(end.rssKib - start.rssKib < RSS_SLACK_KIB, `rss grew by ${end.rssKib - start.rssKib} KiB`);
       assert.ok(log.bytesAtInfo < LOG_SLACK_BYTES, `the log grew by ${log.bytesAtInfo} bytes at info or above`);
     });

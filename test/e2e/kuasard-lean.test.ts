@@ -37,7 +37,10 @@ describe('kuasard ships lean', () => {
     try {
       env = await startEnvironment();
     } finally {
-      for (const [key, value] of [['NODE_OPTIONS', saved.nodeOptions], ['MODULE_LOG_DIR', saved.logDir]] as const) {
+      for (const [key, value] of [
+        ['NODE_OPTIONS', saved.nodeOptions],
+        ['MODULE_LOG_DIR', saved.logDir],
+      ] as const) {
         if (value === undefined) delete process.env[key];
         else process.env[key] = value;
       }
@@ -50,7 +53,7 @@ describe('kuasard ships lean', () => {
     if (env) assert.deepEqual(diffHost(hostBefore, snapshotHost(), { scope: env.scope }), NO_LEAKS);
   });
 
-  it('runs every registered kind\'s demo workload to a clean exit', async () => {
+  it("runs every registered kind's demo workload to a clean exit", async () => {
     for (const kind of KIND_NAMES) {
       const handler = env.handlers.kuasar[kind];
       assert.ok(handler, `kuasard serves ${kind}`);
@@ -72,12 +75,22 @@ describe('kuasard ships lean', () => {
     for (const expected of [DAEMON_ENTRY, 'daemon.js', ...KIND_NAMES.map((kind) => `kinds/${kind}/index.js`)]) {
       assert.ok(ours.includes(expected), `${expected} is not among the ${ours.length} modules recorded`);
     }
-    assert.deepEqual(ours.filter((path) => FOREIGN_FOLDERS.test(path) && path !== DAEMON_ENTRY), []);
+    assert.deepEqual(
+      ours.filter((path) => FOREIGN_FOLDERS.test(path) && path !== DAEMON_ENTRY),
+      [],
+    );
 
     const packages = packagesOf(urls);
     assert.ok(packages.includes('@grpc/grpc-js'), `packages recorded: ${packages.join(', ')}`);
     const production = productionPackages();
-    assert.deepEqual(packages.filter((name) => !production.has(name)), [], 'packages npm ci --omit=dev does not install');
-    assert.deepEqual(packages.filter((name) => BENCH_PACKAGES.includes(name)), []);
+    assert.deepEqual(
+      packages.filter((name) => !production.has(name)),
+      [],
+      'packages npm ci --omit=dev does not install',
+    );
+    assert.deepEqual(
+      packages.filter((name) => BENCH_PACKAGES.includes(name)),
+      [],
+    );
   });
 });

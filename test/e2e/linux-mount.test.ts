@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { addMountFlags, makePrivateBindOfItself, mountAll, mountOne, unmountAll, unmountPrivateBindOfItself, unmountRecursive } from '../../src/linux/mount.js';
+import {
+  addMountFlags,
+  makePrivateBindOfItself,
+  mountAll,
+  mountOne,
+  unmountAll,
+  unmountPrivateBindOfItself,
+  unmountRecursive,
+} from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';

@@ -108,7 +108,14 @@ describe('runc kind: StopPodSandbox right after StartContainer, with `runc kill`
     const wrapper = join(wrapperDir, 'runc-slow-kill');
     writeFileSync(
       wrapper,
-      ['#!/bin/sh', 'for arg; do', '  if [ "$arg" = kill ]; then runc "$@"; status=$?; sleep 2; exit $status; fi', 'done', 'exec runc "$@"', ''].join('\n'),
+      [
+        '#!/bin/sh',
+        'for arg; do',
+        '  if [ "$arg" = kill ]; then runc "$@"; status=$?; sleep 2; exit $status; fi',
+        'done',
+        'exec runc "$@"',
+        '',
+      ].join('\n'),
     );
     chmodSync(wrapper, 0o755);
     env = await startEnvironment({
@@ -131,11 +138,17 @@ describe('runc kind: StopPodSandbox right after StartContainer, with `runc kill`
       // runPod stops the pod: CRI's StopPodSandbox sends Kill(SIGKILL) to the running container.
       // The exit must not be reported while that Kill runs: CRI answers it by deleting the task
       // and closing its connection, and the Kill failed with "ttrpc: closed".
-      const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', env.podConfig({ name: `slowkill-${i}` }), watched, async ({ podId, pod }) => {
-        const config = containerConfig({ name: 'c', image: env.images.busybox, command: ['sleep', '3600'] });
-        const { containerId } = await env.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod });
-        await env.cri.runtime.startContainer({ containerId });
-      });
+      const { leaks } = await runPod(
+        env,
+        env.handlers.kuasar['runc'] ?? '',
+        env.podConfig({ name: `slowkill-${i}` }),
+        watched,
+        async ({ podId, pod }) => {
+          const config = containerConfig({ name: 'c', image: env.images.busybox, command: ['sleep', '3600'] });
+          const { containerId } = await env.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod });
+          await env.cri.runtime.startContainer({ containerId });
+        },
+      );
       assert.deepEqual(leaks, NO_LEAKS);
     }
   });

@@ -143,7 +143,8 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       try {
         const record = JSON.parse(line) as { pid?: number; stage?: string; msg?: string; ms?: number; time?: string };
         const end = Date.parse(record.time ?? '');
-        if (record.pid === pid && record.msg === 'stage' && record.stage && end >= since) records.push({ stage: record.stage, ms: record.ms ?? 0, end });
+        if (record.pid === pid && record.msg === 'stage' && record.stage && end >= since)
+          records.push({ stage: record.stage, ms: record.ms ?? 0, end });
       } catch {
         // A line the kill cut short.
       }
@@ -163,8 +164,10 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     for (const pod of items) {
       const { status } = await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: pod.id }), 30_000);
       if (status?.state === PodSandboxState.SANDBOX_READY) {
-        const { containerId } = await untilAnswered(() =>
-          env.cri.runtime.createContainer({ podSandboxId: pod.id, config: busybox('probe'), sandboxConfig: podConfigOf(pod.id) }), 30_000);
+        const { containerId } = await untilAnswered(
+          () => env.cri.runtime.createContainer({ podSandboxId: pod.id, config: busybox('probe'), sandboxConfig: podConfigOf(pod.id) }),
+          30_000,
+        );
         await untilAnswered(() => env.cri.runtime.startContainer({ containerId }), 30_000);
         await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_RUNNING, WAIT);
       }
@@ -222,7 +225,10 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     const before = snapshotHost({ dirs: watched() });
     const runtime = env.cri.runtime;
     const started = [];
-    for (const [name, sharedPid] of [['healthy', false], ['corrupt', true]] as const) {
+    for (const [name, sharedPid] of [
+      ['healthy', false],
+      ['corrupt', true],
+    ] as const) {
       const pod = podConfig(name, sharedPid);
       const { podSandboxId } = await runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
       const { containerId } = await runtime.createContainer({ podSandboxId, config: busybox(), sandboxConfig: pod });
@@ -234,7 +240,10 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     writeFileSync(join(env.paths.kuasarState, 'runc', corrupt.podSandboxId, 'state.json'), '{"id": "torn');
     await env.restartKuasard({ crash: true });
 
-    const exec = await untilAnswered(() => runtime.execSync({ containerId: healthy.containerId, cmd: ['echo', 'still here'], timeout: 10n }), 30_000);
+    const exec = await untilAnswered(
+      () => runtime.execSync({ containerId: healthy.containerId, cmd: ['echo', 'still here'], timeout: 10n }),
+      30_000,
+    );
     assert.equal(new TextDecoder().decode(exec.stdout), 'still here\n', 'the healthy pod is served after the restart');
 
     const channel = new GrpcChannel(`unix://${env.kuasarSockets['runc']}`, { timeoutMs: 30_000 });
@@ -257,9 +266,17 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       await untilAnswered(() => runtime.removePodSandbox({ podSandboxId }), 30_000);
     }
     assert.deepEqual(await leaksSince(before), NO_LEAKS);
-    const told = readFileSync(env.paths.kuasardLog, 'utf8').split('\n').filter((line) => line.includes(corrupt.podSandboxId));
-    for (const what of ['deleting a container the state file did not record', 'stopping a PID namespace holder the state file did not record']) {
-      assert.ok(told.some((line) => line.includes(what)), `kuasard's log says: ${what}`);
+    const told = readFileSync(env.paths.kuasardLog, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(corrupt.podSandboxId));
+    for (const what of [
+      'deleting a container the state file did not record',
+      'stopping a PID namespace holder the state file did not record',
+    ]) {
+      assert.ok(
+        told.some((line) => line.includes(what)),
+        `kuasard's log says: ${what}`,
+      );
     }
   }
 
@@ -329,7 +346,7 @@ describe('runc kind: kuasard killed inside pod calls', () => {
           if (id) configs.set(id, pod);
           return 'ok';
         },
-        (err: unknown) => (err instanceof RuntimeError ? Code[err.code] ?? String(err.code) : String(err)),
+        (err: unknown) => (err instanceof RuntimeError ? (Code[err.code] ?? String(err.code)) : String(err)),
       );
       await sleep(delayMs);
       await env.restartKuasard({ crash: true });
@@ -357,7 +374,8 @@ describe('runc kind: kuasard killed inside pod calls', () => {
         `round ${round} (${stage}, killed after ${delayMs} ms; CRASH_SEED=${SEED}) left something behind`,
       );
     }
-    const landed = kills.reduce<Record<string, number>>((count, k) => ({ ...count, [`${k.stage}: ${k.lastStage}`]: (count[`${k.stage}: ${k.lastStage}`] ?? 0) + 1 }), {});
+    const landed: Record<string, number> = {};
+    for (const k of kills) landed[`${k.stage}: ${k.lastStage}`] = (landed[`${k.stage}: ${k.lastStage}`] ?? 0) + 1;
     console.log(`kills tried: ${kills.length}; last stage logged before each kill: ${JSON.stringify(landed, null, 1)}`);
     assert.equal(kills.length, KILLS);
   }

@@ -31,14 +31,20 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
   });
 
   /** Runs a pod on `handler`, calls `body`, then removes the pod and checks nothing stayed. */
-  async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>, handler = env.handlers.kuasar['runc']) {
+  async function withPod(
+    name: string,
+    body: (podId: string, pod: PodSandboxConfig) => Promise<void>,
+    handler = env.handlers.kuasar['runc'],
+  ) {
     const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`, `${env.paths.kuasarState}/runc.console`];
     let podId = '';
-    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), watched, (run) => body((podId = run.podId), run.pod));
+    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), watched, (run) => {
+      podId = run.podId;
+      return body(podId, run.pod);
+    });
     assert.equal(existsSync(join(env.paths.kuasarState, 'runc', podId)), false, 'the sandbox state directory is removed');
     assert.deepEqual(leaks, NO_LEAKS);
   }
-
 
   async function startContainer(podId: string, pod: PodSandboxConfig, options: ContainerOptions) {
     const config = containerConfig(options);
@@ -51,7 +57,14 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
 
   /** CRI's streaming Exec, through containerd's streaming server. */
   async function streamingExec(containerId: string, cmd: string[], options: { stdin?: boolean; tty?: boolean } = {}) {
-    const { url } = await env.cri.runtime.exec({ containerId, cmd, stdin: options.stdin ?? false, stdout: true, stderr: !options.tty, tty: options.tty ?? false });
+    const { url } = await env.cri.runtime.exec({
+      containerId,
+      cmd,
+      stdin: options.stdin ?? false,
+      stdout: true,
+      stderr: !options.tty,
+      tty: options.tty ?? false,
+    });
     return RemoteCommand.connect(url);
   }
 
@@ -122,20 +135,28 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
     };
     const delivered: Record<string, { tty: number; pipe: number }> = {};
     for (const [label, handler] of Object.entries(handlers)) {
-      await withPod(`shortexecs-${Object.keys(delivered).length}`, async (podId, pod) => {
-        const { containerId } = await startContainer(podId, pod, sleeper());
-        const tty = await successes(SHORT_EXECS, () => ttyExecDelivers(containerId));
-        const pipe = await successes(SHORT_EXECS, (n) => pipeExecDelivers(containerId, n));
-        delivered[label] = { tty, pipe };
-      }, handler);
+      await withPod(
+        `shortexecs-${Object.keys(delivered).length}`,
+        async (podId, pod) => {
+          const { containerId } = await startContainer(podId, pod, sleeper());
+          const tty = await successes(SHORT_EXECS, () => ttyExecDelivers(containerId));
+          const pipe = await successes(SHORT_EXECS, (n) => pipeExecDelivers(containerId, n));
+          delivered[label] = { tty, pipe };
+        },
+        handler,
+      );
     }
-    t.diagnostic(Object.entries(delivered).map(([label, d]) => `${label}: tty ${d.tty}/${SHORT_EXECS}, pipe ${d.pipe}/${SHORT_EXECS}`).join('; '));
+    t.diagnostic(
+      Object.entries(delivered)
+        .map(([label, d]) => `${label}: tty ${d.tty}/${SHORT_EXECS}, pipe ${d.pipe}/${SHORT_EXECS}`)
+        .join('; '),
+    );
     for (const label of ['kuasar-runc (fifo)', 'kuasar-runc (streaming)']) {
       assert.deepEqual(delivered[label], { tty: SHORT_EXECS, pipe: SHORT_EXECS }, label);
     }
   });
 
-  it('reports a terminal exec\'s exit, with its output, although a child it left holds the terminal', { timeout: 300_000 }, async () => {
+  it("reports a terminal exec's exit, with its output, although a child it left holds the terminal", { timeout: 300_000 }, async () => {
     await withPod('ttychild', async (podId, pod) => {
       const { containerId } = await startContainer(podId, pod, sleeper());
       // The child keeps the pty's other side open for an hour: the exec's output ends without it.
@@ -146,11 +167,14 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
     });
   });
 
-  it('ExecSync of a missing binary fails at once with the runtime\'s reason', async () => {
+  it("ExecSync of a missing binary fails at once with the runtime's reason", async () => {
     await withPod('execmissing', async (podId, pod) => {
       const { containerId } = await startContainer(podId, pod, sleeper());
       // The runtime's reason, not the ExecSync deadline running out.
-      await assert.rejects(env.cri.runtime.execSync({ containerId, cmd: ['no-such-binary'], timeout: 30n }), /no-such-binary.*(not found|no such file)/i);
+      await assert.rejects(
+        env.cri.runtime.execSync({ containerId, cmd: ['no-such-binary'], timeout: 30n }),
+        /no-such-binary.*(not found|no such file)/i,
+      );
       // The container and the daemon go on serving execs.
       const after = await env.cri.runtime.execSync({ containerId, cmd: ['echo', 'still here'], timeout: 10n });
       assert.equal(Buffer.from(after.stdout).toString(), 'still here\n');
@@ -163,82 +187,101 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
     const handler = () => (io === 'fifo' ? env.handlers.kuasar['runc'] : env.handlers.kuasarStreaming['runc']);
 
     it(`ends an exec's stdin when its client goes away (${io} io): the process reads end-of-file`, async () => {
-      await withPod(`execstdin-${io}`, async (podId, pod) => {
-        const { containerId } = await startContainer(podId, pod, sleeper());
-        const script = 'echo ready; cat > /tmp/in; echo eof-seen > /tmp/eof';
-        const exec = await streamingExec(containerId, ['sh', '-c', script], { stdin: true });
-        await exec.waitForStdout(/ready\n/, 10_000);
-        // More than a flow-control window (64 KiB) of streaming io.
-        exec.writeStdin(Buffer.alloc(200_000, 'x'));
-        // CRI's streaming server over WebSocket (protocol v4) ends stdin when the connection ends.
-        exec.close();
-        await exec.done;
-        assert.equal(await execUntil(containerId, ['cat', '/tmp/eof'], (out) => out !== ''), 'eof-seen\n');
-        const size = await env.cri.runtime.execSync({ containerId, cmd: ['sh', '-c', 'wc -c < /tmp/in'], timeout: 10n });
-        assert.equal(Buffer.from(size.stdout).toString().trim(), '200000');
-      }, handler());
+      await withPod(
+        `execstdin-${io}`,
+        async (podId, pod) => {
+          const { containerId } = await startContainer(podId, pod, sleeper());
+          const script = 'echo ready; cat > /tmp/in; echo eof-seen > /tmp/eof';
+          const exec = await streamingExec(containerId, ['sh', '-c', script], { stdin: true });
+          await exec.waitForStdout(/ready\n/, 10_000);
+          // More than a flow-control window (64 KiB) of streaming io.
+          exec.writeStdin(Buffer.alloc(200_000, 'x'));
+          // CRI's streaming server over WebSocket (protocol v4) ends stdin when the connection ends.
+          exec.close();
+          await exec.done;
+          assert.equal(await execUntil(containerId, ['cat', '/tmp/eof'], (out) => out !== ''), 'eof-seen\n');
+          const size = await env.cri.runtime.execSync({ containerId, cmd: ['sh', '-c', 'wc -c < /tmp/in'], timeout: 10n });
+          assert.equal(Buffer.from(size.stdout).toString().trim(), '200000');
+        },
+        handler(),
+      );
     });
 
     it(`gives an exec a terminal (${io} io): tty, resize, typed input, exit code`, async () => {
-      await withPod(`exectty-${io}`, async (podId, pod) => {
-        const { containerId } = await startContainer(podId, pod, sleeper());
-        const exec = await streamingExec(containerId, ['sh', '-c', `tty; ${AWAIT_RESIZE}; read line; echo got=$line; exit 9`], { stdin: true, tty: true });
-        await exec.waitForStdout(/^\/dev\/pts\/\d+\r\n/, 10_000);
-        exec.resize(100, 40);
-        await exec.waitForStdout(/size=40 100\r\n/, 10_000);
-        exec.writeStdin('typed\r');
-        const result = await exec.done;
-        assert.match(result.stdout, /got=typed\r\n$/);
-        assert.equal(result.exitCode, 9);
-      }, handler());
+      await withPod(
+        `exectty-${io}`,
+        async (podId, pod) => {
+          const { containerId } = await startContainer(podId, pod, sleeper());
+          const exec = await streamingExec(containerId, ['sh', '-c', `tty; ${AWAIT_RESIZE}; read line; echo got=$line; exit 9`], {
+            stdin: true,
+            tty: true,
+          });
+          await exec.waitForStdout(/^\/dev\/pts\/\d+\r\n/, 10_000);
+          exec.resize(100, 40);
+          await exec.waitForStdout(/size=40 100\r\n/, 10_000);
+          exec.writeStdin('typed\r');
+          const result = await exec.done;
+          assert.match(result.stdout, /got=typed\r\n$/);
+          assert.equal(result.exitCode, 9);
+        },
+        handler(),
+      );
     });
 
     it(`runs a container with a terminal (${io} io): attach resizes it and types into it; its output is in the CRI log`, async () => {
-      await withPod(`tty-${io}`, async (podId, pod) => {
-        const { containerId, logPath } = await startContainer(podId, pod, {
-          name: 'term',
-          image: env.images.busybox,
-          command: ['sh', '-c', `tty; ${AWAIT_RESIZE}; read line; echo got=$line; exit 5`],
-          tty: true,
-          stdin: true,
-        });
-        const session = await attach(containerId, true);
-        session.resize(100, 40);
-        await session.waitForStdout(/size=40 100\r\n/, 10_000);
-        session.writeStdin('hello\r');
-        await session.waitForStdout(/got=hello\r\n/, 10_000);
-        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
-        assert.equal(status.exitCode, 5);
-        session.close();
-        // CRI's log keeps lines, without the terminal's carriage returns.
-        const log = criLogText(await readContainerLog(logPath), 'stdout');
-        assert.match(log, /^\/dev\/pts\/0$/m, 'the container\'s own terminal');
-        assert.match(log, /^size=40 100$/m);
-        assert.match(log, /^got=hello$/m);
-      }, handler());
+      await withPod(
+        `tty-${io}`,
+        async (podId, pod) => {
+          const { containerId, logPath } = await startContainer(podId, pod, {
+            name: 'term',
+            image: env.images.busybox,
+            command: ['sh', '-c', `tty; ${AWAIT_RESIZE}; read line; echo got=$line; exit 5`],
+            tty: true,
+            stdin: true,
+          });
+          const session = await attach(containerId, true);
+          session.resize(100, 40);
+          await session.waitForStdout(/size=40 100\r\n/, 10_000);
+          session.writeStdin('hello\r');
+          await session.waitForStdout(/got=hello\r\n/, 10_000);
+          const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+          assert.equal(status.exitCode, 5);
+          session.close();
+          // CRI's log keeps lines, without the terminal's carriage returns.
+          const log = criLogText(await readContainerLog(logPath), 'stdout');
+          assert.match(log, /^\/dev\/pts\/0$/m, "the container's own terminal");
+          assert.match(log, /^size=40 100$/m);
+          assert.match(log, /^got=hello$/m);
+        },
+        handler(),
+      );
     });
 
     it(`closes a stdin-once container's stdin when its attach ends (${io} io): cat reads end-of-file`, async () => {
-      await withPod(`stdinonce-${io}`, async (podId, pod) => {
-        const { containerId, logPath } = await startContainer(podId, pod, {
-          name: 'cat',
-          image: env.images.busybox,
-          command: ['sh', '-c', 'cat; echo eof-seen'],
-          stdin: true,
-          stdinOnce: true,
-        });
-        const session = await attach(containerId, false);
-        session.writeStdin('through stdin\n');
-        await session.waitForStdout(/through stdin\n/, 10_000);
-        session.close();
-        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
-        assert.equal(status.exitCode, 0);
-        assert.equal(criLogText(await readContainerLog(logPath), 'stdout'), 'through stdin\neof-seen\n');
-      }, handler());
+      await withPod(
+        `stdinonce-${io}`,
+        async (podId, pod) => {
+          const { containerId, logPath } = await startContainer(podId, pod, {
+            name: 'cat',
+            image: env.images.busybox,
+            command: ['sh', '-c', 'cat; echo eof-seen'],
+            stdin: true,
+            stdinOnce: true,
+          });
+          const session = await attach(containerId, false);
+          session.writeStdin('through stdin\n');
+          await session.waitForStdout(/through stdin\n/, 10_000);
+          session.close();
+          const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+          assert.equal(status.exitCode, 0);
+          assert.equal(criLogText(await readContainerLog(logPath), 'stdout'), 'through stdin\neof-seen\n');
+        },
+        handler(),
+      );
     });
   }
 
-  it('runs a streaming-io handler\'s containers and execs: output reaches the CRI log and ExecSync', async () => {
+  it("runs a streaming-io handler's containers and execs: output reaches the CRI log and ExecSync", async () => {
     await withPod(
       'streaming',
       async (podId, pod) => {
@@ -254,12 +297,20 @@ describe('runc kind: exec, terminals, stdin and streaming io through CRI', () =>
         assert.equal(criLogText(log, 'stderr'), 'to-stderr\n');
 
         const { containerId: running } = await startContainer(podId, pod, sleeper());
-        const result = await env.cri.runtime.execSync({ containerId: running, cmd: ['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 3'], timeout: 10n });
+        const result = await env.cri.runtime.execSync({
+          containerId: running,
+          cmd: ['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 3'],
+          timeout: 10n,
+        });
         assert.equal(Buffer.from(result.stdout).toString(), 'exec-out\n');
         assert.equal(Buffer.from(result.stderr).toString(), 'exec-err\n');
         assert.equal(result.exitCode, 3);
         // Many flow-control windows (64 KiB each) of output.
-        const big = await env.cri.runtime.execSync({ containerId: running, cmd: ['sh', '-c', 'head -c 1000000 /dev/zero | tr "\\0" y'], timeout: 10n });
+        const big = await env.cri.runtime.execSync({
+          containerId: running,
+          cmd: ['sh', '-c', 'head -c 1000000 /dev/zero | tr "\\0" y'],
+          timeout: 10n,
+        });
         assert.equal(Buffer.from(big.stdout).toString(), 'y'.repeat(1_000_000));
       },
       env.handlers.kuasarStreaming['runc'],

@@ -45,11 +45,13 @@ describe('runc kind through CRI', () => {
     const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
     let podId = '';
     const pod = env.podConfig({ name, hostNetwork });
-    const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', pod, watched, (run) => body((podId = run.podId), run.pod));
+    const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', pod, watched, (run) => {
+      podId = run.podId;
+      return body(podId, run.pod);
+    });
     assert.equal(existsSync(sandboxDirOf(podId)), false, 'the sandbox state directory is removed');
     assert.deepEqual(leaks, NO_LEAKS);
   }
-
 
   async function runToExit(podId: string, pod: PodSandboxConfig, options: ContainerOptions) {
     const config = containerConfig(options);
@@ -71,7 +73,7 @@ describe('runc kind through CRI', () => {
     return { containerId, pid };
   }
 
-  it('runs a host-network pod: output in the CRI log, the node\'s hostname and interfaces', async () => {
+  it("runs a host-network pod: output in the CRI log, the node's hostname and interfaces", async () => {
     await withPod('host-net', true, async (podId, pod) => {
       const { status, stdout, stderr } = await runToExit(podId, pod, {
         name: 'hello',
@@ -80,12 +82,16 @@ describe('runc kind through CRI', () => {
       });
       assert.equal(status.exitCode, 0);
       assert.match(stdout, new RegExp(`^hello from ${hostname()}$`, 'm'));
-      assert.match(stdout, new RegExp(` ${env.names.bridge}\\s+inet ${env.subnet.gateway.replace(/\./g, '\\.')}/`), 'the host\'s bridge is visible');
+      assert.match(
+        stdout,
+        new RegExp(` ${env.names.bridge}\\s+inet ${env.subnet.gateway.replace(/\./g, '\\.')}/`),
+        "the host's bridge is visible",
+      );
       assert.equal(stderr.trim(), 'to-stderr');
     });
   });
 
-  it('runs a pod on the CNI bridge network: the container has the pod\'s CNI address', async () => {
+  it("runs a pod on the CNI bridge network: the container has the pod's CNI address", async () => {
     await withPod('bridge-net', false, async (podId, pod) => {
       const podIp = (await env.cri.runtime.podSandboxStatus({ podSandboxId: podId })).status?.network?.ip ?? '';
       assert.match(podIp, /^\d+\.\d+\.\d+\.\d+$/, 'CRI reports the pod IP');
@@ -98,11 +104,11 @@ describe('runc kind through CRI', () => {
       assert.match(stdout, /^name=bridge-net$/m);
       assert.match(stdout, new RegExp(`eth0\\s+inet ${podIp.replace(/\./g, '\\.')}/24`));
       assert.doesNotMatch(stdout, new RegExp(` ${env.names.bridge}\\s`), 'host interfaces are not visible');
-      assert.match(stdout, /^127\.0\.0\.1\s+localhost$/m, 'the pod\'s /etc/hosts is mounted');
+      assert.match(stdout, /^127\.0\.0\.1\s+localhost$/m, "the pod's /etc/hosts is mounted");
     });
   });
 
-  it('shares the pod\'s IPC and UTS namespaces between containers, with no other process for the pod', async () => {
+  it("shares the pod's IPC and UTS namespaces between containers, with no other process for the pod", async () => {
     await withPod('shared', false, async (podId, pod) => {
       const a = await startLongRunning(podId, pod, 'a');
       const b = await startLongRunning(podId, pod, 'b');
@@ -151,7 +157,10 @@ describe('runc kind through CRI', () => {
       await assert.rejects(controller.status({ sandboxId: '../../etc' }), hasCode(Code.InvalidArgument));
       await assert.rejects(controller.create({ sandboxId: 'no-options' }), hasCode(Code.InvalidArgument));
       await assert.rejects(
-        controller.create({ sandboxId: 'bad-options', options: { typeUrl: 'runtime.v1.PodSandboxConfig', value: new Uint8Array([0xff, 0xff]) } }),
+        controller.create({
+          sandboxId: 'bad-options',
+          options: { typeUrl: 'runtime.v1.PodSandboxConfig', value: new Uint8Array([0xff, 0xff]) },
+        }),
         hasCode(Code.InvalidArgument),
       );
       assert.equal(existsSync(sandboxDirOf('no-options')), false, 'a refused create leaves no state');
@@ -170,10 +179,20 @@ describe('runc kind through CRI', () => {
         await assert.rejects(task.create({ id: '../escape', bundle: '/tmp' }), hasCode(Code.InvalidArgument));
         await assert.rejects(task.create({ id: 'relative-bundle', bundle: 'tmp' }), hasCode(Code.InvalidArgument));
         // Bytes that are not a StateRequest at all.
-        await assert.rejects(client.call('containerd.task.v3.Task', 'State', new Uint8Array([0x0a, 0xff, 0xff, 0xff])), hasCode(Code.InvalidArgument));
-        await assert.rejects(client.call('containerd.task.v3.Task', 'NoSuchMethod', toBinary(StateRequestSchema, create(StateRequestSchema, { id: 'x' }))), hasCode(Code.Unimplemented));
+        await assert.rejects(
+          client.call('containerd.task.v3.Task', 'State', new Uint8Array([0x0a, 0xff, 0xff, 0xff])),
+          hasCode(Code.InvalidArgument),
+        );
+        await assert.rejects(
+          client.call('containerd.task.v3.Task', 'NoSuchMethod', toBinary(StateRequestSchema, create(StateRequestSchema, { id: 'x' }))),
+          hasCode(Code.Unimplemented),
+        );
         // The same connection and the daemon still serve real work.
-        const { status, stdout } = await runToExit(podId, pod, { name: 'after', image: env.images.busybox, command: ['echo', 'still serving'] });
+        const { status, stdout } = await runToExit(podId, pod, {
+          name: 'after',
+          image: env.images.busybox,
+          command: ['echo', 'still serving'],
+        });
         assert.equal(status.exitCode, 0);
         assert.equal(stdout.trim(), 'still serving');
         const running = await startLongRunning(podId, pod, 'running');

@@ -31,7 +31,10 @@ const MiB = 1024n * 1024n;
 const WAIT = { timeoutMs: 30_000 };
 
 /** A container config with CRI resource limits. */
-function limited(options: ContainerOptions, resources: { memoryLimitInBytes?: bigint; cpuPeriod?: bigint; cpuQuota?: bigint; cpuShares?: bigint }): ContainerConfig {
+function limited(
+  options: ContainerOptions,
+  resources: { memoryLimitInBytes?: bigint; cpuPeriod?: bigint; cpuQuota?: bigint; cpuShares?: bigint },
+): ContainerConfig {
   const config = containerConfig(options);
   config.linux = create(LinuxContainerConfigSchema, { resources });
   return config;
@@ -59,11 +62,19 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
   }
 
   /** A file of the container's cgroup: in the v1 controller's hierarchy, or the unified directory. */
-  async function cgroupFile(run: PodRun, containerId: string, file: { v1?: [controller: string, name: string]; v2?: string }): Promise<string> {
-    const spec = JSON.parse(readFileSync(join(sandboxDirOf(run.podId), 'containers', containerId, 'config.json'), 'utf8')) as { linux: { cgroupsPath: string } };
+  async function cgroupFile(
+    run: PodRun,
+    containerId: string,
+    file: { v1?: [controller: string, name: string]; v2?: string },
+  ): Promise<string> {
+    const spec = JSON.parse(readFileSync(join(sandboxDirOf(run.podId), 'containers', containerId, 'config.json'), 'utf8')) as {
+      linux: { cgroupsPath: string };
+    };
     const places = await cgroupPlaces(spec.linux.cgroupsPath);
     const name = unified ? file.v2 : file.v1?.[1];
-    const place = unified ? places.find((p) => p.hierarchy.version === 2) : places.find((p) => p.hierarchy.controllers.includes(file.v1?.[0] ?? ''));
+    const place = unified
+      ? places.find((p) => p.hierarchy.version === 2)
+      : places.find((p) => p.hierarchy.controllers.includes(file.v1?.[0] ?? ''));
     assert.ok(place && name, `a cgroup file for ${JSON.stringify(file)} on this host`);
     return readFileSync(join(place.dir, name), 'utf8').trim();
   }
@@ -89,7 +100,11 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
       const config = containerConfig({
         name: 'busy',
         image: env.images.busybox,
-        command: ['sh', '-c', 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; head -c 25165824 /dev/zero > /dev/shm/blob; echo ready; exec sleep 3600'],
+        command: [
+          'sh',
+          '-c',
+          'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; head -c 25165824 /dev/zero > /dev/shm/blob; echo ready; exec sleep 3600',
+        ],
       });
       const started = Date.now();
       const { containerId } = await startRunning(env, run, config);
@@ -117,7 +132,10 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
       assert.ok(cgroupCpu >= cpu, `cgroup CPU ${cgroupCpu} >= CRI's ${cpu}`);
 
       const list = await env.cri.runtime.listContainerStats({ filter: { podSandboxId: run.podId } });
-      assert.deepEqual(list.stats.map((s) => s.attributes?.id), [containerId]);
+      assert.deepEqual(
+        list.stats.map((s) => s.attributes?.id),
+        [containerId],
+      );
       assert.ok((list.stats[0]?.memory?.workingSetBytes?.value ?? 0n) >= 24n * MiB);
 
       // Task Stats itself: the bare type name CRI checks, and the processes of the container.
@@ -125,15 +143,18 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
         const { stats: any } = await task.stats({ id: containerId });
         assert.equal(any?.typeUrl, unified ? 'io.containerd.cgroups.v2.Metrics' : 'io.containerd.cgroups.v1.Metrics');
         const pids = unified ? fromBinary(V2MetricsSchema, any!.value).pids : fromBinary(V1MetricsSchema, any!.value).pids;
-        assert.equal(pids?.current, 1n, 'one process: the shell exec\'d sleep');
+        assert.equal(pids?.current, 1n, "one process: the shell exec'd sleep");
       });
     });
   });
 
-  it('answers the controller\'s Metrics with the pod cgroup\'s counters', async () => {
+  it("answers the controller's Metrics with the pod cgroup's counters", async () => {
     await withPod('metrics', async (run) => {
       await startShell(run, 'holder', 'head -c 16777216 /dev/zero > /dev/shm/blob; exec sleep 3600');
-      const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, { metadata: { 'containerd-namespace': 'k8s.io' }, timeoutMs: 10_000 });
+      const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, {
+        metadata: { 'containerd-namespace': 'k8s.io' },
+        timeoutMs: 10_000,
+      });
       try {
         let usage = 0n;
         const deadline = Date.now() + 20_000;
@@ -143,7 +164,9 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
           assert.equal(metrics?.id, run.podId);
           assert.ok((metrics?.timestamp?.seconds ?? 0n) > 0n, 'the sample has a timestamp');
           const data = metrics!.data!;
-          usage = unified ? fromBinary(V2MetricsSchema, data.value).memory?.usage ?? 0n : fromBinary(V1MetricsSchema, data.value).memory?.usage?.usage ?? 0n;
+          usage = unified
+            ? (fromBinary(V2MetricsSchema, data.value).memory?.usage ?? 0n)
+            : (fromBinary(V1MetricsSchema, data.value).memory?.usage?.usage ?? 0n);
           if (usage < 16n * MiB) await new Promise((resolve) => setTimeout(resolve, 200));
         }
       } finally {
@@ -152,7 +175,7 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
     });
   });
 
-  it('applies UpdateContainerResources to the container\'s cgroup', async () => {
+  it("applies UpdateContainerResources to the container's cgroup", async () => {
     await withPod('update', async (run) => {
       const config = limited(
         { name: 'limited', image: env.images.busybox, command: ['sleep', '3600'] },
@@ -179,8 +202,13 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
 
   it('pauses and resumes a container (Task Pause/Resume): PAUSED, frozen, and stoppable while paused', async () => {
     await withPod('pause', async (run) => {
-      const { containerId } = await startRunning(env, run, containerConfig({ name: 'sleeper', image: env.images.busybox, command: ['sleep', '3600'] }));
-      const frozen = async () => ['1', 'FROZEN'].includes(await cgroupFile(run, containerId, { v1: ['freezer', 'freezer.state'], v2: 'cgroup.freeze' }));
+      const { containerId } = await startRunning(
+        env,
+        run,
+        containerConfig({ name: 'sleeper', image: env.images.busybox, command: ['sleep', '3600'] }),
+      );
+      const frozen = async () =>
+        ['1', 'FROZEN'].includes(await cgroupFile(run, containerId, { v1: ['freezer', 'freezer.state'], v2: 'cgroup.freeze' }));
       await withTaskApi(run, async (task) => {
         await task.pause({ id: containerId });
         assert.equal((await task.state({ id: containerId })).status, Status.PAUSED);
@@ -199,15 +227,22 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
       const hog = await runToExit(
         env,
         run,
-        limited({ name: 'hog', image: env.images.busybox, command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] }, { memoryLimitInBytes: 32n * MiB }),
+        limited(
+          { name: 'hog', image: env.images.busybox, command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] },
+          { memoryLimitInBytes: 32n * MiB },
+        ),
       );
       assert.equal(hog.status.exitCode, 137);
       assert.equal(hog.status.reason, 'OOMKilled');
 
       // A child killed by SIGKILL (the init itself would be immune, as PID 1 of its namespace).
-      const killed = await runToExit(env, run, containerConfig({ name: 'killed', image: env.images.busybox, command: ['sh', '-c', 'sh -c \'kill -9 $$\'; exit $?'] }));
+      const killed = await runToExit(
+        env,
+        run,
+        containerConfig({ name: 'killed', image: env.images.busybox, command: ['sh', '-c', "sh -c 'kill -9 $$'; exit $?"] }),
+      );
       assert.equal(killed.status.exitCode, 137);
-      assert.equal(killed.status.reason, 'Error', 'a SIGKILL that is not the OOM killer\'s is not OOMKilled');
+      assert.equal(killed.status.reason, 'Error', "a SIGKILL that is not the OOM killer's is not OOMKilled");
     });
   });
 
@@ -229,11 +264,14 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
     });
   });
 
-  it('the controller\'s Stop gives containers timeout_secs after SIGTERM, then SIGKILL', async () => {
+  it("the controller's Stop gives containers timeout_secs after SIGTERM, then SIGKILL", async () => {
     await withPod('pod-stop-timeout', async (run) => {
       const stubborn = await startShell(run, 'stubborn', 'trap "" TERM; while :; do sleep 0.1; done');
       const polite = await startShell(run, 'polite', 'trap "exit 0" TERM; while :; do sleep 0.1; done');
-      const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, { metadata: { 'containerd-namespace': 'k8s.io' }, timeoutMs: 30_000 });
+      const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, {
+        metadata: { 'containerd-namespace': 'k8s.io' },
+        timeoutMs: 30_000,
+      });
       try {
         const started = Date.now();
         await controller.stop({ sandboxId: run.podId, timeoutSecs: 2 });

@@ -86,7 +86,10 @@ describe('runc kind across a kuasard restart', () => {
   }
 
   /** Lines of kuasard's log (all its runs in this environment) with this message. */
-  const logLines = (message: string) => readFileSync(env.paths.kuasardLog, 'utf8').split('\n').filter((line) => line.includes(`"msg":"${message}`));
+  const logLines = (message: string) =>
+    readFileSync(env.paths.kuasardLog, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(`"msg":"${message}`));
 
   /**
    * Since the crash, the pods' PID-namespace holders are PID 1's children: killed with their
@@ -128,7 +131,11 @@ describe('runc kind across a kuasard restart', () => {
       const status = await env.cri.runtime.containerStatus({ containerId: p.containerId });
       assert.equal(status.status?.state, ContainerState.CONTAINER_RUNNING);
       const name = p.pod.metadata?.name ?? '';
-      const exec = await env.cri.runtime.execSync({ containerId: p.containerId, cmd: ['sh', '-c', `echo alive in ${name}; exit 4`], timeout: 10n });
+      const exec = await env.cri.runtime.execSync({
+        containerId: p.containerId,
+        cmd: ['sh', '-c', `echo alive in ${name}; exit 4`],
+        timeout: 10n,
+      });
       assert.equal(new TextDecoder().decode(exec.stdout), `alive in ${name}\n`, 'exec still works after the restart');
       assert.equal(exec.exitCode, 4);
     }
@@ -147,7 +154,7 @@ describe('runc kind across a kuasard restart', () => {
     const keepers = keeperPids(env);
 
     await env.restartKuasard();
-    assert.deepEqual(keeperPids(env), keepers, 'the keeper holds the pod\'s sockets through the restart');
+    assert.deepEqual(keeperPids(env), keepers, "the keeper holds the pod's sockets through the restart");
     assert.equal(readProcStat(p.pid)?.startTime, startTime);
     assert.equal((await env.cri.runtime.containerStatus({ containerId: p.containerId })).status?.state, ContainerState.CONTAINER_RUNNING);
 
@@ -192,7 +199,11 @@ describe('runc kind across a kuasard restart', () => {
     assert.ok(logLines('task socket taken over').length - takenOverBefore >= LOAD_PODS, 'every task socket was taken over');
     await inBatches(pods, 10, async (p) => {
       assert.equal(readProcStat(p.pid)?.startTime, startTimes.get(p.pid), `container of ${p.pod.metadata?.name} kept running`);
-      assert.equal((await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: p.podSandboxId }))).status?.state, PodSandboxState.SANDBOX_READY, 'the pod is ready');
+      assert.equal(
+        (await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: p.podSandboxId }))).status?.state,
+        PodSandboxState.SANDBOX_READY,
+        'the pod is ready',
+      );
       const exec = await env.cri.runtime.execSync({ containerId: p.containerId, cmd: ['sh', '-c', 'echo alive'], timeout: 30n });
       assert.equal(new TextDecoder().decode(exec.stdout), 'alive\n');
     });
@@ -229,10 +240,18 @@ describe('runc kind across a kuasard restart', () => {
       await env.restartKuasard({ crash: true });
       for (const p of pods) {
         assert.equal(readProcStat(p.pid)?.startTime, startTimes.get(p.pid));
-        assert.equal((await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: p.podSandboxId }))).status?.state, PodSandboxState.SANDBOX_READY, 'the pod is ready');
+        assert.equal(
+          (await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: p.podSandboxId }))).status?.state,
+          PodSandboxState.SANDBOX_READY,
+          'the pod is ready',
+        );
         const fresh = await TtrpcClient.connect(taskSocketOf(p), { timeoutMs: 10_000 });
         try {
-          assert.equal((await typedClient(fresh, Task).state({ id: p.containerId })).status, Status.RUNNING, 'its task socket answers State');
+          assert.equal(
+            (await typedClient(fresh, Task).state({ id: p.containerId })).status,
+            Status.RUNNING,
+            'its task socket answers State',
+          );
         } finally {
           fresh.close();
         }
@@ -243,7 +262,11 @@ describe('runc kind across a kuasard restart', () => {
 
       await stopContainer(target!, startTimes.get(target!.pid));
       for (const deadline = Date.now() + 30_000; answered < MAX_KEPT_CALLS_PER_CONNECTION && Date.now() < deadline; ) await sleep(50);
-      assert.equal(answered, MAX_KEPT_CALLS_PER_CONNECTION, 'the kept Waits were answered by the next run, the others were lost with the crash');
+      assert.equal(
+        answered,
+        MAX_KEPT_CALLS_PER_CONNECTION,
+        'the kept Waits were answered by the next run, the others were lost with the crash',
+      );
       client.close();
       await Promise.all(waits);
     } finally {
@@ -270,7 +293,10 @@ describe('runc kind across a kuasard restart', () => {
     assert.ok(replacement !== undefined && replacement !== killed, 'another keeper runs');
     const listeners = pods.map((p) => `listen ${taskSocketOf(p)}`);
     const held = await keptNames();
-    assert.ok(listeners.every((n) => held.includes(n)), 'and gave it the task sockets');
+    assert.ok(
+      listeners.every((n) => held.includes(n)),
+      'and gave it the task sockets',
+    );
 
     await env.restartKuasard({ crash: true });
     for (const p of pods) {

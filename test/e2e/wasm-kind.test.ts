@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { LinuxContainerConfigSchema, MountSchema, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import {
+  LinuxContainerConfigSchema,
+  MountSchema,
+  type ContainerConfig,
+  type PodSandboxConfig,
+} from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { RemoteCommand } from '../../src/cri/remote-command.js';
@@ -36,17 +41,27 @@ describe('wasm kind through CRI', () => {
   });
 
   /** Runs a pod on kuasar-wasm, calls `body`, then removes the pod and checks nothing stayed. */
-  async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>, handler = env.handlers.kuasar['wasm']) {
+  async function withPod(
+    name: string,
+    body: (podId: string, pod: PodSandboxConfig) => Promise<void>,
+    handler = env.handlers.kuasar['wasm'],
+  ) {
     let podId = '';
-    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), [env.paths.kuasarState], (run) => body((podId = run.podId), run.pod));
+    const { leaks } = await runPod(env, handler ?? '', env.podConfig({ name }), [env.paths.kuasarState], (run) => {
+      podId = run.podId;
+      return body(podId, run.pod);
+    });
     assert.equal(existsSync(join(env.paths.kuasarState, 'wasm', podId)), false, 'the sandbox state directory is removed');
     assert.deepEqual(leaks, NO_LEAKS);
     // Instances run inside kuasard: what they opened (node:wasi never closes its preopens) must
     // be closed with them, or it would keep the pod's mounts alive out of the mount table's sight.
     const wasmState = join(env.paths.kuasarState, 'wasm');
-    assert.deepEqual(env.scope.daemonPids.flatMap((pid) => descriptorsUnder(wasmState, pid)), [], 'no daemon descriptor is left open in the pod');
+    assert.deepEqual(
+      env.scope.daemonPids.flatMap((pid) => descriptorsUnder(wasmState, pid)),
+      [],
+      'no daemon descriptor is left open in the pod',
+    );
   }
-
 
   /** A container of the test image that runs `command` (args[0] is the module), with a memory limit if given. */
   function wasm(name: string, command: string[], extra: Partial<ContainerOptions> = {}, memoryLimitInBytes?: bigint): ContainerConfig {
@@ -70,21 +85,29 @@ describe('wasm kind through CRI', () => {
 
   it('runs a module with its args and env: output in the CRI log, exit code 0', async () => {
     await withPod('wasm-hello', async (podId, pod) => {
-      const { status, stdout } = await runToExit(podId, pod, wasm('hello', ['/hello.wasm'], { args: ['one', 'two'], env: { GREETING: 'from-cri' } }));
+      const { status, stdout } = await runToExit(
+        podId,
+        pod,
+        wasm('hello', ['/hello.wasm'], { args: ['one', 'two'], env: { GREETING: 'from-cri' } }),
+      );
       assert.equal(status.exitCode, 0);
       assert.equal(stdout, 'hello\none\ntwo\nGREETING=from-cri\n');
     });
   });
 
   it('carries output over streaming io (kuasar-wasm-streaming) as well as FIFOs', async () => {
-    await withPod('wasm-streaming', async (podId, pod) => {
-      const { status, stdout, stderr } = await runToExit(podId, pod, wasm('hello', ['/hello.wasm'], { args: ['streamed'] }));
-      assert.equal(status.exitCode, 0);
-      assert.equal(stdout, 'hello\nstreamed\n');
-      const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm']));
-      assert.match(trap.stderr, /^wasm trap: unreachable$/m);
-      assert.equal(stderr, '');
-    }, env.handlers.kuasarStreaming['wasm']);
+    await withPod(
+      'wasm-streaming',
+      async (podId, pod) => {
+        const { status, stdout, stderr } = await runToExit(podId, pod, wasm('hello', ['/hello.wasm'], { args: ['streamed'] }));
+        assert.equal(status.exitCode, 0);
+        assert.equal(stdout, 'hello\nstreamed\n');
+        const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm']));
+        assert.match(trap.stderr, /^wasm trap: unreachable$/m);
+        assert.equal(stderr, '');
+      },
+      env.handlers.kuasarStreaming['wasm'],
+    );
   });
 
   it('reports proc_exit(7) as exit code 7, and a trap as 134 with the trap in the log', async () => {
@@ -126,12 +149,14 @@ describe('wasm kind through CRI', () => {
 
     /** `config` with CRI mounts (container path -> host path, read-only when asked) and a read-only rootfs if asked. */
     function withMounts(config: ContainerConfig, mounts: [string, string, 'ro'?][], readonlyRootfs = false): ContainerConfig {
-      config.mounts = mounts.map(([containerPath, hostPath, ro]) => create(MountSchema, { containerPath, hostPath, readonly: ro === 'ro' }));
+      config.mounts = mounts.map(([containerPath, hostPath, ro]) =>
+        create(MountSchema, { containerPath, hostPath, readonly: ro === 'ro' }),
+      );
       if (readonlyRootfs) config.linux = create(LinuxContainerConfigSchema, { securityContext: { readonlyRootfs } });
       return config;
     }
 
-    it('sees every bind mount at its destination: a read-only file, kubelet\'s /etc/hosts, a directory and a file inside it', async () => {
+    it("sees every bind mount at its destination: a read-only file, kubelet's /etc/hosts, a directory and a file inside it", async () => {
       await withPod('wasm-mounts', async (podId, pod) => {
         const mounts: [string, string, 'ro'?][] = [
           ['/config/app.conf', join(host, 'app.conf'), 'ro'],
@@ -156,8 +181,8 @@ describe('wasm kind through CRI', () => {
         assert.equal(write.status.exitCode, 69, 'a read-only mount refuses writes (WASI EROFS)');
         assert.equal(await readFile(join(host, 'app.conf'), 'utf8'), 'from the host\n');
         // A link in a volume cannot lead out to the host: the kernel follows none (10 + WASI ELOOP).
-        const escape = await read('escaper', '/vol/escape/etc/hostname');
-        assert.deepEqual({ exitCode: escape.status.exitCode, stdout: escape.stdout }, { exitCode: 42, stdout: '' });
+        const escaped = await read('escaper', '/vol/escape/etc/hostname');
+        assert.deepEqual({ exitCode: escaped.status.exitCode, stdout: escaped.stdout }, { exitCode: 42, stdout: '' });
       });
     });
 
@@ -193,7 +218,7 @@ describe('wasm kind through CRI', () => {
       const running = await env.cri.runtime.containerStatus({ containerId });
       assert.equal(running.status?.state, ContainerState.CONTAINER_RUNNING);
       const stats = await env.cri.runtime.containerStats({ containerId });
-      assert.ok((stats.stats?.memory?.workingSetBytes?.value ?? 0n) > 0n, 'kubelet\'s stats call gets the instance\'s memory');
+      assert.ok((stats.stats?.memory?.workingSetBytes?.value ?? 0n) > 0n, "kubelet's stats call gets the instance's memory");
 
       // The endless loop holds one thread; the daemon and other instances go on.
       const hello = await runToExit(podId, pod, wasm('hello', ['/hello.wasm']));
@@ -227,17 +252,21 @@ describe('wasm kind through CRI', () => {
 
   for (const io of ['fifo', 'streaming'] as const) {
     it(`feeds stdin from an attach to the module, and end-of-file when a stdin-once attach ends (${io} io)`, async () => {
-      await withPod(`wasm-stdin-${io}`, async (podId, pod) => {
-        const { containerId, config } = await start(podId, pod, wasm('cat', ['/cat.wasm'], { stdin: true, stdinOnce: true }));
-        const { url } = await env.cri.runtime.attach({ containerId, stdin: true, stdout: true, stderr: true, tty: false });
-        const session = await RemoteCommand.connect(url);
-        session.writeStdin('through stdin\n');
-        await session.waitForStdout(/through stdin\n/, 10_000);
-        session.close();
-        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
-        assert.equal(status.exitCode, 0, 'cat.wasm read end-of-file and exited 0');
-        assert.equal(criLogText(await readContainerLog(containerLogPath(pod, config)), 'stdout'), 'through stdin\n');
-      }, io === 'fifo' ? env.handlers.kuasar['wasm'] : env.handlers.kuasarStreaming['wasm']);
+      await withPod(
+        `wasm-stdin-${io}`,
+        async (podId, pod) => {
+          const { containerId, config } = await start(podId, pod, wasm('cat', ['/cat.wasm'], { stdin: true, stdinOnce: true }));
+          const { url } = await env.cri.runtime.attach({ containerId, stdin: true, stdout: true, stderr: true, tty: false });
+          const session = await RemoteCommand.connect(url);
+          session.writeStdin('through stdin\n');
+          await session.waitForStdout(/through stdin\n/, 10_000);
+          session.close();
+          const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+          assert.equal(status.exitCode, 0, 'cat.wasm read end-of-file and exited 0');
+          assert.equal(criLogText(await readContainerLog(containerLogPath(pod, config)), 'stdout'), 'through stdin\n');
+        },
+        io === 'fifo' ? env.handlers.kuasar['wasm'] : env.handlers.kuasarStreaming['wasm'],
+      );
     });
   }
 
@@ -260,7 +289,10 @@ describe('wasm kind through CRI', () => {
   it('refuses exec with a clear message', async () => {
     await withPod('wasm-exec', async (podId, pod) => {
       const { containerId } = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
-      await assert.rejects(env.cri.runtime.execSync({ containerId, cmd: ['/hello.wasm'], timeout: 5n }), /exec is not supported by the wasm kind/);
+      await assert.rejects(
+        env.cri.runtime.execSync({ containerId, cmd: ['/hello.wasm'], timeout: 5n }),
+        /exec is not supported by the wasm kind/,
+      );
     });
   });
 
@@ -277,7 +309,7 @@ describe('wasm kind through CRI', () => {
   });
 
   // Last: it restarts the environment's kuasard.
-  it('reports a module that was running when kuasard crashed as exited 255, with the reason in kuasard\'s log', async () => {
+  it("reports a module that was running when kuasard crashed as exited 255, with the reason in kuasard's log", async () => {
     await withPod('wasm-restart', async (podId, pod) => {
       const { containerId } = await start(podId, pod, wasm('sleeper', ['/sleep.wasm']));
       await env.restartKuasard({ crash: true });

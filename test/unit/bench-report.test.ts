@@ -35,7 +35,16 @@ function sampleResult(): Omit<BenchResult, 'targets'> {
     startedAt: '2026-01-02T03:04:05.678Z',
     finishedAt: '2026-01-02T03:20:00.000Z',
     complete: true,
-    host: { cpus: 2, memoryGiB: 24, kernel: '6.1.0', node: '20.0.0', containerd: 'containerd v2.1.9', runc: 'runc version 1.1.5', loadStart: 1.5, loadEnd: 2 },
+    host: {
+      cpus: 2,
+      memoryGiB: 24,
+      kernel: '6.1.0',
+      node: '20.0.0',
+      containerd: 'containerd v2.1.9',
+      runc: 'runc version 1.1.5',
+      loadStart: 1.5,
+      loadEnd: 2,
+    },
     settings: resolveSettings({}, '/tmp/out'),
     handlers: [
       { handler: KUASAR, side: 'kuasar', kind: 'runc' },
@@ -51,15 +60,18 @@ function sampleResult(): Omit<BenchResult, 'targets'> {
     },
     stages: {
       [KUASAR]: {
-        single: stageBreakdown([
-          {
-            ms: 50,
-            records: [
-              { stage: 'oci.create', ms: 30, at: 0, sandbox: 's' },
-              { stage: 'task.create', ms: 35, at: 1, sandbox: 's', rpc: 'create' },
-            ],
-          },
-        ], { everyRpc: true }),
+        single: stageBreakdown(
+          [
+            {
+              ms: 50,
+              records: [
+                { stage: 'oci.create', ms: 30, at: 0, sandbox: 's' },
+                { stage: 'task.create', ms: 35, at: 1, sandbox: 's', rpc: 'create' },
+              ],
+            },
+          ],
+          { everyRpc: true },
+        ),
       },
     },
     memory: {
@@ -87,7 +99,10 @@ function sampleResult(): Omit<BenchResult, 'targets'> {
  */
 function withWasm(): Omit<BenchResult, 'targets'> {
   const result = sampleResult();
-  const points = memoryPoints(45_000, 3_072, [1, 5, 10]).map((p) => ({ ...p, afterGc: { pssKb: p.pssKb, privateKb: 40_000 + 4_096 * p.pods, reads: [] } }));
+  const points = memoryPoints(45_000, 3_072, [1, 5, 10]).map((p) => ({
+    ...p,
+    afterGc: { pssKb: p.pssKb, privateKb: 40_000 + 4_096 * p.pods, reads: [] },
+  }));
   result.handlers = [result.handlers[0]!, { handler: WASM, side: 'kuasar', kind: 'wasm' }, result.handlers[1]!];
   result.memory[WASM] = {
     points,
@@ -120,7 +135,7 @@ function onceEach(stage: string, rpc: boolean, meanMs: number, p90Ms: number): S
   return { stage, rpc, perContainer: 1, meanMs, p90Ms, msPerContainer: meanMs };
 }
 
-test('targets are judged against the issue\'s goals, with a note on what dominates a miss', () => {
+test("targets are judged against the issue's goals, with a note on what dominates a miss", () => {
   const targets = evaluateTargets(sampleResult());
   assert.deepEqual(
     targets.map((t) => t.status),
@@ -132,7 +147,10 @@ test('targets are judged against the issue\'s goals, with a note on what dominat
   // 400 000 KiB of shims against 43 000 KiB of kuasard.
   assert.ok(Math.abs((targets[2]?.value ?? 0) - 400_000 / 43_000) < 1e-9);
   assert.ok(Math.abs((targets[3]?.value ?? 0) - 50) < 1e-6, 'the marginal cost is the slope of private memory after GC');
-  assert.match(targets[3]?.measured ?? '', /^50\.0 KiB\/pod of private memory after GC \(r² 1\.00\); PSS as found 60\.0 KiB\/pod \(r² 1\.00\); baseline PSS 8000\.0 KiB\/pod$/);
+  assert.match(
+    targets[3]?.measured ?? '',
+    /^50\.0 KiB\/pod of private memory after GC \(r² 1\.00\); PSS as found 60\.0 KiB\/pod \(r² 1\.00\); baseline PSS 8000\.0 KiB\/pod$/,
+  );
 });
 
 test('a target whose figures were not taken is "not measured"', () => {
@@ -153,21 +171,24 @@ test('a memory target is missed when kuasard costs more than 1/8 of the shims, o
   assert.equal(marginal?.status, 'not met');
 });
 
-test('the wasm targets: Task API rates above 330/s, and at most 5 MB of kuasard\'s memory per running container', () => {
+test("the wasm targets: Task API rates above 330/s, and at most 5 MB of kuasard's memory per running container", () => {
   const targets = evaluateTargets(withWasm());
   assert.equal(targets.length, 7);
   const [long, short, memory] = targets.slice(4);
   assert.deepEqual([long?.status, short?.status, memory?.status], ['met', 'not met', 'met']);
   assert.deepEqual([long?.value, short?.value], [400, 250]);
-  assert.ok(Math.abs((memory?.value ?? 0) - 4096) < 1e-6, 'the slope of kuasard\'s private memory after GC');
+  assert.ok(Math.abs((memory?.value ?? 0) - 4096) < 1e-6, "the slope of kuasard's private memory after GC");
   assert.match(long?.title ?? '', /long-running containers started per second through the Task API \(Create \+ Start, 8 in flight\)/);
-  assert.equal(long?.goal, '> 330/s (containerd\'s runwasi wasmtime shim)');
+  assert.equal(long?.goal, "> 330/s (containerd's runwasi wasmtime shim)");
   assert.equal(long?.measured, '400.0/s (200 containers in 500 ms; per container p50 20.0 ms)');
   assert.equal(short?.note, 'most kuasard time per container: task.wait (14.0 ms)');
   assert.equal(memory?.goal, '<= 5 MB (4883 KiB)');
   assert.equal(memory?.measured, '4096.0 KiB/container of private memory after GC (r² 1.00); PSS as found 3072.0 KiB/container (r² 1.00)');
   // The runc targets are judged on the runc handler alone, whatever else was measured.
-  assert.deepEqual(targets.slice(0, 4).map((t) => t.status), ['met', 'not met', 'met', 'met']);
+  assert.deepEqual(
+    targets.slice(0, 4).map((t) => t.status),
+    ['met', 'not met', 'met', 'met'],
+  );
 });
 
 test('a wasm container of 4900 KiB misses 5 MB, judged on PSS without after-GC readings; a rate with failures is not measured, and says why', () => {
@@ -183,7 +204,12 @@ test('a wasm container of 4900 KiB misses 5 MB, judged on PSS without after-GC r
   assert.equal(long?.note, '1 failure(s), first: long-7: wasm module /sleep.wasm: boom');
 
   result.taskRate = { handler: '', skipped: 'the wasm kind is not measured in this run', concurrency: 8, failures: [] };
-  assert.deepEqual(evaluateTargets(result).slice(4, 6).map((t) => t.status), ['not measured', 'not measured']);
+  assert.deepEqual(
+    evaluateTargets(result)
+      .slice(4, 6)
+      .map((t) => t.status),
+    ['not measured', 'not measured'],
+  );
 });
 
 test('the Markdown summary shows the Task API runs, their kuasard stages, and what wasm memory means', () => {
@@ -192,14 +218,26 @@ test('the Markdown summary shows the Task API runs, their kuasard stages, and wh
   assert.match(md, /one long-running container each: busybox `sleep 3600`, or for the wasm kind `\/sleep\.wasm`/);
   assert.match(md, /^## wasm containers through the Task API$/m);
   assert.match(md, /one `kuasar-wasm` pod \(`\/run\/kdev-aaaaaa\/k\/wasm\/pod1\/task\.sock`\), .* 8 containers in flight/);
-  assert.match(md, /\| long-running: Create \+ Start \(`\/sleep\.wasm`\) \| 200 \| 500 \| 400\.0 \| 1\.21x \| 20\.0 \| 28\.0 \| 30\.0 \| 0 \|/);
+  assert.match(
+    md,
+    /\| long-running: Create \+ Start \(`\/sleep\.wasm`\) \| 200 \| 500 \| 400\.0 \| 1\.21x \| 20\.0 \| 28\.0 \| 30\.0 \| 0 \|/,
+  );
   assert.match(md, /\| short-lived: Create, Start, Wait, Delete \(`\/hello\.wasm`, exit 0\) \| 200 \| 800 \| 250\.0 \| 0\.76x \|/);
-  assert.match(md, /### kuasard's stages, long-running run\n\n[^\n]+\n\n[^\n]+\n[^\n]+\n\| `task\.create` \| RPC \| 1\.00 \| 10\.0 \| 12\.0 \| 10\.0 \|\n\| `wasm\.instantiate` \| step inside an RPC \|/);
-  assert.match(md, /\| wasm kind, short-lived containers per second .* \| > 330\/s .* \| 250\.0\/s .* \| \*\*not met\*\*: most kuasard time per container: task\.wait/);
+  assert.match(
+    md,
+    /### kuasard's stages, long-running run\n\n[^\n]+\n\n[^\n]+\n[^\n]+\n\| `task\.create` \| RPC \| 1\.00 \| 10\.0 \| 12\.0 \| 10\.0 \|\n\| `wasm\.instantiate` \| step inside an RPC \|/,
+  );
+  assert.match(
+    md,
+    /\| wasm kind, short-lived containers per second .* \| > 330\/s .* \| 250\.0\/s .* \| \*\*not met\*\*: most kuasard time per container: task\.wait/,
+  );
   assert.match(md, /The wasm kind's containers run inside kuasard .* the memory of one running wasm container/);
   assert.match(md, /- kuasar-wasm: kuasard with no pod \(read once its memory had stopped moving, after 4 s\): 43\.0 MiB PSS/);
 
-  const skipped = renderMarkdown({ ...result, taskRate: { handler: '', skipped: 'the wasm kind is not measured in this run', concurrency: 8, failures: [] } }, []);
+  const skipped = renderMarkdown(
+    { ...result, taskRate: { handler: '', skipped: 'the wasm kind is not measured in this run', concurrency: 8, failures: [] } },
+    [],
+  );
   assert.match(skipped, /## wasm containers through the Task API\n\nSkipped: the wasm kind is not measured in this run\./);
   const failed = renderMarkdown({ ...result, taskRate: { ...result.taskRate!, failures: ['remove pod pod1: gone'] } }, []);
   assert.match(failed, /Failures setting up or removing the pod and its containers: remove pod pod1: gone/);
@@ -209,22 +247,37 @@ test('the Markdown summary has the targets, every table and the chart links', ()
   const result = { ...sampleResult(), targets: evaluateTargets(sampleResult()) };
   const md = renderMarkdown(result, [{ file: 'memory.svg', title: 'Memory' }]);
   assert.match(md, /^# kuasar benchmark, 2026-01-02T03:04:05\.678Z$/m);
-  assert.match(md, /\| runc kind, one pod at a time, p50 \| >= 2x faster than the baseline \| kuasar 50\.0 ms, baseline 150\.0 ms: 3\.00x \| \*\*met\*\* \|/);
+  assert.match(
+    md,
+    /\| runc kind, one pod at a time, p50 \| >= 2x faster than the baseline \| kuasar 50\.0 ms, baseline 150\.0 ms: 3\.00x \| \*\*met\*\* \|/,
+  );
   assert.match(md, /\| kuasar-runc \| 3 \| 40\.0 \| 50\.0 \| 58\.0 \| 59\.8 \| 60\.0 \| 0 \|/);
   assert.match(md, /Baseline \/ kuasar-runc: p50 3\.00x/);
   assert.match(md, /Baseline \/ kuasar-runc: wall time \(median\) 1\.50x/);
   assert.match(md, /\| &nbsp;&nbsp;`oci\.create` \| task\.create \|/);
   assert.match(md, /Largest share of its own: \*\*oci\.create\*\*/);
   // 50 pods: kuasard PSS 43 000 KiB, private after GC 22 500; shims PSS 400 000, private 200 000; pause 5 000.
-  assert.match(md, /\| pods \| kuasar-runc: kuasard PSS \| kuasar-runc: kuasard private after GC \| runc: shims PSS \| runc: shims private \| PSS shims \/ kuasar-runc \| runc: pause PSS \|/);
+  assert.match(
+    md,
+    /\| pods \| kuasar-runc: kuasard PSS \| kuasar-runc: kuasard private after GC \| runc: shims PSS \| runc: shims private \| PSS shims \/ kuasar-runc \| runc: pause PSS \|/,
+  );
   assert.match(md, /\| 50 \| 42\.0 \| 22\.0 \| 390\.6 \| 195\.3 \| 9\.30x \| 4\.9 \|/);
-  assert.match(md, /kuasar-runc: marginal cost by least-squares fit: PSS \*\*60\.0 KiB per pod\*\*, fixed 39\.1 MiB \(r² 1\.000\); private memory after GC \*\*50\.0 KiB per pod\*\*/);
-  assert.match(md, /kuasar-runc: kuasard with no pod: 38\.1 MiB PSS, 19\.0 MiB private, 76\.2 MiB RSS; after GC 28\.3 MiB PSS, 18\.6 MiB private\./);
+  assert.match(
+    md,
+    /kuasar-runc: marginal cost by least-squares fit: PSS \*\*60\.0 KiB per pod\*\*, fixed 39\.1 MiB \(r² 1\.000\); private memory after GC \*\*50\.0 KiB per pod\*\*/,
+  );
+  assert.match(
+    md,
+    /kuasar-runc: kuasard with no pod: 38\.1 MiB PSS, 19\.0 MiB private, 76\.2 MiB RSS; after GC 28\.3 MiB PSS, 18\.6 MiB private\./,
+  );
   assert.match(md, /no child process other than containers/);
   assert.match(md, /Failures of runc: round 3: boom/);
   assert.match(md, /!\[Memory\]\(memory\.svg\)/);
   assert.doesNotMatch(md, /Incomplete run/);
-  assert.match(renderMarkdown({ ...result, complete: false, incomplete: 'interrupted by SIGINT' }, []), /\*\*Incomplete run\*\*: interrupted by SIGINT/);
+  assert.match(
+    renderMarkdown({ ...result, complete: false, incomplete: 'interrupted by SIGINT' }, []),
+    /\*\*Incomplete run\*\*: interrupted by SIGINT/,
+  );
 });
 
 test('charts are made for what was measured and render to SVG without a browser', async () => {
@@ -256,6 +309,6 @@ test('cumulative points rise to 1 per handler in ascending order', () => {
   ]);
 });
 
-test('a run\'s directory is named by its start time', () => {
+test("a run's directory is named by its start time", () => {
   assert.equal(runDirName('2026-01-02T03:04:05.678Z'), '2026-01-02T03-04-05Z');
 });

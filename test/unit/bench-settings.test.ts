@@ -23,7 +23,10 @@ test('settings: a full run by default, quick defaults with --quick, explicit opt
   const tasks = resolveSettings({ quick: true, taskLong: '50', taskShort: '7', taskConcurrency: '1' }, '/out');
   assert.deepEqual([tasks.taskLongRunning, tasks.taskShortLived, tasks.taskConcurrency], [50, 7, 1]);
 
-  const custom = resolveSettings({ kinds: 'runc, wasm', parts: 'memory,task-rate,single', memoryPods: '10,1,10', settle: '0', out: '/x' }, '/out');
+  const custom = resolveSettings(
+    { kinds: 'runc, wasm', parts: 'memory,task-rate,single', memoryPods: '10,1,10', settle: '0', out: '/x' },
+    '/out',
+  );
   assert.deepEqual(custom.kinds, ['runc', 'wasm']);
   assert.deepEqual(custom.parts, ['single', 'memory', 'task-rate'], 'parts run in their fixed order');
   assert.deepEqual(custom.memoryPods, [1, 10], 'counts sorted, repeats dropped');
@@ -42,18 +45,21 @@ test('settings: malformed values are errors naming the option', () => {
   assert.throws(() => resolveSettings({ taskShort: '1e2x' }, '/out'), /--task-short/);
 });
 
-test('handlers: kuasar\'s requested kinds (by default every kind served), then the baseline; an unserved kind is an error', () => {
+test("handlers: kuasar's requested kinds (by default every kind served), then the baseline; an unserved kind is an error", () => {
   const handlers = { baseline: 'runc', kuasar: { runc: 'kuasar-runc', wasm: 'kuasar-wasm' } };
   assert.deepEqual(chooseHandlers(handlers, []), [
     { handler: 'kuasar-runc', side: 'kuasar', kind: 'runc' },
     { handler: 'kuasar-wasm', side: 'kuasar', kind: 'wasm' },
     { handler: 'runc', side: 'baseline' },
   ]);
-  assert.deepEqual(chooseHandlers(handlers, ['wasm']).map((h) => h.handler), ['kuasar-wasm', 'runc']);
+  assert.deepEqual(
+    chooseHandlers(handlers, ['wasm']).map((h) => h.handler),
+    ['kuasar-wasm', 'runc'],
+  );
   assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm\)/);
 });
 
-test('each kind\'s idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), sleep.wasm for wasm', () => {
+test("each kind's idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), sleep.wasm for wasm", () => {
   assert.deepEqual(idleWorkload('runc'), { image: 'kuasar.local/busybox:latest', command: ['sleep', '3600'] });
   assert.deepEqual(idleWorkload('wasm'), { image: 'kuasar.local/wasm-tests:latest', command: ['/sleep.wasm'] });
   assert.throws(() => idleWorkload('vmm'), /no kind "vmm" is registered \(known kinds: runc, wasm\)/);
@@ -61,12 +67,21 @@ test('each kind\'s idle workload, from its registration, on the local images: bu
 
 test('memory is measured for the wasm kind last: its instances live in kuasard and leave memory behind', () => {
   const handlers = chooseHandlers({ baseline: 'runc', kuasar: { wasm: 'kuasar-wasm', runc: 'kuasar-runc' } }, ['wasm', 'runc']);
-  assert.deepEqual(handlers.map((h) => h.handler), ['kuasar-wasm', 'kuasar-runc', 'runc']);
-  assert.deepEqual(memoryOrder(handlers).map((h) => h.handler), ['kuasar-runc', 'runc', 'kuasar-wasm']);
+  assert.deepEqual(
+    handlers.map((h) => h.handler),
+    ['kuasar-wasm', 'kuasar-runc', 'runc'],
+  );
+  assert.deepEqual(
+    memoryOrder(handlers).map((h) => h.handler),
+    ['kuasar-runc', 'runc', 'kuasar-wasm'],
+  );
 });
 
 test('rounds rotate the handler order so that each goes first as often', () => {
-  assert.deepEqual([0, 1, 2, 3].map((round) => roundOrder(['k', 'b'], round).join('')), ['kb', 'bk', 'kb', 'bk']);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((round) => roundOrder(['k', 'b'], round).join('')),
+    ['kb', 'bk', 'kb', 'bk'],
+  );
   assert.deepEqual(roundOrder(['a', 'b', 'c'], 4), ['b', 'c', 'a']);
 });
 
@@ -88,11 +103,19 @@ test('a pool runs at most `limit` items at once and stops taking new ones once a
   );
 
   const abort = new AbortController();
-  const partial = await inPool([1, 2, 3], 1, async (n) => {
-    if (n === 1) abort.abort(new Error('stop'));
-    return n;
-  }, abort.signal);
-  assert.deepEqual(partial.map((o) => o.status), ['fulfilled', 'rejected', 'rejected']);
+  const partial = await inPool(
+    [1, 2, 3],
+    1,
+    async (n) => {
+      if (n === 1) abort.abort(new Error('stop'));
+      return n;
+    },
+    abort.signal,
+  );
+  assert.deepEqual(
+    partial.map((o) => o.status),
+    ['fulfilled', 'rejected', 'rejected'],
+  );
 });
 
 test('smaps_rollup: Pss, Rss and private memory in KiB', () => {
@@ -110,7 +133,7 @@ test('smaps_rollup: Pss, Rss and private memory in KiB', () => {
   assert.throws(() => parseSmapsRollup('Rss: 1 kB\n'), /no Pss line/);
 });
 
-test('the management plane: this environment\'s kuasard and shims, kuasard\'s non-container children', () => {
+test("the management plane: this environment's kuasard and shims, kuasard's non-container children", () => {
   const proc = (pid: number, ppid: number, cmdline: string, cgroup = '0::/', state = 'S'): HostProcess => ({
     pid,
     ppid,
@@ -120,7 +143,11 @@ test('the management plane: this environment\'s kuasard and shims, kuasard\'s no
     cgroups: [cgroup],
     namespaces: {},
   });
-  const where = { kuasardConfig: '/run/kdev-aaaaaa/kuasard.toml', containerdSocket: '/run/kdev-aaaaaa/containerd.sock', cgroupName: 'kuasar-kdev-aaaaaa' };
+  const where = {
+    kuasardConfig: '/run/kdev-aaaaaa/kuasard.toml',
+    containerdSocket: '/run/kdev-aaaaaa/containerd.sock',
+    cgroupName: 'kuasar-kdev-aaaaaa',
+  };
   const processes = [
     proc(10, 1, 'node /w/dist/src/cli/kuasard.js --config /run/kdev-bbbbbb/kuasard.toml'), // another environment's
     proc(11, 1, 'node /w/dist/src/cli/kuasard.js --config /run/kdev-aaaaaa/kuasard.toml'),
@@ -134,9 +161,18 @@ test('the management plane: this environment\'s kuasard and shims, kuasard\'s no
   ];
   const plane = findManagementPlane(processes, where);
   assert.equal(plane.kuasard?.pid, 11);
-  assert.deepEqual(plane.kuasardHelpers.map((p) => p.pid), [13]);
-  assert.deepEqual(plane.shims.map((p) => p.pid), [20]);
-  assert.deepEqual(plane.pauses.map((p) => p.pid), [21]);
+  assert.deepEqual(
+    plane.kuasardHelpers.map((p) => p.pid),
+    [13],
+  );
+  assert.deepEqual(
+    plane.shims.map((p) => p.pid),
+    [20],
+  );
+  assert.deepEqual(
+    plane.pauses.map((p) => p.pid),
+    [21],
+  );
   assert.equal(findManagementPlane(processes.slice(0, 1), where).kuasard, undefined);
 });
 

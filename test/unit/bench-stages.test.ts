@@ -6,7 +6,16 @@ const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
 /** A kuasard log line as pino writes it; `at` is ms after T0. */
 function stage(at: number, name: string, ms: number, fields: { sandbox?: string; container?: string; rpc?: string } = {}): string {
-  return JSON.stringify({ level: 'debug', time: new Date(T0 + at).toISOString(), pid: 1, kind: 'runc', ...fields, stage: name, ms, msg: 'stage' });
+  return JSON.stringify({
+    level: 'debug',
+    time: new Date(T0 + at).toISOString(),
+    pid: 1,
+    kind: 'runc',
+    ...fields,
+    stage: name,
+    ms,
+    msg: 'stage',
+  });
 }
 
 // Pod a, started at T0+1000 and RUNNING at T0+1100 (100 ms); pod b at T0+2000..2200 (200 ms).
@@ -35,7 +44,7 @@ const LOG = [
 const A = { sandbox: 'a', startedAt: T0 + 1000.4, endedAt: T0 + 1100.7 };
 const B = { sandbox: 'b', startedAt: T0 + 2000, endedAt: T0 + 2200 };
 
-test('stage records are read from kuasard\'s JSON lines; other lines are skipped', () => {
+test("stage records are read from kuasard's JSON lines; other lines are skipped", () => {
   const records = parseStageRecords(LOG);
   assert.equal(records.length, 17);
   assert.deepEqual(records[0], { stage: 'runc.pin-namespaces', ms: 6, at: T0 + 1010, sandbox: 'a' });
@@ -123,7 +132,7 @@ test('without every RPC (pods started in parallel) there is no outside time, and
   assert.deepEqual(b?.dominant, { stage: 'oci.create', share: 0.4 });
 });
 
-test('stage totals of many containers at once: the pod\'s records in the window, per container on average', () => {
+test("stage totals of many containers at once: the pod's records in the window, per container on average", () => {
   const records = [
     { stage: 'wasm.instantiate', ms: 4, at: T0 + 10, sandbox: 'p', container: 'c1' },
     { stage: 'task.create', ms: 6, at: T0 + 11, sandbox: 'p', rpc: 'create' },

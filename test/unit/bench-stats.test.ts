@@ -49,7 +49,20 @@ test('a linear fit of noisy points is the least-squares line', () => {
   close(fit.slope, 1.6);
   close(fit.intercept, 1.6);
   close(fit.r2, 0.8);
-  close(linearFit([{ x: 1, y: 5 }, { x: 2, y: 5 }]).r2, 1);
-  assert.throws(() => linearFit([{ x: 1, y: 1 }, { x: 1, y: 2 }]), RangeError);
+  close(
+    linearFit([
+      { x: 1, y: 5 },
+      { x: 2, y: 5 },
+    ]).r2,
+    1,
+  );
+  assert.throws(
+    () =>
+      linearFit([
+        { x: 1, y: 1 },
+        { x: 1, y: 2 },
+      ]),
+    RangeError,
+  );
   assert.throws(() => linearFit([{ x: 1, y: 1 }]), RangeError);
 });

@@ -7,7 +7,7 @@ const ok = (sentAt: number, doneAt: number): PromiseSettledResult<Span> => ({ st
 const failed = (reason: unknown): PromiseSettledResult<Span> => ({ status: 'rejected', reason });
 const emptyRun = (containers: number): TaskRateRun => ({ containers, ms: [], failures: [] });
 
-test('a run\'s rate is its containers over the wall time from the first Create sent to the last reply', () => {
+test("a run's rate is its containers over the wall time from the first Create sent to the last reply", () => {
   const run = emptyRun(4);
   // Four containers, two at a time: 100..130, 105..140, 130..160, 140..350 ms.
   recordRun(run, ['a', 'b', 'c', 'd'], [ok(100, 130), ok(105, 140), ok(130, 160), ok(140, 350)]);
@@ -41,7 +41,7 @@ test('a run with a failed container has no rate; containers an interruption kept
   assert.deepEqual(none.failures, ['1 container not run: interrupted by SIGINT']);
 });
 
-test('a container\'s bundle runs its module from the rootfs mount, with no terminal', () => {
+test("a container's bundle runs its module from the rootfs mount, with no terminal", () => {
   const spec = bundleSpec(['/sleep.wasm']);
   assert.deepEqual(spec.process.args, ['/sleep.wasm']);
   assert.equal(spec.process.terminal, false);

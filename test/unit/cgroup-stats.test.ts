@@ -26,7 +26,13 @@ import { packCgroupMetrics } from '../../src/services/metrics.js';
 describe('cgroup file formats', () => {
   it('reads "key value" files and skips lines that are not counters', () => {
     const counters = parseKeyedCounters('cache 4096\nrss 8192\n\nweird line here\nneg -1\n');
-    assert.deepEqual([...counters], [['cache', 4096n], ['rss', 8192n]]);
+    assert.deepEqual(
+      [...counters],
+      [
+        ['cache', 4096n],
+        ['rss', 8192n],
+      ],
+    );
   });
 
   it('reads single counters, with "max" and -1 as no limit', () => {
@@ -50,7 +56,10 @@ describe('cgroup file formats', () => {
 
   it('reads pressure files', () => {
     const psi = parsePressure('some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n');
-    assert.deepEqual(psi, { some: { avg10: 1.5, avg60: 0.25, avg300: 0, total: 12345n }, full: { avg10: 0, avg60: 0, avg300: 0, total: 7n } });
+    assert.deepEqual(psi, {
+      some: { avg10: 1.5, avg60: 0.25, avg300: 0, total: 12345n },
+      full: { avg10: 0, avg60: 0, avg300: 0, total: 7n },
+    });
   });
 });
 
@@ -63,7 +72,12 @@ describe('reading a cgroup', () => {
   let root: string;
   let v1: CgroupLayout;
   let v2: CgroupLayout;
-  const hierarchy = (controller: string) => ({ version: 1 as const, mountPoint: join(root, controller), root: '/', controllers: [controller] });
+  const hierarchy = (controller: string) => ({
+    version: 1 as const,
+    mountPoint: join(root, controller),
+    root: '/',
+    controllers: [controller],
+  });
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'kuasar-cgroup-'));
@@ -102,7 +116,7 @@ describe('reading a cgroup', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('reads v1 counters from each controller\'s hierarchy', async () => {
+  it("reads v1 counters from each controller's hierarchy", async () => {
     const metrics = await readCgroupMetrics('/pod/c1', v1);
     assert.equal(metrics.version, 1);
     const m = metrics.version === 1 ? metrics.v1 : assert.fail('v1 expected');
@@ -149,7 +163,7 @@ describe('reading a cgroup', () => {
     await assert.rejects(readCgroupMetrics('/pod/gone', v2), (err: unknown) => err instanceof RuntimeError && err.code === Code.NotFound);
   });
 
-  it('packs the counters in an Any whose type_url is the bare message name, as containerd\'s CRI compares it', async () => {
+  it("packs the counters in an Any whose type_url is the bare message name, as containerd's CRI compares it", async () => {
     const any1 = packCgroupMetrics(await readCgroupMetrics('/pod/c1', v1));
     assert.equal(any1.typeUrl, 'io.containerd.cgroups.v1.Metrics');
     const decoded1 = fromBinary(V1MetricsSchema, any1.value);

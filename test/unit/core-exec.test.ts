@@ -104,7 +104,7 @@ describe('exec processes in core', () => {
         ['/tasks/exec-started', 'e1', pid],
         ['/tasks/exit', 'e1', pid],
       ],
-      'no TaskDelete for an exec, as runc\'s shim',
+      "no TaskDelete for an exec, as runc's shim",
     );
   });
 
@@ -134,7 +134,7 @@ describe('exec processes in core', () => {
     assert.equal(sandbox.taskState('c2').status, 'stopped', 'never moved back to running');
   });
 
-  it('refuses what runc\'s shim refuses', async () => {
+  it("refuses what runc's shim refuses", async () => {
     await assert.rejects(sandbox.execProcess('c1', { execId: '../x', spec: SPEC, stdio: STDIO }), hasCode(Code.InvalidArgument));
     await assert.rejects(sandbox.execProcess('nope', { execId: 'e1', spec: SPEC, stdio: STDIO }), hasCode(Code.NotFound));
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
@@ -170,7 +170,7 @@ describe('exec processes in core', () => {
     assert.equal((await waited).exitStatus, 255);
   });
 
-  it('reports the init\'s exit after its execs have been killed and reaped', async () => {
+  it("reports the init's exit after its execs have been killed and reaped", async () => {
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
     await sandbox.startTask('c1', 'e1');
     processes.get('c1')!.end(0);

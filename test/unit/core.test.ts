@@ -52,7 +52,10 @@ test('the keyed mutex runs work for one key in order and other keys in parallel'
   await Promise.all([first, second]);
   assert.deepEqual(order, ['b1', 'a1', 'a2']);
   // A failure does not block the work queued behind it.
-  await assert.rejects(mutex.run('c', async () => Promise.reject(new Error('boom'))), /boom/);
+  await assert.rejects(
+    mutex.run('c', async () => Promise.reject(new Error('boom'))),
+    /boom/,
+  );
   assert.equal(await mutex.run('c', async () => 'after'), 'after');
 });
 
@@ -82,11 +85,14 @@ function standInKind(failRecover = new Set<string>()) {
     name: 'fake',
     tasks: { reattach: () => new Promise<never>(() => undefined) },
     init: async () => undefined,
-    prepare: async (sandbox: SandboxContext) => void (sandbox.record.kindState = { prepared: true }),
+    prepare: async (sandbox: SandboxContext) => {
+      sandbox.record.kindState = { prepared: true };
+    },
     start: async () => ({ pid: 0 }),
     stop: async () => undefined,
     recover: async (sandbox: SandboxContext) => {
-      if (failRecover.has(sandbox.record.id)) throw new RuntimeError(Code.FailedPrecondition, `the pinned namespaces of ${sandbox.record.id} are gone`);
+      if (failRecover.has(sandbox.record.id))
+        throw new RuntimeError(Code.FailedPrecondition, `the pinned namespaces of ${sandbox.record.id} are gone`);
     },
     destroy: async (sandbox: SandboxContext) => void destroyed.push(sandbox.record.id),
   } as unknown as SandboxKind;
@@ -144,13 +150,49 @@ describe('Sandboxer recovery after a crash', () => {
 
   it('refuses a state file of the wrong shape, naming the field', async () => {
     const cases: [string, (record: Record<string, unknown>) => void, RegExp][] = [
-      ['an id that would leave the sandbox directory', (r) => void (r['containers'] = [{ ...CONTAINER, id: '../../etc' }]), /containers\.0\.id: not a valid identifier/],
+      [
+        'an id that would leave the sandbox directory',
+        (r) => {
+          r['containers'] = [{ ...CONTAINER, id: '../../etc' }];
+        },
+        /containers\.0\.id: not a valid identifier/,
+      ],
       ['a missing field', (r) => void delete r['pod'], /pod: /],
-      ['a wrong type', (r) => void (r['pid'] = '12'), /pid: /],
-      ['a stopped container without its exit', (r) => void (r['containers'] = [{ ...CONTAINER, status: 'stopped' }]), /containers\.0: a stopped process needs its exit/],
-      ['another sandbox\'s record', (r) => void (r['id'] = 'other'), /it names sandbox "other"/],
-      ['a record of another kind', (r) => void (r['kind'] = 'vmm'), /it is of kind "vmm", not fake/],
-      ['a bad time', (r) => void (r['createdAt'] = 'yesterday'), /createdAt: /],
+      [
+        'a wrong type',
+        (r) => {
+          r['pid'] = '12';
+        },
+        /pid: /,
+      ],
+      [
+        'a stopped container without its exit',
+        (r) => {
+          r['containers'] = [{ ...CONTAINER, status: 'stopped' }];
+        },
+        /containers\.0: a stopped process needs its exit/,
+      ],
+      [
+        "another sandbox's record",
+        (r) => {
+          r['id'] = 'other';
+        },
+        /it names sandbox "other"/,
+      ],
+      [
+        'a record of another kind',
+        (r) => {
+          r['kind'] = 'vmm';
+        },
+        /it is of kind "vmm", not fake/,
+      ],
+      [
+        'a bad time',
+        (r) => {
+          r['createdAt'] = 'yesterday';
+        },
+        /createdAt: /,
+      ],
     ];
     for (const [what, damage, reason] of cases) {
       await rm(stateDir, { recursive: true, force: true });

@@ -56,7 +56,8 @@ describe('a remote command over WebSocket', () => {
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n`,
       );
-      const send = (channel: number, data: string) => socket.write(encodeFrame(Opcode.Binary, Buffer.concat([Buffer.from([channel]), Buffer.from(data)]), null));
+      const send = (channel: number, data: string) =>
+        socket.write(encodeFrame(Opcode.Binary, Buffer.concat([Buffer.from([channel]), Buffer.from(data)]), null));
       const parser = new FrameParser();
       socket.on('data', (chunk: Buffer) => {
         for (const frame of parser.push(chunk)) {
@@ -72,7 +73,10 @@ describe('a remote command over WebSocket', () => {
           // The fake process echoes stdin to stdout and exits 3 once stdin is closed.
           if (frame.payload[0] === 0) send(1, frame.payload.subarray(1).toString());
           if (frame.payload[0] === 255) {
-            send(3, JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '3' }] } }));
+            send(
+              3,
+              JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '3' }] } }),
+            );
             socket.write(encodeFrame(Opcode.Close, Buffer.alloc(0), null));
           }
         }
@@ -99,7 +103,10 @@ describe('a remote command over WebSocket', () => {
     command.closeStdin();
     const result = await command.done;
     assert.deepEqual(result, { stdout: 'hello', stderr: 'to stderr', exitCode: 3, failure: 'NonZeroExitCode' });
-    assert.deepEqual(received.map((message) => message[0]), [0, 4, 255]);
+    assert.deepEqual(
+      received.map((message) => message[0]),
+      [0, 4, 255],
+    );
     assert.deepEqual(JSON.parse(Buffer.from(received[1]!.slice(1)).toString()), { Width: 100, Height: 40 });
     assert.deepEqual(received[2], [255, 0]);
     assert.deepEqual(pongs, ['p'], 'a ping is answered');

@@ -8,7 +8,10 @@ import { runPod } from '../../src/devenv/pod-runs.js';
 /** An environment whose CRI starts pods and fails to stop them. */
 function refusingStops(calls: string[]): Environment {
   const runtime = {
-    runPodSandbox: async () => (calls.push('run'), { podSandboxId: 'pod-1' }),
+    runPodSandbox: async () => {
+      calls.push('run');
+      return { podSandboxId: 'pod-1' };
+    },
     stopPodSandbox: async () => {
       calls.push('stop');
       throw new Error('stop refused');
@@ -19,7 +22,7 @@ function refusingStops(calls: string[]): Environment {
 }
 
 describe('runPod', () => {
-  it('reports the body\'s failure, with the removal\'s failure after it told alongside', async () => {
+  it("reports the body's failure, with the removal's failure after it told alongside", async () => {
     const calls: string[] = [];
     const failing = async () => {
       throw new Error('the body failed');
@@ -32,6 +35,9 @@ describe('runPod', () => {
 
   it('reports a removal that fails after a body that succeeded', async () => {
     const calls: string[] = [];
-    await assert.rejects(runPod(refusingStops(calls), 'h', {} as PodSandboxConfig, [], async () => undefined), { message: 'stop refused' });
+    await assert.rejects(
+      runPod(refusingStops(calls), 'h', {} as PodSandboxConfig, [], async () => undefined),
+      { message: 'stop refused' },
+    );
   });
 });

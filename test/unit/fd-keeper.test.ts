@@ -120,14 +120,17 @@ describe('fd keeper', () => {
     assert.equal(await seesEof(peer, 300), false, 'the peer sees no EOF: the keeper holds the socket');
 
     const { keeper, kept } = await connect();
-    assert.deepEqual(kept.map((k) => k.name), ['conn one']);
+    assert.deepEqual(
+      kept.map((k) => k.name),
+      ['conn one'],
+    );
     const adopted = new net.Socket({ fd: kept[0]!.fd, readable: true, writable: true });
     adopted.write('still here');
     const [data] = (await once(peer, 'data')) as [Buffer];
     assert.equal(data.toString(), 'still here', 'the kept descriptor is the same connection');
 
     adopted.destroy();
-    assert.equal(await seesEof(peer, 200), false, 'closing our duplicate leaves the keeper\'s copy');
+    assert.equal(await seesEof(peer, 200), false, "closing our duplicate leaves the keeper's copy");
     keeper.drop('conn one');
     assert.equal(await seesEof(peer, 2_000), true, 'the peer sees EOF once the keeper drops its copy');
     assert.deepEqual(keeper.list(), []);
@@ -143,7 +146,10 @@ describe('fd keeper', () => {
     assert.equal(keeperProcesses(socketPath).length, 1, 'a keeper holding something stays without clients');
 
     const again = await connect();
-    assert.deepEqual(again.kept.map((k) => k.name), ['held']);
+    assert.deepEqual(
+      again.kept.map((k) => k.name),
+      ['held'],
+    );
     closeKept(again.kept);
     again.keeper.drop('held');
     assert.equal(keeperProcesses(socketPath).length, 1, 'a keeper with a client stays while it holds nothing');
@@ -165,7 +171,10 @@ describe('fd keeper', () => {
     assert.throws(() => keeper.put('x'.repeat(4001), fd), { name: 'FdKeeperError', message: /invalid fd keeper name/ });
     assert.equal(keeper.connected, true, 'an error answer leaves the connection usable');
     const kept = keeper.list();
-    assert.deepEqual(kept.map((k) => k.name), ['a name with spaces']);
+    assert.deepEqual(
+      kept.map((k) => k.name),
+      ['a name with spaces'],
+    );
     closeKept(kept);
     keeper.drop('a name with spaces');
     socket.destroy();
@@ -178,7 +187,10 @@ describe('fd keeper', () => {
     await once(socket, 'connect');
     first.keeper.put('from first', (socket as unknown as { _handle: { fd: number } })._handle.fd);
     const seen = second.keeper.list();
-    assert.deepEqual(seen.map((k) => k.name), ['from first']);
+    assert.deepEqual(
+      seen.map((k) => k.name),
+      ['from first'],
+    );
     closeKept(seen);
 
     const rival = spawn(FD_KEEPER_BINARY, [socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -208,7 +220,10 @@ describe('fd keeper', () => {
     for (let i = 0; i < count; i++) keeper.put(`call /sb/task.sock 1 ${2 * i + 1} AAAA`);
     const again = await connect();
     assert.equal(again.kept.length, count);
-    assert.ok(again.kept.every((k) => k.fd === undefined && k.name.startsWith('call ')), 'notes come back as names alone');
+    assert.ok(
+      again.kept.every((k) => k.fd === undefined && k.name.startsWith('call ')),
+      'notes come back as names alone',
+    );
     keeper.close();
     again.keeper.close();
     await waitUntil('the keeper exits', () => keeperProcesses(socketPath).length === 0);
@@ -226,7 +241,9 @@ describe('fd keeper', () => {
       try { await FdKeeper.open({ socketPath: ${JSON.stringify(socketPath)} }); console.log('listed'); }
       catch (err) { console.log(err.message); }
     `;
-    const child = spawn('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     await once(child, 'exit');

@@ -88,7 +88,8 @@ function nest(flat: Record<string, unknown>): Record<string, unknown> {
     let table = doc;
     for (const key of keys.slice(0, -1)) {
       const next = Object.hasOwn(table, key) ? table[key] : undefined;
-      table = typeof next === 'object' && next !== null ? (next as Record<string, unknown>) : (table[key] = {});
+      if (typeof next !== 'object' || next === null) table[key] = {};
+      table = table[key] as Record<string, unknown>;
     }
     Object.defineProperty(table, keys.at(-1)!, { value, enumerable: true, writable: true, configurable: true });
   }

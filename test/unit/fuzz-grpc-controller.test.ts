@@ -74,9 +74,9 @@ describe('sandbox Controller over gRPC (fuzzed)', () => {
     return { code: code as Code, details };
   };
 
-  const controllerCall = fc.constantFrom(...Controller.methods).chain((method) =>
-    requestBytes(method.input, { anyTypes: [PodSandboxConfigSchema] }).map((payload) => ({ method, payload })),
-  );
+  const controllerCall = fc
+    .constantFrom(...Controller.methods)
+    .chain((method) => requestBytes(method.input, { anyTypes: [PodSandboxConfigSchema] }).map((payload) => ({ method, payload })));
 
   it('answers arbitrary requests to every Controller method with a code the caller can act on', async () => {
     await fc.assert(

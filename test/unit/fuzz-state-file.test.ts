@@ -64,7 +64,17 @@ const VALID: SandboxRecord = {
       kindState: { initStartTime: '12345' },
       execs: [{ id: 'e1', spec: { args: ['sh'] }, stdio: STDIO, pid: 101, status: 'stopped', exit: EXIT }],
     },
-    { id: 'c2', bundle: '/run/containerd/c2', rootfs: [], stdio: STDIO, pid: 102, status: 'stopped', exit: EXIT, kindState: null, execs: [] },
+    {
+      id: 'c2',
+      bundle: '/run/containerd/c2',
+      rootfs: [],
+      stdio: STDIO,
+      pid: 102,
+      status: 'stopped',
+      exit: EXIT,
+      kindState: null,
+      execs: [],
+    },
   ],
 };
 
@@ -99,7 +109,12 @@ const stateText: fc.Arbitrary<string> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc
-      .tuple(fc.constantFrom(...ALL_PATHS), fc.option(fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom('', '..', '../x', 'stopped', 'created', -1, 2 ** 53)), { nil: undefined }))
+      .tuple(
+        fc.constantFrom(...ALL_PATHS),
+        fc.option(fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom('', '..', '../x', 'stopped', 'created', -1, 2 ** 53)), {
+          nil: undefined,
+        }),
+      )
       .map(([path, value]) => JSON.stringify(damaged(path, value))),
   },
   { weight: 1, arbitrary: fc.nat({ max: JSON.stringify(VALID).length }).map((n) => JSON.stringify(VALID).slice(0, n)) },
@@ -128,7 +143,7 @@ function assertWhole(record: SandboxRecord): void {
 
 describe('state-file reader under arbitrary input', () => {
   it('loads a whole record or refuses with FailedPrecondition and the reason', () => {
-    assert.deepEqual(parseSandboxRecord(JSON.stringify(VALID), { id: ID, kind: KIND }), VALID, 'the daemon\'s own record loads as written');
+    assert.deepEqual(parseSandboxRecord(JSON.stringify(VALID), { id: ID, kind: KIND }), VALID, "the daemon's own record loads as written");
     fc.assert(
       fc.property(stateText, (text) => {
         let record: SandboxRecord;

@@ -64,7 +64,10 @@ describe('ttrpc framing (property-based)', () => {
         const { writer, written } = capturingWriter();
         for (const frame of frames) writer.write(frame.streamId, frame.type, frame.flags, frame.payload);
         const bytes = written();
-        assert.equal(bytes.length, frames.reduce((sum, f) => sum + HEADER_LENGTH + f.payload.length, 0));
+        assert.equal(
+          bytes.length,
+          frames.reduce((sum, f) => sum + HEADER_LENGTH + f.payload.length, 0),
+        );
         const { items, leftover } = decodeAll(cut(bytes, cuts));
         assert.equal(leftover, undefined);
         assert.deepEqual(

@@ -25,7 +25,15 @@ import type { SandboxKind } from '../../src/core/kind.js';
 import type { SandboxRecord } from '../../src/core/model.js';
 import { Sandbox } from '../../src/core/sandbox.js';
 import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
-import { ACTIONABLE_CODES, encodeFuzzFrames, fuzzFrameArbitrary, fuzzParameters, hostileString, requestBytes, type FuzzFrame } from '../../src/devenv/fuzz.js';
+import {
+  ACTIONABLE_CODES,
+  encodeFuzzFrames,
+  fuzzFrameArbitrary,
+  fuzzParameters,
+  hostileString,
+  requestBytes,
+  type FuzzFrame,
+} from '../../src/devenv/fuzz.js';
 import { FrameDecoder, FrameType, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { TtrpcClient, TtrpcServer, registerService } from '../../src/rpc/ttrpc/index.js';
 import { withCallLog } from '../../src/services/call-log.js';
@@ -126,19 +134,29 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
   async function assertStillServed(): Promise<void> {
     const fresh = await TtrpcClient.connect(path);
     try {
-      const code = await callCode(TASK_SERVICE_NAMES[0]!, 'Connect', toBinary(Task.method.connect.input, create(Task.method.connect.input, { id: 'c1' })));
+      const code = await callCode(
+        TASK_SERVICE_NAMES[0]!,
+        'Connect',
+        toBinary(Task.method.connect.input, create(Task.method.connect.input, { id: 'c1' })),
+      );
       assert.equal(code, Code.OK);
     } finally {
       fresh.close();
     }
   }
 
-  const taskCall = fc.record({
-    service: fc.constantFrom(...TASK_SERVICE_NAMES),
-    method: fc.constantFrom(...Task.methods),
-  }).chain(({ service, method }) =>
-    requestBytes(method.input, { jsonTypeUrls: [PROCESS_SPEC_TYPE, LINUX_RESOURCES_TYPE] }).map((payload) => ({ service, method, payload })),
-  );
+  const taskCall = fc
+    .record({
+      service: fc.constantFrom(...TASK_SERVICE_NAMES),
+      method: fc.constantFrom(...Task.methods),
+    })
+    .chain(({ service, method }) =>
+      requestBytes(method.input, { jsonTypeUrls: [PROCESS_SPEC_TYPE, LINUX_RESOURCES_TYPE] }).map((payload) => ({
+        service,
+        method,
+        payload,
+      })),
+    );
 
   it('answers arbitrary requests to every Task method with a code the caller can act on', async () => {
     await fc.assert(
@@ -163,7 +181,13 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
   it('ends arbitrary Streaming streams with a code the caller can act on', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof({ weight: 9, arbitrary: streamMessage.map((m) => toBinary(AnySchema, create(AnySchema, m))) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 32 }) }), { maxLength: 6 }),
+        fc.array(
+          fc.oneof(
+            { weight: 9, arbitrary: streamMessage.map((m) => toBinary(AnySchema, create(AnySchema, m))) },
+            { weight: 1, arbitrary: fc.uint8Array({ maxLength: 32 }) },
+          ),
+          { maxLength: 6 },
+        ),
         async (messages) => {
           const stream = client.openStream(STREAMING, 'Stream');
           const drained = (async () => {
@@ -218,7 +242,14 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
     });
     socket.on('error', () => undefined); // a write after the server hung up
     socket.write(encodeFuzzFrames(frames));
-    const state = toBinary(RequestSchema, create(RequestSchema, { service: TASK_SERVICE_NAMES[0], method: 'State', payload: toBinary(Task.method.state.input, create(Task.method.state.input, { id: 'c1' })) }));
+    const state = toBinary(
+      RequestSchema,
+      create(RequestSchema, {
+        service: TASK_SERVICE_NAMES[0],
+        method: 'State',
+        payload: toBinary(Task.method.state.input, create(Task.method.state.input, { id: 'c1' })),
+      }),
+    );
     socket.write(Buffer.concat([encodeHeader(LAST, FrameType.Request, 0, state.length), state]));
     await done;
     socket.destroy();

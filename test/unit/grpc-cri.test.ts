@@ -9,14 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ImageService, RuntimeService } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Code, RuntimeError, notFound, unimplemented } from '../../src/core/errors.js';
 import { addGrpcService, type GrpcUnaryHandlers } from '../../src/rpc/grpc.js';
-import {
-  ContainerState,
-  CriClient,
-  criEndpoint,
-  criLogText,
-  parseCriLog,
-  readContainerLog,
-} from '../../src/cri/client.js';
+import { ContainerState, CriClient, criEndpoint, criLogText, parseCriLog, readContainerLog } from '../../src/cri/client.js';
 
 /** Handlers for the methods a test uses; every other method answers Unimplemented. */
 function only<S extends Parameters<typeof addGrpcService>[1]>(handlers: Partial<GrpcUnaryHandlers<S>>): GrpcUnaryHandlers<S> {
@@ -68,9 +61,7 @@ describe('CriClient', () => {
       }),
     );
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) =>
-        error ? reject(error) : resolve(),
-      ),
+      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve())),
     );
   });
 
@@ -92,7 +83,10 @@ describe('CriClient', () => {
       assert.equal(version.runtimeName, 'containerd');
       assert.deepEqual(seenVersions, ['v1']);
       const { images } = await cri.image.listImages({});
-      assert.deepEqual(images.map((i) => [i.repoTags[0], i.size]), [['localhost/busybox:latest', 1234n]]);
+      assert.deepEqual(
+        images.map((i) => [i.repoTags[0], i.size]),
+        [['localhost/busybox:latest', 1234n]],
+      );
       await assert.rejects(cri.runtime.runPodSandbox({}), { code: Code.Unimplemented });
     } finally {
       cri.close();
@@ -126,10 +120,10 @@ describe('CriClient', () => {
         },
       );
       assert.ok(Date.now() - started < 2000);
-      await assert.rejects(
-        cri.waitForContainerState('gone', ContainerState.CONTAINER_EXITED, { timeoutMs: 5000 }),
-        { code: Code.NotFound, message: 'container gone: not found' },
-      );
+      await assert.rejects(cri.waitForContainerState('gone', ContainerState.CONTAINER_EXITED, { timeoutMs: 5000 }), {
+        code: Code.NotFound,
+        message: 'container gone: not found',
+      });
     } finally {
       cri.close();
     }

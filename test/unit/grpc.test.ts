@@ -103,9 +103,7 @@ describe('grpc helper', () => {
       },
     });
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) =>
-        error ? reject(error) : resolve(),
-      ),
+      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(error) : resolve())),
     );
   });
 
@@ -173,7 +171,7 @@ describe('grpc helper', () => {
     }
   });
 
-  test('request bytes that do not decode are InvalidArgument, not the server\'s fault', async () => {
+  test("request bytes that do not decode are InvalidArgument, not the server's fault", async () => {
     const client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure());
     try {
       const identity = (data: Buffer) => data;

@@ -22,7 +22,9 @@ const O_ACCMODE = 0o3;
 
 /** The open flags of one of our descriptors, as the kernel reports them (octal in fdinfo). */
 function openFlags(fd: number): number {
-  const line = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').find((l) => l.startsWith('flags:'));
+  const line = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('flags:'));
   return Number.parseInt(line!.split(/\s+/)[1]!, 8);
 }
 
@@ -33,12 +35,19 @@ describe('stdio strings', () => {
   it('tells FIFO paths, streams and nothing apart', () => {
     assert.deepEqual(parseStdioEndpoint(''), { kind: 'none' });
     assert.deepEqual(parseStdioEndpoint('/run/c/io/1/c-stdout'), { kind: 'fifo', path: '/run/c/io/1/c-stdout' });
-    assert.deepEqual(parseStdioEndpoint('ttrpc+unix:///run/kuasar/runc/p/task.sock?streaming_id=c1-stdin'), { kind: 'stream', id: 'c1-stdin' });
+    assert.deepEqual(parseStdioEndpoint('ttrpc+unix:///run/kuasar/runc/p/task.sock?streaming_id=c1-stdin'), {
+      kind: 'stream',
+      id: 'c1-stdin',
+    });
   });
 
   it('refuses relative paths and URLs it cannot serve', () => {
     for (const bad of ['relative/fifo', 'binary:///usr/bin/logger?x=1', 'file:///var/log/c.log', 'ttrpc+unix://[bad']) {
-      assert.throws(() => parseStdioEndpoint(bad), (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument, bad);
+      assert.throws(
+        () => parseStdioEndpoint(bad),
+        (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument,
+        bad,
+      );
     }
   });
 });
@@ -94,7 +103,7 @@ describe('stdio on the host', () => {
     assert.throws(() => readFileSync(socket.path), /ENOENT/);
   });
 
-  it('bridges a process\'s pipes to streams, and ends the process\'s stdin with the stream', async () => {
+  it("bridges a process's pipes to streams, and ends the process's stdin with the stream", async () => {
     const streams = { 'p-stdin': new PassThrough(), 'p-stdout': new PassThrough(), 'p-stderr': new PassThrough() };
     const url = (id: string) => `ttrpc+unix://${dir}/task.sock?streaming_id=${id}`;
     const stdio = await ProcessStdio.open({
@@ -148,7 +157,12 @@ describe('stdio on the host', () => {
     // containerd at its own pace (its credits): each chunk is taken 50 ms after it was given.
     const output = new Writable({
       highWaterMark: 1024,
-      write: (chunk: Buffer, _encoding, done) => void setTimeout(() => (received.push(chunk), done()), 50),
+      write: (chunk: Buffer, _encoding, done) => {
+        setTimeout(() => {
+          received.push(chunk);
+          done();
+        }, 50);
+      },
     });
     const stdio = await ProcessStdio.open({
       stdio: { stdin: '', stdout: `ttrpc+unix://${dir}/task.sock?streaming_id=s-stdout`, stderr: '', terminal: false },
@@ -167,7 +181,7 @@ describe('stdio on the host', () => {
     assert.equal(output.writableFinished, true);
   });
 
-  it('delivers what a terminal\'s process wrote just before it exited, when the master reads EIO', async () => {
+  it("delivers what a terminal's process wrote just before it exited, when the master reads EIO", async () => {
     for (let round = 0; round < 20; round++) {
       const output = new PassThrough();
       const delivered = collect(output);
@@ -190,7 +204,7 @@ describe('stdio on the host', () => {
     }
   });
 
-  it('copies between a terminal and the process\'s streams, resizes it, and ends its input with EOT', async () => {
+  it("copies between a terminal and the process's streams, resizes it, and ends its input with EOT", async () => {
     const input = new PassThrough();
     const output = new PassThrough();
     let copied = '';
@@ -231,7 +245,7 @@ describe('stdio on the host', () => {
     assert.equal(output.writableFinished, true);
   });
 
-  it('copies a stdin FIFO into a pipe of its own with copyStdin, which abortStdin ends while the FIFO\'s writer stays', async () => {
+  it("copies a stdin FIFO into a pipe of its own with copyStdin, which abortStdin ends while the FIFO's writer stays", async () => {
     const path = join(dir, 'copied-in');
     execFileSync('mkfifo', [path]);
     const writer = openSync(path, constants.O_RDWR); // containerd's writer, open all along
@@ -249,7 +263,7 @@ describe('stdio on the host', () => {
     const first = await processEnd.read(buffer, 0, 64);
     assert.equal(buffer.subarray(0, first.bytesRead).toString(), 'typed\n', 'the process reads a pipe the daemon fills');
     stdio.abortStdin();
-    assert.equal((await processEnd.read(buffer, 0, 64)).bytesRead, 0, 'end-of-file at once, the FIFO\'s writer still open');
+    assert.equal((await processEnd.read(buffer, 0, 64)).bytesRead, 0, "end-of-file at once, the FIFO's writer still open");
     await processEnd.close();
     closeSync(writer);
     stdio.close();
@@ -265,7 +279,10 @@ describe('stdio on the host', () => {
       log,
     });
     const fds = stdio.runtime.stdio as number[];
-    assert.deepEqual(fds.map((fd) => openFlags(fd) & (O_ACCMODE | constants.O_NONBLOCK)), [constants.O_RDONLY, constants.O_RDWR, constants.O_RDWR]);
+    assert.deepEqual(
+      fds.map((fd) => openFlags(fd) & (O_ACCMODE | constants.O_NONBLOCK)),
+      [constants.O_RDONLY, constants.O_RDWR, constants.O_RDWR],
+    );
     stdio.started();
     assert.throws(() => openFlags(fds[0]!), /ENOENT/, 'the daemon keeps no copy once the process has its own');
     stdio.close();

@@ -123,7 +123,11 @@ describe('task sockets kept across a crash', () => {
     const names = await keptNames(keeperPath);
     assert.equal(names.length, 4);
     assert.match(names[0]!, new RegExp(`^call ${socketPath} 1 3 [A-Za-z0-9+/]+=*$`), 'the pending Wait (stream 3) is kept');
-    assert.deepEqual(names.slice(1), [`conn ${socketPath} 1`, `inflight ${socketPath} 1 5`, `listen ${socketPath}`], 'the Hang (stream 5) is kept by its id');
+    assert.deepEqual(
+      names.slice(1),
+      [`conn ${socketPath} 1`, `inflight ${socketPath} 1 5`, `listen ${socketPath}`],
+      'the Hang (stream 5) is kept by its id',
+    );
     // While nobody serves, a new connect still completes (the keeper holds the listener).
     const early = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
     cleanups.push(() => early.close());
@@ -133,7 +137,11 @@ describe('task sockets kept across a crash', () => {
     const server = echoServer('second', sockets, socketPath);
     await sockets.serve(server, socketPath);
     assert.equal(text(await waiting), 'second:pending', 'the Wait the first run never answered is answered now');
-    await assert.rejects(hanging, { code: Code.Unavailable, message: /whether it took effect is unknown/ }, 'the call that cannot run again is answered at once');
+    await assert.rejects(
+      hanging,
+      { code: Code.Unavailable, message: /whether it took effect is unknown/ },
+      'the call that cannot run again is answered at once',
+    );
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('after'))), 'second:after', 'the old connection goes on');
     assert.equal(text(await earlyAnswer), 'second:queued', 'the queued connect is served');
     await sleep(20);
@@ -215,7 +223,9 @@ describe('task sockets kept across a crash', () => {
 
   /** A server whose Wait answers only when its connection closes; Echo answers `blocking:<payload>`. */
   function blockingWaitServer(sockets: KeptTaskSockets): TtrpcServer & { pendingWaits: number } {
-    const server = Object.assign(new TtrpcServer({ resumable: isWait, longCalls: isWait, ...sockets.hooks(socketPath) }), { pendingWaits: 0 });
+    const server = Object.assign(new TtrpcServer({ resumable: isWait, longCalls: isWait, ...sockets.hooks(socketPath) }), {
+      pendingWaits: 0,
+    });
     const wait = ({ signal }: { signal: AbortSignal }) => {
       server.pendingWaits++;
       return new Promise<Uint8Array>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));

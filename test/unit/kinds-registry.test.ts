@@ -28,7 +28,7 @@ test('kind names are unique, short enough for task socket paths, and usable as T
   assert.equal(findKind('quark'), undefined);
 });
 
-test('each kind\'s table is the configuration\'s [kinds.<name>], with a default for every key', () => {
+test("each kind's table is the configuration's [kinds.<name>], with a default for every key", () => {
   const config = parseConfig({});
   assert.deepEqual(Object.keys(config.kinds), KIND_NAMES);
   for (const kind of kinds) {
@@ -40,7 +40,7 @@ test('each kind\'s table is the configuration\'s [kinds.<name>], with a default 
   }
 });
 
-test('each kind\'s workloads run images the devenv builds', () => {
+test("each kind's workloads run images the devenv builds", () => {
   for (const kind of kinds) {
     const { hello, idle } = kind.workloads;
     for (const workload of [hello, idle]) {
@@ -54,16 +54,19 @@ test('each kind\'s workloads run images the devenv builds', () => {
   assert.throws(() => localImageRef('alpine'), /no local image "alpine": the environment builds busybox, pause, wasm-tests/);
 });
 
-test('the benchmark\'s kind-specific parts name registered kinds', () => {
+test("the benchmark's kind-specific parts name registered kinds", () => {
   assert.equal(findKind(BASELINE_KIND.name)?.bench?.versusBaseline, true);
   assert.deepEqual(findKind(IN_KUASARD_KIND.name)?.bench?.inKuasard?.taskRate, IN_KUASARD_KIND.taskRate);
 });
 
-test('the devenv\'s kuasard serves every registered kind, each on its own socket in the environment', () => {
+test("the devenv's kuasard serves every registered kind, each on its own socket in the environment", () => {
   const paths = environmentPaths('/run/kdev-aaaaaa');
   const config = parseConfig(parseToml(renderKuasardConfig(paths)));
   const served = enabledKinds(config);
-  assert.deepEqual(served.map((k) => k.name), KIND_NAMES);
+  assert.deepEqual(
+    served.map((k) => k.name),
+    KIND_NAMES,
+  );
   for (const { listen } of served) assert.ok(listen.startsWith('/run/kdev-aaaaaa/'), listen);
   assert.equal(new Set(served.map((k) => k.listen)).size, served.length);
 });
@@ -73,10 +76,17 @@ test('loading the configuration and the registry loads no module of any kind but
   try {
     const dist = new URL('../../src/', import.meta.url).href;
     const script = `const { parseConfig } = await import('${dist}config/config.js'); await import('${dist}kinds/index.js'); parseConfig({});`;
-    execFileSync(process.execPath, ['--import', MODULE_LOG_PRELOAD, '--input-type=module', '-e', script], { env: { ...process.env, MODULE_LOG_DIR: dir } });
+    execFileSync(process.execPath, ['--import', MODULE_LOG_PRELOAD, '--input-type=module', '-e', script], {
+      env: { ...process.env, MODULE_LOG_DIR: dir },
+    });
     const [urls = []] = moduleLogs(dir, 'eval');
-    const kindModules = ourModules(urls).filter((path) => path.startsWith('kinds/')).sort();
-    assert.deepEqual(kindModules, ['kinds/index.js', 'kinds/registration.js', ...KIND_NAMES.map((name) => `kinds/${name}/registration.js`)].sort());
+    const kindModules = ourModules(urls)
+      .filter((path) => path.startsWith('kinds/'))
+      .sort();
+    assert.deepEqual(
+      kindModules,
+      ['kinds/index.js', 'kinds/registration.js', ...KIND_NAMES.map((name) => `kinds/${name}/registration.js`)].sort(),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,7 +10,9 @@ function controlMessage(level: number, type: number, ints: number[]): Buffer {
   buffer.writeBigUInt64LE(BigInt(length), 0);
   buffer.writeInt32LE(level, 8);
   buffer.writeInt32LE(type, 12);
-  ints.forEach((fd, i) => buffer.writeInt32LE(fd, CMSG_HEADER_SIZE + i * 4));
+  ints.forEach((fd, i) => {
+    buffer.writeInt32LE(fd, CMSG_HEADER_SIZE + i * 4);
+  });
   return buffer;
 }
 
@@ -44,7 +46,7 @@ test('refuses a header that claims more than the buffer holds, or less than a he
   assert.throws(() => passedDescriptors(tooShort), /malformed control message/);
 });
 
-test('reads a buffer that does not start at its ArrayBuffer\'s beginning', () => {
+test("reads a buffer that does not start at its ArrayBuffer's beginning", () => {
   const backing = Buffer.concat([Buffer.alloc(8, 0xff), controlMessage(SOL_SOCKET, SCM_RIGHTS, [12])]);
   assert.deepEqual(passedDescriptors(backing.subarray(8)), [12]);
 });

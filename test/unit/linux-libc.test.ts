@@ -9,7 +9,15 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ErrnoError, errnoName, hasErrnoCode } from '../../src/linux/libc/binding.js';
 import { closeFd } from '../../src/linux/libc/files.js';
-import { decodeWaitStatus, isChildSubreaper, prctl, releaseFreeMemory, setChildSubreaper, waitpid, WNOHANG } from '../../src/linux/libc/processes.js';
+import {
+  decodeWaitStatus,
+  isChildSubreaper,
+  prctl,
+  releaseFreeMemory,
+  setChildSubreaper,
+  waitpid,
+  WNOHANG,
+} from '../../src/linux/libc/processes.js';
 import { acceptNow, connectUnix, listenUnix, receiveMessage, setSocketTimeouts } from '../../src/linux/libc/sockets.js';
 
 describe('decodeWaitStatus', () => {

@@ -28,7 +28,10 @@ describe('parseMountOptions', () => {
   });
 
   it('refuses options that containerd, not the kernel, implements', () => {
-    assert.throws(() => parseMountOptions(['loop']), (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument);
+    assert.throws(
+      () => parseMountOptions(['loop']),
+      (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument,
+    );
     assert.throws(() => parseMountOptions(['X-containerd.mkdir.path=/x']), /not supported/);
   });
 });

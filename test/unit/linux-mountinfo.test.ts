@@ -1,16 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { isMountPoint, isWithin, mountsUnder, parseMountInfo, propagationOf, readMountInfo, unescapeMountPath } from '../../src/linux/mountinfo.js';
+import {
+  isMountPoint,
+  isWithin,
+  mountsUnder,
+  parseMountInfo,
+  propagationOf,
+  readMountInfo,
+  unescapeMountPath,
+} from '../../src/linux/mountinfo.js';
 
-const sample = [
+const sample = `${[
   '27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard',
   '31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
   '40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime master:5 - cgroup cgroup rw,name=systemd',
   '90 27 0:50 / /run/k/a\\040b rw shared:7 master:3 - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w',
   '91 90 0:4 ipc:[4026532] /run/k/a\\040b/ipc rw - nsfs nsfs rw',
   '92 27 254:0 /srv/data /run/k/ab rw unbindable - ext4 /dev/vda rw',
-].join('\n') + '\n';
+].join('\n')}\n`;
 
 describe('parseMountInfo', () => {
   it('parses every field, with or without optional fields', () => {
@@ -60,8 +68,14 @@ describe('mount queries', () => {
     assert.equal(await isMountPoint('/run/k/a b', table), true);
     assert.equal(await isMountPoint('/run/k/a b/', table), true);
     assert.equal(await isMountPoint('/run/k', table), false);
-    assert.deepEqual((await mountsUnder('/run/k/a b', table)).map((m) => m.id), [90, 91]);
-    assert.deepEqual((await mountsUnder('/run/k', table)).map((m) => m.id), [90, 91, 92]);
+    assert.deepEqual(
+      (await mountsUnder('/run/k/a b', table)).map((m) => m.id),
+      [90, 91],
+    );
+    assert.deepEqual(
+      (await mountsUnder('/run/k', table)).map((m) => m.id),
+      [90, 91, 92],
+    );
   });
 
   it('reads the live table of this process', async () => {

@@ -59,7 +59,10 @@ describe('Reaper', () => {
   it('reaps many orphans whose SIGCHLDs coalesce', async () => {
     const pids = await Promise.all([1, 2, 3, 4, 5, 6].map((code) => orphan(`sleep 0.1; exit ${code}`)));
     const exits = await Promise.all(pids.map((pid) => reaper.watch(pid)));
-    assert.deepEqual(exits.map((e) => e.exitStatus), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      exits.map((e) => e.exitStatus),
+      [1, 2, 3, 4, 5, 6],
+    );
   });
 
   it('leaves the exit codes of Node’s own children to child_process', async () => {

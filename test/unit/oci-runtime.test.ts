@@ -70,8 +70,16 @@ describe('OciRuntime against a stand-in runtime', () => {
     assert.deepEqual(argv.slice(0, 2), ['--root', path.join(dir, 'root')]);
     assert.equal(argv[2], '--log');
     assert.deepEqual(argv.slice(4), [
-      '--log-format', 'json', 'create', '--bundle', '/bundles/c1', '--pid-file', path.join(dir, 'c1.pid'),
-      '--console-socket', '/run/console.sock', 'c1',
+      '--log-format',
+      'json',
+      'create',
+      '--bundle',
+      '/bundles/c1',
+      '--pid-file',
+      path.join(dir, 'c1.pid'),
+      '--console-socket',
+      '/run/console.sock',
+      'c1',
     ]);
     assert.equal(await readFile(path.join(dir, 'stdout'), 'utf8'), 'init output\n', 'the process writes to the fd it was given');
   });

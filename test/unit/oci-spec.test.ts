@@ -2,14 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/core/errors.js';
-import {
-  upsertMount,
-  withNamespacePath,
-  withNewNamespace,
-  withoutNamespace,
-  withRootPath,
-  type Spec,
-} from '../../src/oci/spec.js';
+import { upsertMount, withNamespacePath, withNewNamespace, withoutNamespace, withRootPath, type Spec } from '../../src/oci/spec.js';
 
 function baseSpec(): Spec {
   return {
@@ -50,14 +43,21 @@ describe('namespace transforms', () => {
   });
 
   it('refuses a relative namespace path', () => {
-    assert.throws(() => withNamespacePath(frozen(), 'ipc', 'ipc'), (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument);
+    assert.throws(
+      () => withNamespacePath(frozen(), 'ipc', 'ipc'),
+      (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument,
+    );
   });
 
   it('drops a namespace, or makes it new again', () => {
     const others = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
     assert.deepEqual(withoutNamespace(frozen(), 'network').linux!.namespaces, others);
     assert.deepEqual(withNewNamespace(frozen(), 'network').linux!.namespaces, [...others, { type: 'network' }]);
-    assert.deepEqual(withNewNamespace(frozen(), 'cgroup').linux!.namespaces, [...others, { type: 'network', path: '/var/run/netns/x' }, { type: 'cgroup' }]);
+    assert.deepEqual(withNewNamespace(frozen(), 'cgroup').linux!.namespaces, [
+      ...others,
+      { type: 'network', path: '/var/run/netns/x' },
+      { type: 'cgroup' },
+    ]);
   });
 
   it('never mutates its input', () => {
@@ -82,7 +82,6 @@ describe('mount transforms', () => {
     assert.equal(upsertMount(frozen(), { destination: '/data', type: 'bind', source: '/d' }).mounts!.at(-1)!.destination, '/data');
     assert.deepEqual(upsertMount({ ociVersion: '1' }, shm).mounts, [shm]);
   });
-
 });
 
 describe('withRootPath', () => {

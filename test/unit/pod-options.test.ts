@@ -8,7 +8,13 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { fromBinary } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
-import { TaskDeleteSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema } from '../../src/api/containerd/events/task_pb.js';
+import {
+  TaskDeleteSchema,
+  TaskExitSchema,
+  TaskOOMSchema,
+  TaskPausedSchema,
+  TaskResumedSchema,
+} from '../../src/api/containerd/events/task_pb.js';
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { EventSink, TaskEvent } from '../../src/core/events.js';
 import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/core/kind.js';
@@ -31,7 +37,15 @@ describe('pod sysctls', () => {
     }
     assert.equal(sysctlNamespace('kernel.domainname'), 'uts');
     // Not namespaced, or namespaced but not set by runc (so not by containerd's runc handler either).
-    for (const node of ['vm.swappiness', 'kernel.panic', 'fs.file-max', 'kernel.semx', 'kernel.hostname', 'kernel.shm_next_id', 'kernel.msg_next_id']) {
+    for (const node of [
+      'vm.swappiness',
+      'kernel.panic',
+      'fs.file-max',
+      'kernel.semx',
+      'kernel.hostname',
+      'kernel.shm_next_id',
+      'kernel.msg_next_id',
+    ]) {
       assert.equal(sysctlNamespace(node), undefined, node);
     }
   });
@@ -39,13 +53,18 @@ describe('pod sysctls', () => {
   it('accepts namespaced sysctls of namespaces the pod owns', () => {
     const sysctls = { 'net.ipv4.ping_group_range': '0 2147483647', 'kernel.shm_rmid_forced': '1' };
     assert.deepEqual(checkPodSysctls(sysctls, { net: true, ipc: true, uts: true }), sysctls);
-    assert.deepEqual(checkPodSysctls({ 'kernel.domainname': 'example.org' }, { net: true, ipc: true, uts: true }), { 'kernel.domainname': 'example.org' });
+    assert.deepEqual(checkPodSysctls({ 'kernel.domainname': 'example.org' }, { net: true, ipc: true, uts: true }), {
+      'kernel.domainname': 'example.org',
+    });
   });
 
   it('refuses node-wide sysctls, ones in a namespace shared with the host, and malformed ones', () => {
     assert.throws(() => checkPodSysctls({ 'vm.swappiness': '10' }, { net: true, ipc: true, uts: true }), hasCode(Code.InvalidArgument));
     assert.throws(() => checkPodSysctls({ 'kernel.domainname': 'x' }, { net: true, ipc: true, uts: false }), /uts namespace/);
-    assert.throws(() => checkPodSysctls({ 'kernel.hostname': 'x' }, { net: true, ipc: true, uts: true }), /give the pod a hostname instead/);
+    assert.throws(
+      () => checkPodSysctls({ 'kernel.hostname': 'x' }, { net: true, ipc: true, uts: true }),
+      /give the pod a hostname instead/,
+    );
     assert.throws(() => checkPodSysctls({ 'net.ipv4.ip_forward': '1' }, { net: false, ipc: true, uts: true }), /shares with the host/);
     assert.throws(() => checkPodSysctls({ 'kernel.sem': '1 2 3 4' }, { net: true, ipc: false, uts: true }), /ipc namespace/);
     assert.throws(() => checkPodSysctls({ 'net/ipv4/ip_forward': '1' }, { net: true, ipc: true, uts: true }), /not a sysctl name/);
@@ -54,9 +73,15 @@ describe('pod sysctls', () => {
 });
 
 describe('the PID namespace holder', () => {
-  it('joins the pod\'s namespaces through nsenter, and runs catatonit alone when there are none', () => {
+  it("joins the pod's namespaces through nsenter, and runs catatonit alone when there are none", () => {
     assert.deepEqual(holderCommand({ netns: '/run/netns/cni-1', ipc: '/s/ns/ipc', uts: '/s/ns/uts' }), [
-      'nsenter', '--net=/run/netns/cni-1', '--ipc=/s/ns/ipc', '--uts=/s/ns/uts', '--', 'catatonit', '-P',
+      'nsenter',
+      '--net=/run/netns/cni-1',
+      '--ipc=/s/ns/ipc',
+      '--uts=/s/ns/uts',
+      '--',
+      'catatonit',
+      '-P',
     ]);
     assert.deepEqual(holderCommand({}), ['catatonit', '-P']);
   });
@@ -90,7 +115,10 @@ describe('events of the task state', () => {
 
   it('packs TaskExit and TaskDelete with the process and its exit, under the bare type name containerd uses', () => {
     const ended = { containerId: 'c1', execId: 'e1', pid: 42, exitStatus: 137, exitedAt: '2026-01-02T03:04:05.678Z' };
-    for (const [topic, schema] of [['/tasks/exit', TaskExitSchema], ['/tasks/delete', TaskDeleteSchema]] as const) {
+    for (const [topic, schema] of [
+      ['/tasks/exit', TaskExitSchema],
+      ['/tasks/delete', TaskDeleteSchema],
+    ] as const) {
       const any = packEvent({ topic, ...ended });
       assert.equal(any.typeUrl, schema.typeName);
       const event = fromBinary(schema, any.value);
@@ -130,7 +158,10 @@ function fakeKind(calls: string[], oomAtExit: boolean) {
   return { kind, exit: (exitStatus: number) => running?.end(exitStatus) };
 }
 
-async function withSandbox(oomAtExit: boolean, body: (s: Sandbox, events: TaskEvent[], calls: string[], exit: (status: number) => void) => Promise<void>) {
+async function withSandbox(
+  oomAtExit: boolean,
+  body: (s: Sandbox, events: TaskEvent[], calls: string[], exit: (status: number) => void) => Promise<void>,
+) {
   const dir = await mkdtemp(join(tmpdir(), 'kuasar-sandbox-'));
   const events: TaskEvent[] = [];
   const sink: EventSink = { publish: (_ns, event) => void events.push(event) };

@@ -16,13 +16,25 @@ const host = { hostname: 'node1', hosts: '10.0.0.1 node1\n', resolvConf: 'namese
 
 function pod(overrides: Partial<PodSpec> = {}): PodSpec {
   return {
-    name: 'web', namespace: 'default', uid: 'u1', attempt: 0, hostname: 'web-0', logDirectory: '/var/log/pods/x',
-    dns: null, hostNetwork: false, hostIpc: false, pidMode: 'container', cgroupParent: '', sysctls: {}, labels: {}, annotations: {},
+    name: 'web',
+    namespace: 'default',
+    uid: 'u1',
+    attempt: 0,
+    hostname: 'web-0',
+    logDirectory: '/var/log/pods/x',
+    dns: null,
+    hostNetwork: false,
+    hostIpc: false,
+    pidMode: 'container',
+    cgroupParent: '',
+    sysctls: {},
+    labels: {},
+    annotations: {},
     ...overrides,
   };
 }
 
-test('a PodSandboxConfig in containerd\'s Any decodes into a PodSpec', () => {
+test("a PodSandboxConfig in containerd's Any decodes into a PodSpec", () => {
   const config = create(PodSandboxConfigSchema, {
     metadata: { name: 'web', namespace: 'prod', uid: 'abc', attempt: 2 },
     hostname: 'web-0',
@@ -50,7 +62,7 @@ test('a PodSandboxConfig in containerd\'s Any decodes into a PodSpec', () => {
   assert.deepEqual(spec.labels, { app: 'web' });
 });
 
-test('a pod with its own network gets containerd\'s unprivileged port and ping sysctls, unless it sets them', () => {
+test("a pod with its own network gets containerd's unprivileged port and ping sysctls, unless it sets them", () => {
   const spec = (sysctls: Record<string, string>, network: NamespaceMode) =>
     podSpecFromConfig(create(PodSandboxConfigSchema, { linux: { sysctls, securityContext: { namespaceOptions: { network } } } })).sysctls;
   assert.deepEqual(spec({ 'kernel.sem': '1 2 3 4' }, NamespaceMode.POD), {
@@ -58,13 +70,21 @@ test('a pod with its own network gets containerd\'s unprivileged port and ping s
     'net.ipv4.ping_group_range': '0 2147483647',
     'kernel.sem': '1 2 3 4',
   });
-  assert.equal(spec({ 'net.ipv4.ip_unprivileged_port_start': '1024' }, NamespaceMode.POD)['net.ipv4.ip_unprivileged_port_start'], '1024', 'the pod\'s own value wins');
-  assert.deepEqual(spec({}, NamespaceMode.NODE), {}, 'none on the node\'s network');
+  assert.equal(
+    spec({ 'net.ipv4.ip_unprivileged_port_start': '1024' }, NamespaceMode.POD)['net.ipv4.ip_unprivileged_port_start'],
+    '1024',
+    "the pod's own value wins",
+  );
+  assert.deepEqual(spec({}, NamespaceMode.NODE), {}, "none on the node's network");
 });
 
-test('a pod user namespace is refused with InvalidArgument naming it; the node\'s is accepted', () => {
+test("a pod user namespace is refused with InvalidArgument naming it; the node's is accepted", () => {
   const withUserns = (mode: NamespaceMode) =>
-    create(PodSandboxConfigSchema, { linux: { securityContext: { namespaceOptions: { usernsOptions: { mode, uids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } } } });
+    create(PodSandboxConfigSchema, {
+      linux: {
+        securityContext: { namespaceOptions: { usernsOptions: { mode, uids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } },
+      },
+    });
   assert.throws(
     () => podSpecFromConfig(withUserns(NamespaceMode.POD)),
     (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument && /userns_options mode POD/.test(err.message),
@@ -82,14 +102,17 @@ test('missing, foreign or corrupt sandbox options are InvalidArgument', () => {
   );
 });
 
-test('pod files: DNS from the pod config, the node\'s hosts, the pod hostname', () => {
-  const files = podFiles(pod({ dns: { servers: ['10.96.0.10', '10.96.0.11'], searches: ['a.local', 'b.local'], options: ['ndots:5'] } }), host);
+test("pod files: DNS from the pod config, the node's hosts, the pod hostname", () => {
+  const files = podFiles(
+    pod({ dns: { servers: ['10.96.0.10', '10.96.0.11'], searches: ['a.local', 'b.local'], options: ['ndots:5'] } }),
+    host,
+  );
   assert.equal(files.hostname, 'web-0\n');
   assert.equal(files.resolvConf, 'search a.local b.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n');
-  assert.equal(files.hosts, host.hosts, 'containerd copies the node\'s /etc/hosts for every pod');
+  assert.equal(files.hosts, host.hosts, "containerd copies the node's /etc/hosts for every pod");
 });
 
-test('pod files: a pod without a hostname gets the node\'s, on any network', () => {
+test("pod files: a pod without a hostname gets the node's, on any network", () => {
   for (const hostNetwork of [true, false]) {
     const files = podFiles(pod({ hostNetwork, hostname: '' }), host);
     assert.equal(files.hostname, 'node1\n');
@@ -98,16 +121,20 @@ test('pod files: a pod without a hostname gets the node\'s, on any network', () 
   }
 });
 
-test('pod files: no DNS config means the node\'s resolv.conf, an empty one an empty file', () => {
+test("pod files: no DNS config means the node's resolv.conf, an empty one an empty file", () => {
   assert.equal(podFiles(pod({ dns: null }), host).resolvConf, host.resolvConf);
   assert.equal(podFiles(pod({ dns: { servers: [], searches: [], options: [] } }), host).resolvConf, '');
   assert.equal(podFiles(pod({ dns: { servers: ['1.1.1.1'], searches: [], options: [] } }), host).resolvConf, 'nameserver 1.1.1.1\n');
 });
 
-test('hostnames: the kernel\'s 64-byte limit and nothing else', () => {
+test("hostnames: the kernel's 64-byte limit and nothing else", () => {
   const invalid = (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument;
-  for (const name of ['a'.repeat(64), 'Create-PodSandbox.With_Odd!Chars', 'é'.repeat(32)]) assert.doesNotThrow(() => checkHostname(name), name);
-  assert.throws(() => checkHostname('a'.repeat(65)), (err: unknown) => invalid(err) && /hostname "a{65}" is 65 bytes long/.test((err as Error).message));
+  for (const name of ['a'.repeat(64), 'Create-PodSandbox.With_Odd!Chars', 'é'.repeat(32)])
+    assert.doesNotThrow(() => checkHostname(name), name);
+  assert.throws(
+    () => checkHostname('a'.repeat(65)),
+    (err: unknown) => invalid(err) && /hostname "a{65}" is 65 bytes long/.test((err as Error).message),
+  );
   assert.throws(() => checkHostname(`${'é'.repeat(32)}x`), /65 bytes/, 'bytes are counted, not characters');
   assert.throws(() => checkHostname('a\0b'), invalid);
 });
@@ -135,16 +162,28 @@ const criSpec = () => ({
   ],
   linux: {
     cgroupsPath: '/k8s.io/c1',
-    namespaces: [{ type: 'pid', path: '/proc/0/ns/pid' }, { type: 'ipc', path: '/proc/0/ns/ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }] as LinuxNamespace[],
+    namespaces: [
+      { type: 'pid', path: '/proc/0/ns/pid' },
+      { type: 'ipc', path: '/proc/0/ns/ipc' },
+      { type: 'uts' },
+      { type: 'mount' },
+      { type: 'network' },
+    ] as LinuxNamespace[],
   },
 });
 
-test('a container joins the pod\'s pinned namespaces and sees the pod\'s files', () => {
+test("a container joins the pod's pinned namespaces and sees the pod's files", () => {
   const spec = podContainerSpec(criSpec(), '/run/k/runc/s1/containers/c1/rootfs', layout(pod()));
   assert.equal(spec.root?.path, '/run/k/runc/s1/containers/c1/rootfs');
   assert.equal(spec.hostname, undefined);
   const ns = Object.fromEntries(spec.linux!.namespaces!.map((n) => [n.type, n.path]));
-  assert.deepEqual(ns, { pid: undefined, mount: undefined, ipc: '/run/k/runc/s1/ns/ipc', uts: '/run/k/runc/s1/ns/uts', network: '/var/run/netns/cni-1' });
+  assert.deepEqual(ns, {
+    pid: undefined,
+    mount: undefined,
+    ipc: '/run/k/runc/s1/ns/ipc',
+    uts: '/run/k/runc/s1/ns/uts',
+    network: '/var/run/netns/cni-1',
+  });
   const mounts = Object.fromEntries(spec.mounts!.map((m) => [m.destination, m.source]));
   assert.equal(mounts['/etc/hosts'], '/run/k/runc/s1/etc/hosts');
   assert.equal(mounts['/etc/resolv.conf'], '/run/k/runc/s1/etc/resolv.conf');
@@ -154,11 +193,20 @@ test('a container joins the pod\'s pinned namespaces and sees the pod\'s files',
   assert.equal((spec.linux as { cgroupsPath: string }).cgroupsPath, '/k8s.io/c1');
 });
 
-test('a container\'s own /etc files and /dev/shm bind win over the pod\'s; a read-only root gets them read-only', () => {
-  const own = (destination: string) => ({ destination, type: 'bind', source: `/kubelet${destination}`, options: ['rbind', 'rprivate', 'rw'] });
+test("a container's own /etc files and /dev/shm bind win over the pod's; a read-only root gets them read-only", () => {
+  const own = (destination: string) => ({
+    destination,
+    type: 'bind',
+    source: `/kubelet${destination}`,
+    options: ['rbind', 'rprivate', 'rw'],
+  });
   const base = criSpec();
   // As CRI writes them: a mount of the container config replaces the default at its destination.
-  const withOwn = { ...base, root: { path: 'rootfs', readonly: true }, mounts: [...base.mounts.filter((m) => m.destination !== '/dev/shm'), own('/etc/hosts'), own('/dev/shm')] };
+  const withOwn = {
+    ...base,
+    root: { path: 'rootfs', readonly: true },
+    mounts: [...base.mounts.filter((m) => m.destination !== '/dev/shm'), own('/etc/hosts'), own('/dev/shm')],
+  };
   const spec = podContainerSpec(withOwn, '/r', layout(pod()));
   const byDestination = Object.fromEntries(spec.mounts!.map((m) => [m.destination, m]));
   assert.equal(byDestination['/etc/hosts']?.source, '/kubelet/etc/hosts');
@@ -171,22 +219,22 @@ test('a container\'s own /etc files and /dev/shm bind win over the pod\'s; a rea
   assert.ok(writable?.options?.includes('rw'), 'writable with a writable root');
 });
 
-test('a host-network pod\'s container keeps the host network and UTS namespaces', () => {
+test("a host-network pod's container keeps the host network and UTS namespaces", () => {
   const spec = podContainerSpec(criSpec(), '/r', layout(pod({ hostNetwork: true, hostIpc: true, pidMode: 'node' })));
   assert.deepEqual(spec.linux!.namespaces!.map((n) => n.type).sort(), ['mount']);
 });
 
-test('a container of a pod that shares its PID namespace joins the holder\'s', () => {
+test("a container of a pod that shares its PID namespace joins the holder's", () => {
   const spec = podContainerSpec(criSpec(), '/r', layout(pod({ pidMode: 'pod' })));
   const pid = spec.linux!.namespaces!.filter((n) => n.type === 'pid');
-  assert.deepEqual(pid, [{ type: 'pid', path: '/proc/4242/ns/pid' }], 'CRI\'s /proc/0 path is replaced, not kept beside it');
+  assert.deepEqual(pid, [{ type: 'pid', path: '/proc/4242/ns/pid' }], "CRI's /proc/0 path is replaced, not kept beside it");
   assert.throws(
     () => podContainerSpec(criSpec(), '/r', { ...layout(pod({ pidMode: 'pod' })), pidPath: null }),
     (err: unknown) => err instanceof RuntimeError && err.code === Code.Internal,
   );
 });
 
-test('pod sysctls go into every container\'s spec; the container\'s own entries win', () => {
+test("pod sysctls go into every container's spec; the container's own entries win", () => {
   const base = criSpec();
   const withOwn = { ...base, linux: { ...base.linux, sysctl: { 'net.ipv4.ip_forward': '0' } } };
   const sysctls = { 'net.ipv4.ip_forward': '1', 'kernel.shm_rmid_forced': '1' };

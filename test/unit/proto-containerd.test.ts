@@ -59,7 +59,10 @@ const OUR_FILES: DescFile[] = [
 const normalise = (typeName: string): string => typeName.replace(/^\.containerd\.task\.v2\./, '.containerd.task.v3.');
 
 function findOnPath(binary: string): string | undefined {
-  return (process.env.PATH ?? '').split(':').map((dir) => join(dir, binary)).find((path) => existsSync(path));
+  return (process.env.PATH ?? '')
+    .split(':')
+    .map((dir) => join(dir, binary))
+    .find((path) => existsSync(path));
 }
 
 function readVarint(bytes: Uint8Array, pos: number): [value: number, next: number] | undefined {
@@ -152,14 +155,14 @@ function index(files: FileDescriptorProto[]): Index {
   const addMessage = (scope: string, message: DescriptorProto) => {
     const name = `${scope}.${message.name}`;
     result.messages.set(name, message);
-    message.nestedType.forEach((nested) => addMessage(name, nested));
-    message.enumType.forEach((e) => result.enums.set(`${name}.${e.name}`, e));
+    for (const nested of message.nestedType) addMessage(name, nested);
+    for (const e of message.enumType) result.enums.set(`${name}.${e.name}`, e);
   };
   for (const file of files) {
     const scope = file.package ? `.${file.package}` : '';
-    file.messageType.forEach((message) => addMessage(scope, message));
-    file.enumType.forEach((e) => result.enums.set(`${scope}.${e.name}`, e));
-    file.service.forEach((service) => result.services.set(`${scope}.${service.name}`, service));
+    for (const message of file.messageType) addMessage(scope, message);
+    for (const e of file.enumType) result.enums.set(`${scope}.${e.name}`, e);
+    for (const service of file.service) result.services.set(`${scope}.${service.name}`, service);
   }
   return result;
 }
@@ -230,7 +233,7 @@ describe('proto/ matches the containerd binary on this host', { skip: containerd
         else conflicts.push(`${twin}: not in containerd`);
       }
     }
-    additions.forEach((line) => t.diagnostic(line));
+    for (const line of additions) t.diagnostic(line);
     assert.deepEqual(conflicts, []);
   });
 
@@ -242,7 +245,7 @@ describe('proto/ matches the containerd binary on this host', { skip: containerd
       if (theirs) compare(name, enumValues(e), enumValues(theirs), conflicts, additions);
       else conflicts.push(`${name}: not in containerd`);
     }
-    additions.forEach((line) => t.diagnostic(line));
+    for (const line of additions) t.diagnostic(line);
     assert.deepEqual(conflicts, []);
   });
 
@@ -254,7 +257,7 @@ describe('proto/ matches the containerd binary on this host', { skip: containerd
       if (theirs) compare(name, methods(service, same), methods(theirs, normalise), conflicts, additions);
       else conflicts.push(`${name}: not in containerd`);
     }
-    additions.forEach((line) => t.diagnostic(line));
+    for (const line of additions) t.diagnostic(line);
     assert.deepEqual(conflicts, []);
   });
 });

@@ -55,9 +55,7 @@ describe('CRI runtime.v1 wire format', () => {
     mapEntry(writer, 7, 'note', 'x');
     nested(writer, 8, (linux) => {
       linux.tag(1, 2).string('/kubepods/pod1');
-      nested(linux, 2, (security) =>
-        nested(security, 1, (namespaces) => namespaces.tag(1, 0).int32(2).tag(2, 0).int32(1)),
-      );
+      nested(linux, 2, (security) => nested(security, 1, (namespaces) => namespaces.tag(1, 0).int32(2).tag(2, 0).int32(1)));
       mapEntry(linux, 3, 'net.ipv4.ip_forward', '1');
     });
 
@@ -82,17 +80,28 @@ describe('CRI runtime.v1 wire format', () => {
 
   test('ContainerStatus keeps exit code, reason, times and log path at their numbers', () => {
     const writer = new BinaryWriter()
-      .tag(1, 2).string('c1')
-      .tag(3, 0).int32(2) // CONTAINER_EXITED
-      .tag(4, 0).int64(1n)
-      .tag(5, 0).int64(2n)
-      .tag(6, 0).int64(3n)
-      .tag(7, 0).int32(137)
-      .tag(9, 2).string('sha256:abc')
-      .tag(10, 2).string('OOMKilled')
-      .tag(11, 2).string('out of memory')
-      .tag(15, 2).string('/var/log/pods/x/c/0.log')
-      .tag(17, 2).string('sha256:def');
+      .tag(1, 2)
+      .string('c1')
+      .tag(3, 0)
+      .int32(2) // CONTAINER_EXITED
+      .tag(4, 0)
+      .int64(1n)
+      .tag(5, 0)
+      .int64(2n)
+      .tag(6, 0)
+      .int64(3n)
+      .tag(7, 0)
+      .int32(137)
+      .tag(9, 2)
+      .string('sha256:abc')
+      .tag(10, 2)
+      .string('OOMKilled')
+      .tag(11, 2)
+      .string('out of memory')
+      .tag(15, 2)
+      .string('/var/log/pods/x/c/0.log')
+      .tag(17, 2)
+      .string('sha256:def');
     const status = fromBinary(ContainerStatusSchema, writer.finish());
     assert.equal(status.state, ContainerState.CONTAINER_EXITED);
     assert.deepEqual([status.createdAt, status.startedAt, status.finishedAt], [1n, 2n, 3n]);
@@ -106,12 +115,7 @@ describe('CRI runtime.v1 wire format', () => {
 
   test('ExecSyncRequest is container_id=1, cmd=2, timeout=3', () => {
     const bytes = toBinary(ExecSyncRequestSchema, create(ExecSyncRequestSchema, { containerId: 'c', cmd: ['ls', '-l'], timeout: 5n }));
-    const expected = new BinaryWriter()
-      .tag(1, 2).string('c')
-      .tag(2, 2).string('ls')
-      .tag(2, 2).string('-l')
-      .tag(3, 0).int64(5n)
-      .finish();
+    const expected = new BinaryWriter().tag(1, 2).string('c').tag(2, 2).string('ls').tag(2, 2).string('-l').tag(3, 0).int64(5n).finish();
     assert.deepEqual(bytes, expected);
   });
 });
@@ -141,10 +145,17 @@ describe('sandbox controller wire format', () => {
     assert.equal(fromBinary(ControllerCreateRequestSchema, create10).sandboxer, 'kuasar');
 
     const update = new BinaryWriter()
-      .tag(1, 2).string('s')
-      .tag(2, 2).string('kuasar')
-      .tag(3, 2).fork().tag(1, 2).string('s').join()
-      .tag(4, 2).string('labels')
+      .tag(1, 2)
+      .string('s')
+      .tag(2, 2)
+      .string('kuasar')
+      .tag(3, 2)
+      .fork()
+      .tag(1, 2)
+      .string('s')
+      .join()
+      .tag(4, 2)
+      .string('labels')
       .finish();
     const decoded = fromBinary(ControllerUpdateRequestSchema, update);
     assert.equal(decoded.sandboxer, 'kuasar');
@@ -164,9 +175,15 @@ describe('sandbox controller wire format', () => {
   test("a Sandbox whose created_at is Go's zero time decodes", () => {
     const goZero = -62135596800n;
     const bytes = new BinaryWriter()
-      .tag(1, 2).string('s')
-      .tag(5, 2).fork().tag(1, 0).int64(goZero).join()
-      .tag(10, 2).string('kuasar')
+      .tag(1, 2)
+      .string('s')
+      .tag(5, 2)
+      .fork()
+      .tag(1, 0)
+      .int64(goZero)
+      .join()
+      .tag(10, 2)
+      .string('kuasar')
       .finish();
     const sandbox = fromBinary(SandboxSchema, bytes);
     assert.equal(sandbox.createdAt?.seconds, goZero);
@@ -181,11 +198,26 @@ describe('Task API wire format', () => {
     assert.deepEqual(toBinary(OptionsSchema, ours), optionsBytes);
 
     const bytes = new BinaryWriter()
-      .tag(1, 2).string('c1')
-      .tag(2, 2).string('/run/bundle/c1')
-      .tag(3, 2).fork().tag(1, 2).string('overlay').tag(4, 2).string('lowerdir=/a').join()
-      .tag(6, 2).string('/fifo/c1-stdout')
-      .tag(10, 2).fork().tag(1, 2).string('containerd.runc.v1.Options').tag(2, 2).bytes(optionsBytes).join()
+      .tag(1, 2)
+      .string('c1')
+      .tag(2, 2)
+      .string('/run/bundle/c1')
+      .tag(3, 2)
+      .fork()
+      .tag(1, 2)
+      .string('overlay')
+      .tag(4, 2)
+      .string('lowerdir=/a')
+      .join()
+      .tag(6, 2)
+      .string('/fifo/c1-stdout')
+      .tag(10, 2)
+      .fork()
+      .tag(1, 2)
+      .string('containerd.runc.v1.Options')
+      .tag(2, 2)
+      .bytes(optionsBytes)
+      .join()
       .finish();
     const request = fromBinary(CreateTaskRequestSchema, bytes);
     assert.equal(request.bundle, '/run/bundle/c1');
@@ -218,7 +250,20 @@ describe('Task API wire format', () => {
   test('cgroup metrics: v2 memory is field 4 (3 unused), v1 memory usage is field 33', () => {
     const v2 = fromBinary(
       CgroupV2MetricsSchema,
-      new BinaryWriter().tag(4, 2).fork().tag(32, 0).uint64(4096n).tag(13, 0).uint64(1024n).join().tag(8, 2).fork().tag(5, 0).uint64(1n).join().finish(),
+      new BinaryWriter()
+        .tag(4, 2)
+        .fork()
+        .tag(32, 0)
+        .uint64(4096n)
+        .tag(13, 0)
+        .uint64(1024n)
+        .join()
+        .tag(8, 2)
+        .fork()
+        .tag(5, 0)
+        .uint64(1n)
+        .join()
+        .finish(),
     );
     assert.equal(v2.memory?.usage, 4096n);
     assert.equal(v2.memory?.inactiveFile, 1024n);
@@ -227,8 +272,22 @@ describe('Task API wire format', () => {
     const v1 = fromBinary(
       CgroupV1MetricsSchema,
       new BinaryWriter()
-        .tag(3, 2).fork().tag(1, 2).fork().tag(1, 0).uint64(99n).join().join()
-        .tag(4, 2).fork().tag(33, 2).fork().tag(2, 0).uint64(2048n).join().join()
+        .tag(3, 2)
+        .fork()
+        .tag(1, 2)
+        .fork()
+        .tag(1, 0)
+        .uint64(99n)
+        .join()
+        .join()
+        .tag(4, 2)
+        .fork()
+        .tag(33, 2)
+        .fork()
+        .tag(2, 0)
+        .uint64(2048n)
+        .join()
+        .join()
         .finish(),
     );
     assert.equal(v1.cpu?.usage?.total, 99n);

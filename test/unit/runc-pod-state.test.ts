@@ -28,8 +28,14 @@ test('a damaged or foreign pod state is refused, saying what is wrong', () => {
     [{ ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, pid: 1 } }, /pidHolder\.pid/],
     [{ ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, pid: '4242' } }, /pidHolder\.pid/],
     [{ ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, startTime: 'soon' } }, /pidHolder\.startTime/],
-    [{ ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, cgroupsPath: '/' } }, /pidHolder\.cgroupsPath: not the cgroup of this pod's holder/],
-    [{ ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, cgroupsPath: `/kubepods/${holderCgroupName('pod-2')}` } }, /pidHolder\.cgroupsPath/],
+    [
+      { ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, cgroupsPath: '/' } },
+      /pidHolder\.cgroupsPath: not the cgroup of this pod's holder/,
+    ],
+    [
+      { ipcPath: null, utsPath: null, pidHolder: { ...HOLDER, cgroupsPath: `/kubepods/${holderCgroupName('pod-2')}` } },
+      /pidHolder\.cgroupsPath/,
+    ],
   ];
   for (const [state, problem] of cases) {
     const checked = checkPodState(state, 'pod-1', DIR);

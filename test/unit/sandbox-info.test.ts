@@ -9,7 +9,14 @@ import { createInfoOf, verboseInfo } from '../../src/services/sandbox-info.js';
 // As CRI sends it: the handler's runtime type, and its own record of the pod as a JSON extension.
 const criMetadata = {
   Version: 'v1',
-  Metadata: { ID: 's1', Name: 'web_default_u1_0', Config: { metadata: { name: 'web' }, hostname: 'web-0' }, NetNSPath: '/var/run/netns/cni-1', RuntimeHandler: 'kuasar-runc', CNIResult: { Interfaces: {} } },
+  Metadata: {
+    ID: 's1',
+    Name: 'web_default_u1_0',
+    Config: { metadata: { name: 'web' }, hostname: 'web-0' },
+    NetNSPath: '/var/run/netns/cni-1',
+    RuntimeHandler: 'kuasar-runc',
+    CNIResult: { Interfaces: {} },
+  },
 };
 const request = (extension: Uint8Array) =>
   create(ControllerCreateRequestSchema, {
@@ -24,7 +31,7 @@ const request = (extension: Uint8Array) =>
 const record = (createInfo: Record<string, unknown> | undefined, phase: SandboxRecord['phase'] = 'ready') =>
   ({ id: 's1', pid: 0, phase, netnsPath: '/nonexistent/netns/cni-1', ...(createInfo ? { createInfo } : {}) }) as unknown as SandboxRecord;
 
-test('verbose info carries the runtime type and handler, CRI\'s config and record, the pod\'s namespaces', () => {
+test("verbose info carries the runtime type and handler, CRI's config and record, the pod's namespaces", () => {
   const kept = createInfoOf(request(new TextEncoder().encode(JSON.stringify(criMetadata))));
   // Kept in the state file: it must survive a JSON round trip.
   const stored = JSON.parse(JSON.stringify(kept)) as Record<string, unknown>;

@@ -85,7 +85,7 @@ describe('the Streaming service', () => {
     stream.closeSend();
   });
 
-  it('grants credits for stdin and ends the process\'s stream when containerd closes its side', async () => {
+  it("grants credits for stdin and ends the process's stream when containerd closes its side", async () => {
     const { stream, next } = await openStream(client, 'c1-stdin');
     const input = (await registry.take('c1-stdin', 1000)) as Readable;
     assert.equal(unpack((await next())!, WindowUpdateSchema).update, 65_536);

@@ -110,7 +110,7 @@ describe('answers on a task connection, in the order containerd needs them', () 
     assert.deepEqual(answered, ['kill', 'wait']);
   });
 
-  it('answers a Kill of an exec before that exec\'s Wait', async () => {
+  it("answers a Kill of an exec before that exec's Wait", async () => {
     await task.create({ id: 'c1', bundle: '/bundle', ...STDIO });
     await task.start({ id: 'c1' });
     const spec = { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify(SPEC)) };

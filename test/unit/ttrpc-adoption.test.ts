@@ -95,7 +95,11 @@ describe('ttrpc server hand-over', () => {
     await connect(path);
     await sleep(20);
     assert.equal(accepted.length, 2, 'one call per accepted connection');
-    assert.deepEqual(accepted.map((a) => a.bytesRead), [0, 0], 'told before anything was read');
+    assert.deepEqual(
+      accepted.map((a) => a.bytesRead),
+      [0, 0],
+      'told before anything was read',
+    );
   });
 
   it('lets a second server adopt a live connection: the client goes on, on the same connection', async () => {
@@ -158,7 +162,10 @@ describe('ttrpc server hand-over', () => {
     await client.call(SERVICE, 'Wait', bytes('exited'));
     assert.deepEqual(
       started.map((c) => [c.streamId, c.request !== undefined]),
-      [[1, false], [3, true]],
+      [
+        [1, false],
+        [3, true],
+      ],
       'every unary call is reported, a resumable one with its request',
     );
     assert.deepEqual(settled, started, 'and settled once answered');
@@ -182,10 +189,16 @@ describe('ttrpc server hand-over', () => {
       onPendingCall: (_socket, call) => reportedBySecond.push(call.streamId),
     });
     servers.push(second);
-    second.register(SERVICE, { unary: { Wait: async ({ payload }) => bytes(`second:${text(payload)}`), Echo: async ({ payload }) => payload } });
+    second.register(SERVICE, {
+      unary: { Wait: async ({ payload }) => bytes(`second:${text(payload)}`), Echo: async ({ payload }) => payload },
+    });
     second.adoptConnection(kept, [pending!, inflight!]);
     assert.equal(text(await waiting), 'second:container-1', 'the original call is answered');
-    await assert.rejects(hanging, { code: Code.Unavailable, message: /whether it took effect is unknown/ }, 'the call whose outcome is unknown is answered Unavailable');
+    await assert.rejects(
+      hanging,
+      { code: Code.Unavailable, message: /whether it took effect is unknown/ },
+      'the call whose outcome is unknown is answered Unavailable',
+    );
     assert.equal(text(await client.call(SERVICE, 'Echo', bytes('next'))), 'next', 'later calls go on after the resumed id');
     assert.deepEqual(reportedBySecond, [9], 'calls taken over were reported by the first server, not again; new ones are');
   });

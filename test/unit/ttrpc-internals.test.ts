@@ -47,21 +47,21 @@ describe('FrameDecoder', () => {
         ? [item.frame.streamId, item.frame.type, item.frame.flags, Buffer.from(item.frame.payload).toString()]
         : item.kind,
     );
-    assert.deepEqual(
-      summary,
-      [
-        [1, FrameType.Request, 0, 'abc'],
-        [1, FrameType.Data, 5, ''],
-        [3, FrameType.Response, 0, 'z'],
-      ],
-    );
+    assert.deepEqual(summary, [
+      [1, FrameType.Request, 0, 'abc'],
+      [1, FrameType.Data, 5, ''],
+      [3, FrameType.Response, 0, 'z'],
+    ]);
     assert.equal(decoder.finish(), undefined);
   });
 
   it('reassembles a frame delivered one byte at a time', () => {
     const decoder = new FrameDecoder();
     const bytes = frameBytes(7, FrameType.Data, 0, Buffer.from('hello'));
-    const items = feedAll(decoder, [...bytes].map((byte) => Uint8Array.of(byte)));
+    const items = feedAll(
+      decoder,
+      [...bytes].map((byte) => Uint8Array.of(byte)),
+    );
     assert.equal(items.length, 1);
     const [item] = items;
     assert.equal(item?.kind, 'frame');
@@ -96,9 +96,7 @@ describe('FrameDecoder', () => {
 
   it('skips a frame of unknown type', () => {
     const decoder = new FrameDecoder();
-    const items = decoder.push(
-      Buffer.concat([frameBytes(5, 9, 0, Buffer.from('??')), frameBytes(7, FrameType.Data, 0, Buffer.from('x'))]),
-    );
+    const items = decoder.push(Buffer.concat([frameBytes(5, 9, 0, Buffer.from('??')), frameBytes(7, FrameType.Data, 0, Buffer.from('x'))]));
     assert.deepEqual(items[0], {
       kind: 'skipped',
       skipped: { streamId: 5, type: 9, flags: 0, length: 2, reason: 'unknown-type' },

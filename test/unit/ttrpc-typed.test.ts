@@ -13,13 +13,7 @@ import { CreateTaskResponseSchema, Task as TaskV3 } from '../../src/api/containe
 import { StreamInitSchema, Streaming } from '../../src/api/containerd/services/streaming/v1/streaming_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { Code, RuntimeError, notFound } from '../../src/core/errors.js';
-import {
-  TtrpcClient,
-  TtrpcServer,
-  registerService,
-  typedClient,
-  type TypedServerStream,
-} from '../../src/rpc/ttrpc/index.js';
+import { TtrpcClient, TtrpcServer, registerService, typedClient, type TypedServerStream } from '../../src/rpc/ttrpc/index.js';
 
 const TASK_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];
 
@@ -84,10 +78,7 @@ describe('typed ttrpc services', () => {
     const v3 = typedClient(client, TaskV3);
     const state = await v3.state({ id: 'c1', execId: 'e1' }, { metadata: { 'containerd-namespace-ttrpc': 'k8s.io' } });
     assert.equal(state.$typeName, 'containerd.task.v3.StateResponse');
-    assert.deepEqual(
-      [state.id, state.execId, state.pid, state.status, state.bundle],
-      ['c1', 'e1', 42, Status.RUNNING, '/b/c1'],
-    );
+    assert.deepEqual([state.id, state.execId, state.pid, state.status, state.bundle], ['c1', 'e1', 42, Status.RUNNING, '/b/c1']);
     assert.deepEqual(seenNamespaces.at(-1), ['k8s.io']);
 
     const v2 = typedClient(client, TaskV2);

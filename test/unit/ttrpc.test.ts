@@ -14,14 +14,7 @@ import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { Code, RuntimeError, failedPrecondition, notFound } from '../../src/core/errors.js';
 import { TtrpcClient, TtrpcServer, type ServerStream } from '../../src/rpc/ttrpc/index.js';
 import { MAX_SHORT_CALLS } from '../../src/rpc/ttrpc/server-connection.js';
-import {
-  Flag,
-  FrameDecoder,
-  FrameType,
-  MAX_PAYLOAD_LENGTH,
-  encodeHeader,
-  type Frame,
-} from '../../src/rpc/ttrpc/frame.js';
+import { Flag, FrameDecoder, FrameType, MAX_PAYLOAD_LENGTH, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';
 
 const SERVICE = 'test.v1.Echo';
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString();
@@ -142,11 +135,9 @@ async function expectRejection(promise: Promise<unknown>, code: Code, message?: 
 
 /** Leaves a socket file nobody accepts on, as a process killed while listening does. */
 async function leaveStaleSocket(path: string): Promise<void> {
-  const child = spawn(
-    process.execPath,
-    ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('ready'))", path],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const child = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('ready'))", path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await once(child.stdout, 'data');
   child.kill('SIGKILL');
   await once(child, 'exit');
@@ -274,10 +265,11 @@ describe('ttrpc server and client', () => {
       // Wait is still running: only a second call served meanwhile can release it.
       await client.call(SERVICE, 'Release', bytes('released'));
       assert.equal(text(await waiting), 'released');
-      const replies = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => client.call(SERVICE, 'Echo', bytes(`call ${i}`))),
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => client.call(SERVICE, 'Echo', bytes(`call ${i}`))));
+      assert.deepEqual(
+        replies.map(text),
+        Array.from({ length: 20 }, (_, i) => `call ${i}`),
       );
-      assert.deepEqual(replies.map(text), Array.from({ length: 20 }, (_, i) => `call ${i}`));
     });
 
     it('turns a handler error into its status code and message at the client', async () => {
@@ -521,7 +513,10 @@ describe('ttrpc server and client', () => {
         if (received.length % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
       }
       await sending;
-      assert.deepEqual(received, Array.from({ length: count }, (_, i) => `M${i}`));
+      assert.deepEqual(
+        received,
+        Array.from({ length: count }, (_, i) => `M${i}`),
+      );
     });
   });
 

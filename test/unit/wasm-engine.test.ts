@@ -107,7 +107,7 @@ describe('wasm engine', () => {
     await output();
   });
 
-  it('reports a kill that raced with the module\'s own end as the kill, and keeps that worker out of the pool', async () => {
+  it("reports a kill that raced with the module's own end as the kill, and keeps that worker out of the pool", async () => {
     // A stand-in thread, to put the two events in the racy order: the module's own end arrives
     // after Kill (which terminates the thread), before the thread's exit.
     class RacingThread extends EventEmitter {
@@ -120,7 +120,10 @@ describe('wasm engine', () => {
     }
     const thread = new RacingThread();
     const released: unknown[] = [];
-    const racingPool = { acquire: async () => ({ thread, served: 1, alive: true }), release: (w: unknown) => released.push(w) } as unknown as WorkerPool;
+    const racingPool = {
+      acquire: async () => ({ thread, served: 1, alive: true }),
+      release: (w: unknown) => released.push(w),
+    } as unknown as WorkerPool;
     const instance = await WasmInstance.create(racingPool, {
       module: {} as WebAssembly.Module,
       entry: '_start',
@@ -206,7 +209,11 @@ describe('node:wasi and the descriptors of an instance', () => {
       await instance.ended;
       // What the wasm kind depends on: were node:wasi to close them itself, closing them here
       // too could close descriptors reused by then.
-      assert.deepEqual(descriptorsUnder(root).map((d) => d.target), [root], 'node:wasi still holds the preopen');
+      assert.deepEqual(
+        descriptorsUnder(root).map((d) => d.target),
+        [root],
+        'node:wasi still holds the preopen',
+      );
       assert.equal(closeDescriptorsUnder(root), 1);
       assert.deepEqual(descriptorsUnder(root), []);
       closeSync(out.read);
@@ -245,14 +252,21 @@ describe('ModuleCache', () => {
     const cache = new ModuleCache(MiB);
     // A valid header and memory section, then a section that is not WebAssembly.
     writeFileSync(join(dir, 'bad.wasm'), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0x0a, 0x01, 0xff]));
-    await assert.rejects(cache.load(join(dir, 'bad.wasm'), MiB), (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument);
+    await assert.rejects(
+      cache.load(join(dir, 'bad.wasm'), MiB),
+      (err: unknown) => err instanceof RuntimeError && err.code === Code.InvalidArgument,
+    );
     assert.equal(cache.size, 0, 'a failed compilation is not kept');
   });
 });
 
 describe('readClockSubscriptions', () => {
   /** One subscription record of poll_oneoff at `at`. */
-  function subscription(view: DataView, at: number, s: { userdata: bigint; tag: number; clock?: number; timeoutNs?: bigint; flags?: number }) {
+  function subscription(
+    view: DataView,
+    at: number,
+    s: { userdata: bigint; tag: number; clock?: number; timeoutNs?: bigint; flags?: number },
+  ) {
     view.setBigUint64(at, s.userdata, true);
     view.setUint8(at + 8, s.tag);
     view.setUint32(at + 16, s.clock ?? 1, true);

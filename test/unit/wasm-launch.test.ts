@@ -108,7 +108,10 @@ describe('wasm guest mounts (planning)', () => {
   });
 
   it('refuses a bind that would hide the rootfs, or that has no source', () => {
-    assert.throws(() => guestFilesystem({ mounts: [{ destination: '/', type: 'bind', source: '/x' }] }, '/b'), /at \/: it would hide the container's rootfs/);
+    assert.throws(
+      () => guestFilesystem({ mounts: [{ destination: '/', type: 'bind', source: '/x' }] }, '/b'),
+      /at \/: it would hide the container's rootfs/,
+    );
     assert.throws(() => guestFilesystem({ mounts: [{ destination: '/x', type: 'bind' }] }, '/b'), /bind mount at \/x: it has no source/);
   });
 });
@@ -153,13 +156,20 @@ describe('wasm guest paths', () => {
   });
 
   it('names the mount when its path cannot be made', async () => {
-    await assert.rejects(resolveInRootfs(rootfs, '/file/x', 'mount at /file/x', { create: 'file' }), /^RuntimeError: mount at \/file\/x: a part of the path is not a directory/);
+    await assert.rejects(
+      resolveInRootfs(rootfs, '/file/x', 'mount at /file/x', { create: 'file' }),
+      /^RuntimeError: mount at \/file\/x: a part of the path is not a directory/,
+    );
     await assert.rejects(resolveInRootfs(rootfs, '/nope', 'mount at /nope'), /mount at \/nope: no such file in the container's image/);
   });
 
   it('refuses a mount whose source does not exist, before touching the rootfs', async () => {
     await assert.rejects(
-      mountGuestFilesystem(rootfs, { directory: join(dir, 'no-rootfs-either') }, { mounts: [{ destination: '/gone', source: join(dir, 'gone'), options: ['rbind'] }], readonlyRoot: false }),
+      mountGuestFilesystem(
+        rootfs,
+        { directory: join(dir, 'no-rootfs-either') },
+        { mounts: [{ destination: '/gone', source: join(dir, 'gone'), options: ['rbind'] }], readonlyRoot: false },
+      ),
       { code: Code.FailedPrecondition, message: `mount at /gone: its source ${join(dir, 'gone')} does not exist` },
     );
     await assert.rejects(lstat(join(rootfs, 'gone')), { code: 'ENOENT' });

@@ -19,7 +19,8 @@ const GROWER = (limits: string) =>
 
 describe('capMemory', () => {
   it('round-trips LEB128 numbers', () => {
-    for (const n of [0, 1, 127, 128, 300, 65_536, 2 ** 32 - 1]) assert.deepEqual(readU32(encodeU32(n), 0), { value: n, next: encodeU32(n).length });
+    for (const n of [0, 1, 127, 128, 300, 65_536, 2 ** 32 - 1])
+      assert.deepEqual(readU32(encodeU32(n), 0), { value: n, next: encodeU32(n).length });
   });
 
   it('lets a memory with no maximum grow to the cap and no further', () => {

@@ -42,7 +42,7 @@ function withPodPidNamespace(spec: Spec, layout: PodLayout): Spec {
     case 'node':
       return withoutNamespace(spec, 'pid');
     case 'pod':
-      if (layout.pidPath === null) throw internal('a pod that shares its PID namespace needs the namespace\'s path');
+      if (layout.pidPath === null) throw internal("a pod that shares its PID namespace needs the namespace's path");
       return withNamespacePath(spec, 'pid', layout.pidPath);
   }
 }

@@ -113,7 +113,8 @@ export class RuncKind implements SandboxKind {
     const ownUts = !pod.hostNetwork;
     checkPodSysctls(pod.sysctls, { net: !pod.hostNetwork, ipc: !pod.hostIpc, uts: ownUts });
     if (pod.hostname) {
-      if (!ownUts) throw invalidArgument(`hostname ${JSON.stringify(pod.hostname)}: a pod on the node's network shares the node's hostname`);
+      if (!ownUts)
+        throw invalidArgument(`hostname ${JSON.stringify(pod.hostname)}: a pod on the node's network shares the node's hostname`);
       checkHostname(pod.hostname);
     }
     const paths = podPaths(sandbox.dir);
@@ -184,7 +185,9 @@ export class RuncKind implements SandboxKind {
       }
     }
     if (sandbox.record.phase === 'ready' && state?.pidHolder && !isHolderRunning(state.pidHolder)) {
-      throw failedPrecondition(`recover sandbox ${sandbox.record.id}: the holder of its PID namespace (pid ${state.pidHolder.pid}) is gone`);
+      throw failedPrecondition(
+        `recover sandbox ${sandbox.record.id}: the holder of its PID namespace (pid ${state.pidHolder.pid}) is gone`,
+      );
     }
   }
 
@@ -217,7 +220,10 @@ export class RuncKind implements SandboxKind {
     await this.deleteUnrecordedContainers(sandbox);
     await this.stopPidHolder(sandbox);
     if (this.mayHaveUnrecordedHolder(sandbox)) {
-      const lost = findHolders({ namespaceFiles: [join(paths.nsDir, 'ipc'), join(paths.nsDir, 'uts')], cgroupName: holderCgroupName(sandbox.record.id) });
+      const lost = findHolders({
+        namespaceFiles: [join(paths.nsDir, 'ipc'), join(paths.nsDir, 'uts')],
+        cgroupName: holderCgroupName(sandbox.record.id),
+      });
       for (const holder of lost) {
         sandbox.log.warn({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'stopping a PID namespace holder the state file did not record');
         await stopPidNamespaceHolder(holder);
@@ -318,7 +324,7 @@ class RuncTasks implements TaskDriver {
       const kills = await readOomKills(await this.cgroups.pathOf(container, this.dirs(sandbox, container).dir), await hostCgroupLayout());
       if (kills !== undefined && kills > 0n) sandbox.reportOom(container.id);
     } catch (err) {
-      log.warn({ err }, 'could not read the container\'s OOM count');
+      log.warn({ err }, "could not read the container's OOM count");
     }
     return exit;
   }
@@ -407,7 +413,8 @@ class RuncTasks implements TaskDriver {
 }
 
 function requireHolder(sandbox: SandboxContext, state: RuncPodState): PidNamespaceHolder {
-  if (!state.pidHolder) throw failedPrecondition(`sandbox ${sandbox.record.id} shares a PID namespace, but it has no holder (not started?)`);
+  if (!state.pidHolder)
+    throw failedPrecondition(`sandbox ${sandbox.record.id} shares a PID namespace, but it has no holder (not started?)`);
   return state.pidHolder;
 }
 

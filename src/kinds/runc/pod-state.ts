@@ -34,7 +34,7 @@ export function checkPodState(value: unknown, sandboxId: string, sandboxDir: str
         startTime: z.string().regex(/^\d+$/),
         cgroupsPath: z
           .string()
-          .refine((path) => path.endsWith(`/${holderCgroupName(sandboxId)}`), 'not the cgroup of this pod\'s holder')
+          .refine((path) => path.endsWith(`/${holderCgroupName(sandboxId)}`), "not the cgroup of this pod's holder")
           .nullable()
           .optional(),
       })

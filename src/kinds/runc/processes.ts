@@ -45,9 +45,7 @@ export class RuncProcesses {
     await writeFile(files.process, JSON.stringify({ ...exec.spec, terminal: exec.stdio.terminal }));
     const stdio = await this.openStdio(sandbox, container, exec);
     return this.launch(sandbox, container, exec, stdio, () =>
-      timed(log, 'oci.exec', () =>
-        this.runtime.exec(container.id, { pidFile: files.pid, processFile: files.process, ...stdio.runtime }),
-      ),
+      timed(log, 'oci.exec', () => this.runtime.exec(container.id, { pidFile: files.pid, processFile: files.process, ...stdio.runtime })),
     );
   }
 

@@ -16,7 +16,11 @@ export const runcKind = defineKind({
   workloads: {
     hello: {
       image: 'busybox',
-      command: ['sh', '-c', 'echo "hello from $(hostname), pid $$ in its own namespace"; ip -4 -o addr show scope global | cut -d" " -f2,7'],
+      command: [
+        'sh',
+        '-c',
+        'echo "hello from $(hostname), pid $$ in its own namespace"; ip -4 -o addr show scope global | cut -d" " -f2,7',
+      ],
     },
     idle: { image: 'busybox', command: ['sleep', '3600'], summary: 'busybox `sleep 3600`' },
   },

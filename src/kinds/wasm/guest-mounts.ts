@@ -28,7 +28,11 @@ export async function mountGuestFilesystem(rootfs: string, root: GuestRoot, gues
   // Read-only at once when no mount point has to be made in it afterwards.
   const rootWords = [NO_LINKS, ...(guest.readonlyRoot && guest.mounts.length === 0 ? ['ro'] : [])];
   if ('directory' in root) await mountOne({ type: 'bind', source: root.directory, options: ['rbind', ...rootWords] }, rootfs);
-  else await mountAll(root.mounts.map((m) => ({ ...m, options: [...m.options, ...rootWords] })), rootfs);
+  else
+    await mountAll(
+      root.mounts.map((m) => ({ ...m, options: [...m.options, ...rootWords] })),
+      rootfs,
+    );
   // In the spec's order, each inside what the earlier ones made: /data, then /data/cache.
   for (const [i, m] of guest.mounts.entries()) await bindInto(rootfs, m, isDirectory[i]!);
   // A recursive bind brings the mounts below its source along, which its own flags do not

@@ -143,7 +143,13 @@ class WasmTasks implements TaskDriver {
     const memoryLimit = specLimit ?? this.options.defaultMemoryLimit;
     const module = await timed(log, 'wasm.compile', () => this.options.modules.load(modulePath, memoryLimit));
 
-    const stdio = await ProcessStdio.open({ stdio: container.stdio, streams: sandbox.streams, consoleDir: this.options.consoleDir, log, copyStdin: true });
+    const stdio = await ProcessStdio.open({
+      stdio: container.stdio,
+      streams: sandbox.streams,
+      consoleDir: this.options.consoleDir,
+      log,
+      copyStdin: true,
+    });
     // A slot containerd left empty reads and writes /dev/null: WASI's default would be kuasard's own stdio.
     const nullFds: number[] = [];
     const fds = stdio.runtime.stdio.map((target, slot) => {
@@ -158,7 +164,9 @@ class WasmTasks implements TaskDriver {
 
     let instance: WasmInstance;
     try {
-      instance = await timed(log, 'wasm.instantiate', () => WasmInstance.create(this.options.workers, { ...launch, module, memoryLimit, stdio: fds }));
+      instance = await timed(log, 'wasm.instantiate', () =>
+        WasmInstance.create(this.options.workers, { ...launch, module, memoryLimit, stdio: fds }),
+      );
     } catch (err) {
       stdio.close();
       closeNullFds();
@@ -254,7 +262,10 @@ class WasmTasks implements TaskDriver {
     // Instances run inside kuasard's own threads: none survives a daemon restart.
     // Its log cannot say so: containerd stopped reading its output when the old daemon's
     // descriptors closed. The daemon's log does.
-    sandbox.log.warn({ container: container.id }, 'wasm instance ended with the previous kuasard (the daemon restarted); reporting exit status 255');
+    sandbox.log.warn(
+      { container: container.id },
+      'wasm instance ended with the previous kuasard (the daemon restarted); reporting exit status 255',
+    );
     return exitedNow(UNKNOWN_EXIT_STATUS);
   }
 

@@ -83,7 +83,11 @@ export class WasmInstance {
         detach();
         this.running = false;
         const signal = this.killedBy;
-        this.finish(signal !== undefined ? { exitStatus: 128 + signal, signal, outOfMemory: false } : { exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false });
+        this.finish(
+          signal !== undefined
+            ? { exitStatus: 128 + signal, signal, outOfMemory: false }
+            : { exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false },
+        );
         reject(failedPrecondition('wasm worker ended before the module was ready'));
       };
       const detach = () => {

@@ -50,7 +50,7 @@ export function envObject(env: readonly string[]): Record<string, string> {
 
 export async function wasmLaunch(spec: WasmSpec, rootfs: string): Promise<WasmLaunch> {
   const args = spec.process?.args ?? [];
-  if (args.length === 0) throw invalidArgument('a wasm container needs args[0]: the module\'s path in its image');
+  if (args.length === 0) throw invalidArgument("a wasm container needs args[0]: the module's path in its image");
   const { path, entry } = parseModuleArg(args[0]!);
   const cwd = spec.process?.cwd || '/';
   const modulePath = await resolveInRootfs(rootfs, posix.resolve(cwd, path), `wasm module ${path}`);
@@ -58,7 +58,14 @@ export async function wasmLaunch(spec: WasmSpec, rootfs: string): Promise<WasmLa
   // WASI has no working directory of its own; wasi-libc resolves relative paths against `/`.
   env['PWD'] ??= cwd;
   const limit = spec.linux?.resources?.memory?.limit;
-  return { modulePath, entry, args: [path, ...args.slice(1)], env, preopens: { '/': rootfs }, memoryLimit: limit && limit > 0 ? limit : undefined };
+  return {
+    modulePath,
+    entry,
+    args: [path, ...args.slice(1)],
+    env,
+    preopens: { '/': rootfs },
+    memoryLimit: limit && limit > 0 ? limit : undefined,
+  };
 }
 
 /** A bind mount of the spec, as the guest sees it. */

@@ -58,7 +58,9 @@ function capMemorySection(section: Uint8Array, maxPages: number): Uint8Array {
       max = declared.value;
     }
     if (min.value > maxPages) {
-      throw invalidArgument(`the module needs ${min.value * WASM_PAGE_BYTES} bytes of memory at start, over the container's limit of ${maxPages * WASM_PAGE_BYTES}`);
+      throw invalidArgument(
+        `the module needs ${min.value * WASM_PAGE_BYTES} bytes of memory at start, over the container's limit of ${maxPages * WASM_PAGE_BYTES}`,
+      );
     }
     out.push(Uint8Array.of(flags | HAS_MAX), encodeU32(min.value), encodeU32(Math.min(max, maxPages)));
   }

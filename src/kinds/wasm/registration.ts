@@ -15,7 +15,11 @@ export const wasmKind = defineKind({
      * The most linear memory (bytes) of a module whose container has no memory limit: instances
      * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
      */
-    default_memory_limit: z.number().int().min(65_536).default(256 * 1024 * 1024),
+    default_memory_limit: z
+      .number()
+      .int()
+      .min(65_536)
+      .default(256 * 1024 * 1024),
     /**
      * Worker threads kept started and idle for the next containers (each about 7 MiB): a
      * container that finds one ready does not wait the tens of milliseconds a thread takes to start.

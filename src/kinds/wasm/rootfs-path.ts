@@ -64,6 +64,8 @@ async function makeMissing(host: string, kind: 'file' | 'directory', what: strin
     if (kind === 'directory') await mkdir(host, { mode: 0o755 });
     else await writeFile(host, '', { flag: 'wx', mode: 0o644 });
   } catch (err) {
-    throw failedPrecondition(`${what}: cannot create ${kind === 'file' ? 'the file' : 'the directory'} in the container's rootfs: ${(err as Error).message}`);
+    throw failedPrecondition(
+      `${what}: cannot create ${kind === 'file' ? 'the file' : 'the directory'} in the container's rootfs: ${(err as Error).message}`,
+    );
   }
 }

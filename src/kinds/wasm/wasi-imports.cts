@@ -129,7 +129,13 @@ interface ClockSubscription {
 }
 
 /** The subscriptions if all are clocks, else undefined. Deadlines in ms on performance.now()'s clock. */
-export function readClockSubscriptions(view: DataView, inPtr: number, count: number, nowMs = performance.now(), epochMs = Date.now()): ClockSubscription[] | undefined {
+export function readClockSubscriptions(
+  view: DataView,
+  inPtr: number,
+  count: number,
+  nowMs = performance.now(),
+  epochMs = Date.now(),
+): ClockSubscription[] | undefined {
   const clocks: ClockSubscription[] = [];
   for (let i = 0; i < count; i++) {
     const at = inPtr + i * SUBSCRIPTION_SIZE;

@@ -68,9 +68,7 @@ export function hasErrnoCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof Error && codes.includes((err as { code?: unknown }).code as string);
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, value]) => [value, name] as [number, string]),
-);
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name] as [number, string]));
 
 export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `errno ${errno}`;

@@ -213,7 +213,10 @@ export function setSocketTimeouts(fd: number, timeoutMs: number): void {
   timeval.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
   timeval.writeBigInt64LE(BigInt((timeoutMs % 1000) * 1000), 8);
   for (const option of [SO_RCVTIMEO, SO_SNDTIMEO]) {
-    check(`setsockopt(${fd}, ${option === SO_RCVTIMEO ? 'SO_RCVTIMEO' : 'SO_SNDTIMEO'})`, libc().setsockopt(fd, SOL_SOCKET, option, timeval, timeval.length));
+    check(
+      `setsockopt(${fd}, ${option === SO_RCVTIMEO ? 'SO_RCVTIMEO' : 'SO_SNDTIMEO'})`,
+      libc().setsockopt(fd, SOL_SOCKET, option, timeval, timeval.length),
+    );
   }
 }
 

@@ -118,9 +118,7 @@ export class TtrpcClient {
   /** Opens a stream; by default the client may send messages until closeSend(). */
   openStream(service: string, method: string, options: StreamOptions = {}): ClientStream {
     const flags = options.closeSend ? Flag.RemoteClosed : Flag.RemoteOpen;
-    const stream = new StreamExchange(this.writer, this.throttle, options.closeSend === true, (id) =>
-      this.exchanges.delete(id),
-    );
+    const stream = new StreamExchange(this.writer, this.throttle, options.closeSend === true, (id) => this.exchanges.delete(id));
     stream.attach(this.start(service, method, flags, options.initial ?? new Uint8Array(0), options, stream), options);
     return stream;
   }
@@ -131,14 +129,7 @@ export class TtrpcClient {
   }
 
   /** Sends a Request on the next stream id and routes that id's frames to `exchange`. */
-  private start(
-    service: string,
-    method: string,
-    flags: number,
-    payload: Uint8Array,
-    options: CallOptions,
-    exchange: Exchange,
-  ): number {
+  private start(service: string, method: string, flags: number, payload: Uint8Array, options: CallOptions, exchange: Exchange): number {
     if (this.closeReason) throw this.closeReason;
     if (options.signal?.aborted) throw cancelled();
     if (this.nextStreamId > MAX_STREAM_ID) throw new RuntimeError(Code.Unavailable, 'ttrpc stream ids exhausted');
@@ -272,7 +263,7 @@ class StreamExchange implements ClientStream, Exchange {
 
   onFrame(frame: Frame): void {
     if (frame.type === FrameType.Response) {
-      let payload;
+      let payload: Uint8Array;
       try {
         payload = readResponse(frame.payload);
       } catch (err) {

@@ -2,7 +2,7 @@
 // Response status and the runtime's RuntimeError.
 
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { KeyValueSchema, ResponseSchema, type KeyValue } from '../../api/ttrpc/ttrpc_pb.js';
+import { KeyValueSchema, ResponseSchema, type KeyValue, type Response } from '../../api/ttrpc/ttrpc_pb.js';
 import type { Status } from '../../api/google/rpc/status_pb.js';
 import { Code, RuntimeError, toStatus } from '../../core/errors.js';
 
@@ -15,7 +15,10 @@ export type MetadataInit = Record<string, string | readonly string[]>;
 export function metadataFromWire(pairs: readonly KeyValue[]): Metadata {
   // No prototype: keys come from the peer, and "__proto__" must stay an ordinary key.
   const metadata: Metadata = Object.create(null) as Metadata;
-  for (const { key, value } of pairs) (metadata[key] ??= []).push(value);
+  for (const { key, value } of pairs) {
+    metadata[key] ??= [];
+    metadata[key].push(value);
+  }
   return metadata;
 }
 
@@ -36,8 +39,7 @@ const MAX_STATUS_MESSAGE_LENGTH = 64 * 1024;
 /** The Response for a failure: code and message only, never a stack. */
 export function encodeFailure(err: unknown): Uint8Array {
   const { code, message } = toStatus(err);
-  const shown =
-    message.length > MAX_STATUS_MESSAGE_LENGTH ? `${message.slice(0, MAX_STATUS_MESSAGE_LENGTH)}...` : message;
+  const shown = message.length > MAX_STATUS_MESSAGE_LENGTH ? `${message.slice(0, MAX_STATUS_MESSAGE_LENGTH)}...` : message;
   return toBinary(ResponseSchema, create(ResponseSchema, { status: { code, message: shown } }));
 }
 
@@ -49,7 +51,7 @@ function errorFromStatus(status: Status | undefined): RuntimeError | undefined {
 
 /** The payload of a Response frame; throws its status as a RuntimeError when it is not OK. */
 export function readResponse(bytes: Uint8Array): Uint8Array {
-  let response;
+  let response: Response;
   try {
     response = fromBinary(ResponseSchema, bytes);
   } catch (err) {

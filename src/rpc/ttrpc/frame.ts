@@ -42,10 +42,7 @@ export type DecodedItem = { kind: 'frame'; frame: Frame } | { kind: 'skipped'; s
 
 /** The error for a payload over the limit, sent or received (containerd answers ResourceExhausted). */
 export function oversizedError(length: number): RuntimeError {
-  return new RuntimeError(
-    Code.ResourceExhausted,
-    `message length ${length} exceeds maximum message size of ${MAX_PAYLOAD_LENGTH}`,
-  );
+  return new RuntimeError(Code.ResourceExhausted, `message length ${length} exceeds maximum message size of ${MAX_PAYLOAD_LENGTH}`);
 }
 
 /** Header bytes for one frame; the payload is written right after it. */

@@ -254,7 +254,11 @@ export class ServerConnection {
       if (call.streamId % 2 !== 1 || call.streamId <= this.lastStreamId) continue;
       this.lastStreamId = call.streamId;
       if (call.request) this.startCall(call.streamId, call.request, 0, true);
-      else this.refuse(call.streamId, unavailable(`stream ${call.streamId}: the server restarted while it served this call; whether it took effect is unknown`));
+      else
+        this.refuse(
+          call.streamId,
+          unavailable(`stream ${call.streamId}: the server restarted while it served this call; whether it took effect is unknown`),
+        );
     }
   }
 

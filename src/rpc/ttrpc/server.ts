@@ -8,6 +8,7 @@
 // through onPendingCall; the later process serves them again through adoptListener and
 // adoptConnection. The server itself knows nothing of who keeps what.
 
+import type { Stats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -213,7 +214,7 @@ export class TtrpcServer {
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
-  let stats;
+  let stats: Stats;
   try {
     stats = await lstat(path);
   } catch (err) {
