@@ -13,6 +13,7 @@ import type { PodSpec } from '../../src/core/model.js';
 import type { Sandbox } from '../../src/core/sandbox.js';
 import { Sandboxer } from '../../src/core/sandboxer.js';
 import { writeJsonAtomic } from '../../src/core/state-file.js';
+import { podSpec } from '../../src/devenv/pod-spec.js';
 
 test('ids follow containerd identifier rules', () => {
   for (const ok of ['a', 'abc-123', 'a.b_c-d', 'f'.repeat(64), 'x'.repeat(76)]) assert.equal(validateId('sandbox', ok), ok);
@@ -61,22 +62,7 @@ test('the keyed mutex runs work for one key in order and other keys in parallel'
 
 // ---- recovery of the sandboxes an earlier run left ---------------------------------------------
 
-const POD: PodSpec = {
-  name: 'web',
-  namespace: 'default',
-  uid: 'uid-1',
-  attempt: 0,
-  hostname: 'web',
-  logDirectory: '/var/log/pods/web',
-  dns: null,
-  hostNetwork: false,
-  hostIpc: false,
-  pidMode: 'container',
-  cgroupParent: '',
-  sysctls: {},
-  labels: {},
-  annotations: {},
-};
+const POD: PodSpec = podSpec();
 
 /** A kind that keeps nothing but a note of what core asked of it; `failRecover` names sandboxes whose resources are "gone". */
 function standInKind(failRecover = new Set<string>()) {

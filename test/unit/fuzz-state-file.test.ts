@@ -17,6 +17,7 @@ import type { SandboxRecord } from '../../src/core/model.js';
 import { parseSandboxRecord } from '../../src/core/record-schema.js';
 import { Sandboxer } from '../../src/core/sandboxer.js';
 import { fuzzParameters } from '../../src/devenv/fuzz.js';
+import { podSpec } from '../../src/devenv/pod-spec.js';
 
 const ID = 'pod-1';
 const KIND = 'fake';
@@ -29,22 +30,14 @@ const VALID: SandboxRecord = {
   kind: KIND,
   namespace: 'k8s.io',
   netnsPath: '/var/run/netns/cni-1',
-  pod: {
-    name: 'web',
-    namespace: 'default',
-    uid: 'uid-1',
-    attempt: 0,
-    hostname: 'web',
-    logDirectory: '/var/log/pods/web',
+  pod: podSpec({
     dns: { servers: ['10.0.0.10'], searches: ['default.svc'], options: ['ndots:5'] },
-    hostNetwork: false,
-    hostIpc: false,
     pidMode: 'pod',
     cgroupParent: '/kubepods/pod-1',
     sysctls: { 'net.ipv4.ip_forward': '1' },
     labels: { app: 'web' },
-    annotations: {},
-  },
+  }),
+
   phase: 'ready',
   createdAt: '2026-01-02T03:04:05.678Z',
   startedAt: '2026-01-02T03:04:06.000Z',

@@ -6,6 +6,7 @@ import { NamespaceMode, PodSandboxConfigSchema } from '../../src/api/cri/runtime
 import { Code, RuntimeError } from '../../src/core/errors.js';
 import type { PodSpec } from '../../src/core/model.js';
 import { podFiles, podHostname } from '../../src/core/pod-files.js';
+import { podSpec } from '../../src/devenv/pod-spec.js';
 import { checkHostname } from '../../src/linux/namespaces.js';
 import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
 import type { LinuxNamespace } from '../../src/oci/spec.js';
@@ -15,23 +16,7 @@ import { packAny } from '../../src/services/wkt.js';
 const host = { hostname: 'node1', hosts: '10.0.0.1 node1\n', resolvConf: 'nameserver 10.0.0.53\n' };
 
 function pod(overrides: Partial<PodSpec> = {}): PodSpec {
-  return {
-    name: 'web',
-    namespace: 'default',
-    uid: 'u1',
-    attempt: 0,
-    hostname: 'web-0',
-    logDirectory: '/var/log/pods/x',
-    dns: null,
-    hostNetwork: false,
-    hostIpc: false,
-    pidMode: 'container',
-    cgroupParent: '',
-    sysctls: {},
-    labels: {},
-    annotations: {},
-    ...overrides,
-  };
+  return podSpec({ uid: 'u1', hostname: 'web-0', logDirectory: '/var/log/pods/x', ...overrides });
 }
 
 test("a PodSandboxConfig in containerd's Any decodes into a PodSpec", () => {
