@@ -74,8 +74,11 @@ export class Sandbox implements SandboxContext {
   readonly streams = new StreamRegistry();
   /** Why the sandbox cannot be served after a restart (reported with its status); empty while it can. */
   problem = '';
-  /** The record stands in for a state file that could not be loaded: never written over it. */
-  private readonly standIn: boolean;
+  /**
+   * Whether save() writes the record: not for a stand-in of a state file that could not be loaded
+   * (that file stays for inspection), nor once the sandbox's directory is being removed.
+   */
+  private saving: boolean;
 
   constructor(
     readonly record: SandboxRecord,
@@ -85,7 +88,7 @@ export class Sandbox implements SandboxContext {
     log: Logger,
     options: { standIn?: boolean } = {},
   ) {
-    this.standIn = options.standIn ?? false;
+    this.saving = !options.standIn;
     this.log = log.child({ sandbox: record.id });
     for (const container of record.containers) {
       const latch = new ExitLatch();
@@ -130,9 +133,19 @@ export class Sandbox implements SandboxContext {
 
   private lastSave: Promise<void> = Promise.resolve();
 
+  /**
+   * Saves no more and waits for a save under way: the directory is about to be removed. An exit
+   * recorded while Shutdown runs saves after its waiters are told, and its temporary file once
+   * made the directory's removal fail (ENOTEMPTY).
+   */
+  async stopSaving(): Promise<void> {
+    this.saving = false;
+    await this.lastSave;
+  }
+
   /** Writes the record; writes are queued so that the file always ends with the latest one. */
   save(): Promise<void> {
-    if (this.standIn) return Promise.resolve();
+    if (!this.saving) return Promise.resolve();
     const write = this.lastSave.then(() => writeJsonAtomic(join(this.dir, STATE_FILE), this.record));
     this.lastSave = write.catch(() => undefined);
     return write;

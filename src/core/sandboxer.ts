@@ -153,6 +153,7 @@ export class Sandboxer {
   /** The kind releases the pod's resources, then its directory goes. */
   private async release(sandbox: Sandbox): Promise<void> {
     await this.kind.destroy(sandbox);
+    await sandbox.stopSaving();
     await rm(sandbox.dir, { recursive: true, force: true });
   }
 
