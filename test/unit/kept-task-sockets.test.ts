@@ -184,12 +184,7 @@ describe('task sockets kept across a crash', () => {
   });
 
   it('replaces a keeper killed while it serves, and gives the new one everything held, pending calls included', async () => {
-    const sockets = await openSockets();
-    const server = blockingWaitServer(sockets);
-    cleanups.push(() => server.close());
-    await sockets.serve(server, socketPath);
-    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
-    cleanups.push(() => client.close());
+    const { client } = await serveBlockingWaits();
     void client.call(SERVICE, 'Wait', bytes('pending')).catch(() => undefined);
     await waitForNames(3);
     const held = await keptNames(keeperPath);
@@ -206,12 +201,7 @@ describe('task sockets kept across a crash', () => {
   });
 
   it(`keeps at most ${MAX_KEPT_CALLS_PER_CONNECTION} pending calls of one connection; the calls past the bound are served all the same`, async () => {
-    const sockets = await openSockets();
-    const server = blockingWaitServer(sockets);
-    cleanups.push(() => server.close());
-    await sockets.serve(server, socketPath);
-    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
-    cleanups.push(() => client.close());
+    const { server, client } = await serveBlockingWaits();
     const calls = MAX_KEPT_CALLS_PER_CONNECTION + 50;
     for (let i = 0; i < calls; i++) void client.call(SERVICE, 'Wait', bytes(`w${i}`)).catch(() => undefined);
     for (const deadline = Date.now() + 10_000; server.pendingWaits < calls && Date.now() < deadline; ) await sleep(20);
@@ -220,6 +210,17 @@ describe('task sockets kept across a crash', () => {
     assert.equal(names.filter((n) => n.startsWith('call ')).length, MAX_KEPT_CALLS_PER_CONNECTION);
     assert.equal(names.length, 2 + MAX_KEPT_CALLS_PER_CONNECTION, 'besides the listener and the connection');
   });
+
+  /** A blocking-Wait server on the task socket, with its keeper, and a client connected to it. */
+  async function serveBlockingWaits(): Promise<{ server: TtrpcServer & { pendingWaits: number }; client: TtrpcClient }> {
+    const sockets = await openSockets();
+    const server = blockingWaitServer(sockets);
+    cleanups.push(() => server.close());
+    await sockets.serve(server, socketPath);
+    const client = await TtrpcClient.connect(socketPath, { timeoutMs: 5_000 });
+    cleanups.push(() => client.close());
+    return { server, client };
+  }
 
   /** A server whose Wait answers only when its connection closes; Echo answers `blocking:<payload>`. */
   function blockingWaitServer(sockets: KeptTaskSockets): TtrpcServer & { pendingWaits: number } {
