@@ -1,7 +1,7 @@
 // The kinds that the benchmark's kind-specific parts and targets are for, as their registrations
-// say (KindBenchmark in src/kinds/registration.ts). Each part is set for exactly one kind.
+// say (KindBenchmark in src/kind-api/registration.ts). Each part is set for exactly one kind.
 import { KINDS } from '../kinds/index.js';
-import type { KindRegistration } from '../kinds/registration.js';
+import type { KindRegistration } from '../kind-api/registration.js';
 
 function theKind(what: string, has: (kind: KindRegistration) => boolean): KindRegistration {
   const found = (KINDS as readonly KindRegistration[]).filter(has);

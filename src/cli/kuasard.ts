@@ -2,8 +2,8 @@
 // kuasard: the resident sandboxer daemon. Containers it starts keep running when it exits.
 import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
-import { startDaemon } from '../daemon.js';
-import { createLogger } from '../log.js';
+import { startDaemon } from '../daemon/daemon.js';
+import { createLogger } from '../base/log.js';
 
 /** How long a shutdown may take before the process exits regardless (its own steps are bounded). */
 const EXIT_DEADLINE_MS = 10_000;

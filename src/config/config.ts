@@ -4,10 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { invalidArgument } from '../core/errors.js';
-import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../core/sandbox.js';
+import { invalidArgument } from '../base/errors.js';
+import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../engine/sandbox.js';
 import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
-import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../kinds/registration.js';
+import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../kind-api/registration.js';
 import { absolutePath } from './kind-schema.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;

@@ -2,7 +2,7 @@
 // benchmarks. A library only: it connects to a running containerd and never starts anything.
 
 import { ContainerState, ImageService, RuntimeService, type ContainerStatus } from '../api/cri/runtime/v1/api_pb.js';
-import { Code, RuntimeError } from '../core/errors.js';
+import { Code, RuntimeError } from '../base/errors.js';
 import { GrpcChannel, type GrpcClient } from '../rpc/grpc.js';
 
 export { ContainerState } from '../api/cri/runtime/v1/api_pb.js';

@@ -4,7 +4,7 @@
 // that ended the container's line is not part of content.
 
 import { readFile } from 'node:fs/promises';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument } from '../base/errors.js';
 
 export type CriLogStream = 'stdout' | 'stderr';
 

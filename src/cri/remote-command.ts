@@ -2,7 +2,7 @@
 // kubectl speaks it over WebSocket: every message starts with a channel byte (0 stdin, 1 stdout,
 // 2 stderr, 3 the final status, 4 terminal resizes); protocol v5 adds a close message
 // (255, channel) with which the client ends its stdin.
-import { Code, RuntimeError } from '../core/errors.js';
+import { Code, RuntimeError } from '../base/errors.js';
 import { connectWebSocket, type WebSocketConnection } from './websocket.js';
 
 export const REMOTE_COMMAND_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];

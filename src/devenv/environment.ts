@@ -6,10 +6,10 @@
 // kuasar-kdev-XXXXXX), so stop() can find and remove all of them, and so can a later start
 // when a test run was killed before it could clean up.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
@@ -221,7 +221,22 @@ async function shutdown(dir: string, daemons: { containerd?: Daemon; kuasard?: D
   cri?.close();
   await daemons.kuasard?.stop();
   await daemons.containerd?.stop();
+  keepLogs(dir);
   await teardownEnvironment(dir);
+}
+
+/**
+ * With KDEV_KEEP_LOGS=<dir>, the daemons' logs outlive the environment (in <dir>/<environment>/),
+ * so that a failure seen only in a long run can be read afterwards.
+ */
+function keepLogs(dir: string): void {
+  const keepDir = process.env['KDEV_KEEP_LOGS'];
+  if (!keepDir) return;
+  const target = join(keepDir, basename(dir));
+  mkdirSync(target, { recursive: true });
+  for (const log of ['containerd.log', 'kuasard.log']) {
+    if (existsSync(join(dir, log))) copyFileSync(join(dir, log), join(target, log));
+  }
 }
 
 /**

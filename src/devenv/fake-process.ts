@@ -1,6 +1,6 @@
 // A stand-in for a process a kind runs, for unit tests of core and the services: it runs until
 // the test ends it.
-import { exitedNow, type ExitInfo } from '../core/model.js';
+import { exitedNow, type ExitInfo } from '../base/model.js';
 
 export interface FakeProcess {
   pid: number;

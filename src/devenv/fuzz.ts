@@ -7,7 +7,7 @@ import { ScalarType, create, toBinary, type DescField, type DescMessage } from '
 import type * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { RequestSchema } from '../api/ttrpc/ttrpc_pb.js';
-import { Code } from '../core/errors.js';
+import { Code } from '../base/errors.js';
 import { FrameType, encodeHeader } from '../rpc/ttrpc/frame.js';
 
 /**

@@ -1,6 +1,6 @@
 // A plain pod, as core holds it after decoding CRI's PodSandboxConfig, for unit tests of core,
 // the kinds and the state files: each test overrides what it is about.
-import type { PodSpec } from '../core/model.js';
+import type { PodSpec } from '../base/model.js';
 
 export function podSpec(overrides: Partial<PodSpec> = {}): PodSpec {
   return {

@@ -1,6 +1,6 @@
 // Waiting out a peer that is reconnecting: after kuasard restarts, containerd's gRPC connection to
 // the sandbox controller fails fast (Unavailable) until its reconnect backoff has passed.
-import { Code, RuntimeError } from '../core/errors.js';
+import { Code, RuntimeError } from '../base/errors.js';
 
 /** Calls `call` until it stops failing with Unavailable, for at most `timeoutMs` (default 10 s). */
 export async function untilAnswered<T>(call: () => Promise<T>, timeoutMs = 10_000): Promise<T> {

@@ -1,7 +1,7 @@
 // What a pod of each kind runs in the demo and the benchmarks, as the kind's registration says
 // (src/kinds/<kind>/registration.ts), with the image's short name resolved to the local image.
 import { findKind, KIND_NAMES } from '../kinds/index.js';
-import type { KindRegistration, Workload } from '../kinds/registration.js';
+import type { KindRegistration, Workload } from '../kind-api/registration.js';
 import { localImageRef } from './images.js';
 
 function registration(kind: string): KindRegistration {

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { internal } from '../core/errors.js';
+import { internal } from '../base/errors.js';
 import { passedDescriptors, rightsSpace } from '../linux/cmsg.js';
 import { closeFd } from '../linux/libc/files.js';
 import { acceptNow, listenUnix, receiveMessageNow } from '../linux/libc/sockets.js';

@@ -2,11 +2,9 @@
 // src/kinds/<name>/ with its registration.ts, and one line here (docs/architecture.md, "How to
 // add a kind"). The configuration, the daemon, the devenv, the demo and the benchmark all read
 // their kinds from this list.
-import { join } from 'node:path';
-import type { Config } from '../config/config.js';
-import type { SandboxKind } from '../core/kind.js';
-import type { Reaper } from '../linux/reaper.js';
-import type { KindRegistration } from './registration.js';
+import type { KindConfig } from '../config/kind-schema.js';
+import type { SandboxKind } from '../kind-api/kind.js';
+import type { KindContext, KindRegistration } from '../kind-api/registration.js';
 import { runcKind } from './runc/registration.js';
 import { wasmKind } from './wasm/registration.js';
 
@@ -22,12 +20,8 @@ export function findKind(name: string): KindRegistration | undefined {
   return KINDS.find((kind) => kind.name === name);
 }
 
-export interface KindDependencies {
-  reaper: Reaper;
-}
-
 /** Builds the kind `name` from its table of the configuration; this loads the kind's modules. */
-export function createKind(name: KindName, config: Config, deps: KindDependencies): Promise<SandboxKind> {
+export function createKind(name: KindName, table: KindConfig, context: KindContext): Promise<SandboxKind> {
   const kind = findKind(name) as KindRegistration;
-  return kind.create(config.kinds[name], { kindDir: join(config.state_dir, name), reaper: deps.reaper });
+  return kind.create(table, context);
 }

@@ -10,7 +10,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 
-import { notFound } from '../core/errors.js';
+import { notFound } from '../base/errors.js';
 import type {
   CgroupBlkioEntry,
   CgroupMetrics,
@@ -21,7 +21,7 @@ import type {
   CgroupV1Metrics,
   CgroupV2MemoryStatField,
   CgroupV2Metrics,
-} from '../core/metrics.js';
+} from '../base/metrics.js';
 import { cgroupPlaces, type CgroupLayout, type CgroupPlace, detectCgroupLayout } from './cgroups.js';
 import { hasErrnoCode } from './libc/binding.js';
 

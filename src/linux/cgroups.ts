@@ -14,7 +14,7 @@ import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { failedPrecondition, invalidArgument, unimplemented } from '../core/errors.js';
+import { failedPrecondition, invalidArgument, unimplemented } from '../base/errors.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { readMountInfo, type MountInfo } from './mountinfo.js';
 

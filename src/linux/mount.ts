@@ -6,8 +6,8 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { invalidArgument } from '../core/errors.js';
-import type { Mount } from '../core/model.js';
+import { invalidArgument } from '../base/errors.js';
+import type { Mount } from '../base/model.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { mount, MNT, MS, umount2 } from './libc/mounts.js';
 import { mountsAt, mountsUnder, propagationOf, readMountInfo } from './mountinfo.js';

@@ -16,7 +16,7 @@ import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
-import { alreadyExists, internal, invalidArgument } from '../core/errors.js';
+import { alreadyExists, internal, invalidArgument } from '../base/errors.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { mount, MS } from './libc/mounts.js';
 import { CLONE_NEWIPC, CLONE_NEWUTS, sethostname, setns, unshare } from './libc/namespaces.js';

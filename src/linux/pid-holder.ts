@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { failedPrecondition, internal } from '../core/errors.js';
+import { failedPrecondition, internal } from '../base/errors.js';
 import { joinCgroup, parseProcCgroup, removeCgroup } from './cgroups.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { CLONE_NEWPID, setns, unshare } from './libc/namespaces.js';

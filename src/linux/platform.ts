@@ -1,6 +1,6 @@
 // The host's platform as containerd names it (GOOS/GOARCH style), for Controller.Platform.
 import { arch } from 'node:os';
-import type { Platform } from '../core/model.js';
+import type { Platform } from '../base/model.js';
 
 const GO_ARCH: Record<string, string> = {
   x64: 'amd64',

@@ -18,7 +18,7 @@
 // Limitation: an orphan that nobody watches (say, a daemon a container hook double-forked)
 // stays a zombie under us until the daemon exits, because reaping unknown pids would race libuv.
 
-import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../core/model.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../base/model.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
 import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';

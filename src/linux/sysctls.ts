@@ -5,7 +5,7 @@
 // Anything else would change the node for everyone, and so would a namespaced one whose
 // namespace the pod shares with the host: both are refused, as runc refuses them.
 
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument } from '../base/errors.js';
 
 export type SysctlNamespace = 'net' | 'ipc' | 'uts';
 

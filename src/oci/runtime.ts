@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Code, internal, RuntimeError } from '../core/errors.js';
+import { Code, internal, RuntimeError } from '../base/errors.js';
 
 export interface OciRuntimeOptions {
   /** The runtime binary, by name (looked up in PATH) or path. Default "runc". */

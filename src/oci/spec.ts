@@ -5,7 +5,7 @@
 
 import path from 'node:path';
 
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument } from '../base/errors.js';
 
 export interface Spec {
   ociVersion: string;

@@ -17,7 +17,7 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from '@bufbuild/protobuf';
-import { Code, RuntimeError, toStatus } from '../core/errors.js';
+import { Code, RuntimeError, toStatus } from '../base/errors.js';
 
 /** containerd's limit for gRPC messages; CRI replies (ListContainers, ExecSync) can be large. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;

@@ -2,8 +2,8 @@
 // its failure: refusals the caller expects (NotFound, InvalidArgument…) at debug, our own
 // failures (Internal, Unknown) at error.
 import type { Logger } from 'pino';
-import { Code, toStatus } from '../core/errors.js';
-import { timed } from '../core/stages.js';
+import { Code, toStatus } from '../base/errors.js';
+import { timed } from '../base/stages.js';
 
 type Handler = (...args: never[]) => Promise<unknown>;
 

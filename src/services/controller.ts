@@ -20,8 +20,8 @@ import type {
   ControllerWaitResponseSchema,
 } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { sandboxerName } from '../config/containerd.js';
-import { notFound, RuntimeError, Code } from '../core/errors.js';
-import type { Sandboxer } from '../core/sandboxer.js';
+import { notFound, RuntimeError, Code } from '../base/errors.js';
+import type { Sandboxer } from '../engine/sandboxer.js';
 import type { GrpcCallContext } from '../rpc/grpc.js';
 import { namespaceFromMetadata } from './call-context.js';
 import { packCgroupMetrics } from './metrics.js';

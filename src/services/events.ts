@@ -16,7 +16,7 @@ import {
   TaskStartSchema,
 } from '../api/containerd/events/task_pb.js';
 import { ForwardRequestSchema } from '../api/containerd/services/events/ttrpc/v1/events_pb.js';
-import type { EventSink, TaskEvent } from '../core/events.js';
+import type { EventSink, TaskEvent } from '../base/events.js';
 import { TtrpcClient } from '../rpc/ttrpc/client.js';
 import { packAny, toTimestamp } from './wkt.js';
 

@@ -4,7 +4,7 @@
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { MetricsSchema as V1MetricsSchema } from '../api/containerd/cgroups/v1/metrics_pb.js';
 import { MetricsSchema as V2MetricsSchema } from '../api/containerd/cgroups/v2/metrics_pb.js';
-import type { CgroupMetrics } from '../core/metrics.js';
+import type { CgroupMetrics } from '../base/metrics.js';
 import { packAny } from './wkt.js';
 
 export function packCgroupMetrics(metrics: CgroupMetrics): Any {

@@ -2,8 +2,8 @@
 // Decode it here, at the edge, into core's protocol-free PodSpec.
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
-import { invalidArgument } from '../core/errors.js';
-import type { PodSpec } from '../core/model.js';
+import { invalidArgument } from '../base/errors.js';
+import type { PodSpec } from '../base/model.js';
 import { unpackAny } from './wkt.js';
 
 export function decodePodSandboxConfig(options: Any | undefined, sandboxId: string): PodSandboxConfig {

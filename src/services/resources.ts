@@ -2,7 +2,7 @@
 // an Any whose value is JSON (its typeurl registers the runtime-spec types that way). Decoded
 // here, at the edge, with an InvalidArgument that names the request when anything is off.
 import type { Any } from '@bufbuild/protobuf/wkt';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument } from '../base/errors.js';
 
 export const LINUX_RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 export const PROCESS_SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';

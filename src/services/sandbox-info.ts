@@ -5,8 +5,8 @@
 // no pause container, so its runtimeSpec, image and snapshot have nothing to stand for.
 import { existsSync } from 'node:fs';
 import type { ControllerCreateRequest } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
-import type { PodNamespaces } from '../core/kind.js';
-import type { SandboxRecord } from '../core/model.js';
+import type { PodNamespaces } from '../kind-api/kind.js';
+import type { SandboxRecord } from '../base/model.js';
 
 /**
  * CRI attaches its own record of the pod to the sandbox, under this extension (a Go struct that

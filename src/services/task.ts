@@ -28,9 +28,9 @@ import type {
   WaitResponseSchema,
 } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Status } from '../api/containerd/types/task/task_pb.js';
-import { failedPrecondition, invalidArgument, unimplemented } from '../core/errors.js';
-import type { ProcessStatus } from '../core/model.js';
-import type { Sandbox } from '../core/sandbox.js';
+import { failedPrecondition, invalidArgument, unimplemented } from '../base/errors.js';
+import type { ProcessStatus } from '../base/model.js';
+import type { Sandbox } from '../engine/sandbox.js';
 import { packCgroupMetrics } from './metrics.js';
 import { decodeJsonAny, decodeLinuxResources, PROCESS_SPEC_TYPE } from './resources.js';
 import { toTimestamp } from './wkt.js';

@@ -21,7 +21,7 @@ import {
   type ContainerConfig,
   type PodSandboxConfig,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
 import { runPod, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';

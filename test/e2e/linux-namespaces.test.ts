@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
 import { pinPodNamespaces, unpinPodNamespaces } from '../../src/linux/namespaces.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { Code } from '../../src/core/errors.js';
+import { Code } from '../../src/base/errors.js';
 import { run } from '../../src/devenv/exec.js';
 import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
 import { mountsUnder } from '../../src/linux/mountinfo.js';

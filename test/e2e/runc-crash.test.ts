@@ -23,7 +23,7 @@ import { containerConfig } from '../../src/devenv/pods.js';
 import { fdKeeperPids } from '../../src/devenv/processes.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { GrpcChannel } from '../../src/rpc/grpc.js';
 
 const execFileAsync = promisify(execFile);

@@ -12,7 +12,7 @@ import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox
 import type { PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { StateRequestSchema } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';

@@ -20,7 +20,7 @@ import { processesOfScope } from '../../src/devenv/ownership.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
-import { MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
+import { MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/daemon/kept-task-sockets.js';
 import { closeKept, FdKeeper } from '../../src/linux/fd-keeper.js';
 import { readProcStat } from '../../src/linux/proc.js';
 import { TtrpcClient } from '../../src/rpc/ttrpc/client.js';

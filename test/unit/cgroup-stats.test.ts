@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fromBinary } from '@bufbuild/protobuf';
 import { MetricsSchema as V1MetricsSchema } from '../../src/api/containerd/cgroups/v1/metrics_pb.js';
 import { MetricsSchema as V2MetricsSchema } from '../../src/api/containerd/cgroups/v2/metrics_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import {
   parseBlkio,
   parseCounter,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { enabledKinds, parseConfig } from '../../src/config/config.js';
 import { containerdConfigSnippet } from '../../src/config/containerd.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 
 const rejects = (doc: unknown, pattern: RegExp) =>
   assert.throws(

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Code, RuntimeError, internal } from '../../src/core/errors.js';
-import type { TaskEvent } from '../../src/core/events.js';
-import type { SandboxKind } from '../../src/core/kind.js';
-import type { SandboxRecord } from '../../src/core/model.js';
-import { Sandbox } from '../../src/core/sandbox.js';
+import { Code, RuntimeError, internal } from '../../src/base/errors.js';
+import type { TaskEvent } from '../../src/base/events.js';
+import type { SandboxKind } from '../../src/kind-api/kind.js';
+import type { SandboxRecord } from '../../src/base/model.js';
+import { Sandbox } from '../../src/engine/sandbox.js';
 import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 
 const hasCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { Code, RuntimeError } from '../../src/core/errors.js';
-import { StreamRegistry } from '../../src/core/streams.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import { StreamRegistry } from '../../src/base/streams.js';
 
 const hasCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;
 

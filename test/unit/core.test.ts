@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it, test } from 'node:test';
 import { pino } from 'pino';
-import { Code, RuntimeError } from '../../src/core/errors.js';
-import { validateId } from '../../src/core/ids.js';
-import type { SandboxContext, SandboxKind } from '../../src/core/kind.js';
-import { KeyedMutex } from '../../src/core/keyed-mutex.js';
-import type { PodSpec } from '../../src/core/model.js';
-import type { Sandbox } from '../../src/core/sandbox.js';
-import { Sandboxer } from '../../src/core/sandboxer.js';
-import { writeJsonAtomic } from '../../src/core/state-file.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import { validateId } from '../../src/base/ids.js';
+import type { SandboxContext, SandboxKind } from '../../src/kind-api/kind.js';
+import { KeyedMutex } from '../../src/base/keyed-mutex.js';
+import type { PodSpec } from '../../src/base/model.js';
+import type { Sandbox } from '../../src/engine/sandbox.js';
+import { Sandboxer } from '../../src/engine/sandboxer.js';
+import { writeJsonAtomic } from '../../src/base/state-file.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
 
 test('ids follow containerd identifier rules', () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { loadConfig, parseConfig } from '../../src/config/config.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { fuzzParameters, hostileString } from '../../src/devenv/fuzz.js';
 
 /** Every key of the schema by its dotted path, and a few that are not. */

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import { Code, RuntimeError } from '../../src/core/errors.js';
-import { isValidId } from '../../src/core/ids.js';
-import type { SandboxKind } from '../../src/core/kind.js';
-import type { SandboxRecord } from '../../src/core/model.js';
-import { parseSandboxRecord } from '../../src/core/record-schema.js';
-import { Sandboxer } from '../../src/core/sandboxer.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import { isValidId } from '../../src/base/ids.js';
+import type { SandboxKind } from '../../src/kind-api/kind.js';
+import type { SandboxRecord } from '../../src/base/model.js';
+import { parseSandboxRecord } from '../../src/engine/record-schema.js';
+import { Sandboxer } from '../../src/engine/sandboxer.js';
 import { fuzzParameters } from '../../src/devenv/fuzz.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { fuzzParameters } from '../../src/devenv/fuzz.js';
 import { FrameDecoder, FrameType, HEADER_LENGTH, MAX_PAYLOAD_LENGTH, type DecodedItem, type Frame } from '../../src/rpc/ttrpc/frame.js';
 import { FrameWriter } from '../../src/rpc/ttrpc/writer.js';

@@ -20,10 +20,10 @@ import { StreamInitSchema, Streaming } from '../../src/api/containerd/services/s
 import { DataSchema, WindowUpdateSchema } from '../../src/api/containerd/types/transfer/streaming_pb.js';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
-import { Code, RuntimeError } from '../../src/core/errors.js';
-import type { SandboxKind } from '../../src/core/kind.js';
-import type { SandboxRecord } from '../../src/core/model.js';
-import { Sandbox } from '../../src/core/sandbox.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import type { SandboxKind } from '../../src/kind-api/kind.js';
+import type { SandboxRecord } from '../../src/base/model.js';
+import { Sandbox } from '../../src/engine/sandbox.js';
 import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import {
   ACTIONABLE_CODES,

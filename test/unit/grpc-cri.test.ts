@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ImageService, RuntimeService } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { Code, RuntimeError, notFound, unimplemented } from '../../src/core/errors.js';
+import { Code, RuntimeError, notFound, unimplemented } from '../../src/base/errors.js';
 import { addGrpcService, type GrpcUnaryHandlers } from '../../src/rpc/grpc.js';
 import { ContainerState, CriClient, criEndpoint, criLogText, parseCriLog, readContainerLog } from '../../src/cri/client.js';
 

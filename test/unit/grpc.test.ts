@@ -13,7 +13,7 @@ import {
   PodSandboxConfigSchema,
   RuntimeService,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { Code, RuntimeError, notFound, unimplemented } from '../../src/core/errors.js';
+import { Code, RuntimeError, notFound, unimplemented } from '../../src/base/errors.js';
 import {
   GrpcChannel,
   addGrpcService,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { ConsoleSocket } from '../../src/io/console-socket.js';
 import { openStdinFifo } from '../../src/io/fifo.js';
 import { parseStdioEndpoint, ProcessStdio } from '../../src/io/process-stdio.js';

@@ -14,9 +14,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Code } from '../../src/core/errors.js';
+import { Code } from '../../src/base/errors.js';
 import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
-import { KeptTaskSockets, MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/kept-task-sockets.js';
+import { KeptTaskSockets, MAX_KEPT_CALLS_PER_CONNECTION } from '../../src/daemon/kept-task-sockets.js';
 import { closeKept, FD_KEEPER_BINARY, FdKeeper } from '../../src/linux/fd-keeper.js';
 import { TtrpcClient, TtrpcServer } from '../../src/rpc/ttrpc/index.js';
 
@@ -94,7 +94,7 @@ describe('task sockets kept across a crash', () => {
   async function crashedRun(): Promise<{ client: TtrpcClient; waiting: Promise<Uint8Array>; hanging: Promise<Uint8Array> }> {
     const script = `
       import { pino } from 'pino';
-      import { KeptTaskSockets } from ${JSON.stringify(join(DIST_SRC, 'kept-task-sockets.js'))};
+      import { KeptTaskSockets } from ${JSON.stringify(join(DIST_SRC, 'daemon/kept-task-sockets.js'))};
       import { TtrpcServer } from ${JSON.stringify(join(DIST_SRC, 'rpc/ttrpc/server.js'))};
       const sockets = await KeptTaskSockets.open(${JSON.stringify(keeperPath)}, [${JSON.stringify(runcDir)}], pino({ level: 'silent' }));
       const server = new TtrpcServer({ resumable: (s, m) => m === 'Wait', ...sockets.hooks(${JSON.stringify(socketPath)}) });

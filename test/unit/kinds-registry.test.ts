@@ -13,7 +13,7 @@ import { renderKuasardConfig } from '../../src/devenv/config.js';
 import { localImageRef } from '../../src/devenv/images.js';
 import { environmentPaths } from '../../src/devenv/layout.js';
 import { findKind, KIND_NAMES, KINDS } from '../../src/kinds/index.js';
-import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../../src/kinds/registration.js';
+import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../../src/kind-api/registration.js';
 import { MODULE_LOG_PRELOAD, moduleLogs, ourModules } from '../fixtures/module-log/modules.js';
 
 const kinds: readonly KindRegistration[] = KINDS;
@@ -83,10 +83,7 @@ test('loading the configuration and the registry loads no module of any kind but
     const kindModules = ourModules(urls)
       .filter((path) => path.startsWith('kinds/'))
       .sort();
-    assert.deepEqual(
-      kindModules,
-      ['kinds/index.js', 'kinds/registration.js', ...KIND_NAMES.map((name) => `kinds/${name}/registration.js`)].sort(),
-    );
+    assert.deepEqual(kindModules, ['kinds/index.js', ...KIND_NAMES.map((name) => `kinds/${name}/registration.js`)].sort());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { cgroupDirsFor, detectCgroupLayout, isSystemdCgroupsPath, parseCgroupLayout, parseProcCgroup } from '../../src/linux/cgroups.js';
 import { parseMountInfo } from '../../src/linux/mountinfo.js';
 

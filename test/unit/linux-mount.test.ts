@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { MS } from '../../src/linux/libc/mounts.js';
 import { MOUNT_DATA_LIMIT, mountCalls, parseMountOptions } from '../../src/linux/mount.js';
 

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 
-import { UNKNOWN_EXIT_STATUS } from '../../src/core/model.js';
+import { UNKNOWN_EXIT_STATUS } from '../../src/base/model.js';
 import { isChildSubreaper } from '../../src/linux/libc/processes.js';
 import { Reaper } from '../../src/linux/reaper.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { codeForRuntimeMessage, errorsFromLog, OciRuntime, parseVersion } from '../../src/oci/runtime.js';
 
 // A stand-in for runc: it records its arguments, then acts on the subcommand and container id.

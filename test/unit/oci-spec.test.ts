@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { upsertMount, withNamespacePath, withNewNamespace, withoutNamespace, withRootPath, type Spec } from '../../src/oci/spec.js';
 
 function baseSpec(): Spec {

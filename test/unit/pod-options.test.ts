@@ -15,11 +15,11 @@ import {
   TaskPausedSchema,
   TaskResumedSchema,
 } from '../../src/api/containerd/events/task_pb.js';
-import { Code, RuntimeError } from '../../src/core/errors.js';
-import type { EventSink, TaskEvent } from '../../src/core/events.js';
-import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/core/kind.js';
-import type { ContainerRecord, SandboxRecord } from '../../src/core/model.js';
-import { Sandbox } from '../../src/core/sandbox.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import type { EventSink, TaskEvent } from '../../src/base/events.js';
+import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/kind-api/kind.js';
+import type { ContainerRecord, SandboxRecord } from '../../src/base/model.js';
+import { Sandbox } from '../../src/engine/sandbox.js';
 import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
 import { holderCommand } from '../../src/linux/pid-holder.js';
 import { checkPodSysctls, sysctlNamespace } from '../../src/linux/sysctls.js';

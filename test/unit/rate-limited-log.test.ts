@@ -1,7 +1,7 @@
 // The rate-limited warning log: a few lines per message and interval, the rest counted and told.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RateLimitedLog } from '../../src/rate-limited-log.js';
+import { RateLimitedLog } from '../../src/base/rate-limited-log.js';
 
 interface Line {
   fields: Record<string, unknown>;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { ControllerCreateRequestSchema } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
-import type { SandboxRecord } from '../../src/core/model.js';
+import type { SandboxRecord } from '../../src/base/model.js';
 import { createInfoOf, verboseInfo } from '../../src/services/sandbox-info.js';
 
 // As CRI sends it: the handler's runtime type, and its own record of the pod as a JSON extension.

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
-import { Code } from '../../src/core/errors.js';
+import { Code } from '../../src/base/errors.js';
 import { passedDescriptors, rightsMessage, rightsSpace } from '../../src/linux/cmsg.js';
 import { closeFd } from '../../src/linux/libc/files.js';
 import { acceptNow, connectUnix, listenUnix, receiveMessage, sendMessage } from '../../src/linux/libc/sockets.js';

@@ -12,7 +12,7 @@ import { Task as TaskV2 } from '../../src/api/containerd/runtime/task/v2/shim_pb
 import { CreateTaskResponseSchema, Task as TaskV3 } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { StreamInitSchema, Streaming } from '../../src/api/containerd/services/streaming/v1/streaming_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
-import { Code, RuntimeError, notFound } from '../../src/core/errors.js';
+import { Code, RuntimeError, notFound } from '../../src/base/errors.js';
 import { TtrpcClient, TtrpcServer, registerService, typedClient, type TypedServerStream } from '../../src/rpc/ttrpc/index.js';
 
 const TASK_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
-import { Code, RuntimeError, failedPrecondition, notFound } from '../../src/core/errors.js';
+import { Code, RuntimeError, failedPrecondition, notFound } from '../../src/base/errors.js';
 import { TtrpcClient, TtrpcServer, type ServerStream } from '../../src/rpc/ttrpc/index.js';
 import { MAX_SHORT_CALLS } from '../../src/rpc/ttrpc/server-connection.js';
 import { Flag, FrameDecoder, FrameType, MAX_PAYLOAD_LENGTH, encodeHeader, type Frame } from '../../src/rpc/ttrpc/frame.js';

@@ -6,7 +6,7 @@ import { closeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Code, RuntimeError } from '../../src/core/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import { writeWasmModules } from '../../src/devenv/images.js';
 import { WasmInstance, type InstanceOptions } from '../../src/kinds/wasm/instance.js';
 import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';

@@ -3,7 +3,7 @@ import { lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Code } from '../../src/core/errors.js';
+import { Code } from '../../src/base/errors.js';
 import { mountGuestFilesystem } from '../../src/kinds/wasm/guest-mounts.js';
 import { envObject, guestFilesystem, parseModuleArg, wasmLaunch } from '../../src/kinds/wasm/launch.js';
 import { resolveInRootfs } from '../../src/kinds/wasm/rootfs-path.js';

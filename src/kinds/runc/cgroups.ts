@@ -3,7 +3,7 @@
 // again from that spec in the container's directory.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ContainerRecord } from '../../core/model.js';
+import type { ContainerRecord } from '../../base/model.js';
 import { detectCgroupLayout, type CgroupLayout } from '../../linux/cgroups.js';
 import type { Spec } from '../../oci/spec.js';
 

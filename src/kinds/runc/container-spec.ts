@@ -2,8 +2,8 @@
 // pod's pinned IPC/UTS namespaces, its network namespace and (when the pod shares one) its PID
 // namespace, gets the pod's sysctls, and sees the pod's own /etc files and /dev/shm instead of
 // files CRI would have made for a pause container.
-import { internal } from '../../core/errors.js';
-import type { PodSpec } from '../../core/model.js';
+import { internal } from '../../base/errors.js';
+import type { PodSpec } from '../../base/model.js';
 import {
   isBindMount,
   mountAt,

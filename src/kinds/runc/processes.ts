@@ -3,10 +3,11 @@
 // and keeps its stdio plumbing here, in memory, until its exit has drained or it is deleted.
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { notFound } from '../../core/errors.js';
-import type { CreatedProcess, SandboxContext, WindowSize } from '../../core/kind.js';
-import type { ContainerRecord, ExecRecord, ExitInfo } from '../../core/model.js';
-import { timed } from '../../core/stages.js';
+import { notFound } from '../../base/errors.js';
+import type { CreatedProcess, SandboxContext } from '../../kind-api/kind.js';
+import type { WindowSize } from '../../base/model.js';
+import type { ContainerRecord, ExecRecord, ExitInfo } from '../../base/model.js';
+import { timed } from '../../base/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
 import { hasErrnoCode } from '../../linux/libc/binding.js';
 import type { Reaper } from '../../linux/reaper.js';

@@ -1,7 +1,7 @@
 // The runc kind: pods of namespaces and cgroups on the host, containers run by an OCI runtime CLI.
 import { z } from 'zod';
 import { kindConfigSchema } from '../../config/kind-schema.js';
-import { defineKind } from '../registration.js';
+import { defineKind } from '../../kind-api/registration.js';
 
 export const runcKind = defineKind({
   name: 'runc',

@@ -10,8 +10,8 @@
 // (the kernel follows no link on it: ELOOP to the module); the daemon's own lookups read links
 // without following them.
 import { stat } from 'node:fs/promises';
-import { failedPrecondition } from '../../core/errors.js';
-import type { Mount } from '../../core/model.js';
+import { failedPrecondition } from '../../base/errors.js';
+import type { Mount } from '../../base/model.js';
 import { addMountFlags, mountAll, mountOne } from '../../linux/mount.js';
 import type { GuestFilesystem, GuestMount } from './launch.js';
 import { resolveInRootfs } from './rootfs-path.js';

@@ -6,11 +6,11 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { failedPrecondition } from '../../core/errors.js';
-import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../core/kind.js';
-import type { CgroupMetrics } from '../../core/metrics.js';
-import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExitInfo, type Platform } from '../../core/model.js';
-import { timed } from '../../core/stages.js';
+import { failedPrecondition } from '../../base/errors.js';
+import type { CreatedProcess, SandboxContext, SandboxKind, TaskDriver } from '../../kind-api/kind.js';
+import type { CgroupMetrics } from '../../base/metrics.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ContainerRecord, type ExitInfo, type Platform } from '../../base/model.js';
+import { timed } from '../../base/stages.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
 import { unmountRecursive } from '../../linux/mount.js';

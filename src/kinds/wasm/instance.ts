@@ -3,7 +3,7 @@
 // module in a host call or asleep unwinds at once), then terminates the thread (a module in a
 // loop that never calls the host stops at the engine's next interrupt check). A killed worker
 // is never reused; one whose instance ended on its own, its memory small, goes back to the pool.
-import { failedPrecondition } from '../../core/errors.js';
+import { failedPrecondition } from '../../base/errors.js';
 import type { InstanceJob, WorkerMessage } from './instance-protocol.cjs';
 import { CONTROL, CONTROL_CELLS, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 import type { PooledWorker, WorkerPool } from './worker-pool.js';

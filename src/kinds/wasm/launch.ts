@@ -3,7 +3,7 @@
 // `/` (its only preopen), and every bind mount of the spec is bound at its destination inside
 // that rootfs (guest-mounts.ts makes them); nothing else of the host is reachable.
 import { posix } from 'node:path';
-import { invalidArgument } from '../../core/errors.js';
+import { invalidArgument } from '../../base/errors.js';
 import { parseMountOptions } from '../../linux/mount.js';
 import { BIND_OPTIONS, isBindMount } from '../../oci/spec.js';
 import { resolveInRootfs } from './rootfs-path.js';

@@ -1,7 +1,7 @@
 // Caps the linear memory a module declares: its memory section's maximum is lowered to the
 // container's memory limit, so the engine itself refuses memory.grow beyond it (the module sees
 // -1, as from a failed allocation) and nothing needs to watch the instance while it runs.
-import { invalidArgument } from '../../core/errors.js';
+import { invalidArgument } from '../../base/errors.js';
 import { WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
 export { WASM_PAGE_BYTES };

@@ -8,7 +8,7 @@
 // the module before compilation (memory-cap.ts).
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { invalidArgument } from '../../core/errors.js';
+import { invalidArgument } from '../../base/errors.js';
 import { capMemory, pagesWithin } from './memory-cap.js';
 
 interface Entry {

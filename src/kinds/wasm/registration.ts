@@ -1,7 +1,7 @@
 // The wasm kind: WASI modules run inside kuasard, one worker thread per running instance.
 import { z } from 'zod';
 import { kindConfigSchema } from '../../config/kind-schema.js';
-import { defineKind } from '../registration.js';
+import { defineKind } from '../../kind-api/registration.js';
 
 /** The devenv's image of test modules: /<name>.wasm for every test/fixtures/wasm/<name>.wat. */
 const TEST_MODULES = 'wasm-tests';

@@ -4,7 +4,7 @@
 // the rootfs, and `..` never climbs above it.
 import { lstat, mkdir, readlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { failedPrecondition, invalidArgument } from '../../core/errors.js';
+import { failedPrecondition, invalidArgument } from '../../base/errors.js';
 
 /** Symbolic links followed before a path is taken for a loop (Linux's own limit). */
 const MAX_LINKS = 40;

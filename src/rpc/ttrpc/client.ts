@@ -5,7 +5,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import net from 'node:net';
 import { RequestSchema } from '../../api/ttrpc/ttrpc_pb.js';
-import { Code, RuntimeError, failedPrecondition } from '../../core/errors.js';
+import { Code, RuntimeError, failedPrecondition } from '../../base/errors.js';
 import { metadataToWire, readResponse, timeoutNanos, type MetadataInit } from './envelope.js';
 import { Flag, FrameDecoder, FrameType, oversizedError, type Frame } from './frame.js';
 import { InboundQueue, ReadThrottle } from './inbound.js';

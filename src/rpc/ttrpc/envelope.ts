@@ -4,7 +4,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { KeyValueSchema, ResponseSchema, type KeyValue, type Response } from '../../api/ttrpc/ttrpc_pb.js';
 import type { Status } from '../../api/google/rpc/status_pb.js';
-import { Code, RuntimeError, toStatus } from '../../core/errors.js';
+import { Code, RuntimeError, toStatus } from '../../base/errors.js';
 
 /** Request metadata: every value a key was sent with, in order. */
 export type Metadata = Record<string, string[]>;

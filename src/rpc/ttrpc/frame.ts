@@ -1,7 +1,7 @@
 // ttrpc framing: a 10-byte big-endian header (payload length u32, stream id u32, type u8,
 // flags u8) followed by the payload. Payloads above 4 MiB are refused by both ends.
 
-import { Code, RuntimeError } from '../../core/errors.js';
+import { Code, RuntimeError } from '../../base/errors.js';
 
 export const HEADER_LENGTH = 10;
 export const MAX_PAYLOAD_LENGTH = 4 << 20;

@@ -27,12 +27,12 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import type { Socket } from 'node:net';
 import { RequestSchema, type Request } from '../../api/ttrpc/ttrpc_pb.js';
-import { Code, RuntimeError, failedPrecondition, invalidArgument, unavailable, unimplemented } from '../../core/errors.js';
-import type { WarnLogger } from '../../rate-limited-log.js';
+import { Code, RuntimeError, failedPrecondition, invalidArgument, unavailable, unimplemented } from '../../base/errors.js';
+import type { WarnLogger } from '../../base/rate-limited-log.js';
 import { encodeFailure, encodeSuccess, errorMessage, metadataFromWire, type Metadata } from './envelope.js';
 import { Flag, FrameDecoder, FrameType, MAX_PAYLOAD_LENGTH, oversizedError, type DecodedItem } from './frame.js';
 import { InboundQueue, ReadThrottle } from './inbound.js';
-import type { ServerStream, StreamHandler, UnaryHandler } from './server.js';
+import type { ServerStream, StreamHandler, UnaryHandler } from './handlers.js';
 import { FrameWriter } from './writer.js';
 
 export type MethodHandler = { kind: 'unary'; handle: UnaryHandler } | { kind: 'stream'; handle: StreamHandler };

@@ -11,7 +11,7 @@ import {
   type MessageShape,
 } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
-import { Code, RuntimeError, invalidArgument } from '../../core/errors.js';
+import { Code, RuntimeError, invalidArgument } from '../../base/errors.js';
 import type { CallOptions, TtrpcClient } from './client.js';
 import { errorMessage } from './envelope.js';
 import type { CallContext, ServerStream, ServiceHandlers, StreamHandler, TtrpcServer, UnaryHandler } from './server.js';

@@ -2,7 +2,7 @@
 // socket has room again.
 
 import type { Socket } from 'node:net';
-import { Code, RuntimeError } from '../../core/errors.js';
+import { Code, RuntimeError } from '../../base/errors.js';
 import { encodeHeader, MAX_PAYLOAD_LENGTH, oversizedError, type FrameType } from './frame.js';
 
 const EMPTY = new Uint8Array(0);

@@ -6,7 +6,7 @@
 // of the devenv (workloads name their images by the devenv's short names, as plain strings).
 import type { z } from 'zod';
 import type { KindConfig } from '../config/kind-schema.js';
-import type { SandboxKind } from '../core/kind.js';
+import type { SandboxKind } from './kind.js';
 import type { Reaper } from '../linux/reaper.js';
 
 /**

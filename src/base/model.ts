@@ -37,6 +37,12 @@ export interface Stdio {
   terminal: boolean;
 }
 
+/** A terminal's size in character cells. */
+export interface WindowSize {
+  width: number;
+  height: number;
+}
+
 export interface ExitInfo {
   /** The exit code, or 128 + the signal number when a signal killed the process (shell style). */
   exitStatus: number;

@@ -5,13 +5,13 @@
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from './errors.js';
-import type { EventSink } from './events.js';
-import { isValidId, validateId } from './ids.js';
-import type { SandboxKind } from './kind.js';
-import { KeyedMutex } from './keyed-mutex.js';
-import type { CgroupMetrics } from './metrics.js';
-import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from './model.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../base/errors.js';
+import type { EventSink } from '../base/events.js';
+import { isValidId, validateId } from '../base/ids.js';
+import type { SandboxKind } from '../kind-api/kind.js';
+import { KeyedMutex } from '../base/keyed-mutex.js';
+import type { CgroupMetrics } from '../base/metrics.js';
+import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from '../base/model.js';
 import { parseSandboxRecord } from './record-schema.js';
 import { MAX_SOCKET_PATH, Sandbox, STATE_FILE, TASK_SOCKET_NAME } from './sandbox.js';
 

@@ -1,9 +1,9 @@
 // What every sandbox kind implements. Core owns the lifecycle, the state file, the waiters and
 // the events; a kind only does the isolation-specific work behind these few calls.
 import type { Logger } from 'pino';
-import type { CgroupMetrics } from './metrics.js';
-import type { ContainerRecord, ExecRecord, ExitInfo, Platform, SandboxRecord } from './model.js';
-import type { StreamRegistry } from './streams.js';
+import type { CgroupMetrics } from '../base/metrics.js';
+import type { ContainerRecord, ExecRecord, ExitInfo, Platform, SandboxRecord, WindowSize } from '../base/model.js';
+import type { StreamRegistry } from '../base/streams.js';
 
 /** What a kind sees of one sandbox while it works on it. */
 export interface SandboxContext {
@@ -22,12 +22,6 @@ export interface SandboxContext {
 
 /** The host paths of a pod's own namespaces; a type left out is the host's (or none is known). */
 export type PodNamespaces = Partial<Record<'network' | 'ipc' | 'uts' | 'pid', string>>;
-
-/** A terminal's size in character cells. */
-export interface WindowSize {
-  width: number;
-  height: number;
-}
 
 /** A container process that has been created; `exited` settles when it ends. */
 export interface CreatedProcess {

@@ -4,22 +4,22 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { Controller } from './api/containerd/services/sandbox/v1/sandbox_pb.js';
-import { Task } from './api/containerd/runtime/task/v3/shim_pb.js';
-import { Streaming } from './api/containerd/services/streaming/v1/streaming_pb.js';
-import { enabledKinds, type Config } from './config/config.js';
-import { Sandboxer, type TaskEndpointFactory } from './core/sandboxer.js';
+import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
+import { Task } from '../api/containerd/runtime/task/v3/shim_pb.js';
+import { Streaming } from '../api/containerd/services/streaming/v1/streaming_pb.js';
+import { enabledKinds, type Config } from '../config/config.js';
+import { Sandboxer, type TaskEndpointFactory } from '../engine/sandboxer.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
-import { createKind } from './kinds/index.js';
-import { Reaper } from './linux/reaper.js';
-import { addGrpcService } from './rpc/grpc.js';
-import { TtrpcServer } from './rpc/ttrpc/server.js';
-import { registerService } from './rpc/ttrpc/typed.js';
-import { withCallLog } from './services/call-log.js';
-import { controllerHandlers } from './services/controller.js';
-import { ContainerdEventForwarder } from './services/events.js';
-import { streamingHandlers } from './services/streaming.js';
-import { TASK_SERVICE_NAMES, taskHandlers } from './services/task.js';
+import { createKind } from '../kinds/index.js';
+import { Reaper } from '../linux/reaper.js';
+import { addGrpcService } from '../rpc/grpc.js';
+import { TtrpcServer } from '../rpc/ttrpc/server.js';
+import { registerService } from '../rpc/ttrpc/typed.js';
+import { withCallLog } from '../services/call-log.js';
+import { controllerHandlers } from '../services/controller.js';
+import { ContainerdEventForwarder } from '../services/events.js';
+import { streamingHandlers } from '../services/streaming.js';
+import { TASK_SERVICE_NAMES, taskHandlers } from '../services/task.js';
 
 /** containerd's own limit for sandbox controller messages. */
 const MAX_GRPC_MESSAGE = 16 << 20;
@@ -106,7 +106,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
 
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
-    const kind = await createKind(name, config, { reaper });
+    const kind = await createKind(name, config.kinds[name], { kindDir: join(config.state_dir, name), reaper });
     const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({

@@ -46,9 +46,9 @@
 import { lstat } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { closeKept, FdKeeper, type KeptFd } from './linux/fd-keeper.js';
-import { closeFd } from './linux/libc/files.js';
-import type { PendingCall, TtrpcServer, TtrpcServerOptions } from './rpc/ttrpc/server.js';
+import { closeKept, FdKeeper, type KeptFd } from '../linux/fd-keeper.js';
+import { closeFd } from '../linux/libc/files.js';
+import type { PendingCall, TtrpcServer, TtrpcServerOptions } from '../rpc/ttrpc/server.js';
 
 /** How many pending resumable calls of one connection are kept (see the header). */
 export const MAX_KEPT_CALLS_PER_CONNECTION = 256;

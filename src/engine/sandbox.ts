@@ -2,12 +2,13 @@
 // Every change to the record is saved before the call that made it returns.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { alreadyExists, failedPrecondition, notFound } from './errors.js';
-import type { EventSink } from './events.js';
-import { validateId } from './ids.js';
-import type { CreatedProcess, SandboxContext, SandboxKind, WindowSize } from './kind.js';
-import { KeyedMutex } from './keyed-mutex.js';
-import type { CgroupMetrics } from './metrics.js';
+import { alreadyExists, failedPrecondition, notFound } from '../base/errors.js';
+import type { EventSink } from '../base/events.js';
+import { validateId } from '../base/ids.js';
+import type { CreatedProcess, SandboxContext, SandboxKind } from '../kind-api/kind.js';
+import type { WindowSize } from '../base/model.js';
+import { KeyedMutex } from '../base/keyed-mutex.js';
+import type { CgroupMetrics } from '../base/metrics.js';
 import {
   exitedNow,
   UNKNOWN_EXIT_STATUS,
@@ -17,9 +18,9 @@ import {
   type Mount,
   type SandboxRecord,
   type Stdio,
-} from './model.js';
-import { writeJsonAtomic } from './state-file.js';
-import { StreamRegistry } from './streams.js';
+} from '../base/model.js';
+import { writeJsonAtomic } from '../base/state-file.js';
+import { StreamRegistry } from '../base/streams.js';
 
 export const STATE_FILE = 'state.json';
 export const TASK_SOCKET_NAME = 'task.sock';

@@ -3,9 +3,9 @@
 // the reason, instead of being cast into a record whose missing or mistyped fields would crash
 // a later call, or whose ids (they become paths and runc ids) could point outside the sandbox.
 import { z } from 'zod';
-import { failedPrecondition, type RuntimeError } from './errors.js';
-import { isValidId } from './ids.js';
-import type { SandboxRecord } from './model.js';
+import { failedPrecondition, type RuntimeError } from '../base/errors.js';
+import { isValidId } from '../base/ids.js';
+import type { SandboxRecord } from '../base/model.js';
 
 const id = z.string().refine(isValidId, 'not a valid identifier');
 const isoTime = z.iso.datetime();
