@@ -15,3 +15,14 @@ export class KeyedMutex {
     }
   }
 }
+
+/** Serialises the operations on one object (a container, an exec): each waits for the one before. */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const current = this.tail.then(work, work);
+    this.tail = current.catch(() => undefined);
+    return current;
+  }
+}

@@ -43,6 +43,15 @@ export interface WindowSize {
   height: number;
 }
 
+/**
+ * What a kind's object keeps in the state file: a version and the data (JSON), which the kind
+ * checks against its own schema when it reads it back (kind-api/state.ts).
+ */
+export interface SavedState {
+  version: number;
+  data: unknown;
+}
+
 export interface ExitInfo {
   /** The exit code, or 128 + the signal number when a signal killed the process (shell style). */
   exitStatus: number;
@@ -71,6 +80,8 @@ export interface ExecRecord {
   pid: number;
   status: ProcessStatus;
   exit: ExitInfo | null;
+  /** What the kind keeps of the exec (kinds whose execs survive a restart). */
+  kindState: SavedState | null;
 }
 
 export interface ContainerRecord {
@@ -81,8 +92,8 @@ export interface ContainerRecord {
   pid: number;
   status: ProcessStatus;
   exit: ExitInfo | null;
-  /** Whatever the kind keeps about the container (JSON), opaque to core. */
-  kindState: unknown;
+  /** What the kind keeps of the container, opaque to the engine. */
+  kindState: SavedState | null;
   execs: ExecRecord[];
 }
 
@@ -100,7 +111,8 @@ export interface SandboxRecord {
   /** A process that stands for the pod, or 0 when the kind keeps none. */
   pid: number;
   taskAddress: string;
-  kindState: unknown;
+  /** What the kind keeps of the sandbox, opaque to the engine. */
+  kindState: SavedState | null;
   containers: ContainerRecord[];
   /**
    * What the controller was told at Create and only shows back (a verbose Status): JSON, opaque

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { invalidArgument } from '../base/errors.js';
-import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../engine/sandbox.js';
+import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../daemon/task-socket.js';
 import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
 import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../kind-api/registration.js';
 import { absolutePath } from './kind-schema.js';

@@ -8,8 +8,10 @@ import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js'
 import { Task } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Streaming } from '../api/containerd/services/streaming/v1/streaming_pb.js';
 import { enabledKinds, type Config } from '../config/config.js';
-import { Sandboxer, type TaskEndpointFactory } from '../engine/sandboxer.js';
+import type { Sandbox } from '../engine/sandbox.js';
+import { Sandboxer, type TaskEndpoint, type TaskEndpoints } from '../engine/sandboxer.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
+import { checkTaskSocketPath, taskSocketPath } from './task-socket.js';
 import { createKind } from '../kinds/index.js';
 import { Reaper } from '../linux/reaper.js';
 import { addGrpcService } from '../rpc/grpc.js';
@@ -50,23 +52,25 @@ const isResumableTaskCall = (service: string, method: string): boolean => method
  * Task sockets live in the sandbox's own directory, so removing the sandbox removes them. Their
  * descriptors are kept in the fd keeper too, so that containerd's connections survive a restart.
  */
-function taskEndpointFactory(log: Logger, sockets: KeptTaskSockets): TaskEndpointFactory {
-  return async (sandbox) => {
-    const path = sandbox.taskSocketPath;
-    const server = new TtrpcServer({
-      logger: sandbox.log,
-      // A Wait is answered when its process ends: it is both long and worth handing over.
-      longCalls: isResumableTaskCall,
-      resumable: isResumableTaskCall,
-      ...sockets.hooks(path),
-    });
-    registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
-    // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
-    registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));
-    await sockets.serve(server, path);
-    log.debug({ sandbox: sandbox.id, path }, 'task API listening');
-    return { address: `ttrpc+unix://${path}`, close: () => sockets.close(server, path) };
-  };
+function taskEndpoints(log: Logger, sockets: KeptTaskSockets): TaskEndpoints {
+  return { check: checkTaskSocketPath, open: (sandbox) => openTaskEndpoint(sandbox, log, sockets) };
+}
+
+async function openTaskEndpoint(sandbox: Sandbox, log: Logger, sockets: KeptTaskSockets): Promise<TaskEndpoint> {
+  const path = taskSocketPath(sandbox.dir);
+  const server = new TtrpcServer({
+    logger: sandbox.log,
+    // A Wait is answered when its process ends: it is both long and worth handing over.
+    longCalls: isResumableTaskCall,
+    resumable: isResumableTaskCall,
+    ...sockets.hooks(path),
+  });
+  registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
+  // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
+  registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));
+  await sockets.serve(server, path);
+  log.debug({ sandbox: sandbox.id, path }, 'task API listening');
+  return { address: `ttrpc+unix://${path}`, close: () => sockets.close(server, path) };
 }
 
 /** Lets calls in flight finish for a moment, then cancels what is left (see CONTROLLER_SHUTDOWN_GRACE_MS). */
@@ -107,7 +111,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
     const kind = await createKind(name, config.kinds[name], { kindDir: join(config.state_dir, name), reaper });
-    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpointFactory(kindLog, sockets), kindLog);
+    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,

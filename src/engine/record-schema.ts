@@ -40,6 +40,13 @@ const mount = z.object({ type: z.string(), source: z.string(), target: z.string(
 const exitMatchesStatus = (p: { status: string; exit: unknown }) => (p.status === 'stopped') === (p.exit !== null);
 const EXIT_MISMATCH = 'a stopped process needs its exit, and only a stopped one has it';
 
+/** A kind's state: checked here for its envelope only, by the kind for its data. */
+const kindState = z
+  .object({ version: z.number().int(), data: z.unknown() })
+  .nullable()
+  .optional()
+  .transform((value) => (value ? { version: value.version, data: value.data } : null));
+
 const execRecord = z
   .object({
     id,
@@ -48,6 +55,7 @@ const execRecord = z
     pid,
     status: processStatus,
     exit: exitInfo.nullable(),
+    kindState,
   })
   .refine(exitMatchesStatus, EXIT_MISMATCH);
 
@@ -63,8 +71,7 @@ const containerRecord = z
     pid,
     status: processStatus,
     exit: exitInfo.nullable(),
-    // Opaque to core: the kind checks its own part when it recovers the sandbox.
-    kindState: z.unknown().transform((value) => value ?? null),
+    kindState,
     execs: z.array(execRecord).refine(uniqueIds, 'two execs with one id'),
   })
   .refine(exitMatchesStatus, EXIT_MISMATCH);
@@ -81,7 +88,7 @@ const sandboxRecord = z.object({
   exit: exitInfo.nullable(),
   pid,
   taskAddress: z.string(),
-  kindState: z.unknown().transform((value) => value ?? null),
+  kindState,
   containers: z.array(containerRecord).refine(uniqueIds, 'two containers with one id'),
 });
 

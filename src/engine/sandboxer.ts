@@ -1,26 +1,32 @@
 // The sandboxer of one kind: the registry of its sandboxes and the controller's lifecycle
-// (create, start, status, wait, stop, shutdown). Kind-specific work is delegated to the kind;
-// the Task API endpoint of each sandbox is opened through an injected factory so that core
-// knows nothing of ttrpc.
+// (create, start, status, wait, stop, shutdown, update, metrics). Kind-specific work is done by
+// the kind's object for each sandbox; kuasard's own Task API endpoint for a sandbox is opened
+// through injected TaskEndpoints, so that the engine knows nothing of ttrpc.
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../base/errors.js';
+import { alreadyExists, failedPrecondition, notFound } from '../base/errors.js';
 import type { EventSink } from '../base/events.js';
 import { isValidId, validateId } from '../base/ids.js';
-import type { SandboxKind } from '../kind-api/kind.js';
+import type { SandboxKind, SandboxUpdate } from '../kind-api/kind.js';
 import { KeyedMutex } from '../base/keyed-mutex.js';
 import type { CgroupMetrics } from '../base/metrics.js';
 import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from '../base/model.js';
 import { parseSandboxRecord } from './record-schema.js';
-import { MAX_SOCKET_PATH, Sandbox, STATE_FILE, TASK_SOCKET_NAME } from './sandbox.js';
+import { Sandbox, STATE_FILE } from './sandbox.js';
 
 /** Serves the Task API of one sandbox; closed when the sandbox is shut down. */
 export interface TaskEndpoint {
   readonly address: string;
   close(): Promise<void>;
 }
-export type TaskEndpointFactory = (sandbox: Sandbox) => Promise<TaskEndpoint>;
+
+/** kuasard's own Task API endpoints, one per sandbox whose kind names no other address. */
+export interface TaskEndpoints {
+  /** Refuses, at Create, a sandbox whose endpoint could not be opened later (its socket path would not fit). */
+  check(sandbox: { id: string; dir: string }): void;
+  open(sandbox: Sandbox): Promise<TaskEndpoint>;
+}
 
 export interface CreateSandboxInput {
   id: string;
@@ -53,7 +59,7 @@ export class Sandboxer {
     readonly kind: SandboxKind,
     stateDir: string,
     private readonly events: EventSink,
-    private readonly openEndpoint: TaskEndpointFactory,
+    private readonly taskEndpoints: TaskEndpoints,
     private readonly log: Logger,
   ) {
     this.kindDir = join(stateDir, kind.name);
@@ -105,11 +111,15 @@ export class Sandboxer {
       record.exit = exitedNow(UNKNOWN_EXIT_STATUS);
       sandbox.stopped.settle(record.exit);
     }
-    await this.kind.recover(sandbox).catch((err: unknown) => this.markUnusable(sandbox, errorText(err)));
+    try {
+      sandbox.handle = await this.kind.restoreSandbox(sandbox, record.kindState);
+    } catch (err) {
+      this.markUnusable(sandbox, errorText(err));
+    }
     // A started sandbox keeps its task socket until Shutdown, stopped or not: containerd
     // still deletes its containers through it.
     if (record.taskAddress) await this.reopenEndpoint(sandbox);
-    sandbox.adoptContainers();
+    await sandbox.adoptContainers();
     this.sandboxes.set(id, sandbox);
     await sandbox.save();
     sandbox.log.info(
@@ -150,9 +160,10 @@ export class Sandboxer {
     return new Sandbox(standInRecord(id, this.kind.name, createdAt), dir, this.kind, this.events, this.log, { standIn: true });
   }
 
-  /** The kind releases the pod's resources, then its directory goes. */
+  /** The kind releases the pod's resources (through its object, or without one), then its directory goes. */
   private async release(sandbox: Sandbox): Promise<void> {
-    await this.kind.destroy(sandbox);
+    if (sandbox.handle) await sandbox.handle.destroy();
+    else await this.kind.destroyLost(sandbox);
     await sandbox.stopSaving();
     await rm(sandbox.dir, { recursive: true, force: true });
   }
@@ -165,21 +176,14 @@ export class Sandboxer {
   private async keepUnreadable(sandbox: Sandbox, err: unknown): Promise<void> {
     this.markUnusable(sandbox, errorText(err));
     // Started once, it may have containers containerd still deletes through its task socket.
-    if (
-      await stat(sandbox.taskSocketPath).then(
-        () => true,
-        () => false,
-      )
-    )
-      await this.reopenEndpoint(sandbox);
+    await this.reopenEndpoint(sandbox);
     this.sandboxes.set(sandbox.id, sandbox);
   }
 
   private async reopenEndpoint(sandbox: Sandbox): Promise<void> {
     try {
-      const endpoint = await this.openEndpoint(sandbox);
-      this.endpoints.set(sandbox.id, endpoint);
-      sandbox.record.taskAddress = endpoint.address;
+      const address = await this.openTaskAddress(sandbox);
+      sandbox.record.taskAddress = address;
     } catch (err) {
       this.markUnusable(sandbox, `its task socket cannot be served: ${errorText(err)}`);
     }
@@ -192,6 +196,15 @@ export class Sandboxer {
     sandbox.record.phase = 'stopped';
     sandbox.record.exit ??= exitedNow(UNKNOWN_EXIT_STATUS);
     sandbox.stopped.settle(sandbox.record.exit);
+  }
+
+  /** The kind's own address for the sandbox's Task API, or kuasard's socket for it, opened now. */
+  private async openTaskAddress(sandbox: Sandbox): Promise<string> {
+    const own = sandbox.handle?.taskAddress();
+    if (own) return own;
+    const endpoint = await this.taskEndpoints.open(sandbox);
+    this.endpoints.set(sandbox.id, endpoint);
+    return endpoint.address;
   }
 
   get(id: string): Sandbox {
@@ -210,9 +223,7 @@ export class Sandboxer {
     await this.locks.run(input.id, async () => {
       if (this.sandboxes.has(input.id)) throw alreadyExists(`sandbox ${input.id}`);
       const dir = join(this.kindDir, input.id);
-      if (join(dir, TASK_SOCKET_NAME).length > MAX_SOCKET_PATH) {
-        throw invalidArgument(`create sandbox ${input.id}: the id is too long for a task socket below ${this.kindDir}`);
-      }
+      this.taskEndpoints.check({ id: input.id, dir });
       await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'EEXIST') throw alreadyExists(`sandbox ${input.id} (state directory ${dir})`);
         throw err;
@@ -227,11 +238,11 @@ export class Sandboxer {
       const sandbox = new Sandbox(record, dir, this.kind, this.events, this.log);
       try {
         await sandbox.save();
-        await this.kind.prepare(sandbox);
+        sandbox.handle = await this.kind.createSandbox(sandbox);
         await sandbox.save();
       } catch (err) {
         sandbox.log.warn({ err }, 'sandbox create failed; releasing what it took');
-        await this.kind.destroy(sandbox).catch((e) => sandbox.log.error({ err: e }, 'cleanup after failed create'));
+        await this.release(sandbox).catch((e) => sandbox.log.error({ err: e }, 'cleanup after failed create'));
         await rm(dir, { recursive: true, force: true });
         throw err;
       }
@@ -247,11 +258,9 @@ export class Sandboxer {
       if (record.phase === 'ready') return this.statusOf(sandbox);
       if (record.phase !== 'created') throw failedPrecondition(`start sandbox ${id}: it is ${record.phase}`);
       try {
-        const { pid } = await this.kind.start(sandbox);
-        const endpoint = await this.openEndpoint(sandbox);
-        this.endpoints.set(id, endpoint);
+        const { pid } = await sandbox.kindSandbox().start();
         record.pid = pid;
-        record.taskAddress = endpoint.address;
+        record.taskAddress = await this.openTaskAddress(sandbox);
         record.phase = 'ready';
         record.startedAt = nowIso();
         await sandbox.save();
@@ -304,8 +313,17 @@ export class Sandboxer {
 
   /** The counters of the pod as a whole (Controller Metrics). */
   metrics(id: string): Promise<CgroupMetrics> {
+    return this.get(id).kindSandbox().metrics();
+  }
+
+  /** Controller Update: what changed in the pod's spec, applied by the kind. */
+  async update(id: string, update: SandboxUpdate): Promise<void> {
     const sandbox = this.get(id);
-    return this.kind.metrics(sandbox);
+    await this.locks.run(id, async () => {
+      if (sandbox.record.phase === 'stopped') throw failedPrecondition(`update sandbox ${id}: it has stopped`);
+      await sandbox.kindSandbox().update(update);
+      await sandbox.save();
+    });
   }
 
   /** Stop every container (SIGTERM, then SIGKILL after `graceMs`) and mark the sandbox exited. */
@@ -314,7 +332,7 @@ export class Sandboxer {
     await this.locks.run(id, async () => {
       if (sandbox.record.phase === 'stopped') return;
       await sandbox.stopAllTasks(graceMs);
-      await this.kind.stop(sandbox);
+      await sandbox.handle?.stop();
       const exit: ExitInfo = exitedNow(0);
       sandbox.record.phase = 'stopped';
       sandbox.record.exit = exit;

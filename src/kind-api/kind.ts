@@ -1,85 +1,173 @@
-// What every sandbox kind implements. Core owns the lifecycle, the state file, the waiters and
-// the events; a kind only does the isolation-specific work behind these few calls.
+// What every sandbox kind implements. The engine owns the lifecycle, the state file, the waiters
+// and the events; a kind owns one object per sandbox (KindSandbox), which owns one object per
+// container (KindContainer), which owns its processes (KindProcess: the init and the execs).
+// Each object keeps what it runs in memory (clients, descriptors, stdio copies) and hands the
+// engine a typed, versioned state to save (state.ts); after a daemon restart the kind rebuilds
+// the objects from those states.
 import type { Logger } from 'pino';
 import type { CgroupMetrics } from '../base/metrics.js';
 import type { ContainerRecord, ExecRecord, ExitInfo, Platform, SandboxRecord, WindowSize } from '../base/model.js';
 import type { StreamRegistry } from '../base/streams.js';
+import type { SavedState } from './state.js';
 
-/** What a kind sees of one sandbox while it works on it. */
-export interface SandboxContext {
-  readonly record: SandboxRecord;
-  /** The sandbox's private directory (0700), removed by core after `destroy`. */
-  readonly dir: string;
-  readonly log: Logger;
-  /** Stdio streams containerd opened to the sandbox (streaming io), by stream id. */
-  readonly streams: StreamRegistry;
-  /**
-   * The kernel's OOM killer struck in the container: published at once, so a kind that learns
-   * it when the container ends reports it before the exit (CRI then says OOMKilled).
-   */
-  reportOom(containerId: string): void;
+/** What a kind supports. The engine answers Unimplemented for the rest, before the kind is asked. */
+export interface KindCapabilities {
+  /** Task Exec: more processes in a running container. */
+  exec: boolean;
+  /** A terminal for a container or an exec. */
+  terminal: boolean;
+  /** Task Pause and Resume. */
+  pauseResume: boolean;
+  /** Task Update: new resources for a container that runs. */
+  updateResources: boolean;
+  /** stdio over containerd's Streaming API (io_type "streaming"), besides FIFOs. */
+  streamingIo: boolean;
+  /** What keeps running across a restart of kuasard, and is served again by the next run. */
+  restart: {
+    /** Containers: their processes outlive the daemon (else they are reported ended, 255). */
+    containers: boolean;
+    /** Execs: likewise (else they are reported ended, 255, when the daemon comes back). */
+    execs: boolean;
+    /**
+     * The stdio the daemon copied (terminals, streams): whether the next run serves it again.
+     * Without it, a surviving process whose output went through the daemon writes into nothing.
+     */
+    stdio: boolean;
+  };
 }
 
 /** The host paths of a pod's own namespaces; a type left out is the host's (or none is known). */
 export type PodNamespaces = Partial<Record<'network' | 'ipc' | 'uts' | 'pid', string>>;
 
-/** A container process that has been created; `exited` settles when it ends. */
-export interface CreatedProcess {
-  pid: number;
-  exited: Promise<ExitInfo>;
+/** What the engine gives a kind's sandbox object: the record (read-only) and what it may call. */
+export interface SandboxContext {
+  readonly record: Readonly<SandboxRecord>;
+  /** The sandbox's private directory (0700), removed by the engine after `destroy`. */
+  readonly dir: string;
+  readonly log: Logger;
+  /** Stdio streams containerd opened to the sandbox (streaming io), by stream id. */
+  readonly streams: StreamRegistry;
+  /**
+   * The pod's isolation has ended by itself (its VM, its sandbox process, the holder of its PID
+   * namespace died): the engine reports the sandbox not ready, ends its containers and answers
+   * Controller Wait. `reason` says what ended, for the log and the sandbox's status.
+   */
+  isolationEnded(reason: string): void;
 }
 
-export interface TaskDriver {
-  /** Create the container (rootfs mounted, process created but not started). */
-  create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess>;
-  start(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
-  kill(sandbox: SandboxContext, container: ContainerRecord, signal: number, all: boolean): Promise<void>;
-  /** Release everything the container holds; must succeed when called twice. */
-  delete(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
-  pids(sandbox: SandboxContext, container: ContainerRecord): Promise<number[]>;
-  /** The counters of the container's cgroup (Task Stats). */
-  stats(sandbox: SandboxContext, container: ContainerRecord): Promise<CgroupMetrics>;
-  /** Apply new limits to the container; `resources` is an OCI LinuxResources object. */
-  update(sandbox: SandboxContext, container: ContainerRecord, resources: Record<string, unknown>): Promise<void>;
-  /** Freeze every process of the container, until `resume`. */
-  pause(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
-  resume(sandbox: SandboxContext, container: ContainerRecord): Promise<void>;
-  /** Run an exec process (exec.spec) in the running container; `exited` settles when it ends. */
-  startExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord): Promise<CreatedProcess>;
-  killExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord, signal: number): Promise<void>;
-  /** Release everything the exec holds; must succeed when called twice, or for one never started. */
-  deleteExec(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord): Promise<void>;
-  /** Resize the terminal of the container's init (exec null) or of an exec; no-op without one. */
-  resizePty(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord | null, size: WindowSize): Promise<void>;
-  /** End the process's stdin where the daemon holds it (terminals, streams); no-op otherwise. */
-  closeStdin(sandbox: SandboxContext, container: ContainerRecord, exec: ExecRecord | null): Promise<void>;
+/** What a sandbox object is told of one of its containers. */
+export interface ContainerContext {
+  readonly record: Readonly<ContainerRecord>;
+  readonly log: Logger;
+}
+
+/** What a container object is told of one exec process. */
+export interface ExecContext {
+  readonly record: Readonly<ExecRecord>;
+  readonly log: Logger;
+}
+
+/** How a process ended. */
+export interface ProcessEnd extends ExitInfo {
+  /** The kernel's OOM killer (or the kind's memory cap) struck: published before the exit, so CRI says OOMKilled. */
+  oomKilled: boolean;
+}
+
+/** One process of a container (its init or an exec), from its creation until it is released. */
+export interface KindProcess {
+  readonly pid: number;
+  /** Settles once the process has ended and everything it wrote has been delivered. */
+  readonly exited: Promise<ProcessEnd>;
+  /** Resizes its terminal; a no-op without one. */
+  resize(size: WindowSize): Promise<void>;
+  /** Ends its stdin where the daemon holds it (terminals, copied pipes, channels); a no-op otherwise. */
+  closeStdin(): Promise<void>;
+}
+
+/** An exec process: signalled on its own (an init is signalled through its container). */
+export interface KindExec extends KindProcess {
+  kill(signal: number): Promise<void>;
+  /** Releases what it holds (stdio, files); must succeed when called twice. */
+  release(): Promise<void>;
+  /** What the next run needs to serve it again (kinds whose execs survive a restart). */
+  state(): SavedState | null;
+}
+
+/** One container of a sandbox, owned by the kind's sandbox object. */
+export interface KindContainer {
+  /** Its init process: created (not started) when the container is created or restored. */
+  readonly init: KindProcess;
+  /** What the next run needs to find the container again; saved by the engine after each change. */
+  state(): SavedState | null;
+  start(): Promise<void>;
+  /** Signals the init, or with `all` every process of the container. */
+  kill(signal: number, all: boolean): Promise<void>;
+  /** Releases everything the container holds; must succeed when called twice. */
+  delete(): Promise<void>;
+  pids(): Promise<number[]>;
+  /** Task Stats. */
+  stats(): Promise<CgroupMetrics>;
+  /** Task Update (capability updateResources): `resources` is an OCI LinuxResources object. */
+  update(resources: Record<string, unknown>): Promise<void>;
+  /** Task Pause and Resume (capability pauseResume). */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Starts an exec (capability exec); `exited` settles when it ends. */
+  exec(exec: ExecContext): Promise<KindExec>;
+  /** After a restart (capability restart.execs): the exec, running or ended, from its saved state. */
+  restoreExec(exec: ExecContext, saved: SavedState | null): Promise<KindExec>;
+}
+
+/** Controller Update, as containerd sends it: the fields it names have changed in the pod's spec. */
+export interface SandboxUpdate {
+  fields: string[];
+}
+
+/** One sandbox (pod), owned by the kind. */
+export interface KindSandbox {
+  /** What the next run needs to serve the sandbox again; saved by the engine after each change. */
+  state(): SavedState | null;
+  /** Controller Start: what runs for the pod starts; returns the pid that stands for it, or 0. */
+  start(): Promise<{ pid: number }>;
   /**
-   * After a daemon restart: find the container's process again and settle when it ends. The
-   * process is no longer our child, so its exit status may be unknowable (then 255, logged).
+   * The Task API address containerd is to use for the pod's containers, when the kind serves it
+   * elsewhere (a guest agent's); undefined: kuasard's own task socket for the sandbox.
    */
-  reattach(sandbox: SandboxContext, container: ContainerRecord): Promise<ExitInfo>;
+  taskAddress(): string | undefined;
+  /** Controller Stop, after the engine has stopped every container. */
+  stop(): Promise<void>;
+  /** Controller Shutdown, after every container is deleted: release everything; must succeed when called twice. */
+  destroy(): Promise<void>;
+  /** Controller Metrics: the figures of the pod as a whole. */
+  metrics(): Promise<CgroupMetrics>;
+  /** Controller Update: apply what changed in the pod's spec, or refuse what cannot change. */
+  update(update: SandboxUpdate): Promise<void>;
+  /** Where the pod's own namespaces are on the host, for a verbose Status. */
+  namespaces(): PodNamespaces;
+  /** Task Create: the container's init is created, not started. */
+  createContainer(container: ContainerContext): Promise<KindContainer>;
+  /**
+   * After a restart (capability restart.containers): the container from its saved state, its
+   * init's `exited` settling when the process ends (or at once, when it ended meanwhile).
+   */
+  restoreContainer(container: ContainerContext, saved: SavedState | null): Promise<KindContainer>;
 }
 
 export interface SandboxKind {
   readonly name: string;
-  readonly tasks: TaskDriver;
+  readonly capabilities: KindCapabilities;
   /** Check the host can run this kind and prepare its state directory; called once at start. */
   init(): Promise<void>;
   platform(): Platform;
-  /** Controller Create: set up the pod's isolation; no container runs yet. */
-  prepare(sandbox: SandboxContext): Promise<void>;
-  /** Controller Start: returns the pid that stands for the pod, or 0. */
-  start(sandbox: SandboxContext): Promise<{ pid: number }>;
-  /** Controller Stop, after core has stopped every container. */
-  stop(sandbox: SandboxContext): Promise<void>;
-  /** Controller Metrics: the counters of the pod as a whole. */
-  metrics(sandbox: SandboxContext): Promise<CgroupMetrics>;
-  /** Controller Shutdown: release every resource of the pod; must succeed when called twice. */
-  destroy(sandbox: SandboxContext): Promise<void>;
-  /** After a daemon restart: check the pod's resources are still there; throws when it cannot serve. */
-  recover(sandbox: SandboxContext): Promise<void>;
-  /** Where the pod's own namespaces are on the host, for a verbose Status. */
-  namespaces?(sandbox: SandboxContext): PodNamespaces;
+  /** Controller Create: the pod's isolation is prepared (nothing runs yet). Undoes its own steps when it fails. */
+  createSandbox(sandbox: SandboxContext): Promise<KindSandbox>;
+  /** After a restart: the sandbox from its saved state; throws (with the reason) when it cannot be served. */
+  restoreSandbox(sandbox: SandboxContext, saved: SavedState | null): Promise<KindSandbox>;
+  /**
+   * Releases whatever a sandbox's directory may hold when there is no object for it: a daemon
+   * died inside its Create, or its state file cannot be believed. Must succeed when called twice.
+   */
+  destroyLost(sandbox: SandboxContext): Promise<void>;
   /**
    * Daemon exit when the kind has no sandbox left: undo what `init` set up for pods (the next
    * run's `init` sets it up again). Not called while any sandbox remains: its pieces may need it.

@@ -31,7 +31,7 @@ import { toTimestamp } from './wkt.js';
 
 function verboseInfoOf(sandboxer: Sandboxer, sandboxId: string): Record<string, string> {
   const sandbox = sandboxer.get(sandboxId);
-  return verboseInfo(sandbox.record, sandboxerName(sandboxer.kind.name), sandboxer.kind.namespaces?.(sandbox) ?? {});
+  return verboseInfo(sandbox.record, sandboxerName(sandboxer.kind.name), sandbox.handle?.namespaces() ?? {});
 }
 
 /** Task API version containerd must use for our address: 3 means "sandboxed tasks, no shim". */
@@ -113,8 +113,7 @@ export function controllerHandlers(sandboxer: Sandboxer) {
 
     async update(req: ControllerUpdateRequest): Promise<Record<string, never>> {
       if (!req.sandboxId) throw notFound('sandbox ""');
-      sandboxer.get(req.sandboxId);
-      // Nothing of a runc pod changes with a sandbox update yet (CRI 2.1 does not call it).
+      await sandboxer.update(req.sandboxId, { fields: [...req.fields] });
       return {};
     },
   };

@@ -7,12 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Code, RuntimeError, internal } from '../../src/base/errors.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
 import type { TaskEvent } from '../../src/base/events.js';
-import type { SandboxKind } from '../../src/kind-api/kind.js';
 import type { SandboxRecord } from '../../src/base/model.js';
 import { Sandbox } from '../../src/engine/sandbox.js';
-import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
+import { TestKind } from '../../src/devenv/test-kind.js';
 
 const hasCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;
 const STDIO = { stdin: '', stdout: '/fifo/out', stderr: '/fifo/err', terminal: false };
@@ -22,11 +21,9 @@ describe('exec processes in core', () => {
   let dir: string;
   let sandbox: Sandbox;
   let events: TaskEvent[];
-  let calls: string[];
-  let processes: Map<string, FakeProcess>;
-  let failNextExec: boolean;
-  /** The next process started (init at Start, exec at Start) ends at once, before its Start is answered. */
-  let endAtStart: boolean;
+  let kind: TestKind;
+  /** The kind's calls since the container started. */
+  const calls = () => kind.calls.filter((call) => !call.startsWith('exec '));
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-core-exec-'));
@@ -38,39 +35,7 @@ describe('exec processes in core', () => {
 
   beforeEach(async () => {
     events = [];
-    calls = [];
-    processes = new Map();
-    failNextExec = false;
-    endAtStart = false;
-    let nextPid = 100;
-    const start = (key: string) => {
-      const process = fakeProcess(nextPid++);
-      processes.set(key, process);
-      return process;
-    };
-    // Only what the exec paths call; the kind interface has more.
-    const tasks = {
-      create: async (_s: unknown, c: { id: string }) => start(c.id),
-      start: async (_s: unknown, c: { id: string }) => {
-        if (endAtStart) processes.get(c.id)?.end(3);
-      },
-      delete: async (_s: unknown, c: { id: string }) => void calls.push(`delete ${c.id}`),
-      startExec: async (_s: unknown, _c: unknown, e: { id: string }) => {
-        if (failNextExec) throw internal('exec failed: executable file not found');
-        const process = start(e.id);
-        if (endAtStart) process.end(3);
-        return process;
-      },
-      killExec: async (_s: unknown, _c: unknown, e: { id: string }, signal: number) => {
-        calls.push(`kill ${e.id} ${signal}`);
-        processes.get(e.id)?.end(128 + signal);
-      },
-      deleteExec: async (_s: unknown, _c: unknown, e: { id: string }) => void calls.push(`deleteExec ${e.id}`),
-      resizePty: async (_s: unknown, _c: unknown, e: { id: string } | null, size: { width: number; height: number }) =>
-        void calls.push(`resize ${e?.id ?? 'init'} ${size.width}x${size.height}`),
-      closeStdin: async (_s: unknown, _c: unknown, e: { id: string } | null) => void calls.push(`closeStdin ${e?.id ?? 'init'}`),
-    };
-    const kind = { name: 'fake', tasks } as unknown as SandboxKind;
+    kind = new TestKind();
     const record = {
       id: 'pod',
       kind: 'fake',
@@ -79,9 +44,11 @@ describe('exec processes in core', () => {
       containers: [],
     } as unknown as SandboxRecord;
     sandbox = new Sandbox(record, dir, kind, { publish: (_ns, event) => void events.push(event) }, pino({ level: 'silent' }));
+    sandbox.handle = await kind.createSandbox(sandbox);
     await sandbox.createTask({ id: 'c1', bundle: '/bundle', rootfs: [], stdio: STDIO });
     await sandbox.startTask('c1');
     events = [];
+    kind.calls.length = 0;
   });
 
   it('adds, starts, waits for and deletes an exec, with the events containerd expects', async () => {
@@ -90,7 +57,7 @@ describe('exec processes in core', () => {
     const waited = sandbox.waitTask('c1', 'e1');
     const pid = await sandbox.startTask('c1', 'e1');
     assert.deepEqual(sandbox.taskState('c1', 'e1'), { id: 'c1', bundle: '/bundle', pid, status: 'running', stdio: STDIO, exit: null });
-    processes.get('e1')!.end(7);
+    kind.processes.get('e1')!.end(7);
     assert.equal((await waited).exitStatus, 7);
     assert.equal(sandbox.taskState('c1', 'e1').status, 'stopped');
     assert.equal(sandbox.taskState('c1').status, 'running', 'the container goes on');
@@ -112,7 +79,7 @@ describe('exec processes in core', () => {
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
     // What had been published when the Wait was answered: the Start's work was done by then.
     const publishedAtWait = sandbox.waitTask('c1', 'e1').then(() => events.map((e) => e.topic));
-    endAtStart = true;
+    kind.endAtStart = true;
     await sandbox.startTask('c1', 'e1');
     assert.deepEqual(await publishedAtWait, ['/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']);
     assert.deepEqual(
@@ -124,7 +91,7 @@ describe('exec processes in core', () => {
   it('reports an init that ends before its Start is answered only once that Start is done and TaskStart published', async () => {
     await sandbox.createTask({ id: 'c2', bundle: '/bundle', rootfs: [], stdio: STDIO });
     const publishedAtWait = sandbox.waitTask('c2').then(() => events.map((e) => e.topic));
-    endAtStart = true;
+    kind.endAtStart = true;
     await sandbox.startTask('c2');
     assert.deepEqual(await publishedAtWait, ['/tasks/create', '/tasks/start', '/tasks/exit']);
     assert.deepEqual(
@@ -144,7 +111,7 @@ describe('exec processes in core', () => {
     await sandbox.startTask('c1', 'e1');
     await assert.rejects(sandbox.startTask('c1', 'e1'), hasCode(Code.FailedPrecondition), 'started twice');
     await assert.rejects(sandbox.deleteTask('c1', 'e1'), hasCode(Code.FailedPrecondition), 'still running');
-    processes.get('e1')!.end(0);
+    kind.processes.get('e1')!.end(0);
     await sandbox.waitTask('c1', 'e1');
     await assert.rejects(sandbox.killTask('c1', 9, false, 'e1'), hasCode(Code.NotFound), 'already finished');
     await sandbox.killTask('c1', 9, true, 'e1');
@@ -153,8 +120,8 @@ describe('exec processes in core', () => {
   it('releases the waiters of an exec that fails to start, so that containerd does not hang', async () => {
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
     const waited = sandbox.waitTask('c1', 'e1');
-    failNextExec = true;
-    await assert.rejects(sandbox.startTask('c1', 'e1'), /executable file not found/);
+    kind.fail('exec');
+    await assert.rejects(sandbox.startTask('c1', 'e1'), /injected failure/);
     assert.equal((await waited).exitStatus, 255);
     assert.equal(sandbox.taskState('c1', 'e1').status, 'stopped');
     // containerd's Delete(WithProcessKill): Kill(SIGKILL, all), then Delete.
@@ -173,21 +140,22 @@ describe('exec processes in core', () => {
   it("reports the init's exit after its execs have been killed and reaped", async () => {
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: STDIO });
     await sandbox.startTask('c1', 'e1');
-    processes.get('c1')!.end(0);
+    kind.processes.get('c1')!.end(0);
     await sandbox.waitTask('c1');
-    assert.deepEqual(calls, ['kill e1 9']);
+    assert.deepEqual(calls(), ['kill e1 9']);
     const exits = events.filter((e) => e.topic === '/tasks/exit').map((e) => ('execId' in e ? e.execId : ''));
     assert.deepEqual(exits, ['e1', 'c1']);
     await sandbox.deleteTask('c1');
-    assert.deepEqual(calls, ['kill e1 9', 'deleteExec e1', 'delete c1'], 'deleting the container releases its execs first');
+    assert.deepEqual(calls(), ['kill e1 9', 'deleteExec e1', 'delete c1'], 'deleting the container releases its execs first');
   });
 
   it('passes resizes and stdin closes to the kind for the init or an exec', async () => {
     await sandbox.execProcess('c1', { execId: 'e1', spec: SPEC, stdio: { ...STDIO, terminal: true } });
+    await sandbox.startTask('c1', 'e1');
     await sandbox.resizePty('c1', '', { width: 80, height: 24 });
     await sandbox.resizePty('c1', 'e1', { width: 100, height: 40 });
     await sandbox.closeStdin('c1', 'e1');
     await assert.rejects(sandbox.closeStdin('c1', 'nope'), hasCode(Code.NotFound));
-    assert.deepEqual(calls, ['resize init 80x24', 'resize e1 100x40', 'closeStdin e1']);
+    assert.deepEqual(calls(), ['resize c1 80x24', 'resize e1 100x40', 'closeStdin e1']);
   });
 });

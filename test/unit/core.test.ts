@@ -7,10 +7,10 @@ import { afterEach, beforeEach, describe, it, test } from 'node:test';
 import { pino } from 'pino';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { validateId } from '../../src/base/ids.js';
-import type { SandboxContext, SandboxKind } from '../../src/kind-api/kind.js';
+import type { SandboxKind } from '../../src/kind-api/kind.js';
+import { fakeTaskEndpoints, TestKind } from '../../src/devenv/test-kind.js';
 import { KeyedMutex } from '../../src/base/keyed-mutex.js';
 import type { PodSpec } from '../../src/base/model.js';
-import type { Sandbox } from '../../src/engine/sandbox.js';
 import { Sandboxer } from '../../src/engine/sandboxer.js';
 import { writeJsonAtomic } from '../../src/base/state-file.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
@@ -64,32 +64,19 @@ test('the keyed mutex runs work for one key in order and other keys in parallel'
 
 const POD: PodSpec = podSpec();
 
-/** A kind that keeps nothing but a note of what core asked of it; `failRecover` names sandboxes whose resources are "gone". */
-function standInKind(failRecover = new Set<string>()) {
-  const destroyed: string[] = [];
-  const kind = {
-    name: 'fake',
-    tasks: { reattach: () => new Promise<never>(() => undefined) },
-    init: async () => undefined,
-    prepare: async (sandbox: SandboxContext) => {
-      sandbox.record.kindState = { prepared: true };
-    },
-    start: async () => ({ pid: 0 }),
-    stop: async () => undefined,
-    recover: async (sandbox: SandboxContext) => {
-      if (failRecover.has(sandbox.record.id))
-        throw new RuntimeError(Code.FailedPrecondition, `the pinned namespaces of ${sandbox.record.id} are gone`);
-    },
-    destroy: async (sandbox: SandboxContext) => void destroyed.push(sandbox.record.id),
-  } as unknown as SandboxKind;
+/** A kind that keeps nothing; `failRecover` names sandboxes whose resources are "gone" after a restart. */
+function standInKind(...failRecover: string[]) {
+  const kind = new TestKind();
+  if (failRecover.length > 0) kind.fail('restoreSandbox', ...failRecover);
+  /** The sandboxes whose resources the kind was asked to release. */
+  const destroyed = () => kind.calls.filter((call) => /^destroy(Lost)? /.test(call)).map((call) => call.split(' ')[1]);
   return { kind, destroyed };
 }
 
 describe('Sandboxer recovery after a crash', () => {
   let stateDir: string;
   const silent = pino({ level: 'silent' });
-  const endpoints = async (sandbox: Sandbox) => ({ address: `fake://${sandbox.id}`, close: async () => undefined });
-  const sandboxer = (kind: SandboxKind) => new Sandboxer(kind, stateDir, { publish: () => undefined }, endpoints, silent);
+  const sandboxer = (kind: SandboxKind) => new Sandboxer(kind, stateDir, { publish: () => undefined }, fakeTaskEndpoints(), silent);
   const dirOf = (id: string) => join(stateDir, 'fake', id);
   const isCode = (code: Code) => (err: unknown) => err instanceof RuntimeError && err.code === code;
 
@@ -128,7 +115,7 @@ describe('Sandboxer recovery after a crash', () => {
 
     await next.stop('bad', 0);
     await next.shutdown('bad');
-    assert.deepEqual(destroyed, ['bad'], 'the kind released what the pod holds');
+    assert.deepEqual(destroyed(), ['bad'], 'the kind released what the pod holds');
     assert.equal(existsSync(dirOf('bad')), false);
     assert.throws(() => next.get('bad'), isCode(Code.NotFound));
     assert.equal(next.status('good').ready, true, 'the others are still served');
@@ -203,7 +190,7 @@ describe('Sandboxer recovery after a crash', () => {
     const { kind, destroyed } = standInKind();
     const next = sandboxer(kind);
     await next.init();
-    assert.deepEqual(destroyed.sort(), ['created', 'no-state']);
+    assert.deepEqual(destroyed().sort(), ['created', 'no-state']);
     for (const id of ['created', 'no-state']) {
       assert.equal(existsSync(dirOf(id)), false, id);
       assert.throws(() => next.get(id), isCode(Code.NotFound));
@@ -212,29 +199,24 @@ describe('Sandboxer recovery after a crash', () => {
 
   it('reports a sandbox whose resources the kind finds gone not ready, and still shuts it down', async () => {
     await earlierRun();
-    const { kind, destroyed } = standInKind(new Set(['bad']));
+    const { kind, destroyed } = standInKind('bad');
     const next = sandboxer(kind);
     await next.init();
-    assert.match(next.status('bad').reason, /the pinned namespaces of bad are gone/);
+    assert.match(next.status('bad').reason, /restoreSandbox bad: injected failure/);
     assert.equal(next.status('bad').address, 'fake://bad', 'its task socket is served: containerd deletes its containers there');
     assert.equal((await next.wait('bad')).exitStatus, 255);
     await next.shutdown('bad');
-    assert.deepEqual(destroyed, ['bad']);
+    assert.deepEqual(destroyed(), ['bad']);
   });
 
   it('releases a sandbox whose Start fails: containerd forgets it without a Shutdown', async () => {
     const { kind, destroyed } = standInKind();
-    const failing: SandboxKind = {
-      ...kind,
-      start: async () => {
-        throw new RuntimeError(Code.FailedPrecondition, 'start the PID namespace holder (catatonit): catatonit is not installed');
-      },
-    };
-    const sandboxes = sandboxer(failing);
+    kind.fail('start');
+    const sandboxes = sandboxer(kind);
     await sandboxes.init();
     await sandboxes.create({ id: 'pod', namespace: 'k8s.io', netnsPath: '', pod: POD });
-    await assert.rejects(sandboxes.start('pod'), /catatonit is not installed/);
-    assert.deepEqual(destroyed, ['pod']);
+    await assert.rejects(sandboxes.start('pod'), /start pod: injected failure/);
+    assert.deepEqual(destroyed(), ['pod']);
     assert.equal(existsSync(dirOf('pod')), false);
     assert.throws(() => sandboxes.get('pod'), isCode(Code.NotFound));
   });

@@ -16,29 +16,12 @@ import { pino } from 'pino';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Code } from '../../src/base/errors.js';
-import type { SandboxKind } from '../../src/kind-api/kind.js';
+import { fakeTaskEndpoints, TestKind } from '../../src/devenv/test-kind.js';
 import { Sandboxer } from '../../src/engine/sandboxer.js';
 import { ACTIONABLE_CODES, fuzzParameters, rawUnaryCall, requestBytes } from '../../src/devenv/fuzz.js';
 import { addGrpcService, grpcMethodPath } from '../../src/rpc/grpc.js';
 import { withCallLog } from '../../src/services/call-log.js';
 import { controllerHandlers } from '../../src/services/controller.js';
-
-/** A kind whose every step succeeds at once and holds nothing. */
-function fakeKind(): SandboxKind {
-  const done = async () => undefined;
-  return {
-    name: 'fake',
-    tasks: {},
-    init: done,
-    platform: () => ({ os: 'linux', architecture: 'amd64', variant: '' }),
-    prepare: done,
-    start: async () => ({ pid: 0 }),
-    stop: done,
-    metrics: async () => ({ version: 2, v2: {} }),
-    destroy: done,
-    recover: done,
-  } as unknown as SandboxKind;
-}
 
 describe('sandbox Controller over gRPC (fuzzed)', () => {
   let dir: string;
@@ -49,8 +32,8 @@ describe('sandbox Controller over gRPC (fuzzed)', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-fuzz-grpc-'));
     const log = pino({ level: 'silent' });
-    const endpoint = async () => ({ address: 'ttrpc+unix:///nowhere/task.sock', close: async () => undefined });
-    const sandboxer = new Sandboxer(fakeKind(), join(dir, 'state'), { publish: () => undefined }, endpoint, log);
+    const endpoints = fakeTaskEndpoints(() => 'ttrpc+unix:///nowhere/task.sock');
+    const sandboxer = new Sandboxer(new TestKind(), join(dir, 'state'), { publish: () => undefined }, endpoints, log);
     await sandboxer.init();
     server = new grpc.Server();
     addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), log, 'controller'));

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { isValidId } from '../../src/base/ids.js';
-import type { SandboxKind } from '../../src/kind-api/kind.js';
+import { fakeTaskEndpoints, TestKind } from '../../src/devenv/test-kind.js';
 import type { SandboxRecord } from '../../src/base/model.js';
 import { parseSandboxRecord } from '../../src/engine/record-schema.js';
 import { Sandboxer } from '../../src/engine/sandboxer.js';
@@ -44,7 +44,7 @@ const VALID: SandboxRecord = {
   exit: null,
   pid: 4321,
   taskAddress: 'ttrpc+unix:///run/kuasar/fake/pod-1/task.sock',
-  kindState: { ipcPath: '/run/kuasar/fake/pod-1/ns/ipc', utsPath: null },
+  kindState: { version: 1, data: { ipcPath: '/run/kuasar/fake/pod-1/ns/ipc', utsPath: null } },
   containers: [
     {
       id: 'c1',
@@ -54,8 +54,8 @@ const VALID: SandboxRecord = {
       pid: 100,
       status: 'running',
       exit: null,
-      kindState: { initStartTime: '12345' },
-      execs: [{ id: 'e1', spec: { args: ['sh'] }, stdio: STDIO, pid: 101, status: 'stopped', exit: EXIT }],
+      kindState: { version: 1, data: { initStartTime: '12345' } },
+      execs: [{ id: 'e1', spec: { args: ['sh'] }, stdio: STDIO, pid: 101, status: 'stopped', exit: EXIT, kindState: null }],
     },
     {
       id: 'c2',
@@ -155,21 +155,9 @@ describe('state-file reader under arbitrary input', () => {
 
   it('never stops a Sandboxer from starting: the sandbox is served, released, or reported not ready with the reason', async () => {
     const stateDir = await mkdtemp(join(tmpdir(), 'kuasar-fuzz-state-'));
-    const kind = {
-      name: KIND,
-      // Containers of the fuzzed records ended while the daemon was down; releasing them is a no-op.
-      tasks: {
-        reattach: async () => ({ exitStatus: 255, exitedAt: new Date().toISOString() }),
-        kill: async () => undefined,
-        killExec: async () => undefined,
-        delete: async () => undefined,
-        deleteExec: async () => undefined,
-      },
-      init: async () => undefined,
-      recover: async () => undefined,
-      destroy: async () => undefined,
-    } as unknown as SandboxKind;
-    const endpoints = async () => ({ address: 'fake://', close: async () => undefined });
+    // Containers of the fuzzed records are followed again, and killed and released by Shutdown.
+    const kind = new TestKind({ name: KIND });
+    const endpoints = fakeTaskEndpoints();
     let runs = 0;
     try {
       await fc.assert(

@@ -21,10 +21,9 @@ import { DataSchema, WindowUpdateSchema } from '../../src/api/containerd/types/t
 import { RequestSchema, ResponseSchema } from '../../src/api/ttrpc/ttrpc_pb.js';
 import { AnySchema } from '@bufbuild/protobuf/wkt';
 import { Code, RuntimeError } from '../../src/base/errors.js';
-import type { SandboxKind } from '../../src/kind-api/kind.js';
 import type { SandboxRecord } from '../../src/base/model.js';
 import { Sandbox } from '../../src/engine/sandbox.js';
-import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
+import { TestKind } from '../../src/devenv/test-kind.js';
 import {
   ACTIONABLE_CODES,
   encodeFuzzFrames,
@@ -44,35 +43,6 @@ import { TASK_SERVICE_NAMES, taskHandlers } from '../../src/services/task.js';
 
 const STREAMING = Streaming.typeName;
 const STDIO = { stdin: '', stdout: '/fifo/out', stderr: '/fifo/err', terminal: false };
-
-/** A kind whose processes run until killed; every driver call succeeds. */
-function fakeKind(): SandboxKind {
-  let nextPid = 1000;
-  const processes = new Map<string, FakeProcess>();
-  const spawn = (key: string) => {
-    const running = fakeProcess(nextPid++);
-    processes.set(key, running);
-    return running;
-  };
-  const end = (key: string, signal: number) => processes.get(key)?.end(128 + signal);
-  const tasks = {
-    create: async (_s: unknown, c: { id: string }) => spawn(c.id),
-    start: async () => undefined,
-    kill: async (_s: unknown, c: { id: string }, signal: number) => end(c.id, signal),
-    delete: async () => undefined,
-    pids: async () => [1000],
-    stats: async () => ({ version: 2, v2: { pids: { current: 1n, limit: 10n } } }),
-    update: async () => undefined,
-    pause: async () => undefined,
-    resume: async () => undefined,
-    startExec: async (_s: unknown, c: { id: string }, e: { id: string }) => spawn(`${c.id}/${e.id}`),
-    killExec: async (_s: unknown, c: { id: string }, e: { id: string }, signal: number) => end(`${c.id}/${e.id}`, signal),
-    deleteExec: async () => undefined,
-    resizePty: async () => undefined,
-    closeStdin: async () => undefined,
-  };
-  return { name: 'fake', tasks } as unknown as SandboxKind;
-}
 
 /** The frames that came back on a raw connection, and whether the server closed it. */
 interface RawOutcome {
@@ -98,7 +68,9 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-fuzz-ttrpc-'));
     const log = pino({ level: 'silent' });
     const record = { id: 'pod', kind: 'fake', namespace: 'k8s.io', phase: 'ready', containers: [] } as unknown as SandboxRecord;
-    const sandbox = new Sandbox(record, dir, fakeKind(), { publish: () => undefined }, log);
+    const kind = new TestKind();
+    const sandbox = new Sandbox(record, dir, kind, { publish: () => undefined }, log);
+    sandbox.handle = await kind.createSandbox(sandbox);
     await sandbox.createTask({ id: 'c1', bundle: '/bundle', rootfs: [], stdio: STDIO });
     await sandbox.startTask('c1');
     server = new TtrpcServer({ logger: { warn: (_fields, message) => void warnings.push(message) } });

@@ -17,10 +17,9 @@ import {
 } from '../../src/api/containerd/events/task_pb.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import type { EventSink, TaskEvent } from '../../src/base/events.js';
-import type { CreatedProcess, SandboxContext, SandboxKind } from '../../src/kind-api/kind.js';
-import type { ContainerRecord, SandboxRecord } from '../../src/base/model.js';
+import type { SandboxRecord } from '../../src/base/model.js';
 import { Sandbox } from '../../src/engine/sandbox.js';
-import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
+import { TestKind } from '../../src/devenv/test-kind.js';
 import { holderCommand } from '../../src/linux/pid-holder.js';
 import { checkPodSysctls, sysctlNamespace } from '../../src/linux/sysctls.js';
 import { packEvent } from '../../src/services/events.js';
@@ -131,33 +130,6 @@ describe('events of the task state', () => {
   });
 });
 
-/** A kind whose one container runs until `exit` is called; it reports an OOM first when told to. */
-function fakeKind(calls: string[], oomAtExit: boolean) {
-  let running: FakeProcess | undefined;
-  const tasks = {
-    async create(sandbox: SandboxContext, container: ContainerRecord): Promise<CreatedProcess> {
-      running = fakeProcess(4242);
-      return {
-        pid: running.pid,
-        exited: running.exited.then((exit) => {
-          if (oomAtExit) sandbox.reportOom(container.id);
-          return exit;
-        }),
-      };
-    },
-    async start() {},
-    async pause() {
-      calls.push('pause');
-    },
-    async resume() {
-      calls.push('resume');
-    },
-    async delete() {},
-  };
-  const kind = { name: 'fake', tasks } as unknown as SandboxKind;
-  return { kind, exit: (exitStatus: number) => running?.end(exitStatus) };
-}
-
 async function withSandbox(
   oomAtExit: boolean,
   body: (s: Sandbox, events: TaskEvent[], calls: string[], exit: (status: number) => void) => Promise<void>,
@@ -165,13 +137,17 @@ async function withSandbox(
   const dir = await mkdtemp(join(tmpdir(), 'kuasar-sandbox-'));
   const events: TaskEvent[] = [];
   const sink: EventSink = { publish: (_ns, event) => void events.push(event) };
-  const calls: string[] = [];
-  const { kind, exit } = fakeKind(calls, oomAtExit);
+  const kind = new TestKind();
+  // Only what the tests ask of the container, not its create and start.
+  const calls = kind.calls;
+  const exit = (status: number) => kind.processes.get('c1')?.end(status, { oomKilled: oomAtExit });
   const record = { id: 's1', namespace: 'k8s.io', phase: 'ready', containers: [] } as unknown as SandboxRecord;
   try {
     const sandbox = new Sandbox(record, dir, kind, sink, pino({ level: 'silent' }));
+    sandbox.handle = await kind.createSandbox(sandbox);
     await sandbox.createTask({ id: 'c1', bundle: '/b', rootfs: [], stdio: { stdin: '', stdout: '', stderr: '', terminal: false } });
     await sandbox.startTask('c1');
+    calls.length = 0;
     await body(sandbox, events, calls, exit);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -188,7 +164,7 @@ describe('pause, resume and OOM in core', () => {
       await assert.rejects(sandbox.deleteTask('c1'), hasCode(Code.FailedPrecondition), 'a paused task is not deleted');
       await sandbox.resumeTask('c1');
       assert.equal(sandbox.taskState('c1').status, 'running');
-      assert.deepEqual(calls, ['pause', 'resume']);
+      assert.deepEqual(calls, ['pause c1', 'resume c1']);
       assert.deepEqual(events.map((e) => e.topic).slice(-2), ['/tasks/paused', '/tasks/resumed']);
       await assert.rejects(sandbox.pauseTask('nope'), hasCode(Code.NotFound));
     });

@@ -16,10 +16,10 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
-import type { SandboxKind } from '../../src/kind-api/kind.js';
 import type { SandboxRecord } from '../../src/base/model.js';
 import { Sandbox } from '../../src/engine/sandbox.js';
-import { fakeProcess, type FakeProcess } from '../../src/devenv/fake-process.js';
+import type { FakeProcess } from '../../src/devenv/fake-process.js';
+import { TestKind } from '../../src/devenv/test-kind.js';
 import { TtrpcClient, TtrpcServer, registerService, typedClient } from '../../src/rpc/ttrpc/index.js';
 import { taskHandlers } from '../../src/services/task.js';
 
@@ -32,7 +32,6 @@ describe('answers on a task connection, in the order containerd needs them', () 
   let server: TtrpcServer;
   let client: TtrpcClient;
   let task: ReturnType<typeof typedClient<typeof Task.method>>;
-  let processes: Map<string, FakeProcess>;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-exit-order-'));
@@ -43,35 +42,20 @@ describe('answers on a task connection, in the order containerd needs them', () 
   });
 
   beforeEach(async () => {
-    processes = new Map();
-    let nextPid = 100;
-    const start = (key: string) => {
-      const process = fakeProcess(nextPid++);
-      processes.set(key, process);
-      return process;
-    };
     /**
      * As `runc kill` does it under load: the signal is delivered and the process is dead and
      * reaped (its exit known to core) while the kill command has not returned yet; it returns
      * on a later turn of the event loop.
      */
-    const killLikeRunc = async (process: FakeProcess | undefined, signal: number) => {
-      process?.end(128 + signal);
-      await process?.exited;
+    const killLikeRunc = async (process: FakeProcess, signal: number) => {
+      process.end(128 + signal);
+      await process.exited;
       await nextTurn();
     };
-    const tasks = {
-      create: async (_s: unknown, c: { id: string }) => start(c.id),
-      start: async () => undefined,
-      kill: (_s: unknown, c: { id: string }, signal: number) => killLikeRunc(processes.get(c.id), signal),
-      delete: async () => undefined,
-      startExec: async (_s: unknown, _c: unknown, e: { id: string }) => start(e.id),
-      killExec: (_s: unknown, _c: unknown, e: { id: string }, signal: number) => killLikeRunc(processes.get(e.id), signal),
-      deleteExec: async () => undefined,
-    };
-    const kind = { name: 'fake', tasks } as unknown as SandboxKind;
+    const kind = new TestKind({ onKill: killLikeRunc });
     const record = { id: 'pod', kind: 'fake', namespace: 'k8s.io', phase: 'ready', containers: [] } as unknown as SandboxRecord;
     const sandbox = new Sandbox(record, dir, kind, { publish: () => undefined }, pino({ level: 'silent' }));
+    sandbox.handle = await kind.createSandbox(sandbox);
     server = new TtrpcServer();
     registerService(server, Task, taskHandlers(sandbox));
     const path = join(dir, 'task.sock');

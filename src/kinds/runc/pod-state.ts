@@ -1,15 +1,16 @@
-// What the runc kind keeps of a pod in the sandbox's state file (its kindState), and the check
-// it passes before it is believed after a restart: these values name mounts to unmount,
-// processes to kill and cgroups to remove, so a damaged or foreign value must never be acted on.
+// What the runc kind keeps of a pod in the sandbox's state file, and the check it passes before
+// it is believed after a restart: these values name mounts to unmount, processes to kill and
+// cgroups to remove, so a damaged or foreign value must never be acted on.
 import { join } from 'node:path';
 import { z } from 'zod';
+import { stateCodec, type StateCodec } from '../../kind-api/state.js';
 import type { PidNamespaceHolder } from '../../linux/pid-holder.js';
 
 export interface RuncPodState {
   ipcPath: string | null;
   utsPath: string | null;
   /** The process that holds the pod's shared PID namespace, while the pod runs. */
-  pidHolder?: PidNamespaceHolder | null;
+  pidHolder: PidNamespaceHolder | null;
 }
 
 /** Where a pod's namespaces are pinned, inside its sandbox directory. */
@@ -18,12 +19,8 @@ export const namespacesDir = (sandboxDir: string): string => join(sandboxDir, 'n
 /** The cgroup (below the pod's cgroup parent) of the holder of a pod's PID namespace; named after the sandbox so it can be found again. */
 export const holderCgroupName = (sandboxId: string): string => `kuasar-pidns-${sandboxId}`;
 
-/**
- * The pod state in `value` when it is one this kind wrote for the sandbox in `sandboxDir` with
- * id `sandboxId`; a description of what is wrong otherwise.
- */
-export function checkPodState(value: unknown, sandboxId: string, sandboxDir: string): { state: RuncPodState | null } | { problem: string } {
-  if (value === null) return { state: null };
+/** The state of the pod with id `sandboxId` whose directory is `sandboxDir`: only values the kind writes for it pass. */
+export function podStateCodec(sandboxId: string, sandboxDir: string): StateCodec<RuncPodState> {
   const pinned = (name: string) => z.literal(join(namespacesDir(sandboxDir), name)).nullable();
   const schema = z.object({
     ipcPath: pinned('ipc'),
@@ -35,14 +32,9 @@ export function checkPodState(value: unknown, sandboxId: string, sandboxDir: str
         cgroupsPath: z
           .string()
           .refine((path) => path.endsWith(`/${holderCgroupName(sandboxId)}`), "not the cgroup of this pod's holder")
-          .nullable()
-          .optional(),
+          .nullable(),
       })
-      .nullable()
-      .optional(),
+      .nullable(),
   });
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return { state: parsed.data };
-  const issue = parsed.error.issues[0]!;
-  return { problem: `runc pod state ${issue.path.join('.') || '(whole)'}: ${issue.message}` };
+  return stateCodec(1, schema);
 }

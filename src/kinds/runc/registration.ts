@@ -10,7 +10,7 @@ export const runcKind = defineKind({
     oci_runtime: z.string().min(1).default('runc'),
   }),
   async create(config, { kindDir, reaper }) {
-    const { RuncKind } = await import('./index.js');
+    const { RuncKind } = await import('./kind.js');
     return new RuncKind({ kindDir, ociRuntime: config.oci_runtime, reaper });
   },
   workloads: {

@@ -27,7 +27,7 @@ export const wasmKind = defineKind({
     warm_workers: z.number().int().min(0).max(64).default(2),
   }),
   async create(config, { kindDir }) {
-    const { WasmKind } = await import('./index.js');
+    const { WasmKind } = await import('./kind.js');
     return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, warmWorkers: config.warm_workers });
   },
   workloads: {

@@ -1,0 +1,85 @@
+// The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
+// OCI runtime CLI (runc by default). No process stays per pod: the pod's IPC and UTS
+// namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
+// a pod whose containers share one PID namespace gets a process: the holder of that namespace.
+import { mkdir, rm } from 'node:fs/promises';
+import type { Platform, SavedState } from '../../base/model.js';
+import type { KindCapabilities, SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
+import { hostPlatform } from '../../linux/platform.js';
+import type { Reaper } from '../../linux/reaper.js';
+import { OciRuntime } from '../../oci/runtime.js';
+import { podStateCodec } from './pod-state.js';
+import { releasePod, RuncSandbox, type RuncEnvironment } from './sandbox.js';
+
+export interface RuncKindOptions {
+  /** The kind's state directory (`<state_dir>/runc`); sandboxes live in its subdirectories. */
+  kindDir: string;
+  /** The OCI runtime CLI: runc, crun, or a path. */
+  ociRuntime: string;
+  reaper: Reaper;
+}
+
+export class RuncKind implements SandboxKind {
+  readonly name = 'runc';
+  readonly capabilities: KindCapabilities = {
+    exec: true,
+    terminal: true,
+    pauseResume: true,
+    updateResources: true,
+    streamingIo: true,
+    // Containers are processes of their own and keep running; an exec's stdio (and a terminal's
+    // or a stream's copy) lived in the daemon, so execs are reported ended.
+    restart: { containers: true, execs: false, stdio: false },
+  };
+  private readonly env: RuncEnvironment;
+  private readonly runtimeDirs: { root: string; logDir: string; consoleDir: string };
+
+  constructor(private readonly options: RuncKindOptions) {
+    this.runtimeDirs = { root: `${options.kindDir}.oci`, logDir: `${options.kindDir}.oci-log`, consoleDir: `${options.kindDir}.console` };
+    const runtime = new OciRuntime({ binary: options.ociRuntime, root: this.runtimeDirs.root, logDir: this.runtimeDirs.logDir });
+    this.env = { runtime, reaper: options.reaper, consoleDir: this.runtimeDirs.consoleDir };
+  }
+
+  async init(): Promise<void> {
+    // Each runtime call's log file is removed when the call ends; those left were of calls the
+    // previous daemon died in, and nothing reads them any more.
+    await rm(this.runtimeDirs.logDir, { recursive: true, force: true });
+    for (const dir of [this.options.kindDir, this.runtimeDirs.root, this.runtimeDirs.logDir, this.runtimeDirs.consoleDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+    // Namespace files can only be bind-mounted below a mount that does not propagate.
+    await makePrivateBindOfItself(this.options.kindDir);
+    await this.env.runtime.version();
+  }
+
+  platform(): Platform {
+    return hostPlatform();
+  }
+
+  createSandbox(sandbox: SandboxContext): Promise<RuncSandbox> {
+    return RuncSandbox.create(this.env, sandbox);
+  }
+
+  restoreSandbox(sandbox: SandboxContext, saved: SavedState | null): Promise<RuncSandbox> {
+    return RuncSandbox.restore(this.env, sandbox, saved);
+  }
+
+  /** Whatever the pod holds, found from its directory, with its saved state only where it can be believed. */
+  async destroyLost(sandbox: SandboxContext): Promise<void> {
+    let state = null;
+    try {
+      state = podStateCodec(sandbox.record.id, sandbox.dir).load(sandbox.record.kindState, `sandbox ${sandbox.record.id}`);
+    } catch {
+      // Not believed: releasePod looks for what it may hold instead.
+    }
+    await releasePod(this.env, sandbox, state);
+  }
+
+  async closeIdle(): Promise<void> {
+    // Pods pin their namespaces below the private bind init made; with no pod left it can go.
+    // A directory left for inspection (an unreadable state file) may still hold mounts: the bind
+    // then stays, as it must.
+    await unmountPrivateBindOfItself(this.options.kindDir);
+  }
+}

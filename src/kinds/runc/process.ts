@@ -1,0 +1,116 @@
+// One process of a runc container, its init or an exec: started by the OCI runtime with its
+// stdio set up (FIFOs, pipes to streams, or a terminal), reaped by the Reaper, and holding its
+// stdio plumbing until its exit has drained or it is released.
+import type { Logger } from 'pino';
+import { notFound } from '../../base/errors.js';
+import type { ExitInfo, Stdio, WindowSize } from '../../base/model.js';
+import type { StreamRegistry } from '../../base/streams.js';
+import { ProcessStdio, type RuntimeStdio } from '../../io/process-stdio.js';
+import { hasErrnoCode } from '../../linux/libc/binding.js';
+import type { Reaper } from '../../linux/reaper.js';
+import type { KindProcess, ProcessEnd } from '../../kind-api/kind.js';
+
+/** What a process's start needs besides the runtime command that starts it. */
+export interface LaunchContext {
+  reaper: Reaper;
+  /** Console sockets live here: a private directory with a short path. */
+  consoleDir: string;
+  streams: StreamRegistry;
+  log: Logger;
+}
+
+export class RuncProcess implements KindProcess {
+  readonly exited: Promise<ProcessEnd>;
+  /** Once reaped, the pid may name another process: signals must not be sent to it any more. */
+  private reaped = false;
+
+  private constructor(
+    readonly pid: number,
+    private readonly stdio: ProcessStdio | null,
+    ended: Promise<ExitInfo>,
+    /** What the kind learns once the process has ended (its OOM count), before the exit is reported. */
+    afterExit: (exit: ExitInfo) => Promise<ProcessEnd>,
+  ) {
+    this.exited = ended.then(afterExit);
+  }
+
+  /**
+   * Opens the process's stdio, runs `run` (the runtime command that starts the process and
+   * returns its pid) with it, and follows the process until it ends.
+   */
+  static async launch(
+    context: LaunchContext,
+    stdio: Stdio,
+    run: (runtimeStdio: RuntimeStdio) => Promise<number>,
+    afterExit: (exit: ExitInfo) => Promise<ProcessEnd>,
+  ): Promise<RuncProcess> {
+    const io = await ProcessStdio.open({ stdio, streams: context.streams, consoleDir: context.consoleDir, log: context.log });
+    let pid: number;
+    try {
+      pid = await run(io.runtime);
+    } catch (err) {
+      io.close();
+      throw err;
+    }
+    let process: RuncProcess | undefined;
+    const ended = context.reaper.watch(pid).then(
+      async (exit) => {
+        if (process) process.reaped = true;
+        // Everything the process wrote reaches containerd before its exit is reported: CRI
+        // takes an exec's output to be complete once its exit is known.
+        await io.finish();
+        return exit;
+      },
+      (err: unknown) => {
+        // Not our child after all: the engine reports the process lost; its stdio goes now.
+        if (process) process.reaped = true;
+        io.close();
+        throw err;
+      },
+    );
+    process = new RuncProcess(pid, io, ended, afterExit);
+    try {
+      io.started();
+    } catch (err) {
+      // The process is reaped all the same (its end is watched); the caller deletes what the runtime made.
+      process.exited.catch(() => undefined);
+      io.close();
+      throw err;
+    }
+    return process;
+  }
+
+  /**
+   * A process of the previous run of kuasard, still running or not: it is no longer our child,
+   * so we learn when it ends, not how (255); its stdio, if the daemon copied it, is gone.
+   */
+  static adopted(pid: number, ended: Promise<ExitInfo>, afterExit: (exit: ExitInfo) => Promise<ProcessEnd>): RuncProcess {
+    return new RuncProcess(pid, null, ended, afterExit);
+  }
+
+  /** Signals the process with kill(2), as runc's shim signals an exec (`runc kill` addresses inits only). */
+  async kill(signal: number): Promise<void> {
+    const gone = () => notFound(`kill process ${this.pid}: process already finished`);
+    // A pid we have not reaped cannot have been reused: it is our child (or zombie) until then.
+    if (this.reaped || !this.stdio) throw gone();
+    try {
+      process.kill(this.pid, signal);
+    } catch (err) {
+      if (hasErrnoCode(err, 'ESRCH')) throw gone();
+      throw err;
+    }
+  }
+
+  async resize(size: WindowSize): Promise<void> {
+    this.stdio?.resize(size);
+  }
+
+  async closeStdin(): Promise<void> {
+    this.stdio?.closeStdin();
+  }
+
+  /** Drops the process's stdio at once (a delete). Idempotent. */
+  release(): void {
+    this.stdio?.close();
+  }
+}

@@ -1,0 +1,76 @@
+// The wasm kind: containers are WebAssembly modules (WASI preview 1) run by the daemon itself,
+// each instance on a worker thread of its own while it lives (worker-pool.ts lends them out and
+// takes them back), its module compiled once for all its instances (module-cache.ts). A pod has
+// no namespaces or cgroups of its own in this first version: its isolation is WebAssembly's (a
+// module reaches only its linear memory and, through WASI, its preopened directories and stdio).
+// No OS process exists per container.
+import { mkdir } from 'node:fs/promises';
+import type { Platform } from '../../base/model.js';
+import type { KindCapabilities, SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { unmountRecursive } from '../../linux/mount.js';
+import { hostPlatform } from '../../linux/platform.js';
+import type { WasmEnvironment } from './container.js';
+import { ModuleCache } from './module-cache.js';
+import { WasmSandbox } from './sandbox.js';
+import { WorkerPool } from './worker-pool.js';
+
+export interface WasmKindOptions {
+  /** The kind's state directory (`<state_dir>/wasm`). */
+  kindDir: string;
+  /** The memory limit (bytes) of a container whose spec sets none. */
+  defaultMemoryLimit: number;
+  /** Worker threads kept started and idle, ready for the next container. */
+  warmWorkers: number;
+}
+
+/** Idle workers beyond the warm ones end after this long unused. */
+const IDLE_WORKER_MS = 30_000;
+/** The most module bytes kept compiled for later containers. */
+const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
+
+export class WasmKind implements SandboxKind {
+  readonly name = 'wasm';
+  readonly capabilities: KindCapabilities = {
+    exec: false,
+    terminal: false,
+    pauseResume: false,
+    updateResources: false,
+    streamingIo: true,
+    // Instances run on kuasard's own threads: none outlives it.
+    restart: { containers: false, execs: false, stdio: false },
+  };
+  private readonly workers: WorkerPool;
+  private readonly env: WasmEnvironment;
+
+  constructor(private readonly options: WasmKindOptions) {
+    this.workers = new WorkerPool({ warm: options.warmWorkers, idleMs: IDLE_WORKER_MS });
+    this.env = {
+      consoleDir: options.kindDir,
+      defaultMemoryLimit: options.defaultMemoryLimit,
+      workers: this.workers,
+      modules: new ModuleCache(MODULE_CACHE_BYTES),
+    };
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+    this.workers.warmUp();
+  }
+
+  platform(): Platform {
+    return hostPlatform();
+  }
+
+  createSandbox(sandbox: SandboxContext): Promise<WasmSandbox> {
+    return WasmSandbox.create(this.env, sandbox);
+  }
+
+  async restoreSandbox(sandbox: SandboxContext): Promise<WasmSandbox> {
+    // Nothing of a pod outlives the daemon but its directory; its containers are reported ended.
+    return new WasmSandbox(this.env, sandbox);
+  }
+
+  async destroyLost(sandbox: SandboxContext): Promise<void> {
+    await unmountRecursive(sandbox.dir);
+  }
+}
