@@ -1,7 +1,10 @@
 // Where the exit of a container's process comes from. runc's processes are re-parented to
 // kuasard (a child subreaper), which reaps them: the Reaper tells their exit. runsc's run inside
-// the gVisor sandbox and are nobody's children on the host: `runsc wait <id>` tells it. A kind
-// picks the source that fits its runtime; the code that waits does not care which it got.
+// the gVisor sandbox and are nobody's children on the host: `runsc wait <id>` tells a container
+// init's exit. (runsc's exec'd processes need no wait: `runsc exec --detach` leaves a host
+// `runsc exec` process, named by its pid file, that exits with the exec'd process's status, a
+// signal death as 128 + the signal (runsc/cli), and that the Reaper can reap.) A kind picks the
+// source that fits; the code that waits does not care which it got.
 
 import type { ExitInfo } from '../base/model.js';
 import type { Reaper } from '../linux/reaper.js';
