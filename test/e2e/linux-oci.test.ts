@@ -10,6 +10,8 @@ import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
 import { mountsUnder } from '../../src/linux/mountinfo.js';
 import { pinPodNamespaces, unpinPodNamespaces } from '../../src/linux/namespaces.js';
 import { Reaper } from '../../src/linux/reaper.js';
+import { stageLog } from '../../src/devenv/stage-log.js';
+import { type ExitSource, ReaperExitSource } from '../../src/oci/exit-source.js';
 import { OciRuntime } from '../../src/oci/runtime.js';
 import { withNamespacePath, type Process, type Spec } from '../../src/oci/spec.js';
 
@@ -162,6 +164,34 @@ describe('containers through runc', { skip }, () => {
 
     await runtime.delete(id, { force: true });
     await assertGone(id, dir, [pid, execPid]);
+  });
+
+  it('reads a container’s state and stats, logs each command’s stage, and tells its exit through the reaper’s ExitSource', async () => {
+    const id = 'observed';
+    const dir = await bundle(id, containerSpec(['sleep', '30'], `${cgroupParent}/${id}`));
+    const { log, stages } = stageLog();
+    const exits: ExitSource = new ReaperExitSource(reaper);
+    const pid = await runtime.create(id, dir, { pidFile: path.join(dir, 'init.pid'), log });
+    const exited = exits.watch(pid, id);
+    assert.deepEqual(await runtime.state(id), { id, status: 'created', pid, bundle: dir, annotations: {} });
+    await runtime.start(id, { log });
+    assert.equal((await runtime.state(id)).status, 'running');
+
+    const stats = await runtime.stats(id);
+    assert.equal(stats.pids.current, 1n, 'sleep is the one process');
+    assert.ok(stats.memory.usage.usage > 0n, `memory in use: ${stats.memory.usage.usage}`);
+    assert.ok(stats.cpu.usage.total > 0n, `cpu time spent (runc's init runs in the cgroup): ${stats.cpu.usage.total}`);
+
+    await runtime.pause(id, { log });
+    assert.equal((await runtime.state(id)).status, 'paused');
+    await runtime.resume(id, { log });
+    await runtime.kill(id, 'SIGKILL', { log });
+    assert.equal((await exited).exitStatus, 128 + 9);
+    assert.equal((await runtime.state(id)).status, 'stopped');
+    await runtime.delete(id, { log });
+    await assert.rejects(runtime.state(id), { code: Code.NotFound, message: 'runc state observed: container does not exist' });
+    assert.deepEqual(stages(), ['oci.create', 'oci.start', 'oci.pause', 'oci.resume', 'oci.kill', 'oci.delete']);
+    await assertGone(id, dir, [pid]);
   });
 
   it('force-deletes a container that is still running', async () => {

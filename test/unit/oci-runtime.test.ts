@@ -5,7 +5,27 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/base/errors.js';
-import { codeForRuntimeMessage, errorsFromLog, OciRuntime, parseVersion } from '../../src/oci/runtime.js';
+import { parseVersion } from '../../src/oci/outputs.js';
+import { codeForRuntimeMessage } from '../../src/oci/profiles.js';
+import { OciRuntime } from '../../src/oci/runtime.js';
+import { errorsFromLog } from '../../src/oci/runtime-log.js';
+import { stageLog } from '../../src/devenv/stage-log.js';
+
+// What runc 1.1 prints for `events --stats c1` on cgroup v2, cut down; the memory limit is
+// "unlimited" (2^63 rounded down to a page), a figure a JS number cannot hold exactly.
+const runcStatsEvent = JSON.stringify({
+  type: 'stats',
+  id: 'c1',
+  data: {
+    cpu: { usage: { total: 40960000, kernel: 20480000, user: 20480000 }, throttling: {} },
+    memory: { usage: { limit: 0, usage: 315392, failcnt: 0 }, swap: { limit: 0, failcnt: 0 }, raw: { anon: 57344, file: 0 } },
+    pids: { current: 2 },
+    blkio: {},
+    hugetlb: {},
+    intel_rdt: {},
+    network_interfaces: null,
+  },
+}).replace('"limit":0,"usage":315392', '"limit":9223372036854771712,"usage":315392');
 
 // A stand-in for runc: it records its arguments, then acts on the subcommand and container id.
 const fakeRuntime = (dir: string): string => `#!/bin/sh
@@ -13,8 +33,9 @@ printf '%s\\n' "$@" > ${dir}/args
 log=
 while [ $# -gt 0 ]; do
   case "$1" in
-    --root|--log-format) shift 2 ;;
+    --version) break ;;
     --log) log=$2; shift 2 ;;
+    --*) shift 2 ;;
     *) break ;;
   esac
 done
@@ -33,6 +54,9 @@ case "$cmd:$id" in
   create:dup) fail "container with id exists: dup" ;;
   create:*) while [ "$1" != --pid-file ]; do shift; done; echo 4242 > "$2"; echo "init output" ;;
   ps:*) echo '[4242,4243]' ;;
+  state:garbled) echo '{"id":"garbled","status":"sleeping"}' ;;
+  state:*) printf '{"ociVersion":"1.0.2-dev","id":"%s","pid":4242,"status":"running","bundle":"/bundles/%s","rootfs":"/r","created":"2026-12-06T08:00:00Z","owner":""}\n' "$id" "$id" ;;
+  events:*) printf '%s\n' '${runcStatsEvent}' ;;
   start:stuck) sleep 5 ;;
   delete:broken) fail "first problem" "second problem" "third problem" "fourth problem" ;;
   kill:*|delete:*|start:*|update:*|pause:*|resume:*) ;;
@@ -139,6 +163,68 @@ describe('OciRuntime against a stand-in runtime', () => {
 
   it('reads the version', async () => {
     assert.deepEqual(await runtime.version(), { name: 'runc', version: '1.1.5+ds1', spec: '1.0.2-dev', commit: '1.1.5+ds1-1' });
+  });
+
+  it('gives the global arguments after --root and before --log, to every command but --version', async () => {
+    const configured = new OciRuntime({
+      binary: path.join(dir, 'runc'),
+      root: path.join(dir, 'root'),
+      globalArgs: ['--systemd-cgroup', 'false'],
+      timeoutMs: 30_000,
+    });
+    await configured.start('c1');
+    const argv = await args();
+    assert.deepEqual(argv.slice(0, 4), ['--root', path.join(dir, 'root'), '--systemd-cgroup', 'false']);
+    assert.equal(argv[4], '--log');
+    assert.deepEqual(argv.slice(6), ['--log-format', 'json', 'start', 'c1']);
+    await configured.version();
+    assert.deepEqual(await args(), ['--version']);
+  });
+
+  it('parses state', async () => {
+    assert.deepEqual(await runtime.state('c1'), { id: 'c1', status: 'running', pid: 4242, bundle: '/bundles/c1', annotations: {} });
+    assert.deepEqual((await args()).slice(-2), ['state', 'c1']);
+    await assert.rejects(runtime.state('garbled'), { code: Code.Internal, message: /unrecognised runtime state output/ });
+  });
+
+  it('reads one stats sample with 64-bit figures intact', async () => {
+    const stats = await runtime.stats('c1');
+    assert.deepEqual((await args()).slice(-3), ['events', '--stats', 'c1']);
+    assert.deepEqual(stats.cpu.usage, { total: 40960000n, kernel: 20480000n, user: 20480000n, perCpu: [] });
+    assert.deepEqual(stats.memory.usage, { limit: 9223372036854771712n, usage: 315392n, max: 0n, failcnt: 0n });
+    assert.deepEqual(stats.memory.raw, { anon: 57344n, file: 0n });
+    assert.deepEqual(stats.pids, { current: 2n, limit: 0n });
+    assert.deepEqual(stats.networkInterfaces, []);
+  });
+
+  it('has no wait command for runc', async () => {
+    await assert.rejects(runtime.wait('c1'), { code: Code.Unimplemented, message: 'runc wait c1: runc has no wait command' });
+  });
+
+  it('logs each command as stage oci.<command> when given a logger, failures too', async () => {
+    const { log, stages } = stageLog();
+    const pidFile = path.join(dir, 'staged.pid');
+    await runtime.create('c1', '/b', { pidFile, log });
+    await runtime.start('c1', { log });
+    await runtime.exec('c1', { pidFile, processFile: '/b/p.json', log });
+    await runtime.update('c1', '/b/r.json', { log });
+    await runtime.pause('c1', { log });
+    await runtime.resume('c1', { log });
+    await runtime.kill('c1', 9, { all: true, log });
+    await runtime.delete('c1', { force: true, log });
+    await assert.rejects(runtime.start('missing', { log }), { code: Code.NotFound });
+    await runtime.start('c1');
+    assert.deepEqual(stages(), [
+      'oci.create',
+      'oci.start',
+      'oci.exec',
+      'oci.update',
+      'oci.pause',
+      'oci.resume',
+      'oci.kill',
+      'oci.delete',
+      'oci.start',
+    ]);
   });
 
   it('leaves no log file behind', async () => {

@@ -1,0 +1,164 @@
+// One invocation of an OCI runtime CLI: the spawn, its time-out, and the error it ends in.
+//
+// Every command runs in a session of its own (setsid), so a terminal signal meant for the daemon
+// never reaches containers, and a time-out can kill the command's whole process group.
+//
+// Errors: the runtime writes its errors to a JSON log (--log, --log-format json) and to stderr.
+// For create and exec its stderr is the container's, so the log is the one reliable source. Each
+// invocation gets a log file of its own, read on failure and removed afterwards. The messages
+// are mapped to codes by the runtime's profile (profiles.ts).
+
+import { spawn, type StdioOptions } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+import { Code, internal, RuntimeError } from '../base/errors.js';
+import { timed } from '../base/stages.js';
+import { codeForRuntimeMessage, type RuntimeProfile } from './profiles.js';
+import { errorsFromLog } from './runtime-log.js';
+
+/** A file descriptor to hand to the container's process, or 'ignore' for /dev/null. */
+export type StdioTarget = number | 'ignore';
+
+export type ProcessStdio = [StdioTarget, StdioTarget, StdioTarget];
+
+export interface OciCliOptions {
+  /** The runtime binary, by name (looked up in PATH) or path. */
+  binary: string;
+  profile: RuntimeProfile;
+  /** Given before every command but --version (runc: --root; runsc: --root, --platform, ...). */
+  globalArgs: string[];
+  /** Where each invocation's log goes while it runs. */
+  logDir: string;
+  /** How long a command may take before it is killed. */
+  timeoutMs: number;
+}
+
+export interface Invocation {
+  /** The command, for error messages and the stage name ("create", "kill"). */
+  operation: string;
+  /** The container the command is about, for error messages. */
+  id?: string;
+  args: string[];
+  /** Given for commands whose process outlives the runtime (create, exec): its stdio. */
+  io?: ProcessStdio;
+  /** Without the global arguments and --log (for --version). */
+  bare?: boolean;
+  /** When given, the invocation's duration is logged as stage `oci.<operation>` (debug level). */
+  log?: Logger | undefined;
+  /** No time-out: the command lasts as long as what it waits for (runsc wait). */
+  untimed?: boolean;
+  /** Aborting kills the command; the invocation then rejects with Cancelled. */
+  signal?: AbortSignal | undefined;
+}
+
+interface Outcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  failure: string;
+  ending: 'exited' | 'timed out' | 'cancelled';
+}
+
+export class OciCli {
+  readonly binary: string;
+  readonly profile: RuntimeProfile;
+  readonly logDir: string;
+  readonly timeoutMs: number;
+  private readonly globalArgs: readonly string[];
+  private logDirReady: Promise<unknown> | undefined;
+
+  constructor(options: OciCliOptions) {
+    this.binary = options.binary;
+    this.profile = options.profile;
+    this.globalArgs = [...options.globalArgs];
+    this.logDir = path.resolve(options.logDir);
+    this.timeoutMs = options.timeoutMs;
+  }
+
+  /** Runs the runtime once; resolves with its stdout, or rejects with a RuntimeError. */
+  invoke(invocation: Invocation): Promise<string> {
+    if (!invocation.log) return this.run(invocation);
+    return timed(invocation.log, `oci.${invocation.operation}`, () => this.run(invocation));
+  }
+
+  private async run(invocation: Invocation): Promise<string> {
+    if (invocation.signal?.aborted) throw new RuntimeError(Code.Cancelled, `${this.describe(invocation)}: cancelled`);
+    const logFile = invocation.bare ? undefined : await this.newLogFile();
+    const globals = logFile ? [...this.globalArgs, '--log', logFile, '--log-format', 'json'] : [];
+    try {
+      const outcome = await this.spawn([...globals, ...invocation.args], invocation);
+      if (outcome.ending === 'timed out') {
+        throw new RuntimeError(Code.DeadlineExceeded, `${this.describe(invocation)}: timed out after ${this.timeoutMs} ms`);
+      }
+      if (outcome.ending === 'cancelled') throw new RuntimeError(Code.Cancelled, `${this.describe(invocation)}: cancelled`);
+      if (outcome.code === 0) return outcome.stdout;
+      const logged = logFile ? errorsFromLog(await readFile(logFile, 'utf8').catch(() => '')) : [];
+      const detail = logged.slice(-3).join('; ') || outcome.stderr.trim() || outcome.failure;
+      throw new RuntimeError(codeForRuntimeMessage(detail, this.profile), `${this.describe(invocation)}: ${detail}`);
+    } catch (err) {
+      if (err instanceof RuntimeError) throw err;
+      throw internal(`${this.describe(invocation)}: ${(err as Error).message}`, err);
+    } finally {
+      if (logFile) await rm(logFile, { force: true });
+    }
+  }
+
+  private describe(invocation: Invocation): string {
+    return `${path.basename(this.binary)} ${invocation.operation}${invocation.id ? ` ${invocation.id}` : ''}`;
+  }
+
+  private async newLogFile(): Promise<string> {
+    this.logDirReady ??= mkdir(this.logDir, { recursive: true, mode: 0o700 });
+    await this.logDirReady;
+    return path.join(this.logDir, `${randomUUID()}.json`);
+  }
+
+  private spawn(args: string[], invocation: Invocation): Promise<Outcome> {
+    // Pipes only for commands that leave nothing behind: a container holding one end of a pipe
+    // would keep it open, and us waiting, for its whole life.
+    const stdio: StdioOptions = invocation.io ?? ['ignore', 'pipe', 'pipe'];
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.binary, args, { stdio, detached: true });
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+      let ending: Outcome['ending'] = 'exited';
+      const stop = (why: Outcome['ending']): void => {
+        ending = why;
+        // The whole process group: a helper left holding our pipes would hold 'close' back too.
+        // Containers are safe from this: their processes run in sessions of their own.
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+      };
+      const timer = invocation.untimed ? undefined : setTimeout(() => stop('timed out'), this.timeoutMs);
+      const onAbort = (): void => stop('cancelled');
+      invocation.signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = (): void => {
+        clearTimeout(timer);
+        invocation.signal?.removeEventListener('abort', onAbort);
+      };
+      child.on('error', (err) => {
+        settle();
+        reject(err);
+      });
+      // 'close' waits for the pipes to drain; without pipes it fires with 'exit'.
+      child.on('close', (code, signal) => {
+        settle();
+        resolve({
+          ending,
+          code,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+          failure: signal ? `killed by ${signal}` : `exit status ${code}`,
+        });
+      });
+    });
+  }
+}
