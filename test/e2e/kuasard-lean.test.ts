@@ -72,7 +72,7 @@ describe('kuasard ships lean', () => {
     const urls = logs[0] ?? [];
     const ours = ourModules(urls);
     // The record is whole: the daemon, and each kind's modules, loaded when the daemon built the kind.
-    for (const expected of [DAEMON_ENTRY, 'daemon.js', ...KIND_NAMES.map((kind) => `kinds/${kind}/index.js`)]) {
+    for (const expected of [DAEMON_ENTRY, 'daemon/daemon.js', ...KIND_NAMES.map((kind) => `kinds/${kind}/kind.js`)]) {
       assert.ok(ours.includes(expected), `${expected} is not among the ${ours.length} modules recorded`);
     }
     assert.deepEqual(

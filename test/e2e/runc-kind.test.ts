@@ -2,14 +2,14 @@
 // drives it, runs pods on kuasard's `kuasar-runc` handler. Every test checks what a user can
 // observe (logs, exit codes, namespaces, processes) and that removing a pod leaves nothing.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
-import type { PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { NamespaceMode, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { StateRequestSchema } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
@@ -143,6 +143,33 @@ describe('runc kind through CRI', () => {
       // busybox sleep dies of SIGTERM as pid 1 only if it handles it; either way it is gone.
       assert.ok([137, 143].includes(status.exitCode), `exit code ${status.exitCode} is a signal death`);
     });
+  });
+
+  it("reports a pod whose isolation ended (its PID namespace holder was killed) NOTREADY, and its containers exited", async () => {
+    const pod = env.podConfig({ name: 'holder-killed', hostNetwork: false });
+    pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.POD;
+    const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
+    const { leaks } = await runPod(env, env.handlers.kuasar['runc'] ?? '', pod, watched, async ({ podId, pod }) => {
+      const { containerId } = await startLongRunning(podId, pod, 'sleeper');
+      const ready = await env.cri.runtime.podSandboxStatus({ podSandboxId: podId });
+      assert.equal(ready.status?.state, PodSandboxState.SANDBOX_READY);
+      // The holder is the process that stands for the pod (the sandbox's pid).
+      const { pid } = JSON.parse(readFileSync(join(sandboxDirOf(podId), 'state.json'), 'utf8')) as { pid: number };
+      assert.ok(pid > 0, 'the pod has a PID namespace holder');
+      process.kill(pid, 'SIGKILL');
+      // The container died with its PID namespace; containerd learns that the sandbox ended from Controller Wait.
+      const exited = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.equal(exited.exitCode, 137);
+      const deadline = Date.now() + WAIT.timeoutMs;
+      let state: PodSandboxState | undefined = ready.status?.state;
+      while (state !== PodSandboxState.SANDBOX_NOTREADY && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        state = (await env.cri.runtime.podSandboxStatus({ podSandboxId: podId })).status?.state;
+      }
+      assert.equal(state, PodSandboxState.SANDBOX_NOTREADY);
+      assert.match(env.logs(200).kuasard, /the holder of the pod's PID namespace \(pid \d+\) exited/);
+    });
+    assert.deepEqual(leaks, NO_LEAKS);
   });
 
   it('answers unknown ids with NotFound and malformed requests with InvalidArgument, and keeps serving', async () => {

@@ -2,7 +2,7 @@
 // namespaces and files), its rootfs mounts, its init and its execs. What it saves is what the
 // next run needs to find it again: its init's start time (a pid alone may name another process
 // by then) and its cgroup (for stats and the OOM count).
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Code, failedPrecondition, RuntimeError } from '../../base/errors.js';
@@ -15,7 +15,7 @@ import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
 import { mountAll, unmountRecursive } from '../../linux/mount.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import type { OciRuntime } from '../../oci/runtime.js';
-import type { Spec } from '../../oci/spec.js';
+import { readBundleSpec, resolveRootfs } from '../../oci/bundle.js';
 import { cgroupsPathOf, hostCgroupLayout } from './cgroups.js';
 import { podContainerSpec, type PodLayout } from './container-spec.js';
 import { RuncProcess, type LaunchContext } from './process.js';
@@ -89,17 +89,16 @@ export class RuncContainer implements KindContainer {
     const { record } = this.context;
     const { dir, rootfs, pidFile } = this.dirs;
     await mkdir(rootfs, { recursive: true, mode: 0o700 });
-    const spec = JSON.parse(await readFile(join(record.bundle, 'config.json'), 'utf8')) as Spec;
+    const spec = await readBundleSpec(record.bundle);
     if (record.rootfs.length > 0) await timed(this.log, 'runc.mount-rootfs', () => mountAll(record.rootfs, rootfs));
-    // With no mounts, containerd has prepared the rootfs inside the bundle itself.
-    const rootPath = record.rootfs.length > 0 ? rootfs : join(record.bundle, spec.root?.path ?? 'rootfs');
+    const rootPath = resolveRootfs(record.bundle, spec, record.rootfs.length, rootfs);
     const runcSpec = podContainerSpec(spec, rootPath, this.pod.layout());
     await writeFile(join(dir, 'config.json'), JSON.stringify(runcSpec));
     this.saved.cgroupsPath = cgroupsPathOf(runcSpec, record.id);
     this.initProcess = await RuncProcess.launch(
       { ...this.pod.launch, log: this.log },
       record.stdio,
-      (io) => timed(this.log, 'oci.create', () => this.pod.runtime.create(record.id, dir, { pidFile, ...io })),
+      (io) => this.pod.runtime.create(record.id, dir, { pidFile, ...io, log: this.log }),
       (exit) => this.afterInitExit(exit),
     );
     this.saved.initStartTime = readProcStat(this.initProcess.pid)?.startTime ?? null;
@@ -159,7 +158,7 @@ export class RuncContainer implements KindContainer {
   }
 
   async start(): Promise<void> {
-    await timed(this.log, 'oci.start', () => this.pod.runtime.start(this.id));
+    await this.pod.runtime.start(this.id, { log: this.log });
   }
 
   async kill(signal: number, all: boolean): Promise<void> {
@@ -169,7 +168,7 @@ export class RuncContainer implements KindContainer {
   async delete(): Promise<void> {
     this.initProcess?.release();
     // Gone already: the daemon died after runc deleted it, or before runc created it.
-    await timed(this.log, 'oci.delete', () => this.pod.runtime.delete(this.id, { force: true })).catch((err: unknown) => {
+    await this.pod.runtime.delete(this.id, { force: true, log: this.log }).catch((err: unknown) => {
       if (!isGone(err)) throw err;
     });
     await timed(this.log, 'runc.unmount-rootfs', () => unmountRecursive(this.dirs.rootfs));
@@ -188,18 +187,18 @@ export class RuncContainer implements KindContainer {
     const file = join(this.dirs.dir, 'resources-update.json');
     await writeFile(file, JSON.stringify(resources));
     try {
-      await timed(this.log, 'oci.update', () => this.pod.runtime.update(this.id, file));
+      await this.pod.runtime.update(this.id, file, { log: this.log });
     } finally {
       await rm(file, { force: true });
     }
   }
 
   async pause(): Promise<void> {
-    await timed(this.log, 'oci.pause', () => this.pod.runtime.pause(this.id));
+    await this.pod.runtime.pause(this.id, { log: this.log });
   }
 
   async resume(): Promise<void> {
-    await timed(this.log, 'oci.resume', () => this.pod.runtime.resume(this.id));
+    await this.pod.runtime.resume(this.id, { log: this.log });
   }
 
   /** `runc exec --detach` of an exec process; its files live in the container's directory. */
@@ -211,7 +210,7 @@ export class RuncContainer implements KindContainer {
     const process = await RuncProcess.launch(
       { ...this.pod.launch, log: exec.log },
       record.stdio,
-      (io) => timed(exec.log, 'oci.exec', () => this.pod.runtime.exec(this.id, { pidFile: files.pid, processFile: files.process, ...io })),
+      (io) => this.pod.runtime.exec(this.id, { pidFile: files.pid, processFile: files.process, ...io, log: exec.log }),
       async (exit) => ({ ...exit, oomKilled: false }),
     ).catch(async (err: unknown) => {
       await removeExecFiles(files);

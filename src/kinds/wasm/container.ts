@@ -2,7 +2,7 @@
 // (the rootfs and the spec's mounts, bound inside the container's directory) and its stdio.
 // Nothing of it outlives the daemon: after a restart the object only releases what is left.
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exitedNow, type SavedState } from '../../base/model.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
@@ -10,12 +10,13 @@ import { timed } from '../../base/stages.js';
 import { failedPrecondition, unimplemented } from '../../base/errors.js';
 import type { StreamRegistry } from '../../base/streams.js';
 import { ProcessStdio } from '../../io/process-stdio.js';
+import { readBundleSpec, resolveRootfs } from '../../oci/bundle.js';
 import type { ContainerContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
 import { unmountRecursive } from '../../linux/mount.js';
 import { mountGuestFilesystem } from './guest-mounts.js';
 import { WasmInstance } from './instance.js';
-import { guestFilesystem, wasmLaunch, type WasmSpec } from './launch.js';
+import { guestFilesystem, wasmLaunch } from './launch.js';
 import type { ModuleCache } from './module-cache.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -79,11 +80,11 @@ export class WasmContainer implements KindContainer {
     let stdio: ProcessStdio | undefined;
     const nullFds: number[] = [];
     try {
-      const spec = JSON.parse(await readFile(join(record.bundle, 'config.json'), 'utf8')) as WasmSpec;
+      const spec = await readBundleSpec(record.bundle);
       await mkdir(rootfs, { recursive: true, mode: 0o700 });
       // With no mounts, containerd has prepared the rootfs inside the bundle itself: a bind of it
       // gives the container a mount of its own all the same, to mount into and make read-only.
-      const root = record.rootfs.length > 0 ? { mounts: record.rootfs } : { directory: join(record.bundle, 'rootfs') };
+      const root = record.rootfs.length > 0 ? { mounts: record.rootfs } : { directory: resolveRootfs(record.bundle, spec, 0) };
       await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, root, guestFilesystem(spec, record.bundle)));
       const { modulePath, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
       const memoryLimit = specLimit ?? env.defaultMemoryLimit;
