@@ -116,10 +116,12 @@ export class Sandboxer {
     } catch (err) {
       this.markUnusable(sandbox, errorText(err));
     }
+    // Before the task socket serves again: a Wait that containerd sent to the previous run
+    // (kept by the fd keeper) is answered at once and must find its container.
+    await sandbox.adoptContainers();
     // A started sandbox keeps its task socket until Shutdown, stopped or not: containerd
     // still deletes its containers through it.
     if (record.taskAddress) await this.reopenEndpoint(sandbox);
-    await sandbox.adoptContainers();
     this.sandboxes.set(id, sandbox);
     await sandbox.save();
     sandbox.log.info(

@@ -6,7 +6,7 @@
 // of the devenv (workloads name their images by the devenv's short names, as plain strings).
 import type { z } from 'zod';
 import type { KindConfig } from '../config/kind-schema.js';
-import type { SandboxKind } from './kind.js';
+import type { KindCapabilities, SandboxKind } from './kind.js';
 import type { Reaper } from '../linux/reaper.js';
 
 /**
@@ -52,6 +52,8 @@ export interface KindBenchmark {
 export interface KindRegistration<Name extends string = string, Schema extends z.ZodType<KindConfig> = z.ZodType<KindConfig>> {
   /** The kind's name: its `[kinds.<name>]` table, its state directory, its CRI handler `kuasar-<name>`. */
   readonly name: Name;
+  /** What it supports (the same object its kind gives the engine). */
+  readonly capabilities: KindCapabilities;
   /** Its configuration table: kindConfigSchema extended with its own keys, every key with a default. */
   readonly config: Schema;
   /**

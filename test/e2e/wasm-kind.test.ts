@@ -315,7 +315,12 @@ describe('wasm kind through CRI', () => {
       await env.restartKuasard({ crash: true });
       const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
       assert.equal(status.exitCode, 255);
-      assert.match(env.logs(200).kuasard, new RegExp(`"container":"${containerId}","msg":"wasm instance ended with the previous kuasard`));
+      assert.match(
+        env.logs(200).kuasard,
+        new RegExp(
+          `"container":"${containerId}","msg":"the container ended with the previous kuasard \\(the wasm kind's containers do not outlive it\\)`,
+        ),
+      );
 
       // containerd's controller connection comes back after its reconnect backoff.
       await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: podId }));

@@ -4,7 +4,8 @@
 // a pod whose containers share one PID namespace gets a process: the holder of that namespace.
 import { mkdir, rm } from 'node:fs/promises';
 import type { Platform, SavedState } from '../../base/model.js';
-import type { KindCapabilities, SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { RUNC_CAPABILITIES } from './capabilities.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
@@ -22,16 +23,7 @@ export interface RuncKindOptions {
 
 export class RuncKind implements SandboxKind {
   readonly name = 'runc';
-  readonly capabilities: KindCapabilities = {
-    exec: true,
-    terminal: true,
-    pauseResume: true,
-    updateResources: true,
-    streamingIo: true,
-    // Containers are processes of their own and keep running; an exec's stdio (and a terminal's
-    // or a stream's copy) lived in the daemon, so execs are reported ended.
-    restart: { containers: true, execs: false, stdio: false },
-  };
+  readonly capabilities = RUNC_CAPABILITIES;
   private readonly env: RuncEnvironment;
   private readonly runtimeDirs: { root: string; logDir: string; consoleDir: string };
 

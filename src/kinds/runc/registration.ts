@@ -1,10 +1,12 @@
 // The runc kind: pods of namespaces and cgroups on the host, containers run by an OCI runtime CLI.
 import { z } from 'zod';
 import { kindConfigSchema } from '../../config/kind-schema.js';
+import { RUNC_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
 
 export const runcKind = defineKind({
   name: 'runc',
+  capabilities: RUNC_CAPABILITIES,
   config: kindConfigSchema.extend({
     /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun). */
     oci_runtime: z.string().min(1).default('runc'),

@@ -6,7 +6,8 @@
 // No OS process exists per container.
 import { mkdir } from 'node:fs/promises';
 import type { Platform } from '../../base/model.js';
-import type { KindCapabilities, SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { WASM_CAPABILITIES } from './capabilities.js';
 import { unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { WasmEnvironment } from './container.js';
@@ -30,15 +31,7 @@ const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
 export class WasmKind implements SandboxKind {
   readonly name = 'wasm';
-  readonly capabilities: KindCapabilities = {
-    exec: false,
-    terminal: false,
-    pauseResume: false,
-    updateResources: false,
-    streamingIo: true,
-    // Instances run on kuasard's own threads: none outlives it.
-    restart: { containers: false, execs: false, stdio: false },
-  };
+  readonly capabilities = WASM_CAPABILITIES;
   private readonly workers: WorkerPool;
   private readonly env: WasmEnvironment;
 

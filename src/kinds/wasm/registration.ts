@@ -1,6 +1,7 @@
 // The wasm kind: WASI modules run inside kuasard, one worker thread per running instance.
 import { z } from 'zod';
 import { kindConfigSchema } from '../../config/kind-schema.js';
+import { WASM_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
 
 /** The devenv's image of test modules: /<name>.wasm for every test/fixtures/wasm/<name>.wat. */
@@ -8,6 +9,7 @@ const TEST_MODULES = 'wasm-tests';
 
 export const wasmKind = defineKind({
   name: 'wasm',
+  capabilities: WASM_CAPABILITIES,
   config: kindConfigSchema.extend({
     /** Opt-in: a daemon serves this kind only when its configuration enables it. */
     enabled: z.boolean().default(false),
