@@ -33,10 +33,13 @@ export class PtyMaster {
 
   /** Takes the pty master `fd` over (it is closed by close(), or at once if this throws). */
   constructor(private readonly fd: number) {
+    // The stream closes its descriptor when it ends; `fd` stays open for the last reads and resizes.
+    let streamFd = -1;
     try {
-      // The stream closes its descriptor when it ends; `fd` stays open for the last reads and resizes.
-      this.tty = new TtyStream(duplicateFd(fd));
+      streamFd = duplicateFd(fd);
+      this.tty = new TtyStream(streamFd);
     } catch (err) {
+      if (streamFd >= 0) closeFd(streamFd);
       closeFd(fd);
       throw err;
     }
