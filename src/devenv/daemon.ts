@@ -99,6 +99,12 @@ export class Daemon {
     return this.exited;
   }
 
+  /** Why it is not running, with the last lines of its log; undefined while it runs. */
+  exitReport(lines = 20): string | undefined {
+    if (this.running) return undefined;
+    return `${this.name} has exited (${describeExit(this.exit)}); the last lines of its log:\n${this.logTail(lines)}`;
+  }
+
   logTail(lines = 30): string {
     return tailOfFile(this.logFile, lines);
   }

@@ -78,6 +78,12 @@ export interface Environment {
   /** The last lines of the daemons' logs. */
   logs(lines?: number): { containerd: string; kuasard: string };
   /**
+   * Each daemon that has died while the environment runs, told by its exit and the last lines of
+   * its log; empty while they all run. Calls to a dead kuasard do not fail, they hang until their
+   * deadline (the fd keeper holds its task sockets open for the next run): this says why.
+   */
+  daemonsDown(): string[];
+  /**
    * Stops kuasard (SIGTERM, or SIGKILL with `crash`) and starts it again with the same
    * configuration; containers stay.
    */
@@ -191,6 +197,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       scope,
       podConfig: (pod) => podSandboxConfig({ cgroupParent, podLogDir: paths.podLogDir }, pod),
       logs: (lines = 50) => ({ containerd: tailOfFile(paths.containerdLog, lines), kuasard: tailOfFile(paths.kuasardLog, lines) }),
+      daemonsDown: () => (stopped ? [] : [daemons.containerd, daemons.kuasard].flatMap((daemon) => daemon?.exitReport() ?? [])),
       async restartContainerd() {
         await daemons.containerd?.stop();
         await startContainerd();

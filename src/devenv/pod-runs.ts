@@ -36,6 +36,7 @@ export async function runPod(
   body: (run: PodRun) => Promise<void>,
   options: RunPodOptions = {},
 ): Promise<PodRunResult> {
+  assertDaemonsUp(env);
   const before = snapshotHost({ dirs: watchDirs });
   const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: handler });
   const remove = async () => {
@@ -49,11 +50,19 @@ export async function runPod(
     await remove().catch((removal: Error) => {
       if (err instanceof Error) err.message += ` (removing the pod then failed too: ${removal.message})`;
     });
+    const down = env.daemonsDown();
+    if (down.length > 0 && err instanceof Error) err.message += `\n${down.join('\n')}`;
     throw err;
   }
   await remove();
   await options.settle?.();
   return { leaks: diffHost(before, snapshotHost({ dirs: watchDirs }), { scope: env.scope }) };
+}
+
+/** A pod needs both daemons: a dead one would only show as calls running into their deadlines. */
+function assertDaemonsUp(env: Environment): void {
+  const down = env.daemonsDown();
+  if (down.length > 0) throw new Error(`the environment has lost a daemon:\n${down.join('\n')}`);
 }
 
 export interface ExitedContainer {

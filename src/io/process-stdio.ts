@@ -14,16 +14,16 @@
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
-import { ReadStream as TtyStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { failedPrecondition, invalidArgument } from '../base/errors.js';
 import type { WindowSize } from '../base/model.js';
 import type { Stdio } from '../base/model.js';
 import type { ProcessStream } from '../base/streams.js';
-import { pipe, setWindowSize } from '../linux/libc/files.js';
+import { pipe } from '../linux/libc/files.js';
 import { ConsoleSocket } from './console-socket.js';
 import { fifoReader, fifoStdinReader, fifoWriter, openOutputFifo, openStdinFifo } from './fifo.js';
 import { DEFAULT_OUTPUT_LIMITS, OutputCopy, within, type OutputLimits } from './output-copy.js';
+import { PtyMaster } from './pty-master.js';
 
 /** Where one stdio stream of a process goes, as containerd's Task API names it. */
 export type StdioEndpoint = { kind: 'none' } | { kind: 'fifo'; path: string } | { kind: 'stream'; id: string };
@@ -89,8 +89,7 @@ export class ProcessStdio {
   /** The daemon's copies of the process's output (pipes to streams, or the terminal). */
   private readonly outputs: OutputCopy[] = [];
   private consoleSocket: ConsoleSocket | undefined;
-  private terminal: TtyStream | undefined;
-  private masterFd = -1;
+  private terminal: PtyMaster | undefined;
   /** Where the daemon reads the process's stdin from, and (without a terminal) writes it to. */
   private stdinSource: Readable | undefined;
   private stdinPipe: Writable | undefined;
@@ -122,21 +121,17 @@ export class ProcessStdio {
     const master = this.consoleSocket.receiveMaster();
     this.consoleSocket.close();
     this.consoleSocket = undefined;
-    this.masterFd = master;
-    // One tty handle both reads and writes the master; the event loop drives it (non-blocking).
-    const terminal = new TtyStream(master);
+    const terminal = new PtyMaster(master);
     this.terminal = terminal;
-    this.hold(terminal, 'terminal');
-    // Once every holder of the pty's other side is gone, the master reads end-of-file or fails
-    // with EIO; either way the terminal closes, and its output ends with it.
-    this.outputs.push(new OutputCopy(terminal, this.terminalOutput));
-    this.stdinSource?.pipe(terminal, { end: false });
+    this.hold(terminal.input, 'terminal');
+    // Its output ends once every holder of the pty's other side is gone and all they wrote is read.
+    this.outputs.push(new OutputCopy(terminal.output, this.terminalOutput));
+    this.stdinSource?.pipe(terminal.input, { end: false });
   }
 
   /** Resizes the terminal; a process without one has nothing to resize (as runc's shim). */
   resize(size: WindowSize): void {
-    if (!this.terminal || this.terminal.destroyed) return;
-    setWindowSize(this.masterFd, { rows: size.height, columns: size.width });
+    this.terminal?.resize(size);
   }
 
   /**
@@ -156,7 +151,7 @@ export class ProcessStdio {
       source.unpipe();
       source.destroy();
       if (this.stdinPipe) this.stdinPipe.end();
-      else if (this.terminal && !this.terminal.destroyed) this.terminal.write(EOT);
+      else if (this.terminal && !this.terminal.input.destroyed) this.terminal.input.write(EOT);
     };
     // CloseIO travels on another connection than the stdin stream and can overtake its last
     // Data: let what containerd sent arrive and drain first, for a moment at most.
@@ -189,6 +184,7 @@ export class ProcessStdio {
     this.closeChildEnds();
     this.consoleSocket?.close();
     for (const stream of this.held) stream.destroy();
+    this.terminal?.close();
   }
 
   private async takeStreams(endpoints: StdioEndpoint[], source: StreamSource, timeoutMs: number): Promise<(ProcessStream | undefined)[]> {

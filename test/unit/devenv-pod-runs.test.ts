@@ -5,8 +5,8 @@ import type { PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import type { Environment } from '../../src/devenv/environment.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
 
-/** An environment whose CRI starts pods and fails to stop them. */
-function refusingStops(calls: string[]): Environment {
+/** An environment whose CRI starts pods and fails to stop them; `down` tells its dead daemons. */
+function refusingStops(calls: string[], down: () => string[] = () => []): Environment {
   const runtime = {
     runPodSandbox: async () => {
       calls.push('run');
@@ -18,7 +18,7 @@ function refusingStops(calls: string[]): Environment {
     },
     removePodSandbox: async () => calls.push('remove'),
   };
-  return { cri: { runtime } } as unknown as Environment;
+  return { cri: { runtime }, daemonsDown: down } as unknown as Environment;
 }
 
 describe('runPod', () => {
@@ -31,6 +31,32 @@ describe('runPod', () => {
       message: 'the body failed (removing the pod then failed too: stop refused)',
     });
     assert.deepEqual(calls, ['run', 'stop']);
+  });
+
+  it('tells of a daemon that died during the body, after the failures it caused', async () => {
+    const calls: string[] = [];
+    let died = false;
+    const down = () => (died ? ['kuasard has exited (signal SIGABRT); the last lines of its log:\n(last words)'] : []);
+    const failing = async () => {
+      died = true;
+      throw new Error('Deadline exceeded');
+    };
+    await assert.rejects(runPod(refusingStops(calls, down), 'h', {} as PodSandboxConfig, [], failing), {
+      message:
+        'Deadline exceeded (removing the pod then failed too: stop refused)\nkuasard has exited (signal SIGABRT); the last lines of its log:\n(last words)',
+    });
+  });
+
+  it('runs no pod once a daemon has died, and says which', async () => {
+    const calls: string[] = [];
+    const down = () => ['kuasard has exited (exit code 1); the last lines of its log:\n(last words)'];
+    await assert.rejects(
+      runPod(refusingStops(calls, down), 'h', {} as PodSandboxConfig, [], async () => undefined),
+      {
+        message: 'the environment has lost a daemon:\nkuasard has exited (exit code 1); the last lines of its log:\n(last words)',
+      },
+    );
+    assert.deepEqual(calls, []);
   });
 
   it('reports a removal that fails after a body that succeeded', async () => {

@@ -1,5 +1,5 @@
-// File descriptors through libc: close, the O_NONBLOCK flag, pipes, a poll that never waits,
-// and a terminal's window size.
+// File descriptors through libc: close, duplicates, the O_NONBLOCK flag, pipes, a poll that
+// never waits, and a terminal's window size.
 
 import { check, libcGroup } from './binding.js';
 
@@ -28,9 +28,15 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 const F_GETFL = 3;
 const F_SETFL = 4;
+const F_DUPFD_CLOEXEC = 1030;
 
 export function closeFd(fd: number): void {
   check(`close(${fd})`, libc().close(fd));
+}
+
+/** A second descriptor for the open file `fd` names (close-on-exec), to be closed on its own. */
+export function duplicateFd(fd: number): number {
+  return check(`fcntl(${fd}, F_DUPFD_CLOEXEC)`, libc().fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0));
 }
 
 /** Makes reads and writes on `fd` block (or not); the flag belongs to the open file, shared by dups. */
