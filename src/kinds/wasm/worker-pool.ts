@@ -120,6 +120,10 @@ async function startWorker(onExit: (worker: PooledWorker) => void): Promise<Pool
     worker.alive = false;
     onExit(worker);
   });
+  // An uncaught error ends the worker (its 'exit' follows and drops it from the pool). Without a
+  // listener of its own, one raised while the worker sits idle, when no instance listens, would
+  // be thrown in kuasard's main thread and end the daemon.
+  thread.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     const onMessage = (message: WorkerMessage) => {
       if (message.type !== 'idle') return;
