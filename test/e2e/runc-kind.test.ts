@@ -145,7 +145,7 @@ describe('runc kind through CRI', () => {
     });
   });
 
-  it("reports a pod whose isolation ended (its PID namespace holder was killed) NOTREADY, and its containers exited", async () => {
+  it('reports a pod whose isolation ended (its PID namespace holder was killed) NOTREADY, and its containers exited', async () => {
     const pod = env.podConfig({ name: 'holder-killed', hostNetwork: false });
     pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.POD;
     const watched = [env.paths.kuasarState, `${env.paths.kuasarState}/runc.oci`];
