@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { findManagementPlane, hasGcHook, hasSettled, nodeOptionsWithGcHook, parseSmapsRollup } from '../../src/bench/memory.js';
 import { inPool } from '../../src/bench/pods.js';
-import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/run.js';
+import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/handlers.js';
 import { FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
 import type { HostProcess } from '../../src/devenv/processes.js';
 import { idleWorkload } from '../../src/devenv/workloads.js';
