@@ -11,6 +11,8 @@
 // at the same time do not make the check fail.
 import { lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readProcStat } from '../linux/proc.js';
 import { cgroupHierarchies, readMounts, type MountEntry } from './mounts.js';
 import { isScopeCgroupPath, isScopeLink, isScopeMount, NETNS_DIRS, processesOfScope, type LeakScope } from './ownership.js';
 import { listProcesses, NAMESPACE_KINDS, type HostProcess } from './processes.js';
@@ -200,4 +202,20 @@ function safeReaddir(dir: string) {
   } catch {
     return [];
   }
+}
+
+/**
+ * Waits, for at most `timeoutMs`, until PID 1 has reaped the zombies of `scope` it adopted: after
+ * a crash of kuasard, container processes and PID-namespace holders are PID 1's children, and
+ * some inits reap only now and then. Zombies that `before` already held are not waited for.
+ */
+export async function untilInitReaped(scope: LeakScope, options: { before?: HostSnapshot; timeoutMs?: number } = {}): Promise<void> {
+  const known = new Set(options.before?.processes.map((p) => `${p.pid}/${p.startTime}`));
+  const zombiesOfInit = () =>
+    [...processesOfScope(listProcesses(), scope)].filter((pid) => {
+      const stat = readProcStat(pid);
+      return stat?.ppid === 1 && stat.state === 'Z' && !known.has(`${pid}/${stat.startTime}`);
+    });
+  const deadline = Date.now() + (options.timeoutMs ?? 5_000);
+  while (zombiesOfInit().length > 0 && Date.now() < deadline) await sleep(100);
 }

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { NO_LEAKS } from '../../src/devenv/leaks.js';
+import { NO_LEAKS, untilInitReaped } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
@@ -35,8 +35,17 @@ describe('kind conformance', () => {
       /** Runs a pod of the kind, calls `body`, removes the pod, and checks that nothing of it stayed. */
       async function withPod(name: string, body: (podId: string, pod: PodSandboxConfig) => Promise<void>) {
         const pod = env.podConfig({ name: `${kind.name}-${name}` });
-        const { leaks } = await runPod(env, env.handlers.kuasar[kind.name] ?? '', pod, [env.paths.kuasarState], (run) =>
-          body(run.podId, run.pod),
+        // After a crash of kuasard, what ends is PID 1's to reap.
+        const settle = () => untilInitReaped(env.scope);
+        const { leaks } = await runPod(
+          env,
+          env.handlers.kuasar[kind.name] ?? '',
+          pod,
+          [env.paths.kuasarState],
+          (run) => body(run.podId, run.pod),
+          {
+            settle,
+          },
         );
         assert.deepEqual(leaks, NO_LEAKS);
       }
@@ -79,6 +88,21 @@ describe('kind conformance', () => {
         });
       });
 
+      it('undoes a container whose start fails (its program is missing): nothing of it stays, and the pod goes on', async () => {
+        await withPod('missing', async (podId, pod) => {
+          const { image } = idleWorkload(kind.name);
+          const config = containerConfig({ name: 'missing', image, command: ['/no-such-program'] });
+          let containerId = '';
+          await assert.rejects(async () => {
+            ({ containerId } = await env.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod }));
+            await env.cri.runtime.startContainer({ containerId });
+          }, /no-such-program/);
+          if (containerId) await env.cri.runtime.removeContainer({ containerId });
+          const idle = await startIdle(podId, pod);
+          assert.equal((await env.cri.runtime.containerStatus({ containerId: idle })).status?.state, ContainerState.CONTAINER_RUNNING);
+        });
+      });
+
       it(`${capabilities.exec ? 'runs' : 'refuses, clearly,'} an exec, and ${capabilities.updateResources ? 'applies' : 'refuses'} new resources`, async () => {
         await withPod('capabilities', async (podId, pod) => {
           const containerId = await startIdle(podId, pod);
@@ -104,6 +128,8 @@ describe('kind conformance', () => {
             const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
             assert.equal(status.exitCode, 255);
           }
+          // containerd's controller connection comes back after its reconnect backoff; then the pod is removed.
+          await untilAnswered(() => env.cri.runtime.podSandboxStatus({ podSandboxId: podId }), WAIT.timeoutMs);
         });
       });
     });

@@ -15,8 +15,7 @@ import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { NamespaceMode, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { diffHost, NO_LEAKS, snapshotHost, type HostSnapshot } from '../../src/devenv/leaks.js';
-import { processesOfScope } from '../../src/devenv/ownership.js';
+import { diffHost, NO_LEAKS, snapshotHost, untilInitReaped } from '../../src/devenv/leaks.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { fdKeeperPids, listProcesses } from '../../src/devenv/processes.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
@@ -90,21 +89,6 @@ describe('runc kind across a kuasard restart', () => {
     readFileSync(env.paths.kuasardLog, 'utf8')
       .split('\n')
       .filter((line) => line.includes(`"msg":"${message}`));
-
-  /**
-   * Since the crash, the pods' PID-namespace holders are PID 1's children: killed with their
-   * pods, they stay zombies until init reaps them (some inits poll). Waits until it did.
-   */
-  async function untilInitReaped(before: HostSnapshot): Promise<void> {
-    const known = new Set(before.processes.map((p) => `${p.pid}/${p.startTime}`));
-    const zombiesOfInit = () =>
-      [...processesOfScope(listProcesses(), env.scope)].filter((pid) => {
-        const stat = readProcStat(pid);
-        return stat?.ppid === 1 && stat.state === 'Z' && !known.has(`${pid}/${stat.startTime}`);
-      });
-    const deadline = Date.now() + REAP_WAIT_MS;
-    while (zombiesOfInit().length > 0 && Date.now() < deadline) await sleep(100);
-  }
 
   /** Runs `task` over `items`, `width` at a time. */
   async function inBatches<T>(items: readonly T[], width: number, task: (item: T) => Promise<void>): Promise<void> {
@@ -213,7 +197,7 @@ describe('runc kind across a kuasard restart', () => {
     });
     const left = (await keptNames()).filter((n) => pods.some((p) => n.includes(` ${taskSocketOf(p)}`)));
     assert.deepEqual(left, [], 'the keeper holds nothing of the removed pods');
-    await untilInitReaped(beforeAll);
+    await untilInitReaped(env.scope, { before: beforeAll });
     assert.deepEqual(diffHost(beforeAll, snapshotHost({ dirs: watched() }), { scope: env.scope }), NO_LEAKS);
   });
 
