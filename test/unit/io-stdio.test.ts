@@ -13,8 +13,9 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { ConsoleSocket } from '../../src/io/console-socket.js';
+import { parseStdioEndpoint } from '../../src/io/endpoints.js';
 import { openStdinFifo } from '../../src/io/fifo.js';
-import { parseStdioEndpoint, ProcessStdio } from '../../src/io/process-stdio.js';
+import { ProcessStdio } from '../../src/io/process-stdio.js';
 import { pipe } from '../../src/linux/libc/files.js';
 
 const log = pino({ level: 'silent' });
