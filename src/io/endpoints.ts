@@ -125,11 +125,7 @@ export class StdioEndpoints {
       return taken;
     } catch (err) {
       // Streams that arrive after another failed would be left with nobody to release them.
-      for (const take of takes)
-        void take?.then(
-          (stream) => stream.destroy(),
-          () => undefined,
-        );
+      for (const take of takes) take?.then(destroy, ignore);
       throw err;
     }
   }
@@ -175,6 +171,11 @@ function openFifo<T>(slot: Slot, path: string, open: (path: string) => T): T {
     throw failedPrecondition(`the ${slot} FIFO ${path} cannot be opened: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
 }
+
+const destroy = (stream: ProcessStream): void => {
+  stream.destroy();
+};
+const ignore = (): void => undefined;
 
 function isWritable(stream: ProcessStream): stream is Writable {
   return typeof (stream as Writable).write === 'function';
