@@ -71,96 +71,117 @@ export function streamOf<S extends Readable | Writable>(endpoint: number | S | u
 }
 
 export class StdioEndpoints {
-  stdin: InputEndpoint | undefined;
-  stdout: OutputEndpoint | undefined;
-  /** Always absent with a terminal, which has no separate stderr. */
-  stderr: OutputEndpoint | undefined;
-  /** Descriptors opened here and not yet closed. */
-  private readonly descriptors = new Set<number>();
-  private readonly held: HeldStreams;
-
-  private constructor(log: Logger) {
-    this.held = new HeldStreams(log);
-  }
+  private constructor(
+    readonly stdin: InputEndpoint | undefined,
+    readonly stdout: OutputEndpoint | undefined,
+    /** Always absent with a terminal, which has no separate stderr. */
+    readonly stderr: OutputEndpoint | undefined,
+    private readonly opened: Opened,
+  ) {}
 
   /** Opens all three, or none: on a failure, what was opened is closed again. */
   static async open(options: EndpointsOptions): Promise<StdioEndpoints> {
     const { stdio, fifos } = options;
     const parsed = [stdio.stdin, stdio.stdout, stdio.stderr].map(parseStdioEndpoint) as [StdioEndpoint, StdioEndpoint, StdioEndpoint];
-    const endpoints = new StdioEndpoints(options.log);
+    const opened = new Opened(options.log);
     try {
-      const [stdinStream, stdoutStream, stderrStream] = await endpoints.takeStreams(parsed, options);
-      endpoints.stdin = endpoints.openStdin(parsed[0], stdinStream, fifos.stdin);
-      endpoints.stdout = endpoints.openOutput('stdout', parsed[1], stdoutStream, fifos.outputs);
+      const [stdinStream, stdoutStream, stderrStream] = await takeStreams(parsed, options, opened);
+      const stdin = openStdin(parsed[0], stdinStream, fifos.stdin, opened);
+      const stdout = openOutput('stdout', parsed[1], stdoutStream, fifos.outputs, opened);
       // A stderr stream is taken all the same, so that it is released with the others.
-      if (!stdio.terminal) endpoints.stderr = endpoints.openOutput('stderr', parsed[2], stderrStream, fifos.outputs);
-      return endpoints;
+      const stderr = stdio.terminal ? undefined : openOutput('stderr', parsed[2], stderrStream, fifos.outputs, opened);
+      return new StdioEndpoints(stdin, stdout, stderr, opened);
     } catch (err) {
-      endpoints.close();
+      opened.release();
       throw err;
     }
   }
 
   /** Closes the descriptors: the process holds its own now. */
   closeDescriptors(): void {
-    for (const fd of this.descriptors) closeSync(fd);
-    this.descriptors.clear();
+    this.opened.closeDescriptors();
   }
 
   /** Releases everything. Idempotent. */
   close(): void {
-    this.closeDescriptors();
-    this.held.destroyAll();
+    this.opened.release();
+  }
+}
+
+/** What was opened for one process's endpoints, released together. */
+class Opened {
+  /** Descriptors not yet closed. */
+  private readonly descriptors = new Set<number>();
+  readonly held: HeldStreams;
+
+  constructor(log: Logger) {
+    this.held = new HeldStreams(log);
   }
 
-  private async takeStreams(parsed: StdioEndpoint[], options: EndpointsOptions): Promise<(ProcessStream | undefined)[]> {
-    const takes = parsed.map((endpoint) =>
-      endpoint.kind === 'stream' ? options.streams.take(endpoint.id, options.streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS) : undefined,
-    );
-    try {
-      const taken = await Promise.all(takes);
-      taken.forEach((stream, slot) => {
-        if (stream) this.held.hold(stream, (parsed[slot] as { id: string }).id);
-      });
-      return taken;
-    } catch (err) {
-      // Streams that arrive after another failed would be left with nobody to release them.
-      for (const take of takes) take?.then(destroy, ignore);
-      throw err;
-    }
-  }
-
-  private openStdin(endpoint: StdioEndpoint, taken: ProcessStream | undefined, use: StdinFifoUse): InputEndpoint | undefined {
-    if (endpoint.kind === 'none') return undefined;
-    if (endpoint.kind === 'stream') {
-      if (!(taken instanceof Readable)) throw failedPrecondition('the stdin stream cannot be read');
-      return taken;
-    }
-    const { path } = endpoint;
-    if (use === 'descriptor') return this.descriptor(openFifo('stdin', path, openStdinFifo));
-    return this.held.hold(openFifo('stdin', path, use === 'terminal' ? fifoReader : fifoStdinReader), 'stdin fifo');
-  }
-
-  private openOutput(
-    slot: Slot,
-    endpoint: StdioEndpoint,
-    taken: ProcessStream | undefined,
-    use: OutputFifoUse,
-  ): OutputEndpoint | undefined {
-    if (endpoint.kind === 'none') return undefined;
-    if (endpoint.kind === 'stream') {
-      if (!taken || !isWritable(taken)) throw failedPrecondition(`the ${slot} stream cannot be written`);
-      return taken;
-    }
-    const { path } = endpoint;
-    if (use === 'descriptor') return this.descriptor(openFifo(slot, path, openOutputFifo));
-    return this.held.hold(openFifo(slot, path, fifoWriter), `${slot} fifo`);
-  }
-
-  private descriptor(fd: number): number {
+  descriptor(fd: number): number {
     this.descriptors.add(fd);
     return fd;
   }
+
+  closeDescriptors(): void {
+    for (const fd of this.descriptors) closeSync(fd);
+    this.descriptors.clear();
+  }
+
+  release(): void {
+    this.closeDescriptors();
+    this.held.destroyAll();
+  }
+}
+
+async function takeStreams(parsed: StdioEndpoint[], options: EndpointsOptions, opened: Opened): Promise<(ProcessStream | undefined)[]> {
+  const takes = parsed.map((endpoint) =>
+    endpoint.kind === 'stream' ? options.streams.take(endpoint.id, options.streamTimeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS) : undefined,
+  );
+  try {
+    const taken = await Promise.all(takes);
+    taken.forEach((stream, slot) => {
+      if (stream) opened.held.hold(stream, (parsed[slot] as { id: string }).id);
+    });
+    return taken;
+  } catch (err) {
+    // Streams that arrive after another failed would be left with nobody to release them.
+    for (const take of takes) take?.then(destroy, ignore);
+    throw err;
+  }
+}
+
+function openStdin(
+  endpoint: StdioEndpoint,
+  taken: ProcessStream | undefined,
+  use: StdinFifoUse,
+  opened: Opened,
+): InputEndpoint | undefined {
+  if (endpoint.kind === 'none') return undefined;
+  if (endpoint.kind === 'stream') {
+    if (!(taken instanceof Readable)) throw failedPrecondition('the stdin stream cannot be read');
+    return taken;
+  }
+  const { path } = endpoint;
+  if (use === 'descriptor') return opened.descriptor(openFifo('stdin', path, openStdinFifo));
+  return opened.held.hold(openFifo('stdin', path, use === 'terminal' ? fifoReader : fifoStdinReader), 'stdin fifo');
+}
+
+function openOutput(
+  slot: Slot,
+  endpoint: StdioEndpoint,
+  taken: ProcessStream | undefined,
+  use: OutputFifoUse,
+  opened: Opened,
+): OutputEndpoint | undefined {
+  if (endpoint.kind === 'none') return undefined;
+  if (endpoint.kind === 'stream') {
+    if (!taken || !isWritable(taken)) throw failedPrecondition(`the ${slot} stream cannot be written`);
+    return taken;
+  }
+  const { path } = endpoint;
+  if (use === 'descriptor') return opened.descriptor(openFifo(slot, path, openOutputFifo));
+  return opened.held.hold(openFifo(slot, path, fifoWriter), `${slot} fifo`);
 }
 
 /** containerd made the FIFO before the call: one that cannot be opened is its failure, not ours. */
