@@ -164,6 +164,23 @@ describe('stdio forwarded over a byte channel', () => {
     assert.equal(sizes.length, 1, 'the terminal is gone');
   });
 
+  it('applies a CloseIO that came before forwarding once forwarding begins, after what containerd sent', HANG_GUARD, async () => {
+    const input = new PassThrough();
+    const stdio = await openStdio({
+      stdio: { stdin: url('early-stdin'), stdout: '', stderr: '', terminal: true },
+      streams: { take: async () => input },
+      log,
+    });
+    input.end('sent before\n');
+    stdio.closeStdin();
+    const { channel, process } = pipeChannel({ stderr: false });
+    stdio.forward(channel);
+    // With a terminal only CloseIO ends stdin: the end-of-file here is the early CloseIO's.
+    assert.equal((await readAll(process.stdin)).toString(), 'sent before\n');
+    process.stdout.end();
+    await stdio.finish({ readGraceMs: 600_000, deliverMs: 600_000 });
+  });
+
   it(
     'gives up a channel still open after the exit once it is idle for the read grace, with what was read delivered',
     HANG_GUARD,
