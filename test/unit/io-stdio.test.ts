@@ -2,19 +2,20 @@
 // socket receiving a descriptor, and pipes bridged to streams (streaming io). No root needed.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Code, RuntimeError } from '../../src/base/errors.js';
+import { Code, failedPrecondition, RuntimeError } from '../../src/base/errors.js';
 import { ConsoleSocket } from '../../src/io/console-socket.js';
+import { parseStdioEndpoint, StdioEndpoints } from '../../src/io/endpoints.js';
 import { openStdinFifo } from '../../src/io/fifo.js';
-import { parseStdioEndpoint, ProcessStdio } from '../../src/io/process-stdio.js';
+import { ProcessStdio } from '../../src/io/process-stdio.js';
 import { pipe } from '../../src/linux/libc/files.js';
 
 const log = pino({ level: 'silent' });
@@ -61,6 +62,66 @@ describe('stdio on the host', () => {
 
   after(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('opens all endpoints or none: a FIFO that cannot be opened is FailedPrecondition, and the one opened before it is closed', async () => {
+    const stdin = join(dir, 'half-in');
+    execFileSync('mkfifo', [stdin]);
+    const missing = join(dir, 'missing-out');
+    const before = openDescriptors();
+    for (const use of ['descriptor', 'stream'] as const) {
+      await assert.rejects(
+        StdioEndpoints.open({
+          stdio: { stdin, stdout: missing, stderr: '', terminal: false },
+          streams: { take: () => Promise.reject(new Error('no streams here')) },
+          fifos: { stdin: use, outputs: use },
+          log,
+        }),
+        (err: unknown) =>
+          err instanceof RuntimeError && err.code === Code.FailedPrecondition && err.message.includes(`stdout FIFO ${missing}`),
+        use,
+      );
+      assert.deepEqual(openDescriptors(), before, `nothing left open (${use})`);
+    }
+  });
+
+  it('releases every stream containerd opened when another fails, one that arrives later included', { timeout: 120_000 }, async () => {
+    const early = new PassThrough();
+    let arrive: (stream: PassThrough) => void = () => undefined;
+    const late = new PassThrough();
+    const url = (id: string) => `ttrpc+unix://${dir}/task.sock?streaming_id=${id}`;
+    const streams = {
+      take: (id: string) => {
+        if (id === 'x-stdin') return Promise.resolve(early);
+        if (id === 'x-stdout') return new Promise<PassThrough>((resolve) => (arrive = resolve));
+        return Promise.reject(failedPrecondition(`stream ${id} was not opened`));
+      },
+    };
+    await assert.rejects(
+      StdioEndpoints.open({
+        stdio: { stdin: url('x-stdin'), stdout: url('x-stdout'), stderr: url('x-stderr'), terminal: false },
+        streams,
+        fifos: { stdin: 'descriptor', outputs: 'descriptor' },
+        log,
+      }),
+      /x-stderr was not opened/,
+    );
+    arrive(late);
+    await Promise.all([once(early, 'close'), once(late, 'close')]);
+
+    // A stdout that cannot be written is refused, and the stdin stream taken with it released.
+    const stdinStream = new PassThrough();
+    await assert.rejects(
+      StdioEndpoints.open({
+        stdio: { stdin: url('y-stdin'), stdout: url('y-stdout'), stderr: '', terminal: false },
+        streams: { take: async (id) => (id === 'y-stdin' ? stdinStream : Readable.from([])) },
+        fifos: { stdin: 'descriptor', outputs: 'descriptor' },
+        log,
+      }),
+      (err: unknown) =>
+        err instanceof RuntimeError && err.code === Code.FailedPrecondition && /stdout stream cannot be written/.test(err.message),
+    );
+    assert.equal(stdinStream.destroyed, true);
   });
 
   it('opens a stdin FIFO read-only and blocking, so that the reader sees end-of-file', () => {
@@ -288,6 +349,11 @@ describe('stdio on the host', () => {
     stdio.close();
   });
 });
+
+/** The descriptors this process has open now. */
+function openDescriptors(): string[] {
+  return readdirSync('/proc/self/fd').sort();
+}
 
 /** Everything written to `stream` until it ends. */
 function collect(stream: PassThrough): Promise<string> {

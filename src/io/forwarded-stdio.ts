@@ -1,0 +1,129 @@
+// The stdio of a process that runs elsewhere, as in a guest VM where an agent of ours starts it:
+// the daemon forwards between containerd's endpoints (FIFOs or streams, opened as for any other
+// process: endpoints.ts) and a byte channel to where the process runs, such as one stream per
+// stdio of a multiplexed virtio-serial connection to the agent. The rules are those of a process
+// on this host (process-stdio.ts): everything written before the exit is delivered, within
+// bounds (output-copy.ts), and CloseIO or a kill ends stdin as through a pipe or on a terminal.
+//
+// Lifecycle: `open` before the process is created (a stream containerd did not open fails the
+// call early), `forward` once the process and its channel exist, `finish` when it has exited,
+// `close` to drop everything at once.
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { internal } from '../base/errors.js';
+import type { Stdio, WindowSize } from '../base/model.js';
+import { StdioCopies } from './copies.js';
+import { StdioEndpoints, type StreamSource, streamOf } from './endpoints.js';
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output-copy.js';
+
+/** One process's stdio as a channel to where the process runs carries it. */
+export interface StdioChannel {
+  /**
+   * The process's stdin. Ending it ends the process's stdin after what was written: end-of-file
+   * through a pipe, the end-of-file character on a terminal. Destroying it does the same at once,
+   * dropping what was not sent yet.
+   */
+  readonly stdin: Writable;
+  /** The process's stdout (the terminal's output, with one); ends once nothing there holds it open. */
+  readonly stdout: Readable;
+  /** The process's stderr; none with a terminal, which has no separate stderr. */
+  readonly stderr?: Readable;
+  /** Sets the size of the process's terminal; called only for a process with one. */
+  resize(size: WindowSize): void;
+}
+
+export interface ForwardedStdioOptions {
+  stdio: Stdio;
+  streams: StreamSource;
+  log: Logger;
+  /** How long to wait for a stream containerd has not opened yet (default 10 s). */
+  streamTimeoutMs?: number;
+}
+
+export class ForwardedStdio {
+  private channel: StdioChannel | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly endpoints: StdioEndpoints,
+    private readonly copies: StdioCopies,
+    private readonly terminal: boolean,
+  ) {}
+
+  static async open(options: ForwardedStdioOptions): Promise<ForwardedStdio> {
+    const { terminal } = options.stdio;
+    const endpoints = await StdioEndpoints.open({
+      stdio: options.stdio,
+      streams: options.streams,
+      streamTimeoutMs: options.streamTimeoutMs,
+      // The daemon reads and writes every FIFO itself; stdin's end passes on as through a pipe,
+      // except to a terminal.
+      fifos: { stdin: terminal ? 'terminal' : 'stream', outputs: 'stream' },
+      log: options.log,
+    });
+    return new ForwardedStdio(endpoints, new StdioCopies(options.log), terminal);
+  }
+
+  /** The process and its channel exist: copying begins both ways. The channel is ours from now on. */
+  forward(channel: StdioChannel): void {
+    if (this.channel) throw internal('the stdio of this process is forwarded already');
+    this.channel = channel;
+    const { held } = this.copies;
+    const input = held.hold(channel.stdin, 'channel stdin');
+    const stdout = held.hold(channel.stdout, 'channel stdout');
+    const stderr = channel.stderr && held.hold(channel.stderr, 'channel stderr');
+    if (this.closed) {
+      this.copies.close();
+      return;
+    }
+    const stdin = streamOf(this.endpoints.stdin);
+    if (stdin) {
+      // Without a terminal, containerd's end of stdin is the process's end-of-file; with one,
+      // only CloseIO ends it. Either way the channel's end carries it to the process.
+      this.copies.copyStdin(stdin, {
+        writable: input,
+        endsWithSource: !this.terminal,
+        end: () => input.end(),
+        abort: () => input.destroy(),
+      });
+    } else if (!this.terminal) {
+      // No stdin, as from /dev/null: end-of-file at once.
+      input.end();
+    }
+    this.copies.copyOutput(stdout, streamOf(this.endpoints.stdout));
+    if (stderr) this.copies.copyOutput(stderr, streamOf(this.endpoints.stderr));
+    else streamOf(this.endpoints.stderr)?.end();
+  }
+
+  /** Resizes the process's terminal; a process without one has nothing to resize. */
+  resize(size: WindowSize): void {
+    if (this.terminal && !this.closed) this.channel?.resize(size);
+  }
+
+  /** CloseIO: the process's stdin ends once what containerd sent has been forwarded. */
+  closeStdin(): void {
+    this.copies.closeStdin();
+  }
+
+  /** Ends the process's stdin now, data in flight included (the process is being killed). */
+  abortStdin(): void {
+    this.copies.abortStdin();
+  }
+
+  /**
+   * The process has exited: delivers everything it wrote (see OutputCopy.deliver), for at most
+   * `limits.deliverMs`, then releases everything.
+   */
+  async finish(limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): Promise<void> {
+    await this.copies.deliver(limits);
+    this.close();
+  }
+
+  /** Releases everything now, the channel included. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.copies.close();
+    this.endpoints.close();
+  }
+}
