@@ -9,14 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
-import { NamespaceMode, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { NamespaceMode, PodSandboxConfigSchema, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { StateRequestSchema } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { NO_LEAKS, processesOfPod } from '../../src/devenv/leaks.js';
+import { diffHost, NO_LEAKS, processesOfPod, snapshotHost } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath, type ContainerOptions } from '../../src/devenv/pods.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
@@ -170,6 +170,29 @@ describe('runc kind through CRI', () => {
       assert.match(env.logs(200).kuasard, /the holder of the pod's PID namespace \(pid \d+\) exited/);
     });
     assert.deepEqual(leaks, NO_LEAKS);
+  });
+
+  it('undoes a Start that fails after Create pinned the namespaces and mounted /dev/shm: nothing of the sandbox stays', async () => {
+    const controller = createGrpcClient(Controller, `unix://${env.kuasarSockets['runc']}`, {
+      metadata: { 'containerd-namespace': 'k8s.io' },
+      timeoutMs: 10_000,
+    });
+    const before = snapshotHost({ dirs: [env.paths.kuasarState] });
+    try {
+      const pod = env.podConfig({ name: 'start-fails', hostNetwork: false });
+      pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.POD;
+      const options = { typeUrl: 'runtime.v1.PodSandboxConfig', value: toBinary(PodSandboxConfigSchema, pod) };
+      // The PID namespace holder is to join a network namespace that does not exist: Start's last kind step fails.
+      await controller.create({ sandboxId: 'start-fails', options, netnsPath: join(env.paths.dir, 'no-such-netns') });
+      assert.equal(existsSync(join(sandboxDirOf('start-fails'), 'ns', 'ipc')), true, 'Create pinned the namespaces');
+      await assert.rejects(controller.start({ sandboxId: 'start-fails' }));
+      // containerd sends no Shutdown after a failed Start: the sandbox is gone already.
+      await assert.rejects(controller.status({ sandboxId: 'start-fails' }), hasCode(Code.NotFound));
+      assert.equal(existsSync(sandboxDirOf('start-fails')), false);
+      assert.deepEqual(diffHost(before, snapshotHost({ dirs: [env.paths.kuasarState] }), { scope: env.scope }), NO_LEAKS);
+    } finally {
+      controller.close();
+    }
   });
 
   it('answers unknown ids with NotFound and malformed requests with InvalidArgument, and keeps serving', async () => {
