@@ -158,8 +158,14 @@ export class Container {
       await this.kind.start();
       // The process may have run to completion already; never move a stopped task back.
       if (this.record.status === 'created') this.record.status = 'running';
-      await this.save();
       this.host.publish({ topic: '/tasks/start', containerId: this.id, pid: this.record.pid });
+      // Saved once the answer is out, not before: if kuasard dies in between, containerd saw the
+      // Start fail and will delete the container without stopping it, which a container recorded
+      // 'running' would refuse for ever ("cannot delete running task"); one recorded 'created'
+      // is deleted (and its process killed) at once. The next run follows its process either way.
+      void answersSent()
+        .then(() => this.save())
+        .catch((err) => this.log.error({ err }, 'saving state after start'));
       return this.record.pid;
     });
   }
