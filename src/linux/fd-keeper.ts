@@ -151,10 +151,22 @@ export class FdKeeper {
   watch(onLost: () => void): void {
     clearInterval(this.watchTimer);
     this.watchTimer = setInterval(() => {
-      if (this.socket !== undefined && !peerHasHungUp(this.socket)) return;
+      if (this.socket !== undefined && this.stillConnected(this.socket)) return;
       this.close();
       onLost();
     }, WATCH_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Whether the keeper is still at the other end. A check that fails (the socket is unusable)
+   * counts as a hang-up: it runs in a timer, where a throw would end the daemon.
+   */
+  private stillConnected(socket: number): boolean {
+    try {
+      return !peerHasHungUp(socket);
+    } catch {
+      return false;
+    }
   }
 
   /** Disconnects (and stops watching); the keeper keeps everything it holds. */

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ErrnoError, errnoName, hasErrnoCode } from '../../src/linux/libc/binding.js';
-import { closeFd } from '../../src/linux/libc/files.js';
+import { closeFd, pipe, POLLIN, pollNow } from '../../src/linux/libc/files.js';
+import { readProcStat } from '../../src/linux/proc.js';
 import {
   decodeWaitStatus,
   isChildSubreaper,
@@ -99,6 +100,32 @@ describe('libc calls', () => {
       process.off('SIGUSR2', onSignal);
       for (const fd of [client, server, listener]) closeFd(fd);
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('polls through a flood of signals: a zero-timeout poll interrupted (EINTR) is made again, not reported', async () => {
+    // A pending signal makes even a zero-timeout poll fail with EINTR. The fd keeper's watch
+    // polls every second while SIGCHLDs arrive; an EINTR thrown there once ended kuasard. The
+    // child sends a bounded number of signals (an endless flood, with the event loop blocked by
+    // this loop, would fill libuv's signal pipe and lose the child's own SIGCHLD).
+    const { read, write } = pipe();
+    const onSignal = (): void => undefined;
+    process.on('SIGUSR2', onSignal);
+    const child = spawn('sh', ['-c', `i=0; while [ $i -lt 3000 ]; do kill -USR2 ${process.pid}; i=$((i+1)); done`], { stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    try {
+      let polls = 0;
+      // Poll until the child has sent them all (it is a zombie then); the count is a hang guard.
+      while (readProcStat(child.pid!)?.state !== 'Z' && polls < 10_000_000) {
+        assert.equal(pollNow(read, POLLIN), 0, 'nothing to read, and no error');
+        polls++;
+      }
+      assert.deepEqual(await exited, [0, null], 'the child sent every signal');
+    } finally {
+      child.kill('SIGKILL');
+      process.off('SIGUSR2', onSignal);
+      closeFd(read);
+      closeFd(write);
     }
   });
 

@@ -9,9 +9,11 @@
 // but not all: signal(7) lists socket calls on a socket with SO_RCVTIMEO or SO_SNDTIMEO (the fd
 // keeper's connection has both), poll and others as never restarted. Every call that can sleep
 // therefore goes through checkRetrying, which calls it again on EINTR: recvmsg, sendmsg,
-// connect, accept4 and waitpid. The others never sleep (prctl, socket, bind, listen, pipe2,
-// fcntl without locks, ioctl TIOCSWINSZ, setsockopt, setns, unshare, sethostname, a poll with
-// a zero timeout), or sleep uninterruptibly on local filesystems (mount, umount2). close is
+// connect, accept4, waitpid, and poll, which reports EINTR for a pending signal even with a
+// zero timeout (an uncaught one once ended kuasard: the fd keeper's watch polls every second).
+// The others never sleep (prctl, socket, bind, listen, pipe2, fcntl without locks, ioctl
+// TIOCSWINSZ, setsockopt, setns, unshare, sethostname), or sleep uninterruptibly on local
+// filesystems (mount, umount2). close is
 // never retried: Linux releases the descriptor even when close reports EINTR, and a second
 // close could hit a descriptor another part of the process has opened since.
 

@@ -1,7 +1,7 @@
 // File descriptors through libc: close, duplicates, the O_NONBLOCK flag, pipes, a poll that
 // never waits, and a terminal's window size.
 
-import { check, libcGroup } from './binding.js';
+import { check, checkRetrying, libcGroup } from './binding.js';
 
 interface FileCalls {
   close: (fd: number) => number;
@@ -62,7 +62,8 @@ export const POLLRDHUP = 0x2000;
 /** poll(2) of one descriptor without waiting (it cannot be interrupted): the events it reports now. */
 export function pollNow(fd: number, events: number): number {
   const fds = { fd, events, revents: 0 };
-  check(`poll(${fd})`, libc().poll(fds, 1, 0));
+  // Even with a zero timeout, poll fails with EINTR when a signal (SIGCHLD) is pending.
+  checkRetrying(`poll(${fd})`, () => libc().poll(fds, 1, 0));
   return fds.revents;
 }
 
