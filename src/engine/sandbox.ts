@@ -101,7 +101,7 @@ export class Sandbox implements SandboxContext, ContainerHost {
 
   /** Writes the record (with the kind's state); writes are queued so that the file always ends with the latest one. */
   async save(): Promise<void> {
-    if (!this.saving) return Promise.resolve();
+    if (!this.saving) return;
     if (this.handle) this.record.kindState = this.handle.state();
     const write = this.lastSave.then(() => writeJsonAtomic(join(this.dir, STATE_FILE), this.record));
     this.lastSave = write.catch(() => undefined);

@@ -14,7 +14,7 @@ import { internal } from '../base/errors.js';
 import type { Stdio, WindowSize } from '../base/model.js';
 import { StdioCopies } from './copies.js';
 import { StdioEndpoints, type StreamSource, streamOf } from './endpoints.js';
-import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output-copy.js';
+import { StdioSession } from './stdio-session.js';
 
 /** One process's stdio as a channel to where the process runs carries it. */
 export interface StdioChannel {
@@ -40,15 +40,16 @@ export interface ForwardedStdioOptions {
   streamTimeoutMs?: number;
 }
 
-export class ForwardedStdio {
+export class ForwardedStdio extends StdioSession {
   private channel: StdioChannel | undefined;
-  private closed = false;
 
   private constructor(
-    private readonly endpoints: StdioEndpoints,
-    private readonly copies: StdioCopies,
+    endpoints: StdioEndpoints,
+    copies: StdioCopies,
     private readonly terminal: boolean,
-  ) {}
+  ) {
+    super(endpoints, copies);
+  }
 
   static async open(options: ForwardedStdioOptions): Promise<ForwardedStdio> {
     const { terminal } = options.stdio;
@@ -100,30 +101,6 @@ export class ForwardedStdio {
     if (this.terminal && !this.closed) this.channel?.resize(size);
   }
 
-  /** CloseIO: the process's stdin ends once what containerd sent has been forwarded. */
-  closeStdin(): void {
-    this.copies.closeStdin();
-  }
-
-  /** Ends the process's stdin now, data in flight included (the process is being killed). */
-  abortStdin(): void {
-    this.copies.abortStdin();
-  }
-
-  /**
-   * The process has exited: delivers everything it wrote (see OutputCopy.deliver), for at most
-   * `limits.deliverMs`, then releases everything.
-   */
-  async finish(limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): Promise<void> {
-    await this.copies.deliver(limits);
-    this.close();
-  }
-
-  /** Releases everything now, the channel included. Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.copies.close();
-    this.endpoints.close();
-  }
+  /** The channel was held by the copies, which release it. */
+  protected releaseOwn(): void {}
 }

@@ -19,7 +19,7 @@ import { Console } from './console.js';
 import { StdioCopies } from './copies.js';
 import { InheritedStdio, type StdioTarget } from './descriptors.js';
 import { StdioEndpoints, type StreamSource } from './endpoints.js';
-import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from './output-copy.js';
+import { StdioSession } from './stdio-session.js';
 import { pipeStreams } from './pipes.js';
 
 export interface ProcessStdioOptions {
@@ -44,16 +44,16 @@ export interface RuntimeStdio {
   consoleSocket?: string;
 }
 
-export class ProcessStdio {
+export class ProcessStdio extends StdioSession {
   readonly runtime: RuntimeStdio;
-  private closed = false;
 
   private constructor(
-    private readonly endpoints: StdioEndpoints,
+    endpoints: StdioEndpoints,
     private readonly inherited: InheritedStdio,
-    private readonly copies: StdioCopies,
+    copies: StdioCopies,
     private readonly terminal: Console | undefined,
   ) {
+    super(endpoints, copies);
     this.runtime = { stdio: inherited.targets };
     if (terminal) this.runtime.consoleSocket = terminal.socketPath;
   }
@@ -96,36 +96,9 @@ export class ProcessStdio {
     this.terminal?.resize(size);
   }
 
-  /**
-   * Ends the process's stdin where the daemon holds it. Through a pipe, the process reads
-   * end-of-file; on a terminal, which has no end of its own, it gets the end-of-file character.
-   * A process that reads a FIFO itself sees end-of-file when containerd closes its writer.
-   */
-  closeStdin(): void {
-    this.copies.closeStdin();
-  }
-
-  /** Ends the process's stdin now, data in flight included (the process is being killed). */
-  abortStdin(): void {
-    this.copies.abortStdin();
-  }
-
-  /**
-   * The process has exited: delivers everything it wrote (see OutputCopy.deliver), for at most
-   * `limits.deliverMs`, then releases everything.
-   */
-  async finish(limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): Promise<void> {
-    await this.copies.deliver(limits);
-    this.close();
-  }
-
-  /** Releases everything now. Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  /** What the process inherited (until the runtime handed it on) and its terminal. */
+  protected releaseOwn(): void {
     this.inherited.release();
-    this.copies.close();
     this.terminal?.close();
-    this.endpoints.close();
   }
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { fakeOciCliPrelude } from '../../src/devenv/fake-oci-cli.js';
 import { Code } from '../../src/base/errors.js';
 import { RuntimeWaitExitSource } from '../../src/oci/exit-source.js';
 import { runscProfile } from '../../src/oci/profiles.js';
@@ -13,20 +14,7 @@ import { OciRuntime } from '../../src/oci/runtime.js';
 // A stand-in for gVisor's runsc, printing what runsc prints (runsc/cmd, runsc/cmd/util): errors
 // go to the --log file as JSON objects with no newline between them, and to stderr; Fatalf exits
 // 128. `wait <id>` blocks until the test writes <dir>/exit-<id>, then prints runsc's wait result.
-const fakeRunsc = (dir: string): string => `#!/bin/sh
-printf '%s\\n' "$@" > ${dir}/args
-log=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version) break ;;
-    --log) log=$2; shift 2 ;;
-    --*) shift 2 ;;
-    *) break ;;
-  esac
-done
-cmd=$1
-eval id=\\\${$#}
-fatal() {
+const fakeRunsc = (dir: string): string => `${fakeOciCliPrelude(dir)}fatal() {
   for msg in "$@"; do printf '{"msg":"%s","level":"error","time":"2026-12-06T08:00:00.1Z"}' "$msg" >> "$log"; echo "$msg" >&2; done
   exit 128
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { fakeOciCliPrelude } from '../../src/devenv/fake-oci-cli.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { parseVersion } from '../../src/oci/outputs.js';
 import { codeForRuntimeMessage } from '../../src/oci/profiles.js';
@@ -28,20 +29,7 @@ const runcStatsEvent = JSON.stringify({
 }).replace('"limit":0,"usage":315392', '"limit":9223372036854771712,"usage":315392');
 
 // A stand-in for runc: it records its arguments, then acts on the subcommand and container id.
-const fakeRuntime = (dir: string): string => `#!/bin/sh
-printf '%s\\n' "$@" > ${dir}/args
-log=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version) break ;;
-    --log) log=$2; shift 2 ;;
-    --*) shift 2 ;;
-    *) break ;;
-  esac
-done
-cmd=$1
-eval id=\\\${$#}
-fail() {
+const fakeRuntime = (dir: string): string => `${fakeOciCliPrelude(dir)}fail() {
   echo 'not json {' >> "$log"
   echo '{"level":"warning","msg":"a warning","time":"t"}' >> "$log"
   for msg in "$@"; do echo "{\\"level\\":\\"error\\",\\"msg\\":\\"$msg\\",\\"time\\":\\"t\\"}" >> "$log"; done
