@@ -4,6 +4,7 @@
 // by then) and its cgroup (for stats and the OOM count).
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { Code, failedPrecondition, RuntimeError } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
@@ -55,7 +56,7 @@ export function containerDirs(containersDir: string, id: string) {
 
 export class RuncContainer implements KindContainer {
   private readonly dirs: ReturnType<typeof containerDirs>;
-  private readonly log;
+  private readonly log: Logger;
 
   private constructor(
     private readonly pod: RuncPodView,
