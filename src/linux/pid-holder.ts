@@ -181,6 +181,19 @@ export function findHolders(match: HolderMatch): PidNamespaceHolder[] {
 }
 
 /**
+ * Stops the holders `findHolders` finds for a pod whose record was lost, and removes the holder's
+ * cgroup `cgroupsPath` even where no holder is in it: a daemon that died inside
+ * startPidNamespaceHolder may have made that cgroup before moving the holder in, and then the
+ * holder is found by its namespaces only (or, killed since, not at all).
+ */
+export async function stopLostHolders(match: HolderMatch, cgroupsPath?: string): Promise<PidNamespaceHolder[]> {
+  const lost = findHolders(match);
+  for (const holder of lost) await stopPidNamespaceHolder(holder);
+  if (cgroupsPath) await removeCgroup(cgroupsPath);
+  return lost;
+}
+
+/**
  * Device and inode: what names a namespace (nsfs) file. The device counts too: a pin file whose
  * bind mount is gone is a plain file whose inode number may equal some namespace's.
  */

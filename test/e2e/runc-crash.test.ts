@@ -271,7 +271,7 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       .filter((line) => line.includes(corrupt.podSandboxId));
     for (const what of [
       'deleting a container the state file did not record',
-      'stopping a PID namespace holder the state file did not record',
+      'stopped a PID namespace holder the state file did not record',
     ]) {
       assert.ok(
         told.some((line) => line.includes(what)),

@@ -19,6 +19,11 @@ export const namespacesDir = (sandboxDir: string): string => join(sandboxDir, 'n
 /** The cgroup (below the pod's cgroup parent) of the holder of a pod's PID namespace; named after the sandbox so it can be found again. */
 export const holderCgroupName = (sandboxId: string): string => `kuasar-pidns-${sandboxId}`;
 
+/** Where the holder's cgroup goes: below the pod's cgroup parent; none when the pod has no parent. */
+export function holderCgroupsPath(sandboxId: string, cgroupParent: string): string | undefined {
+  return cgroupParent ? `${cgroupParent.replace(/\/+$/, '')}/${holderCgroupName(sandboxId)}` : undefined;
+}
+
 /** The state of the pod with id `sandboxId` whose directory is `sandboxDir`: only values the kind writes for it pass. */
 export function podStateCodec(sandboxId: string, sandboxDir: string): StateCodec<RuncPodState> {
   const pinned = (name: string) => z.literal(join(namespacesDir(sandboxDir), name)).nullable();

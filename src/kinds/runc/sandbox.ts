@@ -17,10 +17,10 @@ import { mountOne, unmountRecursive } from '../../linux/mount.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
 import { checkHostname, pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
 import {
-  findHolders,
   holderPidNamespacePath,
   isHolderRunning,
   startPidNamespaceHolder,
+  stopLostHolders,
   stopPidNamespaceHolder,
   type HolderNamespaces,
   type PidNamespaceHolder,
@@ -31,7 +31,7 @@ import type { OciRuntime } from '../../oci/runtime.js';
 import { hostCgroupLayout } from './cgroups.js';
 import { containerDirs, isGone, RuncContainer, type RuncPodView } from './container.js';
 import type { PodLayout } from './container-spec.js';
-import { holderCgroupName, namespacesDir, podStateCodec, type RuncPodState } from './pod-state.js';
+import { holderCgroupName, holderCgroupsPath, namespacesDir, podStateCodec, type RuncPodState } from './pod-state.js';
 
 /** What the kind shares with each of its pods. */
 export interface RuncEnvironment {
@@ -133,9 +133,9 @@ export class RuncSandbox implements KindSandbox {
     if (!record.pod.hostNetwork && record.netnsPath) join.netns = record.netnsPath;
     if (this.pod.ipcPath) join.ipc = this.pod.ipcPath;
     if (this.pod.utsPath) join.uts = this.pod.utsPath;
-    const parent = record.pod.cgroupParent;
-    const cgroup = parent ? `${parent.replace(/\/+$/, '')}/${holderCgroupName(record.id)}` : undefined;
-    const holder = await timed(this.context.log, 'runc.start-pid-holder', () => startPidNamespaceHolder(join, cgroup));
+    const holder = await timed(this.context.log, 'runc.start-pid-holder', () =>
+      startPidNamespaceHolder(join, holderCgroupsPath(record.id, record.pod.cgroupParent)),
+    );
     this.pod = { ...this.pod, pidHolder: holder };
     this.context.log.info({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'PID namespace holder started');
     this.watchHolder(holder);
@@ -250,13 +250,12 @@ export async function releasePod(env: RuncEnvironment, context: SandboxContext, 
   // saving, or by a pod whose state cannot be believed, is looked for.
   const mayHaveUnrecordedHolder = state === null || (context.record.pod.pidMode === 'pod' && context.record.startedAt === null);
   if (mayHaveUnrecordedHolder) {
-    const lost = findHolders({
-      namespaceFiles: [join(paths.nsDir, 'ipc'), join(paths.nsDir, 'uts')],
-      cgroupName: holderCgroupName(context.record.id),
-    });
-    for (const holder of lost) {
-      context.log.warn({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'stopping a PID namespace holder the state file did not record');
-      await stopPidNamespaceHolder(holder);
+    const stopped = await stopLostHolders(
+      { namespaceFiles: [join(paths.nsDir, 'ipc'), join(paths.nsDir, 'uts')], cgroupName: holderCgroupName(context.record.id) },
+      holderCgroupsPath(context.record.id, context.record.pod.cgroupParent),
+    );
+    for (const holder of stopped) {
+      context.log.warn({ pid: holder.pid, cgroup: holder.cgroupsPath }, 'stopped a PID namespace holder the state file did not record');
     }
   }
   await unpinPodNamespaces(paths.nsDir);
