@@ -58,6 +58,13 @@ module.exports = {
       to: { path: '^src/kinds/[^/]+/', pathNot: '^src/kinds/$1/' },
     },
     {
+      name: 'oci-kind-below-kinds',
+      comment: 'What the kinds that drive an OCI runtime CLI share (containers, processes) sits below them and knows none of them.',
+      severity: 'error',
+      from: { path: '^src/oci-kind/' },
+      to: { path: '^src/(engine|kinds|services|daemon|config)/' },
+    },
+    {
       name: 'services-below-daemon',
       comment: 'The protocol services adapt the engine; the daemon composes them, not the other way.',
       severity: 'error',

@@ -2,16 +2,13 @@
 // up, the pod's /etc files and /dev/shm, and, for a pod whose containers share one PID
 // namespace, the process that holds it. That holder is the pod's only process: when it dies
 // on its own, the pod's isolation has ended (every process in its namespace died with it).
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname as osHostname } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
 import type { SavedState } from '../../base/model.js';
-import { podFiles, type HostFacts } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
-import { isValidId } from '../../base/ids.js';
 import { readCgroupMetrics } from '../../linux/cgroup-stats.js';
 import { mountOne, unmountRecursive } from '../../linux/mount.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
@@ -29,7 +26,8 @@ import type { Reaper } from '../../linux/reaper.js';
 import { checkPodSysctls } from '../../linux/sysctls.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 import { hostCgroupLayout } from './cgroups.js';
-import { containerDirs, isGone, RuncContainer, type RuncPodView } from './container.js';
+import { deleteUnrecordedContainers, podDirPaths, preparePodDir } from '../../oci-kind/pod-dir.js';
+import { RuncContainer, type RuncPodView } from './container.js';
 import type { PodLayout } from './container-spec.js';
 import { holderCgroupName, holderCgroupsPath, namespacesDir, podStateCodec, type RuncPodState } from './pod-state.js';
 
@@ -46,15 +44,7 @@ const SHM_MOUNT = { type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', '
 
 /** Paths of one pod's pieces inside its sandbox directory. */
 function podPaths(dir: string) {
-  return {
-    nsDir: namespacesDir(dir),
-    etcDir: join(dir, 'etc'),
-    hostnameFile: join(dir, 'etc', 'hostname'),
-    hostsFile: join(dir, 'etc', 'hosts'),
-    resolvConfFile: join(dir, 'etc', 'resolv.conf'),
-    shmDir: join(dir, 'shm'),
-    containersDir: join(dir, 'containers'),
-  };
+  return { ...podDirPaths(dir), nsDir: namespacesDir(dir), shmDir: join(dir, 'shm') };
 }
 
 export class RuncSandbox implements KindSandbox {
@@ -82,12 +72,7 @@ export class RuncSandbox implements KindSandbox {
       checkHostname(pod.hostname);
     }
     const paths = podPaths(context.dir);
-    const files = podFiles(pod, await hostFacts());
-    await mkdir(paths.etcDir, { recursive: true });
-    await writeFile(paths.hostnameFile, files.hostname);
-    await writeFile(paths.hostsFile, files.hosts);
-    await writeFile(paths.resolvConfFile, files.resolvConf);
-    await mkdir(paths.containersDir);
+    await preparePodDir(context.dir, pod);
 
     // With no hostname of its own, the new UTS namespace keeps the node's name, as runc leaves it.
     const pinned = await timed(context.log, 'runc.pin-namespaces', () =>
@@ -202,7 +187,8 @@ export class RuncSandbox implements KindSandbox {
     const { runtime, reaper, consoleDir } = this.env;
     return {
       runtime,
-      launch: { reaper, consoleDir, streams: this.context.streams },
+      reaper,
+      launch: { consoleDir, streams: this.context.streams },
       containersDir: this.paths.containersDir,
       layout: () => this.layout(),
       pidMode: this.context.record.pod.pidMode,
@@ -244,7 +230,7 @@ export class RuncSandbox implements KindSandbox {
  */
 export async function releasePod(env: RuncEnvironment, context: SandboxContext, state: RuncPodState | null): Promise<void> {
   const paths = podPaths(context.dir);
-  await deleteUnrecordedContainers(env, context);
+  await deleteUnrecordedContainers(env.runtime, context);
   if (state?.pidHolder) await stopPidNamespaceHolder(state.pidHolder);
   // A holder is saved once the pod has started; one started by a daemon that died before
   // saving, or by a pod whose state cannot be believed, is looked for.
@@ -260,29 +246,4 @@ export async function releasePod(env: RuncEnvironment, context: SandboxContext, 
   }
   await unpinPodNamespaces(paths.nsDir);
   await unmountRecursive(context.dir);
-}
-
-/**
- * Container directories with no record: the daemon died inside a Task Create, after runc may
- * have created the container and before the record was saved (containerd was told nothing), or
- * the container's state could not be believed.
- */
-async function deleteUnrecordedContainers(env: RuncEnvironment, context: SandboxContext): Promise<void> {
-  const { containersDir } = podPaths(context.dir);
-  const recorded = new Set(context.record.containers.map((c) => c.id));
-  const entries = await readdir(containersDir).catch(() => [] as string[]);
-  for (const id of entries.filter((name) => isValidId(name) && !recorded.has(name))) {
-    context.log.warn({ container: id }, 'deleting a container the state file did not record');
-    await env.runtime.delete(id, { force: true }).catch((err: unknown) => {
-      if (!isGone(err)) throw err;
-    });
-    const { dir } = containerDirs(containersDir, id);
-    await unmountRecursive(dir);
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-async function hostFacts(): Promise<HostFacts> {
-  const read = (path: string) => readFile(path, 'utf8').catch(() => '');
-  return { hostname: osHostname(), hosts: await read('/etc/hosts'), resolvConf: await read('/etc/resolv.conf') };
 }

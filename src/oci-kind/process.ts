@@ -1,25 +1,24 @@
-// One process of a runc container, its init or an exec: started by the OCI runtime with its
-// stdio set up (FIFOs, pipes to streams, or a terminal), reaped by the Reaper, and holding its
-// stdio plumbing until its exit has drained or it is released.
+// One process of a container run by an OCI runtime CLI, its init or an exec: started by the
+// runtime with its stdio set up (FIFOs, pipes to streams, or a terminal), followed until it ends
+// (reaped by the Reaper, or told by the runtime's `wait`: see oci/exit-source.ts), and holding
+// its stdio plumbing until its exit has drained or it is released.
 import type { Logger } from 'pino';
-import { notFound } from '../../base/errors.js';
-import type { ExitInfo, Stdio, WindowSize } from '../../base/model.js';
-import type { StreamRegistry } from '../../base/streams.js';
-import { ProcessStdio, type RuntimeStdio } from '../../io/process-stdio.js';
-import { hasErrnoCode } from '../../linux/libc/binding.js';
-import type { Reaper } from '../../linux/reaper.js';
-import type { KindProcess, ProcessEnd } from '../../kind-api/kind.js';
+import { notFound } from '../base/errors.js';
+import type { ExitInfo, Stdio, WindowSize } from '../base/model.js';
+import type { StreamRegistry } from '../base/streams.js';
+import { ProcessStdio, type RuntimeStdio } from '../io/process-stdio.js';
+import { hasErrnoCode } from '../linux/libc/binding.js';
+import type { KindProcess, ProcessEnd } from '../kind-api/kind.js';
 
 /** What a process's start needs besides the runtime command that starts it. */
 export interface LaunchContext {
-  reaper: Reaper;
   /** Console sockets live here: a private directory with a short path. */
   consoleDir: string;
   streams: StreamRegistry;
   log: Logger;
 }
 
-export class RuncProcess implements KindProcess {
+export class OciProcess implements KindProcess {
   readonly exited: Promise<ProcessEnd>;
   /** Once reaped, the pid may name another process: signals must not be sent to it any more. */
   private reaped = false;
@@ -36,14 +35,15 @@ export class RuncProcess implements KindProcess {
 
   /**
    * Opens the process's stdio, runs `run` (the runtime command that starts the process and
-   * returns its pid) with it, and follows the process until it ends.
+   * returns its pid) with it, and follows the process until `watch` says it ended.
    */
   static async launch(
     context: LaunchContext,
     stdio: Stdio,
     run: (runtimeStdio: RuntimeStdio) => Promise<number>,
+    watch: (pid: number) => Promise<ExitInfo>,
     afterExit: (exit: ExitInfo) => Promise<ProcessEnd>,
-  ): Promise<RuncProcess> {
+  ): Promise<OciProcess> {
     const io = await ProcessStdio.open({ stdio, streams: context.streams, consoleDir: context.consoleDir, log: context.log });
     let pid: number;
     try {
@@ -52,8 +52,8 @@ export class RuncProcess implements KindProcess {
       io.close();
       throw err;
     }
-    let process: RuncProcess | undefined;
-    const ended = context.reaper.watch(pid).then(
+    let process: OciProcess | undefined;
+    const ended = watch(pid).then(
       async (exit) => {
         if (process) process.reaped = true;
         // Everything the process wrote reaches containerd before its exit is reported: CRI
@@ -62,13 +62,13 @@ export class RuncProcess implements KindProcess {
         return exit;
       },
       (err: unknown) => {
-        // Not our child after all: the engine reports the process lost; its stdio goes now.
+        // Not watchable after all (not our child): the engine reports the process lost; its stdio goes now.
         if (process) process.reaped = true;
         io.close();
         throw err;
       },
     );
-    process = new RuncProcess(pid, io, ended, afterExit);
+    process = new OciProcess(pid, io, ended, afterExit);
     try {
       io.started();
     } catch (err) {
@@ -84,8 +84,8 @@ export class RuncProcess implements KindProcess {
    * A process of the previous run of kuasard, still running or not: it is no longer our child,
    * so we learn when it ends, not how (255); its stdio, if the daemon copied it, is gone.
    */
-  static adopted(pid: number, ended: Promise<ExitInfo>, afterExit: (exit: ExitInfo) => Promise<ProcessEnd>): RuncProcess {
-    return new RuncProcess(pid, null, ended, afterExit);
+  static adopted(pid: number, ended: Promise<ExitInfo>, afterExit: (exit: ExitInfo) => Promise<ProcessEnd>): OciProcess {
+    return new OciProcess(pid, null, ended, afterExit);
   }
 
   /** Signals the process with kill(2), as runc's shim signals an exec (`runc kill` addresses inits only). */
