@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what kuasar-ts needs on a Debian 12 machine, as root. Idempotent: safe to run again.
 #
-# containerd 2.x is only in Debian's unstable suite. We add unstable with a low pin priority so
-# that nothing else is upgraded from it, and take containerd alone from there. The mirror is read
-# from this machine's own apt source entry rather than written here.
+# containerd 2.x and a runsc recent enough for the appkernel kind are only in Debian's unstable
+# suite. We add unstable with a low pin priority so that nothing else is upgraded from it, and
+# take these two alone from there, each asked for by name. The mirror is read from this
+# machine's own apt source entry rather than written here.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -38,7 +39,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
 cat > "$unstable_pin" <<'PIN'
-# Only packages asked for explicitly (containerd/unstable) come from unstable.
+# Only packages asked for explicitly (containerd/unstable, runsc/unstable) come from unstable.
 Package: *
 Pin: release a=unstable
 Pin-Priority: 50
@@ -63,6 +64,13 @@ containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/
 if [ "${containerd_major:-0}" -lt 2 ]; then
   apt-get install -y -qq --no-install-recommends containerd/unstable
 fi
+# gVisor's runsc for the appkernel kind. Its versions are release dates (0.0~YYYYMMDD.N); bookworm
+# has a 2022 one, older than the flags and behaviour kuasar relies on.
+runsc_min_date=20240729
+runsc_date=$(runsc --version 2>/dev/null | sed -n 's/^runsc version 0\.0~\([0-9]\{8\}\).*/\1/p' | head -n 1 || true)
+if [ "${runsc_date:-0}" -lt "$runsc_min_date" ]; then
+  apt-get install -y -qq --no-install-recommends runsc/unstable
+fi
 # The distribution's service would hold /run/containerd; kuasar-ts runs its own instances.
 if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
   systemctl disable --now containerd || true
@@ -70,3 +78,5 @@ fi
 
 containerd --version
 runc --version | head -n 1
+# sed, not head: runsc writes its lines one by one and dies of SIGPIPE once head has gone.
+runsc --version | sed -n 1p

@@ -111,7 +111,7 @@ export function parsePressure(text: string): CgroupPressure {
 
 // memory.stat keys of cgroup v1 and the fields they fill. The total_ ones repeat the first
 // fifteen for the whole subtree.
-const V1_MEMORY_STAT: Record<string, CgroupV1MemoryStatField> = {
+export const V1_MEMORY_STAT: Record<string, CgroupV1MemoryStatField> = {
   cache: 'cache',
   rss: 'rss',
   rss_huge: 'rssHuge',
@@ -148,7 +148,7 @@ const V1_MEMORY_STAT: Record<string, CgroupV1MemoryStatField> = {
 
 // memory.stat keys of cgroup v2. Kernels since 5.9 split workingset_* into _anon and _file;
 // those are summed into the one field containerd has.
-const V2_MEMORY_STAT: Record<string, CgroupV2MemoryStatField> = {
+export const V2_MEMORY_STAT: Record<string, CgroupV2MemoryStatField> = {
   anon: 'anon',
   file: 'file',
   kernel_stack: 'kernelStack',
@@ -186,10 +186,16 @@ const V2_MEMORY_STAT: Record<string, CgroupV2MemoryStatField> = {
   thp_collapse_alloc: 'thpCollapseAlloc',
 };
 
-/** The fields of a memory.stat file, by the table of its cgroup version; unknown keys are dropped. */
-export function mapMemoryStat<F extends string>(text: string, table: Record<string, F>): Partial<Record<F, bigint>> {
+/**
+ * The fields of memory.stat counters (a file's, or the `raw` map runc's `events --stats` copies
+ * from one), by the table of its cgroup version; unknown keys are dropped.
+ */
+export function mapMemoryStat<F extends string>(
+  counters: Iterable<[string, bigint]>,
+  table: Record<string, F>,
+): Partial<Record<F, bigint>> {
   const mapped: Partial<Record<F, bigint>> = {};
-  for (const [key, value] of parseKeyedCounters(text)) {
+  for (const [key, value] of counters) {
     const field = table[key];
     if (field) mapped[field] = (mapped[field] ?? 0n) + value;
   }
@@ -256,7 +262,7 @@ async function readV1(places: readonly CgroupPlace[], cgroupsPath: string): Prom
 
   const memoryStat = await readOptional(memoryDir, 'memory.stat');
   if (memoryStat !== undefined) {
-    metrics.memory = { ...mapMemoryStat(memoryStat, V1_MEMORY_STAT) };
+    metrics.memory = { ...mapMemoryStat(parseKeyedCounters(memoryStat), V1_MEMORY_STAT) };
     const entries = { usage: 'memory', swap: 'memory.memsw', kernel: 'memory.kmem', kernelTcp: 'memory.kmem.tcp' } as const;
     for (const [field, prefix] of Object.entries(entries) as [keyof typeof entries, string][]) {
       const entry = await v1MemoryEntry(memoryDir, prefix);
@@ -332,7 +338,7 @@ async function readV2(places: readonly CgroupPlace[], cgroupsPath: string): Prom
 
   const memoryStat = await readOptional(dir, 'memory.stat');
   if (memoryStat !== undefined) {
-    metrics.memory = { ...mapMemoryStat(memoryStat, V2_MEMORY_STAT) };
+    metrics.memory = { ...mapMemoryStat(parseKeyedCounters(memoryStat), V2_MEMORY_STAT) };
     const singles = {
       usage: ['memory.current', 0n],
       usageLimit: ['memory.max', V2_UNLIMITED],
