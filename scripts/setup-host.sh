@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what kuasar-ts needs on a Debian 12 machine, as root. Idempotent: safe to run again.
 #
-# containerd 2.x and a runsc recent enough for the appkernel kind are only in Debian's unstable
-# suite. We add unstable with a low pin priority so that nothing else is upgraded from it, and
-# take these two alone from there, each asked for by name. The mirror is read from this
-# machine's own apt source entry rather than written here.
+# containerd 2.x is only in Debian's unstable suite. We add unstable with a low pin priority so
+# that nothing else is upgraded from it, and take containerd alone from there. gVisor's runsc
+# for the appkernel kind comes from bookworm-backports, asked for by name the same way. The
+# mirror is read from this machine's own apt source entry rather than written here.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -38,15 +38,27 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 fi
+# Backports are never installed unless asked for by name (the suite says so itself).
+backports_list=/etc/apt/sources.list.d/kuasar-bookworm-backports.sources
+if [ ! -f "$backports_list" ]; then
+  cat > "$backports_list" <<SRC
+Types: deb
+URIs: $(debian_mirror)
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
 cat > "$unstable_pin" <<'PIN'
-# Only packages asked for explicitly (containerd/unstable, runsc/unstable) come from unstable.
+# Only packages asked for explicitly (containerd/unstable) come from unstable.
 Package: *
 Pin: release a=unstable
 Pin-Priority: 50
 PIN
 
 apt_stamp=/var/lib/apt/periodic/kuasar-updated
-if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-cache policy containerd | grep -q unstable; then
+if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-cache policy containerd | grep -q unstable \
+   || ! apt-cache policy runsc | grep -q bookworm-backports; then
   apt-get update -qq
   mkdir -p "$(dirname "$apt_stamp")" && touch "$apt_stamp"
 fi
@@ -64,13 +76,14 @@ containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/
 if [ "${containerd_major:-0}" -lt 2 ]; then
   apt-get install -y -qq --no-install-recommends containerd/unstable
 fi
-# gVisor's runsc for the appkernel kind. Its versions are release dates (0.0~YYYYMMDD.N); bookworm
-# has a 2022 one, older than the flags and behaviour kuasar relies on.
-runsc_min_date=20240729
-runsc_date=$(runsc --version 2>/dev/null | sed -n 's/^runsc version 0\.0~\([0-9]\{8\}\).*/\1/p' | head -n 1 || true)
-if [ "${runsc_date:-0}" -lt "$runsc_min_date" ]; then
-  apt-get install -y -qq --no-install-recommends runsc/unstable
-fi
+# gVisor's runsc for the appkernel kind: the 2024-07-29 release as bookworm-backports builds it,
+# with the Go it was written for (1.22). bookworm's own (2022) lacks the systrap platform;
+# unstable's build of the same release (Go 1.26) dies at random in its sentry ("running on
+# goroutine N (task goroutine ... is 0)"), a pipe loop within seconds, and breaks ptrace.
+case "$(dpkg-query -W -f='${Version}' runsc 2>/dev/null || true)" in
+  *~bpo12*) ;;
+  *) apt-get install -y -qq --no-install-recommends --allow-downgrades runsc/bookworm-backports ;;
+esac
 # The distribution's service would hold /run/containerd; kuasar-ts runs its own instances.
 if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
   systemctl disable --now containerd || true

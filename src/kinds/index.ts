@@ -5,11 +5,12 @@
 import type { KindConfig } from '../config/kind-schema.js';
 import type { SandboxKind } from '../kind-api/kind.js';
 import type { KindContext, KindRegistration } from '../kind-api/registration.js';
+import { appkernelKind } from './appkernel/registration.js';
 import { runcKind } from './runc/registration.js';
 import { wasmKind } from './wasm/registration.js';
 
 /** Every kind, in the order the daemon serves them. */
-export const KINDS = [runcKind, wasmKind] as const satisfies readonly KindRegistration[];
+export const KINDS = [runcKind, wasmKind, appkernelKind] as const satisfies readonly KindRegistration[];
 
 export type KindName = (typeof KINDS)[number]['name'];
 

@@ -55,6 +55,17 @@ export async function detectCgroupLayout(): Promise<CgroupLayout> {
   return parseCgroupLayout(await readMountInfo());
 }
 
+let hostLayout: Promise<CgroupLayout> | undefined;
+
+/** The host's cgroup layout, read once: hierarchies are mounted at boot, not while we run. */
+export function hostCgroupLayout(): Promise<CgroupLayout> {
+  hostLayout ??= detectCgroupLayout().catch((err: unknown) => {
+    hostLayout = undefined;
+    throw err;
+  });
+  return hostLayout;
+}
+
 /** One line of /proc/<pid>/cgroup: "hierarchy-id:controller-list:path". */
 export interface ProcessCgroup {
   hierarchyId: number;

@@ -1,6 +1,6 @@
 // /proc/<pid>/stat: the facts that name a process across pid reuse (its start time) and say
 // whether it still runs (its state). Used to re-find container processes after a restart.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStat {
   pid: number;
@@ -34,4 +34,22 @@ export function readProcStat(pid: number): ProcStat | undefined {
 export function isSameProcessRunning(pid: number, startTime: string): boolean {
   const stat = readProcStat(pid);
   return stat !== undefined && stat.startTime === startTime && stat.state !== 'Z';
+}
+
+/**
+ * This process's children (of every thread: a child's parent is the thread that forked it, or
+ * this process when the child was re-parented to it as a subreaper), from /proc/self/task/<tid>/children.
+ */
+export function ownChildren(): number[] {
+  const pids: number[] = [];
+  for (const tid of readdirSync('/proc/self/task')) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/self/task/${tid}/children`, 'utf8');
+    } catch {
+      // The thread ended meanwhile.
+    }
+    for (const field of text.split(' ')) if (field.trim()) pids.push(Number(field));
+  }
+  return pids;
 }

@@ -21,6 +21,7 @@
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../base/model.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
+import { ownChildren, readProcStat } from './proc.js';
 import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';
 
 export interface ReaperOptions {
@@ -59,6 +60,10 @@ function pending<T extends Pending>(extra: Omit<T, keyof Pending>): T {
 
 export class Reaper {
   private readonly children = new Map<number, Pending>();
+  /** Program names whose orphans are reaped unwatched (reapOrphansNamed). */
+  private readonly orphanNames = new Set<string>();
+  /** Zombies of those names seen by the last sweep and by no watch since. */
+  private unclaimedOrphans = new Set<number>();
   private readonly foreign = new Map<number, ForeignPending>();
   private readonly pollIntervalMs: number;
   private readonly onSigchld = (): void => this.reapChildren();
@@ -146,9 +151,41 @@ export class Reaper {
     if (!this.started) throw new Error('reaper not started: call start() before watching processes');
   }
 
+  /**
+   * Reaps the orphans re-parented to this process whose command name (comm) is `name` and that
+   * nobody watches: helpers a runtime leaves behind without telling their pids (runsc's gofers
+   * and stubs). Only for a name that no child this process spawns itself has: libuv reaps those
+   * by pid and must stay the only one to. A zombie is reaped by the sweep after the one that
+   * first saw it (the next SIGCHLD, or the timer's next round), so that a caller about to watch
+   * a pid it has just learned (an exec's, from a pid file) gets there first.
+   */
+  reapOrphansNamed(name: string): void {
+    this.orphanNames.add(name);
+  }
+
   private reapChildren(): void {
     for (const [pid, watch] of this.children) this.tryReap(pid, watch);
+    if (this.orphanNames.size > 0) this.reapNamedOrphans();
     this.updateTimer();
+  }
+
+  private reapNamedOrphans(): void {
+    const seen = new Set<number>();
+    for (const pid of ownChildren()) {
+      if (this.children.has(pid)) continue;
+      const stat = readProcStat(pid);
+      if (stat?.state !== 'Z' || !this.orphanNames.has(stat.comm)) continue;
+      if (!this.unclaimedOrphans.has(pid)) {
+        seen.add(pid);
+        continue;
+      }
+      try {
+        waitpid(pid, WNOHANG);
+      } catch {
+        // Reaped meanwhile: nothing left to do.
+      }
+    }
+    this.unclaimedOrphans = seen;
   }
 
   private tryReap(pid: number, watch: Pending): void {
@@ -185,10 +222,12 @@ export class Reaper {
   }
 
   private updateTimer(): void {
-    if (this.size === 0 && this.timer) {
+    // Unclaimed orphans need the next sweep.
+    const busy = this.size > 0 || this.unclaimedOrphans.size > 0;
+    if (!busy && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
-    } else if (this.size > 0 && !this.timer) {
+    } else if (busy && !this.timer) {
       this.timer = setInterval(() => {
         for (const [pid, watch] of this.foreign) this.pollForeign(pid, watch);
         this.reapChildren();

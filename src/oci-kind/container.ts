@@ -42,6 +42,8 @@ export abstract class OciContainer implements KindContainer {
   protected readonly dirs: ReturnType<typeof containerDirs>;
   protected readonly log: Logger;
   protected initProcess: OciProcess | null = null;
+  /** The runtime gives the init its stdio when it starts it, not when it creates it (runsc's containers of a sandbox). */
+  protected readonly stdioAtStart: boolean = false;
 
   protected constructor(
     protected readonly pod: OciPodView,
@@ -64,7 +66,7 @@ export abstract class OciContainer implements KindContainer {
   /** What follows the init's end, before its exit is reported (its OOM kill, say). */
   protected abstract afterInitExit(exit: ExitInfo): Promise<ProcessEnd>;
   /** Called once the init is created from `spec`: the kind records what it will need again. */
-  protected abstract created(spec: Spec, initPid: number): void;
+  protected abstract created(spec: Spec, initPid: number): void | Promise<void>;
   abstract state(): SavedState;
   abstract stats(): Promise<CgroupMetrics>;
 
@@ -93,8 +95,9 @@ export abstract class OciContainer implements KindContainer {
       (io) => this.pod.runtime.create(record.id, dir, { pidFile, ...io, log: this.log }),
       (pid) => this.watchInit(pid),
       (exit) => this.afterInitExit(exit),
+      { handOverLater: this.stdioAtStart },
     );
-    this.created(spec, this.initProcess.pid);
+    await this.created(spec, this.initProcess.pid);
   }
 
   get init(): OciProcess {
@@ -103,7 +106,11 @@ export abstract class OciContainer implements KindContainer {
   }
 
   async start(): Promise<void> {
-    await this.pod.runtime.start(this.id, { log: this.log });
+    if (!this.stdioAtStart) {
+      await this.pod.runtime.start(this.id, { log: this.log });
+      return;
+    }
+    await this.init.handOver((io) => this.pod.runtime.start(this.id, { stdio: io.stdio, log: this.log }));
   }
 
   async kill(signal: number, all: boolean): Promise<void> {

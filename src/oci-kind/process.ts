@@ -3,7 +3,7 @@
 // (reaped by the Reaper, or told by the runtime's `wait`: see oci/exit-source.ts), and holding
 // its stdio plumbing until its exit has drained or it is released.
 import type { Logger } from 'pino';
-import { notFound } from '../base/errors.js';
+import { failedPrecondition, notFound } from '../base/errors.js';
 import type { ExitInfo, Stdio, WindowSize } from '../base/model.js';
 import type { StreamRegistry } from '../base/streams.js';
 import { ProcessStdio, type RuntimeStdio } from '../io/process-stdio.js';
@@ -43,6 +43,7 @@ export class OciProcess implements KindProcess {
     run: (runtimeStdio: RuntimeStdio) => Promise<number>,
     watch: (pid: number) => Promise<ExitInfo>,
     afterExit: (exit: ExitInfo) => Promise<ProcessEnd>,
+    options: { handOverLater?: boolean } = {},
   ): Promise<OciProcess> {
     const io = await ProcessStdio.open({ stdio, streams: context.streams, consoleDir: context.consoleDir, log: context.log });
     let pid: number;
@@ -69,15 +70,31 @@ export class OciProcess implements KindProcess {
       },
     );
     process = new OciProcess(pid, io, ended, afterExit);
+    if (!options.handOverLater) process.handedOver(io);
+    return process;
+  }
+
+  /**
+   * For a runtime that gives the process its stdio when it starts it (runsc's containers of a
+   * sandbox), not when it creates it: `run` gets the stdio the process is to inherit, and the
+   * daemon lets go of it once `run` has returned. Only for a process launched with handOverLater.
+   */
+  async handOver(run: (runtimeStdio: RuntimeStdio) => Promise<void>): Promise<void> {
+    if (!this.stdio) throw failedPrecondition(`process ${this.pid}: its stdio is gone`);
+    await run(this.stdio.runtime);
+    this.handedOver(this.stdio);
+  }
+
+  /** The runtime has given the process its stdio: the daemon's copies of it go, copying begins. */
+  private handedOver(io: ProcessStdio): void {
     try {
       io.started();
     } catch (err) {
       // The process is reaped all the same (its end is watched); the caller deletes what the runtime made.
-      process.exited.catch(() => undefined);
+      this.exited.catch(() => undefined);
       io.close();
       throw err;
     }
-    return process;
   }
 
   /**

@@ -52,6 +52,8 @@ export interface Invocation {
   untimed?: boolean;
   /** Aborting kills the command; the invocation then rejects with Cancelled. */
   signal?: AbortSignal | undefined;
+  /** A command that runs the runtime, given the runtime and its arguments after its own (see CallOptions.launcher). */
+  launcher?: readonly string[] | undefined;
 }
 
 interface Outcome {
@@ -121,7 +123,8 @@ export class OciCli {
     // would keep it open, and us waiting, for its whole life.
     const stdio: StdioOptions = invocation.io ?? ['ignore', 'pipe', 'pipe'];
     return new Promise((resolve, reject) => {
-      const child = spawn(this.binary, args, { stdio, detached: true });
+      const [file, ...argv] = [...(invocation.launcher ?? []), this.binary, ...args];
+      const child = spawn(file!, argv, { stdio, detached: true });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
       child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));

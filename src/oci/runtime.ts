@@ -99,8 +99,13 @@ export class OciRuntime {
     return readPidFile(options.pidFile, 'create', id);
   }
 
-  async start(id: string, options: CallOptions = {}): Promise<void> {
-    await this.cli.invoke({ operation: 'start', id, args: ['start', id], log: options.log });
+  /**
+   * Starts a created container. `stdio`: for a runtime that hands the process its stdio at start
+   * (runsc's containers of a sandbox). `launcher`: a command that runs the runtime (it ends by
+   * exec'ing its arguments).
+   */
+  async start(id: string, options: CallOptions & { stdio?: ProcessStdio; launcher?: readonly string[] } = {}): Promise<void> {
+    await this.cli.invoke({ operation: 'start', id, args: ['start', id], io: options.stdio, log: options.log, launcher: options.launcher });
   }
 
   /** Sends `signal` to the init, or with `all` to every process of the container. */

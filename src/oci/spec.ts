@@ -160,3 +160,9 @@ function upsertBy<T>(items: readonly T[], matches: (item: T) => boolean, item: T
   if (index < 0) return [...items, item];
   return items.flatMap((existing, i) => (i === index ? [item] : matches(existing) ? [] : [existing]));
 }
+
+/** The spec's cgroups path; without one, runc's default: the container id below the runtime's own cgroup. */
+export function cgroupsPathOf(spec: Spec, containerId: string): string {
+  const path = spec.linux?.cgroupsPath;
+  return typeof path === 'string' && path !== '' ? path : containerId;
+}

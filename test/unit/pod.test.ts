@@ -9,6 +9,7 @@ import { podFiles, podHostname } from '../../src/base/pod-files.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
 import { checkHostname } from '../../src/linux/namespaces.js';
 import { podContainerSpec, type PodLayout } from '../../src/kinds/runc/container-spec.js';
+import { podDirPaths } from '../../src/oci-kind/pod-dir.js';
 import type { LinuxNamespace } from '../../src/oci/spec.js';
 import { decodePodSandboxConfig, podSpecFromConfig } from '../../src/services/pod-config.js';
 import { packAny } from '../../src/services/wkt.js';
@@ -130,9 +131,7 @@ const layout = (p: PodSpec): PodLayout => ({
   ipcPath: p.hostIpc ? null : '/run/k/runc/s1/ns/ipc',
   utsPath: p.hostNetwork ? null : '/run/k/runc/s1/ns/uts',
   pidPath: p.pidMode === 'pod' ? '/proc/4242/ns/pid' : null,
-  hostnameFile: '/run/k/runc/s1/etc/hostname',
-  hostsFile: '/run/k/runc/s1/etc/hosts',
-  resolvConfFile: '/run/k/runc/s1/etc/resolv.conf',
+  files: podDirPaths('/run/k/runc/s1'),
   shmDir: '/run/k/runc/s1/shm',
 });
 

@@ -11,8 +11,8 @@ import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import { OciContainer, type OciPodView } from '../../oci-kind/container.js';
 import { OciProcess } from '../../oci-kind/process.js';
-import type { Spec } from '../../oci/spec.js';
-import { cgroupsPathOf, hostCgroupLayout } from './cgroups.js';
+import { cgroupsPathOf, type Spec } from '../../oci/spec.js';
+import { hostCgroupLayout } from '../../linux/cgroups.js';
 import { podContainerSpec, type PodLayout } from './container-spec.js';
 
 interface RuncContainerState {

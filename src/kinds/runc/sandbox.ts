@@ -25,7 +25,7 @@ import {
 import type { Reaper } from '../../linux/reaper.js';
 import { checkPodSysctls } from '../../linux/sysctls.js';
 import type { OciRuntime } from '../../oci/runtime.js';
-import { hostCgroupLayout } from './cgroups.js';
+import { hostCgroupLayout } from '../../linux/cgroups.js';
 import { deleteUnrecordedContainers, podDirPaths, preparePodDir } from '../../oci-kind/pod-dir.js';
 import { RuncContainer, type RuncPodView } from './container.js';
 import type { PodLayout } from './container-spec.js';
@@ -207,9 +207,7 @@ export class RuncSandbox implements KindSandbox {
       ipcPath: this.pod.ipcPath,
       utsPath: this.pod.utsPath,
       pidPath: pidHolder && record.pod.pidMode === 'pod' ? holderPidNamespacePath(pidHolder) : null,
-      hostnameFile: this.paths.hostnameFile,
-      hostsFile: this.paths.hostsFile,
-      resolvConfFile: this.paths.resolvConfFile,
+      files: this.paths,
       shmDir: record.pod.hostIpc ? '/dev/shm' : this.paths.shmDir,
     };
   }

@@ -1,0 +1,39 @@
+// The appkernel kind: each pod is one gVisor sandbox (runsc), a user-space kernel that serves
+// every system call of the pod's containers.
+import { z } from 'zod';
+import { kindConfigSchema } from '../../config/kind-schema.js';
+import { defineKind } from '../../kind-api/registration.js';
+import { APPKERNEL_CAPABILITIES } from './capabilities.js';
+
+export const appkernelKind = defineKind({
+  name: 'appkernel',
+  capabilities: APPKERNEL_CAPABILITIES,
+  config: kindConfigSchema.extend({
+    /** Opt-in: it needs runsc (scripts/setup-host.sh installs it). */
+    enabled: z.boolean().default(false),
+    /** runsc: a name on PATH or an absolute path. */
+    runsc: z.string().min(1).default('runsc'),
+    /**
+     * How the sandbox traps its containers' system calls: systrap (seccomp traps, the default
+     * upstream) and ptrace work on any host; kvm needs a usable /dev/kvm.
+     */
+    platform: z.enum(['systrap', 'ptrace', 'kvm']).default('systrap'),
+    /** More global runsc flags, given to every runsc command as they are (e.g. ["--debug-log=/tmp/runsc/"]). */
+    runsc_flags: z.array(z.string().regex(/^--[a-z0-9-]+(=.*)?$/, 'must be one --flag or --flag=value')).default([]),
+  }),
+  async create(config, { kindDir, reaper }) {
+    const { AppkernelKind } = await import('./kind.js');
+    return new AppkernelKind({ kindDir, reaper, runsc: config.runsc, platform: config.platform, runscFlags: config.runsc_flags });
+  },
+  workloads: {
+    hello: {
+      image: 'busybox',
+      command: [
+        'sh',
+        '-c',
+        'echo "hello from $(hostname), inside the gVisor kernel $(uname -r)"; ip -4 -o addr show scope global | cut -d" " -f2,7',
+      ],
+    },
+    idle: { image: 'busybox', command: ['sleep', '3600'], summary: 'busybox `sleep 3600`' },
+  },
+});
