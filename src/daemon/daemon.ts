@@ -110,7 +110,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
 
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
-    const kind = await createKind(name, config.kinds[name], { kindDir: join(config.state_dir, name), reaper });
+    const kind = await createKind(name, config.kinds[name], { kindDir: join(config.state_dir, name), reaper, log: kindLog });
     const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({

@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import type { KindConfig } from '../config/kind-schema.js';
 import type { KindCapabilities, SandboxKind } from './kind.js';
 import type { Reaper } from '../linux/reaper.js';
+import type { Logger } from 'pino';
 
 /**
  * The longest name a kind may have. Task sockets live at <state_dir>/<kind>/<sandbox id>/task.sock,
@@ -26,6 +27,8 @@ export interface KindContext {
   /** <state_dir>/<kind>: the kind's own directory. */
   kindDir: string;
   reaper: Reaper;
+  /** The kind's own logger. */
+  log: Logger;
 }
 
 /** The benchmark's parts and targets that are set for one kind only (kuasar bench). */

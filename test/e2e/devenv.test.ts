@@ -124,13 +124,14 @@ describe('development environment', () => {
   it('runs kuasard, registers its handlers in containerd, and restarts it', async () => {
     const env = await startEnvironment();
     started.push(env);
-    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc', wasm: 'kuasar-wasm' });
+    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc', wasm: 'kuasar-wasm', appkernel: 'kuasar-appkernel' });
     const [containerd, kuasard] = env.scope.daemonPids;
     assert.ok(containerd && kuasard, 'both daemons run');
 
     const { info } = await env.cri.runtime.status({ verbose: true });
     assert.match(info['config'] ?? '', /"kuasar-runc"/, 'containerd knows the kuasar-runc handler');
     assert.match(info['config'] ?? '', /"kuasar-wasm"/, 'containerd knows the kuasar-wasm handler');
+    assert.match(info['config'] ?? '', /"kuasar-appkernel"/, 'containerd knows the kuasar-appkernel handler');
 
     await env.restartKuasard();
     const [, restarted] = env.scope.daemonPids;

@@ -4,6 +4,7 @@
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
@@ -13,6 +14,7 @@ import { runscProfile } from '../../oci/profiles.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { APPKERNEL_CAPABILITIES } from './capabilities.js';
 import { AppkernelSandbox, releasePod, type AppkernelEnvironment } from './sandbox.js';
+import { probePlatform } from './platform-probe.js';
 import { IDLE_PROGRAM } from './sandbox-spec.js';
 
 /** Built by `npm run build:native` next to the fd keeper: dist/native/kuasar-idle. */
@@ -31,6 +33,7 @@ export interface AppkernelKindOptions {
   platform: GvisorPlatform;
   /** More global runsc flags from the configuration. */
   runscFlags: string[];
+  log: Logger;
 }
 
 export class AppkernelKind implements SandboxKind {
@@ -84,7 +87,10 @@ export class AppkernelKind implements SandboxKind {
       throw failedPrecondition(`appkernel: the idle program ${IDLE_BINARY} is missing (npm run build:native): ${err.message}`);
     });
     await rename(staged, join(this.dirs.idleRoot, IDLE_PROGRAM));
-    await this.env.runtimes.sandboxNetwork.version();
+    const version = await this.env.runtimes.sandboxNetwork.version();
+    const { platform, runsc, runscFlags, log } = this.options;
+    const probeMs = await probePlatform(runsc, platform, `${this.options.kindDir}.probe`, runscFlags);
+    log.info({ runsc: version.version, platform, probeMs: Math.round(probeMs) }, 'gVisor platform works');
   }
 
   platform(): Platform {

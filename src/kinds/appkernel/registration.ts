@@ -21,9 +21,9 @@ export const appkernelKind = defineKind({
     /** More global runsc flags, given to every runsc command as they are (e.g. ["--debug-log=/tmp/runsc/"]). */
     runsc_flags: z.array(z.string().regex(/^--[a-z0-9-]+(=.*)?$/, 'must be one --flag or --flag=value')).default([]),
   }),
-  async create(config, { kindDir, reaper }) {
+  async create(config, { kindDir, reaper, log }) {
     const { AppkernelKind } = await import('./kind.js');
-    return new AppkernelKind({ kindDir, reaper, runsc: config.runsc, platform: config.platform, runscFlags: config.runsc_flags });
+    return new AppkernelKind({ kindDir, reaper, log, runsc: config.runsc, platform: config.platform, runscFlags: config.runsc_flags });
   },
   workloads: {
     hello: {
