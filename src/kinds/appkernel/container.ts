@@ -4,13 +4,14 @@
 // accounting of the container, read through `runsc events --stats`.
 import { z } from 'zod';
 import type { CgroupMetrics } from '../../base/metrics.js';
-import type { ExitInfo, SavedState } from '../../base/model.js';
+import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo, type SavedState } from '../../base/model.js';
 import type { ContainerContext, ProcessEnd } from '../../kind-api/kind.js';
 import { stateCodec } from '../../kind-api/state.js';
 import { OciContainer, type OciPodView } from '../../oci-kind/container.js';
 import { OciProcess } from '../../oci-kind/process.js';
 import type { ExitSource } from '../../oci/exit-source.js';
 import { ContainerStatsMetrics } from '../../oci/stats-metrics.js';
+import { readOomKills } from '../../linux/cgroup-stats.js';
 import { hostCgroupLayout, removeCgroup } from '../../linux/cgroups.js';
 import { cgroupsPathOf, type Spec } from '../../oci/spec.js';
 import { sandboxContainerSpec, type SandboxLayout } from './container-spec.js';
@@ -39,6 +40,10 @@ const containerState = stateCodec<AppkernelContainerState>(1, z.object({ cgroups
 export interface AppkernelPodView extends OciPodView, SandboxLayout {
   /** runsc's `wait` for container inits. */
   exits: ExitSource;
+  /** The sandbox's host cgroup, whose OOM count is the pod's. */
+  sandboxCgroup: string;
+  /** Whether the sandbox process still runs. */
+  sandboxRunning(): boolean;
 }
 
 export class AppkernelContainer extends OciContainer {
@@ -84,7 +89,15 @@ export class AppkernelContainer extends OciContainer {
    */
   protected async watchInit(pid: number): Promise<ExitInfo> {
     await this.startedOrSignalled.promise;
-    return this.pod.exits.watch(pid, this.id);
+    try {
+      return await this.pod.exits.watch(pid, this.id);
+    } catch (err) {
+      // The sandbox died under the wait (runsc: "containerManager.Wait failed: EOF"), and every
+      // container with it; the status died too. Any other failure is the wait's own.
+      if (this.pod.sandboxRunning()) throw err;
+      this.log.warn({ err }, 'the gVisor sandbox ended under the container; its exit status is lost');
+      return exitedNow(UNKNOWN_EXIT_STATUS);
+    }
   }
 
   protected created(spec: Spec): void {
@@ -117,8 +130,20 @@ export class AppkernelContainer extends OciContainer {
     if (this.saved.cgroupsPath) await removeCgroup(this.saved.cgroupsPath);
   }
 
+  /**
+   * runsc enforces no memory limit of a container and reports no OOM: the host's OOM killer acts
+   * on the sandbox's cgroup (the pod's limit), and its kill ends the whole sandbox. A container
+   * whose sandbox's cgroup counts an OOM kill is reported OOM-killed, as runc's are.
+   */
   protected async afterInitExit(exit: ExitInfo): Promise<ProcessEnd> {
-    return { ...exit, oomKilled: false };
+    let oomKilled = false;
+    try {
+      const kills = await readOomKills(this.pod.sandboxCgroup, await hostCgroupLayout());
+      oomKilled = kills !== undefined && kills > 0n;
+    } catch (err) {
+      this.log.warn({ err }, "could not read the sandbox's OOM count");
+    }
+    return { ...exit, oomKilled };
   }
 
   /** The sandbox kernel's figures for this container, in the host's cgroup version (see oci/stats-metrics.ts). */

@@ -201,6 +201,8 @@ export class AppkernelSandbox implements KindSandbox {
       files: this.paths,
       runscSandboxId: this.runscId,
       exits: this.exits,
+      sandboxCgroup: sentryCgroupsPath(this.context.record),
+      sandboxRunning: () => this.pod.sentry !== null && isSameProcessRunning(this.pod.sentry.pid, this.pod.sentry.startTime),
     };
   }
 
