@@ -131,7 +131,7 @@ function stagesChart(result: BenchResult): TopLevelSpec {
     const b = s.single;
     if (!b) return [];
     const rows = [
-      ...b.rows.map((r) => ({ stage: r.rpc ? r.stage : `· ${r.stage} (in ${r.within ?? 'an RPC'})`, p50: r.p50 })),
+      ...b.rows.map((r) => ({ stage: r.rpc ? r.stage : `· ${r.stage} (in ${r.inside ?? r.within ?? 'an RPC'})`, p50: r.p50 })),
       ...(b.outside ? [{ stage: OUTSIDE_KUASARD, p50: b.outside.p50 }] : []),
     ];
     return rows.map((row, order) => ({ handler, ...row, order }));
@@ -195,6 +195,9 @@ function memoryChart(result: BenchResult): TopLevelSpec {
         mib: p.pssKb / 1024,
       },
       ...(p.afterGc ? [{ series: `${h.handler}: kuasard private memory after GC`, pods: p.pods, mib: p.afterGc.privateKb / 1024 }] : []),
+      ...(p.podProcesses
+        ? [{ series: `${h.handler}: PSS of the pods' own processes`, pods: p.pods, mib: p.podProcesses.pssKb / 1024 }]
+        : []),
     ]),
   );
   return {

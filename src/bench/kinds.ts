@@ -1,7 +1,8 @@
 // The kinds that the benchmark's kind-specific parts and targets are for, as their registrations
-// say (KindBenchmark in src/kind-api/registration.ts). Each part is set for exactly one kind.
-import { KINDS } from '../kinds/index.js';
-import type { KindRegistration } from '../kind-api/registration.js';
+// say (KindBenchmark in src/kind-api/registration.ts). Each part is set for exactly one kind; any
+// kind may have processes of its own per pod, whose memory the memory part reads.
+import { findKind, KINDS } from '../kinds/index.js';
+import type { KindBenchmark, KindRegistration } from '../kind-api/registration.js';
 
 function theKind(what: string, has: (kind: KindRegistration) => boolean): KindRegistration {
   const found = (KINDS as readonly KindRegistration[]).filter(has);
@@ -18,3 +19,8 @@ const inKuasard = theKind('run its containers inside kuasard (bench.inKuasard)',
 
 /** The kind whose containers run inside kuasard: its Task API rate and its memory per running container. */
 export const IN_KUASARD_KIND = { name: inKuasard.name, ...inKuasard.bench!.inKuasard! };
+
+/** Where the pods of `kind` keep processes of their own besides their containers', for kinds whose pods do. */
+export function podProcessesOf(kind: string | undefined): KindBenchmark['podProcesses'] {
+  return kind === undefined ? undefined : findKind(kind)?.bench?.podProcesses;
+}

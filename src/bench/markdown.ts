@@ -1,8 +1,15 @@
 // The Markdown summary of a benchmark run (summary.md): targets first, then each measurement
 // with kuasar and the baseline side by side and their ratio.
 import { findKind } from '../kinds/index.js';
-import { BASELINE_KIND, IN_KUASARD_KIND } from './kinds.js';
-import { TASK_RATE_GOAL, type BenchResult, type HandlerInfo, type TaskRateResult, type TaskRateRun } from './results.js';
+import { BASELINE_KIND, IN_KUASARD_KIND, podProcessesOf } from './kinds.js';
+import {
+  TASK_RATE_GOAL,
+  type BenchResult,
+  type HandlerInfo,
+  type PodMemoryCost,
+  type TaskRateResult,
+  type TaskRateRun,
+} from './results.js';
 import { OUTSIDE_KUASARD, type StageBreakdown, type StageTotal } from './stages.js';
 import { summarize } from './stats.js';
 
@@ -140,9 +147,10 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
     '|---|---|---|---|---|---|',
   );
   for (const row of b.rows) {
-    const name = row.rpc ? `\`${row.stage}\`` : `&nbsp;&nbsp;\`${row.stage}\``;
+    const indent = '&nbsp;&nbsp;'.repeat(row.rpc ? 0 : row.inside ? 2 : 1);
+    const within = row.inside !== undefined ? `${row.inside} (${row.within})` : row.within;
     out.push(
-      `| ${name} | ${row.within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`,
+      `| ${indent}\`${row.stage}\` | ${within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`,
     );
   }
   if (b.outside) out.push(`| ${OUTSIDE_KUASARD} | | | ${ms(b.outside.p50)} | ${ms(b.outside.p90)} | ${pct(b.outside.share)} |`);
@@ -228,7 +236,8 @@ function renderMemory(result: BenchResult): string[] {
       (result.handlers.some((h) => h.kind === IN_KUASARD_KIND.name && result.memory[h.handler])
         ? ` The ${IN_KUASARD_KIND.name} kind's containers run inside kuasard (${IN_KUASARD_KIND.each}): its figures include the containers themselves, ` +
           `and their slope is the memory of one running ${IN_KUASARD_KIND.name} container (one per pod).`
-        : ''),
+        : '') +
+      ownProcessesNote(result),
     '',
   );
   const measured = (h: HandlerInfo | undefined): h is HandlerInfo => h !== undefined && result.memory[h.handler] !== undefined;
@@ -244,6 +253,16 @@ function renderMemory(result: BenchResult): string[] {
       title: `${h.handler}: kuasard private${afterGc ? ' after GC' : ''}`,
       cell: (pods) => orDash(pointOf(h, pods), (p) => mib(afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb)),
     });
+    if (podProcessesOf(h.kind)) {
+      columns.push({
+        title: `${h.handler}: pods' processes PSS`,
+        cell: (pods) => orDash(pointOf(h, pods)?.podProcesses, (p) => mib(p.pssKb)),
+      });
+      columns.push({
+        title: `${h.handler}: pods' processes private`,
+        cell: (pods) => orDash(pointOf(h, pods)?.podProcesses, (p) => mib(p.privateKb)),
+      });
+    }
   }
   if (baseline) {
     columns.push({ title: `${baseline.handler}: shims PSS`, cell: (pods) => orDash(pointOf(baseline, pods), (p) => mib(p.pssKb)) });
@@ -287,17 +306,62 @@ function renderMemory(result: BenchResult): string[] {
         `- ${h.handler}: kuasard with no pod${quiet}: ${mib(idle.pssKb)} MiB PSS, ${mib(idle.privateKb)} MiB private, ${mib(idle.rssKb)} MiB RSS${afterGcText}.`,
       );
     }
+    const own = podProcessesOf(h.kind);
+    if (own && memory.podCost) out.push(`- ${h.handler}: ${describePodCost(memory.podCost)}; ${own.anchor}.`);
     if (h.side === 'kuasar') {
       const counted = memory.points.map((p) => p.processes).join(', ');
       out.push(
         memory.helpers.length === 0
           ? `- ${h.handler}: kuasard had no child process other than containers at any point (no helper process).`
-          : `- ${h.handler}: kuasard's children other than containers, counted in its figures: ${memory.helpers.join('; ')}. Processes counted at each point: ${counted}.`,
+          : `- ${h.handler}: kuasard's children other than containers, counted in its figures: ${describeHelpers(memory.helpers)}. Processes counted at each point: ${counted}.`,
       );
     }
   }
   out.push('');
   return out;
+}
+
+/**
+ * kuasard's helpers (`pid cmdline`) by program: one per container (runsc wait) would otherwise
+ * fill the line with dozens of long command lines.
+ */
+function describeHelpers(helpers: readonly string[]): string {
+  const byProgram = new Map<string, string[]>();
+  for (const helper of helpers) {
+    const cmdline = helper.slice(helper.indexOf(' ') + 1);
+    const program = (cmdline.split(' ')[0] ?? '').split('/').pop() ?? '';
+    byProgram.set(program, [...(byProgram.get(program) ?? []), cmdline]);
+  }
+  return [...byProgram]
+    .map(([program, cmdlines]) =>
+      cmdlines.length === 1 ? `\`${cmdlines[0]}\`` : `${cmdlines.length} × \`${program}\`, e.g. \`${cmdlines[0]}\``,
+    )
+    .join('; ');
+}
+
+/** For the kinds whose pods keep processes of their own: which processes, and that they are read apart. */
+function ownProcessesNote(result: BenchResult): string {
+  return result.handlers
+    .flatMap((h) => {
+      const own = podProcessesOf(h.kind);
+      return own && result.memory[h.handler]
+        ? [
+            ` Each ${h.kind} pod keeps processes of its own on the host, in a cgroup of its own: ${own.what}. ` +
+              "They are the pod's, not the management plane's: read at the same moments as kuasard, they are shown apart (\"pods' processes\", all pods together).",
+          ]
+        : [];
+    })
+    .join('');
+}
+
+/** What one pod costs the host: its own processes plus kuasard's slope (pod-memory.ts). */
+function describePodCost(cost: PodMemoryCost): string {
+  const mb = (kb: number) => ((kb * 1024) / 1e6).toFixed(1);
+  return (
+    `memory per pod **${mib(cost.pssKb)} MiB PSS (${mb(cost.pssKb)} MB)**, ${mib(cost.privateKb)} MiB private: ` +
+    `its own processes ${mib(cost.processesPssKb)} MiB PSS, ${mib(cost.processesPrivateKb)} MiB private (average over the ${cost.pods} pods of the fullest point), ` +
+    `plus kuasard's ${cost.kuasardKb.toFixed(1)} KiB per pod (its marginal cost above)`
+  );
 }
 
 function orDash<T>(value: T | undefined, show: (value: T) => string): string {

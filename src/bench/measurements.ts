@@ -1,5 +1,6 @@
 // What a run has measured so far: the parts fill it as they go (an interrupted run keeps what was
 // done), and the summaries and fits are computed once at the end, from whatever is there.
+import { podMemoryCost } from './pod-memory.js';
 import type { StartedPod } from './pods.js';
 import type { MemoryResult, ParallelResult, SingleResult, TaskRateResult } from './results.js';
 import { stageTotals, type StageRecord } from './stages.js';
@@ -46,9 +47,12 @@ export function summarizeMeasurements(data: Measurements, records: readonly Stag
     if (entry.rounds.length > 0) entry.wall = summarize(entry.rounds.map((r) => r.wallMs));
   }
   for (const entry of Object.values(data.memory)) {
-    if (new Set(entry.points.map((p) => p.pods)).size < 2) continue;
-    entry.fit = linearFit(entry.points.map((p) => ({ x: p.pods, y: p.pssKb })));
-    const afterGc = entry.points.every((p) => p.afterGc !== undefined);
-    entry.fitPrivate = linearFit(entry.points.map((p) => ({ x: p.pods, y: afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb })));
+    if (new Set(entry.points.map((p) => p.pods)).size >= 2) {
+      entry.fit = linearFit(entry.points.map((p) => ({ x: p.pods, y: p.pssKb })));
+      const afterGc = entry.points.every((p) => p.afterGc !== undefined);
+      entry.fitPrivate = linearFit(entry.points.map((p) => ({ x: p.pods, y: afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb })));
+    }
+    const podCost = podMemoryCost(entry);
+    if (podCost) entry.podCost = podCost;
   }
 }

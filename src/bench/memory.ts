@@ -99,6 +99,34 @@ export function findManagementPlane(processes: readonly HostProcess[], where: Pl
   };
 }
 
+/** Where the pods of a kind with processes of its own per pod keep them (KindBenchmark.podProcesses). */
+export interface PodProcessLocator {
+  /** The environment's pods' cgroup directory name: the per-pod cgroups are right below it. */
+  cgroupName: string;
+  /** The per-pod cgroup's name begins with this. */
+  cgroupPrefix: string;
+}
+
+/**
+ * The processes in each per-pod cgroup, by that cgroup's name (one per pod), zombies left out. A
+ * process counts when any of its hierarchies (cgroup v1) or the unified one (v2) puts it there.
+ */
+export function podProcessGroups(processes: readonly HostProcess[], where: PodProcessLocator): Map<string, HostProcess[]> {
+  const parent = `/${where.cgroupName}/`;
+  const groups = new Map<string, HostProcess[]>();
+  for (const p of processes) {
+    if (p.state === 'Z') continue;
+    // "memory:/<cgroupName>/<prefix><id>" -> "<prefix><id>"
+    const names = p.cgroups.flatMap((line) => {
+      const at = line.indexOf(parent);
+      return at < 0 ? [] : [line.slice(at + parent.length).split('/')[0] as string];
+    });
+    const name = names.find((n) => n.startsWith(where.cgroupPrefix));
+    if (name !== undefined) groups.set(name, [...(groups.get(name) ?? []), p]);
+  }
+  return groups;
+}
+
 /**
  * True when each of the last `steps` steps of `series` (reads of one figure, KiB) moved by less
  * than `stepKb`: the memory has stopped growing or shrinking.

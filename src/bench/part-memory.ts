@@ -3,15 +3,19 @@
 // a time, in memoryOrder: all of its pods up, read, all removed, next handler, so that one side's
 // processes never sit in the other side's figures. Containers that ran inside kuasard leave memory
 // behind that goes back to the system only over seconds, so each kuasar handler first waits for
-// kuasard's memory to stop moving.
+// kuasard's memory to stop moving. For a kind whose pods keep processes of their own (a gVisor
+// sandbox and its helpers), those are read with kuasard and reported beside it: they are the
+// pods' cost, not the management plane's.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listProcesses } from '../devenv/processes.js';
+import { listProcesses, type HostProcess } from '../devenv/processes.js';
 import { memoryOrder } from './handlers.js';
+import { podProcessesOf } from './kinds.js';
 import {
   findManagementPlane,
   GC_SIGNAL,
   hasGcHook,
   hasSettled,
+  podProcessGroups,
   readProcessMemory,
   sumMemory,
   type PlaneLocator,
@@ -19,7 +23,7 @@ import {
 } from './memory.js';
 import { POOL, removeEveryPod, type PartContext } from './part-context.js';
 import { inPool, removePods } from './pods.js';
-import type { HandlerInfo, MemoryPoint, MemoryResult } from './results.js';
+import type { HandlerInfo, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
 import { median } from './stats.js';
 
 /** Time between two memory reads of one point. */
@@ -35,7 +39,7 @@ const QUIET_STEP_KB = 512;
 const QUIET_STEPS = 3;
 const QUIET_TIMEOUT_MS = 60_000;
 
-type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number };
+type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number; podProcesses?: PodProcessesRead };
 
 export async function measureMemory(ctx: PartContext): Promise<void> {
   const locator: PlaneLocator = {
@@ -138,6 +142,7 @@ class HandlerMemoryPhase {
       processes: last?.processes ?? 0,
       reads: reads.map((r) => r.pssKb),
       ...(this.handler.side === 'baseline' ? { pausePssKb: median(reads.map((r) => r.pausePssKb)) } : {}),
+      ...podProcessesMedian(reads),
     };
     const kuasard = this.handler.side === 'kuasar' ? findManagementPlane(listProcesses(), this.locator).kuasard : undefined;
     if (kuasard && hasGcHook(kuasard.pid)) {
@@ -161,7 +166,8 @@ class HandlerMemoryPhase {
     const reads: PlaneRead[] = [];
     for (let i = 0; i < this.ctx.settings.memoryReads; i++) {
       if (i > 0) await sleep(READ_INTERVAL_MS, undefined, { signal: this.ctx.signal });
-      const plane = findManagementPlane(listProcesses(), this.locator);
+      const processes = listProcesses();
+      const plane = findManagementPlane(processes, this.locator);
       let pids: number[];
       if (this.handler.side === 'kuasar') {
         if (!plane.kuasard) throw new Error('kuasard is not running');
@@ -173,8 +179,36 @@ class HandlerMemoryPhase {
       } else {
         pids = plane.shims.map((p) => p.pid);
       }
-      reads.push({ ...sumMemory(pids), pausePssKb: sumMemory(plane.pauses.map((p) => p.pid)).pssKb });
+      reads.push({
+        ...sumMemory(pids),
+        pausePssKb: sumMemory(plane.pauses.map((p) => p.pid)).pssKb,
+        ...this.readPodProcesses(processes),
+      });
     }
     return reads;
   }
+
+  /** The totals of the pods' own processes, for a kind whose pods have them. */
+  private readPodProcesses(processes: readonly HostProcess[]): { podProcesses?: PodProcessesRead } {
+    const where = podProcessesOf(this.handler.kind);
+    if (!where) return {};
+    const groups = podProcessGroups(processes, { cgroupName: this.locator.cgroupName, cgroupPrefix: where.cgroupPrefix });
+    const { pssKb, privateKb, processes: counted } = sumMemory([...groups.values()].flat().map((p) => p.pid));
+    return { podProcesses: { pssKb, privateKb, processes: counted, pods: groups.size } };
+  }
+}
+
+/** The median of the reads' pod-process totals, when they have them. */
+function podProcessesMedian(reads: readonly PlaneRead[]): { podProcesses?: PodProcessesRead } {
+  const of = reads.flatMap((r) => (r.podProcesses ? [r.podProcesses] : []));
+  if (of.length === 0) return {};
+  const last = of[of.length - 1] as PodProcessesRead;
+  return {
+    podProcesses: {
+      pssKb: median(of.map((r) => r.pssKb)),
+      privateKb: median(of.map((r) => r.privateKb)),
+      processes: last.processes,
+      pods: last.pods,
+    },
+  };
 }

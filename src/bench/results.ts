@@ -58,6 +58,19 @@ export interface MemoryPoint {
   pausePssKb?: number;
   /** kuasar only: read again after kuasard was made to collect its garbage (see gc-hook.ts). */
   afterGc?: { pssKb: number; privateKb: number; reads: number[] };
+  /**
+   * Kinds whose pods keep processes of their own (KindBenchmark.podProcesses): those processes'
+   * totals (medians of the reads, taken with kuasard's), apart from the management plane's.
+   */
+  podProcesses?: PodProcessesRead;
+}
+
+export interface PodProcessesRead {
+  pssKb: number;
+  privateKb: number;
+  processes: number;
+  /** Per-pod cgroups that had a process. */
+  pods: number;
 }
 
 export interface MemoryResult {
@@ -76,7 +89,20 @@ export interface MemoryResult {
   fitPrivate?: LinearFit;
   /** kuasard's children that were not containers, as `pid cmdline`, over all points. */
   helpers: string[];
+  /** Kinds whose pods keep processes of their own: what one pod costs the host (pod-memory.ts). */
+  podCost?: PodMemoryCost;
   failures: string[];
+}
+
+/** KiB per pod: the pod's own processes (averaged over `pods` pods) plus kuasard's slope. */
+export interface PodMemoryCost {
+  pods: number;
+  processesPssKb: number;
+  processesPrivateKb: number;
+  /** kuasard's marginal memory per pod: the slope of its private memory (after GC where read), else of its PSS; 0 when not fitted. */
+  kuasardKb: number;
+  pssKb: number;
+  privateKb: number;
 }
 
 /** One run of the task-rate part: containers driven through kuasard's Task API, some in flight at once. */

@@ -74,8 +74,13 @@ export interface StageRow {
   stage: string;
   /** A whole RPC served by kuasard; the other stages ran inside one (see `within`). */
   rpc: boolean;
-  /** For a stage inside an RPC: the RPC it ran in, as most often seen. */
+  /**
+   * For a stage inside an RPC: the RPC it ran in. A step that runs in several RPCs (an OCI
+   * runtime command for the pod's sandbox and for its container) has a row for each.
+   */
   within?: string;
+  /** For a step inside another step of the same RPC (an OCI command a kind's step runs): that step, as most often seen. */
+  inside?: string;
   /** Records per pod start, on average (containerd asks controller.status several times). */
   perStart: number;
   /** Percentiles of the per-start total of this stage (0 where a start had none). */
@@ -88,14 +93,14 @@ export interface StageRow {
 export interface StageBreakdown {
   starts: number;
   e2e: Summary;
-  /** RPC stages in the order they first ran, each followed by the stages that ran inside it. */
+  /** RPC stages in the order they first ran, each followed by the steps that ran inside it, each step by the steps inside it. */
   rows: StageRow[];
   /**
    * End-to-end time outside every kuasard RPC: containerd's own work and the transport. Only
    * when the records hold every RPC of each start (see BreakdownOptions).
    */
   outside?: { p50: number; p90: number; share: number };
-  /** The stage with the most time of its own (an RPC's time minus the stages inside it), or `outside`. */
+  /** The stage with the most time of its own (its time minus the stages right inside it), or `outside`. */
   dominant?: { stage: string; share: number };
 }
 
@@ -106,6 +111,11 @@ export interface BreakdownOptions {
 
 export const OUTSIDE_KUASARD = 'outside kuasard (containerd + transport)';
 
+/** A row's identity: an RPC by its name, a step by its name and the RPC it ran in. */
+function rowKey(stage: string, within: string | undefined): string {
+  return `${stage}\u0000${within ?? ''}`;
+}
+
 /** Sums the records of each start (`ms`: its end-to-end time) into a per-stage breakdown. */
 export function stageBreakdown(
   starts: readonly { ms: number; records: readonly StageRecord[] }[],
@@ -113,36 +123,35 @@ export function stageBreakdown(
 ): StageBreakdown | undefined {
   if (starts.length === 0) return undefined;
   const totalMs = starts.reduce((sum, s) => sum + s.ms, 0);
-  const order: string[] = [];
-  const isRpc = new Map<string, boolean>();
-  const withinVotes = new Map<string, Map<string, number>>();
+  const rowsByKey = new Map<string, { stage: string; rpc: boolean; within?: string }>();
+  const insideVotes = new Map<string, Map<string, number>>();
   const perStartTotals = starts.map((start) => {
     const totals = new Map<string, { ms: number; count: number }>();
-    for (const record of start.records) {
-      if (!isRpc.has(record.stage)) {
-        order.push(record.stage);
-        isRpc.set(record.stage, record.rpc !== undefined);
-      }
-      const total = totals.get(record.stage) ?? { ms: 0, count: 0 };
+    start.records.forEach((record, index) => {
+      const within = record.rpc === undefined ? enclosing(record, index, start.records, 'rpc')?.stage : undefined;
+      const key = rowKey(record.stage, within);
+      if (!rowsByKey.has(key))
+        rowsByKey.set(key, { stage: record.stage, rpc: record.rpc !== undefined, ...(within !== undefined ? { within } : {}) });
+      const total = totals.get(key) ?? { ms: 0, count: 0 };
       total.ms += record.ms;
       total.count += 1;
-      totals.set(record.stage, total);
+      totals.set(key, total);
       if (record.rpc === undefined) {
-        const enclosing = enclosingRpc(record, start.records);
-        if (enclosing) vote(withinVotes, record.stage, enclosing.stage);
+        const step = enclosing(record, index, start.records, 'step');
+        if (step && enclosing(step, start.records.indexOf(step), start.records, 'rpc')?.stage === within)
+          vote(insideVotes, key, step.stage);
       }
-    }
+    });
     return totals;
   });
 
-  const rows = order.map((stage): StageRow => {
-    const perStart = perStartTotals.map((totals) => totals.get(stage) ?? { ms: 0, count: 0 });
+  const rows = [...rowsByKey].map(([key, row]): StageRow => {
+    const perStart = perStartTotals.map((totals) => totals.get(key) ?? { ms: 0, count: 0 });
     const summary = summarize(perStart.map((t) => t.ms));
-    const within = isRpc.get(stage) ? undefined : winner(withinVotes.get(stage));
+    const inside = winner(insideVotes.get(key));
     return {
-      stage,
-      rpc: isRpc.get(stage) ?? false,
-      ...(within !== undefined ? { within } : {}),
+      ...row,
+      ...(inside !== undefined ? { inside } : {}),
       perStart: perStart.reduce((sum, t) => sum + t.count, 0) / starts.length,
       p50: summary.p50,
       p90: summary.p90,
@@ -150,13 +159,15 @@ export function stageBreakdown(
     };
   });
 
-  const breakdown = { starts: starts.length, e2e: summarize(starts.map((s) => s.ms)), rows: nestUnderRpcs(rows) };
+  const breakdown = { starts: starts.length, e2e: summarize(starts.map((s) => s.ms)), rows: nestRows(rows) };
   if (!options.everyRpc) {
     const dominant = dominantStage(rows, undefined);
     return { ...breakdown, ...(dominant ? { dominant } : {}) };
   }
   const outsideMs = starts.map((start, i) => {
-    const inRpcs = rows.filter((row) => row.rpc).reduce((sum, row) => sum + (perStartTotals[i]?.get(row.stage)?.ms ?? 0), 0);
+    const inRpcs = rows
+      .filter((row) => row.rpc)
+      .reduce((sum, row) => sum + (perStartTotals[i]?.get(rowKey(row.stage, undefined))?.ms ?? 0), 0);
     return Math.max(0, start.ms - inRpcs);
   });
   const summary = summarize(outsideMs);
@@ -166,24 +177,28 @@ export function stageBreakdown(
 }
 
 /**
- * The RPC a stage ran in: the shortest RPC record of the same start that began before the stage
+ * The RPC, or the step, that a step ran in: the shortest such record of the same start that was
+ * logged after it (an enclosing stage ends, and logs, after what it encloses), began before it
  * and ended after it. Records carry their end in whole milliseconds, so begins are known to
- * within one.
+ * within one: an RPC is given that millisecond; a step is not, since steps of one RPC often run
+ * back to back, and a step that began in the millisecond the other ended is the next one.
  */
-function enclosingRpc(inner: StageRecord, records: readonly StageRecord[]): StageRecord | undefined {
+function enclosing(inner: StageRecord, index: number, records: readonly StageRecord[], what: 'rpc' | 'step'): StageRecord | undefined {
   const innerBegin = inner.at - inner.ms;
   let best: StageRecord | undefined;
-  for (const r of records) {
-    if (r.rpc === undefined || r.at < inner.at || r.at - r.ms > innerBegin + 1) continue;
-    if (r.ms >= inner.ms && (!best || r.ms < best.ms)) best = r;
-  }
+  records.forEach((r, i) => {
+    if (i <= index || (r.rpc !== undefined) !== (what === 'rpc')) return;
+    const beganBefore = what === 'rpc' ? r.at - r.ms <= innerBegin + 1 : r.at - r.ms < innerBegin;
+    if (!beganBefore || r.at < inner.at || r.ms < inner.ms) return;
+    if (!best || r.ms < best.ms) best = r;
+  });
   return best;
 }
 
-function vote(votes: Map<string, Map<string, number>>, stage: string, candidate: string): void {
-  const tally = votes.get(stage) ?? new Map<string, number>();
+function vote(votes: Map<string, Map<string, number>>, key: string, candidate: string): void {
+  const tally = votes.get(key) ?? new Map<string, number>();
   tally.set(candidate, (tally.get(candidate) ?? 0) + 1);
-  votes.set(stage, tally);
+  votes.set(key, tally);
 }
 
 function winner(tally: Map<string, number> | undefined): string | undefined {
@@ -195,21 +210,37 @@ function winner(tally: Map<string, number> | undefined): string | undefined {
   return best;
 }
 
-/** RPC rows in their order, each followed by its inner stages; inner stages of no known RPC last. */
-function nestUnderRpcs(rows: StageRow[]): StageRow[] {
+/** The rows right inside `parent`: the steps of an RPC that no other step holds, or the steps inside a step of the same RPC. */
+function childrenOf(parent: StageRow, rows: readonly StageRow[]): StageRow[] {
+  return parent.rpc
+    ? rows.filter((r) => !r.rpc && r.within === parent.stage && r.inside === undefined)
+    : rows.filter((r) => !r.rpc && r.within === parent.within && r.inside === parent.stage);
+}
+
+/** RPC rows in their order, each followed by its steps depth first; steps of no known RPC last. */
+function nestRows(rows: StageRow[]): StageRow[] {
   const nested: StageRow[] = [];
-  for (const row of rows.filter((r) => r.rpc)) nested.push(row, ...rows.filter((r) => r.within === row.stage));
+  const place = (row: StageRow) => {
+    if (nested.includes(row)) return;
+    nested.push(row);
+    for (const child of childrenOf(row, rows)) place(child);
+  };
+  for (const row of rows.filter((r) => r.rpc)) place(row);
   return [...nested, ...rows.filter((r) => !nested.includes(r))];
 }
 
 function dominantStage(rows: readonly StageRow[], outsideShare: number | undefined): { stage: string; share: number } | undefined {
   let dominant = outsideShare === undefined ? undefined : { stage: OUTSIDE_KUASARD, share: outsideShare };
   for (const row of rows) {
-    const inner = rows.filter((r) => r.within === row.stage).reduce((sum, r) => sum + r.share, 0);
-    const own = row.share - inner;
-    if (!dominant || own > dominant.share) dominant = { stage: row.stage, share: own };
+    const own = row.share - childrenOf(row, rows).reduce((sum, r) => sum + r.share, 0);
+    if (!dominant || own > dominant.share) dominant = { stage: stageName(row), share: own };
   }
   return dominant;
+}
+
+/** A row's name where one stage has rows in several RPCs: `oci.start in task.start`. */
+export function stageName(row: StageRow): string {
+  return row.within === undefined ? row.stage : `${row.stage} in ${row.within}`;
 }
 
 /** One stage's records inside a window in which many containers of one pod were driven at once. */

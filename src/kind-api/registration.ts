@@ -50,6 +50,19 @@ export interface KindBenchmark {
      */
     taskRate: { image: string; longRunning: string[]; shortLived: string[] };
   };
+  /**
+   * Set when each pod keeps processes of its own on the host besides its containers' (a user-space
+   * kernel, its helpers), all in one host cgroup per pod below the pod's cgroup parent: their
+   * memory is part of what a pod of this kind costs, and the benchmark reads it beside kuasard's.
+   */
+  podProcesses?: {
+    /** The per-pod cgroup's name begins with this; the sandbox id follows. */
+    cgroupPrefix: string;
+    /** What those processes are, as the report says it (Markdown). */
+    what: string;
+    /** A published figure to set the measured memory per pod beside (Markdown). */
+    anchor: string;
+  };
 }
 
 export interface KindRegistration<Name extends string = string, Schema extends z.ZodType<KindConfig> = z.ZodType<KindConfig>> {

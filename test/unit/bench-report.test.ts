@@ -143,7 +143,7 @@ test("targets are judged against the issue's goals, with a note on what dominate
   );
   assert.equal(targets[0]?.value, 3);
   assert.equal(targets[1]?.value, 1.5);
-  assert.match(targets[1]?.note ?? '', /oci\.create \(60%\)/);
+  assert.match(targets[1]?.note ?? '', /oci\.create in task\.create \(60%\)/);
   // 400 000 KiB of shims against 43 000 KiB of kuasard.
   assert.ok(Math.abs((targets[2]?.value ?? 0) - 400_000 / 43_000) < 1e-9);
   assert.ok(Math.abs((targets[3]?.value ?? 0) - 50) < 1e-6, 'the marginal cost is the slope of private memory after GC');
@@ -243,6 +243,36 @@ test('the Markdown summary shows the Task API runs, their kuasard stages, and wh
   assert.match(failed, /Failures setting up or removing the pod and its containers: remove pod pod1: gone/);
 });
 
+test("the Markdown summary shows the appkernel pods' own processes apart, and one pod's cost beside gVisor's figure", async () => {
+  const result = sampleResult();
+  const APPKERNEL = 'kuasar-appkernel';
+  result.handlers = [result.handlers[0]!, { handler: APPKERNEL, side: 'kuasar', kind: 'appkernel' }, result.handlers[1]!];
+  const points = memoryPoints(40_000, 30, [1, 10]).map((p) => ({
+    ...p,
+    podProcesses: { pssKb: 20_480 * p.pods, privateKb: 14_336 * p.pods, processes: 5 * p.pods, pods: p.pods },
+  }));
+  result.memory[APPKERNEL] = {
+    points,
+    fit: linearFit(points.map((p) => ({ x: p.pods, y: p.pssKb }))),
+    podCost: { pods: 10, processesPssKb: 20_480, processesPrivateKb: 14_336, kuasardKb: 30, pssKb: 20_510, privateKb: 14_366 },
+    helpers: ['7 /x/fd-keeper /run/k.sock', '8 /usr/bin/runsc --root /r wait a', '9 /usr/bin/runsc --root /r wait b'],
+    failures: [],
+  };
+  const md = renderMarkdown({ ...result, targets: evaluateTargets(result) }, []);
+  assert.match(md, /Each appkernel pod keeps processes of its own on the host, in a cgroup of its own: the gVisor sandbox/);
+  assert.match(md, /\| kuasar-appkernel: pods' processes PSS \| kuasar-appkernel: pods' processes private \|/);
+  assert.match(md, /\| 10 \| [^\n]*\| 200\.0 \| 140\.0 \|/);
+  assert.match(
+    md,
+    /- kuasar-appkernel: memory per pod \*\*20\.0 MiB PSS \(21\.0 MB\)\*\*, 14\.0 MiB private: its own processes 20\.0 MiB PSS, 14\.0 MiB private \(average over the 10 pods of the fullest point\), plus kuasard's 30\.0 KiB per pod \(its marginal cost above\); gVisor's own density figures: about 23\.7 MB of host memory per empty sandbox\./,
+  );
+  assert.match(md, /counted in its figures: `\/x\/fd-keeper \/run\/k\.sock`; 2 × `runsc`, e\.g\. `\/usr\/bin\/runsc --root \/r wait a`\./);
+  // The targets stay the runc kind's.
+  assert.ok(evaluateTargets(result).every((t) => !t.title.includes('appkernel')));
+  const memoryChart = benchCharts({ ...result, targets: [] }).find((c) => c.file === 'memory.svg');
+  assert.match(JSON.stringify(memoryChart?.spec), /kuasar-appkernel: PSS of the pods' own processes/);
+});
+
 test('the Markdown summary has the targets, every table and the chart links', () => {
   const result = { ...sampleResult(), targets: evaluateTargets(sampleResult()) };
   const md = renderMarkdown(result, [{ file: 'memory.svg', title: 'Memory' }]);
@@ -255,7 +285,7 @@ test('the Markdown summary has the targets, every table and the chart links', ()
   assert.match(md, /Baseline \/ kuasar-runc: p50 3\.00x/);
   assert.match(md, /Baseline \/ kuasar-runc: wall time \(median\) 1\.50x/);
   assert.match(md, /\| &nbsp;&nbsp;`oci\.create` \| task\.create \|/);
-  assert.match(md, /Largest share of its own: \*\*oci\.create\*\*/);
+  assert.match(md, /Largest share of its own: \*\*oci\.create in task\.create\*\*/);
   // 50 pods: kuasard PSS 43 000 KiB, private after GC 22 500; shims PSS 400 000, private 200 000; pause 5 000.
   assert.match(
     md,

@@ -105,7 +105,7 @@ test('the breakdown nests stages under their RPC, sums repeats, and finds what d
   assert.ok(Math.abs(b.outside.share - 96.6 / 300) < 1e-9);
   assert.ok(Math.abs(b.outside.p50 - (26.6 + 70) / 2) < 1e-9);
   // oci.create has 130 of 300 ms of its own; task.create only 145 - 131.
-  assert.equal(b.dominant.stage, 'oci.create');
+  assert.equal(b.dominant.stage, 'oci.create in task.create');
   assert.ok(Math.abs(b.dominant.share - 130 / 300) < 1e-9);
 });
 
@@ -129,7 +129,7 @@ test('without every RPC (pods started in parallel) there is no outside time, and
     'task.start': 'RPC',
     'oci.start': 'task.start',
   });
-  assert.deepEqual(b?.dominant, { stage: 'oci.create', share: 0.4 });
+  assert.deepEqual(b?.dominant, { stage: 'oci.create in task.create', share: 0.4 });
 });
 
 test("stage totals of many containers at once: the pod's records in the window, per container on average", () => {
@@ -154,4 +154,40 @@ test("stage totals of many containers at once: the pod's records in the window, 
   );
   assert.ok(Math.abs((totals[1]?.p90Ms ?? 0) - 9.6) < 1e-9);
   assert.deepEqual(stageTotals(records, { sandbox: 'none', startedAt: T0, endedAt: T0 + 100 }, 2), []);
+});
+
+test('a step run in several RPCs has a row in each, and a step inside a step nests under it', () => {
+  // An appkernel pod: runsc.create-sandbox runs `runsc create` (oci.create) in controller.start, and
+  // the container's oci.create runs in task.create; oci.start likewise. The start took 700 ms.
+  const records = [
+    { stage: 'controller.create', ms: 8, at: 1010, rpc: 'create' },
+    { stage: 'oci.create', ms: 190, at: 1200, sandbox: 'p' },
+    { stage: 'runsc.create-sandbox', ms: 191.5, at: 1201, sandbox: 'p' },
+    { stage: 'oci.start', ms: 135, at: 1340, sandbox: 'p' },
+    { stage: 'runsc.start-sandbox', ms: 137, at: 1341, sandbox: 'p' },
+    { stage: 'controller.start', ms: 333, at: 1342, rpc: 'start' },
+    { stage: 'oci.create', ms: 80, at: 1430, sandbox: 'p', container: 'c' },
+    { stage: 'task.create', ms: 85, at: 1431, sandbox: 'p', rpc: 'create' },
+    { stage: 'oci.start', ms: 150, at: 1600, sandbox: 'p', container: 'c' },
+    { stage: 'task.start', ms: 155, at: 1601, sandbox: 'p', rpc: 'start' },
+  ];
+  const b = stageBreakdown([{ ms: 700, records }], { everyRpc: true });
+  assert.deepEqual(
+    b?.rows.map((r) => [r.stage, r.within ?? 'RPC', r.inside ?? '-', r.p50]),
+    [
+      ['controller.create', 'RPC', '-', 8],
+      ['controller.start', 'RPC', '-', 333],
+      ['runsc.create-sandbox', 'controller.start', '-', 191.5],
+      ['oci.create', 'controller.start', 'runsc.create-sandbox', 190],
+      ['runsc.start-sandbox', 'controller.start', '-', 137],
+      ['oci.start', 'controller.start', 'runsc.start-sandbox', 135],
+      ['task.create', 'RPC', '-', 85],
+      ['oci.create', 'task.create', '-', 80],
+      ['task.start', 'RPC', '-', 155],
+      ['oci.start', 'task.start', '-', 150],
+    ],
+  );
+  // Own time: controller.start 333 - 191.5 - 137, runsc.create-sandbox 1.5, its oci.create 190.
+  assert.deepEqual(b?.dominant, { stage: 'oci.create in controller.start', share: 190 / 700 });
+  assert.ok(Math.abs((b?.outside?.p50 ?? 0) - (700 - 8 - 333 - 85 - 155)) < 1e-9);
 });
