@@ -5,7 +5,9 @@ import type { KindCapabilities } from '../../kind-api/kind.js';
 export const APPKERNEL_CAPABILITIES: KindCapabilities = {
   exec: true,
   terminal: true,
-  pauseResume: true,
+  // runsc's pause stops the sandbox's whole kernel: every container of the pod (an exec into
+  // another one hangs until the resume), while runsc still says they run.
+  pauseResume: false,
   // runsc has no `update`: a container's resources are fixed at its creation.
   updateResources: false,
   streamingIo: true,
