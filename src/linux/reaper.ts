@@ -21,7 +21,7 @@
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../base/model.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
-import { ownChildren, readProcStat } from './proc.js';
+import { ownChildren, readProcStat, type ProcStat } from './proc.js';
 import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';
 
 export interface ReaperOptions {
@@ -58,12 +58,15 @@ function pending<T extends Pending>(extra: Omit<T, keyof Pending>): T {
   return { ...extra, promise, resolve, reject } as T;
 }
 
+/** How long a zombie picked by reapOrphans is left for a watch to claim. */
+const ORPHAN_GRACE_MS = 1000;
+
 export class Reaper {
   private readonly children = new Map<number, Pending>();
-  /** Program names whose orphans are reaped unwatched (reapOrphansNamed). */
-  private readonly orphanNames = new Set<string>();
-  /** Zombies of those names seen by the last sweep and by no watch since. */
-  private unclaimedOrphans = new Set<number>();
+  /** What marks the orphans that are reaped unwatched (reapOrphans). */
+  private readonly orphanMatchers: ((stat: ProcStat) => boolean)[] = [];
+  /** Zombies picked by reapOrphans that no watch has claimed yet, with when a sweep first saw them. */
+  private unclaimedOrphans = new Map<number, number>();
   private readonly foreign = new Map<number, ForeignPending>();
   private readonly pollIntervalMs: number;
   private readonly onSigchld = (): void => this.reapChildren();
@@ -152,31 +155,32 @@ export class Reaper {
   }
 
   /**
-   * Reaps the orphans re-parented to this process whose command name (comm) is `name` and that
-   * nobody watches: helpers a runtime leaves behind without telling their pids (runsc's gofers
-   * and stubs). Only for a name that no child this process spawns itself has: libuv reaps those
-   * by pid and must stay the only one to. A zombie is reaped by the sweep after the one that
-   * first saw it (the next SIGCHLD, or the timer's next round), so that a caller about to watch
-   * a pid it has just learned (an exec's, from a pid file) gets there first.
+   * Reaps the orphans re-parented to this process that `match` picks and that nobody watches:
+   * helpers a runtime leaves behind without telling their pids (runsc's gofers and stubs). Never
+   * for a process this one spawned itself: libuv reaps those by pid and must stay the only one
+   * to. A zombie is left alone for ORPHAN_GRACE_MS after a sweep first sees it, so that a caller
+   * about to watch a pid it has just learned (an exec's, from a pid file) gets there first.
    */
-  reapOrphansNamed(name: string): void {
-    this.orphanNames.add(name);
+  reapOrphans(match: (stat: ProcStat) => boolean): void {
+    this.orphanMatchers.push(match);
   }
 
   private reapChildren(): void {
     for (const [pid, watch] of this.children) this.tryReap(pid, watch);
-    if (this.orphanNames.size > 0) this.reapNamedOrphans();
+    if (this.orphanMatchers.length > 0) this.reapMatchedOrphans();
     this.updateTimer();
   }
 
-  private reapNamedOrphans(): void {
-    const seen = new Set<number>();
+  private reapMatchedOrphans(): void {
+    const now = Date.now();
+    const unclaimed = new Map<number, number>();
     for (const pid of ownChildren()) {
       if (this.children.has(pid)) continue;
       const stat = readProcStat(pid);
-      if (stat?.state !== 'Z' || !this.orphanNames.has(stat.comm)) continue;
-      if (!this.unclaimedOrphans.has(pid)) {
-        seen.add(pid);
+      if (stat?.state !== 'Z' || !this.orphanMatchers.some((match) => match(stat))) continue;
+      const seen = this.unclaimedOrphans.get(pid) ?? now;
+      if (now - seen < ORPHAN_GRACE_MS) {
+        unclaimed.set(pid, seen);
         continue;
       }
       try {
@@ -185,7 +189,7 @@ export class Reaper {
         // Reaped meanwhile: nothing left to do.
       }
     }
-    this.unclaimedOrphans = seen;
+    this.unclaimedOrphans = unclaimed;
   }
 
   private tryReap(pid: number, watch: Pending): void {

@@ -160,6 +160,14 @@ describe('appkernel kind through CRI', () => {
     });
   });
 
+  it('ends what a container left running when its init exits: a background child holding its output does not keep it running', async () => {
+    await withPod('leftover-child', async (run) => {
+      const { status } = await runToExit(run, busybox('leaves-a-child', 'sleep 3600 & echo parent-done; exit 5'));
+      assert.equal(status.state, ContainerState.CONTAINER_EXITED);
+      assert.equal(status.exitCode, 5);
+    });
+  });
+
   it('stops a container that handles SIGTERM with SIGTERM (it exits 0)', async () => {
     await withPod('stop-term', async (run) => {
       const { containerId, logPath } = await start(run, busybox('graceful', "trap 'exit 0' TERM; echo ready; while :; do sleep 1; done"));

@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { UNKNOWN_EXIT_STATUS } from '../../src/base/model.js';
 import { isChildSubreaper } from '../../src/linux/libc/processes.js';
+import { readProcStat } from '../../src/linux/proc.js';
 import { Reaper } from '../../src/linux/reaper.js';
 
 const run = promisify(execFile);
@@ -103,5 +107,29 @@ describe('Reaper', () => {
 describe('Reaper before start', () => {
   it('refuses to watch', () => {
     assert.throws(() => new Reaper().watch(1), /not started/);
+  });
+});
+
+describe('Reaper with orphans picked by reapOrphans', () => {
+  it('reaps unwatched orphans that reapOrphans picks once their grace has passed, and leaves a watched one its status', async () => {
+    // A program named `helper-orphan` (its comm), like a runtime's helper nobody tells us about.
+    const dir = mkdtempSync(join(tmpdir(), 'reaper-'));
+    const helper = join(dir, 'helper-orphan');
+    copyFileSync('/bin/sh', helper);
+    const picked = new Reaper({ pollIntervalMs: 50 }).start();
+    try {
+      picked.reapOrphans((stat) => stat.comm === 'helper-orphan');
+      // Unwatched: a zombie of ours until the sweep past its grace reaps it.
+      const lost = await orphan(`${helper} -c 'exit 3'`);
+      const watched = await orphan(`${helper} -c 'exit 9'`);
+      // Watched within the grace: its status is the watch's, not the sweep's.
+      assert.equal((await picked.watch(watched)).exitStatus, 9);
+      const deadline = Date.now() + 10_000;
+      while (readProcStat(lost) !== undefined && Date.now() < deadline) await sleep(50);
+      assert.equal(readProcStat(lost), undefined, 'the unwatched orphan was reaped');
+    } finally {
+      picked.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

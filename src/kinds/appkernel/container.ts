@@ -136,6 +136,12 @@ export class AppkernelContainer extends OciContainer {
    * whose sandbox's cgroup counts an OOM kill is reported OOM-killed, as runc's are.
    */
   protected async afterInitExit(exit: ExitInfo): Promise<ProcessEnd> {
+    // gVisor leaves a container's other processes running when its init exits (a background
+    // child holding the container's stdout would keep containerd waiting for the end of its
+    // output for ever): as runc's shim does for a shared PID namespace, they are ended.
+    if (this.pod.sandboxRunning()) {
+      await this.pod.runtime.kill(this.id, 9, { all: true }).catch((err) => this.log.debug({ err }, 'killing what the init left'));
+    }
     let oomKilled = false;
     try {
       const kills = await readOomKills(this.pod.sandboxCgroup, await hostCgroupLayout());

@@ -70,9 +70,9 @@ export class AppkernelKind implements SandboxKind {
     // `runsc create` and `runsc start` fork a gofer per container and the sandbox process, then
     // exit: kuasard, a child subreaper, inherits them (and the sandbox's systrap stubs once the
     // sandbox has gone). runsc tells none of their pids and its own delete waits, until its
-    // deadline, for a gofer nobody reaped. It starts them all through /proc/self/exe, which names
-    // them `exe`, a name no program kuasard starts itself has: those orphans are reaped unwatched.
-    this.options.reaper.reapOrphansNamed(RUNSC_HELPER_NAME);
+    // deadline, for a gofer nobody reaped. They run /proc/self/exe, which names them `exe`, a name
+    // no program kuasard spawns itself has: unwatched, they are reaped as orphans.
+    this.options.reaper.reapOrphans((stat) => stat.comm === RUNSC_HELPER_NAME);
     // Each runsc call's log file is removed when the call ends; those left were of calls the
     // previous daemon died in, and nothing reads them any more.
     await rm(this.dirs.logDir, { recursive: true, force: true });
