@@ -9,6 +9,7 @@ import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { hostPlatform } from '../../linux/platform.js';
+import { ownChildren, readProcStat } from '../../linux/proc.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { runscProfile } from '../../oci/profiles.js';
 import { OciRuntime } from '../../oci/runtime.js';
@@ -22,6 +23,8 @@ export const IDLE_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../
 
 /** The command name runsc's sandbox, gofers and stubs have (they run /proc/self/exe). */
 const RUNSC_HELPER_NAME = 'exe';
+/** How long the probe's runsc processes may take to end once `runsc do` has returned. */
+const PROBE_HELPERS_TIMEOUT_MS = 5_000;
 
 export type GvisorPlatform = 'systrap' | 'ptrace' | 'kvm';
 
@@ -90,7 +93,22 @@ export class AppkernelKind implements SandboxKind {
     const version = await this.env.runtimes.sandboxNetwork.version();
     const { platform, runsc, runscFlags, log } = this.options;
     const probeMs = await probePlatform(runsc, platform, `${this.options.kindDir}.probe`, runscFlags);
+    await this.reapProbeHelpers();
     log.info({ runsc: version.version, platform, probeMs: Math.round(probeMs) }, 'gVisor platform works');
+  }
+
+  /**
+   * `runsc do` leaves its sandbox, gofer and stubs to kuasard too. No pod of this kind runs yet,
+   * so every child named `exe` is the probe's: each is reaped before the kind serves, rather than
+   * after the orphan sweep's grace (a daemon's first seconds would show them as zombies).
+   */
+  private async reapProbeHelpers(): Promise<void> {
+    const helpers = ownChildren().filter((pid) => readProcStat(pid)?.comm === RUNSC_HELPER_NAME);
+    const reaped = Promise.allSettled(helpers.map((pid) => this.options.reaper.watch(pid)));
+    const timeout = new Promise<'late'>((resolve) => setTimeout(resolve, PROBE_HELPERS_TIMEOUT_MS, 'late').unref());
+    if ((await Promise.race([reaped, timeout])) === 'late') {
+      this.options.log.warn({ pids: helpers }, "the platform probe's runsc processes are still running; the orphan sweep will reap them");
+    }
   }
 
   platform(): Platform {
