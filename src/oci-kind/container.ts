@@ -151,8 +151,9 @@ export abstract class OciContainer implements KindContainer {
 
   /**
    * `exec --detach` of an exec process; its files live in the container's directory. The pid the
-   * runtime writes is a child of kuasard either way (runc's process itself; runsc's host-side
-   * `runsc exec`, which exits with the process's status and forwards signals to it).
+   * runtime writes is a child of kuasard either way: runc's process itself, or runsc's host-side
+   * `runsc exec`, which exits with the process's status but does not pass signals on to it (so a
+   * kill of a runsc exec ends only that waiter: a known gap, see the README).
    */
   async exec(exec: ExecContext): Promise<KindExec> {
     const { record } = exec;
