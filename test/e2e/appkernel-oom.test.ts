@@ -4,32 +4,20 @@
 // with a pod cgroup made and limited the way kubelet would: the pod goes NOTREADY and its
 // container is reported exited, OOMKilled; nothing of the pod is left.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PodSandboxState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
+import { makeCgroup } from '../../src/devenv/cgroups.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { NO_LEAKS } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
-import { cgroupPlaces, detectCgroupLayout, joinCgroup, removeCgroup } from '../../src/linux/cgroups.js';
+import { cgroupPlaces, detectCgroupLayout, removeCgroup } from '../../src/linux/cgroups.js';
 
 const MiB = 1024 * 1024;
 const WAIT = { timeoutMs: 60_000 };
-
-/** A cgroup usable in every hierarchy (cpuset filled in), as kubelet makes a pod's, by moving a passing process in. */
-async function makeCgroup(cgroupsPath: string): Promise<void> {
-  const passing = spawn('sleep', ['60'], { stdio: 'ignore' });
-  try {
-    await joinCgroup(cgroupsPath, passing.pid!);
-  } finally {
-    passing.kill('SIGKILL');
-    await once(passing, 'exit');
-  }
-}
 
 describe('appkernel kind: the pod at its memory limit', () => {
   let env: Environment;

@@ -1,27 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { detectCgroupLayout, existingCgroupDirs, joinCgroup, removeCgroup } from '../../src/linux/cgroups.js';
+import { detectCgroupLayout, existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
+import { makeCgroup } from '../../src/devenv/cgroups.js';
 import { pinPodNamespaces, unpinPodNamespaces, type PinnedNamespaces } from '../../src/linux/namespaces.js';
 import { isHolderRunning, startPidNamespaceHolder, stopLostHolders, stopPidNamespaceHolder } from '../../src/linux/pid-holder.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
-
-/** A cgroup made usable in every hierarchy (cpuset filled in) the way a pod's cgroup parent is, by moving a passing process in. */
-async function makeCgroup(cgroupsPath: string): Promise<void> {
-  const passing = spawn('sleep', ['60'], { stdio: 'ignore' });
-  try {
-    await joinCgroup(cgroupsPath, passing.pid!);
-  } finally {
-    passing.kill('SIGKILL');
-    await once(passing, 'exit');
-  }
-}
 
 describe('PID namespace holders whose record was lost', { skip }, () => {
   const parent = `/kuasar-test-holders-${process.pid}`;

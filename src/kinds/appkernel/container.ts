@@ -11,7 +11,7 @@ import { OciContainer, type OciPodView } from '../../oci-kind/container.js';
 import { OciProcess } from '../../oci-kind/process.js';
 import type { ExitSource } from '../../oci/exit-source.js';
 import { ContainerStatsMetrics } from '../../oci/stats-metrics.js';
-import { readOomKills } from '../../linux/cgroup-stats.js';
+import { oomKilledIn } from '../../oci-kind/pod-cgroup.js';
 import { hostCgroupLayout, removeCgroup } from '../../linux/cgroups.js';
 import { cgroupsPathOf, type Spec } from '../../oci/spec.js';
 import { sandboxContainerSpec, type SandboxLayout } from './container-spec.js';
@@ -142,13 +142,7 @@ export class AppkernelContainer extends OciContainer {
     if (this.pod.sandboxRunning()) {
       await this.pod.runtime.kill(this.id, 9, { all: true }).catch((err) => this.log.debug({ err }, 'killing what the init left'));
     }
-    let oomKilled = false;
-    try {
-      const kills = await readOomKills(this.pod.sandboxCgroup, await hostCgroupLayout());
-      oomKilled = kills !== undefined && kills > 0n;
-    } catch (err) {
-      this.log.warn({ err }, "could not read the sandbox's OOM count");
-    }
+    const oomKilled = await oomKilledIn(this.pod.sandboxCgroup, this.log);
     return { ...exit, oomKilled };
   }
 

@@ -11,14 +11,14 @@ import type { SavedState } from '../../base/model.js';
 import { podHostname } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
-import { readCgroupMetrics } from '../../linux/cgroup-stats.js';
 import { hasErrnoCode } from '../../linux/libc/binding.js';
-import { hostCgroupLayout, removeCgroup } from '../../linux/cgroups.js';
+import { removeCgroup } from '../../linux/cgroups.js';
 import { unmountRecursive } from '../../linux/mount.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { isGone } from '../../oci-kind/container.js';
+import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
 import { deleteUnrecordedContainers, podDirPaths, preparePodDir } from '../../oci-kind/pod-dir.js';
 import { RuntimeWaitExitSource } from '../../oci/exit-source.js';
 import type { OciRuntime } from '../../oci/runtime.js';
@@ -175,10 +175,7 @@ export class AppkernelSandbox implements KindSandbox {
 
   /** The pod's own cgroup (CRI's cgroup_parent), as containerd reads it for pod stats. */
   async metrics(): Promise<CgroupMetrics> {
-    const parent = this.context.record.pod.cgroupParent;
-    if (!parent)
-      throw failedPrecondition(`metrics of sandbox ${this.context.record.id}: the pod has no cgroup of its own (no cgroup_parent)`);
-    return readCgroupMetrics(parent, await hostCgroupLayout());
+    return podCgroupMetrics(this.context.record);
   }
 
   async update(update: SandboxUpdate): Promise<void> {

@@ -7,7 +7,8 @@ import type { CgroupMetrics } from '../../base/metrics.js';
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo, type SavedState } from '../../base/model.js';
 import type { ContainerContext, ProcessEnd } from '../../kind-api/kind.js';
 import { stateCodec } from '../../kind-api/state.js';
-import { readCgroupMetrics, readOomKills } from '../../linux/cgroup-stats.js';
+import { readCgroupMetrics } from '../../linux/cgroup-stats.js';
+import { oomKilledIn } from '../../oci-kind/pod-cgroup.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import { OciContainer, type OciPodView } from '../../oci-kind/container.js';
 import { OciProcess } from '../../oci-kind/process.js';
@@ -99,15 +100,8 @@ export class RuncContainer extends OciContainer {
     if (this.pod.pidMode !== 'container') {
       await this.pod.runtime.kill(this.id, 9, { all: true }).catch((err) => this.log.debug({ err }, 'killing what the init left'));
     }
-    // The cgroup outlives the init until Delete, and counts every OOM kill in it: a container
-    // that met its memory limit is reported, before its exit, as containerd's shims do.
-    let oomKilled = false;
-    try {
-      const kills = await readOomKills(this.saved.cgroupsPath, await hostCgroupLayout());
-      oomKilled = kills !== undefined && kills > 0n;
-    } catch (err) {
-      this.log.warn({ err }, "could not read the container's OOM count");
-    }
+    // The container's cgroup counts every OOM kill in it (oci-kind/pod-cgroup.ts).
+    const oomKilled = await oomKilledIn(this.saved.cgroupsPath, this.log);
     return { ...exit, oomKilled };
   }
 

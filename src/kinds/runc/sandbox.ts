@@ -9,7 +9,6 @@ import type { CgroupMetrics } from '../../base/metrics.js';
 import type { SavedState } from '../../base/model.js';
 import { timed } from '../../base/stages.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
-import { readCgroupMetrics } from '../../linux/cgroup-stats.js';
 import { mountOne, unmountRecursive } from '../../linux/mount.js';
 import { isMountPoint } from '../../linux/mountinfo.js';
 import { checkHostname, pinPodNamespaces, unpinPodNamespaces } from '../../linux/namespaces.js';
@@ -25,7 +24,7 @@ import {
 import type { Reaper } from '../../linux/reaper.js';
 import { checkPodSysctls } from '../../linux/sysctls.js';
 import type { OciRuntime } from '../../oci/runtime.js';
-import { hostCgroupLayout } from '../../linux/cgroups.js';
+import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
 import { deleteUnrecordedContainers, podDirPaths, preparePodDir } from '../../oci-kind/pod-dir.js';
 import { RuncContainer, type RuncPodView } from './container.js';
 import type { PodLayout } from './container-spec.js';
@@ -160,10 +159,7 @@ export class RuncSandbox implements KindSandbox {
 
   /** The pod's own cgroup (CRI's cgroup_parent, where kubelet puts a pod's limits), as containerd reads it for pod stats. */
   async metrics(): Promise<CgroupMetrics> {
-    const parent = this.context.record.pod.cgroupParent;
-    if (!parent)
-      throw failedPrecondition(`metrics of sandbox ${this.context.record.id}: the pod has no cgroup of its own (no cgroup_parent)`);
-    return readCgroupMetrics(parent, await hostCgroupLayout());
+    return podCgroupMetrics(this.context.record);
   }
 
   /** Nothing of a runc pod's isolation follows the fields containerd may update: kubelet resizes the pod's cgroup itself. */
