@@ -119,9 +119,11 @@ describe('Reaper with orphans picked by reapOrphans', () => {
     const picked = new Reaper({ pollIntervalMs: 50 }).start();
     try {
       picked.reapOrphans((stat) => stat.comm === 'helper-orphan');
-      // Unwatched: a zombie of ours until the sweep past its grace reaps it.
-      const lost = await orphan(`${helper} -c 'exit 3'`);
-      const watched = await orphan(`${helper} -c 'exit 9'`);
+      // Each outlives the shell that starts it (a shell reaps a background job that ended before
+      // the shell did), so that it is ours once it ends. Unwatched: a zombie of ours until the
+      // sweep past its grace reaps it.
+      const lost = await orphan(`${helper} -c 'sleep 0.3; exit 3'`);
+      const watched = await orphan(`${helper} -c 'sleep 0.3; exit 9'`);
       // Watched within the grace: its status is the watch's, not the sweep's.
       assert.equal((await picked.watch(watched)).exitStatus, 9);
       const deadline = Date.now() + 10_000;
