@@ -58,6 +58,13 @@ module.exports = {
       to: { path: '^src/kinds/[^/]+/', pathNot: '^src/kinds/$1/' },
     },
     {
+      name: 'kinds-know-the-guest-only-by-its-image-layout',
+      comment: "The guest's code runs in the VM; the host side knows only the image's file names (guest/image/layout.ts).",
+      severity: 'error',
+      from: { path: '^src/(kinds|engine|services|daemon|oci-kind)/' },
+      to: { path: '^src/guest/', pathNot: '^src/guest/image/layout\\.ts$' },
+    },
+    {
       name: 'oci-kind-below-kinds',
       comment: 'What the kinds that drive an OCI runtime CLI share (containers, processes) sits below them and knows none of them.',
       severity: 'error',

@@ -19,6 +19,20 @@ export interface PodSpec {
   sysctls: Record<string, string>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /**
+   * What kubelet sizes the pod at (the sum of its containers' limits plus the runtime class's
+   * overhead), when it says: a kind that gives each pod a machine of its own sizes it so.
+   * Absent in records of older runs.
+   */
+  resources?: PodResources;
+}
+
+/** A pod's size as kubelet states it; 0 means no limit was given. */
+export interface PodResources {
+  /** CPU time per period, in microseconds (the CFS quota and period). */
+  cpuQuotaUs: number;
+  cpuPeriodUs: number;
+  memoryLimitBytes: number;
 }
 
 /** A containerd mount (containerd.types.Mount: a snapshot layer or a bind) as it arrives on the wire. */

@@ -32,6 +32,13 @@ const podSpec = z.object({
   sysctls: stringMap,
   labels: stringMap,
   annotations: stringMap,
+  resources: z
+    .object({
+      cpuQuotaUs: z.number().int().nonnegative(),
+      cpuPeriodUs: z.number().int().nonnegative(),
+      memoryLimitBytes: z.number().int().nonnegative(),
+    })
+    .optional(),
 });
 
 const mount = z.object({ type: z.string(), source: z.string(), target: z.string(), options: stringList });

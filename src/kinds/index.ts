@@ -7,10 +7,11 @@ import type { SandboxKind } from '../kind-api/kind.js';
 import type { KindContext, KindRegistration } from '../kind-api/registration.js';
 import { appkernelKind } from './appkernel/registration.js';
 import { runcKind } from './runc/registration.js';
+import { vmmKind } from './vmm/registration.js';
 import { wasmKind } from './wasm/registration.js';
 
 /** Every kind, in the order the daemon serves them. */
-export const KINDS = [runcKind, wasmKind, appkernelKind] as const satisfies readonly KindRegistration[];
+export const KINDS = [runcKind, wasmKind, appkernelKind, vmmKind] as const satisfies readonly KindRegistration[];
 
 export type KindName = (typeof KINDS)[number]['name'];
 

@@ -3,7 +3,7 @@
 import type { Any } from '@bufbuild/protobuf/wkt';
 import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { invalidArgument } from '../base/errors.js';
-import type { PodSpec } from '../base/model.js';
+import type { PodResources, PodSpec } from '../base/model.js';
 import { unpackAny } from './wkt.js';
 
 export function decodePodSandboxConfig(options: Any | undefined, sandboxId: string): PodSandboxConfig {
@@ -65,5 +65,21 @@ export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
     sysctls: { ...(hostNetwork ? {} : UNPRIVILEGED_NETWORK_SYSCTLS), ...config.linux?.sysctls },
     labels: { ...config.labels },
     annotations: { ...config.annotations },
+    resources: podResources(config),
   };
+}
+
+/**
+ * The pod's size: kubelet's pod-level resources (the sum of its containers' limits) plus the
+ * runtime class's overhead; a figure that is not set counts 0 (no limit), as in containerd.
+ */
+function podResources(config: PodSandboxConfig): PodResources {
+  const { resources, overhead } = config.linux ?? {};
+  const sum = (field: 'cpuQuota' | 'memoryLimitInBytes') => {
+    const figures = [resources?.[field] ?? 0n, overhead?.[field] ?? 0n];
+    // A negative figure (-1: unlimited) leaves the pod unlimited in that resource.
+    return figures.some((f) => f < 0n) ? 0 : Number(figures[0]! + figures[1]!);
+  };
+  const period = resources?.cpuPeriod || overhead?.cpuPeriod || 0n;
+  return { cpuQuotaUs: sum('cpuQuota'), cpuPeriodUs: Number(period), memoryLimitBytes: sum('memoryLimitInBytes') };
 }

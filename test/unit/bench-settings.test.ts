@@ -59,11 +59,12 @@ test("handlers: kuasar's requested kinds (by default every kind served), then th
   assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm\)/);
 });
 
-test("each kind's idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline) and appkernel, sleep.wasm for wasm", () => {
+test("each kind's idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), appkernel and vmm, sleep.wasm for wasm", () => {
   assert.deepEqual(idleWorkload('runc'), { image: 'kuasar.local/busybox:latest', command: ['sleep', '3600'] });
   assert.deepEqual(idleWorkload('wasm'), { image: 'kuasar.local/wasm-tests:latest', command: ['/sleep.wasm'] });
   assert.deepEqual(idleWorkload('appkernel'), { image: 'kuasar.local/busybox:latest', command: ['sleep', '3600'] });
-  assert.throws(() => idleWorkload('vmm'), /no kind "vmm" is registered \(known kinds: runc, wasm, appkernel\)/);
+  assert.deepEqual(idleWorkload('vmm'), { image: 'kuasar.local/busybox:latest', command: ['sleep', '3600'] });
+  assert.throws(() => idleWorkload('quark'), /no kind "quark" is registered \(known kinds: runc, wasm, appkernel, vmm\)/);
 });
 
 test('memory is measured for the wasm kind last: its instances live in kuasard and leave memory behind', () => {

@@ -71,7 +71,7 @@ test("the devenv's kuasard serves every registered kind, each on its own socket 
   assert.equal(new Set(served.map((k) => k.listen)).size, served.length);
 });
 
-test('loading the configuration and the registry loads no module of any kind but its registration and capabilities', () => {
+test('loading the configuration and the registry loads no module of any kind but its registration, capabilities and table', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kuasar-module-log-'));
   try {
     const dist = new URL('../../src/', import.meta.url).href;
@@ -83,8 +83,10 @@ test('loading the configuration and the registry loads no module of any kind but
     const kindModules = ourModules(urls)
       .filter((path) => path.startsWith('kinds/'))
       .sort();
-    // A registration and the capabilities it declares: data, none of the kind's working modules.
+    // A registration, the capabilities it declares and the table it reads (where the kind keeps
+    // that in a module of its own): data, none of the kind's working modules.
     const declared = KIND_NAMES.flatMap((name) => [`kinds/${name}/registration.js`, `kinds/${name}/capabilities.js`]);
+    declared.push('kinds/vmm/config.js');
     assert.deepEqual(kindModules, ['kinds/index.js', ...declared].sort());
   } finally {
     rmSync(dir, { recursive: true, force: true });

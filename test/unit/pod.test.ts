@@ -48,6 +48,23 @@ test("a PodSandboxConfig in containerd's Any decodes into a PodSpec", () => {
   assert.deepEqual(spec.labels, { app: 'web' });
 });
 
+test("the pod's size is kubelet's pod resources plus the overhead; unset or unlimited figures count as no limit", () => {
+  const size = (linux: Record<string, unknown>) => podSpecFromConfig(create(PodSandboxConfigSchema, { linux })).resources;
+  assert.deepEqual(size({}), { cpuQuotaUs: 0, cpuPeriodUs: 0, memoryLimitBytes: 0 });
+  assert.deepEqual(
+    size({
+      resources: { cpuPeriod: 100_000n, cpuQuota: 150_000n, memoryLimitInBytes: 256n << 20n },
+      overhead: { cpuQuota: 25_000n, memoryLimitInBytes: 64n << 20n },
+    }),
+    { cpuQuotaUs: 175_000, cpuPeriodUs: 100_000, memoryLimitBytes: 320 * 1024 * 1024 },
+  );
+  assert.deepEqual(
+    size({ resources: { cpuPeriod: 100_000n, cpuQuota: -1n, memoryLimitInBytes: 1n << 30n } }),
+    { cpuQuotaUs: 0, cpuPeriodUs: 100_000, memoryLimitBytes: 1 << 30 },
+    'a quota of -1 is no CPU limit',
+  );
+});
+
 test("a pod with its own network gets containerd's unprivileged port and ping sysctls, unless it sets them", () => {
   const spec = (sysctls: Record<string, string>, network: NamespaceMode) =>
     podSpecFromConfig(create(PodSandboxConfigSchema, { linux: { sysctls, securityContext: { namespaceOptions: { network } } } })).sysctls;

@@ -61,6 +61,10 @@ export class TtrpcClient {
   private readonly exchanges = new Map<number, Exchange>();
   private nextStreamId = 1;
   private closeReason: RuntimeError | undefined;
+  private signalClosed: (reason: RuntimeError) => void = () => {};
+  private readonly closedSignal = new Promise<RuntimeError>((resolve) => {
+    this.signalClosed = resolve;
+  });
   private lastSocketError: string | undefined;
 
   static async connect(path: string, options: ConnectOptions = {}): Promise<TtrpcClient> {
@@ -101,6 +105,11 @@ export class TtrpcClient {
 
   get closed(): boolean {
     return this.closeReason !== undefined;
+  }
+
+  /** Settles, with why, once the connection has gone (closed by either side or broken). */
+  get whenClosed(): Promise<RuntimeError> {
+    return this.closedSignal;
   }
 
   /** One unary call; a non-OK status rejects with a RuntimeError carrying its code and message. */
@@ -166,6 +175,7 @@ export class TtrpcClient {
     const pending = [...this.exchanges.values()];
     this.exchanges.clear();
     for (const exchange of pending) exchange.fail(this.closeReason);
+    this.signalClosed(this.closeReason);
   }
 }
 

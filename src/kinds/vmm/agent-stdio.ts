@@ -1,0 +1,86 @@
+// One process's stdio as the guest agent serves it (ReadStdio, WriteStdin, CloseStdin), shaped as
+// the byte channel io/forwarded-stdio.ts forwards containerd's endpoints to. Each output read is
+// one call that answers when the process wrote something; the next is made only when Node's
+// stream asks for more, that is once what came before has been taken by the FIFO or stream on
+// the host: back-pressure reaches the guest, where the agent stops reading the process's pipe.
+import { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
+import type { StdioChannel } from '../../io/forwarded-stdio.js';
+import type { AgentClient } from './channel.js';
+
+/** The most one read asks for. */
+const READ_CHUNK_BYTES = 64 * 1024;
+
+export interface AgentProcessRef {
+  containerId: string;
+  /** Empty for a container's init. */
+  execId: string;
+}
+
+/** Which of the process's stdio streams the agent holds (the others are /dev/null in the guest). */
+export interface AgentStdioStreams {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+export function agentStdioChannel(agent: AgentClient, ref: AgentProcessRef, streams: AgentStdioStreams, log: Logger): StdioChannel {
+  return {
+    stdin: streams.stdin ? stdinWriter(agent, ref, log) : discard(),
+    stdout: streams.stdout ? outputReader(agent, ref, StdioStream.STDOUT, log) : Readable.from([]),
+    stderr: streams.stderr ? outputReader(agent, ref, StdioStream.STDERR, log) : Readable.from([]),
+    // Terminals are not served by this kind yet (its capabilities say so): nothing to resize.
+    resize: () => {},
+  };
+}
+
+function outputReader(agent: AgentClient, ref: AgentProcessRef, stream: StdioStream, log: Logger): Readable {
+  let reading = false;
+  return new Readable({
+    read() {
+      if (reading) return;
+      reading = true;
+      agent.readStdio({ ...ref, stream, maxBytes: READ_CHUNK_BYTES }).then(
+        (reply) => {
+          reading = false;
+          if (reply.data.length > 0) this.push(Buffer.from(reply.data));
+          if (reply.eof) this.push(null);
+          else if (reply.data.length === 0) this.read(0); // nothing yet and no end: ask again
+        },
+        (err: Error) => {
+          // The VM or the process went away: the output ends with what arrived.
+          log.debug({ err: err.message, stream: StdioStream[stream] }, 'stdio read from the guest ended');
+          this.push(null);
+        },
+      );
+    },
+  });
+}
+
+function stdinWriter(agent: AgentClient, ref: AgentProcessRef, log: Logger): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      agent.writeStdin({ ...ref, data: chunk }).then(() => done(), done);
+    },
+    final(done) {
+      agent.closeStdin(ref).then(
+        () => done(),
+        (err: Error) => {
+          log.debug({ err: err.message }, 'closing stdin in the guest failed');
+          done();
+        },
+      );
+    },
+    destroy(err, done) {
+      // Dropped at once (a kill): the process's stdin ends too, best effort.
+      agent.closeStdin(ref).catch(() => undefined);
+      done(err);
+    },
+  });
+}
+
+/** A stdin nobody reads: the process has /dev/null. */
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _encoding, done) => done() });
+}

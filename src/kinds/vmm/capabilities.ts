@@ -1,0 +1,15 @@
+// What the vmm kind supports, declared once: its registration shows it to the tests and tools,
+// its kind object to the engine. Part 1 of the kind runs containers in the pod's VM with their
+// stdio; exec, terminals, pause, updates and recovery across a restart are not there yet.
+import type { KindCapabilities } from '../../kind-api/kind.js';
+
+export const VMM_CAPABILITIES: KindCapabilities = {
+  exec: false,
+  terminal: false,
+  pauseResume: false,
+  updateResources: false,
+  streamingIo: true,
+  // The VM outlives kuasard, but nothing reconnects to its agent yet: a restarted kuasard ends
+  // the pod's VM and reports its containers ended.
+  restart: { containers: false, execs: false, stdio: false },
+};

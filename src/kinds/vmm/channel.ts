@@ -1,0 +1,56 @@
+// The host's end of the channel to a VM's agent: one ttrpc connection over the unix socket of
+// QEMU's virtio-serial port, on which every call to the agent is multiplexed. QEMU listens on the
+// socket from its start, and holds what is written there until the guest opens its port: the
+// first Check simply waits for the agent to come up. The connection's end is the channel's death,
+// noticed at once (QEMU exited, or the agent's port was closed).
+import { Code, RuntimeError } from '../../base/errors.js';
+import { Agent } from '../../api/kuasar/agent/v1/agent_pb.js';
+import { TtrpcClient, typedClient, type TypedClient } from '../../rpc/ttrpc/index.js';
+
+export type AgentClient = TypedClient<(typeof Agent)['method']>;
+
+/** How long connecting to QEMU's socket may take: QEMU made it before it daemonized. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+export class AgentChannel {
+  private constructor(
+    private readonly client: TtrpcClient,
+    readonly agent: AgentClient,
+  ) {}
+
+  /**
+   * Connects to the agent's socket and waits for its first answer, for at most `timeoutMs` or
+   * until `vmEnded` settles (the VM died while booting: `describeEnd` says how to find out why).
+   */
+  static async open(socket: string, options: { timeoutMs: number; vmEnded: Promise<unknown>; describeEnd: () => string }) {
+    const client = await TtrpcClient.connect(socket, { timeoutMs: CONNECT_TIMEOUT_MS });
+    const channel = new AgentChannel(client, typedClient(client, Agent));
+    const ended = options.vmEnded.then(() => {
+      throw new RuntimeError(Code.Unavailable, `the VM exited before its agent answered (${options.describeEnd()})`);
+    });
+    try {
+      const check = channel.agent.check({}, { timeoutMs: options.timeoutMs }).catch((err: unknown) => {
+        if (err instanceof RuntimeError && err.code === Code.DeadlineExceeded) {
+          throw new RuntimeError(
+            Code.DeadlineExceeded,
+            `the VM's agent did not answer within ${options.timeoutMs} ms (${options.describeEnd()})`,
+          );
+        }
+        throw err;
+      });
+      return { channel, check: await Promise.race([check, ended]) };
+    } catch (err) {
+      channel.close();
+      throw err;
+    }
+  }
+
+  /** Settles, with why, once the channel has gone. */
+  get whenClosed(): Promise<RuntimeError> {
+    return this.client.whenClosed;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

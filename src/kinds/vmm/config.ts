@@ -1,0 +1,42 @@
+// The vmm kind's `[kinds.vmm]` table: every key with its default. Its own module, so that the
+// kind's modules can name the table's type without importing the registration, which loads them.
+import { z } from 'zod';
+import { absolutePath, kindConfigSchema } from '../../config/kind-schema.js';
+import { DEFAULT_IMAGE_DIR } from '../../guest/image/layout.js';
+
+/** A kernel parameter: no spaces or quotes (each is one word of the command line). */
+const kernelParam = z.string().regex(/^[^\s"']+$/, 'must be one kernel parameter without spaces or quotes');
+
+export const vmmConfigSchema = kindConfigSchema.extend({
+  /** Opt-in: it needs QEMU and a guest image (`kuasar image build`). */
+  enabled: z.boolean().default(false),
+  /** The QEMU system emulator: a name on PATH or an absolute path. */
+  qemu: z.string().min(1).default('qemu-system-x86_64'),
+  /** QEMU's machine type. */
+  machine: z
+    .string()
+    .regex(/^[a-z0-9.-]+$/)
+    .default('q35'),
+  /** kvm: fail unless KVM works; tcg: emulate; auto: KVM when a probe shows it works, else TCG with a warning. */
+  accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  /** The guest image (kernel, initramfs, root image): `kuasar image build` makes it. */
+  image_dir: absolutePath.default(DEFAULT_IMAGE_DIR),
+  /** vCPUs of a pod without a CPU limit; a pod with one gets its limit rounded up. */
+  default_vcpus: z.number().int().min(1).max(64).default(1),
+  /** Memory of a pod without a memory limit, in MiB; a pod with one gets its limit. */
+  default_memory_mib: z.number().int().min(64).default(256),
+  /** Added to every pod's memory for the guest kernel and the agent, in MiB. */
+  memory_overhead_mib: z.number().int().min(0).default(160),
+  /** More kernel parameters, appended to kuasar's own. */
+  kernel_params: z.array(kernelParam).default([]),
+  /** How the sandbox's shared directory reaches the guest. (virtio-fs is not supported yet.) */
+  share_fs: z.enum(['9p']).default('9p'),
+  /** How long a VM may take from QEMU's start until its agent answers. */
+  boot_timeout_ms: z.number().int().min(1000).default(60_000),
+  /** How long Stop waits for QEMU to end after asking it to quit, before killing it. */
+  stop_timeout_ms: z.number().int().min(100).default(5_000),
+  /** The guest agent's log level, on the guest's console (the VM's console.log in its sandbox directory). */
+  agent_log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type VmmConfig = z.output<typeof vmmConfigSchema>;

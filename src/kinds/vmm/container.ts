@@ -1,0 +1,158 @@
+// One container of a vmm pod: its rootfs and bind sources put into the sandbox's share on the
+// host, its spec rewritten for the guest, its init created there by the agent (runc in the
+// guest), and its stdio forwarded between containerd's endpoints on the host and the agent. Its
+// exit is the agent's answer to WaitProcess, with the real status from the guest.
+import type { Logger } from 'pino';
+import { Code, RuntimeError, failedPrecondition, unimplemented } from '../../base/errors.js';
+import type { CgroupMetrics } from '../../base/metrics.js';
+import { UNKNOWN_EXIT_STATUS, exitedNow, type ExitInfo, type PodSpec, type SavedState, type WindowSize } from '../../base/model.js';
+import type { StreamRegistry } from '../../base/streams.js';
+import { timed } from '../../base/stages.js';
+import type { ContainerContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
+import { ForwardedStdio } from '../../io/forwarded-stdio.js';
+import { readBundleSpec } from '../../oci/bundle.js';
+import { agentStdioChannel, type AgentProcessRef } from './agent-stdio.js';
+import type { AgentClient } from './channel.js';
+import { guestSpec } from './guest-spec.js';
+import type { SandboxShare } from './share.js';
+
+/** What a container needs of its pod's VM. */
+export interface VmmPodView {
+  pod: PodSpec;
+  agent: AgentClient;
+  share: SandboxShare;
+  streams: StreamRegistry;
+  /** Guest paths of the namespaces the agent pinned for the pod. */
+  namespaces: { ipc: string; uts: string; pid: string | null };
+}
+
+/** The init: created in the guest, ended when the agent says so and its output is delivered. */
+class GuestProcess implements KindProcess {
+  constructor(
+    readonly pid: number,
+    readonly exited: Promise<ProcessEnd>,
+    private readonly stdio: ForwardedStdio,
+  ) {}
+
+  async resize(_size: WindowSize): Promise<void> {}
+
+  async closeStdin(): Promise<void> {
+    this.stdio.closeStdin();
+  }
+}
+
+export class VmmContainer implements KindContainer {
+  private constructor(
+    private readonly pod: VmmPodView,
+    private readonly context: ContainerContext,
+    readonly init: GuestProcess,
+    private readonly stdio: ForwardedStdio,
+  ) {}
+
+  private get ref(): AgentProcessRef {
+    return { containerId: this.context.record.id, execId: '' };
+  }
+
+  /** Task Create: the container's pieces shared, its init created in the guest; undone when a step fails. */
+  static async create(pod: VmmPodView, context: ContainerContext): Promise<VmmContainer> {
+    const { record, log } = context;
+    const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: pod.streams, log });
+    try {
+      const cri = await readBundleSpec(record.bundle);
+      const exposed = await pod.share.expose(record, cri, log);
+      const spec = guestSpec(cri, { pod: pod.pod, ...exposed, files: pod.share.guestFiles(), namespaces: pod.namespaces });
+      const streams = { stdin: record.stdio.stdin !== '', stdout: record.stdio.stdout !== '', stderr: record.stdio.stderr !== '' };
+      const { pid } = await timed(log, 'vmm.agent-create', () =>
+        pod.agent.createContainer({
+          containerId: record.id,
+          specJson: new TextEncoder().encode(JSON.stringify(spec)),
+          stdio: { ...streams, terminal: false },
+        }),
+      );
+      const ref = { containerId: record.id, execId: '' };
+      stdio.forward(agentStdioChannel(pod.agent, ref, streams, log));
+      const exited = waitInGuest(pod.agent, ref, log).then(async (exit) => {
+        await stdio.finish();
+        return { ...exit, oomKilled: false };
+      });
+      return new VmmContainer(pod, context, new GuestProcess(pid, exited, stdio), stdio);
+    } catch (err) {
+      log.warn({ err }, 'task create failed; releasing what it took');
+      stdio.close();
+      await pod.agent.deleteContainer({ containerId: record.id }).catch(() => undefined);
+      await pod.share.release(record.id).catch((e) => log.error({ err: e }, 'cleanup after failed create'));
+      throw err;
+    }
+  }
+
+  state(): SavedState | null {
+    return null;
+  }
+
+  async start(): Promise<void> {
+    await this.pod.agent.startContainer(this.ref);
+  }
+
+  async kill(signal: number, all: boolean): Promise<void> {
+    await this.pod.agent.killContainer({ containerId: this.ref.containerId, signal, all });
+  }
+
+  /** Removes the container from the guest (a VM gone already holds nothing), then from the share. */
+  async delete(): Promise<void> {
+    this.stdio.close();
+    await this.pod.agent.deleteContainer({ containerId: this.ref.containerId }).catch((err: unknown) => {
+      if (!(err instanceof RuntimeError && (err.code === Code.NotFound || err.code === Code.Unavailable))) throw err;
+    });
+    await timed(this.context.log, 'vmm.unshare-container', () => this.pod.share.release(this.ref.containerId));
+  }
+
+  async pids(): Promise<number[]> {
+    return (await this.pod.agent.listPids(this.ref)).pids;
+  }
+
+  // Figures, updates, pause and execs come with the next part of this kind; its capabilities say
+  // so, and the engine refuses the calls that depend on them before they get here.
+  async stats(): Promise<CgroupMetrics> {
+    throw unimplemented(`container ${this.ref.containerId}: stats of a vmm container are not supported yet`);
+  }
+
+  async update(): Promise<void> {
+    throw unimplemented('update');
+  }
+
+  async pause(): Promise<void> {
+    throw unimplemented('pause');
+  }
+
+  async resume(): Promise<void> {
+    throw unimplemented('resume');
+  }
+
+  async exec(): Promise<KindExec> {
+    throw unimplemented('exec');
+  }
+
+  async restoreExec(): Promise<KindExec> {
+    throw unimplemented('exec');
+  }
+
+  /** The kind's capabilities keep containers from being restored (restart.containers is false). */
+  static restore(context: ContainerContext): never {
+    throw failedPrecondition(`container ${context.record.id}: a vmm container is not recovered after a restart`);
+  }
+}
+
+/**
+ * The process's end as the agent tells it; when the channel is lost first (the VM died), the
+ * status cannot be known: 255, as containerd reports an exit it could not learn.
+ */
+async function waitInGuest(agent: AgentClient, ref: AgentProcessRef, log: Logger): Promise<ExitInfo> {
+  try {
+    const reply = await agent.waitProcess(ref);
+    const exitedAt = reply.exitedAtNs > 0n ? new Date(Number(reply.exitedAtNs / 1_000_000n)) : new Date();
+    return { exitStatus: reply.exitStatus, exitedAt: exitedAt.toISOString() };
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, "lost the guest's answer on the process's end");
+    return exitedNow(UNKNOWN_EXIT_STATUS);
+  }
+}

@@ -1,0 +1,87 @@
+// The vmm kind: one QEMU VM per pod. At start it settles the accelerator once (KVM only when a
+// probe shows a vCPU really runs: under nested virtualisation /dev/kvm may open and hang); what a
+// pod needs besides (QEMU, the guest image) is checked at each Controller Create, so that a host
+// that lacks it still serves the other kinds and the pod's error says what to do.
+import { access, constants } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { failedPrecondition } from '../../base/errors.js';
+import type { Platform, SavedState } from '../../base/model.js';
+import { missingImageFiles } from '../../guest/image/layout.js';
+import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { hostPlatform } from '../../linux/platform.js';
+import type { Reaper } from '../../linux/reaper.js';
+import { probeAccel } from './accel-probe.js';
+import { VMM_CAPABILITIES } from './capabilities.js';
+import type { VmmConfig } from './config.js';
+import { releaseLostPod, VmmSandbox, type VmmEnvironment } from './sandbox.js';
+
+/** How long the KVM probe may take before KVM counts as hanging. */
+const KVM_PROBE_TIMEOUT_MS = 3_000;
+
+export interface VmmKindOptions {
+  kindDir: string;
+  reaper: Reaper;
+  log: Logger;
+  config: VmmConfig;
+}
+
+export class VmmKind implements SandboxKind {
+  readonly name = 'vmm';
+  readonly capabilities = VMM_CAPABILITIES;
+  private env: VmmEnvironment | undefined;
+
+  constructor(private readonly options: VmmKindOptions) {}
+
+  async init(): Promise<void> {
+    const { config, log, reaper } = this.options;
+    this.env = { config, accel: await this.chooseAccel(), reaper };
+    const missing = await this.missingPieces();
+    if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
+  }
+
+  private async chooseAccel(): Promise<'kvm' | 'tcg'> {
+    const { config, log, kindDir } = this.options;
+    if (config.accel === 'tcg') return 'tcg';
+    const probe = await probeAccel(config.qemu, 'kvm', `${kindDir}.probe`, KVM_PROBE_TIMEOUT_MS);
+    if (probe.works) {
+      log.info({ probeMs: Math.round(probe.ms) }, 'KVM works: VMs run accelerated');
+      return 'kvm';
+    }
+    if (config.accel === 'kvm') throw failedPrecondition(`vmm: accel = "kvm" but KVM does not work here: ${probe.reason}`);
+    log.warn({ reason: probe.reason }, 'KVM does not work here: VMs run under TCG emulation, many times slower');
+    return 'tcg';
+  }
+
+  /** What a pod's VM needs and this host lacks, each with how to get it. */
+  private async missingPieces(): Promise<string[]> {
+    const { config } = this.options;
+    const missing = (await missingImageFiles(config.image_dir)).map((file) => `${file} (build the guest image: kuasar image build)`);
+    if (config.qemu.startsWith('/')) {
+      await access(config.qemu, constants.X_OK).catch(() => missing.push(`${config.qemu} (install qemu-system-x86)`));
+    }
+    return missing;
+  }
+
+  platform(): Platform {
+    return hostPlatform();
+  }
+
+  private get environment(): VmmEnvironment {
+    if (!this.env) throw failedPrecondition('vmm: the kind has not been initialised');
+    return this.env;
+  }
+
+  async createSandbox(sandbox: SandboxContext): Promise<VmmSandbox> {
+    const missing = await this.missingPieces();
+    if (missing.length > 0) throw failedPrecondition(`vmm: cannot run a VM: missing ${missing.join('; ')}`);
+    return VmmSandbox.create(this.environment, sandbox);
+  }
+
+  restoreSandbox(sandbox: SandboxContext, saved: SavedState | null): Promise<VmmSandbox> {
+    return VmmSandbox.restore(this.environment, sandbox, saved);
+  }
+
+  async destroyLost(sandbox: SandboxContext): Promise<void> {
+    await releaseLostPod(sandbox, this.options.reaper);
+  }
+}

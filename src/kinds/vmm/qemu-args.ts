@@ -1,0 +1,67 @@
+// The QEMU command line of one pod's VM, from what the kind decided about it. Pure, so that a
+// unit test can read it. The VM has no firmware menu, display or default devices: a kernel and
+// initramfs booted directly, the read-only root image on virtio-blk (one file on the host for
+// every VM, whose page cache they all share), the sandbox's directory over 9p, the agent's
+// virtio-serial port on a unix socket, QMP on another, and the serial console into a file.
+export interface VmLayout {
+  /** Names the VM in `ps` and QEMU's own messages. */
+  name: string;
+  machine: string;
+  accel: 'kvm' | 'tcg';
+  vcpus: number;
+  memoryMib: number;
+  kernel: string;
+  initrd: string;
+  rootImage: string;
+  kernelParams: readonly string[];
+  /** The sandbox's shared directory and the tag the guest mounts it by. */
+  share: { dir: string; tag: string };
+  /** The agent's virtio-serial port: its name in the guest and the host socket QEMU listens on. */
+  agent: { portName: string; socket: string };
+  qmpSocket: string;
+  consoleLog: string;
+  pidFile: string;
+}
+
+/** The guest's own kernel parameters, before the agent's and the configured ones. */
+export const BASE_KERNEL_PARAMS: readonly string[] = [
+  'console=ttyS0',
+  // A kernel panic (the agent, PID 1, died) powers the VM off at once: with -no-reboot QEMU exits.
+  'panic=-1',
+  'reboot=t',
+  'quiet',
+  // The root image is read-only and /init mounts it; nothing probes for a keyboard or a mouse.
+  'i8042.noaux',
+  'i8042.nomux',
+  'i8042.nopnp',
+  'i8042.dumbkbd',
+  // TCG's clocks are slow to calibrate and never drift enough to matter in a pod's VM.
+  'tsc=reliable',
+  'no_timer_check',
+];
+
+/** A value inside a QEMU `key=value,...` option: a comma is written twice there. */
+const opt = (value: string): string => value.replaceAll(',', ',,');
+
+export function qemuArgs(vm: VmLayout): string[] {
+  const cpu = vm.accel === 'kvm' ? 'host' : 'max';
+  return [
+    ['-name', `${vm.name},debug-threads=on`],
+    ['-machine', `${vm.machine},accel=${vm.accel}`],
+    ['-cpu', cpu],
+    ['-smp', String(vm.vcpus)],
+    ['-m', `${vm.memoryMib}M`],
+    ['-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none'],
+    // QEMU returns once the VM is set up (a bad option or file fails here, with its message).
+    ['-daemonize', '-pidfile', vm.pidFile],
+    ['-kernel', vm.kernel, '-initrd', vm.initrd, '-append', vm.kernelParams.join(' ')],
+    ['-drive', `if=none,id=root,file=${opt(vm.rootImage)},format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=root'],
+    ['-fsdev', `local,id=share,path=${opt(vm.share.dir)},security_model=passthrough`],
+    ['-device', `virtio-9p-pci,fsdev=share,mount_tag=${vm.share.tag}`],
+    ['-device', 'virtio-serial-pci,id=serial0'],
+    ['-chardev', `socket,id=agent,path=${opt(vm.agent.socket)},server=on,wait=off`],
+    ['-device', `virtserialport,chardev=agent,name=${vm.agent.portName}`],
+    ['-chardev', `socket,id=qmp,path=${opt(vm.qmpSocket)},server=on,wait=off`, '-mon', 'chardev=qmp,mode=control'],
+    ['-serial', `file:${vm.consoleLog}`],
+  ].flat();
+}

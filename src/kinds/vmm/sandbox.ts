@@ -1,0 +1,294 @@
+// One vmm pod: a QEMU VM with its own guest kernel, in the pod's network namespace, whose agent
+// (PID 1 in the guest) runs the pod's containers. The VM is the pod: when QEMU exits or the
+// channel to the agent breaks on its own, every container of the pod has ended with it.
+import { readFile, rm } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { failedPrecondition, invalidArgument, unimplemented } from '../../base/errors.js';
+import type { CgroupMetrics } from '../../base/metrics.js';
+import type { SavedState } from '../../base/model.js';
+import { podHostname } from '../../base/pod-files.js';
+import { timed } from '../../base/stages.js';
+import { imagePaths } from '../../guest/image/layout.js';
+import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
+import { checkHostname } from '../../linux/namespaces.js';
+import type { Reaper } from '../../linux/reaper.js';
+import { AgentChannel } from './channel.js';
+import { VmmContainer, type VmmPodView } from './container.js';
+import { podState, type VmmPodState } from './pod-state.js';
+import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
+import type { VmmConfig } from './config.js';
+import { GUEST_SHARE, SandboxShare } from './share.js';
+import { Vm } from './vm.js';
+
+/** What the kind shares with each of its pods. */
+export interface VmmEnvironment {
+  config: VmmConfig;
+  /** The accelerator the kind chose at start (a KVM probe, or the configuration). */
+  accel: 'kvm' | 'tcg';
+  reaper: Reaper;
+}
+
+/** The virtio-serial port the agent serves on, by its name in the guest. */
+const AGENT_PORT_NAME = 'agent.0';
+const MIB = 1024 * 1024;
+
+/** The files of a pod's VM in its sandbox directory (short names: they are unix socket paths). */
+export function vmFiles(dir: string) {
+  return {
+    agentSocket: join(dir, 'agent'),
+    qmpSocket: join(dir, 'qmp'),
+    pidFile: join(dir, 'qemu.pid'),
+    consoleLog: join(dir, 'console.log'),
+    shareDir: join(dir, 'shared'),
+  };
+}
+
+/** The name QEMU runs under, by which a lost VM is recognised. */
+export const vmName = (sandboxId: string): string => `kuasar-vmm-${sandboxId}`;
+
+export class VmmSandbox implements KindSandbox {
+  private readonly files: ReturnType<typeof vmFiles>;
+  private readonly share: SandboxShare;
+  private vm: Vm | null = null;
+  private channel: AgentChannel | null = null;
+  private namespacesInGuest: VmmPodView['namespaces'] | null = null;
+  /** Set once Stop or Shutdown ends the VM: its end is then no news. */
+  private stopping = false;
+
+  private constructor(
+    private readonly env: VmmEnvironment,
+    private readonly context: SandboxContext,
+    private pod: VmmPodState,
+  ) {
+    this.files = vmFiles(context.dir);
+    this.share = new SandboxShare(this.files.shareDir);
+  }
+
+  /** Controller Create: the share with the pod's files; nothing runs yet. Refuses what a VM cannot give. */
+  static async create(env: VmmEnvironment, context: SandboxContext): Promise<VmmSandbox> {
+    const { pod } = context.record;
+    if (pod.hostname) checkHostname(pod.hostname);
+    if (pod.hostIpc || pod.pidMode === 'node') {
+      throw invalidArgument("a vmm pod cannot share the node's IPC or PID namespace: its containers run in their own kernel");
+    }
+    const sandbox = new VmmSandbox(env, context, { vm: null });
+    await sandbox.share.prepare(pod);
+    return sandbox;
+  }
+
+  /**
+   * After a restart. Reconnecting to a running VM's agent is not done yet: a VM the previous run
+   * left is ended (never leaked), and the sandbox is reported as one that cannot be served.
+   */
+  static async restore(env: VmmEnvironment, context: SandboxContext, saved: SavedState | null): Promise<VmmSandbox> {
+    const state = podState.load(saved, `recover sandbox ${context.record.id}`);
+    const sandbox = new VmmSandbox(env, context, state);
+    if (state.vm) {
+      await endLostVm(context, env.reaper);
+      throw failedPrecondition(
+        `recover sandbox ${context.record.id}: reconnecting to a VM after a restart is not supported yet; its VM was ended`,
+      );
+    }
+    return sandbox;
+  }
+
+  state(): SavedState {
+    return podState.save(this.pod);
+  }
+
+  taskAddress(): undefined {
+    return undefined;
+  }
+
+  /** The VM's size: the pod's limits when kubelet gives them, else the configured defaults; plus the guest's overhead. */
+  private size(): { vcpus: number; memoryMib: number } {
+    const { config } = this.env;
+    const resources = this.context.record.pod.resources;
+    const vcpus =
+      resources && resources.cpuQuotaUs > 0 && resources.cpuPeriodUs > 0
+        ? Math.ceil(resources.cpuQuotaUs / resources.cpuPeriodUs)
+        : config.default_vcpus;
+    const podMib = resources && resources.memoryLimitBytes > 0 ? Math.ceil(resources.memoryLimitBytes / MIB) : config.default_memory_mib;
+    return { vcpus: Math.min(vcpus, 64), memoryMib: podMib + config.memory_overhead_mib };
+  }
+
+  private layout(): VmLayout {
+    const { config, accel } = this.env;
+    const image = imagePaths(config.image_dir);
+    return {
+      name: vmName(this.context.record.id),
+      machine: config.machine,
+      accel,
+      ...this.size(),
+      kernel: image.kernel,
+      initrd: image.initrd,
+      rootImage: image.rootfs,
+      kernelParams: [
+        ...BASE_KERNEL_PARAMS,
+        `kuasar.agent_port=${AGENT_PORT_NAME}`,
+        `kuasar.log_level=${config.agent_log_level}`,
+        ...config.kernel_params,
+      ],
+      share: { dir: this.files.shareDir, tag: GUEST_SHARE.tag },
+      agent: { portName: AGENT_PORT_NAME, socket: this.files.agentSocket },
+      qmpSocket: this.files.qmpSocket,
+      consoleLog: this.files.consoleLog,
+      pidFile: this.files.pidFile,
+    };
+  }
+
+  /** Controller Start: the VM boots, its agent answers and sets the pod up in the guest. */
+  async start(): Promise<{ pid: number }> {
+    const { log, record } = this.context;
+    const layout = this.layout();
+    for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
+    const netnsPath = record.pod.hostNetwork ? '' : record.netnsPath;
+    const vm = await timed(log, 'vmm.qemu-start', () =>
+      Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, reaper: this.env.reaper, log }),
+    );
+    this.vm = vm;
+    this.pod = { vm: vm.process };
+    this.watchVm(vm);
+    try {
+      const { channel, check } = await timed(log, 'vmm.agent-ready', () =>
+        AgentChannel.open(layout.agent.socket, {
+          timeoutMs: this.env.config.boot_timeout_ms,
+          vmEnded: vm.ended,
+          describeEnd: () => `the guest's console is in ${layout.consoleLog}`,
+        }),
+      );
+      this.channel = channel;
+      this.watchChannel(channel);
+      log.info({ pid: vm.process.pid, accel: this.env.accel, kernel: check.kernelRelease, bootId: check.bootId }, 'VM ready');
+      await timed(log, 'vmm.setup-sandbox', () => this.setUpGuest(channel));
+      return { pid: vm.process.pid };
+    } catch (err) {
+      log.warn({ err, console: await consoleTail(layout.consoleLog) }, 'the VM did not come up; ending it');
+      await this.endVm();
+      throw err;
+    }
+  }
+
+  private async setUpGuest(channel: AgentChannel): Promise<void> {
+    const { pod, id } = this.context.record;
+    const read = (path: string) => readFile(path, 'utf8');
+    const namespaces = await channel.agent.setupSandbox({
+      sandboxId: id,
+      hostname: podHostname(pod, { hostname: osHostname(), hosts: '', resolvConf: '' }),
+      hosts: await read(this.share.files.hostsFile),
+      resolvConf: await read(this.share.files.resolvConfFile),
+      sharedTag: GUEST_SHARE.tag,
+      sharedMountPoint: GUEST_SHARE.mountPoint,
+      sharePidNamespace: pod.pidMode === 'pod',
+      sysctls: pod.sysctls,
+    });
+    this.namespacesInGuest = { ipc: namespaces.ipcNamespace, uts: namespaces.utsNamespace, pid: namespaces.pidNamespace || null };
+    await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
+  }
+
+  private watchVm(vm: Vm): void {
+    vm.ended.then(
+      () => {
+        if (!this.stopping && this.vm === vm) this.context.isolationEnded(`its VM (QEMU, pid ${vm.process.pid}) exited`);
+      },
+      () => {
+        // The reaper stopped (daemon exit): the next run finds the VM by its state.
+      },
+    );
+  }
+
+  private watchChannel(channel: AgentChannel): void {
+    channel.whenClosed.then((reason) => {
+      if (this.stopping || this.channel !== channel) return;
+      this.context.isolationEnded(`the channel to its VM's agent closed (${reason.message})`);
+      // A VM whose agent cannot be reached any more serves nobody.
+      void this.endVm();
+    });
+  }
+
+  /** Ends the VM and the channel; idempotent. */
+  private async endVm(): Promise<void> {
+    this.stopping = true;
+    this.channel?.close();
+    this.channel = null;
+    if (this.vm) await this.vm.stop(this.env.config.stop_timeout_ms, this.context.log);
+    else if (this.pod.vm) await endLostVm(this.context, this.env.reaper);
+    this.vm = null;
+    this.pod = { vm: null };
+  }
+
+  /** Controller Stop, once every container has stopped: the VM ends. */
+  async stop(): Promise<void> {
+    await timed(this.context.log, 'vmm.stop-vm', () => this.endVm());
+  }
+
+  async destroy(): Promise<void> {
+    await this.endVm();
+    await this.share.destroy();
+  }
+
+  async metrics(): Promise<CgroupMetrics> {
+    throw unimplemented(`sandbox ${this.context.record.id}: metrics of a vmm pod are not supported yet`);
+  }
+
+  async update(update: SandboxUpdate): Promise<void> {
+    this.context.log.debug({ fields: update.fields }, 'sandbox update: nothing of a vmm pod changes after it started');
+  }
+
+  /** Only the network namespace is on the host; the others live in the guest. */
+  namespaces(): PodNamespaces {
+    const { record } = this.context;
+    return !record.pod.hostNetwork && record.netnsPath ? { network: record.netnsPath } : {};
+  }
+
+  private view(): VmmPodView {
+    if (!this.channel || !this.namespacesInGuest) {
+      throw failedPrecondition(`sandbox ${this.context.record.id} has no running VM (not started, or stopped)`);
+    }
+    return {
+      pod: this.context.record.pod,
+      agent: this.channel.agent,
+      share: this.share,
+      streams: this.context.streams,
+      namespaces: this.namespacesInGuest,
+    };
+  }
+
+  createContainer(container: ContainerContext): Promise<VmmContainer> {
+    return VmmContainer.create(this.view(), container);
+  }
+
+  async restoreContainer(container: ContainerContext): Promise<VmmContainer> {
+    return VmmContainer.restore(container);
+  }
+}
+
+/** The last lines the guest printed on its console, for a log line about a VM that failed. */
+async function consoleTail(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trim().split('\n').slice(-10).join('\n');
+}
+
+/**
+ * Ends the VM a sandbox directory's pidfile names, when that process still runs QEMU for this
+ * sandbox (a pid alone may have been reused): a daemon that died, or a restart that cannot
+ * reconnect, leaves it. Idempotent.
+ */
+export async function endLostVm(context: SandboxContext, reaper: Reaper): Promise<void> {
+  const { pidFile } = vmFiles(context.dir);
+  const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
+  if (!(pid > 1)) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.split('\0').some((arg) => arg.startsWith(`${vmName(context.record.id)},`))) return;
+  context.log.warn({ pid }, 'ending a VM no run of kuasard can reach');
+  const ended = reaper.watchForeign(pid);
+  process.kill(pid, 'SIGKILL');
+  await ended;
+}
+
+/** Releases everything a sandbox directory may hold when there is no object for it. */
+export async function releaseLostPod(context: SandboxContext, reaper: Reaper): Promise<void> {
+  await endLostVm(context, reaper);
+  await new SandboxShare(vmFiles(context.dir).shareDir).destroy();
+}

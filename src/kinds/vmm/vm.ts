@@ -1,0 +1,80 @@
+// One pod's VM as a process on the host: QEMU started daemonized (it returns once the VM is set up,
+// so a bad option or a missing file fails the start with QEMU's own message), inside the pod's
+// network namespace, re-parented to kuasard (a child subreaper) and watched there. Ending it asks
+// QEMU to quit over QMP and kills it when it does not within the time given.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { failedPrecondition } from '../../base/errors.js';
+import { hasErrnoCode } from '../../linux/libc/binding.js';
+import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
+import type { Reaper } from '../../linux/reaper.js';
+import { qemuArgs, type VmLayout } from './qemu-args.js';
+import { qmpCommand } from './qmp.js';
+
+const run = promisify(execFile);
+
+/** How long QEMU may take to set the VM up and daemonize. */
+const LAUNCH_TIMEOUT_MS = 30_000;
+
+export interface VmProcess {
+  pid: number;
+  /** /proc's start time of the pid: a pid alone may name another process later. */
+  startTime: string;
+}
+
+export class Vm {
+  private constructor(
+    readonly process: VmProcess,
+    private readonly qmpSocket: string,
+    /** Settles once QEMU has exited. */
+    readonly ended: Promise<void>,
+  ) {}
+
+  /** Starts QEMU for `layout`, in the network namespace at `netnsPath` when one is given. */
+  static async launch(layout: VmLayout, options: { qemu: string; netnsPath: string; reaper: Reaper; log: Logger }): Promise<Vm> {
+    const qemu = [options.qemu, ...qemuArgs(layout)];
+    const command = options.netnsPath ? ['nsenter', `--net=${options.netnsPath}`, '--', ...qemu] : qemu;
+    options.log.debug({ command }, 'starting QEMU');
+    try {
+      await run(command[0]!, command.slice(1), { timeout: LAUNCH_TIMEOUT_MS });
+    } catch (err) {
+      const { stderr, code } = err as { stderr?: string; code?: unknown };
+      const reason = stderr?.trim().split('\n').pop() || (code === 'ENOENT' ? `${command[0]} not found` : (err as Error).message);
+      throw failedPrecondition(`start the VM (${options.qemu}): ${reason}`);
+    }
+    const pid = Number.parseInt(await readFile(layout.pidFile, 'utf8'), 10);
+    const startTime = readProcStat(pid)?.startTime;
+    if (!startTime) throw failedPrecondition(`start the VM: QEMU (pid ${pid}) exited as it started; see ${layout.consoleLog}`);
+    return new Vm({ pid, startTime }, layout.qmpSocket, watchExit(pid, options.reaper));
+  }
+
+  get running(): boolean {
+    return isSameProcessRunning(this.process.pid, this.process.startTime);
+  }
+
+  /** Ends the VM: QMP `quit`, then SIGKILL after `timeoutMs`. Resolves once QEMU has gone. */
+  async stop(timeoutMs: number, log: Logger): Promise<void> {
+    if (!this.running) return this.ended;
+    const deadline = new Promise<'late'>((resolve) => setTimeout(resolve, timeoutMs, 'late').unref());
+    const asked = qmpCommand(this.qmpSocket, 'quit', timeoutMs).catch((err: Error) => log.warn({ err: err.message }, 'QMP quit failed'));
+    if ((await Promise.race([asked.then(() => this.ended), deadline])) === 'late') {
+      log.warn({ pid: this.process.pid, timeoutMs }, 'QEMU did not quit in time; killing it');
+      if (this.running) process.kill(this.process.pid, 'SIGKILL');
+    }
+    await this.ended;
+  }
+}
+
+/** QEMU's end: it is kuasard's child once its launcher has exited (kuasard is a child subreaper). */
+function watchExit(pid: number, reaper: Reaper): Promise<void> {
+  return reaper.watch(pid).then(
+    () => undefined,
+    (err: unknown) => {
+      // Reaped before the watch began (the orphan sweep): it ended as it started.
+      if (hasErrnoCode(err, 'ECHILD')) return reaper.watchForeign(pid).then(() => undefined);
+      throw err;
+    },
+  );
+}

@@ -1,0 +1,143 @@
+// The vmm kind's pure pieces: the QEMU command line of a pod's VM, the KVM probe's firmware, and
+// how a container's spec is rewritten for the guest.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { PodSpec } from '../../src/base/model.js';
+import { probeFirmware } from '../../src/kinds/vmm/accel-probe.js';
+import { emptyDirName, guestPathIn, guestSpec, type GuestLayout } from '../../src/kinds/vmm/guest-spec.js';
+import { qemuArgs, type VmLayout } from '../../src/kinds/vmm/qemu-args.js';
+import { podDirPaths } from '../../src/oci-kind/pod-dir.js';
+import type { Spec } from '../../src/oci/spec.js';
+import { podSpec } from '../../src/devenv/pod-spec.js';
+
+const vm: VmLayout = {
+  name: 'kuasar-vmm-p1',
+  machine: 'q35',
+  accel: 'tcg',
+  vcpus: 2,
+  memoryMib: 416,
+  kernel: '/img/vmlinuz',
+  initrd: '/img/initrd.img',
+  rootImage: '/img/root,fs.img',
+  kernelParams: ['console=ttyS0', 'kuasar.agent_port=agent.0'],
+  share: { dir: '/state/vmm/p1/shared', tag: 'kuasar' },
+  agent: { portName: 'agent.0', socket: '/state/vmm/p1/agent' },
+  qmpSocket: '/state/vmm/p1/qmp',
+  consoleLog: '/state/vmm/p1/console.log',
+  pidFile: '/state/vmm/p1/qemu.pid',
+};
+
+/** The value after each occurrence of `flag`. */
+const valuesOf = (args: string[], flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+
+test("a VM's QEMU command line: sized, daemonized, the root image read-only, the share over 9p, the agent's port on its socket", () => {
+  const args = qemuArgs(vm);
+  assert.deepEqual(valuesOf(args, '-machine'), ['q35,accel=tcg']);
+  assert.deepEqual(valuesOf(args, '-cpu'), ['max'], 'TCG emulates the most it can');
+  assert.deepEqual(valuesOf(args, '-smp'), ['2']);
+  assert.deepEqual(valuesOf(args, '-m'), ['416M']);
+  assert.ok(args.includes('-daemonize') && args.includes('-no-reboot') && args.includes('-nodefaults'));
+  assert.deepEqual(valuesOf(args, '-pidfile'), ['/state/vmm/p1/qemu.pid']);
+  assert.deepEqual(valuesOf(args, '-append'), ['console=ttyS0 kuasar.agent_port=agent.0']);
+  assert.deepEqual(
+    valuesOf(args, '-drive'),
+    ['if=none,id=root,file=/img/root,,fs.img,format=raw,readonly=on'],
+    'a comma in a path is doubled',
+  );
+  assert.deepEqual(valuesOf(args, '-fsdev'), ['local,id=share,path=/state/vmm/p1/shared,security_model=passthrough']);
+  assert.ok(valuesOf(args, '-device').includes('virtio-9p-pci,fsdev=share,mount_tag=kuasar'));
+  assert.ok(valuesOf(args, '-device').includes('virtserialport,chardev=agent,name=agent.0'));
+  assert.ok(valuesOf(args, '-chardev').includes('socket,id=agent,path=/state/vmm/p1/agent,server=on,wait=off'));
+  assert.deepEqual(valuesOf(args, '-serial'), ['file:/state/vmm/p1/console.log']);
+  assert.deepEqual(valuesOf(qemuArgs({ ...vm, accel: 'kvm' }), '-cpu'), ['host']);
+});
+
+test('the KVM probe firmware jumps nowhere: it writes 1 to the debug-exit port at the reset vector and halts', () => {
+  const firmware = probeFirmware();
+  assert.equal(firmware.length, 64 * 1024);
+  assert.deepEqual([...firmware.subarray(0xfff0, 0xfff7)], [0xb0, 0x01, 0xe6, 0xf4, 0xf4, 0xeb, 0xfe]);
+  assert.equal(firmware[0], 0xf4, 'hlt everywhere else');
+});
+
+const pod = (overrides: Partial<PodSpec> = {}): PodSpec => podSpec({ uid: 'u1', ...overrides });
+
+const layout = (overrides: Partial<GuestLayout> = {}): GuestLayout => ({
+  pod: pod(),
+  rootfs: '/run/kuasar/shared/containers/c1/rootfs',
+  bindSources: [],
+  files: podDirPaths('/run/kuasar/shared'),
+  namespaces: { ipc: '/run/kuasar/ns/ipc', uts: '/run/kuasar/ns/uts', pid: null },
+  ...overrides,
+});
+
+const cri: Spec = {
+  ociVersion: '1.2.0',
+  hostname: 'ignored',
+  process: { args: ['sh'], cwd: '/', apparmorProfile: 'cri-containerd.apparmor.d', selinuxLabel: 'x' } as Spec['process'],
+  root: { path: 'rootfs', readonly: true },
+  hooks: { createRuntime: [{ path: '/usr/bin/host-only' }] },
+  mounts: [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/data', type: 'bind', source: '/var/lib/data', options: ['rbind', 'ro'] },
+    { destination: '/cache', type: 'bind', source: '/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache', options: ['rbind'] },
+  ],
+  linux: {
+    namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/cni-1' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+    mountLabel: 'y',
+  },
+};
+
+test("a container's spec for the guest: guest root and bind sources, the pinned namespaces, the guest's network, nothing of the host's", () => {
+  const spec = guestSpec(
+    cri,
+    layout({ bindSources: [undefined, '/run/kuasar/shared/containers/c1/mounts/1', '/run/kuasar/volumes/cache'] }),
+  );
+  assert.deepEqual(spec.root, { path: '/run/kuasar/shared/containers/c1/rootfs', readonly: true });
+  const mounts = Object.fromEntries((spec.mounts ?? []).map((m) => [m.destination, m]));
+  assert.equal(mounts['/proc']?.source, 'proc');
+  assert.deepEqual(mounts['/data'], {
+    destination: '/data',
+    type: 'bind',
+    source: '/run/kuasar/shared/containers/c1/mounts/1',
+    options: ['rbind', 'ro'],
+  });
+  assert.equal(mounts['/cache']?.source, '/run/kuasar/volumes/cache');
+  assert.equal(mounts['/etc/hosts']?.source, '/run/kuasar/shared/etc/hosts');
+  assert.deepEqual(
+    mounts['/etc/resolv.conf']?.options,
+    ['rbind', 'rprivate', 'ro'],
+    'read-only in a read-only root, as containerd mounts it',
+  );
+  assert.deepEqual(spec.linux?.namespaces, [
+    { type: 'pid' },
+    { type: 'ipc', path: '/run/kuasar/ns/ipc' },
+    { type: 'uts', path: '/run/kuasar/ns/uts' },
+    { type: 'mount' },
+  ]);
+  assert.equal(spec.hooks, undefined);
+  assert.equal(spec.hostname, undefined);
+  assert.equal(spec.linux?.mountLabel, undefined);
+  const proc = spec.process as Record<string, unknown>;
+  assert.equal(proc.apparmorProfile, undefined);
+  assert.equal(proc.selinuxLabel, undefined);
+  assert.deepEqual(proc.args, ['sh']);
+});
+
+test('a pod that shares its PID namespace: every container joins the one the agent pinned', () => {
+  const shared = layout({
+    pod: pod({ pidMode: 'pod' }),
+    namespaces: { ipc: '/i', uts: '/u', pid: '/run/kuasar/ns/pid' },
+    bindSources: [undefined, '/a', '/b'],
+  });
+  assert.deepEqual(guestSpec(cri, shared).linux?.namespaces?.[0], { type: 'pid', path: '/run/kuasar/ns/pid' });
+  assert.throws(() => guestSpec(cri, { ...shared, namespaces: { ipc: '/i', uts: '/u', pid: null } }), /pinned no PID namespace/);
+});
+
+test('emptyDir volumes are known by kubelet’s path; other paths are not; share paths map into the guest', () => {
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache'), 'cache');
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache/'), 'cache');
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~configmap/cfg'), undefined);
+  const share = { hostDir: '/state/vmm/p1/shared', guestMount: '/run/kuasar/shared' };
+  assert.equal(guestPathIn(share, '/state/vmm/p1/shared/containers/c1/rootfs'), '/run/kuasar/shared/containers/c1/rootfs');
+  assert.throws(() => guestPathIn(share, '/state/vmm/p1/agent'), /not inside the share/);
+});
