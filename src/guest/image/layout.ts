@@ -22,3 +22,8 @@ export async function missingImageFiles(dir: string): Promise<string[]> {
   }
   return missing;
 }
+
+export async function readManifest(dir: string): Promise<{ kernelRelease: string }> {
+  const { readFile } = await import('node:fs/promises');
+  return JSON.parse(await readFile(imagePaths(dir).manifest, 'utf8')) as { kernelRelease: string };
+}

@@ -1,0 +1,205 @@
+// The vmm kind end to end, under TCG: an unmodified containerd 2.x, driven through CRI as kubelet
+// drives it, runs pods on kuasard's `kuasar-vmm` handler, each pod a QEMU VM with its own guest
+// kernel and kuasar's agent as PID 1. The tests check what a user sees (containers in the guest's
+// kernel, their logs and exit codes, volumes shared with the host and between containers), that a
+// VM that dies is reported through CRI, and that removing a pod leaves nothing: no QEMU, mount,
+// socket or file.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { create } from '@bufbuild/protobuf';
+import { MountSchema, PodSandboxState, type ContainerConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { ContainerState } from '../../src/cri/client.js';
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { renderKuasardConfig } from '../../src/devenv/config.js';
+import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
+import type { EnvironmentPaths } from '../../src/devenv/layout.js';
+import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
+import { processesOfScope } from '../../src/devenv/ownership.js';
+import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
+import { containerConfig } from '../../src/devenv/pods.js';
+import { listProcesses } from '../../src/devenv/processes.js';
+import { untilAnswered } from '../../src/devenv/retry.js';
+import { DEFAULT_IMAGE_DIR, readManifest } from '../../src/guest/image/layout.js';
+
+/** Under TCG a VM boots in seconds; CRI waits are generous. */
+const WAIT = { timeoutMs: 60_000 };
+
+describe('vmm kind through CRI', () => {
+  let env: Environment;
+  let volumes: string;
+
+  before(async () => {
+    env = await startEnvironment();
+    volumes = mkdtempSync(join(env.paths.dir, 'vmm-volumes-'));
+  });
+
+  after(async () => {
+    await env?.stop();
+  });
+
+  const handler = () => env.handlers.kuasar['vmm'] ?? '';
+
+  /** The QEMU processes of this environment's VMs (kuasard names each VM kuasar-vmm-<sandbox id>). */
+  const qemuProcesses = () => {
+    const processes = listProcesses();
+    const ours = processesOfScope(processes, env.scope);
+    return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
+  };
+
+  /** Runs a pod on kuasar-vmm, calls `body`, removes the pod and checks that nothing stayed. */
+  async function withPod(name: string, body: (run: PodRun) => Promise<void>) {
+    const { leaks } = await runPod(env, handler(), env.podConfig({ name }), [env.paths.kuasarState], body);
+    assert.deepEqual(leaks, NO_LEAKS);
+    assert.deepEqual(
+      qemuProcesses().map((p) => p.cmdline),
+      [],
+      'no QEMU process is left',
+    );
+  }
+
+  const shell = (name: string, script: string): ContainerConfig =>
+    containerConfig({ name, image: env.images.busybox, command: ['sh', '-c', script] });
+
+  const withMounts = (config: ContainerConfig, mounts: { containerPath: string; hostPath: string; readonly?: boolean }[]) => {
+    config.mounts = mounts.map((m) => create(MountSchema, m));
+    return config;
+  };
+
+  it("runs two containers in the pod's own guest kernel; their output is in the CRI logs, their exit codes are theirs, an emptyDir and host volumes are shared", async () => {
+    const hostBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const manifest = await readManifest(DEFAULT_IMAGE_DIR);
+    // kubelet's emptyDir: a directory of the pod's on the node, which the VM replaces with its own tmpfs.
+    const emptyDir = join(volumes, 'pods', 'u1', 'volumes', 'kubernetes.io~empty-dir', 'cache');
+    mkdirSync(emptyDir, { recursive: true });
+    const data = join(volumes, 'data');
+    const config = join(volumes, 'config');
+    mkdirSync(data);
+    chmodSync(data, 0o777);
+    mkdirSync(config);
+    writeFileSync(join(config, 'settings'), 'x=1\n');
+    await withPod('two-containers', async (run) => {
+      const facts = 'echo kernel $(uname -r); echo boot $(cat /proc/sys/kernel/random/boot_id)';
+      const reader = await startRunning(
+        env,
+        run,
+        withMounts(shell('reader', `${facts}; while [ ! -f /cache/msg ]; do sleep 0.1; done; cat /cache/msg; echo to-stderr >&2; exit 3`), [
+          { containerPath: '/cache', hostPath: emptyDir },
+        ]),
+      );
+      const writer = await runToExit(
+        env,
+        run,
+        withMounts(
+          shell(
+            'writer',
+            `${facts}; echo from-writer > /cache/msg.tmp && mv /cache/msg.tmp /cache/msg; echo hi > /data/out; cat /config/settings; ` +
+              'if echo no > /config/settings 2>/dev/null; then echo config-writable; else echo config-readonly; fi',
+          ),
+          [
+            { containerPath: '/cache', hostPath: emptyDir },
+            { containerPath: '/data', hostPath: data },
+            { containerPath: '/config', hostPath: config, readonly: true },
+          ],
+        ),
+        WAIT.timeoutMs,
+      );
+      assert.equal(writer.status.exitCode, 0, writer.stderr);
+      const status = await env.cri.waitForContainerState(reader.containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.equal(status.exitCode, 3, 'the exit code from the guest is the container’s own');
+
+      const readerLog = readFileSync(join(run.pod.logDirectory, 'reader.log'), 'utf8');
+      assert.match(readerLog, / stdout F from-writer$/m, 'the reader saw what the writer wrote in the emptyDir');
+      assert.match(readerLog, / stderr F to-stderr$/m, 'stderr reaches the CRI log');
+      const kernels = [readerLog, writer.stdout].map((out) => /kernel (\S+)$/m.exec(out)?.[1]);
+      const boots = [readerLog, writer.stdout].map((out) => /boot (\S+)$/m.exec(out)?.[1]);
+      assert.equal(kernels[0], manifest.kernelRelease, "the containers run on the guest image's kernel");
+      assert.equal(kernels[1], kernels[0], 'both containers run on the same kernel');
+      assert.notEqual(kernels[0], release(), "the guest's kernel is not the host's");
+      assert.ok(boots[0] && boots[0] === boots[1], `both containers see one boot id (${boots.join(', ')})`);
+      assert.notEqual(boots[0], hostBootId, "the guest's boot id is not the host's");
+
+      assert.match(writer.stdout, /^x=1$/m, 'a read-only host volume is readable in the guest');
+      assert.match(writer.stdout, /^config-readonly$/m, 'a read-only host volume stays read-only in the guest');
+      assert.equal(readFileSync(join(config, 'settings'), 'utf8'), 'x=1\n');
+      assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', "the guest's write reached the host volume");
+    });
+    assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', 'the host volume keeps its data after the pod');
+  });
+
+  it('reports the pod not ready and its containers exited when its QEMU process is killed', async () => {
+    await withPod('vm-killed', async (run) => {
+      const { containerId } = await startRunning(
+        env,
+        run,
+        containerConfig({ name: 'idle', image: env.images.busybox, command: ['sleep', '3600'] }),
+      );
+      const [qemu, ...others] = qemuProcesses().filter((p) => p.cmdline.includes(`kuasar-vmm-${run.podId}`));
+      assert.ok(qemu, 'the pod has a QEMU process');
+      assert.deepEqual(others, [], 'and only one');
+      process.kill(qemu.pid, 'SIGKILL');
+      const container = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, WAIT);
+      assert.notEqual(container.exitCode, 0);
+      await untilAnswered(async () => {
+        const { status } = await env.cri.runtime.podSandboxStatus({ podSandboxId: run.podId });
+        assert.equal(status?.state, PodSandboxState.SANDBOX_NOTREADY);
+      }, WAIT.timeoutMs);
+    });
+  });
+});
+
+/** A kuasard whose vmm table has `overrides`, beside the devenv's defaults. */
+const vmmConfigWith =
+  (overrides: Record<string, unknown>) =>
+  (paths: EnvironmentPaths): string => {
+    const config = parseToml(renderKuasardConfig(paths)) as { kinds: Record<string, Record<string, unknown>> };
+    config.kinds['vmm'] = { ...config.kinds['vmm'], ...overrides };
+    return stringifyToml(config);
+  };
+
+describe('vmm kind errors through CRI', () => {
+  it('refuses a pod when QEMU or the guest image is missing, naming each and how to get it; nothing stays and kuasard serves on', async () => {
+    const env = await startEnvironment({ kuasardConfig: vmmConfigWith({ qemu: '/nonexistent/qemu', image_dir: '/nonexistent/image' }) });
+    try {
+      const pod = env.podConfig({ name: 'no-image' });
+      const before = snapshotHost({ dirs: [env.paths.kuasarState] });
+      await assert.rejects(
+        env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['vmm'] ?? '' }),
+        (err: Error) => {
+          assert.match(err.message, /\/nonexistent\/image\/vmlinuz \(build the guest image: kuasar image build\)/);
+          assert.match(err.message, /\/nonexistent\/qemu \(install qemu-system-x86\)/);
+          return true;
+        },
+      );
+      assert.deepEqual(diffHost(before, snapshotHost({ dirs: [env.paths.kuasarState] }), { scope: env.scope }), NO_LEAKS);
+      const other = await env.cri.runtime.runPodSandbox({
+        config: env.podConfig({ name: 'still-served' }),
+        runtimeHandler: env.handlers.kuasar['runc'] ?? '',
+      });
+      await env.cri.runtime.stopPodSandbox({ podSandboxId: other.podSandboxId });
+      await env.cri.runtime.removePodSandbox({ podSandboxId: other.podSandboxId });
+    } finally {
+      await env.stop();
+    }
+  });
+
+  it('stops and reports a VM whose agent does not answer in time', async () => {
+    // The agent looks for a serial port that does not exist: the VM runs, and nobody answers.
+    const env = await startEnvironment({
+      kuasardConfig: vmmConfigWith({ boot_timeout_ms: 4_000, kernel_params: ['kuasar.agent_port=nowhere'] }),
+    });
+    try {
+      const pod = env.podConfig({ name: 'silent-agent' });
+      const before = snapshotHost({ dirs: [env.paths.kuasarState] });
+      await assert.rejects(
+        env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['vmm'] ?? '' }),
+        /the VM's agent did not answer within 4000 ms/,
+      );
+      assert.deepEqual(diffHost(before, snapshotHost({ dirs: [env.paths.kuasarState] }), { scope: env.scope }), NO_LEAKS);
+    } finally {
+      await env.stop();
+    }
+  });
+});
