@@ -3,6 +3,7 @@
 // else the machine does hits both sides alike. Memory parts take one handler at a time, and
 // IN_KUASARD_KIND's last: its containers live in kuasard itself (MiBs each), and what they leave
 // behind goes back to the system only over seconds.
+import { findKind } from '../kinds/index.js';
 import { IN_KUASARD_KIND } from './kinds.js';
 import type { HandlerInfo } from './results.js';
 
@@ -12,7 +13,7 @@ export function chooseHandlers(
   kinds: readonly string[],
 ): HandlerInfo[] {
   const served = handlers.kuasar;
-  const wanted = kinds.length > 0 ? kinds : Object.keys(served);
+  const wanted = kinds.length > 0 ? kinds : Object.keys(served).filter((kind) => !findKind(kind)?.bench?.onlyWhenAsked);
   const unknown = wanted.filter((kind) => served[kind] === undefined);
   if (unknown.length > 0)
     throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);

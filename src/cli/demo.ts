@@ -6,6 +6,7 @@ import { startEnvironment } from '../devenv/environment.js';
 import { diffHost, snapshotHost } from '../devenv/leaks.js';
 import { containerConfig, containerLogPath } from '../devenv/pods.js';
 import { helloWorkload } from '../devenv/workloads.js';
+import { DEFAULT_IMAGE_DIR, missingImageFiles } from '../guest/image/layout.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const ms = (since: bigint) => `${Number((process.hrtime.bigint() - since) / 1_000_000n)} ms`;
@@ -15,6 +16,13 @@ export async function runDemo(): Promise<void> {
   const env = await startEnvironment({ onProgress: (message) => say(`  · ${message}`) });
   try {
     for (const [kind, handler] of Object.entries(env.handlers.kuasar)) {
+      if (kind === 'vmm') {
+        const missing = await missingImageFiles(DEFAULT_IMAGE_DIR);
+        if (missing.length > 0) {
+          say(`\n▶ vmm pods skipped: the guest image is missing (${missing.join(', ')}); \`kuasar image build\` makes it`);
+          continue;
+        }
+      }
       for (const hostNetwork of [false, true]) {
         const network = hostNetwork ? 'host network' : `CNI bridge ${env.subnet.cidr}`;
         say(`\n▶ ${kind} pod on the ${network} (CRI handler ${handler})`);
@@ -26,7 +34,7 @@ export async function runDemo(): Promise<void> {
         const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: pod });
         await env.cri.runtime.startContainer({ containerId });
         say(`  StartContainer  ${containerId.slice(0, 12)}  ${ms(started)} after RunPodSandbox began`);
-        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 30_000 });
+        const status = await env.cri.waitForContainerState(containerId, ContainerState.CONTAINER_EXITED, { timeoutMs: 60_000 });
         say(`  exited with ${status.exitCode}; its CRI log says:`);
         for (const line of criLogText(await readContainerLog(containerLogPath(pod, container)))
           .trimEnd()

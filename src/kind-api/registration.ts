@@ -34,6 +34,11 @@ export interface KindContext {
 /** The benchmark's parts and targets that are set for one kind only (kuasar bench). */
 export interface KindBenchmark {
   /**
+   * Set when the kind is benchmarked only when asked for by name (`kuasar bench --kinds <name>`),
+   * not in a default run: why, as the report says it.
+   */
+  onlyWhenAsked?: string;
+  /**
    * The issue's pod start and per-pod memory targets are set for this kind, against containerd's
    * own runc handler, which then runs this kind's idle workload too. One kind has this.
    */

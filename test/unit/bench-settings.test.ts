@@ -57,6 +57,16 @@ test("handlers: kuasar's requested kinds (by default every kind served), then th
     ['kuasar-wasm', 'runc'],
   );
   assert.throws(() => chooseHandlers(handlers, ['vmm']), /vmm not served by this kuasard \(it serves: runc, wasm\)/);
+  const withVmm = { ...handlers, kuasar: { ...handlers.kuasar, vmm: 'kuasar-vmm' } };
+  assert.deepEqual(
+    chooseHandlers(withVmm, []).map((h) => h.handler),
+    ['kuasar-runc', 'kuasar-wasm', 'runc'],
+    'a kind benchmarked only when asked for is left out by default',
+  );
+  assert.deepEqual(
+    chooseHandlers(withVmm, ['vmm']).map((h) => h.handler),
+    ['kuasar-vmm', 'runc'],
+  );
 });
 
 test("each kind's idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), appkernel and vmm, sleep.wasm for wasm", () => {
