@@ -61,7 +61,7 @@ async function serveSocket(server: TtrpcServer, socketPath: string, isGuestInit:
   }
 }
 
-async function servePort(server: TtrpcServer, options: AgentOptions, log: Logger): Promise<never> {
+async function servePort(server: TtrpcServer, options: AgentOptions, log: Logger): Promise<void> {
   let device: string | undefined;
   while (!device) {
     device = await waitForVirtioPort(options.agentPort, PORT_WAIT_WARN_MS).catch((err: Error) => {
@@ -71,7 +71,7 @@ async function servePort(server: TtrpcServer, options: AgentOptions, log: Logger
   }
   const fd = openSync(device, constants.O_RDWR | constants.O_NONBLOCK);
   log.info({ port: options.agentPort, device }, 'agent serving');
-  return new PortChannel(fd, (stream) => server.serveStream(stream), log).run();
+  await new PortChannel({ read: fd, write: fd }, (stream) => server.serveStream(stream), log).run();
 }
 
 function readKernelCmdline(): string {

@@ -13,6 +13,12 @@
 // the channel waits (polling every POLL_INTERVAL_MS) for the next host, which gets a fresh
 // connection. A connection the ttrpc server drops itself (a protocol violation) cannot tell the
 // host so on this channel: what the host sends after that is discarded until it reconnects.
+//
+// A host that leaves and comes back before the agent's next read sees no end-of-file in between
+// (virtio_console keeps no trace of the gap): its first call then lands on its predecessor's
+// connection, which takes a repeated stream id 1 for a violation. Hosts must leave at least
+// POLL_INTERVAL_MS between a disconnect and the next connect, and reconnect if the first call
+// of a connection fails with InvalidArgument or gets no answer.
 import { readSync, writeSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,7 +38,7 @@ const READY_WAIT_MS = 1_000;
 class PortConnection extends Duplex {
   private wantMore: (() => void) | undefined;
 
-  constructor(private readonly fd: number) {
+  constructor(private readonly writeFd: number) {
     super();
   }
 
@@ -63,7 +69,7 @@ class PortConnection extends Duplex {
       // A connection that ended (its host left) has nobody to answer: the rest is dropped.
       if (this.destroyed) return;
       try {
-        offset += writeSync(this.fd, chunk, offset, chunk.length - offset);
+        offset += writeSync(this.writeFd, chunk, offset, chunk.length - offset);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
         await sleep(WRITE_RETRY_MS);
@@ -77,24 +83,30 @@ class PortConnection extends Duplex {
   }
 }
 
+/** The descriptors of the port: one, opened read-write, in the guest; two FIFOs in tests. */
+export interface PortEnds {
+  read: number;
+  write: number;
+}
+
 export class PortChannel {
   private connection: PortConnection | undefined;
   /** The server dropped the connection while the host stays: its bytes go nowhere until it reconnects. */
   private discarding = false;
+  private stopped = false;
 
   /**
-   * `fd` is the port, opened read-write and non-blocking; `serve` takes each new connection
-   * (TtrpcServer.serveStream).
+   * `ends` are non-blocking; `serve` takes each new connection (TtrpcServer.serveStream).
    */
   constructor(
-    private readonly fd: number,
+    private readonly ends: PortEnds,
     private readonly serve: (stream: Duplex) => void,
     private readonly log: Logger,
   ) {}
 
-  /** Serves hosts one after another, forever. */
-  async run(): Promise<never> {
-    for (;;) {
+  /** Serves hosts one after another, until stop() (in the guest: forever). */
+  async run(): Promise<void> {
+    while (!this.stopped) {
       const read = await this.read();
       if (read === 'again') continue;
       if (read === 'eof') {
@@ -104,6 +116,17 @@ export class PortChannel {
       }
       await this.deliver(read);
     }
+    this.hostLeft();
+  }
+
+  /** A host is connected (its bytes came after the last end-of-file). */
+  get hostConnected(): boolean {
+    return this.connection !== undefined || this.discarding;
+  }
+
+  /** Ends run() within a readiness wait (a second); the current connection is dropped. */
+  stop(): void {
+    this.stopped = true;
   }
 
   /** Bytes, 'eof' (no host), or 'again' after a wait for readiness. */
@@ -111,7 +134,7 @@ export class PortChannel {
     const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     let count: number;
     try {
-      count = readSync(this.fd, buffer, 0, buffer.length, null);
+      count = readSync(this.ends.read, buffer, 0, buffer.length, null);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'EAGAIN') {
@@ -119,7 +142,7 @@ export class PortChannel {
         this.log.warn({ error: (err as Error).message }, 'reading the agent port failed');
         return 'eof';
       }
-      await pollWaiting(this.fd, POLLIN, READY_WAIT_MS);
+      await pollWaiting(this.ends.read, POLLIN, READY_WAIT_MS);
       return 'again';
     }
     return count === 0 ? 'eof' : buffer.subarray(0, count);
@@ -128,7 +151,7 @@ export class PortChannel {
   private async deliver(bytes: Buffer): Promise<void> {
     if (this.discarding) return;
     if (!this.connection) {
-      this.connection = new PortConnection(this.fd);
+      this.connection = new PortConnection(this.ends.write);
       this.log.info('host connected to the agent port');
       this.serve(this.connection);
     }
