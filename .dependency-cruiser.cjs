@@ -23,6 +23,13 @@ module.exports = {
       to: { path: '^src/', pathNot: `^src/${GUEST_IMPORTABLE}/` },
     },
     {
+      name: 'guest-agent-stays-in-the-guest',
+      comment: 'The guest agent runs inside the VM, bundled alone: it imports the guest-importable layers and nothing of the host daemon.',
+      severity: 'error',
+      from: { path: '^src/guest/agent/' },
+      to: { path: '^src/', pathNot: [`^src/${GUEST_IMPORTABLE}/`, '^src/guest/agent/'] },
+    },
+    {
       name: 'linux-below-io-oci-rpc',
       comment: 'linux wraps the kernel; io, oci and rpc build on it, never the other way.',
       severity: 'error',

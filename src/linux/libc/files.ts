@@ -1,13 +1,21 @@
 // File descriptors through libc: close, duplicates, the O_NONBLOCK flag, pipes, a poll that
-// never waits, and a terminal's window size.
+// never waits, one that waits on a thread-pool thread, and a terminal's window size.
 
 import { check, checkRetrying, libcGroup } from './binding.js';
+
+interface PollFd {
+  fd: number;
+  events: number;
+  revents: number;
+}
 
 interface FileCalls {
   close: (fd: number) => number;
   fcntl: (fd: number, cmd: number, ...typedArgs: unknown[]) => number;
   pipe2: (fds: Int32Array, flags: number) => number;
-  poll: (fds: { fd: number; events: number; revents: number }, nfds: number, timeoutMs: number) => number;
+  poll: ((fds: PollFd, nfds: number, timeoutMs: number) => number) & {
+    async: (fds: PollFd, nfds: number, timeoutMs: number, done: (err: unknown, result: number) => void) => void;
+  };
   ioctl: (fd: number, request: number, ...typedArgs: unknown[]) => number;
 }
 
@@ -65,6 +73,22 @@ export function pollNow(fd: number, events: number): number {
   // Even with a zero timeout, poll fails with EINTR when a signal (SIGCHLD) is pending.
   checkRetrying(`poll(${fd})`, () => libc().poll(fds, 1, 0));
   return fds.revents;
+}
+
+/**
+ * poll(2) of one descriptor on a thread of libuv's pool (koffi's asynchronous call), waiting up
+ * to `timeoutMs`: the events it reports, 0 after the time-out or when a signal interrupted it.
+ * For a descriptor libuv cannot watch (a character device such as a virtio-serial port). Each
+ * pending call holds a pool thread.
+ */
+export function pollWaiting(fd: number, events: number, timeoutMs: number): Promise<number> {
+  const fds = { fd, events, revents: 0 };
+  return new Promise((resolve, reject) => {
+    libc().poll.async(fds, 1, timeoutMs, (err, result) => {
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else resolve(result > 0 ? fds.revents : 0);
+    });
+  });
 }
 
 const TIOCSWINSZ = 0x5414;

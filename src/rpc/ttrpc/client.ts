@@ -4,6 +4,7 @@
 
 import { create, toBinary } from '@bufbuild/protobuf';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { RequestSchema } from '../../api/ttrpc/ttrpc_pb.js';
 import { Code, RuntimeError, failedPrecondition } from '../../base/errors.js';
 import { metadataToWire, readResponse, timeoutNanos, type MetadataInit } from './envelope.js';
@@ -92,8 +93,8 @@ export class TtrpcClient {
     return new TtrpcClient(socket);
   }
 
-  /** Uses an already connected socket. */
-  constructor(private readonly socket: net.Socket) {
+  /** Uses an already connected socket (or any byte stream that carries a connection). */
+  constructor(private readonly socket: Duplex) {
     this.writer = new FrameWriter(socket);
     this.throttle = new ReadThrottle(socket);
     socket.on('data', (chunk: Buffer) => this.onChunk(chunk));

@@ -25,7 +25,7 @@
 // single connection, and none of them ends until a later Kill, Start or Delete is read. With
 // short calls alone bounded, those can never starve each other: short calls end by themselves.
 import { fromBinary } from '@bufbuild/protobuf';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { RequestSchema, type Request } from '../../api/ttrpc/ttrpc_pb.js';
 import { Code, RuntimeError, failedPrecondition, invalidArgument, unavailable, unimplemented } from '../../base/errors.js';
 import type { WarnLogger } from '../../base/rate-limited-log.js';
@@ -144,7 +144,8 @@ export class ServerConnection {
   private knowsEveryStream = true;
 
   constructor(
-    private readonly socket: Socket,
+    // A unix socket as a rule; any byte stream will do (the guest agent's virtio-serial port).
+    private readonly socket: Duplex,
     private readonly context: ConnectionContext,
   ) {
     this.throttle = new ReadThrottle({ pause: () => this.pause(), resume: () => this.resume() });

@@ -1,5 +1,5 @@
-// A ttrpc server: serves registered services on a unix socket (or on sockets handed to it),
-// one ServerConnection per peer. Service and method names are matched exactly; an unknown one
+// A ttrpc server: serves registered services on a unix socket (or on sockets handed to it, or
+// on any byte stream, such as the guest agent's virtio-serial port), one ServerConnection per peer. Service and method names are matched exactly; an unknown one
 // is answered Unimplemented and the connection stays usable.
 //
 // A process that must hand its sockets over to a later process (kuasard keeps them in its fd
@@ -12,6 +12,7 @@ import type { Stats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../../base/errors.js';
 import { RateLimitedLog } from '../../base/rate-limited-log.js';
 import type { ServiceHandlers } from './handlers.js';
@@ -131,7 +132,7 @@ export class TtrpcServer {
    */
   adoptConnection(fd: number, pending: readonly PendingCall[] = []): net.Socket {
     const socket = new net.Socket({ fd, readable: true, writable: true });
-    this.serve(socket)?.adopt(pending);
+    this.serve(socket, socket)?.adopt(pending);
     return socket;
   }
 
@@ -144,26 +145,35 @@ export class TtrpcServer {
 
   /** Serves a connection accepted elsewhere. */
   serveConnection(socket: net.Socket): void {
-    this.serve(socket);
+    this.serve(socket, socket);
   }
 
-  private serve(socket: net.Socket): ServerConnection | undefined {
+  /**
+   * Serves one connection carried by a byte stream that is not a socket (a virtio-serial port).
+   * It cannot be handed to another process: onPendingCall and its peers hear nothing of it.
+   * The server destroys the stream on close(); whoever made it learns of its end by 'close'.
+   */
+  serveStream(stream: Duplex): void {
+    this.serve(stream, undefined);
+  }
+
+  private serve(stream: Duplex, socket: net.Socket | undefined): ServerConnection | undefined {
     if (this.closed) {
-      socket.destroy();
+      stream.destroy();
       return undefined;
     }
     const { longCalls, resumable, onPendingCall, onPendingCallSettled } = this.options;
-    const connection = new ServerConnection(socket, {
+    const connection = new ServerConnection(stream, {
       lookup: (service, method) => this.services.get(service)?.get(method),
       hasService: (service) => this.services.has(service),
       logger: this.log,
       isLongCall: longCalls,
       isResumable: resumable,
-      onPendingCall: onPendingCall && ((call) => onPendingCall(socket, call)),
-      onPendingCallSettled: onPendingCallSettled && ((call) => onPendingCallSettled(socket, call)),
+      onPendingCall: socket && onPendingCall && ((call) => onPendingCall(socket, call)),
+      onPendingCallSettled: socket && onPendingCallSettled && ((call) => onPendingCallSettled(socket, call)),
     });
     this.connections.add(connection);
-    socket.once('close', () => this.connections.delete(connection));
+    stream.once('close', () => this.connections.delete(connection));
     return connection;
   }
 

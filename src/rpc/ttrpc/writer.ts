@@ -1,7 +1,7 @@
-// Writes frames to a socket shared by every stream of a connection, and tells senders when the
+// Writes frames to a socket (or any byte stream) shared by every stream of a connection, and tells senders when the
 // socket has room again.
 
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Code, RuntimeError } from '../../base/errors.js';
 import { encodeHeader, MAX_PAYLOAD_LENGTH, oversizedError, type FrameType } from './frame.js';
 
@@ -17,7 +17,7 @@ export class FrameWriter {
   private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     private readonly backPressure?: BackPressureListener,
   ) {
     socket.on('drain', () => {

@@ -1,0 +1,75 @@
+// SetupSandbox: once per VM, before any container, the pod's names and files (hostname, hosts,
+// resolv.conf under <state>/etc, where the image's /etc symlinks point), its shared directory
+// (9p), its pinned IPC and UTS namespaces, and its sysctls.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+import { alreadyExists, invalidArgument } from '../../base/errors.js';
+import { validateId } from '../../base/ids.js';
+import { mount } from '../../linux/libc/mounts.js';
+import { checkHostname, pinPodNamespaces } from '../../linux/namespaces.js';
+import { applySysctls } from './sandbox-sysctls.js';
+
+export interface SandboxRequest {
+  sandboxId: string;
+  hostname: string;
+  hosts: string;
+  resolvConf: string;
+  sharedTag: string;
+  sharedMountPoint: string;
+  sharePidNamespace: boolean;
+  sysctls: Record<string, string>;
+}
+
+export interface SandboxNamespaces {
+  ipc: string;
+  uts: string;
+}
+
+/** Hostname of a pod that gives none: the sandbox id shortened, as container engines do. */
+const DEFAULT_HOSTNAME_LENGTH = 12;
+/** 9p's largest message: fewer round trips for container files (QEMU takes up to 512 KiB). */
+const NINEP_MSIZE = 512 * 1024;
+
+export class Sandbox {
+  private namespaces: SandboxNamespaces | undefined;
+
+  constructor(
+    /** Where the files and pinned namespaces go (/run/kuasar in the guest). */
+    private readonly stateDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  async setUp(request: SandboxRequest): Promise<SandboxNamespaces> {
+    if (this.namespaces) throw alreadyExists('sandbox setup (it is done once per VM)');
+    const id = validateId('sandbox', request.sandboxId);
+    const hostname = request.hostname || id.slice(0, DEFAULT_HOSTNAME_LENGTH);
+    checkHostname(hostname);
+    if (request.sharedTag && !path.isAbsolute(request.sharedMountPoint)) {
+      throw invalidArgument(`shared mount point ${JSON.stringify(request.sharedMountPoint)} must be an absolute path`);
+    }
+    if (request.sharePidNamespace) throw invalidArgument('share_pid_namespace is not supported by this agent yet');
+    await this.writeEtc(hostname, request);
+    if (request.sharedTag) await this.mountShared(request.sharedTag, request.sharedMountPoint);
+    const pinned = await pinPodNamespaces(path.join(this.stateDir, 'ns'), { ipc: true, uts: true, hostname });
+    const namespaces = { ipc: pinned.ipcPath!, uts: pinned.utsPath! };
+    applySysctls(request.sysctls, namespaces);
+    this.namespaces = namespaces;
+    this.log.info({ sandbox: id, hostname, ...namespaces }, 'sandbox set up');
+    return namespaces;
+  }
+
+  private async writeEtc(hostname: string, request: SandboxRequest): Promise<void> {
+    const etc = path.join(this.stateDir, 'etc');
+    await mkdir(etc, { recursive: true, mode: 0o755 });
+    await writeFile(path.join(etc, 'hostname'), `${hostname}\n`);
+    if (request.hosts) await writeFile(path.join(etc, 'hosts'), request.hosts);
+    if (request.resolvConf) await writeFile(path.join(etc, 'resolv.conf'), request.resolvConf);
+  }
+
+  private async mountShared(tag: string, mountPoint: string): Promise<void> {
+    await mkdir(mountPoint, { recursive: true });
+    mount(tag, mountPoint, '9p', 0, `trans=virtio,version=9p2000.L,msize=${NINEP_MSIZE}`);
+  }
+}

@@ -1,0 +1,118 @@
+// The Agent service (proto/kuasar/agent/v1/agent.proto) on a ttrpc server: each method checks its
+// request and hands it to the module for its concern. Every failure is answered with a code
+// (RuntimeError, or Internal for anything else); nothing is thrown out of the server.
+import { invalidArgument } from '../../base/errors.js';
+import { validateId } from '../../base/ids.js';
+import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
+import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
+import { guestFacts } from './check.js';
+import { syncClock } from './clock.js';
+import type { Containers } from './containers.js';
+import type { OutputStream } from './process-stdio.js';
+import type { Sandbox } from './sandbox.js';
+
+export const AGENT_SERVICE = Agent.typeName;
+
+/** Calls that wait for what later calls cause: counted apart by the server, so none starves the rest. */
+const LONG_METHODS = new Set(['WaitProcess', 'ReadStdio']);
+
+export function isLongCall(service: string, method: string): boolean {
+  return service === AGENT_SERVICE && LONG_METHODS.has(method);
+}
+
+/** ReadStdio's cap and default (see ReadStdioRequest.max_bytes). */
+export const MAX_READ_BYTES = 1024 * 1024;
+export const DEFAULT_READ_BYTES = 64 * 1024;
+
+export interface AgentParts {
+  containers: Containers;
+  sandbox: Sandbox;
+  /** The agent is the guest's init: it owns the clock. */
+  isGuestInit: boolean;
+}
+
+const containerId = (id: string): string => validateId('container', id);
+const execId = (id: string): string => (id === '' ? id : validateId('exec', id));
+
+function outputStream(stream: StdioStream): OutputStream {
+  if (stream === StdioStream.STDOUT) return 'stdout';
+  if (stream === StdioStream.STDERR) return 'stderr';
+  throw invalidArgument(`stdio stream ${stream}: ask for STDOUT or STDERR`);
+}
+
+function specObject(json: Uint8Array): Record<string, unknown> {
+  let spec: unknown;
+  try {
+    spec = JSON.parse(Buffer.from(json).toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`spec_json is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw invalidArgument('spec_json must be a JSON object');
+  const { process, root } = spec as { process?: unknown; root?: { path?: unknown } };
+  if (typeof process !== 'object' || process === null) throw invalidArgument('spec_json has no process');
+  if (typeof root?.path !== 'string' || root.path === '') throw invalidArgument('spec_json has no root.path');
+  return spec as Record<string, unknown>;
+}
+
+function nanoseconds(iso: string): bigint {
+  return BigInt(Date.parse(iso)) * 1_000_000n;
+}
+
+export function registerAgentService(server: TtrpcServer, parts: AgentParts): void {
+  const { containers, sandbox } = parts;
+  const impl: ServiceImpl<typeof Agent.method> = {
+    async check() {
+      return guestFacts();
+    },
+    async setupSandbox(request) {
+      const namespaces = await sandbox.setUp(request);
+      return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: '' };
+    },
+    async syncClock(request) {
+      return { guestTimeBeforeNs: syncClock(request.hostTimeNs, parts.isGuestInit) };
+    },
+    async createContainer(request) {
+      const id = containerId(request.containerId);
+      const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
+      const pid = await containers.create({ id, spec: specObject(request.specJson), stdio });
+      return { pid };
+    },
+    async startContainer(request) {
+      return { pid: await containers.start(containerId(request.containerId)) };
+    },
+    async killContainer(request) {
+      await containers.kill(containerId(request.containerId), request.signal, request.all);
+      return {};
+    },
+    async waitProcess(request, { signal }) {
+      const exit = await containers.wait(containerId(request.containerId), execId(request.execId), signal);
+      return { exitStatus: exit.exitStatus, exitedAtNs: nanoseconds(exit.exitedAt) };
+    },
+    async deleteContainer(request) {
+      await containers.delete(containerId(request.containerId));
+      return {};
+    },
+    async containerState(request) {
+      const state = await containers.state(containerId(request.containerId));
+      return { pid: Math.max(state.pid, 0), status: state.status };
+    },
+    async listPids(request) {
+      return { pids: await containers.pids(containerId(request.containerId)) };
+    },
+    async readStdio(request, { signal }) {
+      const stream = outputStream(request.stream);
+      const buffer = containers.output(containerId(request.containerId), execId(request.execId), stream);
+      const maxBytes = request.maxBytes === 0 ? DEFAULT_READ_BYTES : Math.min(request.maxBytes, MAX_READ_BYTES);
+      return buffer.read(maxBytes, signal);
+    },
+    async writeStdin(request) {
+      await containers.stdio(containerId(request.containerId), execId(request.execId)).writeStdin(request.data);
+      return {};
+    },
+    async closeStdin(request) {
+      containers.stdio(containerId(request.containerId), execId(request.execId)).closeStdin();
+      return {};
+    },
+  };
+  registerService(server, Agent, impl);
+}

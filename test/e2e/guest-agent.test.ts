@@ -1,0 +1,350 @@
+// The guest agent run on the host (not as PID 1) with --listen, driven through the typed ttrpc
+// client as kuasard drives it in a VM: real busybox containers through the host's runc, their
+// stdio, exits and signals; the errors it answers; garbage it survives. Nothing of it remains.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import net from 'node:net';
+import { release, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+
+import { Agent, StdioStream } from '../../src/api/kuasar/agent/v1/agent_pb.js';
+import { Code, RuntimeError } from '../../src/base/errors.js';
+import { fuzzParameters } from '../../src/devenv/fuzz.js';
+import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
+import { mountsUnder } from '../../src/linux/mountinfo.js';
+import { unpinPodNamespaces } from '../../src/linux/namespaces.js';
+import { encodeHeader } from '../../src/rpc/ttrpc/frame.js';
+import { TtrpcClient, typedClient, type TypedClient } from '../../src/rpc/ttrpc/index.js';
+
+const skip = process.getuid?.() !== 0 && 'needs root';
+const AGENT_MAIN = path.resolve(import.meta.dirname, '../../src/guest/agent/main.js');
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }
+).version;
+const capabilities = ['CAP_KILL', 'CAP_AUDIT_WRITE'];
+
+type AgentClient = TypedClient<typeof Agent.method>;
+
+async function rejectsWith(promise: Promise<unknown>, code: Code): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof RuntimeError, `expected a RuntimeError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+describe('guest agent on the host', { skip }, () => {
+  let base: string;
+  let rootfs: string;
+  let stateDir: string;
+  let socketPath: string;
+  let agentProcess: ChildProcess;
+  let agentExit: Promise<[number | null, NodeJS.Signals | null]>;
+  let agentLog = '';
+  let client: TtrpcClient;
+  let agent: AgentClient;
+  const cgroupParent = `/kuasar-agent-e2e-${process.pid}`;
+  const created = new Set<string>();
+
+  /**
+   * `namespaces`: joined by path, or left out with no path (then the host's): the others are new.
+   * A signal reaches a PID namespace's init only if it handles it, hence the host's for kill tests.
+   */
+  function spec(id: string, args: string[], namespaces: { type: string; path?: string }[] = []): Uint8Array {
+    const named = new Set(namespaces.map((n) => n.type));
+    return Buffer.from(
+      JSON.stringify({
+        ociVersion: '1.0.2',
+        process: {
+          terminal: false,
+          user: { uid: 0, gid: 0 },
+          args,
+          env: ['PATH=/bin'],
+          cwd: '/',
+          capabilities: { bounding: capabilities, effective: capabilities, permitted: capabilities },
+          noNewPrivileges: true,
+        },
+        root: { path: rootfs, readonly: true },
+        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+        linux: {
+          namespaces: [
+            ...namespaces.filter((n) => n.path),
+            ...['pid', 'ipc', 'uts', 'mount', 'network'].filter((type) => !named.has(type)).map((type) => ({ type })),
+          ],
+          cgroupsPath: `${cgroupParent}/${id}`,
+        },
+      }),
+    );
+  }
+
+  async function create(
+    id: string,
+    args: string[],
+    stdio = { stdin: false, stdout: false, stderr: false, terminal: false },
+    namespaces: { type: string; path?: string }[] = [],
+  ) {
+    const response = await agent.createContainer({ containerId: id, specJson: spec(id, args, namespaces), stdio });
+    created.add(id);
+    return response.pid;
+  }
+
+  async function remove(id: string): Promise<void> {
+    await agent.deleteContainer({ containerId: id });
+    created.delete(id);
+  }
+
+  async function readAll(id: string, stream: StdioStream): Promise<string> {
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const { data, eof } = await agent.readStdio({ containerId: id, stream, maxBytes: 3 });
+      if (eof) return Buffer.concat(chunks).toString();
+      assert.ok(data.length > 0 && data.length <= 3, `a chunk of ${data.length} bytes`);
+      chunks.push(data);
+    }
+  }
+
+  before(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'kuasar-agent-e2e-'));
+    rootfs = path.join(base, 'rootfs');
+    stateDir = path.join(base, 'state');
+    socketPath = path.join(base, 'agent.sock');
+    await mkdir(path.join(rootfs, 'bin'), { recursive: true });
+    for (const sub of ['proc', 'dev', 'tmp']) await mkdir(path.join(rootfs, sub));
+    await copyFile('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+    for (const applet of ['sh', 'sleep', 'cat', 'echo', 'hostname']) await symlink('busybox', path.join(rootfs, 'bin', applet));
+
+    agentProcess = spawn(process.execPath, [AGENT_MAIN, '--listen', socketPath, '--state-dir', stateDir, '--log-level', 'debug'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    agentExit = once(agentProcess, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    agentProcess.stderr!.on('data', (chunk: Buffer) => {
+      agentLog += chunk.toString();
+    });
+    while (!existsSync(socketPath)) {
+      assert.equal(agentProcess.exitCode, null, `the agent exited: ${agentLog}`);
+      await sleep(20);
+    }
+    client = await TtrpcClient.connect(socketPath);
+    agent = typedClient(client, Agent);
+  });
+
+  after(async () => {
+    for (const id of created) await agent.deleteContainer({ containerId: id }).catch(() => undefined);
+    client?.close();
+    const stillRunning = agentProcess.exitCode === null && agentProcess.signalCode === null;
+    agentProcess.kill('SIGTERM');
+    const [code] = await agentExit;
+    await unpinPodNamespaces(path.join(stateDir, 'ns')).catch(() => undefined);
+    await removeCgroup(cgroupParent).catch(() => undefined);
+    const leftMounts = await mountsUnder(base);
+    await rm(base, { recursive: true, force: true });
+    assert.ok(stillRunning, `the agent had exited before the end: ${agentLog.slice(-2000)}`);
+    assert.equal(code, 0, 'the agent stops cleanly on SIGTERM');
+    assert.deepEqual(
+      leftMounts.map((m) => m.mountPoint),
+      [],
+    );
+    assert.deepEqual(await existingCgroupDirs(cgroupParent), [], 'no cgroup of a container remains');
+  });
+
+  it('Check says what runs: boot id, kernel, agent version, uptime', async () => {
+    const facts = await agent.check({});
+    assert.equal(facts.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    assert.equal(facts.kernelRelease, release());
+    assert.equal(facts.agentVersion, PACKAGE_VERSION);
+    assert.ok(facts.uptimeSeconds > 0);
+  });
+
+  it('runs a container: stdout and stderr read back, exit code 3, then deleted with its bundle', async () => {
+    const id = 'echo';
+    const pid = await create(id, ['sh', '-c', 'echo out; echo err >&2; exit 3'], {
+      stdin: false,
+      stdout: true,
+      stderr: true,
+      terminal: false,
+    });
+    assert.ok(pid > 0);
+    assert.equal((await agent.containerState({ containerId: id })).status, 'created');
+    assert.ok(existsSync(path.join(stateDir, 'bundles', id, 'config.json')));
+    assert.equal((await agent.startContainer({ containerId: id })).pid, pid);
+    const [stdout, stderr, exit] = await Promise.all([
+      readAll(id, StdioStream.STDOUT),
+      readAll(id, StdioStream.STDERR),
+      agent.waitProcess({ containerId: id }),
+    ]);
+    assert.equal(stdout, 'out\n');
+    assert.equal(stderr, 'err\n');
+    assert.equal(exit.exitStatus, 3);
+    const exitedAtMs = Number(exit.exitedAtNs / 1_000_000n);
+    assert.ok(Math.abs(Date.now() - exitedAtMs) < 60_000, 'exited_at is a time of today');
+    assert.equal((await agent.containerState({ containerId: id })).status, 'stopped');
+    // A wait after the exit answers at once, with the same status.
+    assert.equal((await agent.waitProcess({ containerId: id })).exitStatus, 3);
+    await remove(id);
+    assert.equal(existsSync(path.join(stateDir, 'bundles', id)), false, 'the bundle is removed');
+    await rejectsWith(agent.containerState({ containerId: id }), Code.NotFound);
+  });
+
+  it('stdin written and then closed reaches cat', async () => {
+    const id = 'cat';
+    await create(id, ['cat'], { stdin: true, stdout: true, stderr: false, terminal: false });
+    await agent.startContainer({ containerId: id });
+    await agent.writeStdin({ containerId: id, data: Buffer.from('hello ') });
+    await agent.writeStdin({ containerId: id, data: Buffer.from('world') });
+    await agent.closeStdin({ containerId: id });
+    await rejectsWith(agent.writeStdin({ containerId: id, data: Buffer.from('late') }), Code.FailedPrecondition);
+    assert.equal(await readAll(id, StdioStream.STDOUT), 'hello world');
+    assert.equal((await agent.waitProcess({ containerId: id })).exitStatus, 0);
+    await rejectsWith(agent.readStdio({ containerId: id, stream: StdioStream.STDERR }), Code.FailedPrecondition);
+    await remove(id);
+  });
+
+  it('lists pids and kills with SIGTERM (143); a long wait does not hold up other calls; orphans are reaped', async () => {
+    const id = 'sleeper';
+    const noStdio = { stdin: false, stdout: false, stderr: false, terminal: false };
+    const pid = await create(id, ['sh', '-c', 'sleep 1000 & wait'], noStdio, [{ type: 'pid' }]);
+    await agent.startContainer({ containerId: id });
+    const waiting = agent.waitProcess({ containerId: id });
+    // Answered while the wait is pending on the same connection.
+    await agent.check({});
+    let pids: number[] = [];
+    // sh and its sleep, once sh has forked it.
+    while (pids.length < 2) pids = (await agent.listPids({ containerId: id })).pids;
+    assert.ok(pids.includes(pid), `init ${pid} among ${pids.join(',')}`);
+    assert.equal(pids.length, 2);
+    await agent.killContainer({ containerId: id, signal: 15, all: false });
+    assert.equal((await waiting).exitStatus, 143);
+    // runc delete kills the orphaned sleep (the container has no PID namespace to end with its
+    // init); it was re-parented to the agent, which reaps it: not even a zombie remains.
+    await remove(id);
+    for (const p of pids) while (existsSync(`/proc/${p}`)) await sleep(50);
+  });
+
+  it('deletes a container that was created and never started', async () => {
+    const id = 'never-started';
+    const pid = await create(id, ['sleep', '1000']);
+    await remove(id);
+    assert.equal(existsSync(`/proc/${pid}`), false);
+  });
+
+  it('answers errors with codes: NotFound, InvalidArgument, AlreadyExists', async () => {
+    await rejectsWith(agent.containerState({ containerId: 'nobody' }), Code.NotFound);
+    await rejectsWith(agent.deleteContainer({ containerId: 'nobody' }), Code.NotFound);
+    await rejectsWith(agent.waitProcess({ containerId: 'nobody' }), Code.NotFound);
+    await rejectsWith(agent.containerState({ containerId: '../etc' }), Code.InvalidArgument);
+    await rejectsWith(agent.containerState({ containerId: '' }), Code.InvalidArgument);
+    await rejectsWith(agent.createContainer({ containerId: 'bad-spec', specJson: Buffer.from('{not json') }), Code.InvalidArgument);
+    await rejectsWith(agent.createContainer({ containerId: 'no-root', specJson: Buffer.from('{"process":{}}') }), Code.InvalidArgument);
+    await rejectsWith(agent.killContainer({ containerId: 'nobody', signal: 0, all: false }), Code.InvalidArgument);
+    await rejectsWith(agent.readStdio({ containerId: 'nobody', stream: StdioStream.UNSPECIFIED }), Code.InvalidArgument);
+    await rejectsWith(
+      agent.createContainer({
+        containerId: 'tty',
+        specJson: spec('tty', ['sh']),
+        stdio: { stdin: true, stdout: true, stderr: false, terminal: true },
+      }),
+      Code.Unimplemented,
+    );
+
+    const id = 'twice';
+    await create(id, ['sleep', '1000']);
+    await rejectsWith(agent.createContainer({ containerId: id, specJson: spec(id, ['sleep', '1']) }), Code.AlreadyExists);
+    await rejectsWith(agent.waitProcess({ containerId: id, execId: 'exec1' }), Code.NotFound);
+    await remove(id);
+    assert.deepEqual(await readdir(path.join(stateDir, 'bundles')), [], 'failed creates leave no bundle');
+  });
+
+  it('sets up the sandbox: pinned IPC and UTS namespaces with the hostname and sysctls, /etc files', async () => {
+    const response = await agent.setupSandbox({
+      sandboxId: 'pod-0123456789abcdef',
+      hostname: '',
+      hosts: '127.0.0.1 localhost\n',
+      resolvConf: 'nameserver 10.0.0.1\n',
+      sysctls: { 'kernel.shmmni': '1234' },
+    });
+    assert.equal(response.ipcNamespace, path.join(stateDir, 'ns', 'ipc'));
+    assert.equal(response.utsNamespace, path.join(stateDir, 'ns', 'uts'));
+    assert.equal(response.pidNamespace, '');
+    assert.equal(readFileSync(path.join(stateDir, 'etc', 'hostname'), 'utf8'), 'pod-01234567\n');
+    assert.equal(readFileSync(path.join(stateDir, 'etc', 'resolv.conf'), 'utf8'), 'nameserver 10.0.0.1\n');
+    assert.notEqual(readFileSync('/proc/sys/kernel/shmmni', 'utf8').trim(), '1234', 'the host keeps its own value');
+    await rejectsWith(agent.setupSandbox({ sandboxId: 'pod-0123456789abcdef' }), Code.AlreadyExists);
+
+    const id = 'in-pod';
+    const namespaces = [
+      { type: 'ipc', path: response.ipcNamespace },
+      { type: 'uts', path: response.utsNamespace },
+    ];
+    await agent.createContainer({
+      containerId: id,
+      specJson: spec(id, ['sh', '-c', 'hostname; cat /proc/sys/kernel/shmmni'], namespaces),
+      stdio: { stdin: false, stdout: true, stderr: false, terminal: false },
+    });
+    created.add(id);
+    await agent.startContainer({ containerId: id });
+    assert.equal(await readAll(id, StdioStream.STDOUT), 'pod-01234567\n1234\n');
+    assert.equal((await agent.waitProcess({ containerId: id })).exitStatus, 0);
+    await remove(id);
+  });
+
+  it('SyncClock refuses to set the clock outside a VM', async () => {
+    await rejectsWith(agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n }), Code.FailedPrecondition);
+    await rejectsWith(agent.syncClock({ hostTimeNs: 0n }), Code.InvalidArgument);
+  });
+
+  it('survives garbage: undecodable payloads are answered, broken frames cost only their connection', async () => {
+    const methods = Agent.methods.map((m) => m.name);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...methods), fc.uint8Array({ maxLength: 64 }), async (method, payload) => {
+        try {
+          await client.call(Agent.typeName, method, payload);
+        } catch (err) {
+          assert.ok(err instanceof RuntimeError, String(err));
+          assert.ok(
+            [Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.AlreadyExists, Code.Unimplemented].includes(err.code),
+            `${method}: ${err.message}`,
+          );
+        }
+      }),
+      fuzzParameters(100),
+    );
+    const frame = fc.record({
+      streamId: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+      type: fc.integer({ min: 0, max: 255 }),
+      flags: fc.integer({ min: 0, max: 255 }),
+      payload: fc.uint8Array({ maxLength: 100 }),
+    });
+    const garbage = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 200 }),
+      fc
+        .array(frame, { minLength: 1, maxLength: 4 })
+        .map((frames) => Buffer.concat(frames.flatMap((f) => [encodeHeader(f.streamId, f.type, f.flags, f.payload.length), f.payload]))),
+    );
+    await fc.assert(
+      fc.asyncProperty(garbage, async (bytes) => {
+        const socket = net.createConnection(socketPath);
+        await once(socket, 'connect');
+        socket.on('error', () => undefined);
+        socket.end(bytes);
+        socket.resume();
+        await once(socket, 'close');
+        const fresh = await TtrpcClient.connect(socketPath);
+        try {
+          await typedClient(fresh, Agent).check({});
+        } finally {
+          fresh.close();
+        }
+        assert.equal(agentProcess.exitCode, null, 'the agent is still running');
+      }),
+      fuzzParameters(100),
+    );
+    // The first connection is still served.
+    await agent.check({});
+  });
+});
