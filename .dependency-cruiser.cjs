@@ -93,6 +93,27 @@ module.exports = {
       to: { path: `^src/${TOOLS}/` },
     },
     {
+      name: 'guest-image-layout-stands-alone',
+      comment: 'The image directory layout (file names, manifest) is what the vmm kind reads of the guest image: it imports nothing of ours.',
+      severity: 'error',
+      from: { path: '^src/guest/image/layout\\.ts$' },
+      to: { path: '^src/' },
+    },
+    {
+      name: 'image-builder-only-from-the-cli',
+      comment: 'The guest image builder runs from `kuasar image build`; everything else (the vmm kind) sees only its layout module.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(cli|guest/image)/' },
+      to: { path: '^src/guest/image/', pathNot: '^src/guest/image/layout\\.ts$' },
+    },
+    {
+      name: 'image-builder-stands-on-base',
+      comment: 'The image builder drives host tools; of ours it needs base at most.',
+      severity: 'error',
+      from: { path: '^src/guest/image/' },
+      to: { path: '^src/', pathNot: '^src/(base|guest/image)/' },
+    },
+    {
       name: 'no-cycles',
       severity: 'error',
       from: { path: '^src/' },

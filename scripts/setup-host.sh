@@ -72,6 +72,16 @@ for p in "${base_packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
+# The vmm kind: QEMU runs each pod's VM; `kuasar image build` reads kernel modules (kmod's
+# modinfo), unpacks the kernel package (dpkg-deb) and packs the root image (squashfs-tools);
+# GNU cpio reads the builder's initramfs archives back in a unit test.
+vmm_packages=(qemu-system-x86 kmod squashfs-tools cpio)
+missing=()
+for p in "${vmm_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
 containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' | cut -d. -f1 || true)
 if [ "${containerd_major:-0}" -lt 2 ]; then
   apt-get install -y -qq --no-install-recommends containerd/unstable
@@ -93,3 +103,4 @@ containerd --version
 runc --version | head -n 1
 # sed, not head: runsc writes its lines one by one and dies of SIGPIPE once head has gone.
 runsc --version | sed -n 1p
+qemu-system-x86_64 --version | sed -n 1p

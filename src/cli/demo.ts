@@ -6,7 +6,7 @@ import { startEnvironment } from '../devenv/environment.js';
 import { diffHost, snapshotHost } from '../devenv/leaks.js';
 import { containerConfig, containerLogPath } from '../devenv/pods.js';
 import { helloWorkload } from '../devenv/workloads.js';
-import { DEFAULT_IMAGE_DIR, missingImageFiles } from '../guest/image/layout.js';
+import { checkImageDir, DEFAULT_IMAGE_DIR } from '../guest/image/layout.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const ms = (since: bigint) => `${Number((process.hrtime.bigint() - since) / 1_000_000n)} ms`;
@@ -17,9 +17,9 @@ export async function runDemo(): Promise<void> {
   try {
     for (const [kind, handler] of Object.entries(env.handlers.kuasar)) {
       if (kind === 'vmm') {
-        const missing = await missingImageFiles(DEFAULT_IMAGE_DIR);
-        if (missing.length > 0) {
-          say(`\n▶ vmm pods skipped: the guest image is missing (${missing.join(', ')}); \`kuasar image build\` makes it`);
+        const image = await checkImageDir(DEFAULT_IMAGE_DIR);
+        if (!image.complete) {
+          say(`\n▶ vmm pods skipped: the guest image lacks ${image.missing.join(', ')}; \`${image.fix}\` makes it`);
           continue;
         }
       }

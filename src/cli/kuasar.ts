@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
 import { registerBench } from './bench.js';
+import { registerImage } from './image.js';
 
 const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
 
@@ -26,6 +27,7 @@ program
   });
 
 registerBench(program);
+registerImage(program);
 
 try {
   await program.parseAsync();

@@ -6,7 +6,8 @@ import { access, constants } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
-import { missingImageFiles } from '../../guest/image/layout.js';
+import { checkImageDir } from '../../guest/image/layout.js';
+import { join } from 'node:path';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
@@ -55,7 +56,8 @@ export class VmmKind implements SandboxKind {
   /** What a pod's VM needs and this host lacks, each with how to get it. */
   private async missingPieces(): Promise<string[]> {
     const { config } = this.options;
-    const missing = (await missingImageFiles(config.image_dir)).map((file) => `${file} (build the guest image: kuasar image build)`);
+    const image = await checkImageDir(config.image_dir);
+    const missing = image.missing.map((name) => `${join(config.image_dir, name)} (build the guest image: ${image.fix})`);
     if (config.qemu.startsWith('/')) {
       await access(config.qemu, constants.X_OK).catch(() => missing.push(`${config.qemu} (install qemu-system-x86)`));
     }
