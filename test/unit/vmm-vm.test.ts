@@ -84,6 +84,7 @@ const cri: Spec = {
   linux: {
     namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/cni-1' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
     mountLabel: 'y',
+    sysctl: { 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shm_rmid_forced': '1' },
   },
 };
 
@@ -114,6 +115,7 @@ test("a container's spec for the guest: guest root and bind sources, the pinned 
     { type: 'uts', path: '/run/kuasar/ns/uts' },
     { type: 'mount' },
   ]);
+  assert.deepEqual(spec.linux?.sysctl, { 'kernel.shm_rmid_forced': '1' }, "network sysctls are the guest's, set by the agent");
   assert.equal(spec.hooks, undefined);
   assert.equal(spec.hostname, undefined);
   assert.equal(spec.linux?.mountLabel, undefined);

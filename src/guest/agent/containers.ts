@@ -3,7 +3,7 @@
 // containers go on in parallel. The container inits that `runc create` leaves are re-parented to
 // the agent (PID 1 in the guest, a child subreaper elsewhere): the Reaper collects their real
 // exit status.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
@@ -20,6 +20,8 @@ export interface CreateRequest {
   /** The OCI spec as the host sent it (JSON). */
   spec: Record<string, unknown>;
   stdio: StdioWanted & { terminal: boolean };
+  /** The pod's emptyDir directories the spec binds, made when missing. */
+  emptyDirs: readonly string[];
 }
 
 interface Container {
@@ -48,9 +50,13 @@ export class Containers {
     return this.mutex.run(request.id, () => this.createNow(request));
   }
 
-  private async createNow({ id, spec, stdio }: CreateRequest): Promise<number> {
+  private async createNow({ id, spec, stdio, emptyDirs }: CreateRequest): Promise<number> {
     if (this.containers.has(id)) throw alreadyExists(`container ${id}`);
     if (stdio.terminal) throw unimplemented(`container ${id}: terminals are not supported by this agent yet`);
+    for (const dir of emptyDirs) {
+      // Shared by the pod's containers: the first one makes it, writable by all (as kubelet's).
+      if (await mkdir(dir, { recursive: true })) await chmod(dir, 0o777);
+    }
     const bundle = path.join(this.bundlesDir, id);
     await mkdir(this.bundlesDir, { recursive: true, mode: 0o700 });
     try {

@@ -1,6 +1,7 @@
 // The Agent service (proto/kuasar/agent/v1/agent.proto) on a ttrpc server: each method checks its
 // request and hands it to the module for its concern. Every failure is answered with a code
 // (RuntimeError, or Internal for anything else); nothing is thrown out of the server.
+import path from 'node:path';
 import { invalidArgument } from '../../base/errors.js';
 import { validateId } from '../../base/ids.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
@@ -40,6 +41,14 @@ function outputStream(stream: StdioStream): OutputStream {
   throw invalidArgument(`stdio stream ${stream}: ask for STDOUT or STDERR`);
 }
 
+/** A directory the host names in the guest: absolute and normalised (no "..", no empty parts). */
+function guestDir(dir: string): string {
+  if (!dir.startsWith('/') || path.posix.normalize(dir) !== dir || dir.includes('/../') || dir === '/') {
+    throw invalidArgument(`empty_dirs: ${JSON.stringify(dir)} is not an absolute, normalised directory`);
+  }
+  return dir;
+}
+
 function specObject(json: Uint8Array): Record<string, unknown> {
   let spec: unknown;
   try {
@@ -74,7 +83,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     async createContainer(request) {
       const id = containerId(request.containerId);
       const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
-      const pid = await containers.create({ id, spec: specObject(request.specJson), stdio });
+      const pid = await containers.create({ id, spec: specObject(request.specJson), stdio, emptyDirs: request.emptyDirs.map(guestDir) });
       return { pid };
     },
     async startContainer(request) {

@@ -67,6 +67,7 @@ export class VmmContainer implements KindContainer {
           containerId: record.id,
           specJson: new TextEncoder().encode(JSON.stringify(spec)),
           stdio: { ...streams, terminal: false },
+          emptyDirs: exposed.emptyDirs,
         }),
       );
       const ref = { containerId: record.id, execId: '' };

@@ -2,7 +2,7 @@
 // pod's guest: its root and bind-mount sources are where the sandbox's shared directory shows
 // them in the guest, an emptyDir is a directory on the guest's tmpfs, it joins the IPC/UTS (and
 // when shared, PID) namespaces the agent pinned, and the guest's own network namespace (which is
-// the pod's: the VM is the pod). What only means something on the host goes: hooks (host
+// the pod's: the VM is the pod), whose sysctls the agent set for the whole pod. What only means something on the host goes: hooks (host
 // programs), AppArmor and SELinux labels (no policy is loaded in the guest).
 import path from 'node:path';
 import { internal } from '../../base/errors.js';
@@ -28,7 +28,8 @@ const EMPTY_DIR = /\/volumes\/kubernetes\.io~empty-dir\/([^/]+)\/?$/;
 
 /** The emptyDir volume's name when `source` is kubelet's directory of one. */
 export function emptyDirName(source: string): string | undefined {
-  return EMPTY_DIR.exec(source)?.[1];
+  const name = EMPTY_DIR.exec(source)?.[1];
+  return name === '.' || name === '..' ? undefined : name;
 }
 
 /** What the guest sees of a container's host-side pieces. */
@@ -69,7 +70,11 @@ export function guestSpec(cri: Spec, layout: GuestLayout): Spec {
   spec = withoutNamespace(spec, 'network');
   spec = withPodPidNamespace(spec, layout);
   spec = withPodMounts(spec, podEtcMounts(cri, layout.files));
-  const sysctl = { ...layout.pod.sysctls, ...spec.linux?.sysctl };
+  // The network sysctls belong to the guest's one network namespace, where the agent set the
+  // pod's (SetupSandbox); runc refuses them for a container that has no namespace of its own.
+  const sysctl = Object.fromEntries(
+    Object.entries({ ...layout.pod.sysctls, ...spec.linux?.sysctl }).filter(([key]) => !key.startsWith('net.')),
+  );
   const { hostname: _hostname, hooks: _hooks, ...rest } = spec;
   const { apparmorProfile: _apparmor, selinuxLabel: _selinux, ...proc } = (spec.process ?? {}) as Record<string, unknown>;
   const { mountLabel: _mountLabel, ...linux } = { ...spec.linux, ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}) };

@@ -16,6 +16,9 @@ import { VMM_CAPABILITIES } from './capabilities.js';
 import type { VmmConfig } from './config.js';
 import { releaseLostPod, VmmSandbox, type VmmEnvironment } from './sandbox.js';
 
+/** The command name of every QEMU system emulator (`qemu-system-x86_64` shows as `qemu-system-x86`). */
+const QEMU_COMM_PREFIX = 'qemu-system-';
+
 /** How long the KVM probe may take before KVM counts as hanging. */
 const KVM_PROBE_TIMEOUT_MS = 3_000;
 
@@ -35,6 +38,10 @@ export class VmmKind implements SandboxKind {
 
   async init(): Promise<void> {
     const { config, log, reaper } = this.options;
+    // QEMU's -daemonize forks twice: the middle process exits at once, re-parented to kuasard (a
+    // child subreaper) by the first one's exit, and nobody knows its pid. The VM itself is
+    // watched by the pid from its pid file, which claims it before this sweep would.
+    reaper.reapOrphans((stat) => stat.comm.startsWith(QEMU_COMM_PREFIX));
     this.env = { config, accel: await this.chooseAccel(), reaper };
     const missing = await this.missingPieces();
     if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');

@@ -21,6 +21,8 @@ export const GUEST_SHARE = { mountPoint: '/run/kuasar/shared', tag: 'kuasar' } a
 export interface ExposedContainer {
   rootfs: string;
   bindSources: (string | undefined)[];
+  /** The guest directories of the pod's emptyDir volumes the container binds. */
+  emptyDirs: string[];
 }
 
 export class SandboxShare {
@@ -60,6 +62,7 @@ export class SandboxShare {
       await mountOne({ type: 'bind', source: resolveRootfs(record.bundle, cri, 0), options: ['rbind'] }, dirs.rootfs);
     }
     const bindSources: (string | undefined)[] = [];
+    const emptyDirs: string[] = [];
     for (const [index, mount] of (cri.mounts ?? []).entries()) {
       if (!isBindMount(mount)) {
         bindSources.push(undefined);
@@ -67,14 +70,16 @@ export class SandboxShare {
       }
       const volume = emptyDirName(mount.source ?? '');
       if (volume) {
-        bindSources.push(`${GUEST_EMPTY_DIR_ROOT}/${volume}`);
+        const dir = `${GUEST_EMPTY_DIR_ROOT}/${volume}`;
+        bindSources.push(dir);
+        emptyDirs.push(dir);
         continue;
       }
       const target = join(dirs.dir, 'mounts', String(index));
       await bindInto(mount.source ?? '', target, (mount.options ?? []).includes('ro'));
       bindSources.push(this.guestPath(target));
     }
-    return { rootfs: this.guestPath(dirs.rootfs), bindSources };
+    return { rootfs: this.guestPath(dirs.rootfs), bindSources, emptyDirs };
   }
 
   /** Takes the container's pieces out of the share. Idempotent. */
