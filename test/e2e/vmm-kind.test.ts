@@ -168,7 +168,10 @@ describe('vmm kind errors through CRI', () => {
       await assert.rejects(
         env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['vmm'] ?? '' }),
         (err: Error) => {
-          assert.match(err.message, /\/nonexistent\/image\/vmlinuz \(build the guest image: kuasar image build --out \/nonexistent\/image\)/);
+          assert.match(
+            err.message,
+            /\/nonexistent\/image\/vmlinuz \(build the guest image: kuasar image build --out \/nonexistent\/image\)/,
+          );
           assert.match(err.message, /\/nonexistent\/qemu \(install qemu-system-x86\)/);
           return true;
         },
