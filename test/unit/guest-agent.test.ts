@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/base/errors.js';
-import { DEFAULT_STATE_DIR, parseAgentOptions, parseKernelCmdline } from '../../src/guest/agent/options.js';
+import { DEFAULT_PID_HOLDER, DEFAULT_STATE_DIR, parseAgentOptions, parseKernelCmdline } from '../../src/guest/agent/options.js';
 import { OutputBuffer } from '../../src/guest/agent/output-buffer.js';
 import { sysctlPath } from '../../src/guest/agent/sandbox-sysctls.js';
 import { AGENT_VERSION } from '../../src/guest/agent/version.js';
@@ -28,15 +28,21 @@ describe('guest agent options', () => {
   });
 
   it('takes the port and log level from the kernel command line', () => {
-    assert.deepEqual(parseAgentOptions([], {}, cmdline), { agentPort: 'agent.0', logLevel: 'debug', stateDir: DEFAULT_STATE_DIR });
+    assert.deepEqual(parseAgentOptions([], {}, cmdline), {
+      agentPort: 'agent.0',
+      logLevel: 'debug',
+      stateDir: DEFAULT_STATE_DIR,
+      pidHolder: DEFAULT_PID_HOLDER,
+    });
   });
 
   it('lets flags win over the environment and the environment over the kernel', () => {
     const env = { KUASAR_AGENT_LISTEN: '/env.sock', KUASAR_AGENT_STATE_DIR: '/env-state' };
-    assert.deepEqual(parseAgentOptions(['--listen', '/flag.sock', '--log-level=warn'], env, cmdline), {
+    assert.deepEqual(parseAgentOptions(['--listen', '/flag.sock', '--log-level=warn', '--pid-holder', '/idle'], env, cmdline), {
       agentPort: 'agent.0',
       logLevel: 'warn',
       stateDir: '/env-state',
+      pidHolder: '/idle',
       listen: '/flag.sock',
     });
     assert.equal(parseAgentOptions([], env, '').listen, '/env.sock');

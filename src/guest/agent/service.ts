@@ -66,7 +66,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async setupSandbox(request) {
       const namespaces = await sandbox.setUp(request);
-      return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: '' };
+      return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: namespaces.pid ?? '' };
     },
     async syncClock(request) {
       return { guestTimeBeforeNs: syncClock(request.hostTimeNs, parts.isGuestInit) };
