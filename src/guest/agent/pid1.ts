@@ -42,7 +42,8 @@ export interface Pid1Report {
 
 /** Mounts the base file systems (tolerating those that are there) and enables the controllers. */
 export function setUpAsPid1(): Pid1Report {
-  process.env.PATH ||= DEFAULT_PATH;
+  // The initramfs's /init passes its own PATH (/bin) on: the root image's tools are elsewhere too.
+  process.env.PATH = DEFAULT_PATH;
   const report: Pid1Report = { mounted: [], alreadyMounted: [], failed: [], controllers: [] };
   for (const base of BASE_MOUNTS) {
     try {

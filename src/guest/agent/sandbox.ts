@@ -43,8 +43,8 @@ export interface SandboxOptions {
 
 /** Hostname of a pod that gives none: the sandbox id shortened, as container engines do. */
 const DEFAULT_HOSTNAME_LENGTH = 12;
-/** 9p's largest message: fewer round trips for container files (QEMU takes up to 512 KiB). */
-const NINEP_MSIZE = 512 * 1024;
+/** 9p's largest message over virtio (the kernel caps it at 512000): fewer round trips for container files. */
+const NINEP_MSIZE = 512_000;
 
 export class Sandbox {
   private namespaces: SandboxNamespaces | undefined;
