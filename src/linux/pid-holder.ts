@@ -27,6 +27,17 @@ import { isSameProcessRunning, readProcStat } from './proc.js';
 
 /** The pause-mode init; Debian and most distributions package it (podman uses it the same way). */
 export const HOLDER_BINARY = 'catatonit';
+
+/** The program that holds the namespace: any init that only reaps and waits. */
+export interface HolderProgram {
+  /** Path or name (looked up in PATH), and its arguments. */
+  command: readonly string[];
+  /** Its process name (comm) once it runs: how a started holder is recognised. */
+  comm: string;
+}
+
+/** catatonit in pause mode (-P). The guest agent uses kuasar-idle instead (native/kuasar-idle.c). */
+export const CATATONIT: HolderProgram = { command: [HOLDER_BINARY, '-P'], comm: HOLDER_BINARY };
 const READY_TIMEOUT_MS = 5_000;
 const STOP_TIMEOUT_MS = 5_000;
 const POLL_MS = 5;
@@ -46,14 +57,14 @@ export interface HolderNamespaces {
   uts?: string;
 }
 
-/** The nsenter command line that joins `join` and runs the pause-mode init. */
-export function holderCommand(join: HolderNamespaces): string[] {
+/** The nsenter command line that joins `join` and runs the holder program. */
+export function holderCommand(join: HolderNamespaces, program: HolderProgram = CATATONIT): string[] {
   const enter = [
     ...(join.netns ? [`--net=${join.netns}`] : []),
     ...(join.ipc ? [`--ipc=${join.ipc}`] : []),
     ...(join.uts ? [`--uts=${join.uts}`] : []),
   ];
-  return enter.length > 0 ? ['nsenter', ...enter, '--', HOLDER_BINARY, '-P'] : [HOLDER_BINARY, '-P'];
+  return enter.length > 0 ? ['nsenter', ...enter, '--', ...program.command] : [...program.command];
 }
 
 /** Spawns `command` as PID 1 of a new PID namespace, a child of the host's. */
@@ -81,8 +92,12 @@ function spawnInNewPidNamespace(command: string[]) {
  * Starts the holder of a new PID namespace; resolves once catatonit runs as its PID 1, in the
  * cgroup `cgroupsPath` (made below its parent, where the parent exists).
  */
-export async function startPidNamespaceHolder(join: HolderNamespaces, cgroupsPath?: string): Promise<PidNamespaceHolder> {
-  const holder = await spawnHolder(join);
+export async function startPidNamespaceHolder(
+  join: HolderNamespaces,
+  cgroupsPath?: string,
+  program: HolderProgram = CATATONIT,
+): Promise<PidNamespaceHolder> {
+  const holder = await spawnHolder(join, program);
   if (!cgroupsPath) return { ...holder, cgroupsPath: null };
   try {
     const joined = await joinCgroup(cgroupsPath, holder.pid);
@@ -93,8 +108,8 @@ export async function startPidNamespaceHolder(join: HolderNamespaces, cgroupsPat
   }
 }
 
-async function spawnHolder(join: HolderNamespaces): Promise<PidNamespaceHolder> {
-  const child = spawnInNewPidNamespace(holderCommand(join));
+async function spawnHolder(join: HolderNamespaces, program: HolderProgram): Promise<PidNamespaceHolder> {
+  const child = spawnInNewPidNamespace(holderCommand(join, program));
   let failure: string | undefined;
   child.on('error', (err) => {
     failure = hasErrnoCode(err, 'ENOENT') ? `${child.spawnfile} is not installed` : err.message;
@@ -107,12 +122,12 @@ async function spawnHolder(join: HolderNamespaces): Promise<PidNamespaceHolder> 
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    if (failure !== undefined) throw failedPrecondition(`start the PID namespace holder (${HOLDER_BINARY}): ${failure}`);
+    if (failure !== undefined) throw failedPrecondition(`start the PID namespace holder (${program.comm}): ${failure}`);
     const stat = child.pid === undefined ? undefined : readProcStat(child.pid);
-    if (stat && stat.comm === HOLDER_BINARY && stat.state !== 'Z') return { pid: stat.pid, startTime: stat.startTime };
+    if (stat && stat.comm === program.comm && stat.state !== 'Z') return { pid: stat.pid, startTime: stat.startTime };
     if (Date.now() > deadline) {
       if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      throw internal(`start the PID namespace holder: ${HOLDER_BINARY} did not start within ${READY_TIMEOUT_MS} ms`);
+      throw internal(`start the PID namespace holder: ${program.comm} did not start within ${READY_TIMEOUT_MS} ms`);
     }
     await sleep(POLL_MS);
   }

@@ -24,6 +24,7 @@ import { TtrpcClient, typedClient, type TypedClient } from '../../src/rpc/ttrpc/
 
 const skip = process.getuid?.() !== 0 && 'needs root';
 const AGENT_MAIN = path.resolve(import.meta.dirname, '../../src/guest/agent/main.js');
+const PID_HOLDER = path.resolve(import.meta.dirname, '../../native/kuasar-idle');
 const PACKAGE_VERSION = (
   JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }
 ).version;
@@ -51,6 +52,8 @@ describe('guest agent on the host', { skip }, () => {
   let agent: AgentClient;
   const cgroupParent = `/kuasar-agent-e2e-${process.pid}`;
   const created = new Set<string>();
+  /** The PID namespace holder SetupSandbox started: it outlives the agent, as in the guest. */
+  let holderPid: number | undefined;
 
   /**
    * `namespaces`: joined by path, or left out with no path (then the host's): the others are new.
@@ -119,9 +122,13 @@ describe('guest agent on the host', { skip }, () => {
     await copyFile('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
     for (const applet of ['sh', 'sleep', 'cat', 'echo', 'hostname']) await symlink('busybox', path.join(rootfs, 'bin', applet));
 
-    agentProcess = spawn(process.execPath, [AGENT_MAIN, '--listen', socketPath, '--state-dir', stateDir, '--log-level', 'debug'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    agentProcess = spawn(
+      process.execPath,
+      [AGENT_MAIN, '--listen', socketPath, '--state-dir', stateDir, '--pid-holder', PID_HOLDER, '--log-level', 'debug'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     agentExit = once(agentProcess, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     agentProcess.stderr!.on('data', (chunk: Buffer) => {
       agentLog += chunk.toString();
@@ -140,6 +147,10 @@ describe('guest agent on the host', { skip }, () => {
     const stillRunning = agentProcess.exitCode === null && agentProcess.signalCode === null;
     agentProcess.kill('SIGTERM');
     const [code] = await agentExit;
+    if (holderPid) {
+      process.kill(holderPid, 'SIGKILL');
+      while (existsSync(`/proc/${holderPid}`)) await sleep(20);
+    }
     await unpinPodNamespaces(path.join(stateDir, 'ns')).catch(() => undefined);
     await removeCgroup(cgroupParent).catch(() => undefined);
     const leftMounts = await mountsUnder(base);
@@ -260,17 +271,21 @@ describe('guest agent on the host', { skip }, () => {
     assert.deepEqual(await readdir(path.join(stateDir, 'bundles')), [], 'failed creates leave no bundle');
   });
 
-  it('sets up the sandbox: pinned IPC and UTS namespaces with the hostname and sysctls, /etc files', async () => {
+  it('sets up the sandbox: pinned IPC and UTS namespaces with the hostname and sysctls, a PID namespace holder, /etc files', async () => {
     const response = await agent.setupSandbox({
       sandboxId: 'pod-0123456789abcdef',
       hostname: '',
       hosts: '127.0.0.1 localhost\n',
       resolvConf: 'nameserver 10.0.0.1\n',
+      sharePidNamespace: true,
       sysctls: { 'kernel.shmmni': '1234' },
     });
     assert.equal(response.ipcNamespace, path.join(stateDir, 'ns', 'ipc'));
     assert.equal(response.utsNamespace, path.join(stateDir, 'ns', 'uts'));
-    assert.equal(response.pidNamespace, '');
+    const holder = /^\/proc\/(\d+)\/ns\/pid$/.exec(response.pidNamespace);
+    assert.ok(holder, response.pidNamespace);
+    holderPid = Number(holder[1]);
+    assert.equal(readFileSync(`/proc/${holderPid}/comm`, 'utf8'), 'kuasar-idle\n');
     assert.equal(readFileSync(path.join(stateDir, 'etc', 'hostname'), 'utf8'), 'pod-01234567\n');
     assert.equal(readFileSync(path.join(stateDir, 'etc', 'resolv.conf'), 'utf8'), 'nameserver 10.0.0.1\n');
     assert.notEqual(readFileSync('/proc/sys/kernel/shmmni', 'utf8').trim(), '1234', 'the host keeps its own value');
@@ -280,15 +295,16 @@ describe('guest agent on the host', { skip }, () => {
     const namespaces = [
       { type: 'ipc', path: response.ipcNamespace },
       { type: 'uts', path: response.utsNamespace },
+      { type: 'pid', path: response.pidNamespace },
     ];
     await agent.createContainer({
       containerId: id,
-      specJson: spec(id, ['sh', '-c', 'hostname; cat /proc/sys/kernel/shmmni'], namespaces),
+      specJson: spec(id, ['sh', '-c', 'hostname; cat /proc/sys/kernel/shmmni /proc/1/comm'], namespaces),
       stdio: { stdin: false, stdout: true, stderr: false, terminal: false },
     });
     created.add(id);
     await agent.startContainer({ containerId: id });
-    assert.equal(await readAll(id, StdioStream.STDOUT), 'pod-01234567\n1234\n');
+    assert.equal(await readAll(id, StdioStream.STDOUT), 'pod-01234567\n1234\nkuasar-idle\n');
     assert.equal((await agent.waitProcess({ containerId: id })).exitStatus, 0);
     await remove(id);
   });

@@ -1,13 +1,15 @@
 // The guest agent's pure parts: its options from flags, environment and the kernel command line,
 // the bounded output buffer ReadStdio long-polls on, and its version.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { Code, RuntimeError } from '../../src/base/errors.js';
-import { DEFAULT_STATE_DIR, parseAgentOptions, parseKernelCmdline } from '../../src/guest/agent/options.js';
+import { DEFAULT_PID_HOLDER, DEFAULT_STATE_DIR, parseAgentOptions, parseKernelCmdline } from '../../src/guest/agent/options.js';
 import { OutputBuffer } from '../../src/guest/agent/output-buffer.js';
+import { BASE_MOUNTS, enableControllers } from '../../src/guest/agent/pid1.js';
 import { sysctlPath } from '../../src/guest/agent/sandbox-sysctls.js';
 import { AGENT_VERSION } from '../../src/guest/agent/version.js';
 
@@ -28,15 +30,21 @@ describe('guest agent options', () => {
   });
 
   it('takes the port and log level from the kernel command line', () => {
-    assert.deepEqual(parseAgentOptions([], {}, cmdline), { agentPort: 'agent.0', logLevel: 'debug', stateDir: DEFAULT_STATE_DIR });
+    assert.deepEqual(parseAgentOptions([], {}, cmdline), {
+      agentPort: 'agent.0',
+      logLevel: 'debug',
+      stateDir: DEFAULT_STATE_DIR,
+      pidHolder: DEFAULT_PID_HOLDER,
+    });
   });
 
   it('lets flags win over the environment and the environment over the kernel', () => {
     const env = { KUASAR_AGENT_LISTEN: '/env.sock', KUASAR_AGENT_STATE_DIR: '/env-state' };
-    assert.deepEqual(parseAgentOptions(['--listen', '/flag.sock', '--log-level=warn'], env, cmdline), {
+    assert.deepEqual(parseAgentOptions(['--listen', '/flag.sock', '--log-level=warn', '--pid-holder', '/idle'], env, cmdline), {
       agentPort: 'agent.0',
       logLevel: 'warn',
       stateDir: '/env-state',
+      pidHolder: '/idle',
       listen: '/flag.sock',
     });
     assert.equal(parseAgentOptions([], env, '').listen, '/env.sock');
@@ -57,6 +65,26 @@ describe('guest agent options', () => {
   it('maps sysctl names to /proc/sys paths', () => {
     assert.equal(sysctlPath('kernel.shmmni'), '/proc/sys/kernel/shmmni');
     assert.equal(sysctlPath('net.ipv4.ip_forward'), '/proc/sys/net/ipv4/ip_forward');
+  });
+});
+
+describe('guest agent as PID 1', () => {
+  it('enables the container controllers the kernel has, and only those', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'kuasar-cgroup-'));
+    try {
+      writeFileSync(path.join(root, 'cgroup.controllers'), 'cpuset cpu io memory hugetlb misc\n');
+      assert.deepEqual(enableControllers(root), ['cpu', 'memory', 'io']);
+      assert.equal(readFileSync(path.join(root, 'cgroup.subtree_control'), 'utf8'), '+cpu +memory +io');
+    } finally {
+      rmSync(root, { recursive: true });
+    }
+  });
+
+  it('mounts each file system after the one it lies in', () => {
+    const targets = BASE_MOUNTS.map((m) => m.target);
+    for (const [index, target] of targets.entries()) {
+      for (const parent of targets.slice(index + 1)) assert.ok(!target.startsWith(`${parent}/`), `${target} before ${parent}`);
+    }
   });
 });
 

@@ -40,9 +40,9 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   reaper.reapOrphans(() => true);
   const runtime = new OciRuntime({ root: path.join(options.stateDir, 'runc') });
   const containers = new Containers(runtime, reaper, path.join(options.stateDir, 'bundles'), log);
-  const sandbox = new Sandbox(options.stateDir, log);
+  const sandbox = new Sandbox({ stateDir: options.stateDir, pidHolder: options.pidHolder, isGuestInit }, log);
   const server = new TtrpcServer({ logger: log, longCalls: isLongCall });
-  registerAgentService(server, { containers, sandbox, isGuestInit });
+  registerAgentService(server, { containers, sandbox, isGuestInit, log });
 
   if (options.listen) await serveSocket(server, options.listen, isGuestInit, log);
   else await servePort(server, options, log);

@@ -10,10 +10,13 @@ export interface AgentOptions {
   logLevel: string;
   /** Where the agent keeps its state: bundles/, runc/, ns/, etc/ below it. */
   stateDir: string;
+  /** The PID namespace holder program (native/kuasar-idle.c). */
+  pidHolder: string;
 }
 
 export const DEFAULT_AGENT_PORT = 'agent.0';
 export const DEFAULT_STATE_DIR = '/run/kuasar';
+export const DEFAULT_PID_HOLDER = '/usr/lib/kuasar/kuasar-idle';
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace']);
 
 /**
@@ -33,7 +36,7 @@ export function parseKernelCmdline(text: string): Map<string, string> {
 
 /**
  * The agent's options: flags (`--listen <path>`, `--state-dir <dir>`, `--log-level <level>`,
- * `--agent-port <name>`) win over the environment (KUASAR_AGENT_LISTEN, KUASAR_AGENT_STATE_DIR),
+ * `--agent-port <name>`, `--pid-holder <path>`) win over the environment (KUASAR_AGENT_LISTEN, KUASAR_AGENT_STATE_DIR),
  * which wins over the kernel command line.
  */
 export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv, cmdline: string): AgentOptions {
@@ -45,13 +48,14 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
     agentPort: flags.get('agent-port') ?? kernel.get('kuasar.agent_port') ?? DEFAULT_AGENT_PORT,
     logLevel,
     stateDir: flags.get('state-dir') ?? env.KUASAR_AGENT_STATE_DIR ?? DEFAULT_STATE_DIR,
+    pidHolder: flags.get('pid-holder') ?? DEFAULT_PID_HOLDER,
   };
   const listen = flags.get('listen') ?? env.KUASAR_AGENT_LISTEN;
   if (listen) options.listen = listen;
   return options;
 }
 
-const FLAGS = new Set(['listen', 'state-dir', 'log-level', 'agent-port']);
+const FLAGS = new Set(['listen', 'state-dir', 'log-level', 'agent-port', 'pid-holder']);
 
 function parseFlags(argv: readonly string[]): Map<string, string> {
   const flags = new Map<string, string>();

@@ -42,7 +42,7 @@ export interface Pid1Report {
 
 /** Mounts the base file systems (tolerating those that are there) and enables the controllers. */
 export function setUpAsPid1(): Pid1Report {
-  // The initramfs's /init runs with PATH=/bin, and hands that on: the root image's tools are elsewhere too.
+  // The initramfs's /init passes its own PATH (/bin) on: the root image's tools are elsewhere too.
   process.env.PATH = DEFAULT_PATH;
   const report: Pid1Report = { mounted: [], alreadyMounted: [], failed: [], controllers: [] };
   for (const base of BASE_MOUNTS) {

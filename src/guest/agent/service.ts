@@ -2,7 +2,9 @@
 // request and hands it to the module for its concern. Every failure is answered with a code
 // (RuntimeError, or Internal for anything else); nothing is thrown out of the server.
 import path from 'node:path';
-import { invalidArgument } from '../../base/errors.js';
+import type { Logger } from 'pino';
+
+import { Code, invalidArgument, RuntimeError } from '../../base/errors.js';
 import { validateId } from '../../base/ids.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
@@ -30,6 +32,7 @@ export interface AgentParts {
   sandbox: Sandbox;
   /** The agent is the guest's init: it owns the clock. */
   isGuestInit: boolean;
+  log: Logger;
 }
 
 const containerId = (id: string): string => validateId('container', id);
@@ -75,7 +78,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async setupSandbox(request) {
       const namespaces = await sandbox.setUp(request);
-      return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: '' };
+      return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: namespaces.pid ?? '' };
     },
     async syncClock(request) {
       return { guestTimeBeforeNs: syncClock(request.hostTimeNs, parts.isGuestInit) };
@@ -123,5 +126,27 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       return {};
     },
   };
-  registerService(server, Agent, impl);
+  registerService(server, Agent, withFailuresLogged(impl, parts.log));
+}
+
+/**
+ * Logs each failed call (the console log is all there is to read in a VM): the caller's mistakes
+ * at debug, the agent's own failures (Internal, or anything that is not a RuntimeError) as errors.
+ */
+function withFailuresLogged<T extends object>(impl: T, log: Logger): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [method, call] of Object.entries(impl) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    wrapped[method] = async (...args: unknown[]) => {
+      try {
+        return await call(...args);
+      } catch (err) {
+        const own = !(err instanceof RuntimeError) || err.code === Code.Internal;
+        const fields = { method, code: err instanceof RuntimeError ? Code[err.code] : 'Internal', error: (err as Error).message };
+        if (own) log.error(fields, 'agent call failed');
+        else log.debug(fields, 'agent call refused');
+        throw err;
+      }
+    };
+  }
+  return wrapped as T;
 }
