@@ -127,6 +127,7 @@ describe('guest image', { skip }, () => {
       "grep ' / ' /proc/mounts",
       'touch /written 2>&1',
       '/usr/bin/node /usr/lib/kuasar/agent.mjs',
+      '/usr/sbin/runc --version',
       'echo script-done',
       'poweroff -f',
     ].join('; ');
@@ -140,6 +141,7 @@ describe('guest image', { skip }, () => {
     assert.match(output, new RegExp(`^release=${built.manifest.kernelRelease.replaceAll('.', '\\.')}$`, 'm'));
     assert.match(output, /^\/dev\/vda \/ squashfs ro[,\s]/m);
     assert.match(output, /Read-only file system/);
+    assert.match(output, /^runc version \d+\.\d+\.\d+/m);
     assert.match(output, /^throwaway-agent koffi=\d+\.\d+\.\d+ pid=\d+$/m);
     assert.match(output, /^kuasar-init: root image mounted at [\d.]+s, starting \/bin\/sh$/m);
     t.diagnostic(
