@@ -27,6 +27,8 @@ export interface StageEvent {
   state: 'begin' | 'end';
   /** What the stage found or made, on 'end'. */
   detail?: string;
+  /** How long the stage took, on 'end'. */
+  durationMs?: number;
 }
 
 export interface BuildOptions {
@@ -104,8 +106,9 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   const report = options.onStage ?? (() => undefined);
   const stage = async <T>(name: BuildStage, work: () => Promise<T>, detail?: (value: T) => string): Promise<T> => {
     report({ stage: name, state: 'begin' });
+    const stageBegan = Date.now();
     const value = await work();
-    report({ stage: name, state: 'end', detail: detail?.(value) });
+    report({ stage: name, state: 'end', detail: detail?.(value), durationMs: Date.now() - stageBegan });
     return value;
   };
   const node = options.node ?? process.execPath;
@@ -122,7 +125,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   const agentBundle = await stage(
     'agent bundle',
     () => bundleAgent(options.agentEntry),
-    (b) => `${(b.length / 1024).toFixed(0)} KiB`,
+    (b) => `${(b.length / 1024).toFixed(1)} KiB`,
   );
   const inputsKey = await stage(
     'inputs',
@@ -184,12 +187,17 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       () => modules.map((m) => m.name).join(' '),
     );
     await rm(join(workDir, 'kernel-package'), { recursive: true, force: true });
-    await stage('root image', async () => {
-      const root = join(workDir, 'rootfs');
-      await mkdir(root);
-      await stageRootfs({ node, runc, busybox, agentBundle, koffiDir: koffiDir() }, root);
-      await packRootfs(root, out.rootfs, epoch);
-    });
+    await stage(
+      'root image',
+      async () => {
+        const root = join(workDir, 'rootfs');
+        await mkdir(root);
+        await stageRootfs({ node, runc, busybox, agentBundle, koffiDir: koffiDir() }, root);
+        await packRootfs(root, out.rootfs, epoch);
+        return (await stat(out.rootfs)).size;
+      },
+      (size) => `squashfs, ${(size / (1024 * 1024)).toFixed(1)} MiB`,
+    );
     const manifest = await stage('manifest', async () => {
       const files: ImageManifest['files'] = {};
       for (const name of [IMAGE_FILES.kernel, IMAGE_FILES.initrd, IMAGE_FILES.rootfs]) {
