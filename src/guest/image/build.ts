@@ -4,20 +4,20 @@
 // whose manifest names the same inputs is left alone.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleAgent } from './agent-bundle.js';
 import { buildInitramfs } from './initramfs.js';
 import { INIT_SCRIPT } from './init-script.js';
-import { DEFAULT_CACHE_DIR, fetchKernelPackage, unpackKernel } from './kernel.js';
+import { DEFAULT_CACHE_DIR, extractElfKernel, fetchKernelPackage, unpackKernel } from './kernel.js';
 import { checkImageDir, IMAGE_FILES, type ImageManifest, imagePaths } from './layout.js';
 import { GUEST_MODULES, readModuleTree, resolveModuleFiles } from './modules.js';
 import { packRootfs, stageRootfs } from './rootfs.js';
 import { isStaticBinary } from './shared-libs.js';
 
 /** Bumped whenever the builder would lay out the same inputs differently. */
-export const BUILDER_VERSION = '1';
+export const BUILDER_VERSION = '2';
 
 export const BUILD_STAGES = ['kernel package', 'agent bundle', 'inputs', 'kernel', 'initramfs', 'root image', 'manifest'] as const;
 export type BuildStage = (typeof BUILD_STAGES)[number];
@@ -173,7 +173,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       'kernel',
       async () => {
         const kernel = await unpackKernel(kernelPackage.debFile, join(workDir, 'kernel-package'));
-        await copyFile(kernel.vmlinuz, out.kernel);
+        await extractElfKernel(kernel.vmlinuz, out.kernel);
         const modules = await resolveModuleFiles(await readModuleTree(kernel.modulesDir), GUEST_MODULES);
         return { kernel, modules };
       },
