@@ -50,7 +50,8 @@ export function registerImage(program: Command): void {
           force: opts.force === true,
           onStage: (event) => {
             if (event.state === 'begin') return bar?.update({ stage: event.stage });
-            const line = `${event.stage}${event.detail ? `: ${event.detail}` : ''}`;
+            const took = event.durationMs === undefined ? '' : ` (${(event.durationMs / 1000).toFixed(1)} s)`;
+            const line = `${event.stage}${event.detail ? `: ${event.detail}` : ''}${took}`;
             if (bar) {
               bar.increment(1);
               finished.push(line);

@@ -10,7 +10,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { MountSchema, PodSandboxState, type ContainerConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { MountSchema, NamespaceMode, PodSandboxState, type ContainerConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { renderKuasardConfig } from '../../src/devenv/config.js';
@@ -129,6 +129,19 @@ describe('vmm kind through CRI', () => {
     assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', 'the host volume keeps its data after the pod');
   });
 
+  it("shares one PID namespace between a pod's containers when the pod asks, held in the guest by kuasar-idle", async () => {
+    const pod = env.podConfig({ name: 'shared-pid' });
+    pod.linux!.securityContext!.namespaceOptions!.pid = NamespaceMode.POD;
+    const { leaks } = await runPod(env, handler(), pod, [env.paths.kuasarState], async (run) => {
+      await startRunning(env, run, containerConfig({ name: 'sleeper', image: env.images.busybox, command: ['sleep', '3600'] }));
+      const looker = await runToExit(env, run, shell('looker', 'cat /proc/1/comm; ps -o comm | sort -u'), WAIT.timeoutMs);
+      assert.equal(looker.status.exitCode, 0, looker.stderr);
+      assert.match(looker.stdout, /^kuasar-idle$/m, "PID 1 of the pod's namespace is the holder");
+      assert.match(looker.stdout, /^sleep$/m, "the other container's process is seen");
+    });
+    assert.deepEqual(leaks, NO_LEAKS);
+  });
+
   it('reports the pod not ready and its containers exited when its QEMU process is killed', async () => {
     await withPod('vm-killed', async (run) => {
       const { containerId } = await startRunning(
@@ -170,7 +183,7 @@ describe('vmm kind errors through CRI', () => {
         (err: Error) => {
           assert.match(
             err.message,
-            /\/nonexistent\/image\/vmlinuz \(build the guest image: kuasar image build --out \/nonexistent\/image\)/,
+            /the guest image's vmlinux, initrd\.img, rootfs\.img, manifest\.json in \/nonexistent\/image \(build it: kuasar image build --out \/nonexistent\/image\)/,
           );
           assert.match(err.message, /\/nonexistent\/qemu \(install qemu-system-x86\)/);
           return true;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { type CpioEntry, writeCpio } from '../../src/guest/image/cpio.js';
-import { debFileName, parseKernelDependency } from '../../src/guest/image/kernel.js';
+import { bzImagePayload, debFileName, parseKernelDependency } from '../../src/guest/image/kernel.js';
 import { checkImageDir, IMAGE_FILES } from '../../src/guest/image/layout.js';
 import { moduleLoadOrder } from '../../src/guest/image/modules.js';
 import { parseLddOutput } from '../../src/guest/image/shared-libs.js';
@@ -172,5 +172,33 @@ describe('checkImageDir', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('bzImagePayload', () => {
+  /** A bzImage-shaped buffer: `setupSectors` setup sectors, then the payload at `offset` in the protected-mode part. */
+  function fakeBzImage(setupSectors: number, offset: number, payload: Buffer): Buffer {
+    const start = (setupSectors + 1) * 512;
+    const image = Buffer.alloc(start + offset + payload.length + 16);
+    image[0x1f1] = setupSectors;
+    image.write('HdrS', 0x202, 'ascii');
+    image.writeUInt32LE(offset, 0x248);
+    image.writeUInt32LE(payload.length, 0x24c);
+    payload.copy(image, start + offset);
+    return image;
+  }
+  const xzPayload = Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.from('stream')]);
+
+  it('finds the payload the boot header points at', () => {
+    assert.deepEqual(bzImagePayload(fakeBzImage(27, 0x3b4, xzPayload)), xzPayload);
+    // setup_sects 0 means 4, as old boot loaders assumed.
+    const zero = fakeBzImage(4, 0x10, xzPayload);
+    zero[0x1f1] = 0;
+    assert.deepEqual(bzImagePayload(zero), xzPayload);
+  });
+
+  it('refuses what is not a bzImage or not xz', () => {
+    assert.throws(() => bzImagePayload(Buffer.alloc(4096)), /not a bzImage/);
+    assert.throws(() => bzImagePayload(fakeBzImage(27, 0, Buffer.from('gzip?'))), /not xz-compressed/);
   });
 });

@@ -1,6 +1,7 @@
 // The agent as one file (/usr/lib/kuasar/agent.mjs in the root image): esbuild bundles the
 // compiled agent and everything it imports, except koffi, whose native part is loaded from its
 // package directory next to the bundle.
+import { access } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 /** Packages the bundle leaves to node_modules next to it (native code cannot be bundled). */
@@ -12,6 +13,9 @@ export const EXTERNAL_PACKAGES = ['koffi'] as const;
  * sources give the same bytes.
  */
 export async function bundleAgent(entry: string): Promise<Buffer> {
+  await access(entry).catch(() => {
+    throw new Error(`the agent entry ${entry} does not exist (npm run build compiles it to dist/src/guest/agent/main.js)`);
+  });
   const result = await build({
     entryPoints: [entry],
     bundle: true,

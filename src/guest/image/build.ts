@@ -4,20 +4,23 @@
 // whose manifest names the same inputs is left alone.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleAgent } from './agent-bundle.js';
 import { buildInitramfs } from './initramfs.js';
 import { INIT_SCRIPT } from './init-script.js';
-import { DEFAULT_CACHE_DIR, fetchKernelPackage, unpackKernel } from './kernel.js';
+import { DEFAULT_CACHE_DIR, extractElfKernel, fetchKernelPackage, unpackKernel } from './kernel.js';
 import { checkImageDir, IMAGE_FILES, type ImageManifest, imagePaths } from './layout.js';
 import { GUEST_MODULES, readModuleTree, resolveModuleFiles } from './modules.js';
 import { packRootfs, stageRootfs } from './rootfs.js';
 import { isStaticBinary } from './shared-libs.js';
 
 /** Bumped whenever the builder would lay out the same inputs differently. */
-export const BUILDER_VERSION = '1';
+export const BUILDER_VERSION = '3';
+
+/** Built by `npm run build:native`: dist/native/kuasar-idle (this module is dist/src/guest/image/build.js). */
+const BUILT_PID_HOLDER = fileURLToPath(new URL('../../../native/kuasar-idle', import.meta.url));
 
 export const BUILD_STAGES = ['kernel package', 'agent bundle', 'inputs', 'kernel', 'initramfs', 'root image', 'manifest'] as const;
 export type BuildStage = (typeof BUILD_STAGES)[number];
@@ -27,6 +30,8 @@ export interface StageEvent {
   state: 'begin' | 'end';
   /** What the stage found or made, on 'end'. */
   detail?: string;
+  /** How long the stage took, on 'end'. */
+  durationMs?: number;
 }
 
 export interface BuildOptions {
@@ -40,6 +45,8 @@ export interface BuildOptions {
   node?: string;
   runc?: string;
   busybox?: string;
+  /** The static program that holds a pod's shared PID namespace in the guest (native/kuasar-idle.c). */
+  pidHolder?: string;
   /** The time stamp of every file in the images (seconds); defaults to SOURCE_DATE_EPOCH, else 0. */
   sourceDateEpoch?: number;
   onStage?: (event: StageEvent) => void;
@@ -104,13 +111,15 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   const report = options.onStage ?? (() => undefined);
   const stage = async <T>(name: BuildStage, work: () => Promise<T>, detail?: (value: T) => string): Promise<T> => {
     report({ stage: name, state: 'begin' });
+    const stageBegan = Date.now();
     const value = await work();
-    report({ stage: name, state: 'end', detail: detail?.(value) });
+    report({ stage: name, state: 'end', detail: detail?.(value), durationMs: Date.now() - stageBegan });
     return value;
   };
   const node = options.node ?? process.execPath;
   const runc = options.runc ?? '/usr/sbin/runc';
   const busybox = options.busybox ?? '/bin/busybox';
+  const pidHolder = options.pidHolder ?? BUILT_PID_HOLDER;
   const epoch = options.sourceDateEpoch ?? epochFromEnvironment();
   const paths = imagePaths(options.outDir);
 
@@ -122,12 +131,13 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   const agentBundle = await stage(
     'agent bundle',
     () => bundleAgent(options.agentEntry),
-    (b) => `${(b.length / 1024).toFixed(0)} KiB`,
+    (b) => `${(b.length / 1024).toFixed(1)} KiB`,
   );
   const inputsKey = await stage(
     'inputs',
     async () => {
       if (!(await isStaticBinary(busybox))) throw new Error(`${busybox} is not statically linked (install busybox-static)`);
+      if (!(await isStaticBinary(pidHolder))) throw new Error(`${pidHolder} is missing or not static (npm run build:native)`);
       const koffiPackage = await readFile(join(koffiDir(), 'package.json'), 'utf8');
       return sha256(
         JSON.stringify({
@@ -138,6 +148,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
           node: await sha256File(node),
           runc: await sha256File(runc),
           busybox: await sha256File(busybox),
+          pidHolder: await sha256File(pidHolder),
           koffi: (JSON.parse(koffiPackage) as { version: string }).version,
           agent: sha256(agentBundle),
           epoch,
@@ -170,7 +181,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       'kernel',
       async () => {
         const kernel = await unpackKernel(kernelPackage.debFile, join(workDir, 'kernel-package'));
-        await copyFile(kernel.vmlinuz, out.kernel);
+        await extractElfKernel(kernel.vmlinuz, out.kernel);
         const modules = await resolveModuleFiles(await readModuleTree(kernel.modulesDir), GUEST_MODULES);
         return { kernel, modules };
       },
@@ -184,12 +195,17 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       () => modules.map((m) => m.name).join(' '),
     );
     await rm(join(workDir, 'kernel-package'), { recursive: true, force: true });
-    await stage('root image', async () => {
-      const root = join(workDir, 'rootfs');
-      await mkdir(root);
-      await stageRootfs({ node, runc, busybox, agentBundle, koffiDir: koffiDir() }, root);
-      await packRootfs(root, out.rootfs, epoch);
-    });
+    await stage(
+      'root image',
+      async () => {
+        const root = join(workDir, 'rootfs');
+        await mkdir(root);
+        await stageRootfs({ node, runc, busybox, pidHolder, agentBundle, koffiDir: koffiDir() }, root);
+        await packRootfs(root, out.rootfs, epoch);
+        return (await stat(out.rootfs)).size;
+      },
+      (size) => `squashfs, ${(size / (1024 * 1024)).toFixed(1)} MiB`,
+    );
     const manifest = await stage('manifest', async () => {
       const files: ImageManifest['files'] = {};
       for (const name of [IMAGE_FILES.kernel, IMAGE_FILES.initrd, IMAGE_FILES.rootfs]) {

@@ -14,6 +14,8 @@ export interface RootfsInputs {
   runc: string;
   /** A statically linked busybox. */
   busybox: string;
+  /** kuasar-idle (static): the agent starts it to hold a pod's shared PID namespace. */
+  pidHolder: string;
   /** The agent bundle's bytes. */
   agentBundle: Buffer;
   /** The koffi package directory (its node_modules/koffi). */
@@ -86,6 +88,9 @@ export async function stageRootfs(inputs: RootfsInputs, root: string): Promise<v
   await copyInto(root, inputs.busybox, 'bin/busybox');
   const applets = (await runTool(inputs.busybox, ['--list'])).split('\n').filter((name) => name !== '' && name !== 'busybox');
   for (const applet of applets.sort()) await symlink('busybox', join(root, 'bin', applet));
+
+  // Where the agent looks for it (guest/agent/options.ts, DEFAULT_PID_HOLDER).
+  await copyInto(root, inputs.pidHolder, 'usr/lib/kuasar/kuasar-idle');
 
   const agentPath = AGENT_INIT[1];
   await writeInto(root, agentPath, inputs.agentBundle, 0o644);

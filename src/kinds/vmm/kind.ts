@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import { checkImageDir } from '../../guest/image/layout.js';
-import { join } from 'node:path';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
@@ -64,7 +63,7 @@ export class VmmKind implements SandboxKind {
   private async missingPieces(): Promise<string[]> {
     const { config } = this.options;
     const image = await checkImageDir(config.image_dir);
-    const missing = image.missing.map((name) => `${join(config.image_dir, name)} (build the guest image: ${image.fix})`);
+    const missing = image.complete ? [] : [`the guest image's ${image.missing.join(', ')} in ${config.image_dir} (build it: ${image.fix})`];
     if (config.qemu.startsWith('/')) {
       await access(config.qemu, constants.X_OK).catch(() => missing.push(`${config.qemu} (install qemu-system-x86)`));
     }
