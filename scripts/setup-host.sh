@@ -63,24 +63,25 @@ if [ ! -f "$apt_stamp" ] || [ -n "$(find "$apt_stamp" -mmin +360)" ] || ! apt-ca
   mkdir -p "$(dirname "$apt_stamp")" && touch "$apt_stamp"
 fi
 
+# Installs those of the packages named that are not installed yet.
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
 # gcc and libc6-dev compile the pause program of the local pause image (src/devenv/images.ts).
 # catatonit holds the PID namespace of runc pods that share one (src/linux/pid-holder.ts).
 base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev catatonit)
-missing=()
-for p in "${base_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_missing "${base_packages[@]}"
 
 # The vmm kind: QEMU runs each pod's VM; `kuasar image build` reads kernel modules (kmod's
 # modinfo), unpacks the kernel package (dpkg-deb) and packs the root image (squashfs-tools);
 # GNU cpio reads the builder's initramfs archives back in a unit test.
-vmm_packages=(qemu-system-x86 kmod squashfs-tools cpio)
-missing=()
-for p in "${vmm_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# xz unpacks the kernel from Debian's compressed image.
+install_missing qemu-system-x86 kmod squashfs-tools cpio xz-utils
 
 containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' | cut -d. -f1 || true)
 if [ "${containerd_major:-0}" -lt 2 ]; then
