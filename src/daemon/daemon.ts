@@ -25,6 +25,13 @@ import { TASK_SERVICE_NAMES, taskHandlers } from '../services/task.js';
 
 /** containerd's own limit for sandbox controller messages. */
 const MAX_GRPC_MESSAGE = 16 << 20;
+/**
+ * A controller connection with no call in flight for this long is closed (GOAWAY; containerd's
+ * client dials again on its next call). Without it a peer that half-closes in the middle of an
+ * HTTP/2 frame (a header announcing a payload that never comes) keeps its connection for good:
+ * Node's HTTP/2 session waits for the payload and ignores the end of the input.
+ */
+const CONTROLLER_IDLE_MS = 15_000;
 
 /**
  * How long controller calls in flight at exit may take to finish. A graceful shutdown alone
@@ -116,6 +123,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
       'grpc.max_send_message_length': MAX_GRPC_MESSAGE,
+      'grpc.max_connection_idle_ms': CONTROLLER_IDLE_MS,
     });
     addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog, 'controller'));
     await listenGrpc(server, listen);

@@ -124,7 +124,7 @@ describe('development environment', () => {
   it('runs kuasard, registers its handlers in containerd, and restarts it', async () => {
     const env = await startEnvironment();
     started.push(env);
-    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc', wasm: 'kuasar-wasm', appkernel: 'kuasar-appkernel' });
+    assert.deepEqual(env.handlers.kuasar, { runc: 'kuasar-runc', wasm: 'kuasar-wasm', appkernel: 'kuasar-appkernel', vmm: 'kuasar-vmm' });
     const [containerd, kuasard] = env.scope.daemonPids;
     assert.ok(containerd && kuasard, 'both daemons run');
 

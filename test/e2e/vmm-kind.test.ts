@@ -32,7 +32,7 @@ describe('vmm kind through CRI', () => {
   let volumes: string;
 
   before(async () => {
-    env = await startEnvironment();
+    env = await startEnvironment({ streamingHandlers: true });
     volumes = mkdtempSync(join(env.paths.dir, 'vmm-volumes-'));
   });
 
@@ -49,9 +49,9 @@ describe('vmm kind through CRI', () => {
     return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
   };
 
-  /** Runs a pod on kuasar-vmm, calls `body`, removes the pod and checks that nothing stayed. */
-  async function withPod(name: string, body: (run: PodRun) => Promise<void>) {
-    const { leaks } = await runPod(env, handler(), env.podConfig({ name }), [env.paths.kuasarState], body);
+  /** Runs a pod on kuasar-vmm (or `podHandler`), calls `body`, removes the pod and checks that nothing stayed. */
+  async function withPod(name: string, body: (run: PodRun) => Promise<void>, podHandler = handler()) {
+    const { leaks } = await runPod(env, podHandler, env.podConfig({ name }), [env.paths.kuasarState], body);
     assert.deepEqual(leaks, NO_LEAKS);
     assert.deepEqual(
       qemuProcesses().map((p) => p.cmdline),
@@ -127,6 +127,27 @@ describe('vmm kind through CRI', () => {
       assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', "the guest's write reached the host volume");
     });
     assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', 'the host volume keeps its data after the pod');
+  });
+
+  it('carries a large output over streaming io (kuasar-vmm-streaming) as well as FIFOs, in order and whole', async () => {
+    const lines = 100_000;
+    for (const podHandler of [handler(), env.handlers.kuasarStreaming['vmm'] ?? '']) {
+      await withPod(
+        `vmm-output-${podHandler.endsWith('streaming') ? 'streaming' : 'fifo'}`,
+        async (run) => {
+          const { status, stdout, stderr } = await runToExit(env, run, shell('counter', `seq 1 ${lines}; echo done >&2`), WAIT.timeoutMs);
+          assert.equal(status.exitCode, 0);
+          const numbers = stdout.trimEnd().split('\n');
+          assert.equal(numbers.length, lines, `${podHandler}: every line arrived`);
+          assert.ok(
+            numbers.every((line, i) => line === String(i + 1)),
+            `${podHandler}: in order`,
+          );
+          assert.equal(stderr, 'done\n');
+        },
+        podHandler,
+      );
+    }
   });
 
   it("shares one PID namespace between a pod's containers when the pod asks, held in the guest by kuasar-idle", async () => {
