@@ -314,6 +314,16 @@ describe('guest agent on the host', { skip }, () => {
     await rejectsWith(agent.syncClock({ hostTimeNs: 0n }), Code.InvalidArgument);
   });
 
+  it('SetupNetwork checks what it is sent, and refuses to touch the network outside a VM', async () => {
+    const nic = { name: 'eth0', mac: '0a:58:0a:58:00:05', mtu: 1450, addresses: ['10.88.0.5/16'] };
+    const route = { destination: 'default', gateway: '10.88.0.1', device: 'eth0', family: 4 };
+    await rejectsWith(agent.setupNetwork({ interfaces: [nic], routes: [route] }), Code.FailedPrecondition);
+    await rejectsWith(agent.setupNetwork({ interfaces: [{ ...nic, mac: 'not-a-mac' }] }), Code.InvalidArgument);
+    await rejectsWith(agent.setupNetwork({ interfaces: [{ ...nic, name: 'eth0; reboot' }] }), Code.InvalidArgument);
+    await rejectsWith(agent.setupNetwork({ interfaces: [{ ...nic, addresses: ['10.88.0.5'] }] }), Code.InvalidArgument);
+    await rejectsWith(agent.setupNetwork({ routes: [{ ...route, family: 5 }] }), Code.InvalidArgument);
+  });
+
   it('survives garbage: undecodable payloads are answered, broken frames cost only their connection', async () => {
     const methods = Agent.methods.map((m) => m.name);
     await fc.assert(

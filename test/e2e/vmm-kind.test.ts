@@ -129,6 +129,26 @@ describe('vmm kind through CRI', () => {
     assert.equal(readFileSync(join(data, 'out'), 'utf8'), 'hi\n', 'the host volume keeps its data after the pod');
   });
 
+  it("serves the pod's network: its IP answers from the host, and its containers reach each other on localhost", async () => {
+    await withPod('vmm-network', async (run) => {
+      const page = 'hello from a VM pod';
+      await startRunning(env, run, shell('server', `mkdir /www; echo '${page}' > /www/index.html; exec httpd -f -p 8080 -h /www`));
+      const client = await runToExit(
+        env,
+        run,
+        shell('client', 'until wget -q -O - http://127.0.0.1:8080/; do sleep 0.2; done'),
+        WAIT.timeoutMs,
+      );
+      assert.equal(client.status.exitCode, 0, client.stderr);
+      assert.equal(client.stdout, `${page}\n`, "the client reached the server on the guest's 127.0.0.1");
+      const ip = (await env.cri.runtime.podSandboxStatus({ podSandboxId: run.podId })).status?.network?.ip ?? '';
+      assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/, 'CRI reports the pod IP');
+      const response = await fetch(`http://${ip}:8080/`);
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), `${page}\n`, "the host reaches the server in the VM at the pod's IP");
+    });
+  });
+
   it('carries a large output over streaming io (kuasar-vmm-streaming) as well as FIFOs, in order and whole', async () => {
     const lines = 100_000;
     for (const podHandler of [handler(), env.handlers.kuasarStreaming['vmm'] ?? '']) {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import type { PodSpec } from '../../src/base/model.js';
 import { probeFirmware } from '../../src/kinds/vmm/accel-probe.js';
 import { emptyDirName, guestPathIn, guestSpec, type GuestLayout } from '../../src/kinds/vmm/guest-spec.js';
+import { parseInterfaces, parseRoutes, redirectCommands, tapCommands } from '../../src/kinds/vmm/network.js';
 import { qemuArgs, type VmLayout } from '../../src/kinds/vmm/qemu-args.js';
 import { podDirPaths } from '../../src/oci-kind/pod-dir.js';
 import type { Spec } from '../../src/oci/spec.js';
@@ -20,6 +21,7 @@ const vm: VmLayout = {
   initrd: '/img/initrd.img',
   rootImage: '/img/root,fs.img',
   kernelParams: ['console=ttyS0', 'kuasar.agent_port=agent.0'],
+  nics: [{ tap: 'kuasar-tap0', mac: '0a:58:0a:58:00:05' }],
   share: { dir: '/state/vmm/p1/shared', tag: 'kuasar' },
   agent: { portName: 'agent.0', socket: '/state/vmm/p1/agent' },
   qmpSocket: '/state/vmm/p1/qmp',
@@ -49,6 +51,9 @@ test("a VM's QEMU command line: sized, daemonized, the root image read-only, the
   assert.ok(valuesOf(args, '-device').includes('virtserialport,chardev=agent,name=agent.0'));
   assert.ok(valuesOf(args, '-chardev').includes('socket,id=agent,path=/state/vmm/p1/agent,server=on,wait=off'));
   assert.deepEqual(valuesOf(args, '-serial'), ['file:/state/vmm/p1/console.log']);
+  assert.deepEqual(valuesOf(args, '-netdev'), ['tap,id=net0,ifname=kuasar-tap0,script=no,downscript=no']);
+  assert.ok(valuesOf(args, '-device').includes('virtio-net-pci,netdev=net0,mac=0a:58:0a:58:00:05'), "the guest's NIC has the veth's MAC");
+  assert.deepEqual(valuesOf(qemuArgs({ ...vm, nics: [] }), '-netdev'), [], 'no NIC for a pod on the node network');
   assert.deepEqual(valuesOf(qemuArgs({ ...vm, accel: 'kvm' }), '-cpu'), ['host']);
 });
 
@@ -142,4 +147,50 @@ test('emptyDir volumes are known by kubelet’s path; other paths are not; share
   const share = { hostDir: '/state/vmm/p1/shared', guestMount: '/run/kuasar/shared' };
   assert.equal(guestPathIn(share, '/state/vmm/p1/shared/containers/c1/rootfs'), '/run/kuasar/shared/containers/c1/rootfs');
   assert.throws(() => guestPathIn(share, '/state/vmm/p1/agent'), /not inside the share/);
+});
+
+test("the pod's interfaces and routes as ip(8) shows them: Ethernet links with global addresses; routes the kernel did not make", () => {
+  const addr = JSON.stringify([
+    {
+      ifname: 'lo',
+      link_type: 'loopback',
+      address: '00:00:00:00:00:00',
+      mtu: 65536,
+      addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }],
+    },
+    {
+      ifname: 'eth0',
+      link_type: 'ether',
+      address: '0a:58:0a:58:00:05',
+      mtu: 1450,
+      addr_info: [
+        { family: 'inet', local: '10.88.0.5', prefixlen: 16, scope: 'global' },
+        { family: 'inet6', local: 'fe80::858:aff:fe58:5', prefixlen: 64, scope: 'link' },
+      ],
+    },
+    { ifname: 'kuasar-tap0', link_type: 'ether', address: 'aa:bb:cc:dd:ee:ff', mtu: 1450, addr_info: [] },
+  ]);
+  const interfaces = parseInterfaces(addr);
+  assert.deepEqual(interfaces, [{ name: 'eth0', mac: '0a:58:0a:58:00:05', mtu: 1450, addresses: ['10.88.0.5/16'], tap: 'kuasar-tap0' }]);
+  const routes = JSON.stringify([
+    { dst: 'default', gateway: '10.88.0.1', dev: 'eth0', flags: [] },
+    { dst: '10.88.0.0/16', dev: 'eth0', protocol: 'kernel', scope: 'link', prefsrc: '10.88.0.5', flags: [] },
+    { dst: '10.99.0.0/16', gateway: '10.88.0.254', dev: 'eth0', flags: [] },
+    { dst: '192.168.0.0/24', dev: 'other0', flags: [] },
+  ]);
+  assert.deepEqual(parseRoutes(routes, 4, interfaces), [
+    { destination: 'default', gateway: '10.88.0.1', device: 'eth0', family: 4 },
+    { destination: '10.99.0.0/16', gateway: '10.88.0.254', device: 'eth0', family: 4 },
+  ]);
+  assert.deepEqual(tapCommands(interfaces), [
+    'tuntap add dev kuasar-tap0 mode tap',
+    'link set dev kuasar-tap0 mtu 1450',
+    'link set dev kuasar-tap0 up',
+  ]);
+  assert.deepEqual(redirectCommands(interfaces), [
+    'qdisc add dev eth0 ingress',
+    'filter add dev eth0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev kuasar-tap0',
+    'qdisc add dev kuasar-tap0 ingress',
+    'filter add dev kuasar-tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0',
+  ]);
 });

@@ -10,6 +10,7 @@ import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
 import { guestFacts } from './check.js';
 import { syncClock } from './clock.js';
+import { setUpNetwork } from './network.js';
 import type { Containers } from './containers.js';
 import type { OutputStream } from './process-stdio.js';
 import type { Sandbox } from './sandbox.js';
@@ -79,6 +80,10 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     async setupSandbox(request) {
       const namespaces = await sandbox.setUp(request);
       return { ipcNamespace: namespaces.ipc, utsNamespace: namespaces.uts, pidNamespace: namespaces.pid ?? '' };
+    },
+    async setupNetwork(request) {
+      await setUpNetwork(request.interfaces, request.routes, parts.isGuestInit);
+      return {};
     },
     async syncClock(request) {
       return { guestTimeBeforeNs: syncClock(request.hostTimeNs, parts.isGuestInit) };

@@ -14,6 +14,8 @@ export interface VmLayout {
   initrd: string;
   rootImage: string;
   kernelParams: readonly string[];
+  /** The VM's NICs: each a tap in the pod's network namespace, with the MAC the guest's NIC gets. */
+  nics: readonly { tap: string; mac: string }[];
   /** The sandbox's shared directory and the tag the guest mounts it by. */
   share: { dir: string; tag: string };
   /** The agent's virtio-serial port: its name in the guest and the host socket QEMU listens on. */
@@ -58,6 +60,12 @@ export function qemuArgs(vm: VmLayout): string[] {
     ['-drive', `if=none,id=root,file=${opt(vm.rootImage)},format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=root'],
     ['-fsdev', `local,id=share,path=${opt(vm.share.dir)},security_model=passthrough`],
     ['-device', `virtio-9p-pci,fsdev=share,mount_tag=${vm.share.tag}`],
+    vm.nics
+      .flatMap((nic, i) => [
+        ['-netdev', `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no`],
+        ['-device', `virtio-net-pci,netdev=net${i},mac=${nic.mac}`],
+      ])
+      .flat(),
     ['-device', 'virtio-serial-pci,id=serial0'],
     ['-chardev', `socket,id=agent,path=${opt(vm.agent.socket)},server=on,wait=off`],
     ['-device', `virtserialport,chardev=agent,name=${vm.agent.portName}`],

@@ -14,6 +14,7 @@ import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, Sand
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { AgentChannel } from './channel.js';
+import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
 import { podState, type VmmPodState } from './pod-state.js';
 import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
@@ -28,6 +29,11 @@ export interface VmmEnvironment {
   accel: 'kvm' | 'tcg';
   reaper: Reaper;
 }
+
+type PodNetwork = Awaited<ReturnType<typeof readPodNetwork>>;
+
+/** A pod on the node's network: its VM has no NIC (the node's interfaces cannot be given to it). */
+const NO_NETWORK: PodNetwork = { interfaces: [], routes: [] };
 
 /** The virtio-serial port the agent serves on, by its name in the guest. */
 const AGENT_PORT_NAME = 'agent.0';
@@ -72,7 +78,7 @@ export class VmmSandbox implements KindSandbox {
     if (pod.hostIpc || pod.pidMode === 'node') {
       throw invalidArgument("a vmm pod cannot share the node's IPC or PID namespace: its containers run in their own kernel");
     }
-    const sandbox = new VmmSandbox(env, context, { vm: null });
+    const sandbox = new VmmSandbox(env, context, { vm: null, taps: [] });
     await sandbox.share.prepare(pod);
     return sandbox;
   }
@@ -86,6 +92,7 @@ export class VmmSandbox implements KindSandbox {
     const sandbox = new VmmSandbox(env, context, state);
     if (state.vm) {
       await endLostVm(context, env.reaper);
+      await disconnectTaps(context.record.netnsPath, state.taps);
       throw failedPrecondition(
         `recover sandbox ${context.record.id}: reconnecting to a VM after a restart is not supported yet; its VM was ended`,
       );
@@ -113,7 +120,7 @@ export class VmmSandbox implements KindSandbox {
     return { vcpus: Math.min(vcpus, 64), memoryMib: podMib + config.memory_overhead_mib };
   }
 
-  private layout(): VmLayout {
+  private layout(interfaces: readonly PodInterface[]): VmLayout {
     const { config, accel } = this.env;
     const image = imagePaths(config.image_dir);
     return {
@@ -130,6 +137,7 @@ export class VmmSandbox implements KindSandbox {
         `kuasar.log_level=${config.agent_log_level}`,
         ...config.kernel_params,
       ],
+      nics: interfaces.map(({ tap, mac }) => ({ tap, mac })),
       share: { dir: this.files.shareDir, tag: GUEST_SHARE.tag },
       agent: { portName: AGENT_PORT_NAME, socket: this.files.agentSocket },
       qmpSocket: this.files.qmpSocket,
@@ -138,19 +146,26 @@ export class VmmSandbox implements KindSandbox {
     };
   }
 
-  /** Controller Start: the VM boots, its agent answers and sets the pod up in the guest. */
+  /**
+   * Controller Start: the pod's interfaces get their taps, the VM boots on them, its agent answers
+   * and sets the pod up in the guest (names, files, namespaces, network, clock).
+   */
   async start(): Promise<{ pid: number }> {
     const { log, record } = this.context;
-    const layout = this.layout();
-    for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
     const netnsPath = record.pod.hostNetwork ? '' : record.netnsPath;
-    const vm = await timed(log, 'vmm.qemu-start', () =>
-      Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, reaper: this.env.reaper, log }),
-    );
-    this.vm = vm;
-    this.pod = { vm: vm.process };
-    this.watchVm(vm);
+    const network = netnsPath ? await timed(log, 'vmm.read-network', () => readPodNetwork(netnsPath)) : NO_NETWORK;
+    const layout = this.layout(network.interfaces);
+    for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
+    // Recorded before they are made: a failure here, or a crash, finds what to remove.
+    this.pod = { vm: null, taps: network.interfaces.map(({ name, tap }) => ({ name, tap })) };
     try {
+      await timed(log, 'vmm.connect-taps', () => connectTaps(netnsPath, network.interfaces));
+      const vm = await timed(log, 'vmm.qemu-start', () =>
+        Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, reaper: this.env.reaper, log }),
+      );
+      this.vm = vm;
+      this.pod = { ...this.pod, vm: vm.process };
+      this.watchVm(vm);
       const { channel, check } = await timed(log, 'vmm.agent-ready', () =>
         AgentChannel.open(layout.agent.socket, {
           timeoutMs: this.env.config.boot_timeout_ms,
@@ -161,7 +176,7 @@ export class VmmSandbox implements KindSandbox {
       this.channel = channel;
       this.watchChannel(channel);
       log.info({ pid: vm.process.pid, accel: this.env.accel, kernel: check.kernelRelease, bootId: check.bootId }, 'VM ready');
-      await timed(log, 'vmm.setup-sandbox', () => this.setUpGuest(channel));
+      await timed(log, 'vmm.setup-sandbox', () => this.setUpGuest(channel, network));
       return { pid: vm.process.pid };
     } catch (err) {
       log.warn({ err, console: await consoleTail(layout.consoleLog) }, 'the VM did not come up; ending it');
@@ -170,7 +185,7 @@ export class VmmSandbox implements KindSandbox {
     }
   }
 
-  private async setUpGuest(channel: AgentChannel): Promise<void> {
+  private async setUpGuest(channel: AgentChannel, network: PodNetwork): Promise<void> {
     const { pod, id } = this.context.record;
     const read = (path: string) => readFile(path, 'utf8');
     const namespaces = await channel.agent.setupSandbox({
@@ -184,6 +199,10 @@ export class VmmSandbox implements KindSandbox {
       sysctls: pod.sysctls,
     });
     this.namespacesInGuest = { ipc: namespaces.ipcNamespace, uts: namespaces.utsNamespace, pid: namespaces.pidNamespace || null };
+    await channel.agent.setupNetwork({
+      interfaces: network.interfaces.map(({ name, mac, mtu, addresses }) => ({ name, mac, mtu, addresses })),
+      routes: network.routes,
+    });
     await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
   }
 
@@ -207,7 +226,7 @@ export class VmmSandbox implements KindSandbox {
     });
   }
 
-  /** Ends the VM and the channel; idempotent. */
+  /** Ends the VM and the channel, then removes the taps; idempotent. */
   private async endVm(): Promise<void> {
     this.stopping = true;
     this.channel?.close();
@@ -215,7 +234,8 @@ export class VmmSandbox implements KindSandbox {
     if (this.vm) await this.vm.stop(this.env.config.stop_timeout_ms, this.context.log);
     else if (this.pod.vm) await endLostVm(this.context, this.env.reaper);
     this.vm = null;
-    this.pod = { vm: null };
+    if (this.pod.taps.length > 0) await disconnectTaps(this.context.record.netnsPath, this.pod.taps);
+    this.pod = { vm: null, taps: [] };
   }
 
   /** Controller Stop, once every container has stopped: the VM ends. */

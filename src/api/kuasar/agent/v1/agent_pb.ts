@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kuasar/agent/v1/agent.proto.
  */
 export const file_kuasar_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiKAoQU3luY0Nsb2NrUmVxdWVzdBIUCgxob3N0X3RpbWVfbnMYASABKAMiMQoRU3luY0Nsb2NrUmVzcG9uc2USHAoUZ3Vlc3RfdGltZV9iZWZvcmVfbnMYASABKAMiTwoMU3RkaW9SZXF1ZXN0Eg0KBXN0ZGluGAEgASgIEg4KBnN0ZG91dBgCIAEoCBIOCgZzdGRlcnIYAyABKAgSEAoIdGVybWluYWwYBCABKAgigwEKFkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEhEKCXNwZWNfanNvbhgCIAEoDBIsCgVzdGRpbxgDIAEoCzIdLmt1YXNhci5hZ2VudC52MS5TdGRpb1JlcXVlc3QSEgoKZW1wdHlfZGlycxgEIAMoCSImChdDcmVhdGVDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iKAoQQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiJQoWU3RhcnRDb250YWluZXJSZXNwb25zZRILCgNwaWQYASABKA0iSQoUS2lsbENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg4KBnNpZ25hbBgCIAEoDRILCgNhbGwYAyABKAgiFwoVS2lsbENvbnRhaW5lclJlc3BvbnNlIjcKDlByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIkAKE1dhaXRQcm9jZXNzUmVzcG9uc2USEwoLZXhpdF9zdGF0dXMYASABKA0SFAoMZXhpdGVkX2F0X25zGAIgASgDIhkKF0RlbGV0ZUNvbnRhaW5lclJlc3BvbnNlIjUKFkNvbnRhaW5lclN0YXRlUmVzcG9uc2USCwoDcGlkGAEgASgNEg4KBnN0YXR1cxgCIAEoCSIgChBMaXN0UGlkc1Jlc3BvbnNlEgwKBHBpZHMYASADKA0iegoQUmVhZFN0ZGlvUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIsCgZzdHJlYW0YAyABKA4yHC5rdWFzYXIuYWdlbnQudjEuU3RkaW9TdHJlYW0SEQoJbWF4X2J5dGVzGAQgASgNIi4KEVJlYWRTdGRpb1Jlc3BvbnNlEgwKBGRhdGEYASABKAwSCwoDZW9mGAIgASgIIkgKEVdyaXRlU3RkaW5SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgwKBGRhdGEYAyABKAwiFAoSV3JpdGVTdGRpblJlc3BvbnNlIhQKEkNsb3NlU3RkaW5SZXNwb25zZSpdCgtTdGRpb1N0cmVhbRIcChhTVERJT19TVFJFQU1fVU5TUEVDSUZJRUQQABIXChNTVERJT19TVFJFQU1fU1RET1VUEAESFwoTU1RESU9fU1RSRUFNX1NUREVSUhACMokJCgVBZ2VudBJGCgVDaGVjaxIdLmt1YXNhci5hZ2VudC52MS5DaGVja1JlcXVlc3QaHi5rdWFzYXIuYWdlbnQudjEuQ2hlY2tSZXNwb25zZRJbCgxTZXR1cFNhbmRib3gSJC5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdBolLmt1YXNhci5hZ2VudC52MS5TZXR1cFNhbmRib3hSZXNwb25zZRJSCglTeW5jQ2xvY2sSIS5rdWFzYXIuYWdlbnQudjEuU3luY0Nsb2NrUmVxdWVzdBoiLmt1YXNhci5hZ2VudC52MS5TeW5jQ2xvY2tSZXNwb25zZRJkCg9DcmVhdGVDb250YWluZXISJy5rdWFzYXIuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBooLmt1YXNhci5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXNwb25zZRJcCg5TdGFydENvbnRhaW5lchIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0Gicua3Vhc2FyLmFnZW50LnYxLlN0YXJ0Q29udGFpbmVyUmVzcG9uc2USXgoNS2lsbENvbnRhaW5lchIlLmt1YXNhci5hZ2VudC52MS5LaWxsQ29udGFpbmVyUmVxdWVzdBomLmt1YXNhci5hZ2VudC52MS5LaWxsQ29udGFpbmVyUmVzcG9uc2USVAoLV2FpdFByb2Nlc3MSHy5rdWFzYXIuYWdlbnQudjEuUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuV2FpdFByb2Nlc3NSZXNwb25zZRJeCg9EZWxldGVDb250YWluZXISIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBooLmt1YXNhci5hZ2VudC52MS5EZWxldGVDb250YWluZXJSZXNwb25zZRJcCg5Db250YWluZXJTdGF0ZRIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0Gicua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclN0YXRlUmVzcG9uc2USUAoITGlzdFBpZHMSIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBohLmt1YXNhci5hZ2VudC52MS5MaXN0UGlkc1Jlc3BvbnNlElIKCVJlYWRTdGRpbxIhLmt1YXNhci5hZ2VudC52MS5SZWFkU3RkaW9SZXF1ZXN0GiIua3Vhc2FyLmFnZW50LnYxLlJlYWRTdGRpb1Jlc3BvbnNlElUKCldyaXRlU3RkaW4SIi5rdWFzYXIuYWdlbnQudjEuV3JpdGVTdGRpblJlcXVlc3QaIy5rdWFzYXIuYWdlbnQudjEuV3JpdGVTdGRpblJlc3BvbnNlElIKCkNsb3NlU3RkaW4SHy5rdWFzYXIuYWdlbnQudjEuUHJvY2Vzc1JlcXVlc3QaIy5rdWFzYXIuYWdlbnQudjEuQ2xvc2VTdGRpblJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiTQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRILCgNtdHUYAyABKA0SEQoJYWRkcmVzc2VzGAQgAygJIlQKDE5ldHdvcmtSb3V0ZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZmYW1pbHkYBCABKA0iewoTU2V0dXBOZXR3b3JrUmVxdWVzdBI1CgppbnRlcmZhY2VzGAEgAygLMiEua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtJbnRlcmZhY2USLQoGcm91dGVzGAIgAygLMh0ua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtSb3V0ZSIWChRTZXR1cE5ldHdvcmtSZXNwb25zZSIoChBTeW5jQ2xvY2tSZXF1ZXN0EhQKDGhvc3RfdGltZV9ucxgBIAEoAyIxChFTeW5jQ2xvY2tSZXNwb25zZRIcChRndWVzdF90aW1lX2JlZm9yZV9ucxgBIAEoAyJPCgxTdGRpb1JlcXVlc3QSDQoFc3RkaW4YASABKAgSDgoGc3Rkb3V0GAIgASgIEg4KBnN0ZGVychgDIAEoCBIQCgh0ZXJtaW5hbBgEIAEoCCKDAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSEQoJc3BlY19qc29uGAIgASgMEiwKBXN0ZGlvGAMgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdBISCgplbXB0eV9kaXJzGAQgAygJIiYKF0NyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSIoChBDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIlChZTdGFydENvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSJJChRLaWxsQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDgoGc2lnbmFsGAIgASgNEgsKA2FsbBgDIAEoCCIXChVLaWxsQ29udGFpbmVyUmVzcG9uc2UiNwoOUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiQAoTV2FpdFByb2Nlc3NSZXNwb25zZRITCgtleGl0X3N0YXR1cxgBIAEoDRIUCgxleGl0ZWRfYXRfbnMYAiABKAMiGQoXRGVsZXRlQ29udGFpbmVyUmVzcG9uc2UiNQoWQ29udGFpbmVyU3RhdGVSZXNwb25zZRILCgNwaWQYASABKA0SDgoGc3RhdHVzGAIgASgJIiAKEExpc3RQaWRzUmVzcG9uc2USDAoEcGlkcxgBIAMoDSJ6ChBSZWFkU3RkaW9SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiwKBnN0cmVhbRgDIAEoDjIcLmt1YXNhci5hZ2VudC52MS5TdGRpb1N0cmVhbRIRCgltYXhfYnl0ZXMYBCABKA0iLgoRUmVhZFN0ZGlvUmVzcG9uc2USDAoEZGF0YRgBIAEoDBILCgNlb2YYAiABKAgiSAoRV3JpdGVTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIUChJXcml0ZVN0ZGluUmVzcG9uc2UiFAoSQ2xvc2VTdGRpblJlc3BvbnNlKl0KC1N0ZGlvU3RyZWFtEhwKGFNURElPX1NUUkVBTV9VTlNQRUNJRklFRBAAEhcKE1NURElPX1NUUkVBTV9TVERPVVQQARIXChNTVERJT19TVFJFQU1fU1RERVJSEAIy5gkKBUFnZW50EkYKBUNoZWNrEh0ua3Vhc2FyLmFnZW50LnYxLkNoZWNrUmVxdWVzdBoeLmt1YXNhci5hZ2VudC52MS5DaGVja1Jlc3BvbnNlElsKDFNldHVwU2FuZGJveBIkLmt1YXNhci5hZ2VudC52MS5TZXR1cFNhbmRib3hSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwU2FuZGJveFJlc3BvbnNlElsKDFNldHVwTmV0d29yaxIkLmt1YXNhci5hZ2VudC52MS5TZXR1cE5ldHdvcmtSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwTmV0d29ya1Jlc3BvbnNlElIKCVN5bmNDbG9jaxIhLmt1YXNhci5hZ2VudC52MS5TeW5jQ2xvY2tSZXF1ZXN0GiIua3Vhc2FyLmFnZW50LnYxLlN5bmNDbG9ja1Jlc3BvbnNlEmQKD0NyZWF0ZUNvbnRhaW5lchInLmt1YXNhci5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlc3BvbnNlElwKDlN0YXJ0Q29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXNwb25zZRJeCg1LaWxsQ29udGFpbmVyEiUua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXNwb25zZRJUCgtXYWl0UHJvY2VzcxIfLmt1YXNhci5hZ2VudC52MS5Qcm9jZXNzUmVxdWVzdBokLmt1YXNhci5hZ2VudC52MS5XYWl0UHJvY2Vzc1Jlc3BvbnNlEl4KD0RlbGV0ZUNvbnRhaW5lchIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZUNvbnRhaW5lclJlc3BvbnNlElwKDkNvbnRhaW5lclN0YXRlEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyU3RhdGVSZXNwb25zZRJQCghMaXN0UGlkcxIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0GiEua3Vhc2FyLmFnZW50LnYxLkxpc3RQaWRzUmVzcG9uc2USUgoJUmVhZFN0ZGlvEiEua3Vhc2FyLmFnZW50LnYxLlJlYWRTdGRpb1JlcXVlc3QaIi5rdWFzYXIuYWdlbnQudjEuUmVhZFN0ZGlvUmVzcG9uc2USVQoKV3JpdGVTdGRpbhIiLmt1YXNhci5hZ2VudC52MS5Xcml0ZVN0ZGluUmVxdWVzdBojLmt1YXNhci5hZ2VudC52MS5Xcml0ZVN0ZGluUmVzcG9uc2USUgoKQ2xvc2VTdGRpbhIfLmt1YXNhci5hZ2VudC52MS5Qcm9jZXNzUmVxdWVzdBojLmt1YXNhci5hZ2VudC52MS5DbG9zZVN0ZGluUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message kuasar.agent.v1.CheckRequest
@@ -172,6 +172,121 @@ export const SetupSandboxResponseSchema: GenMessage<SetupSandboxResponse> = /*@_
   messageDesc(file_kuasar_agent_v1_agent, 3);
 
 /**
+ * @generated from message kuasar.agent.v1.NetworkInterface
+ */
+export type NetworkInterface = Message<"kuasar.agent.v1.NetworkInterface"> & {
+  /**
+   * The name it gets in the guest (the host interface's, e.g. eth0).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The MAC address QEMU gave the guest's NIC: how the agent finds it.
+   *
+   * @generated from field: string mac = 2;
+   */
+  mac: string;
+
+  /**
+   * @generated from field: uint32 mtu = 3;
+   */
+  mtu: number;
+
+  /**
+   * Addresses with their prefix length, e.g. "10.88.0.5/16" or "fd00::5/64".
+   *
+   * @generated from field: repeated string addresses = 4;
+   */
+  addresses: string[];
+};
+
+/**
+ * Describes the message kuasar.agent.v1.NetworkInterface.
+ * Use `create(NetworkInterfaceSchema)` to create a new message.
+ */
+export const NetworkInterfaceSchema: GenMessage<NetworkInterface> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 4);
+
+/**
+ * @generated from message kuasar.agent.v1.NetworkRoute
+ */
+export type NetworkRoute = Message<"kuasar.agent.v1.NetworkRoute"> & {
+  /**
+   * "default", or a prefix such as "10.88.0.0/16".
+   *
+   * @generated from field: string destination = 1;
+   */
+  destination: string;
+
+  /**
+   * Empty for a route on the link.
+   *
+   * @generated from field: string gateway = 2;
+   */
+  gateway: string;
+
+  /**
+   * The guest interface's name.
+   *
+   * @generated from field: string device = 3;
+   */
+  device: string;
+
+  /**
+   * 4 or 6.
+   *
+   * @generated from field: uint32 family = 4;
+   */
+  family: number;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.NetworkRoute.
+ * Use `create(NetworkRouteSchema)` to create a new message.
+ */
+export const NetworkRouteSchema: GenMessage<NetworkRoute> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 5);
+
+/**
+ * @generated from message kuasar.agent.v1.SetupNetworkRequest
+ */
+export type SetupNetworkRequest = Message<"kuasar.agent.v1.SetupNetworkRequest"> & {
+  /**
+   * @generated from field: repeated kuasar.agent.v1.NetworkInterface interfaces = 1;
+   */
+  interfaces: NetworkInterface[];
+
+  /**
+   * Applied in order, after every interface is up.
+   *
+   * @generated from field: repeated kuasar.agent.v1.NetworkRoute routes = 2;
+   */
+  routes: NetworkRoute[];
+};
+
+/**
+ * Describes the message kuasar.agent.v1.SetupNetworkRequest.
+ * Use `create(SetupNetworkRequestSchema)` to create a new message.
+ */
+export const SetupNetworkRequestSchema: GenMessage<SetupNetworkRequest> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 6);
+
+/**
+ * @generated from message kuasar.agent.v1.SetupNetworkResponse
+ */
+export type SetupNetworkResponse = Message<"kuasar.agent.v1.SetupNetworkResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.SetupNetworkResponse.
+ * Use `create(SetupNetworkResponseSchema)` to create a new message.
+ */
+export const SetupNetworkResponseSchema: GenMessage<SetupNetworkResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 7);
+
+/**
  * @generated from message kuasar.agent.v1.SyncClockRequest
  */
 export type SyncClockRequest = Message<"kuasar.agent.v1.SyncClockRequest"> & {
@@ -188,7 +303,7 @@ export type SyncClockRequest = Message<"kuasar.agent.v1.SyncClockRequest"> & {
  * Use `create(SyncClockRequestSchema)` to create a new message.
  */
 export const SyncClockRequestSchema: GenMessage<SyncClockRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 4);
+  messageDesc(file_kuasar_agent_v1_agent, 8);
 
 /**
  * @generated from message kuasar.agent.v1.SyncClockResponse
@@ -207,7 +322,7 @@ export type SyncClockResponse = Message<"kuasar.agent.v1.SyncClockResponse"> & {
  * Use `create(SyncClockResponseSchema)` to create a new message.
  */
 export const SyncClockResponseSchema: GenMessage<SyncClockResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 5);
+  messageDesc(file_kuasar_agent_v1_agent, 9);
 
 /**
  * Which of the process's stdio streams exist: each one that is true is a pipe the agent holds,
@@ -244,7 +359,7 @@ export type StdioRequest = Message<"kuasar.agent.v1.StdioRequest"> & {
  * Use `create(StdioRequestSchema)` to create a new message.
  */
 export const StdioRequestSchema: GenMessage<StdioRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 6);
+  messageDesc(file_kuasar_agent_v1_agent, 10);
 
 /**
  * @generated from message kuasar.agent.v1.CreateContainerRequest
@@ -283,7 +398,7 @@ export type CreateContainerRequest = Message<"kuasar.agent.v1.CreateContainerReq
  * Use `create(CreateContainerRequestSchema)` to create a new message.
  */
 export const CreateContainerRequestSchema: GenMessage<CreateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 7);
+  messageDesc(file_kuasar_agent_v1_agent, 11);
 
 /**
  * @generated from message kuasar.agent.v1.CreateContainerResponse
@@ -302,7 +417,7 @@ export type CreateContainerResponse = Message<"kuasar.agent.v1.CreateContainerRe
  * Use `create(CreateContainerResponseSchema)` to create a new message.
  */
 export const CreateContainerResponseSchema: GenMessage<CreateContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 8);
+  messageDesc(file_kuasar_agent_v1_agent, 12);
 
 /**
  * @generated from message kuasar.agent.v1.ContainerRequest
@@ -319,7 +434,7 @@ export type ContainerRequest = Message<"kuasar.agent.v1.ContainerRequest"> & {
  * Use `create(ContainerRequestSchema)` to create a new message.
  */
 export const ContainerRequestSchema: GenMessage<ContainerRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 9);
+  messageDesc(file_kuasar_agent_v1_agent, 13);
 
 /**
  * @generated from message kuasar.agent.v1.StartContainerResponse
@@ -336,7 +451,7 @@ export type StartContainerResponse = Message<"kuasar.agent.v1.StartContainerResp
  * Use `create(StartContainerResponseSchema)` to create a new message.
  */
 export const StartContainerResponseSchema: GenMessage<StartContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 10);
+  messageDesc(file_kuasar_agent_v1_agent, 14);
 
 /**
  * @generated from message kuasar.agent.v1.KillContainerRequest
@@ -363,7 +478,7 @@ export type KillContainerRequest = Message<"kuasar.agent.v1.KillContainerRequest
  * Use `create(KillContainerRequestSchema)` to create a new message.
  */
 export const KillContainerRequestSchema: GenMessage<KillContainerRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 11);
+  messageDesc(file_kuasar_agent_v1_agent, 15);
 
 /**
  * @generated from message kuasar.agent.v1.KillContainerResponse
@@ -376,7 +491,7 @@ export type KillContainerResponse = Message<"kuasar.agent.v1.KillContainerRespon
  * Use `create(KillContainerResponseSchema)` to create a new message.
  */
 export const KillContainerResponseSchema: GenMessage<KillContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 12);
+  messageDesc(file_kuasar_agent_v1_agent, 16);
 
 /**
  * A container's init (exec_id empty) or one of its execs.
@@ -400,7 +515,7 @@ export type ProcessRequest = Message<"kuasar.agent.v1.ProcessRequest"> & {
  * Use `create(ProcessRequestSchema)` to create a new message.
  */
 export const ProcessRequestSchema: GenMessage<ProcessRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 13);
+  messageDesc(file_kuasar_agent_v1_agent, 17);
 
 /**
  * @generated from message kuasar.agent.v1.WaitProcessResponse
@@ -426,7 +541,7 @@ export type WaitProcessResponse = Message<"kuasar.agent.v1.WaitProcessResponse">
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 14);
+  messageDesc(file_kuasar_agent_v1_agent, 18);
 
 /**
  * @generated from message kuasar.agent.v1.DeleteContainerResponse
@@ -439,7 +554,7 @@ export type DeleteContainerResponse = Message<"kuasar.agent.v1.DeleteContainerRe
  * Use `create(DeleteContainerResponseSchema)` to create a new message.
  */
 export const DeleteContainerResponseSchema: GenMessage<DeleteContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 15);
+  messageDesc(file_kuasar_agent_v1_agent, 19);
 
 /**
  * @generated from message kuasar.agent.v1.ContainerStateResponse
@@ -463,7 +578,7 @@ export type ContainerStateResponse = Message<"kuasar.agent.v1.ContainerStateResp
  * Use `create(ContainerStateResponseSchema)` to create a new message.
  */
 export const ContainerStateResponseSchema: GenMessage<ContainerStateResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 16);
+  messageDesc(file_kuasar_agent_v1_agent, 20);
 
 /**
  * @generated from message kuasar.agent.v1.ListPidsResponse
@@ -482,7 +597,7 @@ export type ListPidsResponse = Message<"kuasar.agent.v1.ListPidsResponse"> & {
  * Use `create(ListPidsResponseSchema)` to create a new message.
  */
 export const ListPidsResponseSchema: GenMessage<ListPidsResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 17);
+  messageDesc(file_kuasar_agent_v1_agent, 21);
 
 /**
  * @generated from message kuasar.agent.v1.ReadStdioRequest
@@ -516,7 +631,7 @@ export type ReadStdioRequest = Message<"kuasar.agent.v1.ReadStdioRequest"> & {
  * Use `create(ReadStdioRequestSchema)` to create a new message.
  */
 export const ReadStdioRequestSchema: GenMessage<ReadStdioRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 18);
+  messageDesc(file_kuasar_agent_v1_agent, 22);
 
 /**
  * @generated from message kuasar.agent.v1.ReadStdioResponse
@@ -542,7 +657,7 @@ export type ReadStdioResponse = Message<"kuasar.agent.v1.ReadStdioResponse"> & {
  * Use `create(ReadStdioResponseSchema)` to create a new message.
  */
 export const ReadStdioResponseSchema: GenMessage<ReadStdioResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 19);
+  messageDesc(file_kuasar_agent_v1_agent, 23);
 
 /**
  * @generated from message kuasar.agent.v1.WriteStdinRequest
@@ -569,7 +684,7 @@ export type WriteStdinRequest = Message<"kuasar.agent.v1.WriteStdinRequest"> & {
  * Use `create(WriteStdinRequestSchema)` to create a new message.
  */
 export const WriteStdinRequestSchema: GenMessage<WriteStdinRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 20);
+  messageDesc(file_kuasar_agent_v1_agent, 24);
 
 /**
  * Answered once the agent has written everything into the process's stdin.
@@ -584,7 +699,7 @@ export type WriteStdinResponse = Message<"kuasar.agent.v1.WriteStdinResponse"> &
  * Use `create(WriteStdinResponseSchema)` to create a new message.
  */
 export const WriteStdinResponseSchema: GenMessage<WriteStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 21);
+  messageDesc(file_kuasar_agent_v1_agent, 25);
 
 /**
  * @generated from message kuasar.agent.v1.CloseStdinResponse
@@ -597,7 +712,7 @@ export type CloseStdinResponse = Message<"kuasar.agent.v1.CloseStdinResponse"> &
  * Use `create(CloseStdinResponseSchema)` to create a new message.
  */
 export const CloseStdinResponseSchema: GenMessage<CloseStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 22);
+  messageDesc(file_kuasar_agent_v1_agent, 26);
 
 /**
  * @generated from enum kuasar.agent.v1.StdioStream
@@ -648,6 +763,17 @@ export const Agent: GenService<{
     methodKind: "unary";
     input: typeof SetupSandboxRequestSchema;
     output: typeof SetupSandboxResponseSchema;
+  },
+  /**
+   * The pod's network in the guest: loopback up, each interface (found by its MAC) named,
+   * sized and addressed as its twin in the pod's network namespace on the host, then the routes.
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.SetupNetwork
+   */
+  setupNetwork: {
+    methodKind: "unary";
+    input: typeof SetupNetworkRequestSchema;
+    output: typeof SetupNetworkResponseSchema;
   },
   /**
    * Sets the guest's clock to the host's (at boot, and whenever the host sees a jump).

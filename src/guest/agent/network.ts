@@ -1,0 +1,86 @@
+// The pod's network inside the guest. Each NIC of the VM carries the traffic of one interface of
+// the pod's network namespace on the host (a tap joined to it by tc redirects), with that
+// interface's MAC: here it is found by that MAC and given the host interface's name, MTU and
+// addresses, then the routes. busybox `ip` does the work: it is in the root image, and these are
+// a handful of calls once per VM. Only in a VM: the agent run on a host for tests must not touch
+// the host's network.
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { failedPrecondition, invalidArgument } from '../../base/errors.js';
+
+const run = promisify(execFile);
+
+export interface GuestInterface {
+  name: string;
+  mac: string;
+  mtu: number;
+  addresses: readonly string[];
+}
+
+export interface GuestRoute {
+  destination: string;
+  gateway: string;
+  device: string;
+  family: number;
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+/** An address or prefix as ip(8) takes it: IPv4 or IPv6, with an optional prefix length. */
+const PREFIX = /^[0-9A-Fa-f.:]+(\/\d{1,3})?$/;
+
+/** Checks what the host sent before any of it reaches a command line. */
+export function checkNetwork(interfaces: readonly GuestInterface[], routes: readonly GuestRoute[]): void {
+  for (const nic of interfaces) {
+    if (!IFNAME.test(nic.name)) throw invalidArgument(`interface name ${JSON.stringify(nic.name)} is not a valid link name`);
+    if (!MAC.test(nic.mac.toLowerCase())) throw invalidArgument(`interface ${nic.name}: MAC ${JSON.stringify(nic.mac)} is not valid`);
+    if (nic.mtu !== 0 && (nic.mtu < 68 || nic.mtu > 65535)) throw invalidArgument(`interface ${nic.name}: MTU ${nic.mtu} is out of range`);
+    for (const address of nic.addresses) {
+      if (!PREFIX.test(address) || !address.includes('/'))
+        throw invalidArgument(`interface ${nic.name}: address ${JSON.stringify(address)} needs a prefix length`);
+    }
+  }
+  for (const route of routes) {
+    if (route.destination !== 'default' && !PREFIX.test(route.destination))
+      throw invalidArgument(`route to ${JSON.stringify(route.destination)} is not valid`);
+    if (route.gateway && !PREFIX.test(route.gateway)) throw invalidArgument(`route gateway ${JSON.stringify(route.gateway)} is not valid`);
+    if (!IFNAME.test(route.device)) throw invalidArgument(`route device ${JSON.stringify(route.device)} is not a valid link name`);
+    if (route.family !== 4 && route.family !== 6) throw invalidArgument(`route family ${route.family} is neither 4 nor 6`);
+  }
+}
+
+/** The guest's links by MAC address. */
+async function linksByMac(): Promise<Map<string, string>> {
+  const links = new Map<string, string>();
+  for (const name of await readdir('/sys/class/net')) {
+    const mac = (await readFile(`/sys/class/net/${name}/address`, 'utf8').catch(() => '')).trim().toLowerCase();
+    if (mac) links.set(mac, name);
+  }
+  return links;
+}
+
+const ip = (...args: string[]) => run('ip', args);
+
+export async function setUpNetwork(
+  interfaces: readonly GuestInterface[],
+  routes: readonly GuestRoute[],
+  isGuestInit: boolean,
+): Promise<void> {
+  checkNetwork(interfaces, routes);
+  if (!isGuestInit) throw failedPrecondition("the agent sets up a network only as a VM's init");
+  await ip('link', 'set', 'lo', 'up');
+  const links = await linksByMac();
+  for (const nic of interfaces) {
+    const link = links.get(nic.mac.toLowerCase());
+    if (!link) throw failedPrecondition(`interface ${nic.name}: the guest has no NIC with MAC ${nic.mac}`);
+    if (link !== nic.name) await ip('link', 'set', 'dev', link, 'name', nic.name);
+    if (nic.mtu) await ip('link', 'set', 'dev', nic.name, 'mtu', String(nic.mtu));
+    for (const address of nic.addresses) await ip('addr', 'add', address, 'dev', nic.name);
+    await ip('link', 'set', 'dev', nic.name, 'up');
+  }
+  for (const route of routes) {
+    const via = route.gateway ? ['via', route.gateway] : [];
+    await ip(`-${route.family}`, 'route', 'replace', route.destination, ...via, 'dev', route.device);
+  }
+}
