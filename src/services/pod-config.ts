@@ -71,15 +71,17 @@ export function podSpecFromConfig(config: PodSandboxConfig): PodSpec {
 
 /**
  * The pod's size: kubelet's pod-level resources (the sum of its containers' limits) plus the
- * runtime class's overhead; a figure that is not set counts 0 (no limit), as in containerd.
+ * runtime class's overhead. A pod without a limit of its own has none (0), overhead or not: the
+ * overhead is what the runtime adds on top of a limit, not a size by itself.
  */
 function podResources(config: PodSandboxConfig): PodResources {
   const { resources, overhead } = config.linux ?? {};
   const sum = (field: 'cpuQuota' | 'memoryLimitInBytes') => {
-    const figures = [resources?.[field] ?? 0n, overhead?.[field] ?? 0n];
-    // A negative figure (-1: unlimited) leaves the pod unlimited in that resource.
-    return figures.some((f) => f < 0n) ? 0 : Number(figures[0]! + figures[1]!);
+    const own = resources?.[field] ?? 0n;
+    const extra = overhead?.[field] ?? 0n;
+    // -1 is unlimited, in either.
+    return own <= 0n || extra < 0n ? 0 : Number(own + extra);
   };
-  const period = resources?.cpuPeriod || overhead?.cpuPeriod || 0n;
-  return { cpuQuotaUs: sum('cpuQuota'), cpuPeriodUs: Number(period), memoryLimitBytes: sum('memoryLimitInBytes') };
+  const cpuQuotaUs = sum('cpuQuota');
+  return { cpuQuotaUs, cpuPeriodUs: cpuQuotaUs > 0 ? Number(resources?.cpuPeriod ?? 0n) : 0, memoryLimitBytes: sum('memoryLimitInBytes') };
 }

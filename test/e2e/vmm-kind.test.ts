@@ -71,9 +71,6 @@ describe('vmm kind through CRI', () => {
   it("runs two containers in the pod's own guest kernel; their output is in the CRI logs, their exit codes are theirs, an emptyDir and host volumes are shared", async () => {
     const hostBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
     const manifest = await readManifest(DEFAULT_IMAGE_DIR);
-    // kubelet's emptyDir: a directory of the pod's on the node, which the VM replaces with its own tmpfs.
-    const emptyDir = join(volumes, 'pods', 'u1', 'volumes', 'kubernetes.io~empty-dir', 'cache');
-    mkdirSync(emptyDir, { recursive: true });
     const data = join(volumes, 'data');
     const config = join(volumes, 'config');
     mkdirSync(data);
@@ -81,6 +78,9 @@ describe('vmm kind through CRI', () => {
     mkdirSync(config);
     writeFileSync(join(config, 'settings'), 'x=1\n');
     await withPod('two-containers', async (run) => {
+      // kubelet's emptyDir: a directory of the pod's on the node, which the VM replaces with its own tmpfs.
+      const emptyDir = join(volumes, 'pods', run.pod.metadata?.uid ?? '', 'volumes', 'kubernetes.io~empty-dir', 'cache');
+      mkdirSync(emptyDir, { recursive: true });
       const facts = 'echo kernel $(uname -r); echo boot $(cat /proc/sys/kernel/random/boot_id)';
       const reader = await startRunning(
         env,

@@ -48,7 +48,7 @@ test("a PodSandboxConfig in containerd's Any decodes into a PodSpec", () => {
   assert.deepEqual(spec.labels, { app: 'web' });
 });
 
-test("the pod's size is kubelet's pod resources plus the overhead; unset or unlimited figures count as no limit", () => {
+test("the pod's size is kubelet's pod resources plus the overhead; unset or unlimited figures, or an overhead alone, count as no limit", () => {
   const size = (linux: Record<string, unknown>) => podSpecFromConfig(create(PodSandboxConfigSchema, { linux })).resources;
   assert.deepEqual(size({}), { cpuQuotaUs: 0, cpuPeriodUs: 0, memoryLimitBytes: 0 });
   assert.deepEqual(
@@ -60,8 +60,13 @@ test("the pod's size is kubelet's pod resources plus the overhead; unset or unli
   );
   assert.deepEqual(
     size({ resources: { cpuPeriod: 100_000n, cpuQuota: -1n, memoryLimitInBytes: 1n << 30n } }),
-    { cpuQuotaUs: 0, cpuPeriodUs: 100_000, memoryLimitBytes: 1 << 30 },
-    'a quota of -1 is no CPU limit',
+    { cpuQuotaUs: 0, cpuPeriodUs: 0, memoryLimitBytes: 1 << 30 },
+    'a quota of -1 is no CPU limit (and its period says nothing)',
+  );
+  assert.deepEqual(
+    size({ overhead: { cpuPeriod: 100_000n, cpuQuota: 25_000n, memoryLimitInBytes: 64n << 20n } }),
+    { cpuQuotaUs: 0, cpuPeriodUs: 0, memoryLimitBytes: 0 },
+    'an overhead without limits of the pod is no size',
   );
 });
 

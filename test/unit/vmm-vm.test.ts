@@ -46,7 +46,7 @@ test("a VM's QEMU command line: sized, daemonized, the root image read-only, the
     ['if=none,id=root,file=/img/root,,fs.img,format=raw,readonly=on'],
     'a comma in a path is doubled',
   );
-  assert.deepEqual(valuesOf(args, '-fsdev'), ['local,id=share,path=/state/vmm/p1/shared,security_model=passthrough']);
+  assert.deepEqual(valuesOf(args, '-fsdev'), ['local,id=share,path=/state/vmm/p1/shared,security_model=passthrough,multidevs=remap']);
   assert.ok(valuesOf(args, '-device').includes('virtio-9p-pci,fsdev=share,mount_tag=kuasar'));
   assert.ok(valuesOf(args, '-device').includes('virtserialport,chardev=agent,name=agent.0'));
   assert.ok(valuesOf(args, '-chardev').includes('socket,id=agent,path=/state/vmm/p1/agent,server=on,wait=off'));
@@ -141,9 +141,11 @@ test('a pod that shares its PID namespace: every container joins the one the age
 });
 
 test('emptyDir volumes are known by kubelet’s path; other paths are not; share paths map into the guest', () => {
-  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache'), 'cache');
-  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache/'), 'cache');
-  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~configmap/cfg'), undefined);
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache', 'u1'), 'cache');
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache/', 'u1'), 'cache');
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u2/volumes/kubernetes.io~empty-dir/cache', 'u1'), undefined, "another pod's emptyDir");
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/..', 'u1'), undefined);
+  assert.equal(emptyDirName('/var/lib/kubelet/pods/u1/volumes/kubernetes.io~configmap/cfg', 'u1'), undefined);
   const share = { hostDir: '/state/vmm/p1/shared', guestMount: '/run/kuasar/shared' };
   assert.equal(guestPathIn(share, '/state/vmm/p1/shared/containers/c1/rootfs'), '/run/kuasar/shared/containers/c1/rootfs');
   assert.throws(() => guestPathIn(share, '/state/vmm/p1/agent'), /not inside the share/);

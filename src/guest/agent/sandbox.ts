@@ -89,6 +89,8 @@ export class Sandbox {
 
   private async mountShared(tag: string, mountPoint: string): Promise<void> {
     await mkdir(mountPoint, { recursive: true });
-    mount(tag, mountPoint, '9p', 0, `trans=virtio,version=9p2000.L,msize=${NINEP_MSIZE}`);
+    // cache=mmap: without a cache mode v9fs maps files read-only, and a shared writable mmap (an
+    // SQLite WAL, LMDB) fails with EINVAL on every container's rootfs and volume.
+    mount(tag, mountPoint, '9p', 0, `trans=virtio,version=9p2000.L,msize=${NINEP_MSIZE},cache=mmap`);
   }
 }

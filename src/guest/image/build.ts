@@ -102,7 +102,13 @@ async function moveIntoPlace(built: string, outDir: string, workDir: string): Pr
       throw err;
     },
   );
-  await rename(built, outDir);
+  try {
+    await rename(built, outDir);
+  } catch (err) {
+    // The work directory goes after this: the image that was there comes back first.
+    if (hadOne) await rename(old, outDir);
+    throw err;
+  }
   if (hadOne) await rm(old, { recursive: true, force: true });
 }
 

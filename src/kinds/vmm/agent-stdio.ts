@@ -36,18 +36,21 @@ export function agentStdioChannel(agent: AgentClient, ref: AgentProcessRef, stre
 }
 
 function outputReader(agent: AgentClient, ref: AgentProcessRef, stream: StdioStream, log: Logger): Readable {
-  let reading = false;
+  /** The next chunk: an answer with no data and no end (which the agent should not give) is asked again. */
+  const nextChunk = async (): Promise<Buffer | null> => {
+    for (;;) {
+      const reply = await agent.readStdio({ ...ref, stream, maxBytes: READ_CHUNK_BYTES });
+      if (reply.data.length > 0) {
+        // Data and the end together: the end comes with the next read, which answers at once.
+        return Buffer.from(reply.data);
+      }
+      if (reply.eof) return null;
+    }
+  };
   return new Readable({
     read() {
-      if (reading) return;
-      reading = true;
-      agent.readStdio({ ...ref, stream, maxBytes: READ_CHUNK_BYTES }).then(
-        (reply) => {
-          reading = false;
-          if (reply.data.length > 0) this.push(Buffer.from(reply.data));
-          if (reply.eof) this.push(null);
-          else if (reply.data.length === 0) this.read(0); // nothing yet and no end: ask again
-        },
+      nextChunk().then(
+        (chunk) => this.push(chunk),
         (err: Error) => {
           // The VM or the process went away: the output ends with what arrived.
           log.debug({ err: err.message, stream: StdioStream[stream] }, 'stdio read from the guest ended');

@@ -5,12 +5,34 @@
 // noticed at once (QEMU exited, or the agent's port was closed).
 import { Code, RuntimeError } from '../../base/errors.js';
 import { Agent } from '../../api/kuasar/agent/v1/agent_pb.js';
-import { TtrpcClient, typedClient, type TypedClient } from '../../rpc/ttrpc/index.js';
+import { TtrpcClient, typedClient, type CallOptions, type TypedClient } from '../../rpc/ttrpc/index.js';
 
 export type AgentClient = TypedClient<(typeof Agent)['method']>;
 
 /** How long connecting to QEMU's socket may take: QEMU made it before it daemonized. */
 const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * How long an agent call may take unless it waits by design. A guest that is alive but stuck
+ * (runc blocked on the share, a stalled VM) must not hold a Start, and with it the sandbox's
+ * Stop and Shutdown, for good: the call fails with DeadlineExceeded instead.
+ */
+const CALL_TIMEOUT_MS = 60_000;
+
+/** Calls that answer when something happens (an exit, output, room in a pipe): no deadline. */
+const WAITING_CALLS = new Set(['waitProcess', 'readStdio', 'writeStdin']);
+
+/** The agent's methods, each with CALL_TIMEOUT_MS unless the caller or WAITING_CALLS says otherwise. */
+function withDeadlines(agent: AgentClient): AgentClient {
+  const methods = agent as unknown as Record<string, (request: unknown, options?: CallOptions) => Promise<unknown>>;
+  const bounded: Record<string, unknown> = {};
+  for (const [name, call] of Object.entries(methods)) {
+    bounded[name] = WAITING_CALLS.has(name)
+      ? call
+      : (request: unknown, options?: CallOptions) => call(request, { timeoutMs: CALL_TIMEOUT_MS, ...options });
+  }
+  return bounded as unknown as AgentClient;
+}
 
 export class AgentChannel {
   private constructor(
@@ -24,7 +46,7 @@ export class AgentChannel {
    */
   static async open(socket: string, options: { timeoutMs: number; vmEnded: Promise<unknown>; describeEnd: () => string }) {
     const client = await TtrpcClient.connect(socket, { timeoutMs: CONNECT_TIMEOUT_MS });
-    const channel = new AgentChannel(client, typedClient(client, Agent));
+    const channel = new AgentChannel(client, withDeadlines(typedClient(client, Agent)));
     const ended = options.vmEnded.then(() => {
       throw new RuntimeError(Code.Unavailable, `the VM exited before its agent answered (${options.describeEnd()})`);
     });

@@ -59,7 +59,7 @@ export class VmmContainer implements KindContainer {
     const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: pod.streams, log });
     try {
       const cri = await readBundleSpec(record.bundle);
-      const exposed = await pod.share.expose(record, cri, log);
+      const exposed = await pod.share.expose(record, cri, pod.pod.uid, log);
       const spec = guestSpec(cri, { pod: pod.pod, ...exposed, files: pod.share.guestFiles(), namespaces: pod.namespaces });
       const streams = { stdin: record.stdio.stdin !== '', stdout: record.stdio.stdout !== '', stderr: record.stdio.stderr !== '' };
       const { pid } = await timed(log, 'vmm.agent-create', () =>

@@ -23,13 +23,17 @@ import {
 /** Where the guest keeps each emptyDir of the pod: on its /run tmpfs, one directory per volume name. */
 export const GUEST_EMPTY_DIR_ROOT = '/run/kuasar/volumes';
 
-/** kubelet's emptyDir volumes are directories `.../volumes/kubernetes.io~empty-dir/<name>` on the node. */
-const EMPTY_DIR = /\/volumes\/kubernetes\.io~empty-dir\/([^/]+)\/?$/;
+/** kubelet's emptyDir volumes are directories `.../pods/<pod uid>/volumes/kubernetes.io~empty-dir/<name>` on the node. */
+const EMPTY_DIR = /\/pods\/([^/]+)\/volumes\/kubernetes\.io~empty-dir\/([^/]+)\/?$/;
 
-/** The emptyDir volume's name when `source` is kubelet's directory of one. */
-export function emptyDirName(source: string): string | undefined {
-  const name = EMPTY_DIR.exec(source)?.[1];
-  return name === '.' || name === '..' ? undefined : name;
+/**
+ * The emptyDir volume's name when `source` is kubelet's directory of one of the pod `podUid`'s
+ * own volumes (another pod's, reached as a hostPath, is an ordinary directory of the node).
+ */
+export function emptyDirName(source: string, podUid: string): string | undefined {
+  const [, uid, name] = EMPTY_DIR.exec(source) ?? [];
+  if (!uid || uid !== podUid || name === '.' || name === '..') return undefined;
+  return name;
 }
 
 /** What the guest sees of a container's host-side pieces. */

@@ -2,12 +2,13 @@
 // probe shows a vCPU really runs: under nested virtualisation /dev/kvm may open and hang); what a
 // pod needs besides (QEMU, the guest image) is checked at each Controller Create, so that a host
 // that lacks it still serves the other kinds and the pod's error says what to do.
-import { access, constants } from 'node:fs/promises';
+import { access, constants, mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import { checkImageDir } from '../../guest/image/layout.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { probeAccel } from './accel-probe.js';
@@ -41,6 +42,11 @@ export class VmmKind implements SandboxKind {
     // child subreaper) by the first one's exit, and nobody knows its pid. The VM itself is
     // watched by the pid from its pid file, which claims it before this sweep would.
     reaper.reapOrphans((stat) => stat.comm.startsWith(QEMU_COMM_PREFIX));
+    // Each pod's share holds mounts (rootfs, volumes): below a mount that does not propagate,
+    // so that none of them leaks into other mount namespaces, or back into a volume that is an
+    // ancestor of the state directory.
+    await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
+    await makePrivateBindOfItself(this.options.kindDir);
     this.env = { config, accel: await this.chooseAccel(), reaper };
     const missing = await this.missingPieces();
     if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
@@ -91,5 +97,10 @@ export class VmmKind implements SandboxKind {
 
   async destroyLost(sandbox: SandboxContext): Promise<void> {
     await releaseLostPod(sandbox, this.options.reaper);
+  }
+
+  async closeIdle(): Promise<void> {
+    // No pod's share is left below the private bind init made: it can go.
+    await unmountPrivateBindOfItself(this.options.kindDir);
   }
 }

@@ -58,7 +58,9 @@ export function qemuArgs(vm: VmLayout): string[] {
     ['-daemonize', '-pidfile', vm.pidFile],
     ['-kernel', vm.kernel, '-initrd', vm.initrd, '-append', vm.kernelParams.join(' ')],
     ['-drive', `if=none,id=root,file=${opt(vm.rootImage)},format=raw,readonly=on`, '-device', 'virtio-blk-pci,drive=root'],
-    ['-fsdev', `local,id=share,path=${opt(vm.share.dir)},security_model=passthrough`],
+    // The share spans many host file systems (each rootfs and volume): remap keeps their inode
+    // numbers from colliding in the guest.
+    ['-fsdev', `local,id=share,path=${opt(vm.share.dir)},security_model=passthrough,multidevs=remap`],
     ['-device', `virtio-9p-pci,fsdev=share,mount_tag=${vm.share.tag}`],
     vm.nics
       .flatMap((nic, i) => [

@@ -20,7 +20,7 @@ import { podState, type VmmPodState } from './pod-state.js';
 import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
 import type { VmmConfig } from './config.js';
 import { GUEST_SHARE, SandboxShare } from './share.js';
-import { Vm } from './vm.js';
+import { killGone, Vm } from './vm.js';
 
 /** What the kind shares with each of its pods. */
 export interface VmmEnvironment {
@@ -61,6 +61,7 @@ export class VmmSandbox implements KindSandbox {
   private namespacesInGuest: VmmPodView['namespaces'] | null = null;
   /** Set once Stop or Shutdown ends the VM: its end is then no news. */
   private stopping = false;
+  private ending: Promise<void> | null = null;
 
   private constructor(
     private readonly env: VmmEnvironment,
@@ -222,17 +223,29 @@ export class VmmSandbox implements KindSandbox {
       if (this.stopping || this.channel !== channel) return;
       this.context.isolationEnded(`the channel to its VM's agent closed (${reason.message})`);
       // A VM whose agent cannot be reached any more serves nobody.
-      void this.endVm();
+      this.endVm().catch((err: unknown) => this.context.log.error({ err }, 'ending the VM failed'));
     });
   }
 
-  /** Ends the VM and the channel, then removes the taps; idempotent. */
-  private async endVm(): Promise<void> {
+  /**
+   * Ends the VM and the channel, then removes the taps. Idempotent, and callers that come while
+   * it runs (a Stop while the channel's close ends the VM) wait for the same end.
+   */
+  private endVm(): Promise<void> {
+    this.ending ??= this.endVmOnce().finally(() => {
+      this.ending = null;
+    });
+    return this.ending;
+  }
+
+  private async endVmOnce(): Promise<void> {
     this.stopping = true;
     this.channel?.close();
     this.channel = null;
     if (this.vm) await this.vm.stop(this.env.config.stop_timeout_ms, this.context.log);
-    else if (this.pod.vm) await endLostVm(this.context, this.env.reaper);
+    // Also when no VM was known: a launch that failed half-way (its time-out ended the launcher,
+    // not the daemonized QEMU) leaves one that only the pid file names.
+    else await endLostVm(this.context, this.env.reaper);
     this.vm = null;
     if (this.pod.taps.length > 0) await disconnectTaps(this.context.record.netnsPath, this.pod.taps);
     this.pod = { vm: null, taps: [] };
@@ -303,7 +316,7 @@ export async function endLostVm(context: SandboxContext, reaper: Reaper): Promis
   if (!cmdline.split('\0').some((arg) => arg.startsWith(`${vmName(context.record.id)},`))) return;
   context.log.warn({ pid }, 'ending a VM no run of kuasard can reach');
   const ended = reaper.watchForeign(pid);
-  process.kill(pid, 'SIGKILL');
+  killGone(pid);
   await ended;
 }
 

@@ -52,7 +52,7 @@ export class SandboxShare {
    * Puts the container's rootfs and bind sources into the share. On failure whatever was mounted
    * stays for `release`, which the caller runs.
    */
-  async expose(record: Readonly<ContainerRecord>, cri: Spec, log: Logger): Promise<ExposedContainer> {
+  async expose(record: Readonly<ContainerRecord>, cri: Spec, podUid: string, log: Logger): Promise<ExposedContainer> {
     const dirs = containerDirs(this.files.containersDir, record.id);
     await mkdir(dirs.rootfs, { recursive: true, mode: 0o700 });
     if (record.rootfs.length > 0) {
@@ -68,7 +68,7 @@ export class SandboxShare {
         bindSources.push(undefined);
         continue;
       }
-      const volume = emptyDirName(mount.source ?? '');
+      const volume = emptyDirName(mount.source ?? '', podUid);
       if (volume) {
         const dir = `${GUEST_EMPTY_DIR_ROOT}/${volume}`;
         bindSources.push(dir);

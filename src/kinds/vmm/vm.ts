@@ -61,9 +61,18 @@ export class Vm {
     const asked = qmpCommand(this.qmpSocket, 'quit', timeoutMs).catch((err: Error) => log.warn({ err: err.message }, 'QMP quit failed'));
     if ((await Promise.race([asked.then(() => this.ended), deadline])) === 'late') {
       log.warn({ pid: this.process.pid, timeoutMs }, 'QEMU did not quit in time; killing it');
-      if (this.running) process.kill(this.process.pid, 'SIGKILL');
+      if (this.running) killGone(this.process.pid);
     }
     await this.ended;
+  }
+}
+
+/** SIGKILL to `pid`, which may have ended meanwhile (ESRCH): ended is what was asked. */
+export function killGone(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
 }
 

@@ -1,6 +1,6 @@
 // The vmm kind's guest agent API: what kuasard asks of the agent that runs as PID 1 inside each
 // pod's microVM. Written for this project (not wire-compatible with anything else), carried by
-// ttrpc over one multiplexed virtio-serial channel (kinds/vmm/channel.ts, guest/agent/channel.ts).
+// ttrpc over one multiplexed virtio-serial channel (kinds/vmm/channel.ts, guest/agent/port-channel.ts).
 //
 // Conventions:
 // - Every container and exec is named by the ids containerd gave it; the agent keeps no other key.
@@ -776,7 +776,7 @@ export const Agent: GenService<{
     output: typeof SetupNetworkResponseSchema;
   },
   /**
-   * Sets the guest's clock to the host's (at boot, and whenever the host sees a jump).
+   * Sets the guest's clock to the host's (kuasard does it once the VM has booted).
    *
    * @generated from rpc kuasar.agent.v1.Agent.SyncClock
    */
