@@ -149,6 +149,34 @@ describe('vmm kind through CRI', () => {
     });
   });
 
+  it('runs ExecSync in the guest: stdout, stderr and exit code; a missing program fails at once and the container runs on', async () => {
+    await withPod('vmm-exec', async (run) => {
+      const { containerId } = await startRunning(
+        env,
+        run,
+        containerConfig({ name: 'idle', image: env.images.busybox, command: ['sleep', '3600'] }),
+      );
+      const result = await env.cri.runtime.execSync({
+        containerId,
+        cmd: ['sh', '-c', 'echo out; echo err >&2; uname -r; exit 7'],
+        timeout: 30n,
+      });
+      assert.equal(result.exitCode, 7);
+      assert.equal(Buffer.from(result.stderr).toString(), 'err\n');
+      const [out, kernel] = Buffer.from(result.stdout).toString().trimEnd().split('\n');
+      assert.equal(out, 'out');
+      assert.notEqual(kernel, release(), "the exec runs on the guest's kernel");
+      const sees = await env.cri.runtime.execSync({ containerId, cmd: ['ps', '-o', 'comm'], timeout: 30n });
+      assert.match(Buffer.from(sees.stdout).toString(), /^sleep$/m, "the exec is in the container's PID namespace");
+      await assert.rejects(
+        env.cri.runtime.execSync({ containerId, cmd: ['/no/such/program'], timeout: 30n }),
+        /no such file|not found|exec failed/i,
+      );
+      const { status } = await env.cri.runtime.containerStatus({ containerId });
+      assert.equal(status?.state, ContainerState.CONTAINER_RUNNING);
+    });
+  });
+
   it('carries a large output over streaming io (kuasar-vmm-streaming) as well as FIFOs, in order and whole', async () => {
     const lines = 100_000;
     for (const podHandler of [handler(), env.handlers.kuasarStreaming['vmm'] ?? '']) {

@@ -24,15 +24,28 @@ export interface CreateRequest {
   emptyDirs: readonly string[];
 }
 
-interface Container {
-  readonly id: string;
-  readonly bundle: string;
+export interface ExecRequest {
+  id: string;
+  execId: string;
+  /** The OCI Process as the host sent it (JSON). */
+  process: Record<string, unknown>;
+  stdio: StdioWanted & { terminal: boolean };
+}
+
+/** A process of a container (its init or an exec) and what the agent holds of it. */
+interface GuestProcess {
   readonly pid: number;
   readonly stdio: ProcessStdioPipes;
-  /** Settles once the init has exited and was reaped. */
+  /** Settles once the process has exited and was reaped. */
   readonly exit: Promise<ExitInfo>;
   /** Set as `exit` settles. */
   exited?: ExitInfo;
+}
+
+interface Container extends GuestProcess {
+  readonly id: string;
+  readonly bundle: string;
+  readonly execs: Map<string, GuestProcess>;
 }
 
 export class Containers {
@@ -71,14 +84,7 @@ export class Containers {
       pipes = new ProcessStdioPipes(stdio);
       const pid = await this.runtime.create(id, bundle, { pidFile: path.join(bundle, 'init.pid'), stdio: pipes.childStdio });
       pipes.closeChildEnds();
-      const exit = this.reaper.watch(pid).catch((err: Error) => {
-        this.log.error({ container: id, pid, error: err.message }, 'cannot collect the exit of a container init');
-        return exitedNow(UNKNOWN_EXIT_STATUS);
-      });
-      const container: Container = { id, bundle, pid, stdio: pipes, exit };
-      void exit.then((info) => {
-        container.exited = info;
-      });
+      const container: Container = { id, bundle, execs: new Map(), ...this.follow(pid, pipes, `container ${id}`) };
       this.containers.set(id, container);
       this.log.info({ container: id, pid }, 'container created');
       return pid;
@@ -87,6 +93,63 @@ export class Containers {
       await rm(bundle, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** A process that runc started, re-parented to the agent: its exit as the Reaper collects it. */
+  private follow(pid: number, stdio: ProcessStdioPipes, what: string): GuestProcess {
+    const exit = this.reaper.watch(pid).catch((err: Error) => {
+      this.log.error({ pid, error: err.message }, `cannot collect the exit of ${what}`);
+      return exitedNow(UNKNOWN_EXIT_STATUS);
+    });
+    const process: GuestProcess = { pid, stdio, exit };
+    void exit.then((info) => {
+      process.exited = info;
+    });
+    return process;
+  }
+
+  /** Starts another process in the running container `id` (runc exec --detach), with its own stdio. */
+  exec({ id, execId, process: processSpec, stdio }: ExecRequest): Promise<number> {
+    return this.mutex.run(id, async () => {
+      const container = this.get(id);
+      if (container.execs.has(execId)) throw alreadyExists(`exec ${execId} of container ${id}`);
+      if (stdio.terminal) throw unimplemented(`exec ${execId}: terminals are not supported by this agent yet`);
+      const processFile = path.join(container.bundle, `exec-${execId}.json`);
+      const pidFile = path.join(container.bundle, `exec-${execId}.pid`);
+      await writeFile(processFile, JSON.stringify(processSpec), { mode: 0o600 });
+      const pipes = new ProcessStdioPipes(stdio);
+      try {
+        const pid = await this.runtime.exec(id, { processFile, pidFile, stdio: pipes.childStdio });
+        pipes.closeChildEnds();
+        container.execs.set(execId, this.follow(pid, pipes, `exec ${execId} of container ${id}`));
+        this.log.info({ container: id, exec: execId, pid }, 'exec started');
+        return pid;
+      } catch (err) {
+        pipes.release();
+        throw err;
+      } finally {
+        await rm(processFile, { force: true });
+        await rm(pidFile, { force: true });
+      }
+    });
+  }
+
+  /** Signals one exec; one that has ended is NotFound, as a process runc no longer knows. */
+  killExec(id: string, execId: string, signal: number): void {
+    checkSignal(signal);
+    const exec = this.process(id, execId);
+    if (exec.exited) throw notFound(`exec ${execId} of container ${id} (it has exited)`);
+    process.kill(exec.pid, signal);
+  }
+
+  /** Forgets an exec: killed first if it still runs, its stdio released once it has been reaped. */
+  async deleteExec(id: string, execId: string): Promise<void> {
+    const exec = this.process(id, execId);
+    if (execId === '') throw invalidArgument('DeleteProcess is for execs; a container is deleted with DeleteContainer');
+    if (!exec.exited) process.kill(exec.pid, 'SIGKILL');
+    await exec.exit;
+    exec.stdio.release();
+    this.get(id).execs.delete(execId);
   }
 
   start(id: string): Promise<number> {
@@ -99,7 +162,7 @@ export class Containers {
   }
 
   async kill(id: string, signal: number, all: boolean): Promise<void> {
-    if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw invalidArgument(`signal ${signal} is not a signal number (1-64)`);
+    checkSignal(signal);
     this.get(id);
     await this.runtime.kill(id, signal, { all });
   }
@@ -120,8 +183,13 @@ export class Containers {
         // Gone from runc already (a delete that failed halfway): what is left here goes all the same.
         if (!(err instanceof RuntimeError && err.code === Code.NotFound)) throw err;
       }
-      // runc delete --force has killed the init: collect it before its stdio goes.
+      // runc delete --force has killed the init and its execs: collect them before their stdio goes.
       await container.exit;
+      for (const exec of container.execs.values()) {
+        if (!exec.exited) process.kill(exec.pid, 'SIGKILL');
+        await exec.exit;
+        exec.stdio.release();
+      }
       container.stdio.release();
       await rm(container.bundle, { recursive: true, force: true });
       this.containers.delete(id);
@@ -156,12 +224,17 @@ export class Containers {
     return container;
   }
 
-  private process(id: string, execId: string): Container {
+  private process(id: string, execId: string): GuestProcess {
     const container = this.get(id);
-    // Execs come with ExecProcess, which this agent does not serve yet: none exists.
-    if (execId !== '') throw notFound(`exec ${execId} of container ${id}`);
-    return container;
+    if (execId === '') return container;
+    const exec = container.execs.get(execId);
+    if (!exec) throw notFound(`exec ${execId} of container ${id}`);
+    return exec;
   }
+}
+
+function checkSignal(signal: number): void {
+  if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw invalidArgument(`signal ${signal} is not a signal number (1-64)`);
 }
 
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {

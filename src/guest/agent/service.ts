@@ -67,6 +67,23 @@ function specObject(json: Uint8Array): Record<string, unknown> {
   return spec as Record<string, unknown>;
 }
 
+function processObject(json: Uint8Array): Record<string, unknown> {
+  let process: unknown;
+  try {
+    process = JSON.parse(Buffer.from(json).toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`process_json is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof process !== 'object' || process === null || Array.isArray(process))
+    throw invalidArgument('process_json must be a JSON object');
+  const { args, cwd } = process as { args?: unknown; cwd?: unknown };
+  if (!Array.isArray(args) || args.length === 0 || !args.every((a) => typeof a === 'string')) {
+    throw invalidArgument('process_json has no args');
+  }
+  if (typeof cwd !== 'string' || !cwd.startsWith('/')) throw invalidArgument('process_json has no absolute cwd');
+  return process as Record<string, unknown>;
+}
+
 function nanoseconds(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1_000_000n;
 }
@@ -93,6 +110,20 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
       const pid = await containers.create({ id, spec: specObject(request.specJson), stdio, emptyDirs: request.emptyDirs.map(guestDir) });
       return { pid };
+    },
+    async execProcess(request) {
+      const id = containerId(request.containerId);
+      const exec = validateId('exec', request.execId);
+      const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
+      return { pid: await containers.exec({ id, execId: exec, process: processObject(request.processJson), stdio }) };
+    },
+    async killProcess(request) {
+      containers.killExec(containerId(request.containerId), validateId('exec', request.execId), request.signal);
+      return {};
+    },
+    async deleteProcess(request) {
+      await containers.deleteExec(containerId(request.containerId), validateId('exec', request.execId));
+      return {};
     },
     async startContainer(request) {
       return { pid: await containers.start(containerId(request.containerId)) };

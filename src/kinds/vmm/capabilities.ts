@@ -1,10 +1,10 @@
 // What the vmm kind supports, declared once: its registration shows it to the tests and tools,
-// its kind object to the engine. Part 1 of the kind runs containers in the pod's VM with their
-// stdio; exec, terminals, pause, updates and recovery across a restart are not there yet.
+// its kind object to the engine. Containers and execs run in the pod's VM with their stdio;
+// terminals, pause, updates and recovery across a restart are not there yet.
 import type { KindCapabilities } from '../../kind-api/kind.js';
 
 export const VMM_CAPABILITIES: KindCapabilities = {
-  exec: false,
+  exec: true,
   terminal: false,
   pauseResume: false,
   updateResources: false,

@@ -5,13 +5,21 @@
 import type { Logger } from 'pino';
 import { Code, RuntimeError, failedPrecondition, unimplemented } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
-import { UNKNOWN_EXIT_STATUS, exitedNow, type ExitInfo, type PodSpec, type SavedState, type WindowSize } from '../../base/model.js';
+import {
+  UNKNOWN_EXIT_STATUS,
+  exitedNow,
+  type ExitInfo,
+  type PodSpec,
+  type SavedState,
+  type Stdio,
+  type WindowSize,
+} from '../../base/model.js';
 import type { StreamRegistry } from '../../base/streams.js';
 import { timed } from '../../base/stages.js';
-import type { ContainerContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
+import type { ContainerContext, ExecContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
 import { ForwardedStdio } from '../../io/forwarded-stdio.js';
 import { readBundleSpec } from '../../oci/bundle.js';
-import { agentStdioChannel, type AgentProcessRef } from './agent-stdio.js';
+import { agentStdioChannel, type AgentProcessRef, type AgentStdioStreams } from './agent-stdio.js';
 import type { AgentClient } from './channel.js';
 import { guestSpec } from './guest-spec.js';
 import type { SandboxShare } from './share.js';
@@ -26,12 +34,12 @@ export interface VmmPodView {
   namespaces: { ipc: string; uts: string; pid: string | null };
 }
 
-/** The init: created in the guest, ended when the agent says so and its output is delivered. */
+/** A process in the guest (the init or an exec): ended when the agent says so and its output is delivered. */
 class GuestProcess implements KindProcess {
   constructor(
     readonly pid: number,
     readonly exited: Promise<ProcessEnd>,
-    private readonly stdio: ForwardedStdio,
+    protected readonly stdio: ForwardedStdio,
   ) {}
 
   async resize(_size: WindowSize): Promise<void> {}
@@ -39,6 +47,49 @@ class GuestProcess implements KindProcess {
   async closeStdin(): Promise<void> {
     this.stdio.closeStdin();
   }
+}
+
+/** An exec: signalled on its own, forgotten by the agent once released. */
+class GuestExec extends GuestProcess implements KindExec {
+  constructor(
+    pid: number,
+    exited: Promise<ProcessEnd>,
+    stdio: ForwardedStdio,
+    private readonly agent: AgentClient,
+    private readonly ref: AgentProcessRef,
+  ) {
+    super(pid, exited, stdio);
+  }
+
+  async kill(signal: number): Promise<void> {
+    await this.agent.killProcess({ ...this.ref, signal });
+  }
+
+  async release(): Promise<void> {
+    this.stdio.close();
+    // Gone already: the container (or the VM) went first, or a release came twice.
+    await this.agent.deleteProcess(this.ref).catch(() => undefined);
+  }
+
+  state(): SavedState | null {
+    return null;
+  }
+}
+
+/** Which stdio streams containerd gave the process: those the agent holds for it. */
+const streamsOf = (stdio: Stdio): AgentStdioStreams => ({
+  stdin: stdio.stdin !== '',
+  stdout: stdio.stdout !== '',
+  stderr: stdio.stderr !== '',
+});
+
+/** Forwards the process's stdio through the agent; its end, once the agent tells it and the output is delivered. */
+function followInGuest(agent: AgentClient, ref: AgentProcessRef, stdio: ForwardedStdio, streams: AgentStdioStreams, log: Logger) {
+  stdio.forward(agentStdioChannel(agent, ref, streams, log));
+  return waitInGuest(agent, ref, log).then(async (exit): Promise<ProcessEnd> => {
+    await stdio.finish();
+    return { ...exit, oomKilled: false };
+  });
 }
 
 export class VmmContainer implements KindContainer {
@@ -61,7 +112,7 @@ export class VmmContainer implements KindContainer {
       const cri = await readBundleSpec(record.bundle);
       const exposed = await pod.share.expose(record, cri, pod.pod.uid, log);
       const spec = guestSpec(cri, { pod: pod.pod, ...exposed, files: pod.share.guestFiles(), namespaces: pod.namespaces });
-      const streams = { stdin: record.stdio.stdin !== '', stdout: record.stdio.stdout !== '', stderr: record.stdio.stderr !== '' };
+      const streams = streamsOf(record.stdio);
       const { pid } = await timed(log, 'vmm.agent-create', () =>
         pod.agent.createContainer({
           containerId: record.id,
@@ -70,12 +121,7 @@ export class VmmContainer implements KindContainer {
           emptyDirs: exposed.emptyDirs,
         }),
       );
-      const ref = { containerId: record.id, execId: '' };
-      stdio.forward(agentStdioChannel(pod.agent, ref, streams, log));
-      const exited = waitInGuest(pod.agent, ref, log).then(async (exit) => {
-        await stdio.finish();
-        return { ...exit, oomKilled: false };
-      });
+      const exited = followInGuest(pod.agent, { containerId: record.id, execId: '' }, stdio, streams, log);
       return new VmmContainer(pod, context, new GuestProcess(pid, exited, stdio), stdio);
     } catch (err) {
       log.warn({ err }, 'task create failed; releasing what it took');
@@ -129,10 +175,30 @@ export class VmmContainer implements KindContainer {
     throw unimplemented('resume');
   }
 
-  async exec(): Promise<KindExec> {
-    throw unimplemented('exec');
+  /** Task Start of an exec: runc exec in the guest, its stdio forwarded as the init's. */
+  async exec(exec: ExecContext): Promise<KindExec> {
+    const { record, log } = exec;
+    const ref = { containerId: this.ref.containerId, execId: record.id };
+    const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: this.pod.streams, log });
+    try {
+      // Labels of the host's security modules mean nothing in the guest (as for the container's spec).
+      const { apparmorProfile: _apparmor, selinuxLabel: _selinux, ...process } = record.spec;
+      const streams = streamsOf(record.stdio);
+      const { pid } = await timed(log, 'vmm.agent-exec', () =>
+        this.pod.agent.execProcess({
+          ...ref,
+          processJson: new TextEncoder().encode(JSON.stringify(process)),
+          stdio: { ...streams, terminal: false },
+        }),
+      );
+      return new GuestExec(pid, followInGuest(this.pod.agent, ref, stdio, streams, log), stdio, this.pod.agent, ref);
+    } catch (err) {
+      stdio.close();
+      throw err;
+    }
   }
 
+  /** The kind's capabilities keep execs from being restored (restart.execs is false). */
   async restoreExec(): Promise<KindExec> {
     throw unimplemented('exec');
   }

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kuasar/agent/v1/agent.proto.
  */
 export const file_kuasar_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiTQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRILCgNtdHUYAyABKA0SEQoJYWRkcmVzc2VzGAQgAygJIlQKDE5ldHdvcmtSb3V0ZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZmYW1pbHkYBCABKA0iewoTU2V0dXBOZXR3b3JrUmVxdWVzdBI1CgppbnRlcmZhY2VzGAEgAygLMiEua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtJbnRlcmZhY2USLQoGcm91dGVzGAIgAygLMh0ua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtSb3V0ZSIWChRTZXR1cE5ldHdvcmtSZXNwb25zZSIoChBTeW5jQ2xvY2tSZXF1ZXN0EhQKDGhvc3RfdGltZV9ucxgBIAEoAyIxChFTeW5jQ2xvY2tSZXNwb25zZRIcChRndWVzdF90aW1lX2JlZm9yZV9ucxgBIAEoAyJPCgxTdGRpb1JlcXVlc3QSDQoFc3RkaW4YASABKAgSDgoGc3Rkb3V0GAIgASgIEg4KBnN0ZGVychgDIAEoCBIQCgh0ZXJtaW5hbBgEIAEoCCKDAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSEQoJc3BlY19qc29uGAIgASgMEiwKBXN0ZGlvGAMgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdBISCgplbXB0eV9kaXJzGAQgAygJIiYKF0NyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSIoChBDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIlChZTdGFydENvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSJJChRLaWxsQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDgoGc2lnbmFsGAIgASgNEgsKA2FsbBgDIAEoCCIXChVLaWxsQ29udGFpbmVyUmVzcG9uc2UiNwoOUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiQAoTV2FpdFByb2Nlc3NSZXNwb25zZRITCgtleGl0X3N0YXR1cxgBIAEoDRIUCgxleGl0ZWRfYXRfbnMYAiABKAMiGQoXRGVsZXRlQ29udGFpbmVyUmVzcG9uc2UiNQoWQ29udGFpbmVyU3RhdGVSZXNwb25zZRILCgNwaWQYASABKA0SDgoGc3RhdHVzGAIgASgJIiAKEExpc3RQaWRzUmVzcG9uc2USDAoEcGlkcxgBIAMoDSJ6ChBSZWFkU3RkaW9SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiwKBnN0cmVhbRgDIAEoDjIcLmt1YXNhci5hZ2VudC52MS5TdGRpb1N0cmVhbRIRCgltYXhfYnl0ZXMYBCABKA0iLgoRUmVhZFN0ZGlvUmVzcG9uc2USDAoEZGF0YRgBIAEoDBILCgNlb2YYAiABKAgiSAoRV3JpdGVTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIUChJXcml0ZVN0ZGluUmVzcG9uc2UiFAoSQ2xvc2VTdGRpblJlc3BvbnNlKl0KC1N0ZGlvU3RyZWFtEhwKGFNURElPX1NUUkVBTV9VTlNQRUNJRklFRBAAEhcKE1NURElPX1NUUkVBTV9TVERPVVQQARIXChNTVERJT19TVFJFQU1fU1RERVJSEAIy5gkKBUFnZW50EkYKBUNoZWNrEh0ua3Vhc2FyLmFnZW50LnYxLkNoZWNrUmVxdWVzdBoeLmt1YXNhci5hZ2VudC52MS5DaGVja1Jlc3BvbnNlElsKDFNldHVwU2FuZGJveBIkLmt1YXNhci5hZ2VudC52MS5TZXR1cFNhbmRib3hSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwU2FuZGJveFJlc3BvbnNlElsKDFNldHVwTmV0d29yaxIkLmt1YXNhci5hZ2VudC52MS5TZXR1cE5ldHdvcmtSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwTmV0d29ya1Jlc3BvbnNlElIKCVN5bmNDbG9jaxIhLmt1YXNhci5hZ2VudC52MS5TeW5jQ2xvY2tSZXF1ZXN0GiIua3Vhc2FyLmFnZW50LnYxLlN5bmNDbG9ja1Jlc3BvbnNlEmQKD0NyZWF0ZUNvbnRhaW5lchInLmt1YXNhci5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlc3BvbnNlElwKDlN0YXJ0Q29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXNwb25zZRJeCg1LaWxsQ29udGFpbmVyEiUua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXNwb25zZRJUCgtXYWl0UHJvY2VzcxIfLmt1YXNhci5hZ2VudC52MS5Qcm9jZXNzUmVxdWVzdBokLmt1YXNhci5hZ2VudC52MS5XYWl0UHJvY2Vzc1Jlc3BvbnNlEl4KD0RlbGV0ZUNvbnRhaW5lchIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZUNvbnRhaW5lclJlc3BvbnNlElwKDkNvbnRhaW5lclN0YXRlEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyU3RhdGVSZXNwb25zZRJQCghMaXN0UGlkcxIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0GiEua3Vhc2FyLmFnZW50LnYxLkxpc3RQaWRzUmVzcG9uc2USUgoJUmVhZFN0ZGlvEiEua3Vhc2FyLmFnZW50LnYxLlJlYWRTdGRpb1JlcXVlc3QaIi5rdWFzYXIuYWdlbnQudjEuUmVhZFN0ZGlvUmVzcG9uc2USVQoKV3JpdGVTdGRpbhIiLmt1YXNhci5hZ2VudC52MS5Xcml0ZVN0ZGluUmVxdWVzdBojLmt1YXNhci5hZ2VudC52MS5Xcml0ZVN0ZGluUmVzcG9uc2USUgoKQ2xvc2VTdGRpbhIfLmt1YXNhci5hZ2VudC52MS5Qcm9jZXNzUmVxdWVzdBojLmt1YXNhci5hZ2VudC52MS5DbG9zZVN0ZGluUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiTQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRILCgNtdHUYAyABKA0SEQoJYWRkcmVzc2VzGAQgAygJIlQKDE5ldHdvcmtSb3V0ZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZmYW1pbHkYBCABKA0iewoTU2V0dXBOZXR3b3JrUmVxdWVzdBI1CgppbnRlcmZhY2VzGAEgAygLMiEua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtJbnRlcmZhY2USLQoGcm91dGVzGAIgAygLMh0ua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtSb3V0ZSIWChRTZXR1cE5ldHdvcmtSZXNwb25zZSIoChBTeW5jQ2xvY2tSZXF1ZXN0EhQKDGhvc3RfdGltZV9ucxgBIAEoAyIxChFTeW5jQ2xvY2tSZXNwb25zZRIcChRndWVzdF90aW1lX2JlZm9yZV9ucxgBIAEoAyJPCgxTdGRpb1JlcXVlc3QSDQoFc3RkaW4YASABKAgSDgoGc3Rkb3V0GAIgASgIEg4KBnN0ZGVychgDIAEoCBIQCgh0ZXJtaW5hbBgEIAEoCCKDAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSEQoJc3BlY19qc29uGAIgASgMEiwKBXN0ZGlvGAMgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdBISCgplbXB0eV9kaXJzGAQgAygJIiYKF0NyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSJ/ChJFeGVjUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSFAoMcHJvY2Vzc19qc29uGAMgASgMEiwKBXN0ZGlvGAQgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdCIiChNFeGVjUHJvY2Vzc1Jlc3BvbnNlEgsKA3BpZBgBIAEoDSJLChJLaWxsUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNIhUKE0tpbGxQcm9jZXNzUmVzcG9uc2UiFwoVRGVsZXRlUHJvY2Vzc1Jlc3BvbnNlIigKEENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIiUKFlN0YXJ0Q29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIkkKFEtpbGxDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIOCgZzaWduYWwYAiABKA0SCwoDYWxsGAMgASgIIhcKFUtpbGxDb250YWluZXJSZXNwb25zZSI3Cg5Qcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJAChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEhMKC2V4aXRfc3RhdHVzGAEgASgNEhQKDGV4aXRlZF9hdF9ucxgCIAEoAyIZChdEZWxldGVDb250YWluZXJSZXNwb25zZSI1ChZDb250YWluZXJTdGF0ZVJlc3BvbnNlEgsKA3BpZBgBIAEoDRIOCgZzdGF0dXMYAiABKAkiIAoQTGlzdFBpZHNSZXNwb25zZRIMCgRwaWRzGAEgAygNInoKEFJlYWRTdGRpb1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSLAoGc3RyZWFtGAMgASgOMhwua3Vhc2FyLmFnZW50LnYxLlN0ZGlvU3RyZWFtEhEKCW1heF9ieXRlcxgEIAEoDSIuChFSZWFkU3RkaW9SZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCCJIChFXcml0ZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIMCgRkYXRhGAMgASgMIhQKEldyaXRlU3RkaW5SZXNwb25zZSIUChJDbG9zZVN0ZGluUmVzcG9uc2UqXQoLU3RkaW9TdHJlYW0SHAoYU1RESU9fU1RSRUFNX1VOU1BFQ0lGSUVEEAASFwoTU1RESU9fU1RSRUFNX1NURE9VVBABEhcKE1NURElPX1NUUkVBTV9TVERFUlIQAjL0CwoFQWdlbnQSRgoFQ2hlY2sSHS5rdWFzYXIuYWdlbnQudjEuQ2hlY2tSZXF1ZXN0Gh4ua3Vhc2FyLmFnZW50LnYxLkNoZWNrUmVzcG9uc2USWwoMU2V0dXBTYW5kYm94EiQua3Vhc2FyLmFnZW50LnYxLlNldHVwU2FuZGJveFJlcXVlc3QaJS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVzcG9uc2USWwoMU2V0dXBOZXR3b3JrEiQua3Vhc2FyLmFnZW50LnYxLlNldHVwTmV0d29ya1JlcXVlc3QaJS5rdWFzYXIuYWdlbnQudjEuU2V0dXBOZXR3b3JrUmVzcG9uc2USUgoJU3luY0Nsb2NrEiEua3Vhc2FyLmFnZW50LnYxLlN5bmNDbG9ja1JlcXVlc3QaIi5rdWFzYXIuYWdlbnQudjEuU3luY0Nsb2NrUmVzcG9uc2USZAoPQ3JlYXRlQ29udGFpbmVyEicua3Vhc2FyLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaKC5rdWFzYXIuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USXAoOU3RhcnRDb250YWluZXISIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBonLmt1YXNhci5hZ2VudC52MS5TdGFydENvbnRhaW5lclJlc3BvbnNlEl4KDUtpbGxDb250YWluZXISJS5rdWFzYXIuYWdlbnQudjEuS2lsbENvbnRhaW5lclJlcXVlc3QaJi5rdWFzYXIuYWdlbnQudjEuS2lsbENvbnRhaW5lclJlc3BvbnNlElQKC1dhaXRQcm9jZXNzEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiQua3Vhc2FyLmFnZW50LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USXgoPRGVsZXRlQ29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaKC5rdWFzYXIuYWdlbnQudjEuRGVsZXRlQ29udGFpbmVyUmVzcG9uc2USXAoOQ29udGFpbmVyU3RhdGUSIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBonLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJTdGF0ZVJlc3BvbnNlElAKCExpc3RQaWRzEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaIS5rdWFzYXIuYWdlbnQudjEuTGlzdFBpZHNSZXNwb25zZRJYCgtFeGVjUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXNwb25zZRJYCgtLaWxsUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5LaWxsUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuS2lsbFByb2Nlc3NSZXNwb25zZRJYCg1EZWxldGVQcm9jZXNzEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZVByb2Nlc3NSZXNwb25zZRJSCglSZWFkU3RkaW8SIS5rdWFzYXIuYWdlbnQudjEuUmVhZFN0ZGlvUmVxdWVzdBoiLmt1YXNhci5hZ2VudC52MS5SZWFkU3RkaW9SZXNwb25zZRJVCgpXcml0ZVN0ZGluEiIua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXNwb25zZRJSCgpDbG9zZVN0ZGluEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLkNsb3NlU3RkaW5SZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message kuasar.agent.v1.CheckRequest
@@ -420,6 +420,110 @@ export const CreateContainerResponseSchema: GenMessage<CreateContainerResponse> 
   messageDesc(file_kuasar_agent_v1_agent, 12);
 
 /**
+ * @generated from message kuasar.agent.v1.ExecProcessRequest
+ */
+export type ExecProcessRequest = Message<"kuasar.agent.v1.ExecProcessRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+
+  /**
+   * The OCI runtime-spec Process to run (JSON), as containerd sent it, less what only the host means.
+   *
+   * @generated from field: bytes process_json = 3;
+   */
+  processJson: Uint8Array;
+
+  /**
+   * @generated from field: kuasar.agent.v1.StdioRequest stdio = 4;
+   */
+  stdio?: StdioRequest | undefined;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ExecProcessRequest.
+ * Use `create(ExecProcessRequestSchema)` to create a new message.
+ */
+export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 13);
+
+/**
+ * @generated from message kuasar.agent.v1.ExecProcessResponse
+ */
+export type ExecProcessResponse = Message<"kuasar.agent.v1.ExecProcessResponse"> & {
+  /**
+   * @generated from field: uint32 pid = 1;
+   */
+  pid: number;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ExecProcessResponse.
+ * Use `create(ExecProcessResponseSchema)` to create a new message.
+ */
+export const ExecProcessResponseSchema: GenMessage<ExecProcessResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 14);
+
+/**
+ * @generated from message kuasar.agent.v1.KillProcessRequest
+ */
+export type KillProcessRequest = Message<"kuasar.agent.v1.KillProcessRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+
+  /**
+   * @generated from field: uint32 signal = 3;
+   */
+  signal: number;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.KillProcessRequest.
+ * Use `create(KillProcessRequestSchema)` to create a new message.
+ */
+export const KillProcessRequestSchema: GenMessage<KillProcessRequest> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 15);
+
+/**
+ * @generated from message kuasar.agent.v1.KillProcessResponse
+ */
+export type KillProcessResponse = Message<"kuasar.agent.v1.KillProcessResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.KillProcessResponse.
+ * Use `create(KillProcessResponseSchema)` to create a new message.
+ */
+export const KillProcessResponseSchema: GenMessage<KillProcessResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 16);
+
+/**
+ * @generated from message kuasar.agent.v1.DeleteProcessResponse
+ */
+export type DeleteProcessResponse = Message<"kuasar.agent.v1.DeleteProcessResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.DeleteProcessResponse.
+ * Use `create(DeleteProcessResponseSchema)` to create a new message.
+ */
+export const DeleteProcessResponseSchema: GenMessage<DeleteProcessResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 17);
+
+/**
  * @generated from message kuasar.agent.v1.ContainerRequest
  */
 export type ContainerRequest = Message<"kuasar.agent.v1.ContainerRequest"> & {
@@ -434,7 +538,7 @@ export type ContainerRequest = Message<"kuasar.agent.v1.ContainerRequest"> & {
  * Use `create(ContainerRequestSchema)` to create a new message.
  */
 export const ContainerRequestSchema: GenMessage<ContainerRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 13);
+  messageDesc(file_kuasar_agent_v1_agent, 18);
 
 /**
  * @generated from message kuasar.agent.v1.StartContainerResponse
@@ -451,7 +555,7 @@ export type StartContainerResponse = Message<"kuasar.agent.v1.StartContainerResp
  * Use `create(StartContainerResponseSchema)` to create a new message.
  */
 export const StartContainerResponseSchema: GenMessage<StartContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 14);
+  messageDesc(file_kuasar_agent_v1_agent, 19);
 
 /**
  * @generated from message kuasar.agent.v1.KillContainerRequest
@@ -478,7 +582,7 @@ export type KillContainerRequest = Message<"kuasar.agent.v1.KillContainerRequest
  * Use `create(KillContainerRequestSchema)` to create a new message.
  */
 export const KillContainerRequestSchema: GenMessage<KillContainerRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 15);
+  messageDesc(file_kuasar_agent_v1_agent, 20);
 
 /**
  * @generated from message kuasar.agent.v1.KillContainerResponse
@@ -491,7 +595,7 @@ export type KillContainerResponse = Message<"kuasar.agent.v1.KillContainerRespon
  * Use `create(KillContainerResponseSchema)` to create a new message.
  */
 export const KillContainerResponseSchema: GenMessage<KillContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 16);
+  messageDesc(file_kuasar_agent_v1_agent, 21);
 
 /**
  * A container's init (exec_id empty) or one of its execs.
@@ -515,7 +619,7 @@ export type ProcessRequest = Message<"kuasar.agent.v1.ProcessRequest"> & {
  * Use `create(ProcessRequestSchema)` to create a new message.
  */
 export const ProcessRequestSchema: GenMessage<ProcessRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 17);
+  messageDesc(file_kuasar_agent_v1_agent, 22);
 
 /**
  * @generated from message kuasar.agent.v1.WaitProcessResponse
@@ -541,7 +645,7 @@ export type WaitProcessResponse = Message<"kuasar.agent.v1.WaitProcessResponse">
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 18);
+  messageDesc(file_kuasar_agent_v1_agent, 23);
 
 /**
  * @generated from message kuasar.agent.v1.DeleteContainerResponse
@@ -554,7 +658,7 @@ export type DeleteContainerResponse = Message<"kuasar.agent.v1.DeleteContainerRe
  * Use `create(DeleteContainerResponseSchema)` to create a new message.
  */
 export const DeleteContainerResponseSchema: GenMessage<DeleteContainerResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 19);
+  messageDesc(file_kuasar_agent_v1_agent, 24);
 
 /**
  * @generated from message kuasar.agent.v1.ContainerStateResponse
@@ -578,7 +682,7 @@ export type ContainerStateResponse = Message<"kuasar.agent.v1.ContainerStateResp
  * Use `create(ContainerStateResponseSchema)` to create a new message.
  */
 export const ContainerStateResponseSchema: GenMessage<ContainerStateResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 20);
+  messageDesc(file_kuasar_agent_v1_agent, 25);
 
 /**
  * @generated from message kuasar.agent.v1.ListPidsResponse
@@ -597,7 +701,7 @@ export type ListPidsResponse = Message<"kuasar.agent.v1.ListPidsResponse"> & {
  * Use `create(ListPidsResponseSchema)` to create a new message.
  */
 export const ListPidsResponseSchema: GenMessage<ListPidsResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 21);
+  messageDesc(file_kuasar_agent_v1_agent, 26);
 
 /**
  * @generated from message kuasar.agent.v1.ReadStdioRequest
@@ -631,7 +735,7 @@ export type ReadStdioRequest = Message<"kuasar.agent.v1.ReadStdioRequest"> & {
  * Use `create(ReadStdioRequestSchema)` to create a new message.
  */
 export const ReadStdioRequestSchema: GenMessage<ReadStdioRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 22);
+  messageDesc(file_kuasar_agent_v1_agent, 27);
 
 /**
  * @generated from message kuasar.agent.v1.ReadStdioResponse
@@ -657,7 +761,7 @@ export type ReadStdioResponse = Message<"kuasar.agent.v1.ReadStdioResponse"> & {
  * Use `create(ReadStdioResponseSchema)` to create a new message.
  */
 export const ReadStdioResponseSchema: GenMessage<ReadStdioResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 23);
+  messageDesc(file_kuasar_agent_v1_agent, 28);
 
 /**
  * @generated from message kuasar.agent.v1.WriteStdinRequest
@@ -684,7 +788,7 @@ export type WriteStdinRequest = Message<"kuasar.agent.v1.WriteStdinRequest"> & {
  * Use `create(WriteStdinRequestSchema)` to create a new message.
  */
 export const WriteStdinRequestSchema: GenMessage<WriteStdinRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 24);
+  messageDesc(file_kuasar_agent_v1_agent, 29);
 
 /**
  * Answered once the agent has written everything into the process's stdin.
@@ -699,7 +803,7 @@ export type WriteStdinResponse = Message<"kuasar.agent.v1.WriteStdinResponse"> &
  * Use `create(WriteStdinResponseSchema)` to create a new message.
  */
 export const WriteStdinResponseSchema: GenMessage<WriteStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 25);
+  messageDesc(file_kuasar_agent_v1_agent, 30);
 
 /**
  * @generated from message kuasar.agent.v1.CloseStdinResponse
@@ -712,7 +816,7 @@ export type CloseStdinResponse = Message<"kuasar.agent.v1.CloseStdinResponse"> &
  * Use `create(CloseStdinResponseSchema)` to create a new message.
  */
 export const CloseStdinResponseSchema: GenMessage<CloseStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 26);
+  messageDesc(file_kuasar_agent_v1_agent, 31);
 
 /**
  * @generated from enum kuasar.agent.v1.StdioStream
@@ -848,6 +952,36 @@ export const Agent: GenService<{
     methodKind: "unary";
     input: typeof ContainerRequestSchema;
     output: typeof ListPidsResponseSchema;
+  },
+  /**
+   * Another process in a running container (runc exec in the guest), started at once.
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.ExecProcess
+   */
+  execProcess: {
+    methodKind: "unary";
+    input: typeof ExecProcessRequestSchema;
+    output: typeof ExecProcessResponseSchema;
+  },
+  /**
+   * Signals one exec.
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.KillProcess
+   */
+  killProcess: {
+    methodKind: "unary";
+    input: typeof KillProcessRequestSchema;
+    output: typeof KillProcessResponseSchema;
+  },
+  /**
+   * Forgets an exec that has ended (its exit was taken, its output read); NotFound when unknown.
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.DeleteProcess
+   */
+  deleteProcess: {
+    methodKind: "unary";
+    input: typeof ProcessRequestSchema;
+    output: typeof DeleteProcessResponseSchema;
   },
   /**
    * stdio of a process that was created with it (see StdioRequest).
