@@ -102,10 +102,10 @@ describe('guest agent on the host', { skip }, () => {
     created.delete(id);
   }
 
-  async function readAll(id: string, stream: StdioStream): Promise<string> {
+  async function readAll(id: string, stream: StdioStream, execId = ''): Promise<string> {
     const chunks: Uint8Array[] = [];
     for (;;) {
-      const { data, eof } = await agent.readStdio({ containerId: id, stream, maxBytes: 3 });
+      const { data, eof } = await agent.readStdio({ containerId: id, execId, stream, maxBytes: 3 });
       if (eof) return Buffer.concat(chunks).toString();
       assert.ok(data.length > 0 && data.length <= 3, `a chunk of ${data.length} bytes`);
       chunks.push(data);
@@ -235,6 +235,48 @@ describe('guest agent on the host', { skip }, () => {
     // init); it was re-parented to the agent, which reaps it: not even a zombie remains.
     await remove(id);
     for (const p of pids) while (existsSync(`/proc/${p}`)) await sleep(50);
+  });
+
+  it('runs execs in a running container: output, exit code, a signal, then forgotten; bad requests answered with codes', async () => {
+    const id = 'exec-host';
+    await create(id, ['sleep', '1000'], { stdin: false, stdout: false, stderr: false, terminal: false }, [{ type: 'pid' }]);
+    await agent.startContainer({ containerId: id });
+    const stdio = { stdin: false, stdout: true, stderr: true, terminal: false };
+    const json = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const process = (args: string[]) => json({ args, cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } });
+    const pid = (
+      await agent.execProcess({
+        containerId: id,
+        execId: 'e1',
+        processJson: process(['sh', '-c', 'echo from-exec; echo to-err >&2; exit 4']),
+        stdio,
+      })
+    ).pid;
+    assert.ok(pid > 0);
+    const [stdout, stderr, exit] = await Promise.all([
+      readAll(id, StdioStream.STDOUT, 'e1'),
+      readAll(id, StdioStream.STDERR, 'e1'),
+      agent.waitProcess({ containerId: id, execId: 'e1' }),
+    ]);
+    assert.deepEqual([stdout, stderr, exit.exitStatus], ['from-exec\n', 'to-err\n', 4]);
+    await rejectsWith(agent.killProcess({ containerId: id, execId: 'e1', signal: 15 }), Code.NotFound);
+    await agent.deleteProcess({ containerId: id, execId: 'e1' });
+    await rejectsWith(agent.waitProcess({ containerId: id, execId: 'e1' }), Code.NotFound);
+
+    await agent.execProcess({ containerId: id, execId: 'e2', processJson: process(['sleep', '1000']), stdio });
+    await rejectsWith(agent.execProcess({ containerId: id, execId: 'e2', processJson: process(['true']), stdio }), Code.AlreadyExists);
+    await agent.killProcess({ containerId: id, execId: 'e2', signal: 15 });
+    assert.equal((await agent.waitProcess({ containerId: id, execId: 'e2' })).exitStatus, 143);
+    await agent.deleteProcess({ containerId: id, execId: 'e2' });
+
+    await rejectsWith(agent.execProcess({ containerId: id, execId: 'e3', processJson: json({ args: [] }), stdio }), Code.InvalidArgument);
+    await rejectsWith(
+      agent.execProcess({ containerId: id, execId: 'e3', processJson: new Uint8Array([1, 2]), stdio }),
+      Code.InvalidArgument,
+    );
+    await rejectsWith(agent.execProcess({ containerId: id, execId: '../x', processJson: process(['true']), stdio }), Code.InvalidArgument);
+    await rejectsWith(agent.execProcess({ containerId: 'nobody', execId: 'e4', processJson: process(['true']), stdio }), Code.NotFound);
+    await remove(id);
   });
 
   it('deletes a container that was created and never started', async () => {
