@@ -1,9 +1,12 @@
 // The vmm kind's pure pieces: the QEMU command line of a pod's VM, the KVM probe's firmware, and
 // how a container's spec is rewritten for the guest.
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { PodSpec } from '../../src/base/model.js';
-import { probeFirmware } from '../../src/kinds/vmm/accel-probe.js';
+import { probeAccelOncePerBoot, probeFirmware } from '../../src/kinds/vmm/accel-probe.js';
 import { emptyDirName, guestPathIn, guestSpec, type GuestLayout } from '../../src/kinds/vmm/guest-spec.js';
 import { parseInterfaces, parseRoutes, redirectCommands, tapCommands } from '../../src/kinds/vmm/network.js';
 import { qemuArgs, type VmLayout } from '../../src/kinds/vmm/qemu-args.js';
@@ -195,4 +198,33 @@ test("the pod's interfaces and routes as ip(8) shows them: Ethernet links with g
     'qdisc add dev kuasar-tap0 ingress',
     'filter add dev kuasar-tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0',
   ]);
+});
+
+test('the KVM probe runs once per boot of the host: a later start reads its answer, a changed QEMU probes again', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kuasar-probe-'));
+  try {
+    // A stand-in QEMU that counts its runs and exits as QEMU does when the firmware ran.
+    const qemu = join(dir, 'qemu');
+    writeFileSync(qemu, `#!/bin/sh\necho run >> ${join(dir, 'runs')}\nexit 3\n`);
+    chmodSync(qemu, 0o755);
+    const runs = () => readFileSync(join(dir, 'runs'), 'utf8').split('\n').filter(Boolean).length;
+    const first = await probeAccelOncePerBoot(qemu, 'kvm', join(dir, 'probe'), 5_000);
+    assert.equal(first.works, true);
+    assert.equal(first.cached, false);
+    const second = await probeAccelOncePerBoot(qemu, 'kvm', join(dir, 'probe'), 5_000);
+    assert.deepEqual([second.works, second.cached, runs()], [true, true, 1]);
+    writeFileSync(join(dir, 'probe', 'kvm-probe.json'), '{not json');
+    assert.equal(
+      (await probeAccelOncePerBoot(qemu, 'kvm', join(dir, 'probe'), 5_000)).cached,
+      false,
+      'an unreadable record is probed again',
+    );
+    const other = join(dir, 'qemu2');
+    writeFileSync(other, '#!/bin/sh\necho "no KVM here" >&2\nexit 1\n');
+    chmodSync(other, 0o755);
+    const changed = await probeAccelOncePerBoot(other, 'kvm', join(dir, 'probe'), 5_000);
+    assert.deepEqual(changed, { works: false, reason: 'no KVM here', cached: false });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

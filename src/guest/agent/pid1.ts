@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 import { hasErrnoCode } from '../../linux/libc/binding.js';
 import { mount, MS } from '../../linux/libc/mounts.js';
+import { parseMountInfo } from '../../linux/mountinfo.js';
 
 interface BaseMount {
   target: string;
@@ -70,9 +71,7 @@ export function setUpAsPid1(): Pid1Report {
 /** Whether `target` is a mount point; before /proc is mounted nothing is (and /proc/self is absent). */
 function isMounted(target: string): boolean {
   if (!existsSync('/proc/self/mountinfo')) return false;
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[4] === target);
+  return parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === target);
 }
 
 /** Lets the root cgroup's children use the container controllers; returns those enabled. */

@@ -2,8 +2,10 @@
 // under nested virtualisation /dev/kvm may open and a vCPU then never runs. The probe boots a
 // 64 KiB firmware of five instructions that writes to QEMU's isa-debug-exit port: QEMU exits
 // with status (1 << 1) | 1 = 3 at once when the vCPU ran, and a hang is ended by a time-out.
+// The answer holds until the host boots again: kept in a file, a restarted kuasard does not pay
+// the probe (up to its whole time-out where KVM hangs) again.
 import { spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** The probe firmware: `mov al, 1; out 0xf4, al; hlt; jmp $` at the x86 reset vector (0xFFFF0), hlt everywhere else. */
@@ -17,6 +19,37 @@ export function probeFirmware(): Buffer {
 const FIRMWARE_RAN_STATUS = 3;
 
 export type AccelProbe = { works: true; ms: number } | { works: false; reason: string };
+
+/** What a probe found, for this boot of the host and this QEMU. */
+interface ProbeRecord {
+  bootId: string;
+  qemu: string;
+  accel: string;
+  result: AccelProbe;
+}
+
+/**
+ * The answer of `probeAccel` for this boot of the host: read from `dir` when an earlier run of
+ * kuasard probed with the same QEMU, else probed and kept there. `cached` says which.
+ */
+export async function probeAccelOncePerBoot(
+  qemu: string,
+  accel: string,
+  dir: string,
+  timeoutMs: number,
+): Promise<AccelProbe & { cached: boolean }> {
+  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  const file = join(dir, `${accel}-probe.json`);
+  // None yet, or unreadable: probed again.
+  const kept = await readFile(file, 'utf8')
+    .then((text) => JSON.parse(text) as ProbeRecord)
+    .catch(() => undefined);
+  if (kept?.bootId === bootId && kept.qemu === qemu && kept.accel === accel) return { ...kept.result, cached: true };
+  const result = await probeAccel(qemu, accel, dir, timeoutMs);
+  const record: ProbeRecord = { bootId, qemu, accel, result };
+  await writeFile(file, JSON.stringify(record));
+  return { ...result, cached: false };
+}
 
 /** Runs the probe firmware under `accel` (kvm, tcg) with `qemu`; `dir` receives the firmware file. */
 export async function probeAccel(qemu: string, accel: string, dir: string, timeoutMs: number): Promise<AccelProbe> {

@@ -2,23 +2,15 @@
 // pod's guest: its root and bind-mount sources are where the sandbox's shared directory shows
 // them in the guest, an emptyDir is a directory on the guest's tmpfs, it joins the IPC/UTS (and
 // when shared, PID) namespaces the agent pinned, and the guest's own network namespace (which is
-// the pod's: the VM is the pod), whose sysctls the agent set for the whole pod. What only means something on the host goes: hooks (host
-// programs), AppArmor and SELinux labels (no policy is loaded in the guest).
+// the pod's: the VM is the pod), whose sysctls the agent set for the whole pod. What only means
+// something on the host goes: hooks (host programs), AppArmor and SELinux labels (no policy is
+// loaded in the guest).
 import path from 'node:path';
 import { internal } from '../../base/errors.js';
 import type { PodSpec } from '../../base/model.js';
 import { podEtcMounts, withPodMounts } from '../../oci-kind/pod-mounts.js';
 import type { podDirPaths } from '../../oci-kind/pod-dir.js';
-import {
-  isBindMount,
-  withNamespacePath,
-  withNewNamespace,
-  withoutNamespace,
-  withRootPath,
-  type LinuxNamespaceType,
-  type Mount,
-  type Spec,
-} from '../../oci/spec.js';
+import { isBindMount, withNamespacePath, withNewNamespace, withoutNamespace, withRootPath, type Mount, type Spec } from '../../oci/spec.js';
 
 /** Where the guest keeps each emptyDir of the pod: on its /run tmpfs, one directory per volume name. */
 export const GUEST_EMPTY_DIR_ROOT = '/run/kuasar/volumes';
@@ -49,12 +41,10 @@ export interface GuestLayout {
   namespaces: { ipc: string; uts: string; pid: string | null };
 }
 
-const withPinned = (spec: Spec, type: LinuxNamespaceType, nsPath: string): Spec => withNamespacePath(spec, type, nsPath);
-
 function withPodPidNamespace(spec: Spec, layout: GuestLayout): Spec {
   if (layout.pod.pidMode !== 'pod') return withNewNamespace(spec, 'pid');
   if (!layout.namespaces.pid) throw internal('the guest agent pinned no PID namespace for a pod that shares one');
-  return withPinned(spec, 'pid', layout.namespaces.pid);
+  return withNamespacePath(spec, 'pid', layout.namespaces.pid);
 }
 
 /** The CRI spec's mounts with bind sources moved to where the guest sees them. */
@@ -69,8 +59,8 @@ function guestMounts(cri: Spec, layout: GuestLayout): Mount[] {
 
 export function guestSpec(cri: Spec, layout: GuestLayout): Spec {
   let spec: Spec = withRootPath({ ...cri, mounts: guestMounts(cri, layout) }, layout.rootfs);
-  spec = withPinned(spec, 'ipc', layout.namespaces.ipc);
-  spec = withPinned(spec, 'uts', layout.namespaces.uts);
+  spec = withNamespacePath(spec, 'ipc', layout.namespaces.ipc);
+  spec = withNamespacePath(spec, 'uts', layout.namespaces.uts);
   spec = withoutNamespace(spec, 'network');
   spec = withPodPidNamespace(spec, layout);
   spec = withPodMounts(spec, podEtcMounts(cri, layout.files));

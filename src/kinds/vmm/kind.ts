@@ -11,7 +11,7 @@ import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
-import { probeAccel } from './accel-probe.js';
+import { probeAccelOncePerBoot } from './accel-probe.js';
 import { VMM_CAPABILITIES } from './capabilities.js';
 import type { VmmConfig } from './config.js';
 import { releaseLostPod, VmmSandbox, type VmmEnvironment } from './sandbox.js';
@@ -55,13 +55,13 @@ export class VmmKind implements SandboxKind {
   private async chooseAccel(): Promise<'kvm' | 'tcg'> {
     const { config, log, kindDir } = this.options;
     if (config.accel === 'tcg') return 'tcg';
-    const probe = await probeAccel(config.qemu, 'kvm', `${kindDir}.probe`, KVM_PROBE_TIMEOUT_MS);
+    const probe = await probeAccelOncePerBoot(config.qemu, 'kvm', `${kindDir}.probe`, KVM_PROBE_TIMEOUT_MS);
     if (probe.works) {
-      log.info({ probeMs: Math.round(probe.ms) }, 'KVM works: VMs run accelerated');
+      log.info({ probeMs: Math.round(probe.ms), cached: probe.cached }, 'KVM works: VMs run accelerated');
       return 'kvm';
     }
     if (config.accel === 'kvm') throw failedPrecondition(`vmm: accel = "kvm" but KVM does not work here: ${probe.reason}`);
-    log.warn({ reason: probe.reason }, 'KVM does not work here: VMs run under TCG emulation, many times slower');
+    log.warn({ reason: probe.reason, cached: probe.cached }, 'KVM does not work here: VMs run under TCG emulation, many times slower');
     return 'tcg';
   }
 

@@ -92,8 +92,7 @@ export class VmmSandbox implements KindSandbox {
     const state = podState.load(saved, `recover sandbox ${context.record.id}`);
     const sandbox = new VmmSandbox(env, context, state);
     if (state.vm) {
-      await endLostVm(context, env.reaper);
-      await disconnectTaps(context.record.netnsPath, state.taps);
+      await sandbox.endVm();
       throw failedPrecondition(
         `recover sandbox ${context.record.id}: reconnecting to a VM after a restart is not supported yet; its VM was ended`,
       );
