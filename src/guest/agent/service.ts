@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 
-import { Code, invalidArgument, RuntimeError } from '../../base/errors.js';
+import { Code, invalidArgument, RuntimeError, unimplemented } from '../../base/errors.js';
 import { validateId } from '../../base/ids.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
@@ -160,6 +160,22 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     async closeStdin(request) {
       containers.stdio(containerId(request.containerId), execId(request.execId)).closeStdin();
       return {};
+    },
+    // Declared by the API for the kind's next steps; answered as not there until they land.
+    async containerStats() {
+      throw unimplemented('ContainerStats');
+    },
+    async updateContainer() {
+      throw unimplemented('UpdateContainer');
+    },
+    async pauseContainer() {
+      throw unimplemented('PauseContainer');
+    },
+    async resumeContainer() {
+      throw unimplemented('ResumeContainer');
+    },
+    async resizePty() {
+      throw unimplemented('ResizePty');
     },
   };
   registerService(server, Agent, withFailuresLogged(impl, parts.log));

@@ -4,8 +4,11 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** Where `kuasar image build` puts the image unless told otherwise. */
-export const DEFAULT_IMAGE_DIR = '/var/lib/kuasar/vmm-image';
+/**
+ * Where `kuasar image build` puts the image and the vmm kind looks for it unless told otherwise;
+ * KUASAR_IMAGE_DIR moves that default (a development tree testing its own agent beside another).
+ */
+export const DEFAULT_IMAGE_DIR = process.env.KUASAR_IMAGE_DIR || '/var/lib/kuasar/vmm-image';
 
 /** The files of an image directory, by role. */
 export const IMAGE_FILES = {

@@ -17,13 +17,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Metrics } from "../../../containerd/cgroups/v2/metrics_pb.js";
+import { file_containerd_cgroups_v2_metrics } from "../../../containerd/cgroups/v2/metrics_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file kuasar/agent/v1/agent.proto.
  */
 export const file_kuasar_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiTQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRILCgNtdHUYAyABKA0SEQoJYWRkcmVzc2VzGAQgAygJIlQKDE5ldHdvcmtSb3V0ZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZmYW1pbHkYBCABKA0iewoTU2V0dXBOZXR3b3JrUmVxdWVzdBI1CgppbnRlcmZhY2VzGAEgAygLMiEua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtJbnRlcmZhY2USLQoGcm91dGVzGAIgAygLMh0ua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtSb3V0ZSIWChRTZXR1cE5ldHdvcmtSZXNwb25zZSIoChBTeW5jQ2xvY2tSZXF1ZXN0EhQKDGhvc3RfdGltZV9ucxgBIAEoAyIxChFTeW5jQ2xvY2tSZXNwb25zZRIcChRndWVzdF90aW1lX2JlZm9yZV9ucxgBIAEoAyJPCgxTdGRpb1JlcXVlc3QSDQoFc3RkaW4YASABKAgSDgoGc3Rkb3V0GAIgASgIEg4KBnN0ZGVychgDIAEoCBIQCgh0ZXJtaW5hbBgEIAEoCCKDAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSEQoJc3BlY19qc29uGAIgASgMEiwKBXN0ZGlvGAMgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdBISCgplbXB0eV9kaXJzGAQgAygJIiYKF0NyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSJ/ChJFeGVjUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSFAoMcHJvY2Vzc19qc29uGAMgASgMEiwKBXN0ZGlvGAQgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdCIiChNFeGVjUHJvY2Vzc1Jlc3BvbnNlEgsKA3BpZBgBIAEoDSJLChJLaWxsUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNIhUKE0tpbGxQcm9jZXNzUmVzcG9uc2UiFwoVRGVsZXRlUHJvY2Vzc1Jlc3BvbnNlIigKEENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIiUKFlN0YXJ0Q29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIkkKFEtpbGxDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIOCgZzaWduYWwYAiABKA0SCwoDYWxsGAMgASgIIhcKFUtpbGxDb250YWluZXJSZXNwb25zZSI3Cg5Qcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJAChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEhMKC2V4aXRfc3RhdHVzGAEgASgNEhQKDGV4aXRlZF9hdF9ucxgCIAEoAyIZChdEZWxldGVDb250YWluZXJSZXNwb25zZSI1ChZDb250YWluZXJTdGF0ZVJlc3BvbnNlEgsKA3BpZBgBIAEoDRIOCgZzdGF0dXMYAiABKAkiIAoQTGlzdFBpZHNSZXNwb25zZRIMCgRwaWRzGAEgAygNInoKEFJlYWRTdGRpb1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSLAoGc3RyZWFtGAMgASgOMhwua3Vhc2FyLmFnZW50LnYxLlN0ZGlvU3RyZWFtEhEKCW1heF9ieXRlcxgEIAEoDSIuChFSZWFkU3RkaW9SZXNwb25zZRIMCgRkYXRhGAEgASgMEgsKA2VvZhgCIAEoCCJIChFXcml0ZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIMCgRkYXRhGAMgASgMIhQKEldyaXRlU3RkaW5SZXNwb25zZSIUChJDbG9zZVN0ZGluUmVzcG9uc2UqXQoLU3RkaW9TdHJlYW0SHAoYU1RESU9fU1RSRUFNX1VOU1BFQ0lGSUVEEAASFwoTU1RESU9fU1RSRUFNX1NURE9VVBABEhcKE1NURElPX1NUUkVBTV9TVERFUlIQAjL0CwoFQWdlbnQSRgoFQ2hlY2sSHS5rdWFzYXIuYWdlbnQudjEuQ2hlY2tSZXF1ZXN0Gh4ua3Vhc2FyLmFnZW50LnYxLkNoZWNrUmVzcG9uc2USWwoMU2V0dXBTYW5kYm94EiQua3Vhc2FyLmFnZW50LnYxLlNldHVwU2FuZGJveFJlcXVlc3QaJS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVzcG9uc2USWwoMU2V0dXBOZXR3b3JrEiQua3Vhc2FyLmFnZW50LnYxLlNldHVwTmV0d29ya1JlcXVlc3QaJS5rdWFzYXIuYWdlbnQudjEuU2V0dXBOZXR3b3JrUmVzcG9uc2USUgoJU3luY0Nsb2NrEiEua3Vhc2FyLmFnZW50LnYxLlN5bmNDbG9ja1JlcXVlc3QaIi5rdWFzYXIuYWdlbnQudjEuU3luY0Nsb2NrUmVzcG9uc2USZAoPQ3JlYXRlQ29udGFpbmVyEicua3Vhc2FyLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaKC5rdWFzYXIuYWdlbnQudjEuQ3JlYXRlQ29udGFpbmVyUmVzcG9uc2USXAoOU3RhcnRDb250YWluZXISIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBonLmt1YXNhci5hZ2VudC52MS5TdGFydENvbnRhaW5lclJlc3BvbnNlEl4KDUtpbGxDb250YWluZXISJS5rdWFzYXIuYWdlbnQudjEuS2lsbENvbnRhaW5lclJlcXVlc3QaJi5rdWFzYXIuYWdlbnQudjEuS2lsbENvbnRhaW5lclJlc3BvbnNlElQKC1dhaXRQcm9jZXNzEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiQua3Vhc2FyLmFnZW50LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USXgoPRGVsZXRlQ29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaKC5rdWFzYXIuYWdlbnQudjEuRGVsZXRlQ29udGFpbmVyUmVzcG9uc2USXAoOQ29udGFpbmVyU3RhdGUSIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBonLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJTdGF0ZVJlc3BvbnNlElAKCExpc3RQaWRzEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaIS5rdWFzYXIuYWdlbnQudjEuTGlzdFBpZHNSZXNwb25zZRJYCgtFeGVjUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXNwb25zZRJYCgtLaWxsUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5LaWxsUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuS2lsbFByb2Nlc3NSZXNwb25zZRJYCg1EZWxldGVQcm9jZXNzEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZVByb2Nlc3NSZXNwb25zZRJSCglSZWFkU3RkaW8SIS5rdWFzYXIuYWdlbnQudjEuUmVhZFN0ZGlvUmVxdWVzdBoiLmt1YXNhci5hZ2VudC52MS5SZWFkU3RkaW9SZXNwb25zZRJVCgpXcml0ZVN0ZGluEiIua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXNwb25zZRJSCgpDbG9zZVN0ZGluEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLkNsb3NlU3RkaW5SZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChtrdWFzYXIvYWdlbnQvdjEvYWdlbnQucHJvdG8SD2t1YXNhci5hZ2VudC52MSIOCgxDaGVja1JlcXVlc3QiZwoNQ2hlY2tSZXNwb25zZRIPCgdib290X2lkGAEgASgJEhYKDmtlcm5lbF9yZWxlYXNlGAIgASgJEhUKDWFnZW50X3ZlcnNpb24YAyABKAkSFgoOdXB0aW1lX3NlY29uZHMYBCABKAEioAIKE1NldHVwU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRINCgVob3N0cxgDIAEoCRITCgtyZXNvbHZfY29uZhgEIAEoCRISCgpzaGFyZWRfdGFnGAUgASgJEhoKEnNoYXJlZF9tb3VudF9wb2ludBgGIAEoCRIbChNzaGFyZV9waWRfbmFtZXNwYWNlGAcgASgIEkIKB3N5c2N0bHMYCCADKAsyMS5rdWFzYXIuYWdlbnQudjEuU2V0dXBTYW5kYm94UmVxdWVzdC5TeXNjdGxzRW50cnkaLgoMU3lzY3Rsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoUU2V0dXBTYW5kYm94UmVzcG9uc2USFQoNaXBjX25hbWVzcGFjZRgBIAEoCRIVCg11dHNfbmFtZXNwYWNlGAIgASgJEhUKDXBpZF9uYW1lc3BhY2UYAyABKAkiTQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRILCgNtdHUYAyABKA0SEQoJYWRkcmVzc2VzGAQgAygJIlQKDE5ldHdvcmtSb3V0ZRITCgtkZXN0aW5hdGlvbhgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZmYW1pbHkYBCABKA0iewoTU2V0dXBOZXR3b3JrUmVxdWVzdBI1CgppbnRlcmZhY2VzGAEgAygLMiEua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtJbnRlcmZhY2USLQoGcm91dGVzGAIgAygLMh0ua3Vhc2FyLmFnZW50LnYxLk5ldHdvcmtSb3V0ZSIWChRTZXR1cE5ldHdvcmtSZXNwb25zZSIoChBTeW5jQ2xvY2tSZXF1ZXN0EhQKDGhvc3RfdGltZV9ucxgBIAEoAyIxChFTeW5jQ2xvY2tSZXNwb25zZRIcChRndWVzdF90aW1lX2JlZm9yZV9ucxgBIAEoAyJPCgxTdGRpb1JlcXVlc3QSDQoFc3RkaW4YASABKAgSDgoGc3Rkb3V0GAIgASgIEg4KBnN0ZGVychgDIAEoCBIQCgh0ZXJtaW5hbBgEIAEoCCKDAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSEQoJc3BlY19qc29uGAIgASgMEiwKBXN0ZGlvGAMgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdBISCgplbXB0eV9kaXJzGAQgAygJIiYKF0NyZWF0ZUNvbnRhaW5lclJlc3BvbnNlEgsKA3BpZBgBIAEoDSJ/ChJFeGVjUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSFAoMcHJvY2Vzc19qc29uGAMgASgMEiwKBXN0ZGlvGAQgASgLMh0ua3Vhc2FyLmFnZW50LnYxLlN0ZGlvUmVxdWVzdCIiChNFeGVjUHJvY2Vzc1Jlc3BvbnNlEgsKA3BpZBgBIAEoDSJLChJLaWxsUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNIhUKE0tpbGxQcm9jZXNzUmVzcG9uc2UiFwoVRGVsZXRlUHJvY2Vzc1Jlc3BvbnNlIigKEENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIiUKFlN0YXJ0Q29udGFpbmVyUmVzcG9uc2USCwoDcGlkGAEgASgNIkkKFEtpbGxDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIOCgZzaWduYWwYAiABKA0SCwoDYWxsGAMgASgIIhcKFUtpbGxDb250YWluZXJSZXNwb25zZSI3Cg5Qcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJUChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEhMKC2V4aXRfc3RhdHVzGAEgASgNEhQKDGV4aXRlZF9hdF9ucxgCIAEoAxISCgpvb21fa2lsbGVkGAMgASgIIhkKF0RlbGV0ZUNvbnRhaW5lclJlc3BvbnNlIjUKFkNvbnRhaW5lclN0YXRlUmVzcG9uc2USCwoDcGlkGAEgASgNEg4KBnN0YXR1cxgCIAEoCSIgChBMaXN0UGlkc1Jlc3BvbnNlEgwKBHBpZHMYASADKA0iTAoWQ29udGFpbmVyU3RhdHNSZXNwb25zZRIyCgdtZXRyaWNzGAEgASgLMiEuaW8uY29udGFpbmVyZC5jZ3JvdXBzLnYyLk1ldHJpY3MiRgoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSFgoOcmVzb3VyY2VzX2pzb24YAiABKAwiGQoXVXBkYXRlQ29udGFpbmVyUmVzcG9uc2UiGAoWUGF1c2VDb250YWluZXJSZXNwb25zZSIZChdSZXN1bWVDb250YWluZXJSZXNwb25zZSJ6ChBSZWFkU3RkaW9SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiwKBnN0cmVhbRgDIAEoDjIcLmt1YXNhci5hZ2VudC52MS5TdGRpb1N0cmVhbRIRCgltYXhfYnl0ZXMYBCABKA0iLgoRUmVhZFN0ZGlvUmVzcG9uc2USDAoEZGF0YRgBIAEoDBILCgNlb2YYAiABKAgiSAoRV3JpdGVTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIUChJXcml0ZVN0ZGluUmVzcG9uc2UiFAoSQ2xvc2VTdGRpblJlc3BvbnNlIlgKEFJlc2l6ZVB0eVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNIhMKEVJlc2l6ZVB0eVJlc3BvbnNlKl0KC1N0ZGlvU3RyZWFtEhwKGFNURElPX1NUUkVBTV9VTlNQRUNJRklFRBAAEhcKE1NURElPX1NUUkVBTV9TVERPVVQQARIXChNTVERJT19TVFJFQU1fU1RERVJSEAIyyg8KBUFnZW50EkYKBUNoZWNrEh0ua3Vhc2FyLmFnZW50LnYxLkNoZWNrUmVxdWVzdBoeLmt1YXNhci5hZ2VudC52MS5DaGVja1Jlc3BvbnNlElsKDFNldHVwU2FuZGJveBIkLmt1YXNhci5hZ2VudC52MS5TZXR1cFNhbmRib3hSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwU2FuZGJveFJlc3BvbnNlElsKDFNldHVwTmV0d29yaxIkLmt1YXNhci5hZ2VudC52MS5TZXR1cE5ldHdvcmtSZXF1ZXN0GiUua3Vhc2FyLmFnZW50LnYxLlNldHVwTmV0d29ya1Jlc3BvbnNlElIKCVN5bmNDbG9jaxIhLmt1YXNhci5hZ2VudC52MS5TeW5jQ2xvY2tSZXF1ZXN0GiIua3Vhc2FyLmFnZW50LnYxLlN5bmNDbG9ja1Jlc3BvbnNlEmQKD0NyZWF0ZUNvbnRhaW5lchInLmt1YXNhci5hZ2VudC52MS5DcmVhdGVDb250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkNyZWF0ZUNvbnRhaW5lclJlc3BvbnNlElwKDlN0YXJ0Q29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuU3RhcnRDb250YWluZXJSZXNwb25zZRJeCg1LaWxsQ29udGFpbmVyEiUua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLktpbGxDb250YWluZXJSZXNwb25zZRJUCgtXYWl0UHJvY2VzcxIfLmt1YXNhci5hZ2VudC52MS5Qcm9jZXNzUmVxdWVzdBokLmt1YXNhci5hZ2VudC52MS5XYWl0UHJvY2Vzc1Jlc3BvbnNlEl4KD0RlbGV0ZUNvbnRhaW5lchIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZUNvbnRhaW5lclJlc3BvbnNlElwKDkNvbnRhaW5lclN0YXRlEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyU3RhdGVSZXNwb25zZRJQCghMaXN0UGlkcxIhLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJSZXF1ZXN0GiEua3Vhc2FyLmFnZW50LnYxLkxpc3RQaWRzUmVzcG9uc2USXAoOQ29udGFpbmVyU3RhdHMSIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBonLmt1YXNhci5hZ2VudC52MS5Db250YWluZXJTdGF0c1Jlc3BvbnNlEmQKD1VwZGF0ZUNvbnRhaW5lchInLmt1YXNhci5hZ2VudC52MS5VcGRhdGVDb250YWluZXJSZXF1ZXN0Gigua3Vhc2FyLmFnZW50LnYxLlVwZGF0ZUNvbnRhaW5lclJlc3BvbnNlElwKDlBhdXNlQ29udGFpbmVyEiEua3Vhc2FyLmFnZW50LnYxLkNvbnRhaW5lclJlcXVlc3QaJy5rdWFzYXIuYWdlbnQudjEuUGF1c2VDb250YWluZXJSZXNwb25zZRJeCg9SZXN1bWVDb250YWluZXISIS5rdWFzYXIuYWdlbnQudjEuQ29udGFpbmVyUmVxdWVzdBooLmt1YXNhci5hZ2VudC52MS5SZXN1bWVDb250YWluZXJSZXNwb25zZRJYCgtFeGVjUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5FeGVjUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuRXhlY1Byb2Nlc3NSZXNwb25zZRJYCgtLaWxsUHJvY2VzcxIjLmt1YXNhci5hZ2VudC52MS5LaWxsUHJvY2Vzc1JlcXVlc3QaJC5rdWFzYXIuYWdlbnQudjEuS2lsbFByb2Nlc3NSZXNwb25zZRJYCg1EZWxldGVQcm9jZXNzEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiYua3Vhc2FyLmFnZW50LnYxLkRlbGV0ZVByb2Nlc3NSZXNwb25zZRJSCglSZWFkU3RkaW8SIS5rdWFzYXIuYWdlbnQudjEuUmVhZFN0ZGlvUmVxdWVzdBoiLmt1YXNhci5hZ2VudC52MS5SZWFkU3RkaW9SZXNwb25zZRJVCgpXcml0ZVN0ZGluEiIua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLldyaXRlU3RkaW5SZXNwb25zZRJSCgpDbG9zZVN0ZGluEh8ua3Vhc2FyLmFnZW50LnYxLlByb2Nlc3NSZXF1ZXN0GiMua3Vhc2FyLmFnZW50LnYxLkNsb3NlU3RkaW5SZXNwb25zZRJSCglSZXNpemVQdHkSIS5rdWFzYXIuYWdlbnQudjEuUmVzaXplUHR5UmVxdWVzdBoiLmt1YXNhci5hZ2VudC52MS5SZXNpemVQdHlSZXNwb25zZWIGcHJvdG8z", [file_containerd_cgroups_v2_metrics]);
 
 /**
  * @generated from message kuasar.agent.v1.CheckRequest
@@ -638,6 +640,13 @@ export type WaitProcessResponse = Message<"kuasar.agent.v1.WaitProcessResponse">
    * @generated from field: int64 exited_at_ns = 2;
    */
   exitedAtNs: bigint;
+
+  /**
+   * A container's init only: the kernel's OOM killer killed a process of the container's cgroup.
+   *
+   * @generated from field: bool oom_killed = 3;
+   */
+  oomKilled: boolean;
 };
 
 /**
@@ -704,6 +713,86 @@ export const ListPidsResponseSchema: GenMessage<ListPidsResponse> = /*@__PURE__*
   messageDesc(file_kuasar_agent_v1_agent, 26);
 
 /**
+ * @generated from message kuasar.agent.v1.ContainerStatsResponse
+ */
+export type ContainerStatsResponse = Message<"kuasar.agent.v1.ContainerStatsResponse"> & {
+  /**
+   * @generated from field: io.containerd.cgroups.v2.Metrics metrics = 1;
+   */
+  metrics?: Metrics | undefined;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ContainerStatsResponse.
+ * Use `create(ContainerStatsResponseSchema)` to create a new message.
+ */
+export const ContainerStatsResponseSchema: GenMessage<ContainerStatsResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 27);
+
+/**
+ * @generated from message kuasar.agent.v1.UpdateContainerRequest
+ */
+export type UpdateContainerRequest = Message<"kuasar.agent.v1.UpdateContainerRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * An OCI runtime-spec LinuxResources object (JSON), as containerd sent it in Task Update.
+   *
+   * @generated from field: bytes resources_json = 2;
+   */
+  resourcesJson: Uint8Array;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.UpdateContainerRequest.
+ * Use `create(UpdateContainerRequestSchema)` to create a new message.
+ */
+export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 28);
+
+/**
+ * @generated from message kuasar.agent.v1.UpdateContainerResponse
+ */
+export type UpdateContainerResponse = Message<"kuasar.agent.v1.UpdateContainerResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.UpdateContainerResponse.
+ * Use `create(UpdateContainerResponseSchema)` to create a new message.
+ */
+export const UpdateContainerResponseSchema: GenMessage<UpdateContainerResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 29);
+
+/**
+ * @generated from message kuasar.agent.v1.PauseContainerResponse
+ */
+export type PauseContainerResponse = Message<"kuasar.agent.v1.PauseContainerResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.PauseContainerResponse.
+ * Use `create(PauseContainerResponseSchema)` to create a new message.
+ */
+export const PauseContainerResponseSchema: GenMessage<PauseContainerResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 30);
+
+/**
+ * @generated from message kuasar.agent.v1.ResumeContainerResponse
+ */
+export type ResumeContainerResponse = Message<"kuasar.agent.v1.ResumeContainerResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ResumeContainerResponse.
+ * Use `create(ResumeContainerResponseSchema)` to create a new message.
+ */
+export const ResumeContainerResponseSchema: GenMessage<ResumeContainerResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 31);
+
+/**
  * @generated from message kuasar.agent.v1.ReadStdioRequest
  */
 export type ReadStdioRequest = Message<"kuasar.agent.v1.ReadStdioRequest"> & {
@@ -735,7 +824,7 @@ export type ReadStdioRequest = Message<"kuasar.agent.v1.ReadStdioRequest"> & {
  * Use `create(ReadStdioRequestSchema)` to create a new message.
  */
 export const ReadStdioRequestSchema: GenMessage<ReadStdioRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 27);
+  messageDesc(file_kuasar_agent_v1_agent, 32);
 
 /**
  * @generated from message kuasar.agent.v1.ReadStdioResponse
@@ -761,7 +850,7 @@ export type ReadStdioResponse = Message<"kuasar.agent.v1.ReadStdioResponse"> & {
  * Use `create(ReadStdioResponseSchema)` to create a new message.
  */
 export const ReadStdioResponseSchema: GenMessage<ReadStdioResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 28);
+  messageDesc(file_kuasar_agent_v1_agent, 33);
 
 /**
  * @generated from message kuasar.agent.v1.WriteStdinRequest
@@ -788,7 +877,7 @@ export type WriteStdinRequest = Message<"kuasar.agent.v1.WriteStdinRequest"> & {
  * Use `create(WriteStdinRequestSchema)` to create a new message.
  */
 export const WriteStdinRequestSchema: GenMessage<WriteStdinRequest> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 29);
+  messageDesc(file_kuasar_agent_v1_agent, 34);
 
 /**
  * Answered once the agent has written everything into the process's stdin.
@@ -803,7 +892,7 @@ export type WriteStdinResponse = Message<"kuasar.agent.v1.WriteStdinResponse"> &
  * Use `create(WriteStdinResponseSchema)` to create a new message.
  */
 export const WriteStdinResponseSchema: GenMessage<WriteStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 30);
+  messageDesc(file_kuasar_agent_v1_agent, 35);
 
 /**
  * @generated from message kuasar.agent.v1.CloseStdinResponse
@@ -816,7 +905,52 @@ export type CloseStdinResponse = Message<"kuasar.agent.v1.CloseStdinResponse"> &
  * Use `create(CloseStdinResponseSchema)` to create a new message.
  */
 export const CloseStdinResponseSchema: GenMessage<CloseStdinResponse> = /*@__PURE__*/
-  messageDesc(file_kuasar_agent_v1_agent, 31);
+  messageDesc(file_kuasar_agent_v1_agent, 36);
+
+/**
+ * @generated from message kuasar.agent.v1.ResizePtyRequest
+ */
+export type ResizePtyRequest = Message<"kuasar.agent.v1.ResizePtyRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+
+  /**
+   * @generated from field: string exec_id = 2;
+   */
+  execId: string;
+
+  /**
+   * @generated from field: uint32 width = 3;
+   */
+  width: number;
+
+  /**
+   * @generated from field: uint32 height = 4;
+   */
+  height: number;
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ResizePtyRequest.
+ * Use `create(ResizePtyRequestSchema)` to create a new message.
+ */
+export const ResizePtyRequestSchema: GenMessage<ResizePtyRequest> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 37);
+
+/**
+ * @generated from message kuasar.agent.v1.ResizePtyResponse
+ */
+export type ResizePtyResponse = Message<"kuasar.agent.v1.ResizePtyResponse"> & {
+};
+
+/**
+ * Describes the message kuasar.agent.v1.ResizePtyResponse.
+ * Use `create(ResizePtyResponseSchema)` to create a new message.
+ */
+export const ResizePtyResponseSchema: GenMessage<ResizePtyResponse> = /*@__PURE__*/
+  messageDesc(file_kuasar_agent_v1_agent, 38);
 
 /**
  * @generated from enum kuasar.agent.v1.StdioStream
@@ -954,6 +1088,44 @@ export const Agent: GenService<{
     output: typeof ListPidsResponseSchema;
   },
   /**
+   * The counters of the container's cgroup in the guest (the guest has cgroup v2 only).
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.ContainerStats
+   */
+  containerStats: {
+    methodKind: "unary";
+    input: typeof ContainerRequestSchema;
+    output: typeof ContainerStatsResponseSchema;
+  },
+  /**
+   * New resource limits for a created or running container (runc update in the guest).
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.UpdateContainer
+   */
+  updateContainer: {
+    methodKind: "unary";
+    input: typeof UpdateContainerRequestSchema;
+    output: typeof UpdateContainerResponseSchema;
+  },
+  /**
+   * Freezes and thaws every process of the container (its cgroup's freezer).
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.PauseContainer
+   */
+  pauseContainer: {
+    methodKind: "unary";
+    input: typeof ContainerRequestSchema;
+    output: typeof PauseContainerResponseSchema;
+  },
+  /**
+   * @generated from rpc kuasar.agent.v1.Agent.ResumeContainer
+   */
+  resumeContainer: {
+    methodKind: "unary";
+    input: typeof ContainerRequestSchema;
+    output: typeof ResumeContainerResponseSchema;
+  },
+  /**
    * Another process in a running container (runc exec in the guest), started at once.
    *
    * @generated from rpc kuasar.agent.v1.Agent.ExecProcess
@@ -1008,6 +1180,16 @@ export const Agent: GenService<{
     methodKind: "unary";
     input: typeof ProcessRequestSchema;
     output: typeof CloseStdinResponseSchema;
+  },
+  /**
+   * The window size of the terminal of a process created with one (StdioRequest.terminal).
+   *
+   * @generated from rpc kuasar.agent.v1.Agent.ResizePty
+   */
+  resizePty: {
+    methodKind: "unary";
+    input: typeof ResizePtyRequestSchema;
+    output: typeof ResizePtyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kuasar_agent_v1_agent, 0);
