@@ -14,3 +14,19 @@ export async function untilAnswered<T>(call: () => Promise<T>, timeoutMs = 10_00
     }
   }
 }
+
+/**
+ * Calls `check` until it stops throwing (an assertion on something that settles in its own time:
+ * a log line, a guest's clock), every `intervalMs`, for at most `timeoutMs`; then the last failure.
+ */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs: number, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  }
+}

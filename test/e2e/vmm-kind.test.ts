@@ -10,7 +10,13 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
-import { MountSchema, NamespaceMode, PodSandboxState, type ContainerConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import {
+  LinuxContainerConfigSchema,
+  MountSchema,
+  NamespaceMode,
+  PodSandboxState,
+  type ContainerConfig,
+} from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { renderKuasardConfig } from '../../src/devenv/config.js';
@@ -21,7 +27,7 @@ import { processesOfScope } from '../../src/devenv/ownership.js';
 import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { listProcesses } from '../../src/devenv/processes.js';
-import { untilAnswered } from '../../src/devenv/retry.js';
+import { eventually, untilAnswered } from '../../src/devenv/retry.js';
 import { DEFAULT_IMAGE_DIR, readManifest } from '../../src/guest/image/layout.js';
 
 /** Under TCG a VM boots in seconds; CRI waits are generous. */
@@ -283,6 +289,37 @@ describe('vmm kind errors through CRI', () => {
         /the VM's agent did not answer within 4000 ms/,
       );
       assert.deepEqual(diffHost(before, snapshotHost({ dirs: [env.paths.kuasarState] }), { scope: env.scope }), NO_LEAKS);
+    } finally {
+      await env.stop();
+    }
+  });
+});
+
+describe('vmm guest clock', () => {
+  it("sets a guest clock that went wrong back to the host's within the sync interval", async () => {
+    const env = await startEnvironment({ kuasardConfig: vmmConfigWith({ clock_sync_interval_s: 2 }) });
+    try {
+      const pod = env.podConfig({ name: 'clock' });
+      const { leaks } = await runPod(env, env.handlers.kuasar['vmm'] ?? '', pod, [env.paths.kuasarState], async (run) => {
+        // The guest's clock is the VM's own: a container allowed to set it moves it for the whole guest.
+        const config = containerConfig({
+          name: 'time-traveller',
+          image: env.images.busybox,
+          command: ['sh', '-c', 'date -s @1000000000 >/dev/null && echo set-to $(date +%s); sleep 3600'],
+        });
+        config.linux = create(LinuxContainerConfigSchema, { securityContext: { capabilities: { addCapabilities: ['SYS_TIME'] } } });
+        const { containerId } = await startRunning(env, run, config);
+        const log = join(run.pod.logDirectory, 'time-traveller.log');
+        await eventually(async () => {
+          assert.match(readFileSync(log, 'utf8'), /stdout F set-to 100000\d{4}$/m, 'the container set the guest clock to 2001');
+        }, WAIT.timeoutMs);
+        await eventually(async () => {
+          const { stdout } = await env.cri.runtime.execSync({ containerId, cmd: ['date', '+%s'], timeout: 30n });
+          const guestSeconds = Number(Buffer.from(stdout).toString().trim());
+          assert.ok(Math.abs(guestSeconds - Date.now() / 1000) < 30, `the guest's clock (${guestSeconds}) is the host's again`);
+        }, WAIT.timeoutMs);
+      });
+      assert.deepEqual(leaks, NO_LEAKS);
     } finally {
       await env.stop();
     }

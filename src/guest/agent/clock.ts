@@ -1,6 +1,6 @@
 // SyncClock: the guest's wall clock set to the host's. A VM's clock starts from the RTC QEMU
 // emulates and drifts after a host suspend or under TCG; the host sends its time once the VM has
-// booted (noticing later jumps is not done yet).
+// booted, then periodically and whenever its own clock jumps (kinds/vmm/guest-clocks.ts).
 import { failedPrecondition, invalidArgument } from '../../base/errors.js';
 import { setRealtimeClock } from '../../linux/libc/time.js';
 

@@ -35,6 +35,12 @@ export const vmmConfigSchema = kindConfigSchema.extend({
   boot_timeout_ms: z.number().int().min(1000).default(60_000),
   /** How long Stop waits for QEMU to end after asking it to quit, before killing it. */
   stop_timeout_ms: z.number().int().min(100).default(5_000),
+  /**
+   * Each guest's wall clock is set to the host's at least this often, in seconds (it drifts under
+   * emulation); a jump of the host's clock (a resume from suspend) syncs every guest at once.
+   * 0: only at boot and on jumps.
+   */
+  clock_sync_interval_s: z.number().int().min(0).default(60),
   /** The guest agent's log level, on the guest's console (the VM's console.log in its sandbox directory). */
   agent_log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });

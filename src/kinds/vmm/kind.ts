@@ -14,10 +14,14 @@ import type { Reaper } from '../../linux/reaper.js';
 import { probeAccelOncePerBoot } from './accel-probe.js';
 import { VMM_CAPABILITIES } from './capabilities.js';
 import type { VmmConfig } from './config.js';
+import { GuestClocks } from './guest-clocks.js';
 import { releaseLostPod, VmmSandbox, type VmmEnvironment } from './sandbox.js';
 
 /** The command name of every QEMU system emulator (`qemu-system-x86_64` shows as `qemu-system-x86`). */
 const QEMU_COMM_PREFIX = 'qemu-system-';
+
+/** How often the host's clocks are compared for a jump (a resume from suspend is noticed this soon). */
+const CLOCK_TICK_MS = 5_000;
 
 /** How long the KVM probe may take before KVM counts as hanging. */
 const KVM_PROBE_TIMEOUT_MS = 3_000;
@@ -47,7 +51,9 @@ export class VmmKind implements SandboxKind {
     // ancestor of the state directory.
     await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
     await makePrivateBindOfItself(this.options.kindDir);
-    this.env = { config, accel: await this.chooseAccel(), reaper };
+    const syncEveryMs = config.clock_sync_interval_s * 1000;
+    const clocks = new GuestClocks({ intervalMs: syncEveryMs, tickMs: Math.min(CLOCK_TICK_MS, syncEveryMs || CLOCK_TICK_MS), log });
+    this.env = { config, accel: await this.chooseAccel(), reaper, clocks };
     const missing = await this.missingPieces();
     if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
   }

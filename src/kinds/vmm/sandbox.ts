@@ -19,6 +19,7 @@ import { VmmContainer, type VmmPodView } from './container.js';
 import { podState, type VmmPodState } from './pod-state.js';
 import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
 import type { VmmConfig } from './config.js';
+import type { GuestClocks } from './guest-clocks.js';
 import { GUEST_SHARE, SandboxShare } from './share.js';
 import { killGone, Vm } from './vm.js';
 
@@ -28,6 +29,8 @@ export interface VmmEnvironment {
   /** The accelerator the kind chose at start (a KVM probe, or the configuration). */
   accel: 'kvm' | 'tcg';
   reaper: Reaper;
+  /** Keeps each running guest's clock on the host's. */
+  clocks: GuestClocks;
 }
 
 type PodNetwork = Awaited<ReturnType<typeof readPodNetwork>>;
@@ -203,7 +206,9 @@ export class VmmSandbox implements KindSandbox {
       interfaces: network.interfaces.map(({ name, mac, mtu, addresses }) => ({ name, mac, mtu, addresses })),
       routes: network.routes,
     });
-    await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
+    await this.env.clocks.keep(id, async () => {
+      await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
+    });
   }
 
   private watchVm(vm: Vm): void {
@@ -239,6 +244,7 @@ export class VmmSandbox implements KindSandbox {
 
   private async endVmOnce(): Promise<void> {
     this.stopping = true;
+    this.env.clocks.forget(this.context.record.id);
     this.channel?.close();
     this.channel = null;
     if (this.vm) await this.vm.stop(this.env.config.stop_timeout_ms, this.context.log);
