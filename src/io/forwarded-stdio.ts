@@ -28,8 +28,8 @@ export interface StdioChannel {
   readonly stdout: Readable;
   /** The process's stderr; none with a terminal, which has no separate stderr. */
   readonly stderr?: Readable;
-  /** Sets the size of the process's terminal; called only for a process with one. */
-  resize(size: WindowSize): void;
+  /** Sets the size of the process's terminal, resolving once it is set; called only for a process with one. */
+  resize(size: WindowSize): Promise<void>;
 }
 
 export interface ForwardedStdioOptions {
@@ -96,9 +96,9 @@ export class ForwardedStdio extends StdioSession {
     else streamOf(this.endpoints.stderr)?.end();
   }
 
-  /** Resizes the process's terminal; a process without one has nothing to resize. */
-  resize(size: WindowSize): void {
-    if (this.terminal && !this.closed) this.channel?.resize(size);
+  /** Resizes the process's terminal, where it runs; a process without one has nothing to resize. */
+  async resize(size: WindowSize): Promise<void> {
+    if (this.terminal && !this.closed) await this.channel?.resize(size);
   }
 
   /** The channel was held by the copies, which release it. */

@@ -29,6 +29,11 @@ const PACKAGE_VERSION = (
   JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }
 ).version;
 const capabilities = ['CAP_KILL', 'CAP_AUDIT_WRITE'];
+/** A /dev of the container's own with its own devpts, as CRI's spec has: runc opens the terminal there. */
+const TERMINAL_MOUNTS = [
+  { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+  { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+];
 
 type AgentClient = TypedClient<typeof Agent.method>;
 
@@ -58,14 +63,15 @@ describe('guest agent on the host', { skip }, () => {
   /**
    * `namespaces`: joined by path, or left out with no path (then the host's): the others are new.
    * A signal reaches a PID namespace's init only if it handles it, hence the host's for kill tests.
+   * `terminal`: the process gets one, which runc makes on the container's own devpts.
    */
-  function spec(id: string, args: string[], namespaces: { type: string; path?: string }[] = []): Uint8Array {
+  function spec(id: string, args: string[], namespaces: { type: string; path?: string }[] = [], terminal = false): Uint8Array {
     const named = new Set(namespaces.map((n) => n.type));
     return Buffer.from(
       JSON.stringify({
         ociVersion: '1.0.2',
         process: {
-          terminal: false,
+          terminal,
           user: { uid: 0, gid: 0 },
           args,
           env: ['PATH=/bin'],
@@ -74,7 +80,7 @@ describe('guest agent on the host', { skip }, () => {
           noNewPrivileges: true,
         },
         root: { path: rootfs, readonly: true },
-        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, ...(terminal ? TERMINAL_MOUNTS : [])],
         linux: {
           namespaces: [
             ...namespaces.filter((n) => n.path),
@@ -92,7 +98,7 @@ describe('guest agent on the host', { skip }, () => {
     stdio = { stdin: false, stdout: false, stderr: false, terminal: false },
     namespaces: { type: string; path?: string }[] = [],
   ) {
-    const response = await agent.createContainer({ containerId: id, specJson: spec(id, args, namespaces), stdio });
+    const response = await agent.createContainer({ containerId: id, specJson: spec(id, args, namespaces, stdio.terminal), stdio });
     created.add(id);
     return response.pid;
   }
@@ -112,6 +118,32 @@ describe('guest agent on the host', { skip }, () => {
     }
   }
 
+  /** What a process wrote on its terminal (STDOUT), read as far as needed. */
+  function terminalOutput(id: string, execId = '') {
+    let text = '';
+    let ended = false;
+    const readMore = async (): Promise<void> => {
+      const { data, eof } = await agent.readStdio({ containerId: id, execId, stream: StdioStream.STDOUT });
+      text += Buffer.from(data).toString();
+      ended = eof;
+    };
+    return {
+      /** Reads until `pattern` matches what came so far; fails if the output ends first. */
+      async until(pattern: RegExp): Promise<string> {
+        while (!pattern.test(text)) {
+          assert.equal(ended, false, `the terminal's output ended before ${pattern}: ${JSON.stringify(text)}`);
+          await readMore();
+        }
+        return text;
+      },
+      /** Reads to the end: everything, once every holder of the terminal's other side is gone. */
+      async all(): Promise<string> {
+        while (!ended) await readMore();
+        return text;
+      },
+    };
+  }
+
   before(async () => {
     base = await mkdtemp(path.join(tmpdir(), 'kuasar-agent-e2e-'));
     rootfs = path.join(base, 'rootfs');
@@ -120,7 +152,8 @@ describe('guest agent on the host', { skip }, () => {
     await mkdir(path.join(rootfs, 'bin'), { recursive: true });
     for (const sub of ['proc', 'dev', 'tmp']) await mkdir(path.join(rootfs, sub));
     await copyFile('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
-    for (const applet of ['sh', 'sleep', 'cat', 'echo', 'hostname']) await symlink('busybox', path.join(rootfs, 'bin', applet));
+    for (const applet of ['sh', 'sleep', 'cat', 'echo', 'hostname', 'tty', 'stty'])
+      await symlink('busybox', path.join(rootfs, 'bin', applet));
 
     agentProcess = spawn(
       process.execPath,
@@ -279,6 +312,47 @@ describe('guest agent on the host', { skip }, () => {
     await remove(id);
   });
 
+  it("gives a container and an exec a terminal: its output, /dev/pts name, a resize read back, typed input, CloseStdin's end-of-file", async () => {
+    const id = 'term';
+    const terminal = { stdin: true, stdout: true, stderr: false, terminal: true };
+    const awaitResize = 'while [ "$(stty size)" != "40 100" ]; do sleep 0.05; done; echo size=$(stty size)';
+    await create(id, ['sh', '-c', `tty; ${awaitResize}; cat; echo cat-ended; exit 6`], terminal, [{ type: 'pid' }]);
+    await agent.startContainer({ containerId: id });
+    const output = terminalOutput(id);
+    const ttyName = /^(\/dev\/pts\/\d+)\r\n/.exec(await output.until(/\r\n/))?.[1];
+    assert.ok(ttyName, 'the init runs on a terminal of its own');
+    await agent.resizePty({ containerId: id, width: 100, height: 40 });
+    await output.until(/size=40 100\r\n/);
+    // Typed, echoed by the terminal, then written back by cat; stdout and stderr are one stream.
+    await agent.writeStdin({ containerId: id, data: Buffer.from('hello\n') });
+    await output.until(/size=40 100\r\nhello\r\nhello\r\n/);
+    await rejectsWith(agent.readStdio({ containerId: id, stream: StdioStream.STDERR }), Code.FailedPrecondition);
+    await rejectsWith(agent.resizePty({ containerId: id, width: 70_000, height: 40 }), Code.InvalidArgument);
+
+    // An exec gets a terminal of its own next to the init's.
+    const json = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const processJson = json({ terminal: true, args: ['sh', '-c', 'tty; exit 4'], cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } });
+    await agent.execProcess({ containerId: id, execId: 'e1', processJson, stdio: { ...terminal, stdin: false } });
+    const execOutput = await terminalOutput(id, 'e1').all();
+    assert.match(execOutput, /^\/dev\/pts\/\d+\r\n$/);
+    assert.notEqual(execOutput.trim(), ttyName, "the exec's terminal is not the init's");
+    assert.equal((await agent.waitProcess({ containerId: id, execId: 'e1' })).exitStatus, 4);
+    await rejectsWith(agent.writeStdin({ containerId: id, execId: 'e1', data: Buffer.from('x') }), Code.FailedPrecondition);
+    await agent.deleteProcess({ containerId: id, execId: 'e1' });
+
+    // CloseStdin: the end-of-file character; cat ends, and the output ends once the init has.
+    await agent.closeStdin({ containerId: id });
+    await rejectsWith(agent.writeStdin({ containerId: id, data: Buffer.from('late') }), Code.FailedPrecondition);
+    assert.match(await output.all(), /hello\r\nhello\r\ncat-ended\r\n$/);
+    assert.equal((await agent.waitProcess({ containerId: id })).exitStatus, 6);
+    // A process without a terminal has nothing to resize: no error, as with runc's shim.
+    await create('no-term', ['sleep', '1000']);
+    await agent.resizePty({ containerId: 'no-term', width: 80, height: 24 });
+    await remove('no-term');
+    await remove(id);
+    assert.deepEqual(await readdir(path.join(stateDir, 'console')), [], 'no console socket is left');
+  });
+
   it('deletes a container that was created and never started', async () => {
     const id = 'never-started';
     const pid = await create(id, ['sleep', '1000']);
@@ -296,14 +370,24 @@ describe('guest agent on the host', { skip }, () => {
     await rejectsWith(agent.createContainer({ containerId: 'no-root', specJson: Buffer.from('{"process":{}}') }), Code.InvalidArgument);
     await rejectsWith(agent.killContainer({ containerId: 'nobody', signal: 0, all: false }), Code.InvalidArgument);
     await rejectsWith(agent.readStdio({ containerId: 'nobody', stream: StdioStream.UNSPECIFIED }), Code.InvalidArgument);
+    // A terminal asked for by the stdio but not by the spec (and the other way round) is refused before runc runs.
     await rejectsWith(
       agent.createContainer({
         containerId: 'tty',
         specJson: spec('tty', ['sh']),
         stdio: { stdin: true, stdout: true, stderr: false, terminal: true },
       }),
-      Code.Unimplemented,
+      Code.InvalidArgument,
     );
+    await rejectsWith(
+      agent.createContainer({
+        containerId: 'tty',
+        specJson: spec('tty', ['sh'], [], true),
+        stdio: { stdin: true, stdout: true, stderr: false, terminal: false },
+      }),
+      Code.InvalidArgument,
+    );
+    await rejectsWith(agent.resizePty({ containerId: 'nobody', width: 80, height: 24 }), Code.NotFound);
 
     const id = 'twice';
     await create(id, ['sleep', '1000']);

@@ -42,7 +42,9 @@ function pipeChannel(options: { stderr: boolean } = { stderr: true }) {
     stdin: new Socket({ fd: stdin.write, readable: false, writable: true }),
     stdout: new Socket({ fd: stdout.read, readable: true, writable: false }),
     ...(options.stderr ? { stderr: new Socket({ fd: stderr.read, readable: true, writable: false }) } : {}),
-    resize: (size) => sizes.push(size),
+    resize: async (size) => {
+      sizes.push(size);
+    },
   };
   if (!options.stderr) closeSync(stderr.read);
   const process = {
@@ -129,7 +131,7 @@ describe('stdio forwarded over a byte channel', () => {
     writeSync(writer, 'typed\n');
     closeSync(writer);
     assert.equal((await readAll(process.stdin)).toString(), 'typed\n', 'then end-of-file, without CloseIO');
-    stdio.resize({ width: 80, height: 24 });
+    await stdio.resize({ width: 80, height: 24 });
     assert.deepEqual(sizes, [], 'no terminal, nothing to resize');
     process.stdout.end();
     process.stderr.end();
@@ -152,7 +154,7 @@ describe('stdio forwarded over a byte channel', () => {
     await new Promise((resolve) => input.once('end', resolve));
     assert.equal(channel.stdin.writableEnded, false, "containerd's end of input is no end of a terminal's");
 
-    stdio.resize({ width: 100, height: 40 });
+    await stdio.resize({ width: 100, height: 40 });
     assert.deepEqual(sizes, [{ width: 100, height: 40 }]);
 
     stdio.closeStdin();
@@ -160,7 +162,7 @@ describe('stdio forwarded over a byte channel', () => {
     process.stdout.end('echoed\r\n');
     await stdio.finish({ readGraceMs: 600_000, deliverMs: 600_000 });
     assert.equal((await fromOutput).toString(), 'echoed\r\n');
-    stdio.resize({ width: 1, height: 1 });
+    await stdio.resize({ width: 1, height: 1 });
     assert.equal(sizes.length, 1, 'the terminal is gone');
   });
 

@@ -39,7 +39,7 @@ export async function runAgent(argv: readonly string[]): Promise<void> {
   // Daemons a container leaves behind end up ours: reap them, so that no zombie accumulates.
   reaper.reapOrphans(() => true);
   const runtime = new OciRuntime({ root: path.join(options.stateDir, 'runc') });
-  const containers = new Containers(runtime, reaper, path.join(options.stateDir, 'bundles'), log);
+  const containers = new Containers(runtime, reaper, path.join(options.stateDir, 'bundles'), path.join(options.stateDir, 'console'), log);
   const sandbox = new Sandbox({ stateDir: options.stateDir, pidHolder: options.pidHolder, isGuestInit }, log);
   const server = new TtrpcServer({ logger: log, longCalls: isLongCall });
   registerAgentService(server, { containers, sandbox, isGuestInit, log });

@@ -1,4 +1,5 @@
-// The pod's containers in the guest, run by runc: each one's bundle, init pid, exit and stdio.
+// The pod's containers in the guest, run by runc: each one's bundle, init pid, exit and stdio
+// (pipes, or a terminal whose master runc sends over a console socket).
 // Operations on one container run one at a time (a Delete never races its Create); different
 // containers go on in parallel. The container inits that `runc create` leaves are re-parented to
 // the agent (PID 1 in the guest, a child subreaper elsewhere): the Reaper collects their real
@@ -7,35 +8,39 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
-import { alreadyExists, Code, invalidArgument, notFound, RuntimeError, unimplemented } from '../../base/errors.js';
+import { alreadyExists, Code, invalidArgument, notFound, RuntimeError } from '../../base/errors.js';
 import { KeyedMutex } from '../../base/keyed-mutex.js';
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../../base/model.js';
 import type { Reaper } from '../../linux/reaper.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 import type { ContainerState } from '../../oci/outputs.js';
-import { ProcessStdioPipes, type OutputStream, type StdioWanted } from './process-stdio.js';
+import { ProcessStdioPipes, type GuestStdio, type OutputStream, type StdioWanted } from './process-stdio.js';
+import { ProcessTerminal } from './process-terminal.js';
 
 export interface CreateRequest {
   id: string;
   /** The OCI spec as the host sent it (JSON). */
   spec: Record<string, unknown>;
-  stdio: StdioWanted & { terminal: boolean };
+  stdio: StdioRequest;
   /** The pod's emptyDir directories the spec binds, made when missing. */
   emptyDirs: readonly string[];
 }
+
+/** The streams the host asked for, and whether they are a terminal's (the process's spec says the same). */
+export type StdioRequest = StdioWanted & { terminal: boolean };
 
 export interface ExecRequest {
   id: string;
   execId: string;
   /** The OCI Process as the host sent it (JSON). */
   process: Record<string, unknown>;
-  stdio: StdioWanted & { terminal: boolean };
+  stdio: StdioRequest;
 }
 
 /** A process of a container (its init or an exec) and what the agent holds of it. */
 interface GuestProcess {
   readonly pid: number;
-  readonly stdio: ProcessStdioPipes;
+  readonly stdio: GuestStdio;
   /** Settles once the process has exited and was reaped. */
   readonly exit: Promise<ExitInfo>;
   /** Set as `exit` settles. */
@@ -56,6 +61,8 @@ export class Containers {
     private readonly runtime: OciRuntime,
     private readonly reaper: Reaper,
     private readonly bundlesDir: string,
+    /** Where runc's console sockets are made: private, with a short path. */
+    private readonly consoleDir: string,
     private readonly log: Logger,
   ) {}
 
@@ -65,7 +72,6 @@ export class Containers {
 
   private async createNow({ id, spec, stdio, emptyDirs }: CreateRequest): Promise<number> {
     if (this.containers.has(id)) throw alreadyExists(`container ${id}`);
-    if (stdio.terminal) throw unimplemented(`container ${id}: terminals are not supported by this agent yet`);
     for (const dir of emptyDirs) {
       // Shared by the pod's containers: the first one makes it, writable by all (as kubelet's).
       if (await mkdir(dir, { recursive: true })) await chmod(dir, 0o777);
@@ -78,25 +84,32 @@ export class Containers {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists(`bundle of container ${id}`);
       throw err;
     }
-    let pipes: ProcessStdioPipes | undefined;
+    let io: GuestStdio | undefined;
     try {
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
-      pipes = new ProcessStdioPipes(stdio);
-      const pid = await this.runtime.create(id, bundle, { pidFile: path.join(bundle, 'init.pid'), stdio: pipes.childStdio });
-      pipes.closeChildEnds();
-      const container: Container = { id, bundle, execs: new Map(), ...this.follow(pid, pipes, `container ${id}`) };
+      io = await this.openStdio(stdio);
+      const pid = await this.runtime.create(id, bundle, { pidFile: path.join(bundle, 'init.pid'), ...io.runtimeIo });
+      io.started();
+      const container: Container = { id, bundle, execs: new Map(), ...this.follow(pid, io, `container ${id}`) };
       this.containers.set(id, container);
       this.log.info({ container: id, pid }, 'container created');
       return pid;
     } catch (err) {
-      pipes?.release();
+      io?.release();
       await rm(bundle, { recursive: true, force: true });
       throw err;
     }
   }
 
+  /** The process's stdio: a terminal when the host asked for one, else pipes. */
+  private async openStdio(stdio: StdioRequest): Promise<GuestStdio> {
+    if (!stdio.terminal) return new ProcessStdioPipes(stdio);
+    await mkdir(this.consoleDir, { recursive: true, mode: 0o700 });
+    return new ProcessTerminal(stdio, this.consoleDir);
+  }
+
   /** A process that runc started, re-parented to the agent: its exit as the Reaper collects it. */
-  private follow(pid: number, stdio: ProcessStdioPipes, what: string): GuestProcess {
+  private follow(pid: number, stdio: GuestStdio, what: string): GuestProcess {
     const exit = this.reaper.watch(pid).catch((err: Error) => {
       this.log.error({ pid, error: err.message }, `cannot collect the exit of ${what}`);
       return exitedNow(UNKNOWN_EXIT_STATUS);
@@ -113,19 +126,19 @@ export class Containers {
     return this.mutex.run(id, async () => {
       const container = this.get(id);
       if (container.execs.has(execId)) throw alreadyExists(`exec ${execId} of container ${id}`);
-      if (stdio.terminal) throw unimplemented(`exec ${execId}: terminals are not supported by this agent yet`);
       const processFile = path.join(container.bundle, `exec-${execId}.json`);
       const pidFile = path.join(container.bundle, `exec-${execId}.pid`);
       await writeFile(processFile, JSON.stringify(processSpec), { mode: 0o600 });
-      const pipes = new ProcessStdioPipes(stdio);
+      let io: GuestStdio | undefined;
       try {
-        const pid = await this.runtime.exec(id, { processFile, pidFile, stdio: pipes.childStdio });
-        pipes.closeChildEnds();
-        container.execs.set(execId, this.follow(pid, pipes, `exec ${execId} of container ${id}`));
+        io = await this.openStdio(stdio);
+        const pid = await this.runtime.exec(id, { processFile, pidFile, ...io.runtimeIo });
+        io.started();
+        container.execs.set(execId, this.follow(pid, io, `exec ${execId} of container ${id}`));
         this.log.info({ container: id, exec: execId, pid }, 'exec started');
         return pid;
       } catch (err) {
-        pipes.release();
+        io?.release();
         throw err;
       } finally {
         await rm(processFile, { force: true });
@@ -208,7 +221,7 @@ export class Containers {
   }
 
   /** The stdio of a container's init (exec_id empty) or of one of its execs. */
-  stdio(id: string, execId: string): ProcessStdioPipes {
+  stdio(id: string, execId: string): GuestStdio {
     return this.process(id, execId).stdio;
   }
 

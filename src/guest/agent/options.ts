@@ -8,7 +8,7 @@ export interface AgentOptions {
   /** The name of the virtio-serial port to serve on (/sys/class/virtio-ports/<vport>/name). */
   agentPort: string;
   logLevel: string;
-  /** Where the agent keeps its state: bundles/, runc/, ns/, etc/ below it. */
+  /** Where the agent keeps its state: bundles/, runc/, console/, ns/, etc/ below it. */
   stateDir: string;
   /** The PID namespace holder program (native/kuasar-idle.c). */
   pidHolder: string;

@@ -1,12 +1,15 @@
-// The stdio of a process the agent started (a container's init): a pipe for each stream the host
-// asked for, /dev/null for the others. The process gets one end of each pipe through the runtime;
-// the agent holds the other: it reads stdout and stderr into bounded OutputBuffers (ReadStdio)
-// and writes stdin as WriteStdin asks.
+// The stdio of a process the agent started (a container's init or an exec), as ReadStdio,
+// WriteStdin, CloseStdin and ResizePty reach it (GuestStdio), and its pipes: a pipe for each
+// stream the host asked for, /dev/null for the others. The process gets one end of each pipe
+// through the runtime; the agent holds the other: it reads stdout and stderr into bounded
+// OutputBuffers (ReadStdio) and writes stdin as WriteStdin asks. A process with a terminal has
+// process-terminal.ts instead.
 import { Socket } from 'node:net';
 
 import { failedPrecondition } from '../../base/errors.js';
+import type { WindowSize } from '../../base/model.js';
 import { closeFd, pipe } from '../../linux/libc/files.js';
-import type { ProcessStdio, StdioTarget } from '../../oci/runtime.js';
+import type { ProcessIo, ProcessStdio, StdioTarget } from '../../oci/runtime.js';
 import { OutputBuffer } from './output-buffer.js';
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -20,9 +23,27 @@ export interface StdioWanted {
 /** Bytes buffered per output stream before the process is made to wait for the host. */
 export const OUTPUT_BUFFER_LIMIT = 1024 * 1024;
 
-export class ProcessStdioPipes {
+/** What the agent holds of one process's stdio: its pipes, or its terminal. */
+export interface GuestStdio {
+  /** What runc is given: the ends of the pipes the process gets, or a console socket for its terminal. */
+  readonly runtimeIo: ProcessIo;
+  /** runc has returned (create, exec --detach): the process holds what it was given. */
+  started(): void;
+  /** What the process wrote to `stream`; undefined when the host did not ask for it. */
+  output(stream: OutputStream): OutputBuffer | undefined;
+  /** Resolves once every byte is passed on (the process may not have read it yet). */
+  writeStdin(data: Uint8Array): Promise<void>;
+  /** Ends the process's stdin after what was written before. */
+  closeStdin(): void;
+  /** Sets the window size of the process's terminal; a process without one has nothing to resize. */
+  resize(size: WindowSize): void;
+  /** Drops everything: readers waiting on output get what was buffered, then eof. Idempotent. */
+  release(): void;
+}
+
+export class ProcessStdioPipes implements GuestStdio {
   /** The ends the process gets, in slot order (0, 1, 2); closed here once the runtime has passed them on. */
-  readonly childStdio: ProcessStdio;
+  readonly runtimeIo: ProcessIo;
   private readonly childEnds: number[] = [];
   private readonly stdin: Socket | undefined;
   private stdinClosed = false;
@@ -51,7 +72,7 @@ export class ProcessStdioPipes {
       this.release();
       throw err;
     }
-    this.childStdio = targets as ProcessStdio;
+    this.runtimeIo = { stdio: targets as ProcessStdio };
   }
 
   private childEnd(fd: number): number {
@@ -59,8 +80,12 @@ export class ProcessStdioPipes {
     return fd;
   }
 
-  /** Closes the ends the process got, so that its exit (and its children's) is our end-of-file. */
-  closeChildEnds(): void {
+  /** The runtime has passed the process its ends: ours go, so that its exit (and its children's) is our end-of-file. */
+  started(): void {
+    this.closeChildEnds();
+  }
+
+  private closeChildEnds(): void {
     for (const fd of this.childEnds.splice(0)) closeFd(fd);
   }
 
@@ -83,6 +108,8 @@ export class ProcessStdioPipes {
     this.stdinClosed = true;
     stdin.end();
   }
+
+  resize(_size: WindowSize): void {}
 
   private openStdin(): Socket {
     if (!this.stdin) throw failedPrecondition('the process was created without stdin');

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 
 import { Code, invalidArgument, RuntimeError, unimplemented } from '../../base/errors.js';
 import { validateId } from '../../base/ids.js';
+import type { WindowSize } from '../../base/model.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
 import { guestFacts } from './check.js';
@@ -84,6 +85,22 @@ function processObject(json: Uint8Array): Record<string, unknown> {
   return process as Record<string, unknown>;
 }
 
+/** runc makes a terminal for a process whose spec asks for one: the request's stdio must say the same. */
+function checkTerminal(process: unknown, terminal: boolean): void {
+  const inSpec = (process as { terminal?: unknown }).terminal === true;
+  if (inSpec !== terminal) throw invalidArgument(`stdio.terminal is ${terminal} but the process's terminal is ${inSpec}`);
+}
+
+/** The largest window side a terminal takes (struct winsize holds 16-bit sizes). */
+const MAX_WINDOW_SIDE = 0xffff;
+
+function windowSize(width: number, height: number): WindowSize {
+  if (width > MAX_WINDOW_SIDE || height > MAX_WINDOW_SIDE) {
+    throw invalidArgument(`window ${width}x${height}: a terminal is at most ${MAX_WINDOW_SIDE} wide and high`);
+  }
+  return { width, height };
+}
+
 function nanoseconds(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1_000_000n;
 }
@@ -108,14 +125,18 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     async createContainer(request) {
       const id = containerId(request.containerId);
       const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
-      const pid = await containers.create({ id, spec: specObject(request.specJson), stdio, emptyDirs: request.emptyDirs.map(guestDir) });
+      const spec = specObject(request.specJson);
+      checkTerminal(spec.process, stdio.terminal);
+      const pid = await containers.create({ id, spec, stdio, emptyDirs: request.emptyDirs.map(guestDir) });
       return { pid };
     },
     async execProcess(request) {
       const id = containerId(request.containerId);
       const exec = validateId('exec', request.execId);
       const stdio = request.stdio ?? { stdin: false, stdout: false, stderr: false, terminal: false };
-      return { pid: await containers.exec({ id, execId: exec, process: processObject(request.processJson), stdio }) };
+      const process = processObject(request.processJson);
+      checkTerminal(process, stdio.terminal);
+      return { pid: await containers.exec({ id, execId: exec, process, stdio }) };
     },
     async killProcess(request) {
       containers.killExec(containerId(request.containerId), validateId('exec', request.execId), request.signal);
@@ -161,6 +182,12 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       containers.stdio(containerId(request.containerId), execId(request.execId)).closeStdin();
       return {};
     },
+    // As runc's shim: a process without a terminal has nothing to resize, and that is no error.
+    async resizePty(request) {
+      const size = windowSize(request.width, request.height);
+      containers.stdio(containerId(request.containerId), execId(request.execId)).resize(size);
+      return {};
+    },
     // Declared by the API for the kind's next steps; answered as not there until they land.
     async containerStats() {
       throw unimplemented('ContainerStats');
@@ -173,9 +200,6 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async resumeContainer() {
       throw unimplemented('ResumeContainer');
-    },
-    async resizePty() {
-      throw unimplemented('ResizePty');
     },
   };
   registerService(server, Agent, withFailuresLogged(impl, parts.log));

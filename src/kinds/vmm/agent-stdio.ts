@@ -2,7 +2,8 @@
 // the byte channel io/forwarded-stdio.ts forwards containerd's endpoints to. Each output read is
 // one call that answers when the process wrote something; the next is made only when Node's
 // stream asks for more, that is once what came before has been taken by the FIFO or stream on
-// the host: back-pressure reaches the guest, where the agent stops reading the process's pipe.
+// the host: back-pressure reaches the guest, where the agent stops reading the process's pipe
+// (or terminal). A terminal's output comes as STDOUT, and its size is set with ResizePty.
 import { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
@@ -18,7 +19,7 @@ export interface AgentProcessRef {
   execId: string;
 }
 
-/** Which of the process's stdio streams the agent holds (the others are /dev/null in the guest). */
+/** Which of the process's stdio streams the agent holds (the others are /dev/null in the guest); none is stderr with a terminal. */
 export interface AgentStdioStreams {
   stdin: boolean;
   stdout: boolean;
@@ -30,8 +31,9 @@ export function agentStdioChannel(agent: AgentClient, ref: AgentProcessRef, stre
     stdin: streams.stdin ? stdinWriter(agent, ref, log) : discard(),
     stdout: streams.stdout ? outputReader(agent, ref, StdioStream.STDOUT, log) : Readable.from([]),
     stderr: streams.stderr ? outputReader(agent, ref, StdioStream.STDERR, log) : Readable.from([]),
-    // Terminals are not served by this kind yet (its capabilities say so): nothing to resize.
-    resize: () => {},
+    resize: async ({ width, height }) => {
+      await agent.resizePty({ ...ref, width, height });
+    },
   };
 }
 

@@ -1,11 +1,11 @@
 // What the vmm kind supports, declared once: its registration shows it to the tests and tools,
-// its kind object to the engine. Containers and execs run in the pod's VM with their stdio;
-// terminals, pause, updates and recovery across a restart are not there yet.
+// its kind object to the engine. Containers and execs run in the pod's VM with their stdio and
+// terminals; pause, updates and recovery across a restart are not there yet.
 import type { KindCapabilities } from '../../kind-api/kind.js';
 
 export const VMM_CAPABILITIES: KindCapabilities = {
   exec: true,
-  terminal: false,
+  terminal: true,
   pauseResume: false,
   updateResources: false,
   streamingIo: true,

@@ -42,7 +42,10 @@ class GuestProcess implements KindProcess {
     protected readonly stdio: ForwardedStdio,
   ) {}
 
-  async resize(_size: WindowSize): Promise<void> {}
+  /** Answered once the guest has set the size, as runc's shim answers once its ioctl is done. */
+  async resize(size: WindowSize): Promise<void> {
+    await this.stdio.resize(size);
+  }
 
   async closeStdin(): Promise<void> {
     this.stdio.closeStdin();
@@ -76,11 +79,11 @@ class GuestExec extends GuestProcess implements KindExec {
   }
 }
 
-/** Which stdio streams containerd gave the process: those the agent holds for it. */
+/** Which stdio streams containerd gave the process: those the agent holds for it (a terminal has no stderr). */
 const streamsOf = (stdio: Stdio): AgentStdioStreams => ({
   stdin: stdio.stdin !== '',
   stdout: stdio.stdout !== '',
-  stderr: stdio.stderr !== '',
+  stderr: stdio.stderr !== '' && !stdio.terminal,
 });
 
 /** Forwards the process's stdio through the agent; its end, once the agent tells it and the output is delivered. */
@@ -117,7 +120,7 @@ export class VmmContainer implements KindContainer {
         pod.agent.createContainer({
           containerId: record.id,
           specJson: new TextEncoder().encode(JSON.stringify(spec)),
-          stdio: { ...streams, terminal: false },
+          stdio: { ...streams, terminal: record.stdio.terminal },
           emptyDirs: exposed.emptyDirs,
         }),
       );
@@ -188,7 +191,7 @@ export class VmmContainer implements KindContainer {
         this.pod.agent.execProcess({
           ...ref,
           processJson: new TextEncoder().encode(JSON.stringify(process)),
-          stdio: { ...streams, terminal: false },
+          stdio: { ...streams, terminal: record.stdio.terminal },
         }),
       );
       return new GuestExec(pid, followInGuest(this.pod.agent, ref, stdio, streams, log), stdio, this.pod.agent, ref);

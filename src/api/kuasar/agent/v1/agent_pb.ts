@@ -1174,6 +1174,9 @@ export const Agent: GenService<{
     output: typeof WriteStdinResponseSchema;
   },
   /**
+   * Ends stdin after what was written: end-of-file through a pipe; on a terminal, whose input has
+   * no end of its own, the end-of-file character (VEOF, ^D) is typed.
+   *
    * @generated from rpc kuasar.agent.v1.Agent.CloseStdin
    */
   closeStdin: {
@@ -1182,7 +1185,8 @@ export const Agent: GenService<{
     output: typeof CloseStdinResponseSchema;
   },
   /**
-   * The window size of the terminal of a process created with one (StdioRequest.terminal).
+   * The window size of the terminal of a process created with one (StdioRequest.terminal); for a
+   * process without one there is nothing to resize and the call is answered all the same.
    *
    * @generated from rpc kuasar.agent.v1.Agent.ResizePty
    */
