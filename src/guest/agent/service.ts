@@ -84,6 +84,18 @@ function processObject(json: Uint8Array): Record<string, unknown> {
   return process as Record<string, unknown>;
 }
 
+function resourcesObject(json: Uint8Array): Record<string, unknown> {
+  let resources: unknown;
+  try {
+    resources = JSON.parse(Buffer.from(json).toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`resources_json is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof resources !== 'object' || resources === null || Array.isArray(resources))
+    throw invalidArgument('resources_json must be a JSON object (OCI LinuxResources)');
+  return resources as Record<string, unknown>;
+}
+
 function nanoseconds(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1_000_000n;
 }
@@ -134,7 +146,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async waitProcess(request, { signal }) {
       const exit = await containers.wait(containerId(request.containerId), execId(request.execId), signal);
-      return { exitStatus: exit.exitStatus, exitedAtNs: nanoseconds(exit.exitedAt) };
+      return { exitStatus: exit.exitStatus, exitedAtNs: nanoseconds(exit.exitedAt), oomKilled: exit.oomKilled };
     },
     async deleteContainer(request) {
       await containers.delete(containerId(request.containerId));
@@ -161,19 +173,23 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       containers.stdio(containerId(request.containerId), execId(request.execId)).closeStdin();
       return {};
     },
-    // Declared by the API for the kind's next steps; answered as not there until they land.
-    async containerStats() {
-      throw unimplemented('ContainerStats');
+    async containerStats(request) {
+      return { metrics: await containers.stats(containerId(request.containerId)) };
     },
-    async updateContainer() {
-      throw unimplemented('UpdateContainer');
+    async updateContainer(request) {
+      const id = containerId(request.containerId);
+      await containers.update(id, resourcesObject(request.resourcesJson));
+      return {};
     },
-    async pauseContainer() {
-      throw unimplemented('PauseContainer');
+    async pauseContainer(request) {
+      await containers.pause(containerId(request.containerId));
+      return {};
     },
-    async resumeContainer() {
-      throw unimplemented('ResumeContainer');
+    async resumeContainer(request) {
+      await containers.resume(containerId(request.containerId));
+      return {};
     },
+    // Declared by the API for the kind's next steps; answered as not there until it lands.
     async resizePty() {
       throw unimplemented('ResizePty');
     },
