@@ -6,7 +6,8 @@
 // of its own in the guest (the host's cgroupsPath names the pod's cgroup on the host), where the
 // agent reads its figures and OOM kills; the guest is a cgroup v2 host, where containerd gives a
 // container a cgroup namespace of its own, so its /sys/fs/cgroup is that cgroup (else runc would
-// show it the guest's whole tree). What only means something on the host goes: hooks (host
+// show it the guest's whole tree). containerd leaves privileged containers out, which the spec
+// does not name: here every container gets one. What only means something on the host goes: hooks (host
 // programs), AppArmor and SELinux labels (no policy is loaded in the guest), the host's CPU and
 // memory-node sets.
 import path from 'node:path';
