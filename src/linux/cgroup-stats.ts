@@ -22,11 +22,16 @@ import type {
   CgroupV2MemoryStatField,
   CgroupV2Metrics,
 } from '../base/metrics.js';
-import { cgroupPlaces, type CgroupLayout, type CgroupPlace, detectCgroupLayout } from './cgroups.js';
+import { cgroupPlaces, type CgroupLayout, type CgroupPlace, detectCgroupLayout, hostCgroupLayout } from './cgroups.js';
 import { hasErrnoCode } from './libc/binding.js';
 
 /** What cgroup v2 writes for "no limit" in memory.max; containerd reports it as 2^64-1. */
 export const V2_UNLIMITED = 2n ** 64n - 1n;
+/**
+ * v1 writes "no limit" as the largest page count its counters hold, in bytes (9223372036854771712
+ * with 4 KiB pages), v2 as "max": any limit from 2^62 up is taken as none.
+ */
+const NO_LIMIT_FROM = 2n ** 62n;
 /** cpuacct.stat counts in USER_HZ, which Linux fixes at 100 for user space. */
 const NANOSECONDS_PER_USER_HZ_TICK = 10_000_000n;
 
@@ -390,6 +395,39 @@ export async function readCgroupMetrics(cgroupsPath: string, layout?: CgroupLayo
 }
 
 /**
+ * The v2 counters of `cgroupsPath`, whatever the host's layout: a VM's guest has cgroup v2 only,
+ * and its agent answers in v2's shape. On a hybrid host the cgroup2 tree holds no controllers,
+ * so only its core files (cpu.stat) are there. NotFound when the cgroup has no v2 directory.
+ */
+export async function readCgroupV2Metrics(cgroupsPath: string, layout?: CgroupLayout): Promise<CgroupV2Metrics> {
+  const places = await cgroupPlaces(cgroupsPath, layout ?? (await detectCgroupLayout()));
+  return readV2(places, cgroupsPath);
+}
+
+/**
+ * The memory limit that holds for the cgroup `cgroupsPath` in bytes (its own or an ancestor's,
+ * whichever is lowest), or undefined when none does or the cgroup cannot be read. v1 keeps the
+ * lowest in memory.stat's hierarchical_memory_limit; on v2 each memory.max up to the root is read.
+ */
+export async function readEffectiveMemoryLimit(cgroupsPath: string, layout?: CgroupLayout): Promise<bigint | undefined> {
+  const hostLayout = layout ?? (await detectCgroupLayout());
+  const places = await cgroupPlaces(cgroupsPath, hostLayout);
+  let limit: bigint | undefined;
+  if (hostLayout.mode === 'unified') {
+    const place = places.find((p) => p.hierarchy.version === 2);
+    if (!place) return undefined;
+    for (let dir = place.dir; dir.startsWith(place.hierarchy.mountPoint) && dir !== place.hierarchy.mountPoint; dir = path.dirname(dir)) {
+      const max = await optionalCounter(dir, 'memory.max', V2_UNLIMITED);
+      if (max !== undefined && (limit === undefined || max < limit)) limit = max;
+    }
+  } else {
+    const stat = await readOptional(v1Dir(places, 'memory'), 'memory.stat');
+    limit = stat === undefined ? undefined : parseKeyedCounters(stat).get('hierarchical_memory_limit');
+  }
+  return limit !== undefined && limit < NO_LIMIT_FROM ? limit : undefined;
+}
+
+/**
  * How many processes of the cgroup the kernel's OOM killer has killed (v1 memory.oom_control,
  * v2 memory.events), or undefined when the cgroup cannot be read (it is gone).
  */
@@ -399,4 +437,19 @@ export async function readOomKills(cgroupsPath: string, layout?: CgroupLayout): 
   const [dir, file] = hostLayout.mode === 'unified' ? [v2Dir(places), 'memory.events'] : [v1Dir(places, 'memory'), 'memory.oom_control'];
   const text = await readOptional(dir, file);
   return text === undefined ? undefined : (parseKeyedCounters(text).get('oom_kill') ?? 0n);
+}
+
+/**
+ * Whether the cgroup counts an OOM kill. It outlives the processes until it is removed, so a
+ * process that met its limit is reported, before its exit, as containerd's shims do; a cgroup
+ * that cannot be read says no (logged).
+ */
+export async function oomKilledIn(cgroupsPath: string, log: { warn(fields: object, message: string): void }): Promise<boolean> {
+  try {
+    const kills = await readOomKills(cgroupsPath, await hostCgroupLayout());
+    return kills !== undefined && kills > 0n;
+  } catch (err) {
+    log.warn({ err, cgroup: cgroupsPath }, 'could not read the OOM count');
+    return false;
+  }
 }

@@ -132,13 +132,7 @@ export abstract class OciContainer implements KindContainer {
   }
 
   async update(resources: Record<string, unknown>): Promise<void> {
-    const file = join(this.dirs.dir, 'resources-update.json');
-    await writeFile(file, JSON.stringify(resources));
-    try {
-      await this.pod.runtime.update(this.id, file, { log: this.log });
-    } finally {
-      await rm(file, { force: true });
-    }
+    await this.pod.runtime.updateResources(this.id, resources, this.dirs.dir, { log: this.log });
   }
 
   async pause(): Promise<void> {

@@ -11,7 +11,7 @@
 // Every command takes an optional logger and then logs its duration as stage `oci.<command>`,
 // the records the benchmark's stage report reads.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
@@ -148,6 +148,20 @@ export class OciRuntime {
   /** Applies new limits to a container's cgroup; `resourcesFile` holds OCI LinuxResources JSON. */
   async update(id: string, resourcesFile: string, options: CallOptions = {}): Promise<void> {
     await this.cli.invoke({ operation: 'update', id, args: ['update', '--resources', resourcesFile, id], log: options.log });
+  }
+
+  /**
+   * `update` with the LinuxResources object `resources`, passed in a file of `scratchDir` (the
+   * container's own directory) that is removed afterwards.
+   */
+  async updateResources(id: string, resources: Record<string, unknown>, scratchDir: string, options: CallOptions = {}): Promise<void> {
+    const file = path.join(scratchDir, 'resources-update.json');
+    await writeFile(file, JSON.stringify(resources), { mode: 0o600 });
+    try {
+      await this.update(id, file, options);
+    } finally {
+      await rm(file, { force: true });
+    }
   }
 
   /** Freezes every process of the container. */

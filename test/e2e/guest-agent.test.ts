@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { Agent, StdioStream } from '../../src/api/kuasar/agent/v1/agent_pb.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { fuzzParameters } from '../../src/devenv/fuzz.js';
-import { existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
+import { cgroupPlaces, detectCgroupLayout, existingCgroupDirs, removeCgroup } from '../../src/linux/cgroups.js';
 import { mountsUnder } from '../../src/linux/mountinfo.js';
 import { unpinPodNamespaces } from '../../src/linux/namespaces.js';
 import { encodeHeader } from '../../src/rpc/ttrpc/frame.js';
@@ -351,6 +351,73 @@ describe('guest agent on the host', { skip }, () => {
     await remove('no-term');
     await remove(id);
     assert.deepEqual(await readdir(path.join(stateDir, 'console')), [], 'no console socket is left');
+  });
+
+  it("works on the container's cgroup: its figures, its limits updated, frozen and thawed, its OOM kills told apart", async (t) => {
+    const layout = await detectCgroupLayout();
+    // The agent reads cgroup v2 (the guest's only kind); a host without a cgroup2 tree has none.
+    if (!layout.hierarchies.some((h) => h.version === 2)) return t.skip('no cgroup2 tree on this host');
+    const unified = layout.mode === 'unified';
+    /** A file of the container's cgroup on this host: in the v1 controller's hierarchy, or the unified directory. */
+    const cgroupFile = async (id: string, file: { v1: [controller: string, name: string]; v2: string }) => {
+      const places = await cgroupPlaces(`${cgroupParent}/${id}`, layout);
+      const place = unified
+        ? places.find((p) => p.hierarchy.version === 2)
+        : places.find((p) => p.hierarchy.controllers.includes(file.v1[0]));
+      assert.ok(place, `a cgroup for ${JSON.stringify(file)}`);
+      return readFileSync(path.join(place.dir, unified ? file.v2 : file.v1[1]), 'utf8').trim();
+    };
+    const withResources = (id: string, args: string[], resources: object) => {
+      const config = JSON.parse(Buffer.from(spec(id, args)).toString()) as { linux: Record<string, unknown> };
+      config.linux.resources = resources;
+      return Buffer.from(JSON.stringify(config));
+    };
+    const json = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+    const id = 'cgroup-user';
+    await create(id, ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000']);
+    await agent.startContainer({ containerId: id });
+    // On a hybrid host the cgroup2 tree holds no controller: its core cpu.stat is all there is.
+    let usage = 0n;
+    for (let tries = 0; usage === 0n && tries < 600; tries++) {
+      usage = (await agent.containerStats({ containerId: id })).metrics?.cpu?.usageUsec ?? 0n;
+      if (usage === 0n) await sleep(50);
+    }
+    assert.ok(usage > 0n, 'the loop used CPU, in the cgroup the agent reads');
+    if (unified) assert.ok(((await agent.containerStats({ containerId: id })).metrics?.memory?.usage ?? 0n) > 0n);
+
+    await agent.updateContainer({ containerId: id, resourcesJson: json({ memory: { limit: 64 * 1024 * 1024 }, pids: { limit: 50 } }) });
+    assert.equal(await cgroupFile(id, { v1: ['memory', 'memory.limit_in_bytes'], v2: 'memory.max' }), String(64 * 1024 * 1024));
+    assert.equal(await cgroupFile(id, { v1: ['pids', 'pids.max'], v2: 'pids.max' }), '50');
+    await rejectsWith(agent.updateContainer({ containerId: id, resourcesJson: Buffer.from('[1]') }), Code.InvalidArgument);
+
+    await agent.pauseContainer({ containerId: id });
+    assert.equal((await agent.containerState({ containerId: id })).status, 'paused');
+    assert.ok(['1', 'FROZEN'].includes(await cgroupFile(id, { v1: ['freezer', 'freezer.state'], v2: 'cgroup.freeze' })), 'frozen');
+    await agent.resumeContainer({ containerId: id });
+    assert.equal((await agent.containerState({ containerId: id })).status, 'running');
+    await agent.killContainer({ containerId: id, signal: 9, all: false });
+    const killed = await agent.waitProcess({ containerId: id });
+    assert.deepEqual([killed.exitStatus, killed.oomKilled], [137, false], "a SIGKILL that is not the OOM killer's");
+    await remove(id);
+
+    const hog = 'oom-hog';
+    const limit = 32 * 1024 * 1024;
+    await agent.createContainer({
+      containerId: hog,
+      specJson: withResources(hog, ['busybox', 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
+        memory: { limit, swap: limit },
+      }),
+    });
+    created.add(hog);
+    await agent.startContainer({ containerId: hog });
+    const oom = await agent.waitProcess({ containerId: hog });
+    assert.deepEqual([oom.exitStatus, oom.oomKilled], [137, true], 'killed at its memory limit');
+    await remove(hog);
+
+    await rejectsWith(agent.containerStats({ containerId: 'nobody' }), Code.NotFound);
+    await rejectsWith(agent.pauseContainer({ containerId: 'nobody' }), Code.NotFound);
+    await rejectsWith(agent.updateContainer({ containerId: 'nobody', resourcesJson: json({}) }), Code.NotFound);
   });
 
   it('deletes a container that was created and never started', async () => {

@@ -17,6 +17,8 @@ import {
   parseKeyedCounters,
   parsePressure,
   readCgroupMetrics,
+  readCgroupV2Metrics,
+  readEffectiveMemoryLimit,
   readOomKills,
   V2_UNLIMITED,
 } from '../../src/linux/cgroup-stats.js';
@@ -156,6 +158,27 @@ describe('reading a cgroup', () => {
     assert.equal(await readOomKills('/pod/c1', v1), 2n);
     assert.equal(await readOomKills('/pod/c2', v2), 1n);
     assert.equal(await readOomKills('/pod/gone', v1), undefined);
+  });
+
+  it("reads a cgroup's v2 counters whatever the layout: on a hybrid host, from its cgroup2 tree", async () => {
+    const hybrid: CgroupLayout = { mode: 'hybrid', hierarchies: [...v1.hierarchies, ...v2.hierarchies] };
+    const m = await readCgroupV2Metrics('/pod/c2', hybrid);
+    assert.equal(m.cpu?.usageUsec, 2500n);
+    assert.equal(m.memoryEvents?.oomKill, 1n);
+    await assert.rejects(readCgroupV2Metrics('/pod/c1', v1), (err: unknown) => err instanceof RuntimeError && err.code === Code.NotFound);
+  });
+
+  it('finds the memory limit that holds for a cgroup: its own or a lower one of an ancestor', async () => {
+    await writeFiles(join(root, 'memory/limited'), { 'memory.stat': 'cache 0\nhierarchical_memory_limit 536870912\n' });
+    await writeFiles(join(root, 'memory/free'), { 'memory.stat': 'hierarchical_memory_limit 9223372036854771712\n' });
+    assert.equal(await readEffectiveMemoryLimit('/limited', v1), 536870912n);
+    assert.equal(await readEffectiveMemoryLimit('/free', v1), undefined, "v1's largest value is no limit");
+    assert.equal(await readEffectiveMemoryLimit('/gone', v1), undefined);
+    await writeFiles(join(root, 'unified/parent'), { 'memory.max': '268435456\n' });
+    await writeFiles(join(root, 'unified/parent/pod'), { 'memory.max': '1073741824\n' });
+    await writeFiles(join(root, 'unified/open'), { 'memory.max': 'max\n' });
+    assert.equal(await readEffectiveMemoryLimit('/parent/pod', v2), 268435456n, "the parent's lower limit holds");
+    assert.equal(await readEffectiveMemoryLimit('/open', v2), undefined);
   });
 
   it('answers NotFound for a cgroup that does not exist', async () => {

@@ -7,9 +7,17 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { PodSpec } from '../../src/base/model.js';
 import { probeAccelOncePerBoot, probeFirmware } from '../../src/kinds/vmm/accel-probe.js';
-import { emptyDirName, guestPathIn, guestSpec, type GuestLayout } from '../../src/kinds/vmm/guest-spec.js';
+import {
+  emptyDirName,
+  guestCgroupsPath,
+  guestPathIn,
+  guestResources,
+  guestSpec,
+  type GuestLayout,
+} from '../../src/kinds/vmm/guest-spec.js';
 import { parseInterfaces, parseRoutes, redirectCommands, tapCommands } from '../../src/kinds/vmm/network.js';
 import { qemuArgs, type VmLayout } from '../../src/kinds/vmm/qemu-args.js';
+import { fitVmMemory } from '../../src/kinds/vmm/vm-cgroup.js';
 import { podDirPaths } from '../../src/oci-kind/pod-dir.js';
 import type { Spec } from '../../src/oci/spec.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
@@ -37,7 +45,8 @@ const valuesOf = (args: string[], flag: string) => args.flatMap((a, i) => (a ===
 
 test("a VM's QEMU command line: sized, daemonized, the root image read-only, the share over 9p, the agent's port on its socket", () => {
   const args = qemuArgs(vm);
-  assert.deepEqual(valuesOf(args, '-machine'), ['q35,accel=tcg']);
+  assert.deepEqual(valuesOf(args, '-machine'), ['q35']);
+  assert.deepEqual(valuesOf(args, '-accel'), ['tcg,tb-size=64'], "TCG's translation buffer is bounded");
   assert.deepEqual(valuesOf(args, '-cpu'), ['max'], 'TCG emulates the most it can');
   assert.deepEqual(valuesOf(args, '-smp'), ['2']);
   assert.deepEqual(valuesOf(args, '-m'), ['416M']);
@@ -58,6 +67,17 @@ test("a VM's QEMU command line: sized, daemonized, the root image read-only, the
   assert.ok(valuesOf(args, '-device').includes('virtio-net-pci,netdev=net0,mac=0a:58:0a:58:00:05'), "the guest's NIC has the veth's MAC");
   assert.deepEqual(valuesOf(qemuArgs({ ...vm, nics: [] }), '-netdev'), [], 'no NIC for a pod on the node network');
   assert.deepEqual(valuesOf(qemuArgs({ ...vm, accel: 'kvm' }), '-cpu'), ['host']);
+  assert.deepEqual(valuesOf(qemuArgs({ ...vm, accel: 'kvm' }), '-accel'), ['kvm']);
+});
+
+test("a VM's RAM fits under the pod's memory limit with QEMU's own; a limit too small for a guest is refused", () => {
+  const budget = { qemuOverheadMib: 224, guestMinimumMib: 160 };
+  const MiB = 1024n * 1024n;
+  assert.equal(fitVmMemory(416, undefined, budget), 416, 'no limit: the size wanted');
+  assert.equal(fitVmMemory(416, 2048n * MiB, budget), 416, 'a limit with room: the size wanted');
+  assert.equal(fitVmMemory(416, 512n * MiB, budget), 288, 'the limit less QEMU');
+  assert.equal(fitVmMemory(416, 384n * MiB, budget), 160, "just the guest's minimum");
+  assert.throws(() => fitVmMemory(416, 200n * MiB, budget), /memory limit \(200 MiB\) cannot hold a VM: .* at least 384 MiB/);
 });
 
 test('the KVM probe firmware jumps nowhere: it writes 1 to the debug-exit port at the reset vector and halts', () => {
@@ -71,6 +91,7 @@ const pod = (overrides: Partial<PodSpec> = {}): PodSpec => podSpec({ uid: 'u1', 
 
 const layout = (overrides: Partial<GuestLayout> = {}): GuestLayout => ({
   pod: pod(),
+  cgroupsPath: '/kuasar/c1',
   rootfs: '/run/kuasar/shared/containers/c1/rootfs',
   bindSources: [],
   files: podDirPaths('/run/kuasar/shared'),
@@ -93,6 +114,8 @@ const cri: Spec = {
     namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/cni-1' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
     mountLabel: 'y',
     sysctl: { 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shm_rmid_forced': '1' },
+    cgroupsPath: '/kubepods/podu1/c1',
+    resources: { memory: { limit: 134217728 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '2-3', mems: '0' } },
   },
 };
 
@@ -122,7 +145,14 @@ test("a container's spec for the guest: guest root and bind sources, the pinned 
     { type: 'ipc', path: '/run/kuasar/ns/ipc' },
     { type: 'uts', path: '/run/kuasar/ns/uts' },
     { type: 'mount' },
+    { type: 'cgroup' },
   ]);
+  assert.equal(spec.linux?.cgroupsPath, '/kuasar/c1', "the container's own cgroup in the guest, not the pod's on the host");
+  assert.deepEqual(
+    spec.linux?.resources,
+    { memory: { limit: 134217728 }, cpu: { shares: 512, quota: 50000, period: 100000 } },
+    "the host's CPU and memory-node sets are left out",
+  );
   assert.deepEqual(spec.linux?.sysctl, { 'kernel.shm_rmid_forced': '1' }, "network sysctls are the guest's, set by the agent");
   assert.equal(spec.hooks, undefined);
   assert.equal(spec.hostname, undefined);
@@ -131,6 +161,15 @@ test("a container's spec for the guest: guest root and bind sources, the pinned 
   assert.equal(proc.apparmorProfile, undefined);
   assert.equal(proc.selinuxLabel, undefined);
   assert.deepEqual(proc.args, ['sh']);
+});
+
+test("the resources of an update as the guest applies them; the guest's cgroup of a container", () => {
+  assert.deepEqual(guestResources({ cpu: { cpus: '0-1', quota: 1000 }, pids: { limit: 10 } }), {
+    cpu: { quota: 1000 },
+    pids: { limit: 10 },
+  });
+  assert.deepEqual(guestResources({ memory: { limit: 1 } }), { memory: { limit: 1 } });
+  assert.equal(guestCgroupsPath('abc'), '/kuasar/abc');
 });
 
 test('a pod that shares its PID namespace: every container joins the one the agent pinned', () => {

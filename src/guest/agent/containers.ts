@@ -3,7 +3,9 @@
 // Operations on one container run one at a time (a Delete never races its Create); different
 // containers go on in parallel. The container inits that `runc create` leaves are re-parented to
 // the agent (PID 1 in the guest, a child subreaper elsewhere): the Reaper collects their real
-// exit status.
+// exit status. Each container's cgroup is the one its spec names (kuasard gives each its own,
+// kinds/vmm/guest-spec.ts): its counters, its OOM kills, its limits (runc update) and its freezer
+// (runc pause) are the container's.
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -11,9 +13,13 @@ import type { Logger } from 'pino';
 import { alreadyExists, Code, invalidArgument, notFound, RuntimeError } from '../../base/errors.js';
 import { KeyedMutex } from '../../base/keyed-mutex.js';
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../../base/model.js';
+import type { CgroupV2Metrics } from '../../base/metrics.js';
+import { oomKilledIn, readCgroupV2Metrics } from '../../linux/cgroup-stats.js';
+import { hostCgroupLayout } from '../../linux/cgroups.js';
 import type { Reaper } from '../../linux/reaper.js';
 import type { OciRuntime } from '../../oci/runtime.js';
 import type { ContainerState } from '../../oci/outputs.js';
+import { cgroupsPathOf, type Spec } from '../../oci/spec.js';
 import { ProcessStdioPipes, type GuestStdio, type OutputStream, type StdioWanted } from './process-stdio.js';
 import { ProcessTerminal } from './process-terminal.js';
 
@@ -51,7 +57,14 @@ interface Container extends GuestProcess {
   readonly id: string;
   readonly bundle: string;
   readonly execs: Map<string, GuestProcess>;
+  /** The container's cgroup (OCI linux.cgroupsPath), which runc removes at delete. */
+  readonly cgroupsPath: string;
+  /** Settles after `exit`: whether the OOM killer struck in the cgroup, read before a delete removes it. */
+  readonly oomKilled: Promise<boolean>;
 }
+
+/** How a process ended, and for a container's init whether the OOM killer struck in its cgroup. */
+export type ProcessEnd = ExitInfo & { oomKilled: boolean };
 
 export class Containers {
   private readonly containers = new Map<string, Container>();
@@ -90,7 +103,10 @@ export class Containers {
       io = await this.openStdio(stdio);
       const pid = await this.runtime.create(id, bundle, { pidFile: path.join(bundle, 'init.pid'), ...io.runtimeIo });
       io.started();
-      const container: Container = { id, bundle, execs: new Map(), ...this.follow(pid, io, `container ${id}`) };
+      const cgroupsPath = cgroupsPathOf(spec as Spec, id);
+      const init = this.follow(pid, io, `container ${id}`);
+      const oomKilled = init.exit.then(() => oomKilledIn(cgroupsPath, this.log));
+      const container: Container = { id, bundle, execs: new Map(), cgroupsPath, oomKilled, ...init };
       this.containers.set(id, container);
       this.log.info({ container: id, pid }, 'container created');
       return pid;
@@ -180,10 +196,12 @@ export class Containers {
     await this.runtime.kill(id, signal, { all });
   }
 
-  /** Resolves once the init has ended; rejects with the signal's reason when the call is given up. */
-  async wait(id: string, execId: string, signal: AbortSignal): Promise<ExitInfo> {
-    const container = this.process(id, execId);
-    return abortable(container.exit, signal);
+  /** Resolves once the process has ended; rejects with the signal's reason when the call is given up. */
+  async wait(id: string, execId: string, signal: AbortSignal): Promise<ProcessEnd> {
+    const container = this.get(id);
+    const exit = await abortable(this.process(id, execId).exit, signal);
+    // Execs are not told OOM kills apart, as containerd's shims do not.
+    return { ...exit, oomKilled: execId === '' && (await abortable(container.oomKilled, signal)) };
   }
 
   /** Removes the container (killing its processes if they still run), its bundle and its stdio. */
@@ -218,6 +236,31 @@ export class Containers {
   pids(id: string): Promise<number[]> {
     this.get(id);
     return this.runtime.ps(id);
+  }
+
+  /** The counters of the container's cgroup, in v2's shape (the guest has cgroup v2 only). */
+  async stats(id: string): Promise<CgroupV2Metrics> {
+    return readCgroupV2Metrics(this.get(id).cgroupsPath, await hostCgroupLayout());
+  }
+
+  /** New limits for the container's cgroup: `resources` is an OCI LinuxResources object. */
+  update(id: string, resources: Record<string, unknown>): Promise<void> {
+    return this.mutex.run(id, () => this.runtime.updateResources(id, resources, this.get(id).bundle));
+  }
+
+  /** Freezes (or thaws) every process of the container: its cgroup's freezer, through runc. */
+  pause(id: string): Promise<void> {
+    return this.mutex.run(id, async () => {
+      this.get(id);
+      await this.runtime.pause(id);
+    });
+  }
+
+  resume(id: string): Promise<void> {
+    return this.mutex.run(id, async () => {
+      this.get(id);
+      await this.runtime.resume(id);
+    });
   }
 
   /** The stdio of a container's init (exec_id empty) or of one of its execs. */

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 
-import { Code, invalidArgument, RuntimeError, unimplemented } from '../../base/errors.js';
+import { Code, invalidArgument, RuntimeError } from '../../base/errors.js';
 import { validateId } from '../../base/ids.js';
 import type { WindowSize } from '../../base/model.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
@@ -101,6 +101,18 @@ function windowSize(width: number, height: number): WindowSize {
   return { width, height };
 }
 
+function resourcesObject(json: Uint8Array): Record<string, unknown> {
+  let resources: unknown;
+  try {
+    resources = JSON.parse(Buffer.from(json).toString('utf8'));
+  } catch (err) {
+    throw invalidArgument(`resources_json is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof resources !== 'object' || resources === null || Array.isArray(resources))
+    throw invalidArgument('resources_json must be a JSON object (OCI LinuxResources)');
+  return resources as Record<string, unknown>;
+}
+
 function nanoseconds(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1_000_000n;
 }
@@ -155,7 +167,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async waitProcess(request, { signal }) {
       const exit = await containers.wait(containerId(request.containerId), execId(request.execId), signal);
-      return { exitStatus: exit.exitStatus, exitedAtNs: nanoseconds(exit.exitedAt) };
+      return { exitStatus: exit.exitStatus, exitedAtNs: nanoseconds(exit.exitedAt), oomKilled: exit.oomKilled };
     },
     async deleteContainer(request) {
       await containers.delete(containerId(request.containerId));
@@ -188,18 +200,21 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       containers.stdio(containerId(request.containerId), execId(request.execId)).resize(size);
       return {};
     },
-    // Declared by the API for the kind's next steps; answered as not there until they land.
-    async containerStats() {
-      throw unimplemented('ContainerStats');
+    async containerStats(request) {
+      return { metrics: await containers.stats(containerId(request.containerId)) };
     },
-    async updateContainer() {
-      throw unimplemented('UpdateContainer');
+    async updateContainer(request) {
+      const id = containerId(request.containerId);
+      await containers.update(id, resourcesObject(request.resourcesJson));
+      return {};
     },
-    async pauseContainer() {
-      throw unimplemented('PauseContainer');
+    async pauseContainer(request) {
+      await containers.pause(containerId(request.containerId));
+      return {};
     },
-    async resumeContainer() {
-      throw unimplemented('ResumeContainer');
+    async resumeContainer(request) {
+      await containers.resume(containerId(request.containerId));
+      return {};
     },
   };
   registerService(server, Agent, withFailuresLogged(impl, parts.log));

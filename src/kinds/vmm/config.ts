@@ -27,6 +27,12 @@ export const vmmConfigSchema = kindConfigSchema.extend({
   default_memory_mib: z.number().int().min(64).default(256),
   /** Added to every pod's memory for the guest kernel and the agent, in MiB. */
   memory_overhead_mib: z.number().int().min(0).default(160),
+  /**
+   * QEMU's own memory on the host besides the guest's RAM, in MiB (under TCG, its translation
+   * buffer comes on top): a VM is sized so that both fit under the memory limit of the pod's
+   * cgroup (see vm-cgroup.ts).
+   */
+  qemu_overhead_mib: z.number().int().min(0).default(160),
   /** More kernel parameters, appended to kuasar's own. */
   kernel_params: z.array(kernelParam).default([]),
   /** How the sandbox's shared directory reaches the guest. (virtio-fs is not supported yet.) */

@@ -1,19 +1,13 @@
 // One container of a vmm pod: its rootfs and bind sources put into the sandbox's share on the
 // host, its spec rewritten for the guest, its init created there by the agent (runc in the
 // guest), and its stdio forwarded between containerd's endpoints on the host and the agent. Its
-// exit is the agent's answer to WaitProcess, with the real status from the guest.
+// exit is the agent's answer to WaitProcess, with the real status from the guest and whether the
+// guest's OOM killer struck in its cgroup. Its figures, limits and freezer are that cgroup's in
+// the guest (cgroup v2), through the agent.
 import type { Logger } from 'pino';
 import { Code, RuntimeError, failedPrecondition, unimplemented } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
-import {
-  UNKNOWN_EXIT_STATUS,
-  exitedNow,
-  type ExitInfo,
-  type PodSpec,
-  type SavedState,
-  type Stdio,
-  type WindowSize,
-} from '../../base/model.js';
+import { UNKNOWN_EXIT_STATUS, exitedNow, type PodSpec, type SavedState, type Stdio, type WindowSize } from '../../base/model.js';
 import type { StreamRegistry } from '../../base/streams.js';
 import { timed } from '../../base/stages.js';
 import type { ContainerContext, ExecContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
@@ -21,7 +15,7 @@ import { ForwardedStdio } from '../../io/forwarded-stdio.js';
 import { readBundleSpec } from '../../oci/bundle.js';
 import { agentStdioChannel, type AgentProcessRef, type AgentStdioStreams } from './agent-stdio.js';
 import type { AgentClient } from './channel.js';
-import { guestSpec } from './guest-spec.js';
+import { guestCgroupsPath, guestResources, guestSpec } from './guest-spec.js';
 import type { SandboxShare } from './share.js';
 
 /** What a container needs of its pod's VM. */
@@ -89,9 +83,9 @@ const streamsOf = (stdio: Stdio): AgentStdioStreams => ({
 /** Forwards the process's stdio through the agent; its end, once the agent tells it and the output is delivered. */
 function followInGuest(agent: AgentClient, ref: AgentProcessRef, stdio: ForwardedStdio, streams: AgentStdioStreams, log: Logger) {
   stdio.forward(agentStdioChannel(agent, ref, streams, log));
-  return waitInGuest(agent, ref, log).then(async (exit): Promise<ProcessEnd> => {
+  return waitInGuest(agent, ref, log).then(async (end): Promise<ProcessEnd> => {
     await stdio.finish();
-    return { ...exit, oomKilled: false };
+    return end;
   });
 }
 
@@ -114,7 +108,13 @@ export class VmmContainer implements KindContainer {
     try {
       const cri = await readBundleSpec(record.bundle);
       const exposed = await pod.share.expose(record, cri, pod.pod.uid, log);
-      const spec = guestSpec(cri, { pod: pod.pod, ...exposed, files: pod.share.guestFiles(), namespaces: pod.namespaces });
+      const spec = guestSpec(cri, {
+        pod: pod.pod,
+        cgroupsPath: guestCgroupsPath(record.id),
+        ...exposed,
+        files: pod.share.guestFiles(),
+        namespaces: pod.namespaces,
+      });
       const streams = streamsOf(record.stdio);
       const { pid } = await timed(log, 'vmm.agent-create', () =>
         pod.agent.createContainer({
@@ -160,22 +160,24 @@ export class VmmContainer implements KindContainer {
     return (await this.pod.agent.listPids(this.ref)).pids;
   }
 
-  // Figures, updates, pause and execs come with the next part of this kind; its capabilities say
-  // so, and the engine refuses the calls that depend on them before they get here.
+  /** The counters of the container's cgroup in the guest (v2: the guest has no other). */
   async stats(): Promise<CgroupMetrics> {
-    throw unimplemented(`container ${this.ref.containerId}: stats of a vmm container are not supported yet`);
+    const { metrics } = await this.pod.agent.containerStats({ containerId: this.ref.containerId });
+    return { version: 2, v2: metrics ?? {} };
   }
 
-  async update(): Promise<void> {
-    throw unimplemented('update');
+  /** runc update in the guest, with what of the resources the guest can apply. */
+  async update(resources: Record<string, unknown>): Promise<void> {
+    const json = JSON.stringify(guestResources(resources));
+    await this.pod.agent.updateContainer({ containerId: this.ref.containerId, resourcesJson: new TextEncoder().encode(json) });
   }
 
   async pause(): Promise<void> {
-    throw unimplemented('pause');
+    await this.pod.agent.pauseContainer({ containerId: this.ref.containerId });
   }
 
   async resume(): Promise<void> {
-    throw unimplemented('resume');
+    await this.pod.agent.resumeContainer({ containerId: this.ref.containerId });
   }
 
   /** Task Start of an exec: runc exec in the guest, its stdio forwarded as the init's. */
@@ -216,13 +218,13 @@ export class VmmContainer implements KindContainer {
  * The process's end as the agent tells it; when the channel is lost first (the VM died), the
  * status cannot be known: 255, as containerd reports an exit it could not learn.
  */
-async function waitInGuest(agent: AgentClient, ref: AgentProcessRef, log: Logger): Promise<ExitInfo> {
+async function waitInGuest(agent: AgentClient, ref: AgentProcessRef, log: Logger): Promise<ProcessEnd> {
   try {
     const reply = await agent.waitProcess(ref);
     const exitedAt = reply.exitedAtNs > 0n ? new Date(Number(reply.exitedAtNs / 1_000_000n)) : new Date();
-    return { exitStatus: reply.exitStatus, exitedAt: exitedAt.toISOString() };
+    return { exitStatus: reply.exitStatus, exitedAt: exitedAt.toISOString(), oomKilled: reply.oomKilled };
   } catch (err) {
     log.warn({ err: (err as Error).message }, "lost the guest's answer on the process's end");
-    return exitedNow(UNKNOWN_EXIT_STATUS);
+    return { ...exitedNow(UNKNOWN_EXIT_STATUS), oomKilled: false };
   }
 }

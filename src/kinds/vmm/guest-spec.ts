@@ -2,15 +2,29 @@
 // pod's guest: its root and bind-mount sources are where the sandbox's shared directory shows
 // them in the guest, an emptyDir is a directory on the guest's tmpfs, it joins the IPC/UTS (and
 // when shared, PID) namespaces the agent pinned, and the guest's own network namespace (which is
-// the pod's: the VM is the pod), whose sysctls the agent set for the whole pod. What only means
-// something on the host goes: hooks (host programs), AppArmor and SELinux labels (no policy is
-// loaded in the guest).
+// the pod's: the VM is the pod), whose sysctls the agent set for the whole pod. Its cgroup is one
+// of its own in the guest (the host's cgroupsPath names the pod's cgroup on the host), where the
+// agent reads its figures and OOM kills; the guest is a cgroup v2 host, where containerd gives a
+// container a cgroup namespace of its own, so its /sys/fs/cgroup is that cgroup (else runc would
+// show it the guest's whole tree). containerd leaves privileged containers out, which the spec
+// does not name: here every container gets one. What only means something on the host goes: hooks (host
+// programs), AppArmor and SELinux labels (no policy is loaded in the guest), the host's CPU and
+// memory-node sets.
 import path from 'node:path';
 import { internal } from '../../base/errors.js';
 import type { PodSpec } from '../../base/model.js';
 import { podEtcMounts, withPodMounts } from '../../oci-kind/pod-mounts.js';
 import type { podDirPaths } from '../../oci-kind/pod-dir.js';
-import { isBindMount, withNamespacePath, withNewNamespace, withoutNamespace, withRootPath, type Mount, type Spec } from '../../oci/spec.js';
+import {
+  isBindMount,
+  withNamespacePath,
+  withNewNamespace,
+  withoutNamespace,
+  withRootPath,
+  type LinuxResources,
+  type Mount,
+  type Spec,
+} from '../../oci/spec.js';
 
 /** Where the guest keeps each emptyDir of the pod: on its /run tmpfs, one directory per volume name. */
 export const GUEST_EMPTY_DIR_ROOT = '/run/kuasar/volumes';
@@ -28,9 +42,24 @@ export function emptyDirName(source: string, podUid: string): string | undefined
   return name;
 }
 
+/** The guest's cgroup of container `containerId`: one per container, below one parent (cgroup v2, absolute). */
+export const guestCgroupsPath = (containerId: string): string => `/kuasar/${containerId}`;
+
+/**
+ * LinuxResources as the guest can apply them: cpu.cpus and cpu.mems name the host's CPUs and NUMA
+ * nodes (kubelet's CPU manager pins them), which the VM does not have, so they are left out.
+ */
+export function guestResources(resources: LinuxResources): LinuxResources {
+  if (!resources.cpu) return resources;
+  const { cpus: _cpus, mems: _mems, ...cpu } = resources.cpu;
+  return { ...resources, cpu };
+}
+
 /** What the guest sees of a container's host-side pieces. */
 export interface GuestLayout {
   pod: PodSpec;
+  /** The container's cgroup in the guest (guestCgroupsPath). */
+  cgroupsPath: string;
   /** The container's rootfs, as the guest sees it through the share. */
   rootfs: string;
   /** For each of the CRI spec's mounts (same index), the guest path of its bind source; undefined for other mounts. */
@@ -63,6 +92,7 @@ export function guestSpec(cri: Spec, layout: GuestLayout): Spec {
   spec = withNamespacePath(spec, 'uts', layout.namespaces.uts);
   spec = withoutNamespace(spec, 'network');
   spec = withPodPidNamespace(spec, layout);
+  spec = withNewNamespace(spec, 'cgroup');
   spec = withPodMounts(spec, podEtcMounts(cri, layout.files));
   // The network sysctls belong to the guest's one network namespace, where the agent set the
   // pod's (SetupSandbox); runc refuses them for a container that has no namespace of its own.
@@ -72,6 +102,8 @@ export function guestSpec(cri: Spec, layout: GuestLayout): Spec {
   const { hostname: _hostname, hooks: _hooks, ...rest } = spec;
   const { apparmorProfile: _apparmor, selinuxLabel: _selinux, ...proc } = (spec.process ?? {}) as Record<string, unknown>;
   const { mountLabel: _mountLabel, ...linux } = { ...spec.linux, ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}) };
+  linux.cgroupsPath = layout.cgroupsPath;
+  if (linux.resources) linux.resources = guestResources(linux.resources);
   return { ...rest, ...(spec.process ? { process: proc as Spec['process'] } : {}), linux };
 }
 

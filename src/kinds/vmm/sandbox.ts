@@ -4,15 +4,17 @@
 import { readFile, rm } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { failedPrecondition, invalidArgument, unimplemented } from '../../base/errors.js';
+import { failedPrecondition, invalidArgument } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
 import type { SavedState } from '../../base/model.js';
 import { podHostname } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
 import { imagePaths } from '../../guest/image/layout.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
+import { removeCgroup } from '../../linux/cgroups.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
+import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
 import { AgentChannel } from './channel.js';
 import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
@@ -21,6 +23,7 @@ import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
 import type { VmmConfig } from './config.js';
 import type { GuestClocks } from './guest-clocks.js';
 import { GUEST_SHARE, SandboxShare } from './share.js';
+import { sizeUnderPodLimit, vmCgroupsPath } from './vm-cgroup.js';
 import { killGone, Vm } from './vm.js';
 
 /** What the kind shares with each of its pods. */
@@ -123,14 +126,14 @@ export class VmmSandbox implements KindSandbox {
     return { vcpus: Math.min(vcpus, 64), memoryMib: podMib + config.memory_overhead_mib };
   }
 
-  private layout(interfaces: readonly PodInterface[]): VmLayout {
+  private layout(interfaces: readonly PodInterface[], size: { vcpus: number; memoryMib: number }): VmLayout {
     const { config, accel } = this.env;
     const image = imagePaths(config.image_dir);
     return {
       name: vmName(this.context.record.id),
       machine: config.machine,
       accel,
-      ...this.size(),
+      ...size,
       kernel: image.kernel,
       initrd: image.initrd,
       rootImage: image.rootfs,
@@ -157,14 +160,14 @@ export class VmmSandbox implements KindSandbox {
     const { log, record } = this.context;
     const netnsPath = record.pod.hostNetwork ? '' : record.netnsPath;
     const network = netnsPath ? await timed(log, 'vmm.read-network', () => readPodNetwork(netnsPath)) : NO_NETWORK;
-    const layout = this.layout(network.interfaces);
+    const layout = this.layout(network.interfaces, await sizeUnderPodLimit(this.size(), this.context, this.env));
     for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
     // Recorded before they are made: a failure here, or a crash, finds what to remove.
     this.pod = { vm: null, taps: network.interfaces.map(({ name, tap }) => ({ name, tap })) };
     try {
       await timed(log, 'vmm.connect-taps', () => connectTaps(netnsPath, network.interfaces));
       const vm = await timed(log, 'vmm.qemu-start', () =>
-        Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, reaper: this.env.reaper, log }),
+        Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, cgroupsPath: vmCgroupsPath(record), reaper: this.env.reaper, log }),
       );
       this.vm = vm;
       this.pod = { ...this.pod, vm: vm.process };
@@ -251,6 +254,7 @@ export class VmmSandbox implements KindSandbox {
     // Also when no VM was known: a launch that failed half-way (its time-out ended the launcher,
     // not the daemonized QEMU) leaves one that only the pid file names.
     else await endLostVm(this.context, this.env.reaper);
+    await removeCgroup(vmCgroupsPath(this.context.record));
     this.vm = null;
     if (this.pod.taps.length > 0) await disconnectTaps(this.context.record.netnsPath, this.pod.taps);
     this.pod = { vm: null, taps: [] };
@@ -266,8 +270,9 @@ export class VmmSandbox implements KindSandbox {
     await this.share.destroy();
   }
 
+  /** The pod's own cgroup (CRI's cgroup_parent), QEMU's included, as containerd reads it for pod stats. */
   async metrics(): Promise<CgroupMetrics> {
-    throw unimplemented(`sandbox ${this.context.record.id}: metrics of a vmm pod are not supported yet`);
+    return podCgroupMetrics(this.context.record);
   }
 
   async update(update: SandboxUpdate): Promise<void> {
@@ -328,5 +333,6 @@ export async function endLostVm(context: SandboxContext, reaper: Reaper): Promis
 /** Releases everything a sandbox directory may hold when there is no object for it. */
 export async function releaseLostPod(context: SandboxContext, reaper: Reaper): Promise<void> {
   await endLostVm(context, reaper);
+  await removeCgroup(vmCgroupsPath(context.record));
   await new SandboxShare(vmFiles(context.dir).shareDir).destroy();
 }

@@ -1,19 +1,17 @@
 // One pod's VM as a process on the host: QEMU started daemonized (it returns once the VM is set up,
 // so a bad option or a missing file fails the start with QEMU's own message), inside the pod's
-// network namespace, re-parented to kuasard (a child subreaper) and watched there. Ending it asks
-// QEMU to quit over QMP and kills it when it does not within the time given.
-import { execFile } from 'node:child_process';
+// network namespace and, from its first instruction, in the VM's cgroup (vm-cgroup.ts: every page
+// it allocates is charged to the pod), re-parented to kuasard (a child subreaper) and watched
+// there. Ending it asks QEMU to quit over QMP and kills it when it does not within the time given.
 import { readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
+import { CgroupExecError, execFileInCgroup } from '../../linux/cgroup-exec.js';
 import { hasErrnoCode } from '../../linux/libc/binding.js';
 import { isSameProcessRunning, readProcStat } from '../../linux/proc.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { qemuArgs, type VmLayout } from './qemu-args.js';
 import { qmpCommand } from './qmp.js';
-
-const run = promisify(execFile);
 
 /** How long QEMU may take to set the VM up and daemonize. */
 const LAUNCH_TIMEOUT_MS = 30_000;
@@ -32,16 +30,22 @@ export class Vm {
     readonly ended: Promise<void>,
   ) {}
 
-  /** Starts QEMU for `layout`, in the network namespace at `netnsPath` when one is given. */
-  static async launch(layout: VmLayout, options: { qemu: string; netnsPath: string; reaper: Reaper; log: Logger }): Promise<Vm> {
+  /**
+   * Starts QEMU for `layout` in the cgroup `cgroupsPath`, in the network namespace at `netnsPath`
+   * when one is given.
+   */
+  static async launch(
+    layout: VmLayout,
+    options: { qemu: string; netnsPath: string; cgroupsPath: string; reaper: Reaper; log: Logger },
+  ): Promise<Vm> {
     const qemu = [options.qemu, ...qemuArgs(layout)];
     const command = options.netnsPath ? ['nsenter', `--net=${options.netnsPath}`, '--', ...qemu] : qemu;
-    options.log.debug({ command }, 'starting QEMU');
+    options.log.debug({ command, cgroup: options.cgroupsPath }, 'starting QEMU');
     try {
-      await run(command[0]!, command.slice(1), { timeout: LAUNCH_TIMEOUT_MS });
+      await execFileInCgroup(command[0]!, command.slice(1), options.cgroupsPath, { timeoutMs: LAUNCH_TIMEOUT_MS });
     } catch (err) {
-      const { stderr, code } = err as { stderr?: string; code?: unknown };
-      const reason = stderr?.trim().split('\n').pop() || (code === 'ENOENT' ? `${command[0]} not found` : (err as Error).message);
+      const stderr = err instanceof CgroupExecError ? err.stderr : '';
+      const reason = stderr.trim().split('\n').pop() || (err as Error).message;
       throw failedPrecondition(`start the VM (${options.qemu}): ${reason}`);
     }
     const pid = Number.parseInt(await readFile(layout.pidFile, 'utf8'), 10);
