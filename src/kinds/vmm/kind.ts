@@ -8,6 +8,7 @@ import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import { checkImageDir } from '../../guest/image/layout.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
@@ -27,6 +28,7 @@ export interface VmmKindOptions {
   reaper: Reaper;
   log: Logger;
   config: VmmConfig;
+  keptDescriptors: KeptDescriptors;
 }
 
 export class VmmKind implements SandboxKind {
@@ -47,7 +49,7 @@ export class VmmKind implements SandboxKind {
     // ancestor of the state directory.
     await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
     await makePrivateBindOfItself(this.options.kindDir);
-    this.env = { config, accel: await this.chooseAccel(), reaper };
+    this.env = { config, accel: await this.chooseAccel(), reaper, kept: this.options.keptDescriptors };
     const missing = await this.missingPieces();
     if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
   }
