@@ -42,10 +42,10 @@ describe('vmm kind across restarts', () => {
   let volumes: string;
 
   before(async () => {
-    // A VM that cannot be reached is given up sooner than by default, and killed sooner when QEMU does not quit.
-    env = await startEnvironment({
-      kuasardConfig: renderKuasardConfigWith({ vmm: { reconnect_timeout_ms: 3_000, stop_timeout_ms: 2_000 } }),
-    });
+    // A VM that cannot be reached is given up sooner than by default, and killed sooner when QEMU
+    // does not quit; one that boots on a busy machine (emulated) is given longer.
+    const vmm = { reconnect_timeout_ms: 3_000, stop_timeout_ms: 2_000, boot_timeout_ms: 180_000 };
+    env = await startEnvironment({ kuasardConfig: renderKuasardConfigWith({ vmm }) });
     volumes = mkdtempSync(join(env.paths.dir, 'vmm-restart-'));
   });
 

@@ -251,7 +251,7 @@ export class VmmContainer implements KindContainer {
   }
 
   /** After a restart: the container as the agent kept it (see followAgain); nothing of it was saved on the host. */
-  static async restore(pod: VmmPodView, context: ContainerContext, _saved: SavedState | null): Promise<VmmContainer> {
+  static async restore(pod: VmmPodView, context: ContainerContext): Promise<VmmContainer> {
     const { record, log } = context;
     const { stdio, exited } = await followAgain(pod, { containerId: record.id, execId: '' }, record, log);
     return new VmmContainer(pod, context, new GuestProcess(record.pid, exited, stdio), stdio);

@@ -91,7 +91,7 @@ export class VmmSandbox implements KindSandbox {
    * After a restart: the pod's VM, still running, is taken over (its QEMU watched again, its agent
    * reconnected, the guest's clock set again). A VM that has gone, or whose agent does not answer
    * within `reconnect_timeout_ms`, is ended (never leaked) and the sandbox reported as one that
-   * cannot be served; so is a VM left running by a Stop that the daemon died in.
+   * cannot be served. A VM left running by a Stop that the daemon died in is ended too.
    */
   static async restore(env: VmmEnvironment, context: SandboxContext, saved: SavedState | null): Promise<VmmSandbox> {
     const { id, phase } = context.record;
@@ -124,7 +124,7 @@ export class VmmSandbox implements KindSandbox {
     });
     this.channel = channel;
     this.watchChannel(channel);
-    // The guest's clock ran on while nobody set it (a VM paused by a stopped host drifts).
+    // Nobody set the guest's clock while kuasard was down, and an emulated guest's clock drifts.
     await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
     log.info({ pid: process.pid, uptimeSeconds: Math.round(check.uptimeSeconds), bootId: check.bootId }, 'VM taken over');
   }
@@ -323,8 +323,8 @@ export class VmmSandbox implements KindSandbox {
     return VmmContainer.create(this.view(), container);
   }
 
-  async restoreContainer(container: ContainerContext, saved: SavedState | null): Promise<VmmContainer> {
-    return VmmContainer.restore(this.view(), container, saved);
+  async restoreContainer(container: ContainerContext): Promise<VmmContainer> {
+    return VmmContainer.restore(this.view(), container);
   }
 }
 
