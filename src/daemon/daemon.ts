@@ -117,7 +117,13 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
 
   for (const { name, listen } of kinds) {
     const kindLog = log.child({ kind: name });
-    const kind = await createKind(name, config.kinds[name], { kindDir: join(config.state_dir, name), reaper, log: kindLog });
+    const kindDir = join(config.state_dir, name);
+    const kind = await createKind(name, config.kinds[name], {
+      kindDir,
+      reaper,
+      log: kindLog,
+      keptDescriptors: sockets.descriptors(kindDir),
+    });
     const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
     await sandboxer.init();
     const server = new grpc.Server({

@@ -19,6 +19,8 @@
 //   call <socket path> <n> <stream id> <request>      a pending resumable call on connection n
 //                                                     (request: base64), a note: no descriptor
 //   inflight <socket path> <n> <stream id>            any other pending unary call, a note
+//   fd <kind dir>/<name>                              a descriptor a kind keeps (KeptDescriptors:
+//                                                     the FIFOs of stdio it copies), its own name
 //
 //   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
 //             anew; what it opens is kept
@@ -46,7 +48,7 @@
 import { lstat } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Logger } from 'pino';
-import { closeKept, FdKeeper, type KeptFd } from '../linux/fd-keeper.js';
+import { closeKept, FdKeeper, type KeptDescriptors, type KeptFd } from '../linux/fd-keeper.js';
 import { closeFd } from '../linux/libc/files.js';
 import type { PendingCall, TtrpcServer, TtrpcServerOptions } from '../rpc/ttrpc/server.js';
 
@@ -83,6 +85,8 @@ interface KeptCalls {
 export class KeptTaskSockets {
   /** Kept descriptors not yet taken back by an endpoint, by socket path. */
   private readonly inherited = new Map<string, Inherited>();
+  /** Descriptors the kinds kept in an earlier run and have not kept again (our duplicates), by name. */
+  private readonly inheritedDescriptors = new Map<string, number>();
   /** Everything the keeper must hold for this process now, by name. */
   private readonly held = new Map<string, Holder>();
   /** The number in the keeper names of each connection served. */
@@ -108,6 +112,12 @@ export class KeptTaskSockets {
         // Another daemon's (one per kind may share the keeper): its to take back. Holding our
         // duplicate would keep the socket open when that daemon closes it.
         if (item.fd !== undefined) closeFd(item.fd);
+        continue;
+      }
+      if (parsed.descriptor) {
+        if (item.fd === undefined) continue;
+        this.inheritedDescriptors.set(item.name, item.fd);
+        this.held.set(item.name, item.fd);
         continue;
       }
       if (parsed.call) {
@@ -192,6 +202,29 @@ export class KeptTaskSockets {
     };
   }
 
+  /** What a kind keeps in the keeper, named below its directory `dir` (one of this daemon's). */
+  descriptors(dir: string): KeptDescriptors {
+    return {
+      keep: (name, fd) => {
+        const full = descriptorName(dir, name);
+        // The copy an earlier run (or an earlier keep) left goes first: the caller holds `fd`
+        // open now, so what it keeps open never closes in between.
+        this.releaseDescriptor(full);
+        this.keep(full, fd);
+      },
+      release: (name) => this.releaseDescriptor(descriptorName(dir, name)),
+    };
+  }
+
+  private releaseDescriptor(name: string): void {
+    const inherited = this.inheritedDescriptors.get(name);
+    if (inherited !== undefined) {
+      this.inheritedDescriptors.delete(name);
+      closeFd(inherited);
+    }
+    if (this.held.has(name)) this.drop(name);
+  }
+
   /**
    * Serves `path` on `server`: on the listener and connections an earlier run left in the
    * keeper (resuming their pending calls), or on a new listener when there is none (or its
@@ -249,8 +282,9 @@ export class KeptTaskSockets {
   }
 
   /**
-   * Lets go of what the keeper held that no endpoint took back: those sandboxes are gone or
-   * could not be recovered. Call once every sandbox is recovered.
+   * Lets go of what the keeper held that no endpoint took back, and of the descriptors no kind
+   * kept again: those sandboxes or processes are gone or could not be recovered. Call once
+   * every sandbox is recovered.
    */
   releaseUnclaimed(): void {
     for (const [path, inherited] of this.inherited) {
@@ -259,6 +293,9 @@ export class KeptTaskSockets {
       for (const connection of inherited.connections.values()) this.releaseConnection(connection);
       this.log.info({ path }, 'released the kept sockets of a sandbox that is gone');
     }
+    const descriptors = [...this.inheritedDescriptors.keys()];
+    for (const name of descriptors) this.releaseDescriptor(name);
+    if (descriptors.length > 0) this.log.info({ descriptors: descriptors.length }, 'released kept descriptors no kind took back');
   }
 
   /**
@@ -375,6 +412,10 @@ function listenerName(path: string): string {
   return `listen ${path}`;
 }
 
+function descriptorName(dir: string, name: string): string {
+  return `fd ${dir}/${name}`;
+}
+
 function connectionName(path: string, n: number): string {
   return `conn ${path} ${n}`;
 }
@@ -389,11 +430,15 @@ interface ParsedName {
   /** Set for a connection and for a call: the connection's number. */
   connection?: number;
   call?: PendingCall;
+  /** A kind's descriptor: `path` is its directory and name. */
+  descriptor?: true;
 }
 
 /** Parses the names above (a path may hold spaces: the fields after it are matched from the end). */
 function parseName(name: string): ParsedName | undefined {
-  let match = /^listen (\/.*)$/.exec(name);
+  let match = /^fd (\/.*)$/.exec(name);
+  if (match) return { path: match[1]!, descriptor: true };
+  match = /^listen (\/.*)$/.exec(name);
   if (match) return { path: match[1]! };
   match = /^conn (\/.*) (\d+)$/.exec(name);
   if (match) return { path: match[1]!, connection: Number(match[2]) };

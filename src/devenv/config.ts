@@ -127,10 +127,18 @@ export function renderStreamingHandlers(kinds: readonly string[]): string {
 
 /** kuasard's configuration: every registered kind enabled with its defaults, state under the private directory. */
 export function renderKuasardConfig(paths: EnvironmentPaths): string {
-  return stringify({
-    state_dir: paths.kuasarState,
-    log_level: 'debug',
-    containerd: { ttrpc_address: paths.containerdTtrpcSocket },
-    kinds: Object.fromEntries(KINDS.map(({ name }) => [name, { enabled: true, listen: kuasarSocketPath(paths.dir, name) }])),
-  });
+  return renderKuasardConfigWith({})(paths);
+}
+
+/** As renderKuasardConfig, with some keys of kinds' tables set (`{ vmm: { stop_timeout_ms: 2000 } }`). */
+export function renderKuasardConfigWith(overrides: Readonly<Record<string, Record<string, unknown>>>) {
+  return (paths: EnvironmentPaths): string =>
+    stringify({
+      state_dir: paths.kuasarState,
+      log_level: 'debug',
+      containerd: { ttrpc_address: paths.containerdTtrpcSocket },
+      kinds: Object.fromEntries(
+        KINDS.map(({ name }) => [name, { enabled: true, listen: kuasarSocketPath(paths.dir, name), ...overrides[name] }]),
+      ),
+    });
 }

@@ -7,13 +7,15 @@
 //
 // Lifecycle: `open` before the process is created (a stream containerd did not open fails the
 // call early), `forward` once the process and its channel exist, `finish` when it has exited,
-// `close` to drop everything at once.
+// `close` to drop everything at once. With `keptAs`, the FIFOs stay open in the fd keeper until
+// then (kept-fifos.ts): the process outlives the daemon, and the next run forwards its output on.
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { internal } from '../base/errors.js';
 import type { Stdio, WindowSize } from '../base/model.js';
 import { StdioCopies } from './copies.js';
 import { StdioEndpoints, type StreamSource, streamOf } from './endpoints.js';
+import { type KeptAs, KeptFifos } from './kept-fifos.js';
 import { StdioSession } from './stdio-session.js';
 
 /** One process's stdio as a channel to where the process runs carries it. */
@@ -38,6 +40,8 @@ export interface ForwardedStdioOptions {
   log: Logger;
   /** How long to wait for a stream containerd has not opened yet (default 10 s). */
   streamTimeoutMs?: number;
+  /** Keeps the FIFOs open in the fd keeper, under this name, until the stdio is closed. */
+  keptAs?: KeptAs;
 }
 
 export class ForwardedStdio extends StdioSession {
@@ -47,6 +51,7 @@ export class ForwardedStdio extends StdioSession {
     endpoints: StdioEndpoints,
     copies: StdioCopies,
     private readonly terminal: boolean,
+    private readonly kept: KeptFifos | undefined,
   ) {
     super(endpoints, copies);
   }
@@ -62,7 +67,8 @@ export class ForwardedStdio extends StdioSession {
       fifos: { stdin: terminal ? 'terminal' : 'stream', outputs: 'stream' },
       log: options.log,
     });
-    return new ForwardedStdio(endpoints, new StdioCopies(options.log), terminal);
+    const kept = options.keptAs && KeptFifos.keep(options.stdio, options.keptAs, options.log);
+    return new ForwardedStdio(endpoints, new StdioCopies(options.log), terminal, kept);
   }
 
   /** The process and its channel exist: copying begins both ways. The channel is ours from now on. */
@@ -96,11 +102,22 @@ export class ForwardedStdio extends StdioSession {
     else streamOf(this.endpoints.stderr)?.end();
   }
 
+  /**
+   * Bytes of an output handed to containerd's end that it has not taken yet (queued in this
+   * process, lost if it dies): a channel that acknowledges what was delivered counts them out.
+   */
+  unwritten(slot: 'stdout' | 'stderr'): number {
+    const sink = this.endpoints[slot];
+    return sink === undefined || typeof sink === 'number' ? 0 : sink.writableLength;
+  }
+
   /** Resizes the process's terminal, where it runs; a process without one has nothing to resize. */
   async resize(size: WindowSize): Promise<void> {
     if (this.terminal && !this.closed) await this.channel?.resize(size);
   }
 
-  /** The channel was held by the copies, which release it. */
-  protected releaseOwn(): void {}
+  /** The channel was held by the copies, which release it; the keeper lets go of the FIFOs. */
+  protected releaseOwn(): void {
+    this.kept?.release();
+  }
 }

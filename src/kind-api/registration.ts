@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import type { KindConfig } from '../config/kind-schema.js';
 import type { KindCapabilities, SandboxKind } from './kind.js';
+import type { KeptDescriptors } from '../linux/fd-keeper.js';
 import type { Reaper } from '../linux/reaper.js';
 import type { Logger } from 'pino';
 
@@ -29,6 +30,8 @@ export interface KindContext {
   reaper: Reaper;
   /** The kind's own logger. */
   log: Logger;
+  /** Descriptors that outlive a crash of the daemon, held by the fd keeper (names are the kind's own). */
+  keptDescriptors: KeptDescriptors;
 }
 
 /** The benchmark's parts and targets that are set for one kind only (kuasar bench). */

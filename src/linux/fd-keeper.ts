@@ -45,6 +45,22 @@ export interface KeptFd {
   fd?: number;
 }
 
+/**
+ * Descriptors a part of the daemon has the keeper hold, each under a name of its own, so that
+ * what they hold open (the end of a FIFO containerd reads) stays open through a crash of the
+ * daemon. The next run keeps a descriptor of its own under the same name, which replaces the
+ * copy the keeper held; what nobody keeps again is let go once the daemon has recovered.
+ */
+export interface KeptDescriptors {
+  /**
+   * Has the keeper hold a copy of `fd` under `name`, replacing a copy held under it. `fd` stays
+   * the caller's, open until `release` (a replaced keeper is given it again).
+   */
+  keep(name: string, fd: number): void;
+  /** Has the keeper close its copy under `name`, if it holds one. */
+  release(name: string): void;
+}
+
 export interface FdKeeperOptions {
   /** The keeper's control socket (in a 0700 directory: the keeper creates it 0600). */
   socketPath: string;

@@ -235,6 +235,35 @@ describe('guest agent on the host', { skip }, () => {
     await rejectsWith(agent.containerState({ containerId: id }), Code.NotFound);
   });
 
+  it('answers reads by position again to the next host until one says it was delivered (a host that died loses nothing), and refuses a position past the output', async () => {
+    const id = 'positions';
+    await create(id, ['sh', '-c', 'echo first; echo second'], { stdin: false, stdout: true, stderr: false, terminal: false });
+    await agent.startContainer({ containerId: id });
+    await agent.waitProcess({ containerId: id });
+    const read = (host: AgentClient, offset: bigint, delivered: bigint) =>
+      host.readStdio({ containerId: id, stream: StdioStream.STDOUT, maxBytes: 6, offset, delivered });
+    const shown = (reply: { data: Uint8Array; eof: boolean; offset: bigint }) => [
+      Buffer.from(reply.data).toString(),
+      reply.eof,
+      reply.offset,
+    ];
+    assert.deepEqual(shown(await read(agent, 0n, 0n)), ['first\n', false, 0n]);
+    // This host goes away before it writes out what it read: the next one knows nothing and reads from 0.
+    const nextClient = await TtrpcClient.connect(socketPath);
+    try {
+      const next = typedClient(nextClient, Agent);
+      assert.deepEqual(shown(await read(next, 0n, 0n)), ['first\n', false, 0n], 'what the first host never delivered comes again');
+      assert.deepEqual(shown(await read(next, 6n, 6n)), ['second', false, 6n]);
+      await rejectsWith(read(next, 20n, 6n), Code.InvalidArgument);
+      await rejectsWith(read(next, 6n, 12n), Code.InvalidArgument);
+      assert.deepEqual(shown(await read(next, 0n, 0n)), ['second', false, 6n], 'what was delivered is forgotten');
+      assert.deepEqual(shown(await read(next, 13n, 12n)), ['', true, 13n]);
+    } finally {
+      nextClient.close();
+    }
+    await remove(id);
+  });
+
   it('stdin written and then closed reaches cat', async () => {
     const id = 'cat';
     await create(id, ['cat'], { stdin: true, stdout: true, stderr: false, terminal: false });

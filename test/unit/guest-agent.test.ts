@@ -111,7 +111,7 @@ describe('output buffer', () => {
     output.push(Buffer.from('tail'));
     output.end();
     output.push(Buffer.from('ignored'));
-    assert.deepEqual(await output.read(10), { data: Buffer.from('tail'), eof: false });
+    assert.deepEqual(await output.read(10), { data: Buffer.from('tail'), eof: false, offset: 0 });
     assert.equal((await output.read(10)).eof, true);
     assert.equal((await output.read(10)).eof, true);
   });
@@ -120,7 +120,7 @@ describe('output buffer', () => {
     const { output } = buffer(100);
     const pending = output.read(10);
     output.end();
-    assert.deepEqual(await pending, { data: new Uint8Array(0), eof: true });
+    assert.deepEqual(await pending, { data: new Uint8Array(0), eof: true, offset: 0 });
   });
 
   it('pauses its source once full and resumes it once a read made room', async () => {
@@ -135,6 +135,44 @@ describe('output buffer', () => {
     assert.deepEqual(events, ['pause'], 'still at the limit');
     await output.read(4);
     assert.deepEqual(events, ['pause', 'resume']);
+  });
+
+  it('keeps what a read from a position answered until a later read says it was delivered; a new reader from 0 gets it again', async () => {
+    const { output, events } = buffer(8);
+    const text = (chunk: { data: Uint8Array }) => Buffer.from(chunk.data).toString();
+    output.push(Buffer.from('abcdef'));
+    assert.deepEqual(
+      { ...(await output.read(4, undefined, { offset: 0, delivered: 0 })), data: 'abcd' },
+      { data: 'abcd', eof: false, offset: 0 },
+    );
+    assert.equal(text(await output.read(4, undefined, { offset: 4, delivered: 0 })), 'ef', 'read on from where the reader is');
+    assert.equal(output.bufferedBytes, 6, 'nothing delivered yet: all kept');
+    // The reader died with what it read: the next one knows nothing and reads from 0.
+    const again = await output.read(10, undefined, { offset: 0, delivered: 0 });
+    assert.deepEqual({ text: text(again), offset: again.offset }, { text: 'abcdef', offset: 0 });
+    output.push(Buffer.from('gh'));
+    assert.deepEqual(events, ['pause'], 'what is kept counts against the limit');
+    const next = await output.read(10, undefined, { offset: 6, delivered: 4 });
+    assert.deepEqual({ text: text(next), offset: next.offset }, { text: 'gh', offset: 6 });
+    assert.equal(output.bufferedBytes, 4, 'what was delivered is forgotten');
+    assert.deepEqual(events, ['pause', 'resume']);
+    const fresh = await output.read(10, undefined, { offset: 0, delivered: 0 });
+    assert.deepEqual(
+      { text: text(fresh), offset: fresh.offset },
+      { text: 'efgh', offset: 4 },
+      'a new reader begins at the oldest byte kept',
+    );
+    output.end();
+    assert.deepEqual(await output.read(10, undefined, { offset: 8, delivered: 8 }), { data: new Uint8Array(0), eof: true, offset: 8 });
+    assert.equal(output.bufferedBytes, 0);
+  });
+
+  it('refuses a position past what was written, or delivered past offset', async () => {
+    const { output } = buffer(100);
+    output.push(Buffer.from('abc'));
+    await assert.rejects(output.read(10, undefined, { offset: 4, delivered: 0 }), /offset 4 is past what the process wrote \(3 bytes\)/);
+    await assert.rejects(output.read(10, undefined, { offset: 1, delivered: 2 }), /delivered \(2\) is past offset \(1\)/);
+    assert.equal(Buffer.from((await output.read(10, undefined, { offset: 1, delivered: 1 })).data).toString(), 'bc');
   });
 
   it('gives up a read when its signal aborts, and serves the next one', async () => {

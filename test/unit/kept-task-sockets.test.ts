@@ -3,9 +3,9 @@
 // with the next "run" on the same connection. Shutdown lets go of everything; a hand-over at
 // exit leaves everything; what no sandbox claims is released.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -242,6 +242,76 @@ describe('task sockets kept across a crash', () => {
     const deadline = Date.now() + 10_000;
     while ((await keptNames(keeperPath).catch(() => [])).length !== count && Date.now() < deadline) await sleep(50);
   }
+
+  /** A FIFO and containerd's end of it: a reader that collects what arrives and tells its end-of-file. */
+  async function fifoWithReader(name: string) {
+    const path = join(dir, name);
+    execFileSync('mkfifo', [path]);
+    cleanups.push(() => rm(path, { force: true }));
+    const reader = new net.Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+    cleanups.push(() => void reader.destroy());
+    let text = '';
+    reader.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    const ended = once(reader, 'end').then(() => true);
+    return { path, text: () => text, ended };
+  }
+
+  /** A first "run" in a child process that keeps its end of `fifo` under `name` and writes `line` there, killed with SIGKILL. */
+  async function crashedRunKeeping(fifo: string, name: string, line: string): Promise<void> {
+    const script = `
+      import { openSync, writeSync } from 'node:fs';
+      import { pino } from 'pino';
+      import { KeptTaskSockets } from ${JSON.stringify(join(DIST_SRC, 'daemon/kept-task-sockets.js'))};
+      const sockets = await KeptTaskSockets.open(${JSON.stringify(keeperPath)}, [${JSON.stringify(runcDir)}], pino({ level: 'silent' }));
+      const fd = openSync(${JSON.stringify(fifo)}, 'r+');
+      sockets.descriptors(${JSON.stringify(runcDir)}).keep(${JSON.stringify(name)}, fd);
+      writeSync(fd, ${JSON.stringify(line)});
+      process.stdout.write('kept\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: DIST_SRC });
+    await once(child.stdout, 'data');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+
+  it("keeps a kind's descriptor through a crash (containerd's reader sees no end); the next run keeps its own under the name, then releases it", async () => {
+    const fifo = await fifoWithReader('stdout-fifo');
+    await crashedRunKeeping(fifo.path, 'sb1/c1 stdout', 'before\n');
+    assert.deepEqual(await keptNames(keeperPath), [`fd ${runcDir}/sb1/c1 stdout`]);
+    assert.equal(
+      await Promise.race([fifo.ended, sleep(300).then(() => false)]),
+      false,
+      'the reader sees no end-of-file while the keeper holds the FIFO',
+    );
+
+    const sockets = await openSockets();
+    const kept = sockets.descriptors(runcDir);
+    const fd = openSync(fifo.path, constants.O_RDWR);
+    kept.keep('sb1/c1 stdout', fd);
+    writeSync(fd, 'after\n');
+    sockets.releaseUnclaimed();
+    assert.deepEqual(
+      await keptNames(keeperPath),
+      [`fd ${runcDir}/sb1/c1 stdout`],
+      'the one kept again replaced the earlier copy and is not released as unclaimed',
+    );
+    kept.release('sb1/c1 stdout');
+    assert.deepEqual(await keptNames(keeperPath), []);
+    closeSync(fd);
+    assert.equal(await fifo.ended, true, 'once released and closed, the reader sees end-of-file');
+    assert.equal(fifo.text(), 'before\nafter\n');
+  });
+
+  it('releases a kept descriptor that no kind keeps again', async () => {
+    const fifo = await fifoWithReader('gone-fifo');
+    await crashedRunKeeping(fifo.path, 'sb1/gone stdout', 'last words\n');
+    const sockets = await openSockets();
+    sockets.releaseUnclaimed();
+    assert.deepEqual(await keptNames(keeperPath), []);
+    assert.equal(await fifo.ended, true);
+    assert.equal(fifo.text(), 'last words\n');
+  });
 
   it('releases what no sandbox claimed below its own directories, and leaves the rest to its owners', async () => {
     const keep = await FdKeeper.open({ socketPath: keeperPath });

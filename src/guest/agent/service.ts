@@ -184,7 +184,9 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
       const stream = outputStream(request.stream);
       const buffer = containers.output(containerId(request.containerId), execId(request.execId), stream);
       const maxBytes = request.maxBytes === 0 ? DEFAULT_READ_BYTES : Math.min(request.maxBytes, MAX_READ_BYTES);
-      return buffer.read(maxBytes, signal);
+      const from = request.offset === undefined ? undefined : { offset: Number(request.offset), delivered: Number(request.delivered) };
+      const chunk = await buffer.read(maxBytes, signal, from);
+      return { ...chunk, offset: BigInt(chunk.offset) };
     },
     async writeStdin(request) {
       await containers.stdio(containerId(request.containerId), execId(request.execId)).writeStdin(request.data);

@@ -4,6 +4,13 @@
 // stream asks for more, that is once what came before has been taken by the FIFO or stream on
 // the host: back-pressure reaches the guest, where the agent stops reading the process's pipe
 // (or terminal). A terminal's output comes as STDOUT, and its size is set with ResizePty.
+//
+// Reads name positions in the stream: each says where this host is (it received everything
+// before) and what it has delivered (written where containerd reads it, not queued in this
+// process); the agent keeps the rest. A kuasard that restarts reads from 0 and the agent answers
+// from the oldest byte it kept: output answered to the dead kuasard and never written out comes
+// again, so none is lost; output written out whose acknowledgement had not reached the agent yet
+// (only while containerd's end was full) comes twice.
 import { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
@@ -26,30 +33,45 @@ export interface AgentStdioStreams {
   stderr: boolean;
 }
 
-export function agentStdioChannel(agent: AgentClient, ref: AgentProcessRef, streams: AgentStdioStreams, log: Logger): StdioChannel {
+/** Bytes of an output that the host has not written out yet (ForwardedStdio.unwritten). */
+export type Unwritten = (slot: 'stdout' | 'stderr') => number;
+
+export function agentStdioChannel(
+  agent: AgentClient,
+  ref: AgentProcessRef,
+  streams: AgentStdioStreams,
+  unwritten: Unwritten,
+  log: Logger,
+): StdioChannel {
   return {
     stdin: streams.stdin ? stdinWriter(agent, ref, log) : discard(),
-    stdout: streams.stdout ? outputReader(agent, ref, StdioStream.STDOUT, log) : Readable.from([]),
-    stderr: streams.stderr ? outputReader(agent, ref, StdioStream.STDERR, log) : Readable.from([]),
+    stdout: streams.stdout ? outputReader(agent, ref, StdioStream.STDOUT, () => unwritten('stdout'), log) : Readable.from([]),
+    stderr: streams.stderr ? outputReader(agent, ref, StdioStream.STDERR, () => unwritten('stderr'), log) : Readable.from([]),
     resize: async ({ width, height }) => {
       await agent.resizePty({ ...ref, width, height });
     },
   };
 }
 
-function outputReader(agent: AgentClient, ref: AgentProcessRef, stream: StdioStream, log: Logger): Readable {
+function outputReader(agent: AgentClient, ref: AgentProcessRef, stream: StdioStream, unwritten: () => number, log: Logger): Readable {
+  /** The position after the last byte received; 0 at first, and after a restart (the agent knows where it is). */
+  let received = 0n;
   /** The next chunk: an answer with no data and no end (which the agent should not give) is asked again. */
   const nextChunk = async (): Promise<Buffer | null> => {
     for (;;) {
-      const reply = await agent.readStdio({ ...ref, stream, maxBytes: READ_CHUNK_BYTES });
+      // Received, less what still waits in this process: in the stream here, or queued for the sink.
+      const waiting = BigInt(readable.readableLength + unwritten());
+      const delivered = received > waiting ? received - waiting : 0n;
+      const reply = await agent.readStdio({ ...ref, stream, maxBytes: READ_CHUNK_BYTES, offset: received, delivered });
       if (reply.data.length > 0) {
+        received = reply.offset + BigInt(reply.data.length);
         // Data and the end together: the end comes with the next read, which answers at once.
         return Buffer.from(reply.data);
       }
       if (reply.eof) return null;
     }
   };
-  return new Readable({
+  const readable = new Readable({
     read() {
       nextChunk().then(
         (chunk) => this.push(chunk),
@@ -61,6 +83,7 @@ function outputReader(agent: AgentClient, ref: AgentProcessRef, stream: StdioStr
       );
     },
   });
+  return readable;
 }
 
 function stdinWriter(agent: AgentClient, ref: AgentProcessRef, log: Logger): Writable {

@@ -1,7 +1,7 @@
 // What the vmm kind supports, declared once: its registration shows it to the tests and tools,
 // its kind object to the engine. Containers and execs run in the pod's VM with their stdio and
-// terminals; their limits change and they pause in the guest's cgroups; recovery across a
-// restart is not there yet.
+// terminals, and outlive a restart of kuasard; their limits change and they pause in the guest's
+// cgroups.
 import type { KindCapabilities } from '../../kind-api/kind.js';
 
 export const VMM_CAPABILITIES: KindCapabilities = {
@@ -10,7 +10,9 @@ export const VMM_CAPABILITIES: KindCapabilities = {
   pauseResume: true,
   updateResources: true,
   streamingIo: true,
-  // The VM outlives kuasard, but nothing reconnects to its agent yet: a restarted kuasard ends
-  // the pod's VM and reports its containers ended.
-  restart: { containers: false, execs: false, stdio: false },
+  // The VM outlives kuasard, and its agent keeps the containers, the execs, their exits and their
+  // unread output: a restarted kuasard reconnects and follows them all again. Their FIFOs were
+  // kept open meanwhile (the output goes on into the same CRI log); streams are not opened
+  // again by containerd, so what went to one is no longer delivered.
+  restart: { containers: true, execs: true, stdio: false },
 };

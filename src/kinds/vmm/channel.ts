@@ -2,7 +2,9 @@
 // QEMU's virtio-serial port, on which every call to the agent is multiplexed. QEMU listens on the
 // socket from its start, and holds what is written there until the guest opens its port: the
 // first Check simply waits for the agent to come up. The connection's end is the channel's death,
-// noticed at once (QEMU exited, or the agent's port was closed).
+// noticed at once (QEMU exited, or the agent's port was closed). A restarted kuasard connects to
+// the same socket again: QEMU listens there for its next client as long as the VM runs.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, RuntimeError } from '../../base/errors.js';
 import { Agent } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { TtrpcClient, typedClient, type CallOptions, type TypedClient } from '../../rpc/ttrpc/index.js';
@@ -11,6 +13,14 @@ export type AgentClient = TypedClient<(typeof Agent)['method']>;
 
 /** How long connecting to QEMU's socket may take: QEMU made it before it daemonized. */
 const CONNECT_TIMEOUT_MS = 5_000;
+
+/** One attempt to reach an agent again after a restart (see AgentChannel.reconnect). */
+const RECONNECT_ATTEMPT_MS = 2_500;
+/**
+ * The pause between two attempts: longer than the agent's poll of a quiet port (100 ms,
+ * guest/agent/port-channel.ts), so that it sees the first attempt's connection end.
+ */
+const RECONNECT_PAUSE_MS = 250;
 
 /**
  * How long an agent call may take unless it waits by design. A guest that is alive but stuck
@@ -64,6 +74,34 @@ export class AgentChannel {
     } catch (err) {
       channel.close();
       throw err;
+    }
+  }
+
+  /**
+   * After a restart of kuasard: connects to a running VM's agent again, for at most `timeoutMs`.
+   * The agent takes a host for gone only when its port reads end-of-file; a connection that
+   * comes before that lands on the old host's ttrpc connection, where its first call is a
+   * protocol violation that gets no answer. So an attempt that fails is closed and, after a
+   * pause the agent notices, made again, until the VM ends or the time is up.
+   */
+  static async reconnect(socket: string, options: { timeoutMs: number; vmEnded: Promise<unknown>; describeEnd: () => string }) {
+    const deadline = Date.now() + options.timeoutMs;
+    let vmEnded = false;
+    void options.vmEnded.then(() => (vmEnded = true));
+    for (;;) {
+      const timeoutMs = Math.max(1, Math.min(RECONNECT_ATTEMPT_MS, deadline - Date.now()));
+      try {
+        return await AgentChannel.open(socket, { ...options, timeoutMs });
+      } catch (err) {
+        if (vmEnded) throw err;
+        if (deadline - Date.now() < RECONNECT_PAUSE_MS) {
+          throw new RuntimeError(
+            Code.DeadlineExceeded,
+            `the VM's agent did not answer within ${options.timeoutMs} ms of kuasard's restart (last: ${(err as Error).message})`,
+          );
+        }
+        await sleep(RECONNECT_PAUSE_MS);
+      }
     }
   }
 

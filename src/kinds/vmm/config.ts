@@ -39,6 +39,11 @@ export const vmmConfigSchema = kindConfigSchema.extend({
   share_fs: z.enum(['9p']).default('9p'),
   /** How long a VM may take from QEMU's start until its agent answers. */
   boot_timeout_ms: z.number().int().min(1000).default(60_000),
+  /**
+   * After a restart of kuasard, how long a running VM's agent may take to answer again before the
+   * VM is taken for lost: it is ended and its pod reported not ready.
+   */
+  reconnect_timeout_ms: z.number().int().min(1000).default(10_000),
   /** How long Stop waits for QEMU to end after asking it to quit, before killing it. */
   stop_timeout_ms: z.number().int().min(100).default(5_000),
   /**

@@ -3,15 +3,26 @@
 // guest), and its stdio forwarded between containerd's endpoints on the host and the agent. Its
 // exit is the agent's answer to WaitProcess, with the real status from the guest and whether the
 // guest's OOM killer struck in its cgroup. Its figures, limits and freezer are that cgroup's in
-// the guest (cgroup v2), through the agent.
+// the guest (cgroup v2), through the agent. The agent keeps its processes, their exits and their
+// unread output through a restart of kuasard, and the fd keeper keeps containerd's FIFOs open:
+// the next run follows every process again.
 import type { Logger } from 'pino';
-import { Code, RuntimeError, failedPrecondition, unimplemented } from '../../base/errors.js';
+import { Code, RuntimeError } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
-import { UNKNOWN_EXIT_STATUS, exitedNow, type PodSpec, type SavedState, type Stdio, type WindowSize } from '../../base/model.js';
+import {
+  UNKNOWN_EXIT_STATUS,
+  exitedNow,
+  type PodSpec,
+  type ProcessStatus,
+  type SavedState,
+  type Stdio,
+  type WindowSize,
+} from '../../base/model.js';
 import type { StreamRegistry } from '../../base/streams.js';
 import { timed } from '../../base/stages.js';
 import type { ContainerContext, ExecContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
 import { ForwardedStdio } from '../../io/forwarded-stdio.js';
+import type { KeptAs } from '../../io/kept-fifos.js';
 import { readBundleSpec } from '../../oci/bundle.js';
 import { agentStdioChannel, type AgentProcessRef, type AgentStdioStreams } from './agent-stdio.js';
 import type { AgentClient } from './channel.js';
@@ -26,6 +37,8 @@ export interface VmmPodView {
   streams: StreamRegistry;
   /** Guest paths of the namespaces the agent pinned for the pod. */
   namespaces: { ipc: string; uts: string; pid: string | null };
+  /** Where a process's stdio FIFOs are kept open across a restart, by the process's name in the pod. */
+  keptAs(process: string): KeptAs;
 }
 
 /** A process in the guest (the init or an exec): ended when the agent says so and its output is delivered. */
@@ -80,13 +93,45 @@ const streamsOf = (stdio: Stdio): AgentStdioStreams => ({
   stderr: stdio.stderr !== '' && !stdio.terminal,
 });
 
+/** A process's name in its pod, for the FIFOs kept across a restart: the container's id, and the exec's. */
+const processName = (ref: AgentProcessRef): string => (ref.execId ? `${ref.containerId}/${ref.execId}` : ref.containerId);
+
+/** No stdio at all: a process followed no more, or one whose endpoints are gone. */
+const NO_STDIO: Stdio = { stdin: '', stdout: '', stderr: '', terminal: false };
+
 /** Forwards the process's stdio through the agent; its end, once the agent tells it and the output is delivered. */
 function followInGuest(agent: AgentClient, ref: AgentProcessRef, stdio: ForwardedStdio, streams: AgentStdioStreams, log: Logger) {
-  stdio.forward(agentStdioChannel(agent, ref, streams, log));
+  stdio.forward(agentStdioChannel(agent, ref, streams, (slot) => stdio.unwritten(slot), log));
   return waitInGuest(agent, ref, log).then(async (end): Promise<ProcessEnd> => {
     await stdio.finish();
     return end;
   });
+}
+
+/**
+ * After a restart: a process the agent kept, followed again. Its output goes on from what the
+ * agent kept unread (see agent-stdio.ts) into containerd's FIFOs, which the fd keeper held open;
+ * a stream cannot be had again (containerd opens one only before the process is created): the
+ * output meant for it is read and dropped, and a stdin from it ends. Its end is the agent's
+ * answer, with the real status also when it came while kuasard was down. A process that had
+ * ended before needs nothing.
+ */
+async function followAgain(pod: VmmPodView, ref: AgentProcessRef, process: { stdio: Stdio; status: ProcessStatus }, log: Logger) {
+  if (process.status === 'stopped') {
+    const stdio = await ForwardedStdio.open({ stdio: NO_STDIO, streams: pod.streams, log });
+    return { stdio, exited: new Promise<never>(() => undefined) };
+  }
+  const fifoOrNone = (endpoint: string): string => (endpoint.includes('://') ? '' : endpoint);
+  const { stdin, stdout, stderr, terminal } = process.stdio;
+  const fifos = { stdin: fifoOrNone(stdin), stdout: fifoOrNone(stdout), stderr: fifoOrNone(stderr), terminal };
+  const stdio = await ForwardedStdio.open({ stdio: fifos, streams: pod.streams, log, keptAs: pod.keptAs(processName(ref)) }).catch(
+    (err: unknown) => {
+      log.warn({ err }, "containerd's stdio FIFOs cannot be opened again: the process's output is dropped");
+      return ForwardedStdio.open({ stdio: NO_STDIO, streams: pod.streams, log });
+    },
+  );
+  log.info({ status: process.status }, 'following the process in the guest again');
+  return { stdio, exited: followInGuest(pod.agent, ref, stdio, streamsOf(process.stdio), log) };
 }
 
 export class VmmContainer implements KindContainer {
@@ -104,7 +149,8 @@ export class VmmContainer implements KindContainer {
   /** Task Create: the container's pieces shared, its init created in the guest; undone when a step fails. */
   static async create(pod: VmmPodView, context: ContainerContext): Promise<VmmContainer> {
     const { record, log } = context;
-    const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: pod.streams, log });
+    const keptAs = pod.keptAs(processName({ containerId: record.id, execId: '' }));
+    const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: pod.streams, log, keptAs });
     try {
       const cri = await readBundleSpec(record.bundle);
       const exposed = await pod.share.expose(record, cri, pod.pod.uid, log);
@@ -184,7 +230,12 @@ export class VmmContainer implements KindContainer {
   async exec(exec: ExecContext): Promise<KindExec> {
     const { record, log } = exec;
     const ref = { containerId: this.ref.containerId, execId: record.id };
-    const stdio = await ForwardedStdio.open({ stdio: record.stdio, streams: this.pod.streams, log });
+    const stdio = await ForwardedStdio.open({
+      stdio: record.stdio,
+      streams: this.pod.streams,
+      log,
+      keptAs: this.pod.keptAs(processName(ref)),
+    });
     try {
       // Labels of the host's security modules mean nothing in the guest (as for the container's spec).
       const { apparmorProfile: _apparmor, selinuxLabel: _selinux, ...process } = record.spec;
@@ -203,14 +254,19 @@ export class VmmContainer implements KindContainer {
     }
   }
 
-  /** The kind's capabilities keep execs from being restored (restart.execs is false). */
-  async restoreExec(): Promise<KindExec> {
-    throw unimplemented('exec');
+  /** After a restart: the exec as the agent kept it (see followAgain). */
+  async restoreExec(exec: ExecContext): Promise<KindExec> {
+    const { record, log } = exec;
+    const ref = { containerId: this.ref.containerId, execId: record.id };
+    const { stdio, exited } = await followAgain(this.pod, ref, record, log);
+    return new GuestExec(record.pid, exited, stdio, this.pod.agent, ref);
   }
 
-  /** The kind's capabilities keep containers from being restored (restart.containers is false). */
-  static restore(context: ContainerContext): never {
-    throw failedPrecondition(`container ${context.record.id}: a vmm container is not recovered after a restart`);
+  /** After a restart: the container as the agent kept it (see followAgain); nothing of it was saved on the host. */
+  static async restore(pod: VmmPodView, context: ContainerContext): Promise<VmmContainer> {
+    const { record, log } = context;
+    const { stdio, exited } = await followAgain(pod, { containerId: record.id, execId: '' }, record, log);
+    return new VmmContainer(pod, context, new GuestProcess(record.pid, exited, stdio), stdio);
   }
 }
 

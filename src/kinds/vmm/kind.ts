@@ -8,6 +8,7 @@ import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import { checkImageDir } from '../../guest/image/layout.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
@@ -31,6 +32,7 @@ export interface VmmKindOptions {
   reaper: Reaper;
   log: Logger;
   config: VmmConfig;
+  keptDescriptors: KeptDescriptors;
 }
 
 export class VmmKind implements SandboxKind {
@@ -53,7 +55,7 @@ export class VmmKind implements SandboxKind {
     await makePrivateBindOfItself(this.options.kindDir);
     const syncEveryMs = config.clock_sync_interval_s * 1000;
     const clocks = new GuestClocks({ intervalMs: syncEveryMs, tickMs: Math.min(CLOCK_TICK_MS, syncEveryMs || CLOCK_TICK_MS), log });
-    this.env = { config, accel: await this.chooseAccel(), reaper, clocks };
+    this.env = { config, accel: await this.chooseAccel(), reaper, clocks, kept: this.options.keptDescriptors };
     const missing = await this.missingPieces();
     if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
   }

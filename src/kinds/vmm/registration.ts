@@ -9,9 +9,9 @@ export const vmmKind = defineKind({
   name: 'vmm',
   capabilities: VMM_CAPABILITIES,
   config: vmmConfigSchema,
-  async create(config, { kindDir, reaper, log }) {
+  async create(config, { kindDir, reaper, log, keptDescriptors }) {
     const { VmmKind } = await import('./kind.js');
-    return new VmmKind({ kindDir, reaper, log, config });
+    return new VmmKind({ kindDir, reaper, log, config, keptDescriptors });
   },
   workloads: {
     hello: {

@@ -1,6 +1,7 @@
 // One vmm pod: a QEMU VM with its own guest kernel, in the pod's network namespace, whose agent
 // (PID 1 in the guest) runs the pod's containers. The VM is the pod: when QEMU exits or the
-// channel to the agent breaks on its own, every container of the pod has ended with it.
+// channel to the agent breaks on its own, every container of the pod has ended with it. The VM
+// outlives kuasard: a restarted kuasard reconnects to its agent, or ends a VM it cannot reach.
 import { readFile, rm } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { timed } from '../../base/stages.js';
 import { imagePaths } from '../../guest/image/layout.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
 import { removeCgroup } from '../../linux/cgroups.js';
+import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
@@ -24,7 +26,7 @@ import type { VmmConfig } from './config.js';
 import type { GuestClocks } from './guest-clocks.js';
 import { GUEST_SHARE, SandboxShare } from './share.js';
 import { sizeUnderPodLimit, vmCgroupsPath } from './vm-cgroup.js';
-import { killGone, Vm } from './vm.js';
+import { killGone, runsVm, Vm, type VmProcess } from './vm.js';
 
 /** What the kind shares with each of its pods. */
 export interface VmmEnvironment {
@@ -34,6 +36,8 @@ export interface VmmEnvironment {
   reaper: Reaper;
   /** Keeps each running guest's clock on the host's. */
   clocks: GuestClocks;
+  /** Where the stdio FIFOs of the pods' processes are kept open across a restart. */
+  kept: KeptDescriptors;
 }
 
 type PodNetwork = Awaited<ReturnType<typeof readPodNetwork>>;
@@ -64,7 +68,6 @@ export class VmmSandbox implements KindSandbox {
   private readonly share: SandboxShare;
   private vm: Vm | null = null;
   private channel: AgentChannel | null = null;
-  private namespacesInGuest: VmmPodView['namespaces'] | null = null;
   /** Set once Stop or Shutdown ends the VM: its end is then no news. */
   private stopping = false;
   private ending: Promise<void> | null = null;
@@ -85,25 +88,51 @@ export class VmmSandbox implements KindSandbox {
     if (pod.hostIpc || pod.pidMode === 'node') {
       throw invalidArgument("a vmm pod cannot share the node's IPC or PID namespace: its containers run in their own kernel");
     }
-    const sandbox = new VmmSandbox(env, context, { vm: null, taps: [] });
+    const sandbox = new VmmSandbox(env, context, { vm: null, taps: [], guestNamespaces: null });
     await sandbox.share.prepare(pod);
     return sandbox;
   }
 
   /**
-   * After a restart. Reconnecting to a running VM's agent is not done yet: a VM the previous run
-   * left is ended (never leaked), and the sandbox is reported as one that cannot be served.
+   * After a restart: the pod's VM, still running, is taken over (its QEMU watched again, its agent
+   * reconnected, the guest's clock set again). A VM that has gone, or whose agent does not answer
+   * within `reconnect_timeout_ms`, is ended (never leaked) and the sandbox reported as one that
+   * cannot be served. A VM left running by a Stop that the daemon died in is ended too.
    */
   static async restore(env: VmmEnvironment, context: SandboxContext, saved: SavedState | null): Promise<VmmSandbox> {
-    const state = podState.load(saved, `recover sandbox ${context.record.id}`);
+    const { id, phase } = context.record;
+    const state = podState.load(saved, `recover sandbox ${id}`);
     const sandbox = new VmmSandbox(env, context, state);
-    if (state.vm) {
+    if (!state.vm) return sandbox;
+    if (phase !== 'ready') {
       await sandbox.endVm();
-      throw failedPrecondition(
-        `recover sandbox ${context.record.id}: reconnecting to a VM after a restart is not supported yet; its VM was ended`,
-      );
+      return sandbox;
+    }
+    try {
+      await timed(context.log, 'vmm.reconnect', () => sandbox.reconnect(state.vm!));
+    } catch (err) {
+      context.log.warn({ err, console: await consoleTail(sandbox.files.consoleLog) }, 'cannot take over the VM; ending it');
+      await sandbox.endVm();
+      throw failedPrecondition(`recover sandbox ${id}: ${(err as Error).message}; its VM was ended`);
     }
     return sandbox;
+  }
+
+  private async reconnect(process: VmProcess): Promise<void> {
+    const { log } = this.context;
+    const vm = await Vm.adopt(process, vmName(this.context.record.id), this.files.qmpSocket, this.env.reaper);
+    this.vm = vm;
+    this.watchVm(vm);
+    const { channel, check } = await AgentChannel.reconnect(this.files.agentSocket, {
+      timeoutMs: this.env.config.reconnect_timeout_ms,
+      vmEnded: vm.ended,
+      describeEnd: () => `the guest's console is in ${this.files.consoleLog}`,
+    });
+    this.channel = channel;
+    this.watchChannel(channel);
+    // Nobody set the guest's clock while kuasard was down, and an emulated guest's clock drifts.
+    await this.keepClock(channel);
+    log.info({ pid: process.pid, uptimeSeconds: Math.round(check.uptimeSeconds), bootId: check.bootId }, 'VM taken over');
   }
 
   state(): SavedState {
@@ -163,7 +192,7 @@ export class VmmSandbox implements KindSandbox {
     const layout = this.layout(network.interfaces, await sizeUnderPodLimit(this.size(), this.context, this.env));
     for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
     // Recorded before they are made: a failure here, or a crash, finds what to remove.
-    this.pod = { vm: null, taps: network.interfaces.map(({ name, tap }) => ({ name, tap })) };
+    this.pod = { vm: null, taps: network.interfaces.map(({ name, tap }) => ({ name, tap })), guestNamespaces: null };
     try {
       await timed(log, 'vmm.connect-taps', () => connectTaps(netnsPath, network.interfaces));
       const vm = await timed(log, 'vmm.qemu-start', () =>
@@ -204,12 +233,20 @@ export class VmmSandbox implements KindSandbox {
       sharePidNamespace: pod.pidMode === 'pod',
       sysctls: pod.sysctls,
     });
-    this.namespacesInGuest = { ipc: namespaces.ipcNamespace, uts: namespaces.utsNamespace, pid: namespaces.pidNamespace || null };
+    this.pod = {
+      ...this.pod,
+      guestNamespaces: { ipc: namespaces.ipcNamespace, uts: namespaces.utsNamespace, pid: namespaces.pidNamespace || null },
+    };
     await channel.agent.setupNetwork({
       interfaces: network.interfaces.map(({ name, mac, mtu, addresses }) => ({ name, mac, mtu, addresses })),
       routes: network.routes,
     });
-    await this.env.clocks.keep(id, async () => {
+    await this.keepClock(channel);
+  }
+
+  /** Sets the guest's clock now, and has the kind keep it on the host's until the VM ends. */
+  private keepClock(channel: AgentChannel): Promise<void> {
+    return this.env.clocks.keep(this.context.record.id, async () => {
       await channel.agent.syncClock({ hostTimeNs: BigInt(Date.now()) * 1_000_000n });
     });
   }
@@ -257,7 +294,7 @@ export class VmmSandbox implements KindSandbox {
     await removeCgroup(vmCgroupsPath(this.context.record));
     this.vm = null;
     if (this.pod.taps.length > 0) await disconnectTaps(this.context.record.netnsPath, this.pod.taps);
-    this.pod = { vm: null, taps: [] };
+    this.pod = { vm: null, taps: [], guestNamespaces: null };
   }
 
   /** Controller Stop, once every container has stopped: the VM ends. */
@@ -286,15 +323,15 @@ export class VmmSandbox implements KindSandbox {
   }
 
   private view(): VmmPodView {
-    if (!this.channel || !this.namespacesInGuest) {
-      throw failedPrecondition(`sandbox ${this.context.record.id} has no running VM (not started, or stopped)`);
-    }
+    const { id } = this.context.record;
+    if (!this.channel || !this.pod.guestNamespaces) throw failedPrecondition(`sandbox ${id} has no running VM (not started, or stopped)`);
     return {
       pod: this.context.record.pod,
       agent: this.channel.agent,
       share: this.share,
       streams: this.context.streams,
-      namespaces: this.namespacesInGuest,
+      namespaces: this.pod.guestNamespaces,
+      keptAs: (process) => ({ keeper: this.env.kept, name: `${id}/${process}` }),
     };
   }
 
@@ -303,7 +340,7 @@ export class VmmSandbox implements KindSandbox {
   }
 
   async restoreContainer(container: ContainerContext): Promise<VmmContainer> {
-    return VmmContainer.restore(container);
+    return VmmContainer.restore(this.view(), container);
   }
 }
 
@@ -321,9 +358,7 @@ async function consoleTail(file: string): Promise<string> {
 export async function endLostVm(context: SandboxContext, reaper: Reaper): Promise<void> {
   const { pidFile } = vmFiles(context.dir);
   const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
-  if (!(pid > 1)) return;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!cmdline.split('\0').some((arg) => arg.startsWith(`${vmName(context.record.id)},`))) return;
+  if (!(pid > 1) || !(await runsVm(pid, vmName(context.record.id)))) return;
   context.log.warn({ pid }, 'ending a VM no run of kuasard can reach');
   const ended = reaper.watchForeign(pid);
   killGone(pid);

@@ -2,7 +2,9 @@
 // so a bad option or a missing file fails the start with QEMU's own message), inside the pod's
 // network namespace and, from its first instruction, in the VM's cgroup (vm-cgroup.ts: every page
 // it allocates is charged to the pod), re-parented to kuasard (a child subreaper) and watched
-// there. Ending it asks QEMU to quit over QMP and kills it when it does not within the time given.
+// there. After a restart of kuasard it is another's child (whoever reaped kuasard's orphans):
+// watched through a pidfd. Ending it asks QEMU to quit over QMP and kills it when it does not
+// within the time given.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
@@ -54,6 +56,18 @@ export class Vm {
     return new Vm({ pid, startTime }, layout.qmpSocket, watchExit(pid, options.reaper));
   }
 
+  /**
+   * After a restart: the VM an earlier run started, when `process` still runs QEMU under `name`
+   * (the pid and its start time are the same process; its command line names this VM).
+   */
+  static async adopt(process: VmProcess, name: string, qmpSocket: string, reaper: Reaper): Promise<Vm> {
+    const { pid, startTime } = process;
+    if (!isSameProcessRunning(pid, startTime)) throw failedPrecondition(`its VM (QEMU, pid ${pid}) has exited`);
+    if (!(await runsVm(pid, name))) throw failedPrecondition(`pid ${pid} does not run its VM ${name}`);
+    const ended = reaper.watchForeign(pid).then(() => undefined);
+    return new Vm(process, qmpSocket, ended);
+  }
+
   get running(): boolean {
     return isSameProcessRunning(this.process.pid, this.process.startTime);
   }
@@ -69,6 +83,12 @@ export class Vm {
     }
     await this.ended;
   }
+}
+
+/** Whether `pid` runs QEMU for the VM named `name` (its -name option). */
+export async function runsVm(pid: number, name: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.split('\0').some((arg) => arg.startsWith(`${name},`));
 }
 
 /** SIGKILL to `pid`, which may have ended meanwhile (ESRCH): ended is what was asked. */
