@@ -150,7 +150,7 @@ function checkVersion(doc: Record<string, unknown>, file: string): void {
     );
   }
   throw new Error(
-    `${file} is containerd configuration version ${String(version)}; kuasar registers itself in version ${SUPPORTED_VERSION}: ${migrate}`,
+    `${file} is containerd configuration version ${typeof version === 'number' ? version : JSON.stringify(version)}; kuasar registers itself in version ${SUPPORTED_VERSION}: ${migrate}`,
   );
 }
 
