@@ -201,6 +201,7 @@ describe('kuasar install and uninstall on files as containerd ships them', () =>
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(filesOf(files), installed, 'a second install changes no byte');
     assert.match(again.stdout, /has kuasar's block for runc already/);
+    assert.doesNotMatch(again.stdout, /restart containerd/, 'containerd need not restart for an unchanged file');
 
     const removed = await kuasar(['uninstall', ...pathArgs(files)]);
     assert.equal(removed.code, 0, removed.stderr);
