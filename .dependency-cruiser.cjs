@@ -3,7 +3,7 @@
 /** The folders below src/ that code running inside a guest (the vmm agent) may import. */
 const GUEST_IMPORTABLE = '(base|linux|io|oci|rpc|api)';
 /** Tools around the daemon; kuasard itself never loads them. */
-const TOOLS = '(bench|devenv|cri|cli)';
+const TOOLS = '(bench|devenv|cri|cli|install)';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

@@ -82,6 +82,9 @@ install_missing "${base_packages[@]}"
 # GNU cpio reads the builder's initramfs archives back in a unit test.
 # xz unpacks the kernel from Debian's compressed image.
 install_missing qemu-system-x86 kmod squashfs-tools cpio xz-utils
+# shellcheck checks the Kubernetes node installer's script (test/unit/kubernetes-manifests.test.ts);
+# systemd-analyze (systemd) checks the unit `kuasar install` writes (test/e2e/install.test.ts).
+install_missing shellcheck systemd
 
 containerd_major=$(containerd --version 2>/dev/null | awk '{print $3}' | sed 's/^v//' | cut -d. -f1 || true)
 if [ "${containerd_major:-0}" -lt 2 ]; then

@@ -6,6 +6,7 @@ import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
 import { registerBench } from './bench.js';
 import { registerImage } from './image.js';
+import { registerInstall } from './install.js';
 
 const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
 
@@ -28,6 +29,7 @@ program
 
 registerBench(program);
 registerImage(program);
+registerInstall(program);
 
 try {
   await program.parseAsync();

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // kuasard: the resident sandboxer daemon. Containers it starts keep running when it exits.
 import { Command } from 'commander';
+import type { Logger } from 'pino';
 import { loadConfig } from '../config/config.js';
 import { startDaemon } from '../daemon/daemon.js';
 import { createLogger } from '../base/log.js';
+import { SystemdNotifier } from '../linux/sd-notify.js';
 
 /** How long a shutdown may take before the process exits regardless (its own steps are bounded). */
 const EXIT_DEADLINE_MS = 10_000;
@@ -20,10 +22,16 @@ const opts = program.opts<{ config?: string; kind?: string; logLevel?: string }>
 try {
   const config = await loadConfig(opts.config);
   const log = createLogger(opts.logLevel ?? config.log_level);
+  // Read (and removed from the environment) before the daemon starts any process.
+  const systemd = systemdNotifier(log);
   const daemon = await startDaemon(config, log, opts.kind);
-  log.info({ stateDir: config.state_dir, kinds: daemon.sandboxers.map((s) => s.kind.name) }, 'kuasard ready');
+  const kinds = daemon.sandboxers.map((s) => s.kind.name);
+  log.info({ stateDir: config.state_dir, kinds }, 'kuasard ready');
+  notifySystemd(log, () => systemd?.ready(`serving ${kinds.join(', ')}`));
+  systemd?.startWatchdog((err) => log.warn({ err }, 'could not send WATCHDOG=1 to systemd'));
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down; containers keep running');
+    notifySystemd(log, () => systemd?.stopping('shutting down; containers keep running'));
     // A backstop: whatever close() may wait for, the daemon ends (and a later run takes over).
     setTimeout(() => {
       log.error({ afterMs: EXIT_DEADLINE_MS }, 'shutdown did not finish in time; exiting anyway');
@@ -45,4 +53,25 @@ try {
 } catch (err) {
   process.stderr.write(`kuasard: ${(err as Error).message}\n`);
   process.exit(1);
+}
+
+/** systemd's notification socket when a `Type=notify` unit runs kuasard (one that cannot be used is logged). */
+function systemdNotifier(log: Logger): SystemdNotifier | undefined {
+  try {
+    const notifier = SystemdNotifier.fromEnvironment(process.env, process.pid);
+    if (notifier) log.debug({ socket: notifier.socket, watchdogIntervalMs: notifier.watchdogIntervalMs }, 'notifying systemd');
+    return notifier;
+  } catch (err) {
+    log.warn({ err }, 'not notifying systemd');
+    return undefined;
+  }
+}
+
+/** A notification systemd did not get is logged: the daemon serves regardless. */
+function notifySystemd(log: Logger, send: () => void): void {
+  try {
+    send();
+  } catch (err) {
+    log.warn({ err }, 'could not notify systemd');
+  }
 }

@@ -5,6 +5,9 @@ import { enabledKinds } from './config.js';
 
 export const sandboxerName = (kind: string): string => `kuasar-${kind}`;
 
+/** The containerd plugin whose `containerd.runtimes` table holds CRI's runtime handlers. */
+export const CRI_RUNTIME_PLUGIN = 'io.containerd.cri.v1.runtime';
+
 export function containerdConfigSnippet(config: Config): string {
   const lines: string[] = [];
   for (const kind of enabledKinds(config)) {
@@ -14,7 +17,7 @@ export function containerdConfigSnippet(config: Config): string {
       `  type = "sandbox"`,
       `  address = ${JSON.stringify(kind.listen)}`,
       '',
-      `[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.'${name}']`,
+      `[plugins.'${CRI_RUNTIME_PLUGIN}'.containerd.runtimes.'${name}']`,
       // containerd still maps a runtime type to a shim binary after its own restart; runc's
       // shim exists on every node that has containerd, so cleanup calls find a binary.
       `  runtime_type = "io.containerd.runc.v2"`,

@@ -50,6 +50,13 @@ export interface EnvironmentOptions {
    * io_type = "streaming" (stdio over the sandbox's task socket). Default false.
    */
   streamingHandlers?: boolean;
+  /**
+   * Writes containerd's configuration file in place of the environment's own (the install test:
+   * containerd's defaults with the environment's paths, then `kuasar install`). Called once
+   * kuasard's configuration is written; the file must keep containerd's root, state and sockets
+   * in `paths` and register the kinds kuasard serves.
+   */
+  writeContainerdConfig?: (paths: EnvironmentPaths) => Promise<void>;
 }
 
 export interface Environment {
@@ -130,7 +137,8 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     const withKuasard = options.kuasard ?? true;
     const kuasarSockets = withKuasard ? await writeKuasardConfig(paths, options.kuasardConfig ?? renderKuasardConfig) : {};
     const streamingKinds = withKuasard && options.streamingHandlers ? Object.keys(kuasarSockets) : [];
-    await writeContainerdConfig(paths, withKuasard, streamingKinds);
+    if (options.writeContainerdConfig) await options.writeContainerdConfig(paths);
+    else await writeContainerdConfig(paths, withKuasard, streamingKinds);
 
     const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     cri = new CriClient(paths.containerdSocket);

@@ -1,7 +1,8 @@
 // Unix sockets through libc, where Node's net module cannot go: a listener and connections as
 // bare descriptors (to hand to the fd keeper, or to receive a console's pty on), messages that
-// pass descriptors along (SCM_RIGHTS: linux/cmsg.ts lays out their control data), send and
-// receive time-outs, and whether a peer has hung up.
+// pass descriptors along (SCM_RIGHTS: linux/cmsg.ts lays out their control data), datagrams
+// (systemd's notification socket), send and receive time-outs, and whether a peer has hung up.
+// An address that starts with '@' names a socket in the abstract namespace.
 
 import { constants as osConstants } from 'node:os';
 
@@ -56,6 +57,7 @@ const libc = libcGroup<SocketCalls>((lib, koffi) => {
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
 const SOCK_SEQPACKET = 5;
 const SOCK_NONBLOCK = O_NONBLOCK;
 const SOCK_CLOEXEC = O_CLOEXEC;
@@ -69,13 +71,18 @@ const SO_SNDTIMEO = 21;
 /** sizeof(struct sockaddr_un): a 2-byte family, then sun_path. */
 const SOCKADDR_UN_SIZE = 110;
 
+/**
+ * struct sockaddr_un for `path`, as long as bind and connect must be told it is. A path in the
+ * file system ends at its NUL; an abstract name ('@name' here, a NUL byte then the name in the
+ * address) has no terminator, so every byte up to the length given is part of it.
+ */
 function unixAddress(path: string): Buffer {
-  const address = Buffer.alloc(SOCKADDR_UN_SIZE);
+  const abstract = path.startsWith('@');
+  const name = abstract ? Buffer.concat([Buffer.of(0), Buffer.from(path.slice(1), 'utf8')]) : Buffer.from(path, 'utf8');
+  if (name.length >= SOCKADDR_UN_SIZE - 2) throw new ErrnoError(`unix socket address ${path}`, osConstants.errno.ENAMETOOLONG);
+  const address = Buffer.alloc(abstract ? 2 + name.length : SOCKADDR_UN_SIZE);
   address.writeUInt16LE(AF_UNIX, 0);
-  const written = address.write(path, 2, 'utf8');
-  if (written !== Buffer.byteLength(path) || written >= SOCKADDR_UN_SIZE - 2) {
-    throw new ErrnoError(`unix socket address ${path}`, osConstants.errno.ENAMETOOLONG);
-  }
+  name.copy(address, 2);
   return address;
 }
 
@@ -103,6 +110,39 @@ export function acceptNow(listenFd: number): number | undefined {
   } catch (err) {
     if (hasErrnoCode(err, 'EAGAIN', 'EWOULDBLOCK')) return undefined;
     throw err;
+  }
+}
+
+/**
+ * A unix datagram socket bound to `path` (which must not exist), non-blocking: receiveMessageNow
+ * reads it. kuasard only sends datagrams (sendDatagram); the receiving end is systemd's, or a
+ * test's standing in for it.
+ */
+export function bindUnixDatagram(path: string): number {
+  const fd = check('socket(AF_UNIX, SOCK_DGRAM)', libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    const address = unixAddress(path);
+    check(`bind ${path}`, libc().bind(fd, address, address.length));
+    return fd;
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+/**
+ * Sends `data` as one datagram to the unix datagram socket at `path`, from a socket opened for
+ * it and closed again (as sd_notify does: the receiver may have been replaced since the last
+ * message). Never waits: a receiver whose queue is full fails it with EAGAIN.
+ */
+export function sendDatagram(path: string, data: Uint8Array): void {
+  const fd = check('socket(AF_UNIX, SOCK_DGRAM)', libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    const address = unixAddress(path);
+    checkRetrying(`connect ${path}`, () => libc().connect(fd, address, address.length));
+    sendMessage(fd, data);
+  } finally {
+    closeFd(fd);
   }
 }
 
