@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
 import { registerBench } from './bench.js';
+import { registerDoctor } from './doctor.js';
 import { registerImage } from './image.js';
 
 const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
@@ -28,6 +29,7 @@ program
 
 registerBench(program);
 registerImage(program);
+registerDoctor(program);
 
 try {
   await program.parseAsync();
