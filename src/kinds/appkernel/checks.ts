@@ -31,11 +31,12 @@ export async function appkernelChecks(config: AppkernelCheckConfig, context: Che
       skipped(platformName, 'no runsc'),
     ];
   }
+  // At start the kind itself asks runsc's version and probes the platform next (kind.ts).
+  if (context.depth === 'start') return [ok('runsc', binary), idle, skipped(platformName, 'probed as the kind starts (`runsc do true`)')];
   const answer = await runForCheck(binary, ['--version'], VERSION_TIMEOUT_MS);
   if (!answer.ok)
     return [fail('runsc', `${binary} --version: ${answer.why}`, 'reinstall runsc'), idle, skipped(platformName, 'runsc does not answer')];
   const runsc = ok('runsc', `${parseVersion(answer.stdout).version} (${binary})`);
-  if (context.depth === 'start') return [runsc, idle, skipped(platformName, 'probed as the kind starts (`runsc do true`)')];
   return [runsc, idle, ...(await platformChecks(binary, config, context.scratchDir))];
 }
 

@@ -18,15 +18,17 @@ const TUN_DEVICE = '/dev/net/tun';
 const NETWORK_TOOLS = ['ip', 'tc'];
 
 export async function vmmChecks(config: VmmConfig, context: CheckContext): Promise<CheckResult[]> {
-  const qemu = await qemuCheck(config.qemu);
+  const qemu = await qemuCheck(config.qemu, context);
   const accel = qemu.status === 'fail' ? skipped('accelerator', 'no QEMU to probe with') : await accelCheck(config, context);
   return [qemu, accel, await imageCheck(config.image_dir), await networkCheck()];
 }
 
-async function qemuCheck(qemu: string): Promise<CheckResult> {
+async function qemuCheck(qemu: string, context: CheckContext): Promise<CheckResult> {
   const fix = `install QEMU (apt-get install qemu-system-x86), or set [kinds.vmm] qemu to its path (now "${qemu}")`;
   const binary = await findExecutable(qemu);
   if (!binary) return fail('qemu', `${qemu}: not found${qemu.includes('/') ? '' : ' on PATH'}`, fix);
+  // At start the accelerator's probe runs it next (kind.ts), cached for the boot: one spawn less.
+  if (context.depth === 'start') return ok('qemu', binary);
   const answer = await runForCheck(binary, ['--version'], VERSION_TIMEOUT_MS);
   if (!answer.ok) return fail('qemu', `${binary} --version: ${answer.why}`, fix);
   return ok('qemu', `${answer.stdout.split('\n')[0]?.trim()} (${binary})`);

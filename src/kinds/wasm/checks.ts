@@ -1,8 +1,8 @@
 // Whether the wasm kind can run here: kuasard's own Node runs WebAssembly (not under --jitless,
-// which removes it), and a module compiled on the main thread runs on a worker thread, as every
-// container's instance does (worker-pool.ts).
+// which removes it), and (in `kuasar doctor`) a module compiled on the main thread runs on a
+// worker thread, as every container's instance does (worker-pool.ts).
 import { Worker } from 'node:worker_threads';
-import { type CheckResult, fail, ok } from '../../kind-api/checks.js';
+import { type CheckContext, type CheckResult, fail, ok } from '../../kind-api/checks.js';
 
 /** `(module (func (export "f") (result i32) i32.const 42))` */
 const ANSWER_MODULE = Buffer.from('0061736d010000000105016000017f03020100070501016600000a06010400412a0b', 'hex');
@@ -13,7 +13,7 @@ const WORKER_TIMEOUT_MS = 10_000;
 const WORKER_SOURCE = `const { parentPort } = require('node:worker_threads');
 parentPort.once('message', (module) => parentPort.postMessage(new WebAssembly.Instance(module).exports.f()));`;
 
-export async function wasmChecks(): Promise<CheckResult[]> {
+export async function wasmChecks(context: CheckContext): Promise<CheckResult[]> {
   const name = 'webassembly';
   if (typeof WebAssembly !== 'object') {
     return [
@@ -27,6 +27,8 @@ export async function wasmChecks(): Promise<CheckResult[]> {
   const started = performance.now();
   try {
     const module = await WebAssembly.compile(ANSWER_MODULE);
+    // At start a thread is not worth its tens of milliseconds: the kind starts its warm workers next.
+    if (context.depth === 'start') return [ok(name, `Node ${process.version} compiles modules`)];
     const answer = await answerOnWorker(module);
     if (answer !== ANSWER)
       return [fail(name, `a module on a worker thread answered ${String(answer)}, not ${ANSWER}`, 'report this as a bug')];

@@ -30,9 +30,9 @@ export const wasmKind = defineKind({
     const { WasmKind } = await import('./kind.js');
     return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, warmWorkers: config.warm_workers });
   },
-  async checks() {
+  async checks(_config, context) {
     const { wasmChecks } = await import('./checks.js');
-    return wasmChecks();
+    return wasmChecks(context);
   },
   workloads: {
     hello: { image: TEST_MODULES, command: ['/hello.wasm', 'greetings from a WebAssembly module'] },
