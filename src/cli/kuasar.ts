@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
 import { registerBench } from './bench.js';
+import { registerDoctor } from './doctor.js';
 import { registerImage } from './image.js';
 import { registerInstall } from './install.js';
 
@@ -30,6 +31,7 @@ program
 registerBench(program);
 registerImage(program);
 registerInstall(program);
+registerDoctor(program);
 
 try {
   await program.parseAsync();

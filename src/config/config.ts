@@ -5,16 +5,11 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { invalidArgument } from '../base/errors.js';
-import { MAX_SOCKET_PATH, TASK_SOCKET_NAME } from '../daemon/task-socket.js';
 import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
-import { MAX_KIND_NAME_LENGTH, type KindRegistration } from '../kind-api/registration.js';
-import { absolutePath } from './kind-schema.js';
+import type { KindRegistration } from '../kind-api/registration.js';
+import { absolutePath, type KindEnabled } from './kind-schema.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
-
-// A unix socket path is limited to 107 bytes; a sandbox's task socket is
-// <state_dir>/<kind>/<sandbox id>/task.sock, and CRI's sandbox ids have 64 characters.
-const MAX_STATE_DIR_LENGTH = MAX_SOCKET_PATH - `/${'k'.repeat(MAX_KIND_NAME_LENGTH)}/`.length - 64 - `/${TASK_SOCKET_NAME}`.length;
 
 type Kind = (typeof KINDS)[number];
 
@@ -26,9 +21,9 @@ const kindTables = z.strictObject(
 );
 
 const configSchema = z.strictObject({
-  state_dir: absolutePath
-    .refine((p) => p.length <= MAX_STATE_DIR_LENGTH, `must be at most ${MAX_STATE_DIR_LENGTH} characters (task sockets live below it)`)
-    .default('/run/kuasar'),
+  // Its length is checked with the socket paths below it (src/doctor/socket-paths.ts): a failed
+  // check, with its fix, in `kuasar doctor` and at kuasard's start.
+  state_dir: absolutePath.default('/run/kuasar'),
   log_level: z.enum(LOG_LEVELS).default('info'),
   containerd: z
     .strictObject({
@@ -71,14 +66,23 @@ export async function loadConfig(path: string | undefined): Promise<Config> {
   return parseConfig(doc);
 }
 
-/** The kinds this daemon serves, in a fixed order, with their controller socket resolved. */
-export function enabledKinds(config: Config, only?: string): { name: KindName; listen: string; ioType: string }[] {
+/** Where the sandbox controller of kind `name` listens: its `listen`, else <state_dir>/<name>.sock. */
+export function controllerSocketPath(config: Config, name: KindName): string {
+  return config.kinds[name].listen ?? join(config.state_dir, `${name}.sock`);
+}
+
+/**
+ * The kinds this daemon may serve (enabled "auto" or true: kuasard's checks at start decide), in a
+ * fixed order, with their controller socket resolved. containerd registers a handler for each.
+ */
+export function enabledKinds(config: Config, only?: string): { name: KindName; enabled: KindEnabled; listen: string; ioType: string }[] {
   if (only !== undefined && !(KIND_NAMES as readonly string[]).includes(only)) {
     throw invalidArgument(`unknown kind "${only}": known kinds are ${KIND_NAMES.join(', ')}`);
   }
-  return KIND_NAMES.filter((name) => config.kinds[name].enabled && (only === undefined || only === name)).map((name) => ({
+  return KIND_NAMES.filter((name) => config.kinds[name].enabled !== false && (only === undefined || only === name)).map((name) => ({
     name,
-    listen: config.kinds[name].listen ?? join(config.state_dir, `${name}.sock`),
+    enabled: config.kinds[name].enabled,
+    listen: controllerSocketPath(config, name),
     ioType: config.kinds[name].io_type,
   }));
 }

@@ -5,8 +5,15 @@ import { z } from 'zod';
 
 export const absolutePath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
 
+/**
+ * Whether kuasard serves a kind: "auto" when its checks pass on this host (else it logs why not
+ * and serves the others), true always (a failed check stops kuasard), false never.
+ */
+export const kindEnabled = z.union([z.literal('auto'), z.boolean()]);
+export type KindEnabled = z.infer<typeof kindEnabled>;
+
 export const kindConfigSchema = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: kindEnabled.default('auto'),
   /** The gRPC socket of this kind's sandbox controller (containerd's proxy plugin address). */
   listen: absolutePath.optional(),
   /** containerd's io_type for the CRI handler: "fifo" (default) or "streaming". */

@@ -7,7 +7,10 @@ import type { Logger } from 'pino';
 import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Task } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Streaming } from '../api/containerd/services/streaming/v1/streaming_pb.js';
+import { failedPrecondition } from '../base/errors.js';
 import { enabledKinds, type Config } from '../config/config.js';
+import { sandboxerName } from '../config/containerd.js';
+import { runChecks, servePlan } from '../doctor/run.js';
 import type { Sandbox } from '../engine/sandbox.js';
 import { Sandboxer, type TaskEndpoint, type TaskEndpoints } from '../engine/sandboxer.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
@@ -19,6 +22,7 @@ import { TtrpcServer } from '../rpc/ttrpc/server.js';
 import { registerService } from '../rpc/ttrpc/typed.js';
 import { withCallLog } from '../services/call-log.js';
 import { controllerHandlers } from '../services/controller.js';
+import { refusingHandlers } from '../services/refusing-controller.js';
 import { ContainerdEventForwarder } from '../services/events.js';
 import { streamingHandlers } from '../services/streaming.js';
 import { TASK_SERVICE_NAMES, taskHandlers } from '../services/task.js';
@@ -103,38 +107,80 @@ async function listenGrpc(server: grpc.Server, path: string): Promise<void> {
   await chmod(path, 0o600);
 }
 
+function controllerServer(): grpc.Server {
+  return new grpc.Server({
+    'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
+    'grpc.max_send_message_length': MAX_GRPC_MESSAGE,
+    'grpc.max_connection_idle_ms': CONTROLLER_IDLE_MS,
+  });
+}
+
+/**
+ * Which kinds kuasard serves: each kind enabled "auto" or true, checked (the quick checks, see
+ * src/doctor); one that cannot run is left with a warning ("auto") or stops the start (true).
+ */
+async function checkKinds(config: Config, log: Logger, only: string | undefined) {
+  const kinds = enabledKinds(config, only);
+  if (kinds.length === 0) throw new Error('no sandbox kind is enabled: enable one under [kinds] in the configuration');
+  const started = performance.now();
+  const report = await runChecks(config, { depth: 'start', kinds: kinds.map((k) => k.name) });
+  for (const check of report.host.filter((c) => c.status === 'warn')) log.warn({ check: check.name, fix: check.fix }, check.finding);
+  const plan = servePlan(report);
+  log.info({ checkMs: Math.round(performance.now() - started), serve: plan.serve }, 'host checked');
+  if (plan.refusal) throw failedPrecondition(`${plan.refusal}\n(kuasar doctor tells more)`);
+  for (const { name, reasons } of plan.leave) log.warn({ kind: name, reasons }, 'kind not served: it cannot run here (enabled = "auto")');
+  return { serve: kinds.filter((k) => plan.serve.includes(k.name)), leave: kinds.filter((k) => !plan.serve.includes(k.name)), plan };
+}
+
 export async function startDaemon(config: Config, log: Logger, only?: string): Promise<Daemon> {
   await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
+  const { serve, leave, plan } = await checkKinds(config, log, only);
   const reaper = new Reaper().start();
   const events = new ContainerdEventForwarder(config.containerd.ttrpc_address, log.child({ component: 'events' }));
   const sandboxers: Sandboxer[] = [];
   const servers: grpc.Server[] = [];
-  const kinds = enabledKinds(config, only);
-  if (kinds.length === 0) throw new Error('no sandbox kind is enabled: enable one under [kinds] in the configuration');
   // Before any sandbox is recovered: they take back the task sockets the keeper held for them.
-  const kindDirs = kinds.map(({ name }) => join(config.state_dir, name));
+  const kindDirs = serve.map(({ name }) => join(config.state_dir, name));
   const sockets = await KeptTaskSockets.open(join(config.state_dir, FD_KEEPER_SOCKET), kindDirs, log.child({ component: 'fd-keeper' }));
+  const reasons = new Map(plan.leave.map((k) => [k.name, k.reasons]));
 
-  for (const { name, listen } of kinds) {
+  for (const served of serve) {
+    const { name, enabled, listen } = served;
     const kindLog = log.child({ kind: name });
-    const kindDir = join(config.state_dir, name);
-    const kind = await createKind(name, config.kinds[name], {
-      kindDir,
-      reaper,
-      log: kindLog,
-      keptDescriptors: sockets.descriptors(kindDir),
-    });
-    const sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
-    await sandboxer.init();
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': MAX_GRPC_MESSAGE,
-      'grpc.max_send_message_length': MAX_GRPC_MESSAGE,
-      'grpc.max_connection_idle_ms': CONTROLLER_IDLE_MS,
-    });
+    let sandboxer: Sandboxer;
+    try {
+      const kindDir = join(config.state_dir, name);
+      const kind = await createKind(name, config.kinds[name], {
+        kindDir,
+        reaper,
+        log: kindLog,
+        keptDescriptors: sockets.descriptors(kindDir),
+      });
+      sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
+      await sandboxer.init();
+    } catch (err) {
+      // Its start is its last check (the appkernel kind's platform probe, the vmm kind's accelerator).
+      if (enabled === true) throw failedPrecondition(`${name} is enabled = true but cannot start here: ${(err as Error).message}`);
+      kindLog.warn({ err: (err as Error).message }, 'kind not served: it failed to start (enabled = "auto")');
+      reasons.set(name, [`its start failed: ${(err as Error).message}`]);
+      leave.push(served);
+      continue;
+    }
+    const server = controllerServer();
     addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog, 'controller'));
     await listenGrpc(server, listen);
     kindLog.info({ listen }, 'sandbox controller listening');
     sandboxers.push(sandboxer);
+    servers.push(server);
+  }
+  if (sandboxers.length === 0)
+    throw failedPrecondition(`no sandbox kind can run here: ${[...reasons].map(([k, r]) => `${k}: ${r.join('; ')}`).join('\n')}`);
+  // containerd keeps the handlers of the kinds left: their calls are answered with why.
+  for (const { name, listen } of leave) {
+    const server = controllerServer();
+    const why = `${sandboxerName(name)} is not served by kuasard on this host: ${(reasons.get(name) ?? []).join('; ')} (run kuasar doctor)`;
+    addGrpcService(server, Controller, refusingHandlers(Controller, why));
+    await listenGrpc(server, listen);
     servers.push(server);
   }
   sockets.releaseUnclaimed();

@@ -2,6 +2,7 @@
 // and kuasard's. Key names were checked against `containerd config dump` of containerd 2.1.9.
 import { stringify } from 'smol-toml';
 import { sandboxerName } from '../config/containerd.js';
+import type { KindEnabled } from '../config/kind-schema.js';
 import { KINDS } from '../kinds/index.js';
 import { PAUSE_IMAGE } from './images.js';
 import { kuasarSocketPath, type EnvironmentNames, type EnvironmentPaths } from './layout.js';
@@ -125,20 +126,23 @@ export function renderStreamingHandlers(kinds: readonly string[]): string {
     .join('\n');
 }
 
-/** kuasard's configuration: every registered kind enabled with its defaults, state under the private directory. */
-export function renderKuasardConfig(paths: EnvironmentPaths): string {
-  return renderKuasardConfigWith({})(paths);
+/**
+ * kuasard's configuration: every registered kind with its defaults, state under the private
+ * directory. Enabled = true by default: a test's kind that cannot run stops kuasard, with why.
+ */
+export function renderKuasardConfig(paths: EnvironmentPaths, enabled: KindEnabled = true): string {
+  return renderKuasardConfigWith({}, enabled)(paths);
 }
 
 /** As renderKuasardConfig, with some keys of kinds' tables set (`{ vmm: { stop_timeout_ms: 2000 } }`). */
-export function renderKuasardConfigWith(overrides: Readonly<Record<string, Record<string, unknown>>>) {
+export function renderKuasardConfigWith(overrides: Readonly<Record<string, Record<string, unknown>>>, enabled: KindEnabled = true) {
   return (paths: EnvironmentPaths): string =>
     stringify({
       state_dir: paths.kuasarState,
       log_level: 'debug',
       containerd: { ttrpc_address: paths.containerdTtrpcSocket },
       kinds: Object.fromEntries(
-        KINDS.map(({ name }) => [name, { enabled: true, listen: kuasarSocketPath(paths.dir, name), ...overrides[name] }]),
+        KINDS.map(({ name }) => [name, { enabled, listen: kuasarSocketPath(paths.dir, name), ...overrides[name] }]),
       ),
     });
 }

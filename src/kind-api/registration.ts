@@ -6,6 +6,7 @@
 // of the devenv (workloads name their images by the devenv's short names, as plain strings).
 import type { z } from 'zod';
 import type { KindConfig } from '../config/kind-schema.js';
+import type { CheckContext, CheckResult } from './checks.js';
 import type { KindCapabilities, SandboxKind } from './kind.js';
 import type { KeptDescriptors } from '../linux/fd-keeper.js';
 import type { Reaper } from '../linux/reaper.js';
@@ -13,7 +14,7 @@ import type { Logger } from 'pino';
 
 /**
  * The longest name a kind may have. Task sockets live at <state_dir>/<kind>/<sandbox id>/task.sock,
- * and the configuration limits state_dir so that every kind's socket path fits a unix socket.
+ * and the socket-paths check (src/doctor/socket-paths.ts) says when a state_dir is too long for them.
  */
 export const MAX_KIND_NAME_LENGTH = 9;
 
@@ -86,6 +87,12 @@ export interface KindRegistration<Name extends string = string, Schema extends z
    * a registration with its own table type fits the list of all of them.)
    */
   create(config: z.output<Schema>, context: KindContext): Promise<SandboxKind>;
+  /**
+   * Whether this host can run the kind with this table (`kuasar doctor`; kuasard at start, with
+   * `context.depth` "start"): the kind's own checks, from a module it imports only when asked.
+   * A failed check says what to do. (The host-wide checks are not the kind's: src/doctor.)
+   */
+  checks(config: z.output<Schema>, context: CheckContext): Promise<CheckResult[]>;
   readonly workloads: {
     /** What `kuasar demo` runs: prints a greeting and something about where it runs, then exits 0. */
     hello: Workload;

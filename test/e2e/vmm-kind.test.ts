@@ -248,34 +248,6 @@ const vmmConfigWith =
   };
 
 describe('vmm kind errors through CRI', () => {
-  it('refuses a pod when QEMU or the guest image is missing, naming each and how to get it; nothing stays and kuasard serves on', async () => {
-    const env = await startEnvironment({ kuasardConfig: vmmConfigWith({ qemu: '/nonexistent/qemu', image_dir: '/nonexistent/image' }) });
-    try {
-      const pod = env.podConfig({ name: 'no-image' });
-      const before = snapshotHost({ dirs: [env.paths.kuasarState] });
-      await assert.rejects(
-        env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['vmm'] ?? '' }),
-        (err: Error) => {
-          assert.match(
-            err.message,
-            /the guest image's vmlinux, initrd\.img, rootfs\.img, manifest\.json in \/nonexistent\/image \(build it: kuasar image build --out \/nonexistent\/image\)/,
-          );
-          assert.match(err.message, /\/nonexistent\/qemu \(install qemu-system-x86\)/);
-          return true;
-        },
-      );
-      assert.deepEqual(diffHost(before, snapshotHost({ dirs: [env.paths.kuasarState] }), { scope: env.scope }), NO_LEAKS);
-      const other = await env.cri.runtime.runPodSandbox({
-        config: env.podConfig({ name: 'still-served' }),
-        runtimeHandler: env.handlers.kuasar['runc'] ?? '',
-      });
-      await env.cri.runtime.stopPodSandbox({ podSandboxId: other.podSandboxId });
-      await env.cri.runtime.removePodSandbox({ podSandboxId: other.podSandboxId });
-    } finally {
-      await env.stop();
-    }
-  });
-
   it('stops and reports a VM whose agent does not answer in time', async () => {
     // The agent looks for a serial port that does not exist: the VM runs, and nobody answers.
     const env = await startEnvironment({

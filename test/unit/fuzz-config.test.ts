@@ -48,6 +48,7 @@ const TOML_VALUE = fc.oneof(
     'nan',
     '0x10',
     '"runc"',
+    '"auto"',
     '"fifo"',
     '"streaming"',
     '"debug"',

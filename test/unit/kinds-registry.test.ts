@@ -34,7 +34,9 @@ test("each kind's table is the configuration's [kinds.<name>], with a default fo
   for (const kind of kinds) {
     const table = kind.config.parse({});
     assert.deepEqual(config.kinds[kind.name as keyof typeof config.kinds], table);
-    assert.equal(typeof table.enabled, 'boolean');
+    // Served where its checks pass: every kind owns checks (loaded only when asked).
+    assert.equal(table.enabled, 'auto');
+    assert.equal(typeof kind.checks, 'function');
     assert.equal(table.io_type, 'fifo');
     assert.throws(() => kind.config.parse({ no_such_key: 1 }), /no_such_key/, `${kind.name} accepts an unknown key`);
   }

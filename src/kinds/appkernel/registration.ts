@@ -9,8 +9,6 @@ export const appkernelKind = defineKind({
   name: 'appkernel',
   capabilities: APPKERNEL_CAPABILITIES,
   config: kindConfigSchema.extend({
-    /** Opt-in: it needs runsc (scripts/setup-host.sh installs it). */
-    enabled: z.boolean().default(false),
     /** runsc: a name on PATH or an absolute path. */
     runsc: z.string().min(1).default('runsc'),
     /**
@@ -24,6 +22,10 @@ export const appkernelKind = defineKind({
   async create(config, { kindDir, reaper, log }) {
     const { AppkernelKind } = await import('./kind.js');
     return new AppkernelKind({ kindDir, reaper, log, runsc: config.runsc, platform: config.platform, runscFlags: config.runsc_flags });
+  },
+  async checks(config, context) {
+    const { appkernelChecks } = await import('./checks.js');
+    return appkernelChecks({ runsc: config.runsc, platform: config.platform, runscFlags: config.runsc_flags }, context);
   },
   workloads: {
     hello: {

@@ -15,6 +15,10 @@ export const runcKind = defineKind({
     const { RuncKind } = await import('./kind.js');
     return new RuncKind({ kindDir, ociRuntime: config.oci_runtime, reaper });
   },
+  async checks(config, context) {
+    const { runcChecks } = await import('./checks.js');
+    return runcChecks(config.oci_runtime, context);
+  },
   workloads: {
     hello: {
       image: 'busybox',

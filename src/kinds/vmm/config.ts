@@ -8,8 +8,6 @@ import { DEFAULT_IMAGE_DIR } from '../../guest/image/layout.js';
 const kernelParam = z.string().regex(/^[^\s"']+$/, 'must be one kernel parameter without spaces or quotes');
 
 export const vmmConfigSchema = kindConfigSchema.extend({
-  /** Opt-in: it needs QEMU and a guest image (`kuasar image build`). */
-  enabled: z.boolean().default(false),
   /** The QEMU system emulator: a name on PATH or an absolute path. */
   qemu: z.string().min(1).default('qemu-system-x86_64'),
   /** QEMU's machine type. */

@@ -1,7 +1,7 @@
 // The vmm kind: one QEMU VM per pod. At start it settles the accelerator once (KVM only when a
-// probe shows a vCPU really runs: under nested virtualisation /dev/kvm may open and hang); what a
-// pod needs besides (QEMU, the guest image) is checked at each Controller Create, so that a host
-// that lacks it still serves the other kinds and the pod's error says what to do.
+// probe shows a vCPU really runs: under nested virtualisation /dev/kvm may open and hang). What a
+// pod needs besides (QEMU, the guest image) is checked before the kind starts (checks.ts) and
+// again at each Controller Create: a pod's error says what went missing since.
 import { access, constants, mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
@@ -25,7 +25,7 @@ const QEMU_COMM_PREFIX = 'qemu-system-';
 const CLOCK_TICK_MS = 5_000;
 
 /** How long the KVM probe may take before KVM counts as hanging. */
-const KVM_PROBE_TIMEOUT_MS = 3_000;
+export const KVM_PROBE_TIMEOUT_MS = 3_000;
 
 export interface VmmKindOptions {
   kindDir: string;
@@ -55,9 +55,8 @@ export class VmmKind implements SandboxKind {
     await makePrivateBindOfItself(this.options.kindDir);
     const syncEveryMs = config.clock_sync_interval_s * 1000;
     const clocks = new GuestClocks({ intervalMs: syncEveryMs, tickMs: Math.min(CLOCK_TICK_MS, syncEveryMs || CLOCK_TICK_MS), log });
+    // QEMU and the guest image were checked before the kind was built (checks.ts).
     this.env = { config, accel: await this.chooseAccel(), reaper, clocks, kept: this.options.keptDescriptors };
-    const missing = await this.missingPieces();
-    if (missing.length > 0) log.warn({ missing }, 'vmm pods cannot start until these are installed');
   }
 
   private async chooseAccel(): Promise<'kvm' | 'tcg'> {

@@ -13,6 +13,10 @@ export const vmmKind = defineKind({
     const { VmmKind } = await import('./kind.js');
     return new VmmKind({ kindDir, reaper, log, config, keptDescriptors });
   },
+  async checks(config, context) {
+    const { vmmChecks } = await import('./checks.js');
+    return vmmChecks(config, context);
+  },
   workloads: {
     hello: {
       image: 'busybox',

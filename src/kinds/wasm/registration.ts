@@ -11,8 +11,6 @@ export const wasmKind = defineKind({
   name: 'wasm',
   capabilities: WASM_CAPABILITIES,
   config: kindConfigSchema.extend({
-    /** Opt-in: a daemon serves this kind only when its configuration enables it. */
-    enabled: z.boolean().default(false),
     /**
      * The most linear memory (bytes) of a module whose container has no memory limit: instances
      * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
@@ -31,6 +29,10 @@ export const wasmKind = defineKind({
   async create(config, { kindDir }) {
     const { WasmKind } = await import('./kind.js');
     return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, warmWorkers: config.warm_workers });
+  },
+  async checks(_config, context) {
+    const { wasmChecks } = await import('./checks.js');
+    return wasmChecks(context);
   },
   workloads: {
     hello: { image: TEST_MODULES, command: ['/hello.wasm', 'greetings from a WebAssembly module'] },
