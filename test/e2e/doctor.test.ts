@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { containerdConfigSnippet } from '../../src/config/containerd.js';
 import { parseConfig } from '../../src/config/config.js';
-import { renderKuasardConfig } from '../../src/devenv/config.js';
+import { renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { startEnvironment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
 import { runPod } from '../../src/devenv/pod-runs.js';
@@ -236,12 +236,10 @@ describe('kuasar doctor and kuasard on a stand-in host', () => {
 describe('kuasard with enabled = "auto"', () => {
   it('serves the kinds whose checks pass; the handler of one whose checks fail answers why; nothing stays', async () => {
     const env = await startEnvironment({
-      kuasardConfig: (paths) => {
-        const config = parseToml(renderKuasardConfig(paths)) as { kinds: Record<string, Record<string, unknown>> };
-        config.kinds['vmm'] = { ...config.kinds['vmm'], enabled: 'auto', qemu: '/nonexistent/qemu', image_dir: '/nonexistent/image' };
-        config.kinds['appkernel'] = { ...config.kinds['appkernel'], enabled: false };
-        return stringifyToml(config);
-      },
+      kuasardConfig: renderKuasardConfigWith({
+        vmm: { enabled: 'auto', qemu: '/nonexistent/qemu', image_dir: '/nonexistent/image' },
+        appkernel: { enabled: false },
+      }),
     });
     try {
       const left = readFileSync(env.paths.kuasardLog, 'utf8')

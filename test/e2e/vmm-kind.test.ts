@@ -18,15 +18,12 @@ import {
   type ContainerConfig,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
-import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
-import { renderKuasardConfig } from '../../src/devenv/config.js';
+import { renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import type { EnvironmentPaths } from '../../src/devenv/layout.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
-import { processesOfScope } from '../../src/devenv/ownership.js';
+import { vmProcesses } from '../../src/devenv/vm-processes.js';
 import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
-import { listProcesses } from '../../src/devenv/processes.js';
 import { eventually, untilAnswered } from '../../src/devenv/retry.js';
 import { DEFAULT_IMAGE_DIR, readManifest } from '../../src/guest/image/layout.js';
 
@@ -48,12 +45,7 @@ describe('vmm kind through CRI', () => {
 
   const handler = () => env.handlers.kuasar['vmm'] ?? '';
 
-  /** The QEMU processes of this environment's VMs (kuasard names each VM kuasar-vmm-<sandbox id>). */
-  const qemuProcesses = () => {
-    const processes = listProcesses();
-    const ours = processesOfScope(processes, env.scope);
-    return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
-  };
+  const qemuProcesses = (sandboxId?: string) => vmProcesses(env.scope, sandboxId);
 
   /** Runs a pod on kuasar-vmm (or `podHandler`), calls `body`, removes the pod and checks that nothing stayed. */
   async function withPod(name: string, body: (run: PodRun) => Promise<void>, podHandler = handler()) {
@@ -224,7 +216,7 @@ describe('vmm kind through CRI', () => {
         run,
         containerConfig({ name: 'idle', image: env.images.busybox, command: ['sleep', '3600'] }),
       );
-      const [qemu, ...others] = qemuProcesses().filter((p) => p.cmdline.includes(`kuasar-vmm-${run.podId}`));
+      const [qemu, ...others] = qemuProcesses(run.podId);
       assert.ok(qemu, 'the pod has a QEMU process');
       assert.deepEqual(others, [], 'and only one');
       process.kill(qemu.pid, 'SIGKILL');
@@ -239,13 +231,7 @@ describe('vmm kind through CRI', () => {
 });
 
 /** A kuasard whose vmm table has `overrides`, beside the devenv's defaults. */
-const vmmConfigWith =
-  (overrides: Record<string, unknown>) =>
-  (paths: EnvironmentPaths): string => {
-    const config = parseToml(renderKuasardConfig(paths)) as { kinds: Record<string, Record<string, unknown>> };
-    config.kinds['vmm'] = { ...config.kinds['vmm'], ...overrides };
-    return stringifyToml(config);
-  };
+const vmmConfigWith = (overrides: Record<string, unknown>) => renderKuasardConfigWith({ vmm: overrides });
 
 describe('vmm kind errors through CRI', () => {
   it('stops and reports a VM whose agent does not answer in time', async () => {

@@ -26,10 +26,9 @@ import { ContainerState } from '../../src/cri/client.js';
 import { makeCgroup } from '../../src/devenv/cgroups.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
-import { processesOfScope } from '../../src/devenv/ownership.js';
+import { vmProcesses } from '../../src/devenv/vm-processes.js';
 import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
 import { containerConfig, type ContainerOptions } from '../../src/devenv/pods.js';
-import { listProcesses } from '../../src/devenv/processes.js';
 import { cgroupPlaces, detectCgroupLayout, removeCgroup } from '../../src/linux/cgroups.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
 import { TtrpcClient } from '../../src/rpc/ttrpc/client.js';
@@ -81,12 +80,7 @@ describe('vmm kind: stats, updates, pause, OOM, stop timeouts and the pod cgroup
 
   const handler = () => env.handlers.kuasar['vmm'] ?? '';
 
-  /** The QEMU processes of this environment's VMs (kuasard names each VM kuasar-vmm-<sandbox id>). */
-  const qemuProcesses = () => {
-    const processes = listProcesses();
-    const ours = processesOfScope(processes, env.scope);
-    return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
-  };
+  const qemuProcesses = (sandboxId?: string) => vmProcesses(env.scope, sandboxId);
 
   /** Runs `pod` (default: a plain one named `name`) on kuasar-vmm, calls `body`, removes the pod and checks that nothing stayed. */
   async function withPod(name: string, body: (run: PodRun) => Promise<void>, pod: PodSandboxConfig = env.podConfig({ name })) {
@@ -119,7 +113,7 @@ describe('vmm kind: stats, updates, pause, OOM, stop timeouts and the pod cgroup
   }
 
   const qemuOf = (podId: string) => {
-    const [qemu, ...others] = qemuProcesses().filter((p) => p.cmdline.includes(`kuasar-vmm-${podId}`));
+    const [qemu, ...others] = qemuProcesses(podId);
     assert.ok(qemu, 'the pod has a QEMU process');
     assert.deepEqual(others, [], 'and only one');
     return qemu;

@@ -17,10 +17,10 @@ import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost, untilInitReaped } from '../../src/devenv/leaks.js';
-import { processesOfScope } from '../../src/devenv/ownership.js';
 import { startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
-import { containerConfig, containerLogPath } from '../../src/devenv/pods.js';
 import { listProcesses } from '../../src/devenv/processes.js';
+import { vmProcesses } from '../../src/devenv/vm-processes.js';
+import { containerConfig, containerLogPath } from '../../src/devenv/pods.js';
 import { untilAnswered } from '../../src/devenv/retry.js';
 
 /** Under TCG a VM boots in seconds; CRI waits are generous. */
@@ -55,15 +55,10 @@ describe('vmm kind across restarts', () => {
 
   const handler = () => env.handlers.kuasar['vmm'] ?? '';
 
-  /** The QEMU processes of this environment's VMs (kuasard names each VM kuasar-vmm-<sandbox id>). */
-  const qemuProcesses = () => {
-    const processes = listProcesses();
-    const ours = processesOfScope(processes, env.scope);
-    return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
-  };
+  const qemuProcesses = (sandboxId?: string) => vmProcesses(env.scope, sandboxId);
 
   const qemuPid = (podId: string): number => {
-    const qemu = qemuProcesses().find((p) => p.cmdline.includes(`kuasar-vmm-${podId},`));
+    const [qemu] = qemuProcesses(podId);
     assert.ok(qemu, `the VM of pod ${podId} runs`);
     return qemu.pid;
   };

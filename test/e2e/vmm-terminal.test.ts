@@ -10,10 +10,9 @@ import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { RemoteCommand } from '../../src/cri/remote-command.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { NO_LEAKS } from '../../src/devenv/leaks.js';
-import { processesOfScope } from '../../src/devenv/ownership.js';
+import { vmProcesses } from '../../src/devenv/vm-processes.js';
 import { runPod, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
 import { containerConfig, containerLogPath } from '../../src/devenv/pods.js';
-import { listProcesses } from '../../src/devenv/processes.js';
 
 /** Under TCG a VM boots in seconds; CRI waits are generous. */
 const WAIT = { timeoutMs: 60_000 };
@@ -43,12 +42,7 @@ describe('vmm kind: terminals through CRI', () => {
 
   const handlers = () => ({ fifo: env.handlers.kuasar['vmm'] ?? '', streaming: env.handlers.kuasarStreaming['vmm'] ?? '' });
 
-  /** The QEMU processes of this environment's VMs (kuasard names each VM kuasar-vmm-<sandbox id>). */
-  const qemuProcesses = () => {
-    const processes = listProcesses();
-    const ours = processesOfScope(processes, env.scope);
-    return processes.filter((p) => ours.has(p.pid) && /\bkuasar-vmm-/.test(p.cmdline));
-  };
+  const qemuProcesses = (sandboxId?: string) => vmProcesses(env.scope, sandboxId);
 
   /** Runs a pod on `handler`, calls `body`, removes the pod and checks that nothing stayed. */
   async function withPod(name: string, handler: string, body: (run: PodRun) => Promise<void>) {
