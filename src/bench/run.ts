@@ -22,6 +22,7 @@ import { evaluateTargets, type BenchResult, type HandlerInfo } from './results.j
 import type { BenchSettings } from './settings.js';
 import { parseStageRecords } from './stages.js';
 import { breakdownsByHandler } from './start-stages.js';
+import { vmStartsByHandler } from './vm-start.js';
 
 /** kuasard writes its log asynchronously: time for the last records to reach the file. */
 const LOG_FLUSH_MS = 500;
@@ -65,6 +66,7 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   if (incomplete !== undefined && !measuredSomething(data)) throw new Error(incomplete);
   const records = parseStageRecords(log);
   summarizeMeasurements(data, records);
+  const vmStarts = vmStartsByHandler(handlers, data, records, log);
 
   const withoutTargets: Omit<BenchResult, 'targets'> = {
     startedAt,
@@ -77,6 +79,7 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     single: data.single,
     parallel: data.parallel,
     stages: breakdownsByHandler(handlers, data, records),
+    ...(Object.keys(vmStarts).length > 0 ? { vmStarts } : {}),
     memory: data.memory,
     ...(data.taskRate ? { taskRate: data.taskRate } : {}),
   };

@@ -13,6 +13,7 @@ import { imagePaths } from '../../guest/image/layout.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
+import { timedAgentReady } from './boot-stages.js';
 import { AgentChannel } from './channel.js';
 import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
@@ -166,7 +167,7 @@ export class VmmSandbox implements KindSandbox {
       this.vm = vm;
       this.pod = { ...this.pod, vm: vm.process };
       this.watchVm(vm);
-      const { channel, check } = await timed(log, 'vmm.agent-ready', () =>
+      const { channel, check } = await timedAgentReady(log, layout.consoleLog, () =>
         AgentChannel.open(layout.agent.socket, {
           timeoutMs: this.env.config.boot_timeout_ms,
           vmEnded: vm.ended,
