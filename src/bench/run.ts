@@ -8,10 +8,12 @@
 // handlers in which order).
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { renderKuasardConfig } from '../devenv/config.js';
 import { startEnvironment } from '../devenv/environment.js';
 import { chooseHandlers } from './handlers.js';
 import { currentLoad, hostInfo } from './host-info.js';
 import { handleInterrupts } from './interrupts.js';
+import { kindConfigsInBench } from './kinds.js';
 import { emptyMeasurements, measuredSomething, summarizeMeasurements } from './measurements.js';
 import { startWithGcHook } from './memory.js';
 import { writeResults } from './output.js';
@@ -23,6 +25,12 @@ import type { BenchSettings } from './settings.js';
 import { parseStageRecords } from './stages.js';
 import { breakdownsByHandler } from './start-stages.js';
 import { vmStartsByHandler } from './vm-start.js';
+
+/**
+ * How long one CRI call may take: a pod of a kind whose pods boot a VM, started with nine others
+ * under emulation on a busy machine, took over kubelet's default of 2 minutes (KindBenchmark.config).
+ */
+const CRI_CALL_TIMEOUT_MS = 5 * 60_000;
 
 /** kuasard writes its log asynchronously: time for the last records to reach the file. */
 const LOG_FLUSH_MS = 500;
@@ -45,7 +53,13 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
   let cleanupProblem: string | undefined;
   let log = '';
   try {
-    const env = await startWithGcHook(() => startEnvironment({ onProgress: (message) => progress.note(`  · ${message}`) }));
+    const env = await startWithGcHook(() =>
+      startEnvironment({
+        kuasardConfig: (paths) => renderKuasardConfig(paths, kindConfigsInBench()),
+        criCallTimeoutMs: CRI_CALL_TIMEOUT_MS,
+        onProgress: (message) => progress.note(`  · ${message}`),
+      }),
+    );
     try {
       handlers = chooseHandlers(env.handlers, settings.kinds);
       progress.note(`  · handlers: ${handlers.map((h) => h.handler).join(', ')}`);

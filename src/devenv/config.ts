@@ -125,12 +125,20 @@ export function renderStreamingHandlers(kinds: readonly string[]): string {
     .join('\n');
 }
 
-/** kuasard's configuration: every registered kind enabled with its defaults, state under the private directory. */
-export function renderKuasardConfig(paths: EnvironmentPaths): string {
+/**
+ * kuasard's configuration: every registered kind enabled with its defaults (and the keys `kinds`
+ * gives for it), state under the private directory.
+ */
+export function renderKuasardConfig(
+  paths: EnvironmentPaths,
+  kinds: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {},
+): string {
   return stringify({
     state_dir: paths.kuasarState,
     log_level: 'debug',
     containerd: { ttrpc_address: paths.containerdTtrpcSocket },
-    kinds: Object.fromEntries(KINDS.map(({ name }) => [name, { enabled: true, listen: kuasarSocketPath(paths.dir, name) }])),
+    kinds: Object.fromEntries(
+      KINDS.map(({ name }) => [name, { ...kinds[name], enabled: true, listen: kuasarSocketPath(paths.dir, name) }]),
+    ),
   });
 }

@@ -68,6 +68,11 @@ export interface KindBenchmark {
     anchor: string;
   };
   /**
+   * Keys of the kind's configuration table that the benchmark's kuasard sets (values the kind's
+   * schema accepts): for pods that, started many at once, need longer than the defaults allow.
+   */
+  config?: Readonly<Record<string, unknown>>;
+  /**
    * Caps on a run's default counts for this kind's handler (an option given on the command line
    * still wins): for pods that take seconds to start or hold hundreds of MiB each.
    */

@@ -22,6 +22,9 @@ export const vmmKind = defineKind({
   },
   bench: {
     onlyWhenAsked: 'each pod is a VM: without KVM it boots for seconds under emulation and holds its guest memory',
+    // 10 VMs booting at once under TCG on 2 busy cores took over the default 60 s each (every
+    // one of them then failed): the benchmark gives them 5 minutes, and its CRI calls as long.
+    config: { boot_timeout_ms: 300_000 },
     runLimits: {
       singleRounds: 20,
       parallelPods: 10,
