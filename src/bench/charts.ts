@@ -85,7 +85,12 @@ export function cumulativePoints(series: readonly { handler: string; values: rea
   });
 }
 
+/** Latencies this many times apart (a VM's seconds beside a container's milliseconds) go on a logarithmic axis. */
+const LOG_SCALE_SPREAD = 20;
+
 function cumulativeChart(title: string, series: readonly { handler: string; values: readonly number[] }[]): TopLevelSpec {
+  const all = series.flatMap((s) => s.values).filter((v) => v > 0);
+  const logScale = all.length > 0 && Math.max(...all) / Math.min(...all) > LOG_SCALE_SPREAD;
   return {
     $schema: SCHEMA,
     config: CONFIG,
@@ -95,7 +100,12 @@ function cumulativeChart(title: string, series: readonly { handler: string; valu
     data: { values: cumulativePoints(series) },
     mark: { type: 'line', interpolate: 'step-after', point: { size: 12 } },
     encoding: {
-      x: { field: 'ms', type: 'quantitative', title: 'start latency (ms)', scale: { zero: false } },
+      x: {
+        field: 'ms',
+        type: 'quantitative',
+        title: `start latency (ms${logScale ? ', logarithmic' : ''})`,
+        scale: logScale ? { type: 'log' } : { zero: false },
+      },
       y: { field: 'fraction', type: 'quantitative', title: 'fraction of pods started', axis: { format: '%' } },
       color: { field: 'handler', type: 'nominal', title: 'CRI handler' },
     },

@@ -436,14 +436,14 @@ function renderPerPod(result: BenchResult): string[] {
   const out = [
     '### Memory per pod, side by side',
     '',
-    "KiB per pod. A pod's own processes: PSS, averaged over the pods of the fullest point. The management plane's share: kuasard's slope " +
+    "MiB per pod. A pod's own processes: PSS, averaged over the pods of the fullest point. The management plane's share: kuasard's slope " +
       "(private memory after GC where read, as for the targets), or the slope of the baseline's shims' PSS (one shim per pod). " +
       "The containers' own processes on the host (busybox `sleep` of the runc pods) are not counted; a VM's or a gVisor sandbox's hold their containers.",
     '',
     "| handler | the pod's own processes | their PSS | management plane | total |",
     '|---|---|---|---|---|',
   ];
-  const kib = (kb: number) => kb.toFixed(0);
+  const mib2 = (kb: number) => (kb / 1024).toFixed(2);
   for (const h of result.handlers) {
     const memory = result.memory[h.handler];
     if (!memory) continue;
@@ -451,19 +451,20 @@ function renderPerPod(result: BenchResult): string[] {
       const fullest = [...memory.points].sort((a, b) => b.pods - a.pods)[0];
       const pauseKb = fullest && fullest.pods > 0 && fullest.pausePssKb !== undefined ? fullest.pausePssKb / fullest.pods : undefined;
       const shimKb = memory.fit?.slope;
-      const total = pauseKb !== undefined && shimKb !== undefined ? kib(pauseKb + shimKb) : '-';
-      out.push(`| ${h.handler} | pause | ${orDash(pauseKb, kib)} | ${orDash(shimKb, kib)} (shim) | ${total} |`);
+      const total = pauseKb !== undefined && shimKb !== undefined ? mib2(pauseKb + shimKb) : '-';
+      out.push(`| ${h.handler} | pause | ${orDash(pauseKb, mib2)} | ${orDash(shimKb, mib2)} (shim) | ${total} |`);
       continue;
     }
     const cost = memory.podCost;
     if (cost) {
       out.push(
-        `| ${h.handler} | ${h.kind}: ${podProcessesOf(h.kind)?.short ?? 'its own'} | ${kib(cost.processesPssKb)} | ${kib(cost.kuasardKb)} (kuasard) | ${kib(cost.pssKb)} |`,
+        `| ${h.handler} | ${h.kind}: ${podProcessesOf(h.kind)?.short ?? 'its own'} | ${mib2(cost.processesPssKb)} | ${mib2(cost.kuasardKb)} (kuasard) | ${mib2(cost.pssKb)} |`,
       );
       continue;
     }
     const slope = (memory.fitPrivate ?? memory.fit)?.slope;
-    out.push(`| ${h.handler} | none | 0 | ${orDash(slope, kib)} (kuasard) | ${orDash(slope, kib)} |`);
+    const none = h.kind === IN_KUASARD_KIND.name ? 'none: its containers run inside kuasard' : 'none';
+    out.push(`| ${h.handler} | ${none} | ${mib2(0)} | ${orDash(slope, mib2)} (kuasard) | ${orDash(slope, mib2)} |`);
   }
   out.push('');
   return out;

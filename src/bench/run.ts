@@ -27,8 +27,9 @@ import { breakdownsByHandler } from './start-stages.js';
 import { vmStartsByHandler } from './vm-start.js';
 
 /**
- * How long one CRI call may take: a pod of a kind whose pods boot a VM, started with nine others
- * under emulation on a busy machine, took over kubelet's default of 2 minutes (KindBenchmark.config).
+ * How long one CRI call may take: a VM pod started with nine others under emulation on a busy
+ * machine took up to 2 minutes, the client's (and kubelet's) default deadline (see also the vmm
+ * kind's KindBenchmark.config).
  */
 const CRI_CALL_TIMEOUT_MS = 5 * 60_000;
 

@@ -31,8 +31,8 @@ export const vmmKind = defineKind({
       parallelRounds: 3,
       memoryPods: 10,
       why:
-        'a VM pod takes about 10 s to start under TCG on 2 cores, and a batch of 10 about a minute (all CPU); ' +
-        'each VM holds about 200 MiB: 20 starts still give a p90',
+        'under TCG on 2 cores a VM pod takes 15-30 s to start and a batch of 10 about 2 minutes, all of it CPU, ' +
+        'and each VM holds about 400 MiB: 20 starts still give a p90',
     },
     // sandbox.ts names each VM's QEMU so (vmName: `-name kuasar-vmm-<sandbox id>,...`; a unit test holds the two together).
     podProcesses: {
