@@ -1,5 +1,6 @@
 // Per-stage durations of a pod's life (controller calls, task calls, OCI runtime calls, mounts),
-// logged as `stage` records so that a benchmark can show where the time of a pod start goes.
+// logged as `stage` records so that a benchmark can show where the time of a pod start goes. A
+// record is logged when its stage ends: its time is the stage's end, its `ms` the duration.
 import type { Logger } from 'pino';
 
 export async function timed<T>(log: Logger, stage: string, work: () => Promise<T>): Promise<T> {
@@ -7,8 +8,15 @@ export async function timed<T>(log: Logger, stage: string, work: () => Promise<T
   try {
     return await work();
   } finally {
-    if (log.isLevelEnabled('debug')) {
-      log.debug({ stage, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'stage');
-    }
+    logStage(log, stage, Number(process.hrtime.bigint() - started) / 1e6);
   }
+}
+
+/**
+ * A stage that ends now and whose duration was measured elsewhere (by another clock, such as a
+ * guest's uptime). Log it before the record of any stage that holds it: a reader finds a stage's
+ * enclosing one among the records logged after it.
+ */
+export function logStage(log: Logger, stage: string, ms: number): void {
+  if (log.isLevelEnabled('debug')) log.debug({ stage, ms }, 'stage');
 }

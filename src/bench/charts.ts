@@ -41,7 +41,7 @@ export function benchCharts(result: BenchResult): Chart[] {
       file: 'latency-parallel.svg',
       title: 'Pods started in parallel: cumulative distribution of single pods',
       spec: cumulativeChart(
-        `Pod start inside batches of ${result.settings.parallelPods} parallel pods`,
+        `Pod start inside batches of ${batchSizes(result)} started at once`,
         parallel.map(([handler, p]) => ({ handler, values: p.rounds.flatMap((r) => r.podMs) })),
       ),
     });
@@ -69,6 +69,14 @@ export function benchCharts(result: BenchResult): Chart[] {
   return charts;
 }
 
+/** `50 pods`, or where handlers' batches differ (a kind's run limits) `50 pods (kuasar-vmm 10)`. */
+export function batchSizes(result: BenchResult): string {
+  const sizes = Object.entries(result.parallel).map(([handler, p]) => ({ handler, pods: p.pods }));
+  const usual = result.settings.parallelPods;
+  const others = sizes.filter((s) => s.pods !== usual).map((s) => `${s.handler} ${s.pods}`);
+  return `${usual} pods${others.length > 0 ? ` (${others.join(', ')})` : ''}`;
+}
+
 /** Each sample's cumulative fraction within its handler, for a step-line distribution chart. */
 export function cumulativePoints(series: readonly { handler: string; values: readonly number[] }[]) {
   return series.flatMap(({ handler, values }) => {
@@ -77,7 +85,12 @@ export function cumulativePoints(series: readonly { handler: string; values: rea
   });
 }
 
+/** Latencies this many times apart (a VM's seconds beside a container's milliseconds) go on a logarithmic axis. */
+const LOG_SCALE_SPREAD = 20;
+
 function cumulativeChart(title: string, series: readonly { handler: string; values: readonly number[] }[]): TopLevelSpec {
+  const all = series.flatMap((s) => s.values).filter((v) => v > 0);
+  const logScale = all.length > 0 && Math.max(...all) / Math.min(...all) > LOG_SCALE_SPREAD;
   return {
     $schema: SCHEMA,
     config: CONFIG,
@@ -87,7 +100,12 @@ function cumulativeChart(title: string, series: readonly { handler: string; valu
     data: { values: cumulativePoints(series) },
     mark: { type: 'line', interpolate: 'step-after', point: { size: 12 } },
     encoding: {
-      x: { field: 'ms', type: 'quantitative', title: 'start latency (ms)', scale: { zero: false } },
+      x: {
+        field: 'ms',
+        type: 'quantitative',
+        title: `start latency (ms${logScale ? ', logarithmic' : ''})`,
+        scale: logScale ? { type: 'log' } : { zero: false },
+      },
       y: { field: 'fraction', type: 'quantitative', title: 'fraction of pods started', axis: { format: '%' } },
       color: { field: 'handler', type: 'nominal', title: 'CRI handler' },
     },
@@ -101,7 +119,7 @@ function wallTimeChart(result: BenchResult): TopLevelSpec {
   return {
     $schema: SCHEMA,
     config: CONFIG,
-    title: `Wall time of a batch of ${result.settings.parallelPods} pods started at once`,
+    title: `Wall time of a batch of ${batchSizes(result)} started at once`,
     width: WIDTH,
     height: HEIGHT / 2,
     data: { values },

@@ -24,3 +24,10 @@ export const IN_KUASARD_KIND = { name: inKuasard.name, ...inKuasard.bench!.inKua
 export function podProcessesOf(kind: string | undefined): KindBenchmark['podProcesses'] {
   return kind === undefined ? undefined : findKind(kind)?.bench?.podProcesses;
 }
+
+/** The keys of each kind's table that the benchmark's kuasard sets (KindBenchmark.config), by kind. */
+export function kindConfigsInBench(): Record<string, Readonly<Record<string, unknown>>> {
+  return Object.fromEntries(
+    (KINDS as readonly KindRegistration[]).flatMap((kind) => (kind.bench?.config ? [[kind.name, kind.bench.config]] : [])),
+  );
+}

@@ -6,11 +6,14 @@ import {
   TASK_RATE_GOAL,
   type BenchResult,
   type HandlerInfo,
+  type PhaseBreakdown,
   type PodMemoryCost,
   type TaskRateResult,
   type TaskRateRun,
+  type VmStartResult,
 } from './results.js';
-import { OUTSIDE_KUASARD, type StageBreakdown, type StageTotal } from './stages.js';
+import { OUTSIDE_KUASARD, type StageBreakdown, type StageRow, type StageTotal } from './stages.js';
+import type { HandlerCounts } from './settings.js';
 import { summarize } from './stats.js';
 
 export interface ChartFile {
@@ -49,7 +52,10 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
   const kuasarHandlers = result.handlers.filter((h) => h.side === 'kuasar');
 
   if (Object.keys(result.single).length > 0) {
-    out.push(`## Pod start, one at a time (${settings.singleRounds} rounds per handler)`, '');
+    out.push(
+      `## Pod start, one at a time (${settings.singleRounds} rounds per handler${countsNote(result, (c) => String(c.singleRounds))})`,
+      '',
+    );
     out.push('RunPodSandbox + CreateContainer + StartContainer until CRI reports the container RUNNING, in ms.', '');
     out.push('| handler | n | min | p50 | p90 | p99 | max | failures |', '|---|---|---|---|---|---|---|---|');
     for (const h of result.handlers) {
@@ -67,16 +73,22 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       const s = result.single[k.handler]?.summary;
       if (s && base) out.push('', `Baseline / ${k.handler}: p50 ${ratio(base.p50, s.p50)}, p90 ${ratio(base.p90, s.p90)}.`);
     }
-    out.push('');
+    out.push('', ...renderSandboxSplit(result), '');
   }
 
   if (Object.keys(result.parallel).length > 0) {
-    out.push(`## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler)`, '');
+    out.push(
+      `## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler${countsNote(result, (c) => `${c.parallelPods} pods, ${c.parallelRounds} rounds`)})`,
+      '',
+    );
     out.push(
       'Wall time from the first RunPodSandbox to the last container RUNNING, in ms; and the start time of single pods inside the batches.',
       '',
     );
-    out.push('| handler | rounds | wall min | wall p50 | wall max | pod p50 | pod p90 | failures |', '|---|---|---|---|---|---|---|---|');
+    out.push(
+      '| handler | pods | rounds | wall min | wall p50 | wall max | pod p50 | pod p90 | failures |',
+      '|---|---|---|---|---|---|---|---|---|',
+    );
     for (const h of result.handlers) {
       const parallel = result.parallel[h.handler];
       if (!parallel) continue;
@@ -85,17 +97,21 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       const pod = podMs.length > 0 ? summarize(podMs) : undefined;
       out.push(
         w && pod
-          ? `| ${h.handler} | ${w.n} | ${ms(w.min)} | ${ms(w.p50)} | ${ms(w.max)} | ${ms(pod.p50)} | ${ms(pod.p90)} | ${parallel.failures.length} |`
-          : `| ${h.handler} | 0 | - | - | - | - | - | ${parallel.failures.length} |`,
+          ? `| ${h.handler} | ${parallel.pods} | ${w.n} | ${ms(w.min)} | ${ms(w.p50)} | ${ms(w.max)} | ${ms(pod.p50)} | ${ms(pod.p90)} | ${parallel.failures.length} |`
+          : `| ${h.handler} | ${parallel.pods} | 0 | - | - | - | - | - | ${parallel.failures.length} |`,
       );
     }
-    const base = baseline && result.parallel[baseline.handler]?.wall;
+    const base = baseline && result.parallel[baseline.handler];
     for (const k of kuasarHandlers) {
-      const w = result.parallel[k.handler]?.wall;
-      if (w && base) out.push('', `Baseline / ${k.handler}: wall time (median) ${ratio(base.p50, w.p50)}.`);
+      const own = result.parallel[k.handler];
+      // Batches of different sizes have no ratio.
+      if (own?.wall && base?.wall && own.pods === base.pods)
+        out.push('', `Baseline / ${k.handler}: wall time (median) ${ratio(base.wall.p50, own.wall.p50)}.`);
     }
     out.push('');
   }
+
+  for (const [handler, vm] of Object.entries(result.vmStarts ?? {})) out.push(...renderVmStart(result, handler, vm));
 
   for (const k of kuasarHandlers) {
     const stages = result.stages[k.handler];
@@ -119,6 +135,88 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
   }
   out.push('How these figures are taken: bench/README.md. Raw figures: results.json.', '');
   return out.join('\n');
+}
+
+/** `; kuasar-vmm: 20` for each measured handler whose kind caps the run's counts (settings.kindCounts). */
+function countsNote(result: BenchResult, show: (counts: HandlerCounts) => string): string {
+  return result.handlers
+    .flatMap((h) => {
+      const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
+      return own ? [`; ${h.handler}: ${show(own)}`] : [];
+    })
+    .join('');
+}
+
+/** Why a measured kind runs fewer pods than the others. */
+function limitsWhy(result: BenchResult): string[] {
+  return result.handlers.flatMap((h) => {
+    const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
+    return own ? [`Fewer for ${h.handler} (its kind's limits on a run's default counts): ${own.why}.`, ''] : [];
+  });
+}
+
+/** Each handler's RunPodSandbox, and the rest of its start (the container's create and start until RUNNING). */
+function renderSandboxSplit(result: BenchResult): string[] {
+  const out = [
+    ...limitsWhy(result),
+    'Of which RunPodSandbox (sent to its reply: the pod sandbox ready), and the rest: the container created and started until CRI reports it RUNNING, in ms.',
+    '',
+    '| handler | RunPodSandbox p50 | RunPodSandbox p90 | container p50 | container p90 |',
+    '|---|---|---|---|---|',
+  ];
+  for (const h of result.handlers) {
+    const single = result.single[h.handler];
+    const sandbox = single?.sandboxSummary;
+    if (!single || !sandbox) continue;
+    const container = summarize(single.ms.map((total, i) => total - (single.sandboxMs[i] ?? 0)));
+    out.push(`| ${h.handler} | ${ms(sandbox.p50)} | ${ms(sandbox.p90)} | ${ms(container.p50)} | ${ms(container.p90)} |`);
+  }
+  return out;
+}
+
+/** A VM pod's start phase by phase (vm-start.ts), the accelerator, and the published figures beside it. */
+function renderVmStart(result: BenchResult, handler: string, vm: VmStartResult): string[] {
+  const kind = result.handlers.find((h) => h.handler === handler)?.kind;
+  const registration = kind === undefined ? undefined : findKind(kind)?.bench?.vmStart;
+  const out = [`## A VM pod's start, phase by phase: ${handler}`, '', describeAccelerators(vm.accelerators), ''];
+  const table = (title: string, b: PhaseBreakdown) => {
+    out.push(title, '', "| phase | from kuasard's stages | p50 ms | p90 ms | share |", '|---|---|---|---|---|');
+    for (const row of b.phases) {
+      const stages = row.stages.map((st) => `\`${st}\``).join(' + ') + row.minus.map((st) => ` − \`${st}\``).join('');
+      out.push(
+        `| ${row.phase}${row.recorded ? '' : ' (no record of it)'} | ${stages} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`,
+      );
+    }
+    out.push(
+      `| the rest: containerd's CRI work (sandbox, CNI, image, stores), kuasard's other steps, the transport | end to end − the phases | ${ms(b.rest.p50)} | ${ms(b.rest.p90)} | ${pct(b.rest.share)} |`,
+      `| **the pod's start, end to end** | | ${ms(b.e2e.p50)} | ${ms(b.e2e.p90)} | 100% |`,
+      '',
+    );
+  };
+  if (vm.single)
+    table(`One pod at a time (${vm.single.starts} starts); percentiles of each phase apart, so they do not add up:`, vm.single);
+  if (vm.parallel)
+    table(
+      `Inside the parallel batches (${vm.parallel.starts} pods, ${result.parallel[handler]?.pods ?? '?'} at once; from the records that name each pod's sandbox):`,
+      vm.parallel,
+    );
+  if (registration) out.push(`For reference: ${registration.anchor}.`, '');
+  return out;
+}
+
+/** The accelerator the VMs came up with, as kuasard logged it, and what TCG means for the figures. */
+function describeAccelerators(accelerators: Readonly<Record<string, number>>): string {
+  const found = Object.entries(accelerators);
+  if (found.length === 0) return "Accelerator: not found in kuasard's log (no VM came up?).";
+  const list = found.map(([accel, vms]) => `**${accel.toUpperCase()}** (${vms} VM${vms === 1 ? '' : 's'})`).join(', ');
+  const tcg = accelerators['tcg'] !== undefined;
+  return (
+    `Accelerator, as kuasard logged each VM that came up in this run: ${list}.` +
+    (tcg
+      ? " TCG is QEMU's software emulation (KVM does not work on this host): the guest's code is translated as it runs, so every phase " +
+        'that runs guest code (its kernel, the agent, runc in the guest) is many times slower than on KVM, and QEMU holds the translated code in memory.'
+      : '')
+  );
 }
 
 /** The baseline's idle workload (BASELINE_KIND's), and that of each measured kind that runs another. */
@@ -147,7 +245,7 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
     '|---|---|---|---|---|---|',
   );
   for (const row of b.rows) {
-    const indent = '&nbsp;&nbsp;'.repeat(row.rpc ? 0 : row.inside ? 2 : 1);
+    const indent = '&nbsp;&nbsp;'.repeat(depthOf(row, b.rows));
     const within = row.inside !== undefined ? `${row.inside} (${row.within})` : row.within;
     out.push(
       `| ${indent}\`${row.stage}\` | ${within ?? (row.rpc ? 'RPC' : 'an RPC not recorded here')} | ${row.perStart.toFixed(1)} | ${ms(row.p50)} | ${ms(row.p90)} | ${pct(row.share)} |`,
@@ -158,6 +256,13 @@ function renderBreakdown(title: string, b: StageBreakdown): string[] {
     out.push('', `Largest share of its own${b.outside ? '' : ' among these stages'}: **${b.dominant.stage}** (${pct(b.dominant.share)}).`);
   out.push('');
   return out;
+}
+
+/** How deep a row sits: an RPC 0, a step right inside one 1, a step inside that step 2, and so on. */
+function depthOf(row: StageRow, rows: readonly StageRow[], seen: readonly StageRow[] = []): number {
+  if (row.rpc) return 0;
+  const parent = rows.find((r) => !r.rpc && r.stage === row.inside && r.within === row.within);
+  return parent && !seen.includes(parent) ? 1 + depthOf(parent, rows, [...seen, row]) : 1;
 }
 
 function renderTaskRate(taskRate: TaskRateResult): string[] {
@@ -318,6 +423,50 @@ function renderMemory(result: BenchResult): string[] {
     }
   }
   out.push('');
+  if (Object.values(result.memory).some((m) => m.podCost)) out.push(...renderPerPod(result));
+  return out;
+}
+
+/**
+ * What one pod costs the host on each measured handler, side by side: its own processes (a VM's
+ * QEMU, a gVisor sandbox, the baseline's pause) and the management plane's share (kuasard's slope,
+ * or the baseline's shim).
+ */
+function renderPerPod(result: BenchResult): string[] {
+  const out = [
+    '### Memory per pod, side by side',
+    '',
+    "MiB per pod. A pod's own processes: PSS, averaged over the pods of the fullest point. The management plane's share: kuasard's slope " +
+      "(private memory after GC where read, as for the targets), or the slope of the baseline's shims' PSS (one shim per pod). " +
+      "The containers' own processes on the host (busybox `sleep` of the runc pods) are not counted; a VM's or a gVisor sandbox's hold their containers.",
+    '',
+    "| handler | the pod's own processes | their PSS | management plane | total |",
+    '|---|---|---|---|---|',
+  ];
+  const mib2 = (kb: number) => (kb / 1024).toFixed(2);
+  for (const h of result.handlers) {
+    const memory = result.memory[h.handler];
+    if (!memory) continue;
+    if (h.side === 'baseline') {
+      const fullest = [...memory.points].sort((a, b) => b.pods - a.pods)[0];
+      const pauseKb = fullest && fullest.pods > 0 && fullest.pausePssKb !== undefined ? fullest.pausePssKb / fullest.pods : undefined;
+      const shimKb = memory.fit?.slope;
+      const total = pauseKb !== undefined && shimKb !== undefined ? mib2(pauseKb + shimKb) : '-';
+      out.push(`| ${h.handler} | pause | ${orDash(pauseKb, mib2)} | ${orDash(shimKb, mib2)} (shim) | ${total} |`);
+      continue;
+    }
+    const cost = memory.podCost;
+    if (cost) {
+      out.push(
+        `| ${h.handler} | ${h.kind}: ${podProcessesOf(h.kind)?.short ?? 'its own'} | ${mib2(cost.processesPssKb)} | ${mib2(cost.kuasardKb)} (kuasard) | ${mib2(cost.pssKb)} |`,
+      );
+      continue;
+    }
+    const slope = (memory.fitPrivate ?? memory.fit)?.slope;
+    const none = h.kind === IN_KUASARD_KIND.name ? 'none: its containers run inside kuasard' : 'none';
+    out.push(`| ${h.handler} | ${none} | ${mib2(0)} | ${orDash(slope, mib2)} (kuasard) | ${orDash(slope, mib2)} |`);
+  }
+  out.push('');
   return out;
 }
 
@@ -346,7 +495,7 @@ function ownProcessesNote(result: BenchResult): string {
       const own = podProcessesOf(h.kind);
       return own && result.memory[h.handler]
         ? [
-            ` Each ${h.kind} pod keeps processes of its own on the host, in a cgroup of its own: ${own.what}. ` +
+            ` Each ${h.kind} pod keeps processes of its own on the host (${'cgroupPrefix' in own ? 'in a cgroup of its own' : "kuasard's children, by the name each runs under"}): ${own.what}. ` +
               "They are the pod's, not the management plane's: read at the same moments as kuasard, they are shown apart (\"pods' processes\", all pods together).",
           ]
         : [];
@@ -357,9 +506,12 @@ function ownProcessesNote(result: BenchResult): string {
 /** What one pod costs the host: its own processes plus kuasard's slope (pod-memory.ts). */
 function describePodCost(cost: PodMemoryCost): string {
   const mb = (kb: number) => ((kb * 1024) / 1e6).toFixed(1);
+  const split = cost.processesPssByMapping;
   return (
     `memory per pod **${mib(cost.pssKb)} MiB PSS (${mb(cost.pssKb)} MB)**, ${mib(cost.privateKb)} MiB private: ` +
-    `its own processes ${mib(cost.processesPssKb)} MiB PSS, ${mib(cost.processesPrivateKb)} MiB private (average over the ${cost.pods} pods of the fullest point), ` +
+    `its own processes ${mib(cost.processesPssKb)} MiB PSS, ${mib(cost.processesPrivateKb)} MiB private (average over the ${cost.pods} pods of the fullest point; ` +
+    `their PSS by kind of mapping: anonymous ${mib(split.anonymousKb)} MiB, anonymous and executable (code generated as it runs) ${mib(split.executableAnonymousKb)} MiB, ` +
+    `file pages ${mib(split.fileKb)} MiB, shared by the processes that map the same files), ` +
     `plus kuasard's ${cost.kuasardKb.toFixed(1)} KiB per pod (its marginal cost above)`
   );
 }

@@ -42,6 +42,7 @@ export function summarizeMeasurements(data: Measurements, records: readonly Stag
   }
   for (const entry of Object.values(data.single)) {
     if (entry.ms.length > 0) entry.summary = summarize(entry.ms);
+    if (entry.sandboxMs.length > 0) entry.sandboxSummary = summarize(entry.sandboxMs);
   }
   for (const entry of Object.values(data.parallel)) {
     if (entry.rounds.length > 0) entry.wall = summarize(entry.rounds.map((r) => r.wallMs));

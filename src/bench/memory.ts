@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { HostProcess } from '../devenv/processes.js';
+import type { PodProcessLocation } from '../kind-api/registration.js';
 
 /** The signal gc-hook.ts answers with a full garbage collection. */
 export const GC_SIGNAL = 'SIGUSR2';
@@ -63,15 +64,67 @@ export function readProcessMemory(pid: number): ProcessMemory | undefined {
   }
 }
 
+/**
+ * A process's PSS by kind of mapping, KiB: what a pod's own processes hold is told apart by it
+ * (a VM's QEMU: the guest's RAM and QEMU's heap are anonymous, TCG's translated code anonymous and
+ * executable, QEMU, its libraries and the kernel image it loaded file pages shared between VMs).
+ */
+export interface PssByMapping {
+  /** Anonymous mappings that are not executable (heaps, a VM's RAM). */
+  anonymousKb: number;
+  /** Anonymous executable mappings: code generated at run time (a JIT, TCG's translations). */
+  executableAnonymousKb: number;
+  /** Mappings of files (programs, libraries, images), whose pages every process mapping them shares. */
+  fileKb: number;
+}
+
+/** Sums the Pss lines of a /proc/<pid>/smaps by the kind of the mapping each follows. */
+export function parseSmapsByMapping(text: string): PssByMapping {
+  const sums: PssByMapping = { anonymousKb: 0, executableAnonymousKb: 0, fileKb: 0 };
+  let kind: keyof PssByMapping = 'anonymousKb';
+  for (const line of text.split('\n')) {
+    // "7f23b0000000-7f23effff000 rwxp 00000000 00:00 0   [path]": perms, offset, device, inode.
+    const header = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ (\d+)/.exec(line);
+    if (header) {
+      const file = header[2] !== '0';
+      kind = file ? 'fileKb' : header[1]?.includes('x') ? 'executableAnonymousKb' : 'anonymousKb';
+      continue;
+    }
+    const pss = /^Pss:\s+(\d+) kB$/.exec(line);
+    if (pss) sums[kind] += Number(pss[1]);
+  }
+  return sums;
+}
+
+/** The PSS split of processes, summed; processes that vanished meanwhile count nothing. */
+export function sumPssByMapping(pids: readonly number[]): PssByMapping {
+  const sum: PssByMapping = { anonymousKb: 0, executableAnonymousKb: 0, fileKb: 0 };
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    } catch {
+      continue;
+    }
+    const split = parseSmapsByMapping(text);
+    sum.anonymousKb += split.anonymousKb;
+    sum.executableAnonymousKb += split.executableAnonymousKb;
+    sum.fileKb += split.fileKb;
+  }
+  return sum;
+}
+
 /** What one environment's management plane is made of, for each side. */
 export interface ManagementPlane {
   kuasard?: HostProcess;
-  /** kuasard's children that are not containers: per-pod helpers (none expected for runc pods). */
+  /** kuasard's children that are neither containers nor the pods' own processes: per-pod helpers (none expected for runc pods). */
   kuasardHelpers: HostProcess[];
   /** containerd's runc shims started by this environment's containerd. */
   shims: HostProcess[];
   /** The baseline's pause processes (one per pod), reported apart from the shims. */
   pauses: HostProcess[];
+  /** With PlaneLocator.podProcesses: the pods' own processes, by pod (see podProcessGroups). */
+  podProcesses: Map<string, HostProcess[]>;
 }
 
 export interface PlaneLocator {
@@ -81,6 +134,8 @@ export interface PlaneLocator {
   containerdSocket: string;
   /** The pods' cgroup directory name: containers (and pause processes) live below it. */
   cgroupName: string;
+  /** Where the measured kind's pods keep processes of their own (KindBenchmark.podProcesses), for kinds whose pods do. */
+  podProcesses?: PodProcessLocation;
 }
 
 /** Picks one environment's management-plane processes out of the host's process table. */
@@ -91,40 +146,66 @@ export function findManagementPlane(processes: readonly HostProcess[], where: Pl
     (p) => /(^|\/)containerd-shim-runc-v2\b/.test(p.cmdline) && p.cmdline.includes(`-address ${where.containerdSocket}`),
   );
   const shimPids = new Set(shims.map((s) => s.pid));
+  const podProcesses = where.podProcesses
+    ? podProcessGroups(processes, where.podProcesses, { cgroupName: where.cgroupName, kuasardPid: kuasard?.pid })
+    : new Map<string, HostProcess[]>();
+  const ofPods = new Set([...podProcesses.values()].flat().map((p) => p.pid));
   return {
     ...(kuasard ? { kuasard } : {}),
-    kuasardHelpers: kuasard ? processes.filter((p) => p.ppid === kuasard.pid && !inPodCgroup(p) && p.state !== 'Z') : [],
+    kuasardHelpers: kuasard
+      ? processes.filter((p) => p.ppid === kuasard.pid && !inPodCgroup(p) && !ofPods.has(p.pid) && p.state !== 'Z')
+      : [],
     shims,
     pauses: processes.filter((p) => shimPids.has(p.ppid) && p.cmdline === '/pause'),
+    podProcesses,
   };
 }
 
-/** Where the pods of a kind with processes of its own per pod keep them (KindBenchmark.podProcesses). */
-export interface PodProcessLocator {
-  /** The environment's pods' cgroup directory name: the per-pod cgroups are right below it. */
+/** Which environment's pods: its pods' cgroup directory name, and its kuasard. */
+export interface PodProcessScope {
+  /** The environment's pods' cgroup directory name: per-pod cgroups are right below it. */
   cgroupName: string;
-  /** The per-pod cgroup's name begins with this. */
-  cgroupPrefix: string;
+  /** Processes found by their argument must be kuasard's children: other environments run VMs too. */
+  kuasardPid: number | undefined;
 }
 
 /**
- * The processes in each per-pod cgroup, by that cgroup's name (one per pod), zombies left out. A
- * process counts when any of its hierarchies (cgroup v1) or the unified one (v2) puts it there.
+ * The pods' own processes, by pod (the per-pod cgroup's name, or the argument that names the pod),
+ * zombies left out. By cgroup: a process counts when any of its hierarchies (cgroup v1) or the
+ * unified one (v2) puts it in a cgroup right below the environment's whose name has the prefix.
+ * By argument: a child of kuasard with an argument that begins with the prefix (a daemonized VM
+ * is kuasard's child: kuasard is a child subreaper).
  */
-export function podProcessGroups(processes: readonly HostProcess[], where: PodProcessLocator): Map<string, HostProcess[]> {
-  const parent = `/${where.cgroupName}/`;
+export function podProcessGroups(
+  processes: readonly HostProcess[],
+  location: PodProcessLocation,
+  scope: PodProcessScope,
+): Map<string, HostProcess[]> {
   const groups = new Map<string, HostProcess[]>();
   for (const p of processes) {
     if (p.state === 'Z') continue;
-    // "memory:/<cgroupName>/<prefix><id>" -> "<prefix><id>"
-    const names = p.cgroups.flatMap((line) => {
-      const at = line.indexOf(parent);
-      return at < 0 ? [] : [line.slice(at + parent.length).split('/')[0] as string];
-    });
-    const name = names.find((n) => n.startsWith(where.cgroupPrefix));
-    if (name !== undefined) groups.set(name, [...(groups.get(name) ?? []), p]);
+    const pod =
+      'cgroupPrefix' in location ? podByCgroup(p, location.cgroupPrefix, scope) : podByArgument(p, location.argumentPrefix, scope);
+    if (pod !== undefined) groups.set(pod, [...(groups.get(pod) ?? []), p]);
   }
   return groups;
+}
+
+function podByCgroup(p: HostProcess, prefix: string, scope: PodProcessScope): string | undefined {
+  const parent = `/${scope.cgroupName}/`;
+  // "memory:/<cgroupName>/<prefix><id>" -> "<prefix><id>"
+  const names = p.cgroups.flatMap((line) => {
+    const at = line.indexOf(parent);
+    return at < 0 ? [] : [line.slice(at + parent.length).split('/')[0] as string];
+  });
+  return names.find((n) => n.startsWith(prefix));
+}
+
+function podByArgument(p: HostProcess, prefix: string, scope: PodProcessScope): string | undefined {
+  if (scope.kuasardPid === undefined || p.ppid !== scope.kuasardPid) return undefined;
+  // "-name kuasar-vmm-<id>,debug-threads=on" -> "kuasar-vmm-<id>"
+  const argument = p.cmdline.split(' ').find((arg) => arg.startsWith(prefix));
+  return argument === undefined ? undefined : prefix + (/^[\w.-]*/.exec(argument.slice(prefix.length))?.[0] ?? '');
 }
 
 /**

@@ -4,7 +4,8 @@
 import { roundOrder } from './handlers.js';
 import { POOL, type PartContext } from './part-context.js';
 import { removePod, removePods, type StartedPod } from './pods.js';
-import type { ParallelResult, SingleResult } from './results.js';
+import type { HandlerInfo, ParallelResult, SingleResult } from './results.js';
+import { countsFor } from './settings.js';
 import { median } from './stats.js';
 
 /** One untimed pod per handler: the first start of each pays for caches the others reuse. */
@@ -21,12 +22,16 @@ export async function warmUp(ctx: PartContext): Promise<void> {
 
 /** Pods started one at a time: each start timed from RunPodSandbox to a running container. */
 export async function measureSingle(ctx: PartContext): Promise<void> {
-  const { singleRounds } = ctx.settings;
   const { data, handlers, progress } = ctx;
-  progress.begin('one pod at a time', singleRounds * handlers.length);
-  for (const h of handlers) data.single[h.handler] = { ms: [], failures: [] };
-  for (let round = 0; round < singleRounds; round++) {
-    for (const handler of roundOrder(handlers, round)) {
+  const roundsOf = (h: HandlerInfo) => countsFor(ctx.settings, h.kind).singleRounds;
+  progress.begin('one pod at a time', sum(handlers.map(roundsOf)));
+  for (const h of handlers) data.single[h.handler] = { ms: [], sandboxMs: [], failures: [] };
+  for (let round = 0; round < Math.max(...handlers.map(roundsOf)); round++) {
+    // A handler with fewer rounds (a kind whose pods start slowly) takes part in the first ones.
+    for (const handler of roundOrder(
+      handlers.filter((h) => round < roundsOf(h)),
+      round,
+    )) {
       ctx.signal.throwIfAborted();
       const entry = data.single[handler.handler] as SingleResult;
       let pod: StartedPod;
@@ -38,6 +43,7 @@ export async function measureSingle(ctx: PartContext): Promise<void> {
         continue;
       }
       entry.ms.push(pod.ms);
+      entry.sandboxMs.push(pod.sandboxMs);
       data.singleStarts.push({ handler: handler.handler, pod });
       progress.tick(`${handler.handler} ${pod.ms.toFixed(0)} ms`);
       await removePod(ctx.env, pod.podId).catch((err: Error) => entry.failures.push(`round ${round + 1}, removal: ${err.message}`));
@@ -48,15 +54,23 @@ export async function measureSingle(ctx: PartContext): Promise<void> {
 
 /** Batches of pods started at once: the wall time of a batch, and each pod's own start time. */
 export async function measureParallel(ctx: PartContext): Promise<void> {
-  const { parallelPods, parallelRounds } = ctx.settings;
   const { data, handlers, progress } = ctx;
-  progress.begin(`${parallelPods} pods in parallel`, parallelRounds * handlers.length);
-  for (const h of handlers) data.parallel[h.handler] = { pods: parallelPods, rounds: [], failures: [] };
-  for (let round = 0; round < parallelRounds; round++) {
-    for (const handler of roundOrder(handlers, round)) {
+  const countsOf = (h: HandlerInfo) => countsFor(ctx.settings, h.kind);
+  const sizes = [...new Set(handlers.map((h) => countsOf(h).parallelPods))];
+  const title =
+    sizes.length === 1
+      ? `${sizes[0]} pods in parallel`
+      : `pods in parallel (${handlers.map((h) => `${h.handler} ${countsOf(h).parallelPods}`).join(', ')})`;
+  progress.begin(title, sum(handlers.map((h) => countsOf(h).parallelRounds)));
+  for (const h of handlers) data.parallel[h.handler] = { pods: countsOf(h).parallelPods, rounds: [], failures: [] };
+  for (let round = 0; round < Math.max(...handlers.map((h) => countsOf(h).parallelRounds)); round++) {
+    for (const handler of roundOrder(
+      handlers.filter((h) => round < countsOf(h).parallelRounds),
+      round,
+    )) {
       ctx.signal.throwIfAborted();
       const entry = data.parallel[handler.handler] as ParallelResult;
-      const outcomes = await Promise.allSettled(Array.from({ length: parallelPods }, () => ctx.startPod(handler)));
+      const outcomes = await Promise.allSettled(Array.from({ length: entry.pods }, () => ctx.startPod(handler)));
       const pods = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
       const failed = outcomes.flatMap((o) => (o.status === 'rejected' ? [(o.reason as Error).message] : []));
       entry.failures.push(
@@ -68,7 +82,7 @@ export async function measureParallel(ctx: PartContext): Promise<void> {
       );
       if (failed.length > 0) {
         // A batch with a failed pod has no meaningful wall time: it is left out.
-        entry.failures.push(`round ${round + 1}: ${failed.length} of ${parallelPods} pods failed, first: ${failed[0]}`);
+        entry.failures.push(`round ${round + 1}: ${failed.length} of ${entry.pods} pods failed, first: ${failed[0]}`);
         progress.tick(`${handler.handler} failed`);
         continue;
       }
@@ -80,6 +94,8 @@ export async function measureParallel(ctx: PartContext): Promise<void> {
   }
   progress.end(handlers.map((h) => `${h.handler} wall p50 ${fmtMedian(data.parallel[h.handler]?.rounds.map((r) => r.wallMs))}`).join(', '));
 }
+
+const sum = (values: readonly number[]) => values.reduce((total, v) => total + v, 0);
 
 /** A phase's closing line shows each handler's median, or a dash when it has none. */
 function fmtMedian(values: readonly number[] | undefined): string {

@@ -15,15 +15,16 @@ import {
   GC_SIGNAL,
   hasGcHook,
   hasSettled,
-  podProcessGroups,
   readProcessMemory,
   sumMemory,
+  sumPssByMapping,
   type PlaneLocator,
   type ProcessMemory,
 } from './memory.js';
 import { POOL, removeEveryPod, type PartContext } from './part-context.js';
 import { inPool, removePods } from './pods.js';
 import type { HandlerInfo, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
+import { countsFor } from './settings.js';
 import { median } from './stats.js';
 
 /** Time between two memory reads of one point. */
@@ -42,12 +43,14 @@ const QUIET_TIMEOUT_MS = 60_000;
 type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number; podProcesses?: PodProcessesRead };
 
 export async function measureMemory(ctx: PartContext): Promise<void> {
-  const locator: PlaneLocator = {
-    kuasardConfig: ctx.env.paths.kuasardConfig,
-    containerdSocket: ctx.env.paths.containerdSocket,
-    cgroupName: ctx.env.names.cgroupName,
-  };
   for (const handler of memoryOrder(ctx.handlers)) {
+    const podProcesses = podProcessesOf(handler.kind);
+    const locator: PlaneLocator = {
+      kuasardConfig: ctx.env.paths.kuasardConfig,
+      containerdSocket: ctx.env.paths.containerdSocket,
+      cgroupName: ctx.env.names.cgroupName,
+      ...(podProcesses ? { podProcesses } : {}),
+    };
     await removeEveryPod(ctx.env);
     const entry: MemoryResult = { points: [], helpers: [], failures: [] };
     ctx.data.memory[handler.handler] = entry;
@@ -66,7 +69,7 @@ class HandlerMemoryPhase {
 
   async run(): Promise<void> {
     const { ctx, handler, entry } = this;
-    const counts = ctx.settings.memoryPods;
+    const counts = countsFor(ctx.settings, handler.kind).memoryPods;
     ctx.progress.begin(`memory, ${handler.handler}`, counts[counts.length - 1] ?? 0);
     if (handler.side === 'kuasar') {
       await this.waitForQuietKuasard();
@@ -182,20 +185,19 @@ class HandlerMemoryPhase {
       reads.push({
         ...sumMemory(pids),
         pausePssKb: sumMemory(plane.pauses.map((p) => p.pid)).pssKb,
-        ...this.readPodProcesses(processes),
+        ...podProcessesRead(plane.podProcesses, this.locator),
       });
     }
     return reads;
   }
+}
 
-  /** The totals of the pods' own processes, for a kind whose pods have them. */
-  private readPodProcesses(processes: readonly HostProcess[]): { podProcesses?: PodProcessesRead } {
-    const where = podProcessesOf(this.handler.kind);
-    if (!where) return {};
-    const groups = podProcessGroups(processes, { cgroupName: this.locator.cgroupName, cgroupPrefix: where.cgroupPrefix });
-    const { pssKb, privateKb, processes: counted } = sumMemory([...groups.values()].flat().map((p) => p.pid));
-    return { podProcesses: { pssKb, privateKb, processes: counted, pods: groups.size } };
-  }
+/** The totals of the pods' own processes, for a kind whose pods have them. */
+function podProcessesRead(groups: ReadonlyMap<string, readonly HostProcess[]>, locator: PlaneLocator): { podProcesses?: PodProcessesRead } {
+  if (!locator.podProcesses) return {};
+  const pids = [...groups.values()].flat().map((p) => p.pid);
+  const { pssKb, privateKb, processes } = sumMemory(pids);
+  return { podProcesses: { pssKb, pssByMapping: sumPssByMapping(pids), privateKb, processes, pods: groups.size } };
 }
 
 /** The median of the reads' pod-process totals, when they have them. */
@@ -206,6 +208,11 @@ function podProcessesMedian(reads: readonly PlaneRead[]): { podProcesses?: PodPr
   return {
     podProcesses: {
       pssKb: median(of.map((r) => r.pssKb)),
+      pssByMapping: {
+        anonymousKb: median(of.map((r) => r.pssByMapping.anonymousKb)),
+        executableAnonymousKb: median(of.map((r) => r.pssByMapping.executableAnonymousKb)),
+        fileKb: median(of.map((r) => r.pssByMapping.fileKb)),
+      },
       privateKb: median(of.map((r) => r.privateKb)),
       processes: last.processes,
       pods: last.pods,

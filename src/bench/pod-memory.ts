@@ -9,12 +9,19 @@ export function podMemoryCost(memory: MemoryResult): PodMemoryCost | undefined {
   const own = point?.podProcesses;
   if (!own) return undefined;
   const processesPssKb = own.pssKb / own.pods;
+  const { anonymousKb, executableAnonymousKb, fileKb } = own.pssByMapping;
+  const processesPssByMapping = {
+    anonymousKb: anonymousKb / own.pods,
+    executableAnonymousKb: executableAnonymousKb / own.pods,
+    fileKb: fileKb / own.pods,
+  };
   const processesPrivateKb = own.privateKb / own.pods;
   // As the marginal targets judge kuasard: private memory (after GC where read), else PSS.
   const kuasardKb = (memory.fitPrivate ?? memory.fit)?.slope ?? 0;
   return {
     pods: own.pods,
     processesPssKb,
+    processesPssByMapping,
     processesPrivateKb,
     kuasardKb,
     pssKb: processesPssKb + kuasardKb,

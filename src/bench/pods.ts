@@ -21,6 +21,8 @@ export interface StartedPod {
   endedAt: number;
   /** End-to-end duration, from a monotonic clock. */
   ms: number;
+  /** Of which RunPodSandbox: sent to its reply (the pod's sandbox ready), same clock. */
+  sandboxMs: number;
 }
 
 export interface PodShape {
@@ -39,6 +41,7 @@ export async function startTimedPod(env: Environment, shape: PodShape): Promise<
   const startedAt = Date.now();
   const began = performance.now();
   const { podSandboxId } = await env.cri.runtime.runPodSandbox({ config: pod, runtimeHandler: shape.handler });
+  const sandboxMs = performance.now() - began;
   try {
     const { containerId } = await env.cri.runtime.createContainer({ podSandboxId, config: container, sandboxConfig: pod });
     await env.cri.runtime.startContainer({ containerId });
@@ -47,7 +50,7 @@ export async function startTimedPod(env: Environment, shape: PodShape): Promise<
       intervalMs: STATUS_POLL_MS,
     });
     const ms = performance.now() - began;
-    return { podId: podSandboxId, containerId, startedAt, endedAt: Date.now(), ms };
+    return { podId: podSandboxId, containerId, startedAt, endedAt: Date.now(), ms, sandboxMs };
   } catch (err) {
     await removePod(env, podSandboxId).catch(() => undefined);
     throw err;

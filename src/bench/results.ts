@@ -1,6 +1,7 @@
 // The results of one benchmark run (written as results.json) and the issue's targets judged
 // against them. Everything here is data in, data out: the report and the charts read it.
 import { BASELINE_KIND, IN_KUASARD_KIND } from './kinds.js';
+import type { PssByMapping } from './memory.js';
 import type { BenchSettings } from './settings.js';
 import type { StageBreakdown, StageTotal } from './stages.js';
 import type { LinearFit, Summary } from './stats.js';
@@ -29,6 +30,9 @@ export interface SingleResult {
   /** End-to-end ms of each start, in the order they ran. */
   ms: number[];
   summary?: Summary;
+  /** Of each start, the ms of its RunPodSandbox (the rest is the container's create and start). */
+  sandboxMs: number[];
+  sandboxSummary?: Summary;
   failures: string[];
 }
 
@@ -67,6 +71,8 @@ export interface MemoryPoint {
 
 export interface PodProcessesRead {
   pssKb: number;
+  /** The PSS by kind of mapping (memory.ts). */
+  pssByMapping: PssByMapping;
   privateKb: number;
   processes: number;
   /** Per-pod cgroups that had a process. */
@@ -98,6 +104,8 @@ export interface MemoryResult {
 export interface PodMemoryCost {
   pods: number;
   processesPssKb: number;
+  /** processesPssKb by kind of mapping. */
+  processesPssByMapping: PssByMapping;
   processesPrivateKb: number;
   /** kuasard's marginal memory per pod: the slope of its private memory (after GC where read), else of its PSS; 0 when not fitted. */
   kuasardKb: number;
@@ -144,6 +152,36 @@ export interface TaskRateResult {
   failures: string[];
 }
 
+/** A VM pod's start, phase by phase (vm-start.ts). */
+export interface PhaseRow {
+  phase: string;
+  stages: string[];
+  minus: string[];
+  /** Percentiles of the phase's time per start. */
+  p50: number;
+  p90: number;
+  /** The phase's total over the starts' end-to-end total. */
+  share: number;
+  /** False when no start had a record of the phase's stages (a stage renamed, or not logged at this level). */
+  recorded: boolean;
+}
+
+export interface PhaseBreakdown {
+  starts: number;
+  e2e: Summary;
+  phases: PhaseRow[];
+  /** The end-to-end time that no phase holds: containerd's CRI work, kuasard's other steps, the transport. */
+  rest: { p50: number; p90: number; share: number };
+}
+
+export interface VmStartResult {
+  /** How many VMs of the kind came up with each accelerator during the run, by kuasard's log. */
+  accelerators: Record<string, number>;
+  /** One pod at a time (every record of the start's window); inside the parallel batches (the records that name the pod's sandbox). */
+  single?: PhaseBreakdown;
+  parallel?: PhaseBreakdown;
+}
+
 export interface BenchResult {
   startedAt: string;
   finishedAt: string;
@@ -157,6 +195,8 @@ export interface BenchResult {
   parallel: Record<string, ParallelResult>;
   /** Per kuasar handler: the stage breakdown of its one-at-a-time and parallel starts. */
   stages: Record<string, { single?: StageBreakdown; parallel?: StageBreakdown }>;
+  /** Per handler of a kind whose pods are VMs: its starts phase by phase, and the accelerator. */
+  vmStarts?: Record<string, VmStartResult>;
   memory: Record<string, MemoryResult>;
   /** The task-rate part, when it was asked for. */
   taskRate?: TaskRateResult;

@@ -1,5 +1,9 @@
 // What one benchmark run does: the command-line options resolved against the defaults of a
-// full run (the figures the issue asks for) or of a quick smoke run (`--quick`).
+// full run (the figures the issue asks for) or of a quick smoke run (`--quick`). A kind whose
+// registration caps the counts (pods that take seconds to start, or hold hundreds of MiB) gets
+// the smaller of its caps and those defaults, unless the option was given.
+import { findKind, KINDS } from '../kinds/index.js';
+import type { KindRunLimits } from '../kind-api/registration.js';
 
 /**
  * In the order they run: memory after the pod starts (a daemon that has served work), and the
@@ -30,9 +34,19 @@ export interface BenchSettings {
   taskConcurrency: number;
   /** Pods on the host network (no CNI) instead of the CNI bridge. */
   hostNetwork: boolean;
+  /** The counts of the kinds whose registration caps them (KindRunLimits), with why; every other handler runs the counts above. */
+  kindCounts: Record<string, HandlerCounts & { why: string }>;
   /** Directory that gets `<timestamp>/` and `latest/`. */
   outDir: string;
   quick: boolean;
+}
+
+/** The counts that can differ from one handler to another. */
+export interface HandlerCounts {
+  singleRounds: number;
+  parallelPods: number;
+  parallelRounds: number;
+  memoryPods: number[];
 }
 
 /** Options as commander hands them over: strings, unset when not given. */
@@ -77,8 +91,15 @@ export const QUICK_DEFAULTS = {
   taskConcurrency: 8,
 } as const;
 
-/** Explicit options win; `quick` only changes the defaults. Throws on a malformed value. */
-export function resolveSettings(options: BenchOptions, defaultOutDir: string): BenchSettings {
+/**
+ * Explicit options win; `quick` only changes the defaults, and a kind's run limits cap them (for
+ * the kinds asked for, or by default those a default run measures). Throws on a malformed value.
+ */
+export function resolveSettings(
+  options: BenchOptions,
+  defaultOutDir: string,
+  limitsOf: (kind: string) => KindRunLimits | undefined = (kind) => findKind(kind)?.bench?.runLimits,
+): BenchSettings {
   const quick = options.quick ?? false;
   const defaults = quick ? QUICK_DEFAULTS : FULL_DEFAULTS;
   const parts = options.parts === undefined ? [...PARTS] : list(options.parts, '--parts');
@@ -89,13 +110,23 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
     options.memoryPods === undefined
       ? [...defaults.memoryPods]
       : list(options.memoryPods, '--memory-pods').map((v) => count(v, '--memory-pods'));
-  return {
-    kinds: options.kinds === undefined ? [] : list(options.kinds, '--kinds'),
-    parts: PARTS.filter((part) => parts.includes(part)),
+  const counts: HandlerCounts = {
     singleRounds: options.rounds === undefined ? defaults.singleRounds : count(options.rounds, '--rounds'),
     parallelPods: options.parallelPods === undefined ? defaults.parallelPods : count(options.parallelPods, '--parallel-pods'),
     parallelRounds: options.parallelRounds === undefined ? defaults.parallelRounds : count(options.parallelRounds, '--parallel-rounds'),
     memoryPods: [...new Set(memoryPods)].sort((a, b) => a - b),
+  };
+  const kinds = options.kinds === undefined ? [] : list(options.kinds, '--kinds');
+  const limitedKinds = kinds.length > 0 ? kinds : KINDS.filter((kind) => !kind.bench?.onlyWhenAsked).map((kind) => kind.name);
+  const kindCounts: BenchSettings['kindCounts'] = {};
+  for (const kind of limitedKinds) {
+    const limits = limitsOf(kind);
+    if (limits) kindCounts[kind] = { ...capped(counts, limits, options), why: limits.why };
+  }
+  return {
+    kinds,
+    parts: PARTS.filter((part) => parts.includes(part)),
+    ...counts,
     settleMs: options.settle === undefined ? defaults.settleMs : count(options.settle, '--settle', 0),
     memoryReads: options.reads === undefined ? defaults.memoryReads : count(options.reads, '--reads'),
     taskLongRunning: options.taskLong === undefined ? defaults.taskLongRunning : count(options.taskLong, '--task-long'),
@@ -103,9 +134,34 @@ export function resolveSettings(options: BenchOptions, defaultOutDir: string): B
     taskConcurrency:
       options.taskConcurrency === undefined ? defaults.taskConcurrency : count(options.taskConcurrency, '--task-concurrency'),
     hostNetwork: options.hostNetwork ?? false,
+    kindCounts,
     outDir: options.out ?? defaultOutDir,
     quick,
   };
+}
+
+/** A kind's counts: each default capped by its limit, each option given as it is. */
+function capped(counts: HandlerCounts, limits: KindRunLimits, options: BenchOptions): HandlerCounts {
+  return {
+    singleRounds: options.rounds === undefined ? Math.min(counts.singleRounds, limits.singleRounds) : counts.singleRounds,
+    parallelPods: options.parallelPods === undefined ? Math.min(counts.parallelPods, limits.parallelPods) : counts.parallelPods,
+    parallelRounds: options.parallelRounds === undefined ? Math.min(counts.parallelRounds, limits.parallelRounds) : counts.parallelRounds,
+    memoryPods: options.memoryPods === undefined ? counts.memoryPods.filter((pods) => pods <= limits.memoryPods) : counts.memoryPods,
+  };
+}
+
+/** The counts of one handler: its kind's when its registration caps them, else the run's. */
+export function countsFor(settings: BenchSettings, kind: string | undefined): HandlerCounts {
+  const own = kind === undefined ? undefined : settings.kindCounts[kind];
+  if (own)
+    return {
+      singleRounds: own.singleRounds,
+      parallelPods: own.parallelPods,
+      parallelRounds: own.parallelRounds,
+      memoryPods: own.memoryPods,
+    };
+  const { singleRounds, parallelPods, parallelRounds, memoryPods } = settings;
+  return { singleRounds, parallelPods, parallelRounds, memoryPods };
 }
 
 function list(value: string, option: string): string[] {

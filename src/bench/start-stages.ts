@@ -34,6 +34,7 @@ export function breakdownsByHandler(
   return stages;
 }
 
-function windowOf(pod: StartedPod): StartWindow {
+/** The window a start's stage records are matched to. */
+export function windowOf(pod: StartedPod): StartWindow {
   return { sandbox: pod.podId, startedAt: pod.startedAt, endedAt: pod.endedAt };
 }

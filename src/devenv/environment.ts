@@ -43,6 +43,8 @@ export interface EnvironmentOptions {
   imageCacheDir?: string;
   /** How long each daemon may take to come up (default 20 s). */
   startTimeoutMs?: number;
+  /** How long a CRI call of the environment's client may take (default the client's: 2 min, kubelet's default too). */
+  criCallTimeoutMs?: number;
   /** Told about each step, for a demo's narration or a test's debugging. */
   onProgress?: (message: string) => void;
   /**
@@ -141,7 +143,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     else await writeContainerdConfig(paths, withKuasard, streamingKinds);
 
     const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-    cri = new CriClient(paths.containerdSocket);
+    cri = new CriClient(paths.containerdSocket, options.criCallTimeoutMs === undefined ? {} : { callTimeoutMs: options.criCallTimeoutMs });
     const client = cri;
     const startContainerd = async (): Promise<Daemon> => {
       progress('starting containerd');

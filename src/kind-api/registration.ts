@@ -61,17 +61,63 @@ export interface KindBenchmark {
   };
   /**
    * Set when each pod keeps processes of its own on the host besides its containers' (a user-space
-   * kernel, its helpers), all in one host cgroup per pod below the pod's cgroup parent: their
-   * memory is part of what a pod of this kind costs, and the benchmark reads it beside kuasard's.
+   * kernel and its helpers, a VM): their memory is part of what a pod of this kind costs, and the
+   * benchmark reads it beside kuasard's.
    */
-  podProcesses?: {
-    /** The per-pod cgroup's name begins with this; the sandbox id follows. */
-    cgroupPrefix: string;
-    /** What those processes are, as the report says it (Markdown). */
+  podProcesses?: PodProcessLocation & {
+    /** What those processes are, as the report says it (Markdown), and in a few words for a table. */
     what: string;
+    short: string;
     /** A published figure to set the measured memory per pod beside (Markdown). */
     anchor: string;
   };
+  /**
+   * Keys of the kind's configuration table that the benchmark's kuasard sets (values the kind's
+   * schema accepts): for pods that, started many at once, need longer than the defaults allow.
+   */
+  config?: Readonly<Record<string, unknown>>;
+  /**
+   * Caps on a run's default counts for this kind's handler (an option given on the command line
+   * still wins): for pods that take seconds to start or hold hundreds of MiB each.
+   */
+  runLimits?: KindRunLimits;
+  /** Set for kinds whose pods are virtual machines: how the report splits a VM pod's start, and what it sets it beside. */
+  vmStart?: {
+    /** The phases of a pod start, in the order they run; what is left of the start is containerd's and the transport's. */
+    phases: readonly StartPhase[];
+    /** kuasard's log record of each VM that came up (its `msg`), and its field that names the accelerator the VM ran with. */
+    readyRecord: { msg: string; accelField: string };
+    /** Published start figures of other VM runtimes (Markdown): a reference, not a target. */
+    anchor: string;
+  };
+}
+
+/** Where the benchmark finds the processes each pod keeps of its own, one group per pod. */
+export type PodProcessLocation =
+  /** In one host cgroup per pod below the pod's cgroup parent, whose name begins with this (the sandbox id follows). */
+  | { cgroupPrefix: string }
+  /** Processes with an argument that begins with this (the sandbox id follows): a name the kind gives each pod's process. */
+  | { argumentPrefix: string };
+
+export interface KindRunLimits {
+  /** One-pod-at-a-time starts, pods per parallel batch, parallel batches. */
+  singleRounds: number;
+  parallelPods: number;
+  parallelRounds: number;
+  /** The most pods running at a memory point: the run's counts above it are left out. */
+  memoryPods: number;
+  /** Why, as the report says it. */
+  why: string;
+}
+
+/** One phase of a pod start: the time of some stage records, less that of stages inside them that are phases of their own. */
+export interface StartPhase {
+  /** What happens in it, as the report says it. */
+  phase: string;
+  /** The stages (kuasard's `stage` records: RPCs or steps) whose time it is. */
+  stages: readonly string[];
+  /** Stages inside those whose time is another phase's. */
+  minus?: readonly string[];
 }
 
 export interface KindRegistration<Name extends string = string, Schema extends z.ZodType<KindConfig> = z.ZodType<KindConfig>> {

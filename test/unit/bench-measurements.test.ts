@@ -23,7 +23,7 @@ function point(pods: number, pssKb: number, privateKb: number, afterGcPrivateKb?
 
 /** A pod timed from T0+from to T0+to (ms). */
 function pod(podId: string, from: number, to: number): StartedPod {
-  return { podId, containerId: `${podId}-c`, startedAt: T0 + from, endedAt: T0 + to, ms: to - from };
+  return { podId, containerId: `${podId}-c`, startedAt: T0 + from, endedAt: T0 + to, ms: to - from, sandboxMs: (to - from) / 2 };
 }
 
 test('a run has measured something once a latency or memory part has begun, or a task run has a container time', () => {
@@ -39,14 +39,14 @@ test('a run has measured something once a latency or memory part has begun, or a
 
   // A latency part writes its entries when it begins: their failures are worth a report.
   const begun = emptyMeasurements();
-  begun.single['kuasar-runc'] = { ms: [], failures: ['round 1: refused'] };
+  begun.single['kuasar-runc'] = { ms: [], sandboxMs: [], failures: ['round 1: refused'] };
   assert.equal(measuredSomething(begun), true);
 });
 
 test('summaries where there are figures; memory fits need two pod counts; the private fit uses after-GC figures only when every point has them', () => {
   const data = emptyMeasurements();
-  data.single['kuasar-runc'] = { ms: [300, 100, 200], failures: [] };
-  data.single['runc'] = { ms: [], failures: ['round 1: refused'] };
+  data.single['kuasar-runc'] = { ms: [300, 100, 200], sandboxMs: [30, 10, 20], failures: [] };
+  data.single['runc'] = { ms: [], sandboxMs: [], failures: ['round 1: refused'] };
   data.parallel['kuasar-runc'] = {
     pods: 2,
     rounds: [
@@ -72,6 +72,8 @@ test('summaries where there are figures; memory fits need two pod counts; the pr
 
   assert.deepEqual([data.single['kuasar-runc']?.summary?.p50, data.single['kuasar-runc']?.summary?.n], [200, 3]);
   assert.equal(data.single['runc']?.summary, undefined);
+  assert.equal(data.single['kuasar-runc']?.sandboxSummary?.p50, 20, "RunPodSandbox's own summary");
+  assert.equal(data.single['runc']?.sandboxSummary, undefined);
   assert.deepEqual([data.parallel['kuasar-runc']?.wall?.min, data.parallel['kuasar-runc']?.wall?.max], [10, 30]);
   assert.equal(data.parallel['runc']?.wall, undefined);
   assert.equal(data.memory['one-count']?.fit, undefined);

@@ -7,10 +7,12 @@ import { evaluateTargets, type BenchResult, type MemoryPoint, type TaskRateRun }
 import { resolveSettings } from '../../src/bench/settings.js';
 import { stageBreakdown, type StageTotal } from '../../src/bench/stages.js';
 import { linearFit, summarize } from '../../src/bench/stats.js';
+import { phaseBreakdown } from '../../src/bench/vm-start.js';
 
 const KUASAR = 'kuasar-runc';
 const BASELINE = 'runc';
 const WASM = 'kuasar-wasm';
+const VMM = 'kuasar-vmm';
 
 /** PSS fixedKb + perPodKb per pod; private memory half of that. */
 function memoryPoints(fixedKb: number, perPodKb: number, counts: number[]): MemoryPoint[] {
@@ -51,8 +53,20 @@ function sampleResult(): Omit<BenchResult, 'targets'> {
       { handler: BASELINE, side: 'baseline' },
     ],
     single: {
-      [KUASAR]: { ms: singleK, summary: summarize(singleK), failures: [] },
-      [BASELINE]: { ms: singleB, summary: summarize(singleB), failures: ['round 3: boom'] },
+      [KUASAR]: {
+        ms: singleK,
+        summary: summarize(singleK),
+        sandboxMs: [10, 12, 14],
+        sandboxSummary: summarize([10, 12, 14]),
+        failures: [],
+      },
+      [BASELINE]: {
+        ms: singleB,
+        summary: summarize(singleB),
+        sandboxMs: [80, 100, 120],
+        sandboxSummary: summarize([80, 100, 120]),
+        failures: ['round 3: boom'],
+      },
     },
     parallel: {
       [KUASAR]: { pods: 50, rounds: [{ wallMs: 2000, podMs: [900, 1000] }], wall: summarize([2000]), failures: [] },
@@ -249,28 +263,171 @@ test("the Markdown summary shows the appkernel pods' own processes apart, and on
   result.handlers = [result.handlers[0]!, { handler: APPKERNEL, side: 'kuasar', kind: 'appkernel' }, result.handlers[1]!];
   const points = memoryPoints(40_000, 30, [1, 10]).map((p) => ({
     ...p,
-    podProcesses: { pssKb: 20_480 * p.pods, privateKb: 14_336 * p.pods, processes: 5 * p.pods, pods: p.pods },
+    podProcesses: {
+      pssKb: 20_480 * p.pods,
+      pssByMapping: { anonymousKb: 18_432 * p.pods, executableAnonymousKb: 0, fileKb: 2_048 * p.pods },
+      privateKb: 14_336 * p.pods,
+      processes: 5 * p.pods,
+      pods: p.pods,
+    },
   }));
   result.memory[APPKERNEL] = {
     points,
     fit: linearFit(points.map((p) => ({ x: p.pods, y: p.pssKb }))),
-    podCost: { pods: 10, processesPssKb: 20_480, processesPrivateKb: 14_336, kuasardKb: 30, pssKb: 20_510, privateKb: 14_366 },
+    podCost: {
+      pods: 10,
+      processesPssKb: 20_480,
+      processesPssByMapping: { anonymousKb: 18_432, executableAnonymousKb: 0, fileKb: 2_048 },
+      processesPrivateKb: 14_336,
+      kuasardKb: 30,
+      pssKb: 20_510,
+      privateKb: 14_366,
+    },
     helpers: ['7 /x/fd-keeper /run/k.sock', '8 /usr/bin/runsc --root /r wait a', '9 /usr/bin/runsc --root /r wait b'],
     failures: [],
   };
   const md = renderMarkdown({ ...result, targets: evaluateTargets(result) }, []);
-  assert.match(md, /Each appkernel pod keeps processes of its own on the host, in a cgroup of its own: the gVisor sandbox/);
+  assert.match(md, /Each appkernel pod keeps processes of its own on the host \(in a cgroup of its own\): the gVisor sandbox/);
+  // Side by side: the appkernel pod's processes and kuasard's slope; the runc kind's kuasard slope; the baseline's pause and shim.
+  assert.match(md, /### Memory per pod, side by side/);
+  assert.match(md, /\| kuasar-appkernel \| appkernel: gVisor sandbox, gofers, stubs \| 20\.00 \| 0\.03 \(kuasard\) \| 20\.03 \|/);
+  assert.match(md, /\| kuasar-runc \| none \| 0\.00 \| 0\.05 \(kuasard\) \| 0\.05 \|/);
+  assert.match(md, /\| runc \| pause \| 0\.10 \| 7\.81 \(shim\) \| 7\.91 \|/);
+  // The wasm kind's containers are in kuasard's slope.
+  const withWasmToo = withWasm();
+  withWasmToo.handlers.splice(1, 0, result.handlers[1]!);
+  withWasmToo.memory[APPKERNEL] = result.memory[APPKERNEL]!;
+  assert.match(
+    renderMarkdown({ ...withWasmToo, targets: [] }, []),
+    /\| kuasar-wasm \| none: its containers run inside kuasard \| 0\.00 \| 4\.00 \(kuasard\) \| 4\.00 \|/,
+  );
   assert.match(md, /\| kuasar-appkernel: pods' processes PSS \| kuasar-appkernel: pods' processes private \|/);
   assert.match(md, /\| 10 \| [^\n]*\| 200\.0 \| 140\.0 \|/);
   assert.match(
     md,
-    /- kuasar-appkernel: memory per pod \*\*20\.0 MiB PSS \(21\.0 MB\)\*\*, 14\.0 MiB private: its own processes 20\.0 MiB PSS, 14\.0 MiB private \(average over the 10 pods of the fullest point\), plus kuasard's 30\.0 KiB per pod \(its marginal cost above\); gVisor's own density figures: about 23\.7 MB of host memory per empty sandbox\./,
+    /- kuasar-appkernel: memory per pod \*\*20\.0 MiB PSS \(21\.0 MB\)\*\*, 14\.0 MiB private: its own processes 20\.0 MiB PSS, 14\.0 MiB private \(average over the 10 pods of the fullest point; their PSS by kind of mapping: anonymous 18\.0 MiB, anonymous and executable \(code generated as it runs\) 0\.0 MiB, file pages 2\.0 MiB, shared by the processes that map the same files\), plus kuasard's 30\.0 KiB per pod \(its marginal cost above\); gVisor's own density figures: about 23\.7 MB of host memory per empty sandbox\./,
   );
   assert.match(md, /counted in its figures: `\/x\/fd-keeper \/run\/k\.sock`; 2 × `runsc`, e\.g\. `\/usr\/bin\/runsc --root \/r wait a`\./);
   // The targets stay the runc kind's.
   assert.ok(evaluateTargets(result).every((t) => !t.title.includes('appkernel')));
   const memoryChart = benchCharts({ ...result, targets: [] }).find((c) => c.file === 'memory.svg');
   assert.match(JSON.stringify(memoryChart?.spec), /kuasar-appkernel: PSS of the pods' own processes/);
+});
+
+/** sampleResult with the vmm kind measured too: fewer rounds and smaller batches, TCG, a QEMU of 150 MiB per pod. */
+function withVmm(): Omit<BenchResult, 'targets'> {
+  const result = sampleResult();
+  result.settings = resolveSettings({ kinds: 'runc,vmm' }, '/tmp/out');
+  result.handlers = [result.handlers[0]!, { handler: VMM, side: 'kuasar', kind: 'vmm' }, result.handlers[1]!];
+  result.single[VMM] = {
+    ms: [9000, 11000],
+    summary: summarize([9000, 11000]),
+    sandboxMs: [7000, 9000],
+    sandboxSummary: summarize([7000, 9000]),
+    failures: [],
+  };
+  result.parallel[VMM] = { pods: 10, rounds: [{ wallMs: 60_000, podMs: [50_000, 55_000] }], wall: summarize([60_000]), failures: [] };
+  const phases = phaseBreakdown(
+    [
+      {
+        ms: 10_000,
+        records: [
+          { stage: 'vmm.qemu-start', ms: 400, at: 0, sandbox: 's' },
+          { stage: 'vmm.agent-start', ms: 4_000, at: 7_000, sandbox: 's' },
+          { stage: 'vmm.guest-boot', ms: 6_500, at: 7_000, sandbox: 's' },
+          { stage: 'vmm.agent-ready', ms: 7_000, at: 7_000, sandbox: 's' },
+        ],
+      },
+    ],
+    [
+      { phase: 'VMM start', stages: ['vmm.qemu-start'] },
+      { phase: 'firmware', stages: ['vmm.agent-ready'], minus: ['vmm.guest-boot'] },
+      { phase: 'agent ready', stages: ['vmm.agent-start'] },
+      { phase: 'container started', stages: ['task.start'] },
+    ],
+  );
+  result.vmStarts = { [VMM]: { accelerators: { tcg: 3 }, single: phases!, parallel: phases! } };
+  const points = memoryPoints(40_000, 20, [1, 5, 10]).map((p) => ({
+    ...p,
+    podProcesses: {
+      pssKb: 153_600 * p.pods,
+      pssByMapping: { anonymousKb: 102_400 * p.pods, executableAnonymousKb: 40_960 * p.pods, fileKb: 10_240 * p.pods },
+      privateKb: 150_000 * p.pods,
+      processes: p.pods,
+      pods: p.pods,
+    },
+  }));
+  result.memory[VMM] = {
+    points,
+    fit: linearFit(points.map((p) => ({ x: p.pods, y: p.pssKb }))),
+    podCost: {
+      pods: 10,
+      processesPssKb: 153_600,
+      processesPssByMapping: { anonymousKb: 102_400, executableAnonymousKb: 40_960, fileKb: 10_240 },
+      processesPrivateKb: 150_000,
+      kuasardKb: 20,
+      pssKb: 153_620,
+      privateKb: 150_020,
+    },
+    helpers: [],
+    failures: [],
+  };
+  return result;
+}
+
+test("the Markdown summary of a run with the vmm kind: its fewer rounds and why, RunPodSandbox apart, its start phase by phase under TCG beside Kata's figures, and its memory per pod beside the runc kind's", () => {
+  const result = withVmm();
+  const md = renderMarkdown({ ...result, targets: evaluateTargets(result) }, []);
+  assert.match(md, /^## Pod start, one at a time \(50 rounds per handler; kuasar-vmm: 20\)$/m);
+  assert.match(md, /^Fewer for kuasar-vmm \(its kind's limits on a run's default counts\): under TCG on 2 cores a VM pod takes /m);
+  assert.match(md, /\| kuasar-vmm \| 8000\.0 \| 8800\.0 \| 2000\.0 \| 2000\.0 \|/, 'RunPodSandbox p50/p90, then the container');
+  assert.match(md, /\| runc \| 100\.0 \| 116\.0 \| 50\.0 \| 58\.0 \|/);
+  assert.match(md, /^## 50 pods in parallel \(5 rounds per handler; kuasar-vmm: 10 pods, 3 rounds\)$/m);
+  assert.match(md, /\| kuasar-vmm \| 10 \| 1 \| 60000\.0 \|/);
+  assert.doesNotMatch(md, /Baseline \/ kuasar-vmm: wall time/, 'batches of different sizes have no ratio');
+  assert.match(md, /^## A VM pod's start, phase by phase: kuasar-vmm$/m);
+  assert.match(
+    md,
+    /Accelerator, as kuasard logged each VM that came up in this run: \*\*TCG\*\* \(3 VMs\)\. TCG is QEMU's software emulation/,
+  );
+  assert.match(md, /\| VMM start \| `vmm\.qemu-start` \| 400\.0 \| 400\.0 \| 4\.0% \|/);
+  assert.match(md, /\| firmware \| `vmm\.agent-ready` − `vmm\.guest-boot` \| 500\.0 \| 500\.0 \| 5\.0% \|/);
+  assert.match(md, /\| container started \(no record of it\) \| `task\.start` \| 0\.0 \|/);
+  assert.match(md, /\| the rest: containerd's CRI work [^|]* \| end to end − the phases \| 5100\.0 \| 5100\.0 \| 51\.0% \|/);
+  assert.match(md, /\| \*\*the pod's start, end to end\*\* \| \| 10000\.0 \| 10000\.0 \| 100% \|/);
+  assert.match(md, /Inside the parallel batches \(1 pods, 10 at once/);
+  assert.match(
+    md,
+    /For reference: Kata Containers' CI baselines, on KVM hosts \(theirs, a reference, not a target here\): about 0\.39 s \(Cloud Hypervisor\) and 0\.71 s \(QEMU\)/,
+  );
+  assert.match(
+    md,
+    /Each vmm pod keeps processes of its own on the host \(kuasard's children, by the name each runs under\): the VM's QEMU process/,
+  );
+  assert.match(md, /\| kuasar-vmm \| vmm: QEMU \(the VM\) \| 150\.00 \| 0\.02 \(kuasard\) \| 150\.02 \|/);
+  assert.match(md, /\| kuasar-runc \| none \| 0\.00 \| 0\.05 \(kuasard\) \| 0\.05 \|/);
+  assert.match(
+    md,
+    /- kuasar-vmm: memory per pod \*\*150\.0 MiB PSS \(157\.3 MB\)\*\*.*anonymous 100\.0 MiB, anonymous and executable \(code generated as it runs\) 40\.0 MiB, file pages 10\.0 MiB.*; Kata Containers' CI baselines, on KVM hosts \(theirs, a reference, not a target here\): about 122-127 MB per container/,
+  );
+  // The targets stay the runc kind's.
+  assert.ok(evaluateTargets(result).every((t) => !t.title.includes('vmm')));
+  assert.deepEqual(
+    benchCharts({ ...result, targets: [] }).find((c) => c.file === 'parallel-wall.svg')?.title,
+    'Parallel batches: wall time of each round',
+  );
+  assert.match(
+    JSON.stringify(benchCharts({ ...result, targets: [] }).find((c) => c.file === 'parallel-wall.svg')?.spec),
+    /batch of 50 pods \(kuasar-vmm 10\) started at once/,
+  );
+  // A VM's seconds beside a container's milliseconds: the latency chart's axis is logarithmic; without the VMs it is not.
+  const latencyAxis = (r: Omit<BenchResult, 'targets'>) =>
+    JSON.stringify(benchCharts({ ...r, targets: [] }).find((c) => c.file === 'latency-single.svg')?.spec);
+  assert.match(latencyAxis(result), /"scale":\{"type":"log"\}/);
+  assert.doesNotMatch(latencyAxis(sampleResult()), /"type":"log"/);
+  // No VM came up: the report says the accelerator is not known.
+  const none = renderMarkdown({ ...result, vmStarts: { [VMM]: { accelerators: {} } }, targets: [] }, []);
+  assert.match(none, /Accelerator: not found in kuasard's log/);
 });
 
 test('the Markdown summary has the targets, every table and the chart links', () => {

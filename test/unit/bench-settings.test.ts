@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { findManagementPlane, hasGcHook, hasSettled, nodeOptionsWithGcHook, parseSmapsRollup } from '../../src/bench/memory.js';
 import { inPool } from '../../src/bench/pods.js';
 import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/handlers.js';
-import { FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
+import { countsFor, FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
 import type { HostProcess } from '../../src/devenv/processes.js';
 import { idleWorkload } from '../../src/devenv/workloads.js';
 
@@ -32,6 +32,36 @@ test('settings: a full run by default, quick defaults with --quick, explicit opt
   assert.deepEqual(custom.memoryPods, [1, 10], 'counts sorted, repeats dropped');
   assert.equal(custom.settleMs, 0);
   assert.equal(custom.outDir, '/x');
+});
+
+test("settings: a kind's run limits cap the defaults of its handler (full and quick), an explicit option wins, other handlers keep the run's counts", () => {
+  const full = resolveSettings({ kinds: 'runc,vmm' }, '/out');
+  assert.equal(full.singleRounds, FULL_DEFAULTS.singleRounds);
+  assert.deepEqual(Object.keys(full.kindCounts), ['vmm']);
+  assert.deepEqual(countsFor(full, 'vmm'), { singleRounds: 20, parallelPods: 10, parallelRounds: 3, memoryPods: [1, 5, 10] });
+  assert.match(full.kindCounts['vmm']?.why ?? '', /TCG/);
+  assert.deepEqual(countsFor(full, 'runc'), {
+    singleRounds: 50,
+    parallelPods: 50,
+    parallelRounds: 5,
+    memoryPods: [1, 5, 10, 20, 30, 50, 100],
+  });
+  assert.deepEqual(countsFor(full, undefined), countsFor(full, 'runc'), 'the baseline runs the run counts');
+
+  const quick = resolveSettings({ kinds: 'vmm', quick: true }, '/out');
+  assert.deepEqual(countsFor(quick, 'vmm'), { singleRounds: 5, parallelPods: 10, parallelRounds: 2, memoryPods: [1, 5, 10] });
+
+  const explicit = resolveSettings({ kinds: 'vmm', rounds: '2', parallelPods: '3', memoryPods: '1,40' }, '/out');
+  assert.deepEqual(countsFor(explicit, 'vmm'), { singleRounds: 2, parallelPods: 3, parallelRounds: 3, memoryPods: [1, 40] });
+
+  // A kind asked for without limits, or a default run (vmm only runs when asked for), has none.
+  assert.deepEqual(resolveSettings({}, '/out').kindCounts, {});
+  assert.deepEqual(resolveSettings({ kinds: 'runc' }, '/out').kindCounts, {});
+  // Memory points above the cap are left out.
+  const limits = { singleRounds: 1, parallelPods: 1, parallelRounds: 1, memoryPods: 7, why: 'tiny' };
+  const capped = resolveSettings({ kinds: 'big,small' }, '/out', (kind) => (kind === 'big' ? limits : undefined));
+  assert.deepEqual(Object.keys(capped.kindCounts), ['big']);
+  assert.deepEqual(countsFor(capped, 'big'), { singleRounds: 1, parallelPods: 1, parallelRounds: 1, memoryPods: [1, 5] });
 });
 
 test('settings: malformed values are errors naming the option', () => {

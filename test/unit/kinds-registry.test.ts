@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
-import { BASELINE_KIND, IN_KUASARD_KIND } from '../../src/bench/kinds.js';
+import { BASELINE_KIND, IN_KUASARD_KIND, kindConfigsInBench } from '../../src/bench/kinds.js';
 import { enabledKinds, parseConfig } from '../../src/config/config.js';
-import { renderKuasardConfig } from '../../src/devenv/config.js';
+import { renderKuasardConfig, renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { localImageRef } from '../../src/devenv/images.js';
 import { environmentPaths } from '../../src/devenv/layout.js';
 import { findKind, KIND_NAMES, KINDS } from '../../src/kinds/index.js';
@@ -59,6 +59,16 @@ test("each kind's workloads run images the devenv builds", () => {
 test("the benchmark's kind-specific parts name registered kinds", () => {
   assert.equal(findKind(BASELINE_KIND.name)?.bench?.versusBaseline, true);
   assert.deepEqual(findKind(IN_KUASARD_KIND.name)?.bench?.inKuasard?.taskRate, IN_KUASARD_KIND.taskRate);
+});
+
+test("the benchmark's kuasard takes each kind's benchmark keys (vmm: VMs booting ten at once under TCG get 5 minutes), valid for the kind's schema", () => {
+  const paths = environmentPaths('/run/kdev-aaaaaa');
+  const settings = kindConfigsInBench();
+  assert.deepEqual(settings, { vmm: { boot_timeout_ms: 300_000 } });
+  const config = parseConfig(parseToml(renderKuasardConfigWith(settings, 'auto')(paths)));
+  assert.equal(config.kinds.vmm.boot_timeout_ms, 300_000);
+  assert.equal(config.kinds.vmm.enabled, 'auto');
+  assert.equal(parseConfig(parseToml(renderKuasardConfig(paths))).kinds.vmm.boot_timeout_ms, 60_000, 'the default elsewhere');
 });
 
 test("the devenv's kuasard serves every registered kind, each on its own socket in the environment", () => {

@@ -43,6 +43,7 @@ export const appkernelKind = defineKind({
       // sandbox.ts names the sandbox's cgroup so (sentryCgroupsPath; a unit test holds the two together).
       cgroupPrefix: 'kuasar-gvisor-',
       what: 'the gVisor sandbox (`runsc-sandbox`), its gofers (`runsc-gofer`, one per container) and its systrap stub processes',
+      short: 'gVisor sandbox, gofers, stubs',
       anchor: "gVisor's own density figures: about 23.7 MB of host memory per empty sandbox",
     },
   },

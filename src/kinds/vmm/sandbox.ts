@@ -17,6 +17,7 @@ import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
+import { timedAgentReady } from './boot-stages.js';
 import { AgentChannel } from './channel.js';
 import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
@@ -201,7 +202,7 @@ export class VmmSandbox implements KindSandbox {
       this.vm = vm;
       this.pod = { ...this.pod, vm: vm.process };
       this.watchVm(vm);
-      const { channel, check } = await timed(log, 'vmm.agent-ready', () =>
+      const { channel, check } = await timedAgentReady(log, layout.consoleLog, () =>
         AgentChannel.open(layout.agent.socket, {
           timeoutMs: this.env.config.boot_timeout_ms,
           vmEnded: vm.ended,
