@@ -3,6 +3,7 @@
 // WATCHDOG=1 at half of WATCHDOG_USEC, keeps the variables from the processes it starts (the fd
 // keeper), and says STOPPING=1 when it is told to stop. Nothing of it stays behind.
 import assert from 'node:assert/strict';
+import { KIND_NAMES } from '../../src/kinds/index.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,7 +51,10 @@ describe('kuasard notifies systemd', () => {
       stringify({
         state_dir: join(dir, 's'),
         containerd: { ttrpc_address: join(dir, 'containerd.sock.ttrpc') },
-        kinds: { runc: { enabled: true, listen: join(dir, 'runc.sock') } },
+        // runc alone: the other kinds ("auto" by default) would listen on the node's default sockets.
+        kinds: Object.fromEntries(
+          KIND_NAMES.map((name) => [name, name === 'runc' ? { enabled: true, listen: join(dir, 'runc.sock') } : { enabled: false }]),
+        ),
       }),
     );
     listener = new NotifyListener(`@kuasar-e2e-notify-${process.pid}`);
