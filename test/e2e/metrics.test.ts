@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
-import { diffHost, NO_LEAKS, snapshotHost, type HostSnapshot } from '../../src/devenv/leaks.js';
+import { diffHost, NO_LEAKS, snapshotHost, untilInitReaped, type HostSnapshot } from '../../src/devenv/leaks.js';
 import { runPod, startRunning } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { httpGetUnix, parsePrometheusText, type Sample, samplesOf, sumOf } from '../../src/devenv/prometheus-text.js';
@@ -100,5 +100,27 @@ describe('kuasard metrics', () => {
     assert.equal(rpcs(afterwards, 'controller', 'shutdown') - rpcs(before, 'controller', 'shutdown'), 1, 'one controller Shutdown');
     assert.equal(stageCount(afterwards, 'controller.shutdown') - stageCount(before, 'controller.shutdown'), 1, 'its stage timed');
     assert.ok(stageCount(afterwards, 'oci.delete') > stageCount(before, 'oci.delete'), 'runc delete was timed');
+  });
+
+  it('counts what a restarted kuasard took over', async () => {
+    const { leaks } = await runPod(
+      env,
+      env.handlers.kuasar['runc']!,
+      env.podConfig({ name: 'kept' }),
+      [env.paths.kuasarState],
+      async (run) => {
+        await startRunning(env, run, containerConfig({ name: 'sleeper', image: env.images.busybox, command: ['sleep', '3600'] }));
+        await env.restartKuasard();
+        const samples = await scrape();
+        assert.equal(sumOf(samples, 'kuasar_recovered_sandboxes', runc), 1);
+        assert.equal(sumOf(samples, 'kuasar_recovered_containers', runc), 1);
+        assert.equal(sumOf(samples, 'kuasar_sandboxes', { ...runc, state: 'ready' }), 1);
+        assert.equal(sumOf(samples, 'kuasar_containers', { ...runc, state: 'running' }), 1);
+        assert.equal(sumOf(samples, 'kuasar_fd_keeper_up'), 1, 'the new run found the keeper');
+      },
+      // The container is no longer kuasard's child after the restart: init reaps it.
+      { settle: () => untilInitReaped(env.scope) },
+    );
+    assert.deepEqual(leaks, NO_LEAKS, 'the pod left nothing behind');
   });
 });
