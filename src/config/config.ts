@@ -8,6 +8,7 @@ import { invalidArgument } from '../base/errors.js';
 import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
 import type { KindRegistration } from '../kind-api/registration.js';
 import { absolutePath, type KindEnabled } from './kind-schema.js';
+import { parseMetricsAddress } from './metrics-address.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
@@ -25,6 +26,18 @@ const configSchema = z.strictObject({
   // check, with its fix, in `kuasar doctor` and at kuasard's start.
   state_dir: absolutePath.default('/run/kuasar'),
   log_level: z.enum(LOG_LEVELS).default('info'),
+  /** Where Prometheus metrics are served (src/config/metrics-address.ts); absent: not served. */
+  metrics_address: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return parseMetricsAddress(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    })
+    .optional(),
   containerd: z
     .strictObject({
       /** containerd's ttrpc socket, where task events are forwarded. */

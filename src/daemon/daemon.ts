@@ -14,13 +14,15 @@ import { runChecks, servePlan } from '../doctor/run.js';
 import type { Sandbox } from '../engine/sandbox.js';
 import { Sandboxer, type TaskEndpoint, type TaskEndpoints } from '../engine/sandboxer.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
+import type { DaemonMetrics } from './metrics.js';
+import type { MetricsServer } from './metrics-server.js';
 import { checkTaskSocketPath, taskSocketPath } from './task-socket.js';
 import { createKind } from '../kinds/index.js';
 import { Reaper } from '../linux/reaper.js';
 import { addGrpcService } from '../rpc/grpc.js';
 import { TtrpcServer } from '../rpc/ttrpc/server.js';
 import { registerService } from '../rpc/ttrpc/typed.js';
-import { withCallLog } from '../services/call-log.js';
+import { type CallObserver, withCallLog } from '../services/call-log.js';
 import { controllerHandlers } from '../services/controller.js';
 import { refusingHandlers } from '../services/refusing-controller.js';
 import { ContainerdEventForwarder } from '../services/events.js';
@@ -63,11 +65,16 @@ const isResumableTaskCall = (service: string, method: string): boolean => method
  * Task sockets live in the sandbox's own directory, so removing the sandbox removes them. Their
  * descriptors are kept in the fd keeper too, so that containerd's connections survive a restart.
  */
-function taskEndpoints(log: Logger, sockets: KeptTaskSockets): TaskEndpoints {
-  return { check: checkTaskSocketPath, open: (sandbox) => openTaskEndpoint(sandbox, log, sockets) };
+function taskEndpoints(log: Logger, sockets: KeptTaskSockets, observe: CallObserver | undefined): TaskEndpoints {
+  return { check: checkTaskSocketPath, open: (sandbox) => openTaskEndpoint(sandbox, log, sockets, observe) };
 }
 
-async function openTaskEndpoint(sandbox: Sandbox, log: Logger, sockets: KeptTaskSockets): Promise<TaskEndpoint> {
+async function openTaskEndpoint(
+  sandbox: Sandbox,
+  log: Logger,
+  sockets: KeptTaskSockets,
+  observe: CallObserver | undefined,
+): Promise<TaskEndpoint> {
   const path = taskSocketPath(sandbox.dir);
   const server = new TtrpcServer({
     logger: sandbox.log,
@@ -76,7 +83,7 @@ async function openTaskEndpoint(sandbox: Sandbox, log: Logger, sockets: KeptTask
     resumable: isResumableTaskCall,
     ...sockets.hooks(path),
   });
-  registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task'), { names: TASK_SERVICE_NAMES });
+  registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task', observe), { names: TASK_SERVICE_NAMES });
   // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
   registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));
   await sockets.serve(server, path);
@@ -132,9 +139,24 @@ async function checkKinds(config: Config, log: Logger, only: string | undefined)
   return { serve: kinds.filter((k) => plan.serve.includes(k.name)), leave: kinds.filter((k) => !plan.serve.includes(k.name)), plan };
 }
 
+/** prom-client is loaded only when metrics are served: without them it costs kuasard nothing. */
+async function createMetrics(config: Config): Promise<DaemonMetrics | undefined> {
+  if (!config.metrics_address) return undefined;
+  const { DaemonMetrics } = await import('./metrics.js');
+  return new DaemonMetrics();
+}
+
+async function serveMetrics(config: Config, metrics: DaemonMetrics | undefined, log: Logger): Promise<MetricsServer | undefined> {
+  if (!config.metrics_address || !metrics) return undefined;
+  const { serveMetrics } = await import('./metrics-server.js');
+  return serveMetrics(config.metrics_address, () => metrics.scrape(), log.child({ component: 'metrics' }));
+}
+
 export async function startDaemon(config: Config, log: Logger, only?: string): Promise<Daemon> {
   await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
   const { serve, leave, plan } = await checkKinds(config, log, only);
+  // Before the kinds start: stages of their recovery are observed too.
+  const metrics = await createMetrics(config);
   const reaper = new Reaper().start();
   const events = new ContainerdEventForwarder(config.containerd.ttrpc_address, log.child({ component: 'events' }));
   const sandboxers: Sandboxer[] = [];
@@ -156,8 +178,10 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
         log: kindLog,
         keptDescriptors: sockets.descriptors(kindDir),
       });
-      sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets), kindLog);
+      const taskObserver = metrics?.rpcObserver(name, 'task');
+      sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets, taskObserver), kindLog);
       await sandboxer.init();
+      metrics?.recovered(sandboxer);
     } catch (err) {
       // Its start is its last check (the appkernel kind's platform probe, the vmm kind's accelerator).
       if (enabled === true) throw failedPrecondition(`${name} is enabled = true but cannot start here: ${(err as Error).message}`);
@@ -167,7 +191,11 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
       continue;
     }
     const server = controllerServer();
-    addGrpcService(server, Controller, withCallLog(controllerHandlers(sandboxer), kindLog, 'controller'));
+    addGrpcService(
+      server,
+      Controller,
+      withCallLog(controllerHandlers(sandboxer), kindLog, 'controller', metrics?.rpcObserver(name, 'controller')),
+    );
     await listenGrpc(server, listen);
     kindLog.info({ listen }, 'sandbox controller listening');
     sandboxers.push(sandboxer);
@@ -184,10 +212,14 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
     servers.push(server);
   }
   sockets.releaseUnclaimed();
+  metrics?.watch({ sandboxers, keeperUp: () => sockets.keeperUp });
+  const metricsServer = await serveMetrics(config, metrics, log);
 
   return {
     sandboxers,
     async close() {
+      await metricsServer?.close();
+      metrics?.close();
       await Promise.all(servers.map(shutdownGrpc));
       // The task sockets stay open for the next run: their endpoints are left, not closed.
       sockets.handOver();

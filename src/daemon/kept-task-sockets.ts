@@ -274,6 +274,11 @@ export class KeptTaskSockets {
     if (inherited) this.log.info({ path, listener: Boolean(listener), connections: connections.length, resumed }, 'task socket taken over');
   }
 
+  /** Whether a keeper holds our descriptors now: without one, a kuasard crash closes containerd's task connections. */
+  get keeperUp(): boolean {
+    return this.keeper?.connected === true;
+  }
+
   /** Closes an endpoint's server for good (the sandbox is shut down); at daemon exit, leaves it. */
   async close(server: TtrpcServer, path: string): Promise<void> {
     if (this.handingOver && this.keeper?.connected) return;

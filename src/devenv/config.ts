@@ -134,10 +134,18 @@ export function renderKuasardConfig(paths: EnvironmentPaths, enabled: KindEnable
   return renderKuasardConfigWith({}, enabled)(paths);
 }
 
-/** As renderKuasardConfig, with some keys of kinds' tables set (`{ vmm: { stop_timeout_ms: 2000 } }`). */
-export function renderKuasardConfigWith(overrides: Readonly<Record<string, Record<string, unknown>>>, enabled: KindEnabled = true) {
+/**
+ * As renderKuasardConfig, with some keys of kinds' tables set (`{ vmm: { stop_timeout_ms: 2000 } }`)
+ * and top-level keys from `topLevel` (`metrics_address`), which may depend on the paths.
+ */
+export function renderKuasardConfigWith(
+  overrides: Readonly<Record<string, Record<string, unknown>>>,
+  enabled: KindEnabled = true,
+  topLevel: (paths: EnvironmentPaths) => Readonly<Record<string, unknown>> = () => ({}),
+) {
   return (paths: EnvironmentPaths): string =>
     stringify({
+      ...topLevel(paths),
       state_dir: paths.kuasarState,
       log_level: 'debug',
       containerd: { ttrpc_address: paths.containerdTtrpcSocket },

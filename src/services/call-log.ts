@@ -1,14 +1,18 @@
 // Every RPC is logged once, at the service edge: its duration as a `stage` record (debug), and
 // its failure: refusals the caller expects (NotFound, InvalidArgument…) at debug, our own
-// failures (Internal, Unknown) at error.
+// failures (Internal, Unknown) at error. An observer (kuasard's metrics) is told each call's
+// outcome and duration too.
 import type { Logger } from 'pino';
 import { Code, toStatus } from '../base/errors.js';
 import { timed } from '../base/stages.js';
 
 type Handler = (...args: never[]) => Promise<unknown>;
 
+/** Told each call's method, its status code and its duration in seconds. */
+export type CallObserver = (method: string, code: Code, seconds: number) => void;
+
 /** `service` prefixes the stage names: `controller.create`, `task.start`… */
-export function withCallLog<H extends Record<string, Handler>>(handlers: H, log: Logger, service: string): H {
+export function withCallLog<H extends Record<string, Handler>>(handlers: H, log: Logger, service: string, observe?: CallObserver): H {
   const wrapped: Record<string, Handler> = {};
   for (const [method, handler] of Object.entries(handlers)) {
     const stageLog = log.child({ rpc: method });
@@ -16,10 +20,14 @@ export function withCallLog<H extends Record<string, Handler>>(handlers: H, log:
       // Controller requests name their sandbox: so do their stage records, for the benchmark.
       const sandboxId = (args[0] as { sandboxId?: unknown } | undefined)?.sandboxId;
       const callLog = typeof sandboxId === 'string' && sandboxId ? stageLog.child({ sandbox: sandboxId }) : stageLog;
+      const started = observe ? performance.now() : 0;
       try {
-        return await timed(callLog, `${service}.${method}`, () => handler(...args));
+        const result = await timed(callLog, `${service}.${method}`, () => handler(...args));
+        observe?.(method, Code.OK, (performance.now() - started) / 1000);
+        return result;
       } catch (err) {
         const { code, message } = toStatus(err);
+        observe?.(method, code, (performance.now() - started) / 1000);
         if (code === Code.Internal || code === Code.Unknown) log.error({ method, code, err }, 'call failed');
         else log.debug({ method, code, message }, 'call refused');
         throw err;
