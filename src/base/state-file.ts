@@ -5,12 +5,26 @@ import { open, rename, rm } from 'node:fs/promises';
 
 let writes = 0;
 
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  // A name of its own per write, so that two writers never share a temporary file.
+/** Who owns a file written whole, and with which permission bits. */
+export interface FileOwnership {
+  mode: number;
+  /** Kept as the process's own when not given. */
+  owner?: { uid: number; gid: number };
+}
+
+/**
+ * Writes `text` to `path` whole or not at all: a temporary file in the same directory (a name of
+ * its own per write, so that two writers never share one), synced, given its mode and owner, then
+ * renamed over the old file.
+ */
+export async function writeFileAtomic(path: string, text: string, ownership: FileOwnership): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${++writes}`;
-  const file = await open(tmp, 'w', 0o600);
+  const file = await open(tmp, 'w', ownership.mode);
   try {
-    await file.writeFile(JSON.stringify(value, null, 1));
+    await file.writeFile(text);
+    // open's mode passes through the umask; the file must have exactly the one asked for.
+    await file.chmod(ownership.mode);
+    if (ownership.owner) await file.chown(ownership.owner.uid, ownership.owner.gid);
     await file.sync();
   } finally {
     await file.close();
@@ -21,4 +35,8 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value, null, 1), { mode: 0o600 });
 }

@@ -6,10 +6,11 @@
 // start). Uninstall gives containerd's file back as it was and removes the unit; it refuses while
 // kuasard holds pods, whose containers would lose their sandboxer.
 import { existsSync, lstatSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { chown, mkdir, open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { loadConfig, enabledKinds, type Config } from '../config/config.js';
 import { containerdConfigSnippet, sandboxerName } from '../config/containerd.js';
+import { writeFileAtomic, type FileOwnership } from '../base/state-file.js';
 import { mergeConfig, splitConfig, ttrpcAddress } from './containerd-config.js';
 import { defaultKuasardConfig } from './kuasard-config.js';
 import { podsInStateDir } from './pods.js';
@@ -76,10 +77,10 @@ export async function install(paths: InstallPaths, program: KuasardProgram): Pro
   const kindList = kinds.map((kind) => kind.name).join(', ');
   if (merge.changed) {
     if (merge.first) {
-      await writeFileAtomic(backupPath(paths.containerdConfig), containerdText, { like: paths.containerdConfig });
+      await writeFileAtomic(backupPath(paths.containerdConfig), containerdText, ownershipOf(paths.containerdConfig));
       lines.push(`saved ${paths.containerdConfig} as it was in ${backupPath(paths.containerdConfig)}`);
     }
-    await writeFileAtomic(paths.containerdConfig, merge.text, { like: paths.containerdConfig });
+    await writeFileAtomic(paths.containerdConfig, merge.text, ownershipOf(paths.containerdConfig));
     lines.push(`${merge.first ? 'added' : 'updated'} kuasar's block in ${paths.containerdConfig} (kinds: ${kindList})`);
   } else {
     lines.push(`${paths.containerdConfig} has kuasar's block for ${kindList} already`);
@@ -150,7 +151,7 @@ async function restoreContainerdConfig(file: string): Promise<string> {
   if (block === undefined) return `${file} has no kuasar block: nothing to take out`;
   const backup = backupPath(file);
   const saved = readIfExists(backup);
-  await writeFileAtomic(file, own, { like: file });
+  await writeFileAtomic(file, own, ownershipOf(file));
   if (saved === own) {
     rmSync(backup);
     return `restored ${file} as it was before \`kuasar install\` (the same bytes as its backup, now removed)`;
@@ -195,28 +196,8 @@ function isLinkTo(link: string, target: string): boolean {
   }
 }
 
-/**
- * Writes a file whole or not at all (a temporary file in the same directory, synced, renamed
- * over it), with `mode`, or with the mode and owner of the file it replaces (`like`).
- */
-async function writeFileAtomic(path: string, text: string, how: { mode: number } | { like: string }): Promise<void> {
-  const original = 'like' in how ? statSync(how.like) : undefined;
-  const tmp = join(dirname(path), `.${basename(path)}.kuasar-${process.pid}`);
-  const file = await open(tmp, 'w', original ? original.mode & 0o7777 : (how as { mode: number }).mode);
-  try {
-    await file.writeFile(text);
-    if (original) {
-      await file.chmod(original.mode & 0o7777);
-      await chown(tmp, original.uid, original.gid);
-    }
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+/** A file's mode and owner as they are now, for the file written in its place. */
+function ownershipOf(path: string): FileOwnership {
+  const { mode, uid, gid } = statSync(path);
+  return { mode: mode & 0o7777, owner: { uid, gid } };
 }
