@@ -71,34 +71,26 @@ export class DaemonMetrics {
       registers,
     });
     const sources = () => this.sources;
-    new Gauge({
-      name: 'kuasar_sandboxes',
-      help: 'Sandboxes kuasard holds, by kind and phase',
-      labelNames: ['kind', 'state'],
-      registers,
-      collect() {
-        this.reset();
-        for (const sandboxer of sources().sandboxers) {
-          const kind = sandboxer.kind.name;
-          for (const state of PHASES) this.set({ kind, state }, 0);
-          for (const sandbox of sandboxer.list()) this.inc({ kind, state: sandbox.record.phase });
-        }
-      },
-    });
-    new Gauge({
-      name: 'kuasar_containers',
-      help: 'Containers of the sandboxes kuasard holds, by kind and state',
-      labelNames: ['kind', 'state'],
-      registers,
-      collect() {
-        this.reset();
-        for (const sandboxer of sources().sandboxers) {
-          const kind = sandboxer.kind.name;
-          for (const state of STATUSES) this.set({ kind, state }, 0);
-          for (const sandbox of sandboxer.list()) for (const c of sandbox.record.containers) this.inc({ kind, state: c.status });
-        }
-      },
-    });
+    /** A gauge by kind and state counted at scrape time: every state shown, at 0 when none is in it. */
+    const byKindAndState = (name: string, help: string, states: readonly string[], statesOf: (sandbox: Sandbox) => Iterable<string>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['kind', 'state'],
+        registers,
+        collect() {
+          this.reset();
+          for (const sandboxer of sources().sandboxers) {
+            const kind = sandboxer.kind.name;
+            for (const state of states) this.set({ kind, state }, 0);
+            for (const sandbox of sandboxer.list()) for (const state of statesOf(sandbox)) this.inc({ kind, state });
+          }
+        },
+      });
+    byKindAndState('kuasar_sandboxes', 'Sandboxes kuasard holds, by kind and phase', PHASES, (sandbox) => [sandbox.record.phase]);
+    byKindAndState('kuasar_containers', 'Containers of the sandboxes kuasard holds, by kind and state', STATUSES, (sandbox) =>
+      sandbox.record.containers.map((c) => c.status),
+    );
     new Gauge({
       name: 'kuasar_fd_keeper_up',
       help: 'Whether the fd keeper holds the task sockets (1) or a kuasard crash would close them (0)',

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import {
   ContainerConfigSchema,
+  LinuxContainerConfigSchema,
   NamespaceMode,
   PodSandboxConfigSchema,
   type ContainerConfig,
@@ -76,6 +77,21 @@ export function containerConfig(options: ContainerOptions): ContainerConfig {
     stdinOnce: options.stdinOnce ?? false,
     tty: options.tty ?? false,
   });
+}
+
+/** CRI's resource limits of a container (LinuxContainerResources), the ones the tests set. */
+export interface ContainerLimits {
+  memoryLimitInBytes?: bigint;
+  cpuPeriod?: bigint;
+  cpuQuota?: bigint;
+  cpuShares?: bigint;
+}
+
+/** A container config with CRI resource limits. */
+export function limitedContainerConfig(options: ContainerOptions, resources: ContainerLimits): ContainerConfig {
+  const config = containerConfig(options);
+  config.linux = create(LinuxContainerConfigSchema, { resources });
+  return config;
 }
 
 /** The host path of a container's CRI log. */

@@ -8,18 +8,18 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { create, fromBinary } from '@bufbuild/protobuf';
+import { fromBinary } from '@bufbuild/protobuf';
 import { MetricsSchema as V1MetricsSchema } from '../../src/api/containerd/cgroups/v1/metrics_pb.js';
 import { MetricsSchema as V2MetricsSchema } from '../../src/api/containerd/cgroups/v2/metrics_pb.js';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
-import { LinuxContainerConfigSchema, type ContainerConfig, type ContainerStats } from '../../src/api/cri/runtime/v1/api_pb.js';
+import type { ContainerStats } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { NO_LEAKS } from '../../src/devenv/leaks.js';
 import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
-import { containerConfig, type ContainerOptions } from '../../src/devenv/pods.js';
+import { containerConfig, limitedContainerConfig } from '../../src/devenv/pods.js';
 import { cgroupPlaces, detectCgroupLayout } from '../../src/linux/cgroups.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
 import { TtrpcClient } from '../../src/rpc/ttrpc/client.js';
@@ -29,16 +29,6 @@ type TaskClient = TypedClient<typeof Task.method>;
 
 const MiB = 1024n * 1024n;
 const WAIT = { timeoutMs: 30_000 };
-
-/** A container config with CRI resource limits. */
-function limited(
-  options: ContainerOptions,
-  resources: { memoryLimitInBytes?: bigint; cpuPeriod?: bigint; cpuQuota?: bigint; cpuShares?: bigint },
-): ContainerConfig {
-  const config = containerConfig(options);
-  config.linux = create(LinuxContainerConfigSchema, { resources });
-  return config;
-}
 
 describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', () => {
   let env: Environment;
@@ -177,7 +167,7 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
 
   it("applies UpdateContainerResources to the container's cgroup", async () => {
     await withPod('update', async (run) => {
-      const config = limited(
+      const config = limitedContainerConfig(
         { name: 'limited', image: env.images.busybox, command: ['sleep', '3600'] },
         { memoryLimitInBytes: 128n * MiB, cpuPeriod: 100_000n, cpuQuota: 100_000n, cpuShares: 1024n },
       );
@@ -227,7 +217,7 @@ describe('runc kind: stats, updates, pause, OOM and stop timeouts through CRI', 
       const hog = await runToExit(
         env,
         run,
-        limited(
+        limitedContainerConfig(
           { name: 'hog', image: env.images.busybox, command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] },
           { memoryLimitInBytes: 32n * MiB },
         ),

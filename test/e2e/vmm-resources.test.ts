@@ -10,25 +10,20 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { create, fromBinary } from '@bufbuild/protobuf';
+import { fromBinary } from '@bufbuild/protobuf';
 import { MetricsSchema as V1MetricsSchema } from '../../src/api/containerd/cgroups/v1/metrics_pb.js';
 import { MetricsSchema as V2MetricsSchema } from '../../src/api/containerd/cgroups/v2/metrics_pb.js';
 import { Task } from '../../src/api/containerd/runtime/task/v3/shim_pb.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Status } from '../../src/api/containerd/types/task/task_pb.js';
-import {
-  LinuxContainerConfigSchema,
-  PodSandboxState,
-  type ContainerConfig,
-  type PodSandboxConfig,
-} from '../../src/api/cri/runtime/v1/api_pb.js';
+import { PodSandboxState, type ContainerConfig, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { makeCgroup } from '../../src/devenv/cgroups.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost } from '../../src/devenv/leaks.js';
 import { vmProcesses } from '../../src/devenv/vm-processes.js';
 import { runPod, runToExit, startRunning, type PodRun } from '../../src/devenv/pod-runs.js';
-import { containerConfig, type ContainerOptions } from '../../src/devenv/pods.js';
+import { containerConfig, limitedContainerConfig } from '../../src/devenv/pods.js';
 import { cgroupPlaces, detectCgroupLayout, removeCgroup } from '../../src/linux/cgroups.js';
 import { createGrpcClient } from '../../src/rpc/grpc.js';
 import { TtrpcClient } from '../../src/rpc/ttrpc/client.js';
@@ -39,16 +34,6 @@ type TaskClient = TypedClient<typeof Task.method>;
 const MiB = 1024n * 1024n;
 /** Under TCG a VM boots in seconds, more on a busy host; CRI waits are generous. */
 const WAIT = { timeoutMs: 60_000 };
-
-/** A container config with CRI resource limits. */
-function limited(
-  options: ContainerOptions,
-  resources: { memoryLimitInBytes?: bigint; cpuPeriod?: bigint; cpuQuota?: bigint; cpuShares?: bigint },
-): ContainerConfig {
-  const config = containerConfig(options);
-  config.linux = create(LinuxContainerConfigSchema, { resources });
-  return config;
-}
 
 /** A line of /proc/<pid>/status, in bytes (its kB figure). */
 function procStatusBytes(pid: number, field: string): bigint {
@@ -252,7 +237,7 @@ describe('vmm kind: stats, updates, pause, OOM, stop timeouts and the pod cgroup
       const hog = await runToExit(
         env,
         run,
-        limited(
+        limitedContainerConfig(
           { name: 'hog', image: env.images.busybox, command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'] },
           { memoryLimitInBytes: 32n * MiB },
         ),
@@ -270,7 +255,7 @@ describe('vmm kind: stats, updates, pause, OOM, stop timeouts and the pod cgroup
 
   it("applies UpdateContainerResources to the container's cgroup in the guest, read back from inside", async () => {
     await withPod('vmm-update', async (run) => {
-      const config = limited(
+      const config = limitedContainerConfig(
         { name: 'limited', image: env.images.busybox, command: ['sleep', '3600'] },
         { memoryLimitInBytes: 128n * MiB, cpuPeriod: 100_000n, cpuQuota: 100_000n, cpuShares: 1024n },
       );

@@ -54,35 +54,34 @@ function guestDir(dir: string): string {
   return dir;
 }
 
-function specObject(json: Uint8Array): Record<string, unknown> {
-  let spec: unknown;
+/** A request's JSON field that must hold one object (`what` says which, for the error). */
+function jsonObject(json: Uint8Array, field: string, what = 'a JSON object'): Record<string, unknown> {
+  let value: unknown;
   try {
-    spec = JSON.parse(Buffer.from(json).toString('utf8'));
+    value = JSON.parse(Buffer.from(json).toString('utf8'));
   } catch (err) {
-    throw invalidArgument(`spec_json is not JSON: ${(err as Error).message}`);
+    throw invalidArgument(`${field} is not JSON: ${(err as Error).message}`);
   }
-  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw invalidArgument('spec_json must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalidArgument(`${field} must be ${what}`);
+  return value as Record<string, unknown>;
+}
+
+function specObject(json: Uint8Array): Record<string, unknown> {
+  const spec = jsonObject(json, 'spec_json');
   const { process, root } = spec as { process?: unknown; root?: { path?: unknown } };
   if (typeof process !== 'object' || process === null) throw invalidArgument('spec_json has no process');
   if (typeof root?.path !== 'string' || root.path === '') throw invalidArgument('spec_json has no root.path');
-  return spec as Record<string, unknown>;
+  return spec;
 }
 
 function processObject(json: Uint8Array): Record<string, unknown> {
-  let process: unknown;
-  try {
-    process = JSON.parse(Buffer.from(json).toString('utf8'));
-  } catch (err) {
-    throw invalidArgument(`process_json is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof process !== 'object' || process === null || Array.isArray(process))
-    throw invalidArgument('process_json must be a JSON object');
+  const process = jsonObject(json, 'process_json');
   const { args, cwd } = process as { args?: unknown; cwd?: unknown };
   if (!Array.isArray(args) || args.length === 0 || !args.every((a) => typeof a === 'string')) {
     throw invalidArgument('process_json has no args');
   }
   if (typeof cwd !== 'string' || !cwd.startsWith('/')) throw invalidArgument('process_json has no absolute cwd');
-  return process as Record<string, unknown>;
+  return process;
 }
 
 /** runc makes a terminal for a process whose spec asks for one: the request's stdio must say the same. */
@@ -99,18 +98,6 @@ function windowSize(width: number, height: number): WindowSize {
     throw invalidArgument(`window ${width}x${height}: a terminal is at most ${MAX_WINDOW_SIDE} wide and high`);
   }
   return { width, height };
-}
-
-function resourcesObject(json: Uint8Array): Record<string, unknown> {
-  let resources: unknown;
-  try {
-    resources = JSON.parse(Buffer.from(json).toString('utf8'));
-  } catch (err) {
-    throw invalidArgument(`resources_json is not JSON: ${(err as Error).message}`);
-  }
-  if (typeof resources !== 'object' || resources === null || Array.isArray(resources))
-    throw invalidArgument('resources_json must be a JSON object (OCI LinuxResources)');
-  return resources as Record<string, unknown>;
 }
 
 function nanoseconds(iso: string): bigint {
@@ -207,7 +194,7 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     },
     async updateContainer(request) {
       const id = containerId(request.containerId);
-      await containers.update(id, resourcesObject(request.resourcesJson));
+      await containers.update(id, jsonObject(request.resourcesJson, 'resources_json', 'a JSON object (OCI LinuxResources)'));
       return {};
     },
     async pauseContainer(request) {
