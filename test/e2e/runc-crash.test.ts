@@ -21,7 +21,7 @@ import { startEnvironment, type Environment } from '../../src/devenv/environment
 import { diffHost, NO_LEAKS, snapshotHost, type HostDiff, type HostSnapshot } from '../../src/devenv/leaks.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { fdKeeperPids } from '../../src/devenv/processes.js';
-import { untilAnswered } from '../../src/devenv/retry.js';
+import { eventually, untilAnswered } from '../../src/devenv/retry.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { GrpcChannel } from '../../src/rpc/grpc.js';
@@ -236,8 +236,19 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       started.push({ podSandboxId, containerId });
     }
     const [healthy, corrupt] = started as [(typeof started)[0], (typeof started)[0]];
+    const stateFile = join(env.paths.kuasarState, 'runc', corrupt.podSandboxId, 'state.json');
+    // kuasard records a start once its answer is out (Container.start); tearing the file before that
+    // save lands would only see it overwritten.
+    await eventually(
+      async () => {
+        const record = JSON.parse(readFileSync(stateFile, 'utf8')) as { containers: { id: string; status: string }[] };
+        assert.equal(record.containers.find((c) => c.id === corrupt.containerId)?.status, 'running');
+      },
+      10_000,
+      50,
+    );
     // Torn by something outside kuasard (a disk fault, a hand edit): kuasard reads it at its next start.
-    writeFileSync(join(env.paths.kuasarState, 'runc', corrupt.podSandboxId, 'state.json'), '{"id": "torn');
+    writeFileSync(stateFile, '{"id": "torn');
     await env.restartKuasard({ crash: true });
 
     const exec = await untilAnswered(
