@@ -99,6 +99,49 @@ export class DaemonMetrics {
         this.set(sources().keeperUp() ? 1 : 0);
       },
     });
+    /** Each kind's warm pool, for the kinds that keep one. */
+    const pools = () =>
+      sources().sandboxers.flatMap((s) => {
+        const status = s.kind.warmPool?.();
+        return status ? [{ kind: s.kind.name, status }] : [];
+      });
+    new Gauge({
+      name: 'kuasar_warm_pool_sandboxes',
+      help: "Sandboxes of each kind's warm pool: ready, booting, and the number it aims at (target)",
+      labelNames: ['kind', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { kind, status } of pools()) {
+          for (const state of ['ready', 'booting', 'target'] as const) this.set({ kind, state }, status[state]);
+        }
+      },
+    });
+    new Counter({
+      name: 'kuasar_warm_pool_events_total',
+      help: 'What each warm pool did: pods given a warm sandbox (claim), pods that found it empty (cold), idle ones replaced, idle ones given back for memory (released)',
+      labelNames: ['kind', 'event'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { kind, status } of pools()) {
+          this.inc({ kind, event: 'claim' }, status.claims);
+          this.inc({ kind, event: 'cold' }, status.coldStarts);
+          this.inc({ kind, event: 'replaced' }, status.replaced);
+          this.inc({ kind, event: 'released' }, status.released);
+        }
+      },
+    });
+    new Gauge({
+      name: 'kuasar_warm_pool_memory_bytes',
+      help: "Host memory the ready sandboxes of each kind's warm pool hold (resident), at the pool's last check",
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { kind, status } of pools()) this.set({ kind }, status.memoryBytes);
+      },
+    });
     const sample = () => this.samplePods();
     new Counter({
       name: 'kuasar_pod_cpu_seconds_total',

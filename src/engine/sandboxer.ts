@@ -73,7 +73,8 @@ export class Sandboxer {
     await mkdir(this.kindDir, { recursive: true, mode: 0o700 });
     await this.kind.init();
     for (const entry of await readdir(this.kindDir, { withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
+      // A dot-name is the kind's own (the vmm kind's warm VMs): no sandbox id starts with one.
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
       // Only a valid id ever names a sandbox directory, and containerd could not address another.
       if (isValidId(entry.name)) await this.recover(entry.name);
       else
@@ -370,6 +371,7 @@ export class Sandboxer {
   async close(): Promise<void> {
     await Promise.all([...this.endpoints.values()].map((e) => e.close().catch(() => undefined)));
     this.endpoints.clear();
+    await this.kind.close?.();
     if (this.sandboxes.size === 0) await this.kind.closeIdle?.();
   }
 }

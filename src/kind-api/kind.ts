@@ -173,4 +173,29 @@ export interface SandboxKind {
    * run's `init` sets it up again). Not called while any sandbox remains: its pieces may need it.
    */
   closeIdle?(): Promise<void>;
+  /**
+   * Daemon exit, whether sandboxes remain or not, before `closeIdle`: ends what the kind runs for
+   * no pod (a warm pool). The sandboxes' own pieces stay.
+   */
+  close?(): Promise<void>;
+  /** The kind's pool of sandboxes made before any pod asked (the vmm kind's warm VMs), when it keeps one. */
+  warmPool?(): WarmPoolStatus | undefined;
+}
+
+/** What a kind's warm pool holds and has done since the daemon started (logs and metrics). */
+export interface WarmPoolStatus {
+  /** How many it keeps now: its configured size, or less when its memory budget or the host's pressure say so. */
+  target: number;
+  ready: number;
+  booting: number;
+  /** Pods given one of its sandboxes. */
+  claims: number;
+  /** Pods that fitted but found the pool empty, and started cold. */
+  coldStarts: number;
+  /** Idle ones that died or stopped answering, ended and replaced. */
+  replaced: number;
+  /** Idle ones given back for memory (the budget, or the host's pressure). */
+  released: number;
+  /** The host memory its ready ones hold (resident), at the last check. */
+  memoryBytes: number;
 }

@@ -170,20 +170,32 @@ export async function existingCgroupDirs(cgroupsPath: string, layout?: CgroupLay
  */
 export async function joinCgroup(cgroupsPath: string, pid: number, layout?: CgroupLayout): Promise<string[]> {
   const joined: string[] = [];
-  for (const { hierarchy, dir } of await cgroupPlaces(cgroupsPath, layout)) {
-    const parent = path.posix.dirname(dir);
-    if (!(await isDirectory(parent))) continue;
-    await mkdir(dir, { recursive: true });
-    if (hierarchy.version === 1 && hierarchy.controllers.includes('cpuset')) {
-      for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-        if ((await readFile(path.join(dir, file), 'utf8')).trim() === '')
-          await writeFile(path.join(dir, file), await readFile(path.join(parent, file)));
-      }
-    }
-    await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
-    joined.push(dir);
+  for (const place of await cgroupPlaces(cgroupsPath, layout)) {
+    if (!(await isDirectory(path.posix.dirname(place.dir)))) continue;
+    await makeCgroupDir(place);
+    await writeFile(path.join(place.dir, 'cgroup.procs'), String(pid));
+    joined.push(place.dir);
   }
   return joined;
+}
+
+/**
+ * Makes the cgroup at `place` and any of its missing ancestors, each ready for processes: a new
+ * v1 cpuset cgroup starts with no CPUs and no memory nodes, and gets its parent's.
+ */
+export async function makeCgroupDir({ hierarchy, dir }: CgroupPlace): Promise<void> {
+  if (dir === hierarchy.mountPoint || (await isDirectory(dir))) return;
+  const parent = path.posix.dirname(dir);
+  await makeCgroupDir({ hierarchy, dir: parent });
+  await mkdir(dir).catch((err: unknown) => {
+    if (!hasErrnoCode(err, 'EEXIST')) throw err;
+  });
+  if (hierarchy.version === 1 && hierarchy.controllers.includes('cpuset')) {
+    for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+      if ((await readFile(path.join(dir, file), 'utf8')).trim() === '')
+        await writeFile(path.join(dir, file), await readFile(path.join(parent, file)));
+    }
+  }
 }
 
 /** `dir` and the cgroups nested below it, deepest first. */

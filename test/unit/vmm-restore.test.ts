@@ -18,6 +18,10 @@ describe('vmm pod state', () => {
       guestNamespaces: { ipc: '/run/kuasar/ns/ipc', uts: '/run/kuasar/ns/uts', pid: null },
     };
     assert.deepEqual(podState.load(podState.save(state), 'pod'), state);
+    // A warm VM keeps the name it booted under; a state without one names the sandbox's own VM.
+    const warm = { ...state, vm: { ...state.vm, name: 'kuasar-vmm-warm-0123456789abcdef' } };
+    assert.deepEqual(podState.load(podState.save(warm), 'pod'), warm);
+    assert.throws(() => podState.load({ version: 3, data: { ...state, vm: { ...state.vm, name: 'sshd' } } }, 'pod'), /pod: state vm\.name/);
     assert.throws(() => podState.load({ version: 2, data: { vm: null, taps: [] } }, 'pod'), /pod: state version 2, this kuasard reads 3/);
     assert.throws(
       () => podState.load({ version: 3, data: { ...state, guestNamespaces: { ipc: 'relative', uts: '/u', pid: null } } }, 'pod'),

@@ -1,7 +1,7 @@
 // The pod's network inside the guest. Each NIC of the VM carries the traffic of one interface of
 // the pod's network namespace on the host (a tap joined to it by tc redirects), with that
-// interface's MAC: here it is found by that MAC and given the host interface's name, MTU and
-// addresses, then the routes. busybox `ip` does the work: it is in the root image, and these are
+// interface's MAC (a warm VM's NIC gets it only here: it booted before its pod existed): here it
+// is found by its MAC and given the host interface's name, MTU and addresses, then the routes. busybox `ip` does the work: it is in the root image, and these are
 // a handful of calls once per VM. Only in a VM: the agent run on a host for tests must not touch
 // the host's network.
 import { execFile } from 'node:child_process';
@@ -16,6 +16,8 @@ export interface GuestInterface {
   mac: string;
   mtu: number;
   addresses: readonly string[];
+  /** The NIC's MAC now, when it must change to `mac` (a warm VM's); '' when it already has `mac`. */
+  guestMac: string;
 }
 
 export interface GuestRoute {
@@ -34,7 +36,9 @@ const PREFIX = /^[0-9A-Fa-f.:]+(\/\d{1,3})?$/;
 export function checkNetwork(interfaces: readonly GuestInterface[], routes: readonly GuestRoute[]): void {
   for (const nic of interfaces) {
     if (!IFNAME.test(nic.name)) throw invalidArgument(`interface name ${JSON.stringify(nic.name)} is not a valid link name`);
-    if (!MAC.test(nic.mac.toLowerCase())) throw invalidArgument(`interface ${nic.name}: MAC ${JSON.stringify(nic.mac)} is not valid`);
+    for (const mac of nic.guestMac ? [nic.mac, nic.guestMac] : [nic.mac]) {
+      if (!MAC.test(mac.toLowerCase())) throw invalidArgument(`interface ${nic.name}: MAC ${JSON.stringify(mac)} is not valid`);
+    }
     if (nic.mtu !== 0 && (nic.mtu < 68 || nic.mtu > 65535)) throw invalidArgument(`interface ${nic.name}: MTU ${nic.mtu} is out of range`);
     for (const address of nic.addresses) {
       if (!PREFIX.test(address) || !address.includes('/'))
@@ -72,9 +76,12 @@ export async function setUpNetwork(
   await ip('link', 'set', 'lo', 'up');
   const links = await linksByMac();
   for (const nic of interfaces) {
-    const link = links.get(nic.mac.toLowerCase());
-    if (!link) throw failedPrecondition(`interface ${nic.name}: the guest has no NIC with MAC ${nic.mac}`);
+    const found = nic.guestMac || nic.mac;
+    const link = links.get(found.toLowerCase());
+    if (!link) throw failedPrecondition(`interface ${nic.name}: the guest has no NIC with MAC ${found}`);
     if (link !== nic.name) await ip('link', 'set', 'dev', link, 'name', nic.name);
+    // The frames the host's side sends it are addressed to the host interface's MAC.
+    if (nic.guestMac && nic.guestMac.toLowerCase() !== nic.mac.toLowerCase()) await ip('link', 'set', 'dev', nic.name, 'address', nic.mac);
     if (nic.mtu) await ip('link', 'set', 'dev', nic.name, 'mtu', String(nic.mtu));
     for (const address of nic.addresses) await ip('addr', 'add', address, 'dev', nic.name);
     await ip('link', 'set', 'dev', nic.name, 'up');

@@ -50,6 +50,29 @@ export const vmmConfigSchema = kindConfigSchema.extend({
    * 0: only at boot and on jumps.
    */
   clock_sync_interval_s: z.number().int().min(0).default(60),
+  /**
+   * VMs kept booted, their agents answering, for no pod yet (warm-pool.ts): a pod that fits one
+   * (default_vcpus and default_memory_mib, or less) is given one at Start instead of booting its
+   * own. 0: no pool, every pod boots its VM.
+   */
+  warm_pool: z.number().int().min(0).max(64).default(0),
+  /**
+   * The most host memory the pool's idle VMs may hold together, in MiB (each counted by its QEMU's
+   * resident memory, or its size while it boots): the pool is smaller when they would hold more.
+   */
+  warm_pool_max_memory_mib: z.number().int().min(0).default(2048),
+  /**
+   * The host's available memory (MemAvailable) below which the pool gives its VMs back, one per
+   * health check, and boots no more, in MiB.
+   */
+  warm_pool_min_host_available_mib: z.number().int().min(0).default(1024),
+  /** The cgroup (cgroupfs path) below which each warm VM runs until a pod claims it, at the least CPU weight. */
+  warm_pool_cgroup_parent: z
+    .string()
+    .regex(/^(\/[A-Za-z0-9_.-]+)+$/, 'must be an absolute cgroupfs path such as /kuasar-vmm-warm')
+    .default('/kuasar-vmm-warm'),
+  /** How often each idle VM of the pool is checked (QEMU running, agent answering), in ms. */
+  warm_pool_check_interval_ms: z.number().int().min(500).default(10_000),
   /** The guest agent's log level, on the guest's console (the VM's console.log in its sandbox directory). */
   agent_log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });

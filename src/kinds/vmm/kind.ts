@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import { checkImageDir } from '../../guest/image/layout.js';
-import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
+import type { SandboxContext, SandboxKind, WarmPoolStatus } from '../../kind-api/kind.js';
 import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
@@ -16,7 +16,9 @@ import { probeAccelOncePerBoot } from './accel-probe.js';
 import { VMM_CAPABILITIES } from './capabilities.js';
 import type { VmmConfig } from './config.js';
 import { GuestClocks } from './guest-clocks.js';
-import { releaseLostPod, VmmSandbox, type VmmEnvironment } from './sandbox.js';
+import type { VmmEnvironment } from './environment.js';
+import { podVmSize, releaseLostPod, VmmSandbox } from './sandbox.js';
+import { WarmPool } from './warm-pool.js';
 
 /** The command name of every QEMU system emulator (`qemu-system-x86_64` shows as `qemu-system-x86`). */
 const QEMU_COMM_PREFIX = 'qemu-system-';
@@ -39,6 +41,7 @@ export class VmmKind implements SandboxKind {
   readonly name = 'vmm';
   readonly capabilities = VMM_CAPABILITIES;
   private env: VmmEnvironment | undefined;
+  private pool: WarmPool | undefined;
 
   constructor(private readonly options: VmmKindOptions) {}
 
@@ -56,7 +59,15 @@ export class VmmKind implements SandboxKind {
     const syncEveryMs = config.clock_sync_interval_s * 1000;
     const clocks = new GuestClocks({ intervalMs: syncEveryMs, tickMs: Math.min(CLOCK_TICK_MS, syncEveryMs || CLOCK_TICK_MS), log });
     // QEMU and the guest image were checked before the kind was built (checks.ts).
-    this.env = { config, accel: await this.chooseAccel(), reaper, clocks, kept: this.options.keptDescriptors };
+    const env: VmmEnvironment = { config, accel: await this.chooseAccel(), reaper, clocks, kept: this.options.keptDescriptors };
+    await WarmPool.endLeftovers(this.options.kindDir, env, log);
+    if (config.warm_pool > 0) {
+      // A warm VM is what a pod without limits gets: the pods that fit it are the common ones.
+      this.pool = new WarmPool(env, this.options.kindDir, podVmSize(undefined, config), log.child({ pool: 'warm' }));
+      env.pool = this.pool;
+      await this.pool.start();
+    }
+    this.env = env;
   }
 
   private async chooseAccel(): Promise<'kvm' | 'tcg'> {
@@ -104,6 +115,14 @@ export class VmmKind implements SandboxKind {
 
   async destroyLost(sandbox: SandboxContext): Promise<void> {
     await releaseLostPod(sandbox, this.options.reaper);
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  warmPool(): WarmPoolStatus | undefined {
+    return this.pool?.status();
   }
 
   async closeIdle(): Promise<void> {

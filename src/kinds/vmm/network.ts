@@ -72,12 +72,13 @@ export function parseRoutes(json: string, family: 4 | 6, interfaces: readonly Po
 }
 
 /** `ip -batch` lines that make each interface's tap. */
-export function tapCommands(interfaces: readonly PodInterface[]): string[] {
-  return interfaces.flatMap((nic) => [
-    `tuntap add dev ${nic.tap} mode tap`,
-    ...(nic.mtu ? [`link set dev ${nic.tap} mtu ${nic.mtu}`] : []),
-    `link set dev ${nic.tap} up`,
-  ]);
+export function tapCommands(interfaces: readonly Pick<PodInterface, 'tap' | 'mtu'>[]): string[] {
+  return interfaces.flatMap((nic) => [`tuntap add dev ${nic.tap} mode tap`, ...tapUpCommands(nic)]);
+}
+
+/** `ip -batch` lines that give a tap its interface's MTU and bring it up (a link moved to another namespace arrives down). */
+function tapUpCommands(nic: Pick<PodInterface, 'tap' | 'mtu'>): string[] {
+  return [...(nic.mtu ? [`link set dev ${nic.tap} mtu ${nic.mtu}`] : []), `link set dev ${nic.tap} up`];
 }
 
 /** `tc -batch` lines that redirect every frame between each interface and its tap, both ways. */
@@ -118,6 +119,23 @@ export async function connectTaps(netnsPath: string, interfaces: readonly PodInt
   if (interfaces.length === 0) return;
   await inNetns(netnsPath, ['ip', '-batch', '-'], `${tapCommands(interfaces).join('\n')}\n`);
   await inNetns(netnsPath, ['tc', '-batch', '-'], `${redirectCommands(interfaces).join('\n')}\n`);
+}
+
+/**
+ * Joins a tap made elsewhere to the pod's interface `nic`: a warm VM's, made in its own network
+ * namespace at `fromNetnsPath` before the pod existed, whose QEMU keeps its descriptor open as the
+ * link moves (warm-pool.ts). It arrives in the pod's namespace under the same name, and is then
+ * set up as `connectTaps` sets up a tap it makes.
+ */
+export async function moveTapToPod(fromNetnsPath: string, podNetnsPath: string, nic: PodInterface): Promise<void> {
+  await inNetns(fromNetnsPath, ['ip', 'link', 'set', 'dev', nic.tap, 'netns', podNetnsPath]);
+  await inNetns(podNetnsPath, ['ip', '-batch', '-'], `${tapUpCommands(nic).join('\n')}\n`);
+  await inNetns(podNetnsPath, ['tc', '-batch', '-'], `${redirectCommands([nic]).join('\n')}\n`);
+}
+
+/** Makes a tap in the namespace at `netnsPath` for a VM that has no pod yet: its frames go nowhere until it is moved. */
+export async function makeLoneTap(netnsPath: string, tap: string): Promise<void> {
+  await inNetns(netnsPath, ['ip', '-batch', '-'], `${tapCommands([{ tap, mtu: 0 }]).join('\n')}\n`);
 }
 
 /**

@@ -2,64 +2,36 @@
 // (PID 1 in the guest) runs the pod's containers. The VM is the pod: when QEMU exits or the
 // channel to the agent breaks on its own, every container of the pod has ended with it. The VM
 // outlives kuasard: a restarted kuasard reconnects to its agent, or ends a VM it cannot reach.
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../base/errors.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
-import type { SavedState } from '../../base/model.js';
+import type { PodSpec, SavedState } from '../../base/model.js';
 import { podHostname } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
-import { imagePaths } from '../../guest/image/layout.js';
 import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
 import { removeCgroup } from '../../linux/cgroups.js';
-import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { checkHostname } from '../../linux/namespaces.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
-import { timedAgentReady } from './boot-stages.js';
+import { bootVm, consoleTail, vmFiles, vmLayout } from './boot.js';
 import { AgentChannel } from './channel.js';
-import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
+import { connectTaps, disconnectTaps, readPodNetwork } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
 import { podState, type VmmPodState } from './pod-state.js';
-import { BASE_KERNEL_PARAMS, type VmLayout } from './qemu-args.js';
 import type { VmmConfig } from './config.js';
-import type { GuestClocks } from './guest-clocks.js';
 import { GUEST_SHARE, SandboxShare } from './share.js';
-import { sizeUnderPodLimit, vmCgroupsPath } from './vm-cgroup.js';
-import { killGone, runsVm, Vm, type VmProcess } from './vm.js';
-
-/** What the kind shares with each of its pods. */
-export interface VmmEnvironment {
-  config: VmmConfig;
-  /** The accelerator the kind chose at start (a KVM probe, or the configuration). */
-  accel: 'kvm' | 'tcg';
-  reaper: Reaper;
-  /** Keeps each running guest's clock on the host's. */
-  clocks: GuestClocks;
-  /** Where the stdio FIFOs of the pods' processes are kept open across a restart. */
-  kept: KeptDescriptors;
-}
+import { fitsUnderPodLimit, sizeUnderPodLimit, vmCgroupsPath, type VmSize } from './vm-cgroup.js';
+import { endVmByPidFile, vmNameOf, Vm, type VmProcess } from './vm.js';
+import type { ClaimableVm, VmmEnvironment, WarmVmPool } from './environment.js';
+import { WARM_VM_NAME_PREFIX } from './warm-vm.js';
 
 type PodNetwork = Awaited<ReturnType<typeof readPodNetwork>>;
 
 /** A pod on the node's network: its VM has no NIC (the node's interfaces cannot be given to it). */
 const NO_NETWORK: PodNetwork = { interfaces: [], routes: [] };
 
-/** The virtio-serial port the agent serves on, by its name in the guest. */
-const AGENT_PORT_NAME = 'agent.0';
 const MIB = 1024 * 1024;
-
-/** The files of a pod's VM in its sandbox directory (short names: they are unix socket paths). */
-export function vmFiles(dir: string) {
-  return {
-    agentSocket: join(dir, 'agent'),
-    qmpSocket: join(dir, 'qmp'),
-    pidFile: join(dir, 'qemu.pid'),
-    consoleLog: join(dir, 'console.log'),
-    shareDir: join(dir, 'shared'),
-  };
-}
 
 /** The name QEMU runs under, by which a lost VM is recognised. */
 export const vmName = (sandboxId: string): string => `kuasar-vmm-${sandboxId}`;
@@ -119,9 +91,9 @@ export class VmmSandbox implements KindSandbox {
     return sandbox;
   }
 
-  private async reconnect(process: VmProcess): Promise<void> {
+  private async reconnect(process: VmProcess & { name?: string }): Promise<void> {
     const { log } = this.context;
-    const vm = await Vm.adopt(process, vmName(this.context.record.id), this.files.qmpSocket, this.env.reaper);
+    const vm = await Vm.adopt(process, process.name ?? vmName(this.context.record.id), this.files.qmpSocket, this.env.reaper);
     this.vm = vm;
     this.watchVm(vm);
     const { channel, check } = await AgentChannel.reconnect(this.files.agentSocket, {
@@ -144,76 +116,109 @@ export class VmmSandbox implements KindSandbox {
     return undefined;
   }
 
-  /** The VM's size: the pod's limits when kubelet gives them, else the configured defaults; plus the guest's overhead. */
-  private size(): { vcpus: number; memoryMib: number } {
-    const { config } = this.env;
-    const resources = this.context.record.pod.resources;
-    const vcpus =
-      resources && resources.cpuQuotaUs > 0 && resources.cpuPeriodUs > 0
-        ? Math.ceil(resources.cpuQuotaUs / resources.cpuPeriodUs)
-        : config.default_vcpus;
-    const podMib = resources && resources.memoryLimitBytes > 0 ? Math.ceil(resources.memoryLimitBytes / MIB) : config.default_memory_mib;
-    return { vcpus: Math.min(vcpus, 64), memoryMib: podMib + config.memory_overhead_mib };
-  }
-
-  private layout(interfaces: readonly PodInterface[], size: { vcpus: number; memoryMib: number }): VmLayout {
-    const { config, accel } = this.env;
-    const image = imagePaths(config.image_dir);
-    return {
-      name: vmName(this.context.record.id),
-      machine: config.machine,
-      accel,
-      ...size,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      rootImage: image.rootfs,
-      kernelParams: [
-        ...BASE_KERNEL_PARAMS,
-        `kuasar.agent_port=${AGENT_PORT_NAME}`,
-        `kuasar.log_level=${config.agent_log_level}`,
-        ...config.kernel_params,
-      ],
-      nics: interfaces.map(({ tap, mac }) => ({ tap, mac })),
-      share: { dir: this.files.shareDir, tag: GUEST_SHARE.tag },
-      agent: { portName: AGENT_PORT_NAME, socket: this.files.agentSocket },
-      qmpSocket: this.files.qmpSocket,
-      consoleLog: this.files.consoleLog,
-      pidFile: this.files.pidFile,
-    };
-  }
-
   /**
-   * Controller Start: the pod's interfaces get their taps, the VM boots on them, its agent answers
-   * and sets the pod up in the guest (names, files, namespaces, network, clock).
+   * Controller Start: the pod's VM comes up, from the warm pool when one fits the pod, else booted
+   * for it on taps made for its interfaces; its agent then sets the pod up in the guest (names,
+   * files, namespaces, network, clock).
    */
   async start(): Promise<{ pid: number }> {
     const { log, record } = this.context;
     const netnsPath = record.pod.hostNetwork ? '' : record.netnsPath;
     const network = netnsPath ? await timed(log, 'vmm.read-network', () => readPodNetwork(netnsPath)) : NO_NETWORK;
-    const layout = this.layout(network.interfaces, await sizeUnderPodLimit(this.size(), this.context, this.env));
+    const size = await sizeUnderPodLimit(podVmSize(record.pod.resources, this.env.config), this.context, this.env);
+    const { pool } = this.env;
+    const startDone = pool?.startUnderWay();
+    try {
+      const warm = pool && (await this.warmVmFor(pool, network, size));
+      if (warm) {
+        try {
+          return await this.startWarm(warm, network);
+        } catch (err) {
+          log.warn({ err, warmVm: warm.id }, 'the warm VM could not be handed over; ending it and booting one');
+          await warm.end();
+          await this.endVm();
+          // A Start begins anew: the pod's files in a share of its own, and its VM's end is news again.
+          await this.share.prepare(record.pod);
+          this.stopping = false;
+        }
+      }
+      return await this.startCold(network, size);
+    } finally {
+      startDone?.();
+    }
+  }
+
+  /** A warm VM for this pod, or undefined (logged with why) when it must boot its own. */
+  private async warmVmFor(pool: WarmVmPool, network: PodNetwork, size: VmSize): Promise<ClaimableVm | undefined> {
+    const why = await this.whyNotWarm(pool, network, size);
+    if (why) {
+      this.context.log.info({ why }, 'the VM boots cold');
+      return undefined;
+    }
+    const vm = pool.take();
+    if (!vm) this.context.log.info({ why: 'the warm pool is empty' }, 'the VM boots cold');
+    return vm;
+  }
+
+  private async whyNotWarm(pool: WarmVmPool, network: PodNetwork, size: VmSize): Promise<string | undefined> {
+    // A warm VM has one NIC, made before the pod's interfaces were known.
+    if (this.context.record.pod.hostNetwork) return "the pod is on the node's network";
+    if (network.interfaces.length !== 1) return `the pod has ${network.interfaces.length} network interfaces, a warm VM one`;
+    const warm = pool.size;
+    if (size.vcpus > warm.vcpus || size.memoryMib > warm.memoryMib) {
+      return `the pod needs ${size.vcpus} vCPUs and ${size.memoryMib} MiB, a warm VM has ${warm.vcpus} and ${warm.memoryMib} MiB`;
+    }
+    if (!(await fitsUnderPodLimit(warm, this.context.record, this.env)))
+      return "a warm VM's memory does not fit under the pod's memory limit";
+    return undefined;
+  }
+
+  /** The warm VM becomes this pod's: its pieces moved to the pod, then the guest set up for it. */
+  private async startWarm(warm: ClaimableVm, network: PodNetwork): Promise<{ pid: number }> {
+    const { log, record } = this.context;
+    const nic = network.interfaces[0]!;
+    // Recorded before the tap moves: a failure or a crash finds what to remove.
+    this.pod = { vm: null, taps: [{ name: nic.name, tap: nic.tap }], guestNamespaces: null };
+    const claimed = await timed(log, 'vmm.claim-warm', () => warm.handOver(record, this.context.dir, nic));
+    this.vm = claimed.vm;
+    this.pod = { ...this.pod, vm: { ...claimed.vm.process, name: claimed.name } };
+    this.watchVm(claimed.vm);
+    this.channel = claimed.channel;
+    this.watchChannel(claimed.channel);
+    await this.share.prepare(record.pod);
+    log.info({ pid: claimed.vm.process.pid, accel: this.env.accel, warmVm: warm.id }, 'VM ready');
+    await timed(log, 'vmm.setup-sandbox', () => this.setUpGuest(claimed.channel, network, claimed.guestMac));
+    return { pid: claimed.vm.process.pid };
+  }
+
+  /** The pod's interfaces get their taps, and a VM boots on them. */
+  private async startCold(network: PodNetwork, size: VmSize): Promise<{ pid: number }> {
+    const { log, record } = this.context;
+    const netnsPath = record.pod.hostNetwork ? '' : record.netnsPath;
+    const name = vmName(record.id);
+    const layout = vmLayout(this.env, { name, files: this.files, size, nics: network.interfaces.map(({ tap, mac }) => ({ tap, mac })) });
     for (const socket of [layout.agent.socket, layout.qmpSocket]) await rm(socket, { force: true });
     // Recorded before they are made: a failure here, or a crash, finds what to remove.
     this.pod = { vm: null, taps: network.interfaces.map(({ name, tap }) => ({ name, tap })), guestNamespaces: null };
     try {
       await timed(log, 'vmm.connect-taps', () => connectTaps(netnsPath, network.interfaces));
-      const vm = await timed(log, 'vmm.qemu-start', () =>
-        Vm.launch(layout, { qemu: this.env.config.qemu, netnsPath, cgroupsPath: vmCgroupsPath(record), reaper: this.env.reaper, log }),
-      );
-      this.vm = vm;
-      this.pod = { ...this.pod, vm: vm.process };
-      this.watchVm(vm);
-      const { channel, check } = await timedAgentReady(log, layout.consoleLog, () =>
-        AgentChannel.open(layout.agent.socket, {
-          timeoutMs: this.env.config.boot_timeout_ms,
-          vmEnded: vm.ended,
-          describeEnd: () => `the guest's console is in ${layout.consoleLog}`,
-        }),
-      );
+      const { channel, check } = await bootVm(layout, {
+        env: this.env,
+        netnsPath,
+        cgroupsPath: vmCgroupsPath(record),
+        timeoutMs: this.env.config.boot_timeout_ms,
+        log,
+        launched: (vm) => {
+          this.vm = vm;
+          this.pod = { ...this.pod, vm: { ...vm.process, name } };
+          this.watchVm(vm);
+        },
+      });
       this.channel = channel;
       this.watchChannel(channel);
-      log.info({ pid: vm.process.pid, accel: this.env.accel, kernel: check.kernelRelease, bootId: check.bootId }, 'VM ready');
+      log.info({ pid: this.vm!.process.pid, accel: this.env.accel, kernel: check.kernelRelease, bootId: check.bootId }, 'VM ready');
       await timed(log, 'vmm.setup-sandbox', () => this.setUpGuest(channel, network));
-      return { pid: vm.process.pid };
+      return { pid: this.vm!.process.pid };
     } catch (err) {
       log.warn({ err, console: await consoleTail(layout.consoleLog) }, 'the VM did not come up; ending it');
       await this.endVm();
@@ -221,7 +226,8 @@ export class VmmSandbox implements KindSandbox {
     }
   }
 
-  private async setUpGuest(channel: AgentChannel, network: PodNetwork): Promise<void> {
+  /** SetupSandbox, SetupNetwork and the clock; `guestMac` is the NIC's MAC until now when it was not the pod's (a warm VM). */
+  private async setUpGuest(channel: AgentChannel, network: PodNetwork, guestMac = ''): Promise<void> {
     const { pod, id } = this.context.record;
     const read = (path: string) => readFile(path, 'utf8');
     const namespaces = await channel.agent.setupSandbox({
@@ -239,7 +245,7 @@ export class VmmSandbox implements KindSandbox {
       guestNamespaces: { ipc: namespaces.ipcNamespace, uts: namespaces.utsNamespace, pid: namespaces.pidNamespace || null },
     };
     await channel.agent.setupNetwork({
-      interfaces: network.interfaces.map(({ name, mac, mtu, addresses }) => ({ name, mac, mtu, addresses })),
+      interfaces: network.interfaces.map(({ name, mac, mtu, addresses }) => ({ name, mac, mtu, addresses, guestMac })),
       routes: network.routes,
     });
     await this.keepClock(channel);
@@ -345,25 +351,40 @@ export class VmmSandbox implements KindSandbox {
   }
 }
 
-/** The last lines the guest printed on its console, for a log line about a VM that failed. */
-async function consoleTail(file: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.trim().split('\n').slice(-10).join('\n');
-}
-
 /**
- * Ends the VM a sandbox directory's pidfile names, when that process still runs QEMU for this
- * sandbox (a pid alone may have been reused): a daemon that died, or a restart that cannot
- * reconnect, leaves it. Idempotent.
+ * Ends the VM a sandbox directory's pid file names, when that process still runs this sandbox's
+ * QEMU: a daemon that died, or a restart that cannot reconnect, leaves it. The process runs under
+ * the sandbox's VM name, or under a warm VM's name while it holds a file of this directory (its
+ * console log: a warm VM's files were moved here when the pod claimed it). Idempotent.
  */
 export async function endLostVm(context: SandboxContext, reaper: Reaper): Promise<void> {
-  const { pidFile } = vmFiles(context.dir);
-  const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
-  if (!(pid > 1) || !(await runsVm(pid, vmName(context.record.id)))) return;
-  context.log.warn({ pid }, 'ending a VM no run of kuasard can reach');
-  const ended = reaper.watchForeign(pid);
-  killGone(pid);
-  await ended;
+  const isOurs = async (pid: number) => {
+    const name = await vmNameOf(pid);
+    if (name === vmName(context.record.id)) return true;
+    return name?.startsWith(WARM_VM_NAME_PREFIX) === true && (await holdsFileIn(pid, context.dir));
+  };
+  const pid = await endVmByPidFile(vmFiles(context.dir).pidFile, isOurs, reaper);
+  if (pid) context.log.warn({ pid }, 'ended a VM no run of kuasard can reach');
+}
+
+/** Whether the process `pid` has a file below `dir` open. */
+async function holdsFileIn(pid: number, dir: string): Promise<boolean> {
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => []);
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    if (target.startsWith(`${dir}/`)) return true;
+  }
+  return false;
+}
+
+/** The VM's size: the pod's limits when kubelet gives them, else the configured defaults; plus the guest's overhead. */
+export function podVmSize(resources: PodSpec['resources'], config: VmmConfig): VmSize {
+  const vcpus =
+    resources && resources.cpuQuotaUs > 0 && resources.cpuPeriodUs > 0
+      ? Math.ceil(resources.cpuQuotaUs / resources.cpuPeriodUs)
+      : config.default_vcpus;
+  const podMib = resources && resources.memoryLimitBytes > 0 ? Math.ceil(resources.memoryLimitBytes / MIB) : config.default_memory_mib;
+  return { vcpus: Math.min(vcpus, 64), memoryMib: podMib + config.memory_overhead_mib };
 }
 
 /** Releases everything a sandbox directory may hold when there is no object for it. */

@@ -12,11 +12,14 @@
 // CRI reports OOMKilled. For the containers to keep their whole limits, the pod's RuntimeClass
 // overhead must cover the guest's (`memory_overhead_mib`) and QEMU's, as kubelet adds it to the
 // pod's cgroup.
+import { readFile, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { failedPrecondition } from '../../base/errors.js';
 import type { SandboxRecord } from '../../base/model.js';
 import type { SandboxContext } from '../../kind-api/kind.js';
 import { readEffectiveMemoryLimit } from '../../linux/cgroup-stats.js';
-import { hostCgroupLayout } from '../../linux/cgroups.js';
+import { cgroupPlaces, existingCgroupDirs, hostCgroupLayout, joinCgroup, makeCgroupDir } from '../../linux/cgroups.js';
+import { hasErrnoCode } from '../../linux/libc/binding.js';
 import type { VmmConfig } from './config.js';
 import { TCG_TRANSLATION_BUFFER_MIB } from './qemu-args.js';
 
@@ -65,6 +68,27 @@ export interface VmSize {
   memoryMib: number;
 }
 
+/** Whether a VM of `size` (a warm VM, made before the pod) fits under the memory limit that holds for the pod's cgroup. */
+export async function fitsUnderPodLimit(
+  size: VmSize,
+  record: Readonly<SandboxRecord>,
+  env: { config: VmmConfig; accel: 'kvm' | 'tcg' },
+): Promise<boolean> {
+  const limit = await podMemoryLimit(record);
+  try {
+    return fitVmMemory(size.memoryMib, limit, memoryBudget(env)) === size.memoryMib;
+  } catch {
+    return false;
+  }
+}
+
+function memoryBudget(env: { config: VmmConfig; accel: 'kvm' | 'tcg' }): VmMemoryBudget {
+  return {
+    qemuOverheadMib: env.config.qemu_overhead_mib + (env.accel === 'tcg' ? TCG_TRANSLATION_BUFFER_MIB : 0),
+    guestMinimumMib: env.config.memory_overhead_mib,
+  };
+}
+
 /** `wanted`, its RAM fitted under the memory limit that holds for the pod's cgroup (logged when it is). */
 export async function sizeUnderPodLimit(
   wanted: VmSize,
@@ -72,12 +96,84 @@ export async function sizeUnderPodLimit(
   env: { config: VmmConfig; accel: 'kvm' | 'tcg' },
 ): Promise<VmSize> {
   const limit = await podMemoryLimit(context.record);
-  const memoryMib = fitVmMemory(wanted.memoryMib, limit, {
-    qemuOverheadMib: env.config.qemu_overhead_mib + (env.accel === 'tcg' ? TCG_TRANSLATION_BUFFER_MIB : 0),
-    guestMinimumMib: env.config.memory_overhead_mib,
-  });
+  const memoryMib = fitVmMemory(wanted.memoryMib, limit, memoryBudget(env));
   if (memoryMib < wanted.memoryMib) {
     context.log.info({ wantedMib: wanted.memoryMib, memoryMib, podLimit: String(limit) }, "VM sized to fit under the pod's memory limit");
   }
   return { ...wanted, memoryMib };
+}
+
+/** Where a warm VM runs until a pod claims it: a cgroup of its own below the configured parent. */
+export const warmVmCgroupsPath = (config: Pick<VmmConfig, 'warm_pool_cgroup_parent'>, vmId: string): string =>
+  `${config.warm_pool_cgroup_parent}/${vmId}`;
+
+/**
+ * The least CPU weight a cgroup can have (v1 cpu.shares, v2 cpu.weight): a warm VM boots on the
+ * CPU time nobody else wants, so that the pool's refills never slow down the pods being started.
+ */
+const LEAST_CPU_WEIGHT = { 1: { file: 'cpu.shares', value: '2' }, 2: { file: 'cpu.weight', value: '1' } } as const;
+
+/** Makes a warm VM's cgroup, at the least CPU weight, before QEMU is started in it. */
+export async function makeWarmVmCgroup(cgroupsPath: string): Promise<void> {
+  for (const place of await cgroupPlaces(cgroupsPath, await hostCgroupLayout())) {
+    const { hierarchy, dir } = place;
+    await makeCgroupDir(place);
+    if (hierarchy.version === 1 && !hierarchy.controllers.includes('cpu')) continue;
+    const weight = LEAST_CPU_WEIGHT[hierarchy.version];
+    // A v2 tree without the cpu controller enabled (this host's empty unified one) has no such
+    // file, and cgroupfs refuses to make one (EACCES).
+    await writeFile(join(dir, weight.file), weight.value).catch((err: unknown) => {
+      if (!hasErrnoCode(err, 'ENOENT', 'EACCES')) throw err;
+    });
+  }
+}
+
+/**
+ * Moves a claimed warm VM's QEMU into the pod's VM cgroup (vmCgroupsPath), as a cold VM starts
+ * there. Under cgroup v1 its pages so far are moved with it (move_charge_at_immigrate: the pod is
+ * charged for the whole VM, and its limit was checked to hold it); under v2 they stay charged
+ * where they were allocated (so too under v1 on kernels that dropped charge moving), only what the
+ * VM allocates from now on is the pod's. Hierarchies
+ * where the pod's cgroup parent does not exist get QEMU at their top, as no cold VM stays anywhere
+ * in them either: the warm cgroup is left empty, to be removed.
+ */
+export async function moveWarmVmToPod(pid: number, warmCgroupsPath: string, record: Readonly<SandboxRecord>): Promise<void> {
+  const layout = await hostCgroupLayout();
+  const podPath = vmCgroupsPath(record);
+  const podPlaces = await cgroupPlaces(podPath, layout);
+  for (const place of podPlaces) {
+    const { hierarchy, dir } = place;
+    if (hierarchy.version !== 1 || !hierarchy.controllers.includes('memory')) continue;
+    if (!(await isDirectory(dirname(dir)))) continue;
+    await makeCgroupDir(place);
+    // 1: anonymous pages, 2: file pages (the guest's RAM is QEMU's anonymous memory). Recent
+    // kernels have dropped charge moving and refuse it (EINVAL): there, as under v2, the pages
+    // stay charged where they were allocated.
+    await writeFile(join(dir, 'memory.move_charge_at_immigrate'), '3').catch((err: unknown) => {
+      if (!hasErrnoCode(err, 'EINVAL')) throw err;
+    });
+  }
+  const joinedDirs = new Set(await joinCgroup(podPath, pid, layout));
+  const joined = new Set(podPlaces.filter((place) => joinedDirs.has(place.dir)).map((place) => place.hierarchy.mountPoint));
+  for (const { hierarchy, dir } of await cgroupPlaces(warmCgroupsPath, layout)) {
+    if (joined.has(hierarchy.mountPoint)) continue;
+    const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+    if (procs.split('\n').includes(String(pid))) await writeFile(join(hierarchy.mountPoint, 'cgroup.procs'), String(pid));
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+/** Removes the warm VMs' parent cgroup once no warm VM is left below it (another kuasard's may be: then it stays). */
+export async function removeWarmCgroupParent(config: Pick<VmmConfig, 'warm_pool_cgroup_parent'>): Promise<void> {
+  for (const dir of await existingCgroupDirs(config.warm_pool_cgroup_parent, await hostCgroupLayout())) {
+    await rmdir(dir).catch((err: unknown) => {
+      if (!hasErrnoCode(err, 'EBUSY', 'ENOTEMPTY', 'ENOENT')) throw err;
+    });
+  }
 }

@@ -85,10 +85,34 @@ export class Vm {
   }
 }
 
-/** Whether `pid` runs QEMU for the VM named `name` (its -name option). */
+/** The VM name (QEMU's -name option) the process `pid` runs, or undefined when it runs none. */
+export async function vmNameOf(pid: number): Promise<string | undefined> {
+  const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  const index = args.indexOf('-name');
+  return index >= 0 ? args[index + 1]?.split(',')[0] : undefined;
+}
+
+/** Whether `pid` runs QEMU for the VM named `name`. */
 export async function runsVm(pid: number, name: string): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.split('\0').some((arg) => arg.startsWith(`${name},`));
+  return (await vmNameOf(pid)) === name;
+}
+
+/**
+ * Ends the QEMU that `pidFile` names when `isOurs` says the process is the VM meant (a pid alone
+ * may have been reused): a daemon that died, or a launch that failed half-way, leaves one that
+ * only the pid file names. Returns the pid it ended. Idempotent.
+ */
+export async function endVmByPidFile(
+  pidFile: string,
+  isOurs: (pid: number) => Promise<boolean>,
+  reaper: Reaper,
+): Promise<number | undefined> {
+  const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
+  if (!(pid > 1) || !(await isOurs(pid))) return undefined;
+  const ended = reaper.watchForeign(pid);
+  killGone(pid);
+  await ended;
+  return pid;
 }
 
 /** SIGKILL to `pid`, which may have ended meanwhile (ESRCH): ended is what was asked. */
