@@ -11,7 +11,15 @@ import type { SavedState } from '../../base/model.js';
 import { podHostname } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
 import { imagePaths } from '../../guest/image/layout.js';
-import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
+import type {
+  ContainerContext,
+  DebugExecRequest,
+  DebugExecResult,
+  KindSandbox,
+  PodNamespaces,
+  SandboxContext,
+  SandboxUpdate,
+} from '../../kind-api/kind.js';
 import { removeCgroup } from '../../linux/cgroups.js';
 import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { checkHostname } from '../../linux/namespaces.js';
@@ -19,6 +27,7 @@ import type { Reaper } from '../../linux/reaper.js';
 import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
 import { timedAgentReady } from './boot-stages.js';
 import { AgentChannel } from './channel.js';
+import { debugExecInGuest } from './debug-exec.js';
 import { connectTaps, disconnectTaps, readPodNetwork, type PodInterface } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
 import { podState, type VmmPodState } from './pod-state.js';
@@ -342,6 +351,11 @@ export class VmmSandbox implements KindSandbox {
 
   async restoreContainer(container: ContainerContext): Promise<VmmContainer> {
     return VmmContainer.restore(this.view(), container);
+  }
+
+  /** `kuasar exec`: a command in the guest, outside the containers (debug-exec.ts). */
+  debugExec(request: DebugExecRequest): Promise<DebugExecResult> {
+    return debugExecInGuest(this.channel, this.context.record.id, request);
   }
 }
 
