@@ -78,7 +78,9 @@ export function registerAdmin(program: Command): void {
       `kill the command after this long (at most ${MAX_EXEC_TIMEOUT_MS / 1000})`,
       String(DEFAULT_EXEC_TIMEOUT_S),
     )
-    .action(async (sandbox: string, argv: string[], opts: SocketOptions & { timeout: string }) => {
+    .action(async (sandbox: string, command: string[], opts: SocketOptions & { timeout: string }) => {
+      // Options passed through keep a `--` that came after the sandbox id: it only separates.
+      const argv = command[0] === '--' ? command.slice(1) : command;
       const seconds = Number(opts.timeout);
       if (!(seconds > 0) || seconds * 1000 > MAX_EXEC_TIMEOUT_MS) {
         throw new Error(`--timeout ${opts.timeout}: give seconds between 0 and ${MAX_EXEC_TIMEOUT_MS / 1000}`);

@@ -132,7 +132,7 @@ export async function serveAdmin(path: string, sandboxers: readonly Sandboxer[],
         const { code, message } = toStatus(err);
         if (code === Code.Internal) log.error({ err, url: req.url }, 'admin request failed');
         const body: ErrorBody = { error: { code: Code[code] ?? String(code), message } };
-        // A body left unread (too big, or never wanted) ends the connection, not the daemon.
+        // A body left unread (a refusal before it was read) ends the connection, not the daemon.
         res.writeHead(httpStatusOf(code), { 'content-type': 'application/json', ...(req.complete ? {} : { connection: 'close' }) });
         res.end(JSON.stringify(body));
       },
@@ -158,8 +158,9 @@ function idIn(path: string, prefix: string): string {
 }
 
 /**
- * The request's body as JSON, at most MAX_BODY_BYTES: past that it is refused at once, and what
- * is left of it read and dropped (the answer says why, and closes the connection).
+ * The request's body as JSON, at most MAX_BODY_BYTES: what is past that is read and dropped, and
+ * the request refused once it has all come (an answer sent while the client still writes could
+ * reach it as a broken pipe instead). Node's requestTimeout bounds a body that never ends.
  */
 async function jsonBody(req: IncomingMessage): Promise<unknown> {
   const text = await new Promise<string>((resolve, reject) => {
@@ -168,9 +169,12 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-      else reject(new RuntimeError(Code.ResourceExhausted, `the request body is larger than ${MAX_BODY_BYTES} bytes`));
     });
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('end', () => {
+      if (size > MAX_BODY_BYTES)
+        reject(new RuntimeError(Code.ResourceExhausted, `the request body has ${size} bytes, more than ${MAX_BODY_BYTES}`));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    });
     req.once('error', reject);
   });
   try {
