@@ -11,15 +11,7 @@ import type { SavedState } from '../../base/model.js';
 import { podHostname } from '../../base/pod-files.js';
 import { timed } from '../../base/stages.js';
 import { imagePaths } from '../../guest/image/layout.js';
-import type {
-  ContainerContext,
-  DebugExecRequest,
-  DebugExecResult,
-  KindSandbox,
-  PodNamespaces,
-  SandboxContext,
-  SandboxUpdate,
-} from '../../kind-api/kind.js';
+import type { ContainerContext, KindSandbox, PodNamespaces, SandboxContext, SandboxUpdate } from '../../kind-api/kind.js';
 import { removeCgroup } from '../../linux/cgroups.js';
 import type { KeptDescriptors } from '../../linux/fd-keeper.js';
 import { checkHostname } from '../../linux/namespaces.js';
@@ -354,9 +346,7 @@ export class VmmSandbox implements KindSandbox {
   }
 
   /** `kuasar exec`: a command in the guest, outside the containers (debug-exec.ts). */
-  debugExec(request: DebugExecRequest): Promise<DebugExecResult> {
-    return debugExecInGuest(this.channel, this.context.record.id, request);
-  }
+  readonly debugExec: KindSandbox['debugExec'] = (request) => debugExecInGuest(this.channel, this.context.record.id, request);
 }
 
 /** The last lines the guest printed on its console, for a log line about a VM that failed. */
