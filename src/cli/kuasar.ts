@@ -1,15 +1,19 @@
 #!/usr/bin/env node
 // kuasar: the operator's command. `kuasar config containerd` prints what containerd needs to
-// know about kuasard; more subcommands (demo, bench, doctor) plug in here.
+// know about kuasard; more subcommands (demo, bench, doctor, ps, inspect, exec) plug in here.
 import { Command } from 'commander';
 import { loadConfig } from '../config/config.js';
 import { containerdConfigSnippet } from '../config/containerd.js';
+import { registerAdmin } from './admin.js';
 import { registerBench } from './bench.js';
 import { registerDoctor } from './doctor.js';
 import { registerImage } from './image.js';
 import { registerInstall } from './install.js';
 
-const program = new Command('kuasar').description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x');
+const program = new Command('kuasar')
+  .description('kuasar-ts: a multi-sandbox container runtime for containerd 2.x')
+  // Lets `kuasar exec <sandbox> <command...>` hand the command's own options through.
+  .enablePositionalOptions();
 
 const config = program.command('config').description('configuration helpers');
 config
@@ -32,6 +36,7 @@ registerBench(program);
 registerImage(program);
 registerInstall(program);
 registerDoctor(program);
+registerAdmin(program);
 
 try {
   await program.parseAsync();

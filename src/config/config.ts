@@ -38,6 +38,11 @@ const configSchema = z.strictObject({
       }
     })
     .optional(),
+  /**
+   * kuasard's admin socket, which `kuasar ps`, `inspect` and `exec` ask (mode 0600: root's only);
+   * absent: <state_dir>/admin.sock (adminSocketPath).
+   */
+  admin_socket: absolutePath.optional(),
   containerd: z
     .strictObject({
       /** containerd's ttrpc socket, where task events are forwarded. */
@@ -82,6 +87,11 @@ export async function loadConfig(path: string | undefined): Promise<Config> {
 /** Where the sandbox controller of kind `name` listens: its `listen`, else <state_dir>/<name>.sock. */
 export function controllerSocketPath(config: Config, name: KindName): string {
   return config.kinds[name].listen ?? join(config.state_dir, `${name}.sock`);
+}
+
+/** Where kuasard's admin socket listens: `admin_socket`, else <state_dir>/admin.sock. */
+export function adminSocketPath(config: Config): string {
+  return config.admin_socket ?? join(config.state_dir, 'admin.sock');
 }
 
 /**

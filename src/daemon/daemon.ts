@@ -8,13 +8,14 @@ import { Controller } from '../api/containerd/services/sandbox/v1/sandbox_pb.js'
 import { Task } from '../api/containerd/runtime/task/v3/shim_pb.js';
 import { Streaming } from '../api/containerd/services/streaming/v1/streaming_pb.js';
 import { failedPrecondition } from '../base/errors.js';
-import { enabledKinds, type Config } from '../config/config.js';
+import { adminSocketPath, enabledKinds, type Config } from '../config/config.js';
 import { sandboxerName } from '../config/containerd.js';
 import { runChecks, servePlan } from '../doctor/run.js';
 import type { Sandbox } from '../engine/sandbox.js';
 import { Sandboxer, type TaskEndpoint, type TaskEndpoints } from '../engine/sandboxer.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
 import type { DaemonMetrics } from './metrics.js';
+import type { AdminServer } from './admin-server.js';
 import type { MetricsServer } from './metrics-server.js';
 import { checkTaskSocketPath, taskSocketPath } from './task-socket.js';
 import { createKind } from '../kinds/index.js';
@@ -152,6 +153,20 @@ async function serveMetrics(config: Config, metrics: DaemonMetrics | undefined, 
   return serveMetrics(config.metrics_address, () => metrics.scrape(), log.child({ component: 'metrics' }));
 }
 
+/**
+ * The admin socket (`kuasar ps`, `inspect`, `exec`), once the kinds serve. A diagnostic tool: one
+ * that cannot listen is logged, and the pods are served all the same.
+ */
+async function serveAdminSocket(config: Config, sandboxers: readonly Sandboxer[], log: Logger): Promise<AdminServer | undefined> {
+  const { serveAdmin } = await import('./admin-server.js');
+  const path = adminSocketPath(config);
+  const adminLog = log.child({ component: 'admin' });
+  return serveAdmin(path, sandboxers, adminLog).catch((err: unknown) => {
+    adminLog.error({ err, socket: path }, 'the admin socket cannot listen; kuasar ps, inspect and exec will not reach this kuasard');
+    return undefined;
+  });
+}
+
 export async function startDaemon(config: Config, log: Logger, only?: string): Promise<Daemon> {
   await mkdir(config.state_dir, { recursive: true, mode: 0o700 });
   const { serve, leave, plan } = await checkKinds(config, log, only);
@@ -214,10 +229,12 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   sockets.releaseUnclaimed();
   metrics?.watch({ sandboxers, keeperUp: () => sockets.keeperUp });
   const metricsServer = await serveMetrics(config, metrics, log);
+  const adminServer = await serveAdminSocket(config, sandboxers, log);
 
   return {
     sandboxers,
     async close() {
+      await adminServer?.close();
       await metricsServer?.close();
       metrics?.close();
       await Promise.all(servers.map(shutdownGrpc));

@@ -13,7 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
-import { enabledKinds, loadConfig } from '../config/config.js';
+import { adminSocketPath, enabledKinds, loadConfig } from '../config/config.js';
 import { sandboxerName } from '../config/containerd.js';
 import { CriClient } from '../cri/client.js';
 import {
@@ -137,7 +137,9 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
     writeFileSync(join(paths.cniConfDir, '10-kuasar.conflist'), renderCniConfig(paths, names, subnet));
 
     const withKuasard = options.kuasard ?? true;
-    const kuasarSockets = withKuasard ? await writeKuasardConfig(paths, options.kuasardConfig ?? renderKuasardConfig) : {};
+    const { kuasarSockets, adminSocket } = withKuasard
+      ? await writeKuasardConfig(paths, options.kuasardConfig ?? renderKuasardConfig)
+      : { kuasarSockets: {}, adminSocket: undefined };
     const streamingKinds = withKuasard && options.streamingHandlers ? Object.keys(kuasarSockets) : [];
     if (options.writeContainerdConfig) await options.writeContainerdConfig(paths);
     else await writeContainerdConfig(paths, withKuasard, streamingKinds);
@@ -173,7 +175,8 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       daemons.kuasard = kuasard;
       record.daemons.kuasard = refOf(kuasard);
       writeRecord(paths.record, record);
-      const sockets = Object.values(kuasarSockets);
+      // The admin socket listens last: once it does, kuasard has made every socket of its start.
+      const sockets = [...Object.values(kuasarSockets), ...(adminSocket ? [adminSocket] : [])];
       await kuasard.waitUntilReady(
         `listening on ${sockets.join(', ')}`,
         async () => (await Promise.all(sockets.map(canConnect))).every(Boolean),
@@ -260,10 +263,17 @@ function keepLogs(dir: string): void {
  * Writes kuasard's configuration and returns the controller socket of every kind it enables, as
  * kuasard itself reads them (an invalid configuration fails here, naming the bad key).
  */
-async function writeKuasardConfig(paths: EnvironmentPaths, render: (paths: EnvironmentPaths) => string): Promise<Record<string, string>> {
+/** Writes kuasard's configuration; the controller socket of each kind it may serve, and its admin socket. */
+async function writeKuasardConfig(
+  paths: EnvironmentPaths,
+  render: (paths: EnvironmentPaths) => string,
+): Promise<{ kuasarSockets: Record<string, string>; adminSocket: string }> {
   writeFileSync(paths.kuasardConfig, render(paths), { mode: 0o600 });
-  const kinds = enabledKinds(await loadConfig(paths.kuasardConfig));
-  return Object.fromEntries(kinds.map((kind) => [kind.name, kind.listen]));
+  const config = await loadConfig(paths.kuasardConfig);
+  return {
+    kuasarSockets: Object.fromEntries(enabledKinds(config).map((kind) => [kind.name, kind.listen])),
+    adminSocket: adminSocketPath(config),
+  };
 }
 
 /** containerd's configuration, with the tables `kuasar config containerd` prints when kuasard runs. */

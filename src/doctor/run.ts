@@ -20,7 +20,7 @@ import {
   restrictsOomScoreAdj,
 } from './containerd-checks.js';
 import { cgroupsCheck, namespacesCheck, oomScoreAdjCheck, rootCheck } from './host-checks.js';
-import { socketPathsCheck } from './socket-paths.js';
+import { adminSocketCheck, socketPathsCheck } from './socket-paths.js';
 import { controllerSocketPath } from '../config/config.js';
 
 /** The most one kind's checks may take together (each tool has its own, shorter, time-out). */
@@ -58,6 +58,7 @@ export async function runChecks(config: Config, options: RunOptions): Promise<Do
       namespacesCheck(),
       cgroupsCheck(),
       oomScoreAdjCheck(containerd && restrictsOomScoreAdj(containerd)),
+      Promise.resolve(adminSocketCheck(config)),
       ...(containerd ? [containerdVersionCheck(), Promise.resolve(containerdConfigCheck(containerd))] : []),
     ]);
     const kindChecks = Promise.all(

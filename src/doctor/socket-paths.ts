@@ -1,9 +1,10 @@
 // Whether a kind's unix sockets fit: a socket's path is at most 107 bytes, and the longest of a
 // kind's is each sandbox's task socket, <state_dir>/<kind>/<sandbox id>/task.sock, with CRI's
 // 64-character sandbox ids (the vmm kind's agent and QMP sockets, and the console sockets, sit
-// in the same directories under shorter names). Its controller socket (`listen`) must fit too.
+// in the same directories under shorter names). Its controller socket (`listen`) must fit too, and
+// so must kuasard's own admin socket (`admin_socket`), a check of the host's.
 import { join } from 'node:path';
-import { type Config, controllerSocketPath } from '../config/config.js';
+import { adminSocketPath, type Config, controllerSocketPath } from '../config/config.js';
 import { MAX_SOCKET_PATH, taskSocketPath } from '../daemon/task-socket.js';
 import { type CheckResult, fail, ok } from '../kind-api/checks.js';
 import type { KindName } from '../kinds/index.js';
@@ -29,4 +30,18 @@ export function socketPathsCheck(config: Config, kind: KindName): CheckResult {
   if (problems.length > 0)
     return fail(name, `${problems.join('; ')}: a unix socket's path has at most ${MAX_SOCKET_PATH}`, fixes.join('; '));
   return ok(name, `a pod's task socket has ${task.length} of ${MAX_SOCKET_PATH} characters, the controller's ${listen.length}`);
+}
+
+/** kuasard's admin socket (`kuasar ps`, `inspect`, `exec`): one per daemon, whatever the kinds. */
+export function adminSocketCheck(config: Config): CheckResult {
+  const name = 'admin socket';
+  const path = adminSocketPath(config);
+  if (path.length > MAX_SOCKET_PATH) {
+    return fail(
+      name,
+      `the admin socket ${path} has ${path.length} characters: a unix socket's path has at most ${MAX_SOCKET_PATH}`,
+      'set admin_socket to a shorter path',
+    );
+  }
+  return ok(name, `${path} has ${path.length} of ${MAX_SOCKET_PATH} characters`);
 }

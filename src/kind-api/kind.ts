@@ -123,6 +123,24 @@ export interface SandboxUpdate {
   fields: string[];
 }
 
+/** A command an operator runs in a pod's own machine, outside its containers (`kuasar exec`). */
+export interface DebugExecRequest {
+  argv: string[];
+  /** The kind's default when 0; it caps what is too long. */
+  timeoutMs: number;
+}
+
+export interface DebugExecResult {
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** Output past the kind's bound was dropped. */
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  /** The exit code, or 128 + the signal that killed it. */
+  exitStatus: number;
+  timedOut: boolean;
+}
+
 /** One sandbox (pod), owned by the kind. */
 export interface KindSandbox {
   /** What the next run needs to serve the sandbox again; saved by the engine after each change. */
@@ -151,6 +169,12 @@ export interface KindSandbox {
    * init's `exited` settling when the process ends (or at once, when it ended meanwhile).
    */
   restoreContainer(container: ContainerContext, saved: SavedState | null): Promise<KindContainer>;
+  /**
+   * Runs a command for an operator's debugging in the pod's own machine (a VM's guest), outside
+   * every container; only kinds that have such a machine implement it (the others' pods run on
+   * the host, where the operator already is).
+   */
+  debugExec?(request: DebugExecRequest): Promise<DebugExecResult>;
 }
 
 export interface SandboxKind {

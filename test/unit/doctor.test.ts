@@ -9,7 +9,7 @@ import { containerdConfigCheck, criHandlerCheck, type ContainerdConfig, restrict
 import { describeCgroups } from '../../src/doctor/host-checks.js';
 import { formatReport, reportJson } from '../../src/doctor/report.js';
 import { type DoctorReport, exitStatus, servePlan } from '../../src/doctor/run.js';
-import { socketPathsCheck } from '../../src/doctor/socket-paths.js';
+import { adminSocketCheck, socketPathsCheck } from '../../src/doctor/socket-paths.js';
 import { type CheckResult, canRun, fail, ok, skipped, warn } from '../../src/kind-api/checks.js';
 import type { KindName } from '../../src/kinds/index.js';
 
@@ -80,6 +80,15 @@ test("socket paths: a kind's task sockets must fit below state_dir, each kind by
   const listen = socketPathsCheck(parseConfig({ kinds: { wasm: { listen: `/${'l'.repeat(110)}` } } }), 'wasm');
   assert.equal(listen.status, 'fail');
   assert.match(listen.fix ?? '', /set \[kinds\.wasm\] listen to a shorter path/);
+});
+
+test("the admin socket: <state_dir>/admin.sock by default, admin_socket when set, which must fit a socket's path", () => {
+  const byDefault = adminSocketCheck(parseConfig({ state_dir: '/run/k' }));
+  assert.deepEqual([byDefault.status, byDefault.finding], ['ok', '/run/k/admin.sock has 17 of 107 characters']);
+  const long = adminSocketCheck(parseConfig({ admin_socket: `/${'a'.repeat(107)}` }));
+  assert.equal(long.status, 'fail');
+  assert.match(long.finding, /has 108 characters/);
+  assert.equal(long.fix, 'set admin_socket to a shorter path');
 });
 
 test('cgroups: the three layouts are told apart; a missing controller is a warning, no cgroups a failure', () => {

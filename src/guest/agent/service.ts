@@ -10,6 +10,7 @@ import type { WindowSize } from '../../base/model.js';
 import { Agent, StdioStream } from '../../api/kuasar/agent/v1/agent_pb.js';
 import { registerService, type ServiceImpl, type TtrpcServer } from '../../rpc/ttrpc/index.js';
 import { guestFacts } from './check.js';
+import { debugExec } from './debug-exec.js';
 import { syncClock } from './clock.js';
 import { setUpNetwork } from './network.js';
 import type { Containers } from './containers.js';
@@ -18,8 +19,11 @@ import type { Sandbox } from './sandbox.js';
 
 export const AGENT_SERVICE = Agent.typeName;
 
-/** Calls that wait for what later calls cause: counted apart by the server, so none starves the rest. */
-const LONG_METHODS = new Set(['WaitProcess', 'ReadStdio']);
+/**
+ * Calls that wait for what later calls cause, or for as long as a command runs (DebugExec):
+ * counted apart by the server, so none starves the rest.
+ */
+const LONG_METHODS = new Set(['WaitProcess', 'ReadStdio', 'DebugExec']);
 
 export function isLongCall(service: string, method: string): boolean {
   return service === AGENT_SERVICE && LONG_METHODS.has(method);
@@ -204,6 +208,9 @@ export function registerAgentService(server: TtrpcServer, parts: AgentParts): vo
     async resumeContainer(request) {
       await containers.resume(containerId(request.containerId));
       return {};
+    },
+    async debugExec(request, { signal }) {
+      return debugExec(request.argv, request.timeoutMs, signal);
     },
   };
   registerService(server, Agent, withFailuresLogged(impl, parts.log));

@@ -16,6 +16,7 @@ import type { Reaper } from '../../linux/reaper.js';
 import { podCgroupMetrics } from '../../oci-kind/pod-cgroup.js';
 import { bootVm, consoleTail, vmFiles, vmLayout } from './boot.js';
 import { AgentChannel } from './channel.js';
+import { debugExecInGuest } from './debug-exec.js';
 import { connectTaps, disconnectTaps, readPodNetwork } from './network.js';
 import { VmmContainer, type VmmPodView } from './container.js';
 import { podState, type VmmPodState } from './pod-state.js';
@@ -349,6 +350,9 @@ export class VmmSandbox implements KindSandbox {
   async restoreContainer(container: ContainerContext): Promise<VmmContainer> {
     return VmmContainer.restore(this.view(), container);
   }
+
+  /** `kuasar exec`: a command in the guest, outside the containers (debug-exec.ts). */
+  readonly debugExec: KindSandbox['debugExec'] = (request) => debugExecInGuest(this.channel, this.context.record.id, request);
 }
 
 /**
