@@ -1,8 +1,9 @@
 // The pod's network inside the guest. Each NIC of the VM carries the traffic of one interface of
 // the pod's network namespace on the host (a tap joined to it by tc redirects), with that
 // interface's MAC (a warm VM's NIC gets it only here: it booted before its pod existed): here it
-// is found by its MAC and given the host interface's name, MTU and addresses, then the routes. busybox `ip` does the work: it is in the root image, and these are
-// a handful of calls once per VM. Only in a VM: the agent run on a host for tests must not touch
+// is found by its MAC and given the host interface's name, MTU and addresses, then the routes.
+// busybox `ip` does the work, all of it in one shell: it is in the root image, and these are a
+// handful of calls once per VM. Only in a VM: the agent run on a host for tests must not touch
 // the host's network.
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
@@ -64,7 +65,33 @@ async function linksByMac(): Promise<Map<string, string>> {
   return links;
 }
 
-const ip = (...args: string[]) => run('ip', args);
+/**
+ * The `ip` commands that set the network up, in order: names, MACs, MTUs, addresses, links up,
+ * then the routes. Every value was checked by checkNetwork: none holds a character a shell reads
+ * (they are words of the letters, digits and `:./_-` the patterns allow).
+ */
+export function networkCommands(
+  interfaces: readonly GuestInterface[],
+  routes: readonly GuestRoute[],
+  linkOf: (nic: GuestInterface) => string,
+): string[] {
+  const commands = ['ip link set lo up'];
+  for (const nic of interfaces) {
+    const link = linkOf(nic);
+    if (link !== nic.name) commands.push(`ip link set dev ${link} name ${nic.name}`);
+    // The frames the host's side sends it are addressed to the host interface's MAC.
+    if (nic.guestMac && nic.guestMac.toLowerCase() !== nic.mac.toLowerCase())
+      commands.push(`ip link set dev ${nic.name} address ${nic.mac}`);
+    if (nic.mtu) commands.push(`ip link set dev ${nic.name} mtu ${nic.mtu}`);
+    for (const address of nic.addresses) commands.push(`ip addr add ${address} dev ${nic.name}`);
+    commands.push(`ip link set dev ${nic.name} up`);
+  }
+  for (const route of routes) {
+    const via = route.gateway ? ` via ${route.gateway}` : '';
+    commands.push(`ip -${route.family} route replace ${route.destination}${via} dev ${route.device}`);
+  }
+  return commands;
+}
 
 export async function setUpNetwork(
   interfaces: readonly GuestInterface[],
@@ -73,21 +100,17 @@ export async function setUpNetwork(
 ): Promise<void> {
   checkNetwork(interfaces, routes);
   if (!isGuestInit) throw failedPrecondition("the agent sets up a network only as a VM's init");
-  await ip('link', 'set', 'lo', 'up');
   const links = await linksByMac();
-  for (const nic of interfaces) {
+  const linkOf = (nic: GuestInterface) => {
     const found = nic.guestMac || nic.mac;
     const link = links.get(found.toLowerCase());
     if (!link) throw failedPrecondition(`interface ${nic.name}: the guest has no NIC with MAC ${found}`);
-    if (link !== nic.name) await ip('link', 'set', 'dev', link, 'name', nic.name);
-    // The frames the host's side sends it are addressed to the host interface's MAC.
-    if (nic.guestMac && nic.guestMac.toLowerCase() !== nic.mac.toLowerCase()) await ip('link', 'set', 'dev', nic.name, 'address', nic.mac);
-    if (nic.mtu) await ip('link', 'set', 'dev', nic.name, 'mtu', String(nic.mtu));
-    for (const address of nic.addresses) await ip('addr', 'add', address, 'dev', nic.name);
-    await ip('link', 'set', 'dev', nic.name, 'up');
-  }
-  for (const route of routes) {
-    const via = route.gateway ? ['via', route.gateway] : [];
-    await ip(`-${route.family}`, 'route', 'replace', route.destination, ...via, 'dev', route.device);
-  }
+    return link;
+  };
+  // One shell for all of them: each process the agent spawns costs a fork of Node, which under
+  // emulation (TCG) takes a good part of a second; a shell forks busybox cheaply.
+  const script = networkCommands(interfaces, routes, linkOf).join('\n');
+  await run('sh', ['-e', '-c', script]).catch((err: { stderr?: string; message: string }) => {
+    throw failedPrecondition(`set up the network: ${err.stderr?.trim() || err.message}`);
+  });
 }

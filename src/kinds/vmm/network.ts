@@ -106,12 +106,14 @@ async function inNetns(netnsPath: string, command: string[], input?: string): Pr
 
 /** What the pod's namespace holds, read before the VM starts. */
 export async function readPodNetwork(netnsPath: string): Promise<{ interfaces: PodInterface[]; routes: PodRoute[] }> {
-  const interfaces = parseInterfaces(await inNetns(netnsPath, ['ip', '-j', 'addr', 'show']));
-  const routes = [
-    ...parseRoutes(await inNetns(netnsPath, ['ip', '-j', '-4', 'route', 'show']), 4, interfaces),
-    ...parseRoutes(await inNetns(netnsPath, ['ip', '-j', '-6', 'route', 'show']), 6, interfaces),
-  ];
-  return { interfaces, routes };
+  // Three reads at once: each is a process of its own, and a pod's start waits for them.
+  const [addresses, routes4, routes6] = await Promise.all([
+    inNetns(netnsPath, ['ip', '-j', 'addr', 'show']),
+    inNetns(netnsPath, ['ip', '-j', '-4', 'route', 'show']),
+    inNetns(netnsPath, ['ip', '-j', '-6', 'route', 'show']),
+  ]);
+  const interfaces = parseInterfaces(addresses);
+  return { interfaces, routes: [...parseRoutes(routes4, 4, interfaces), ...parseRoutes(routes6, 6, interfaces)] };
 }
 
 /** Makes the taps and the redirects; undone by `disconnectTaps`. */
