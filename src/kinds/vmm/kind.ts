@@ -18,7 +18,10 @@ import type { VmmConfig } from './config.js';
 import { GuestClocks } from './guest-clocks.js';
 import type { VmmEnvironment } from './environment.js';
 import { podVmSize, releaseLostPod, VmmSandbox } from './sandbox.js';
+import { removeWarmCgroupParent } from './vm-cgroup.js';
 import { WarmPool } from './warm-pool.js';
+import { WarmVm } from './warm-vm.js';
+import { hostAvailableBytes, residentBytes } from '../../linux/memory.js';
 
 /** The command name of every QEMU system emulator (`qemu-system-x86_64` shows as `qemu-system-x86`). */
 const QEMU_COMM_PREFIX = 'qemu-system-';
@@ -60,12 +63,21 @@ export class VmmKind implements SandboxKind {
     const clocks = new GuestClocks({ intervalMs: syncEveryMs, tickMs: Math.min(CLOCK_TICK_MS, syncEveryMs || CLOCK_TICK_MS), log });
     // QEMU and the guest image were checked before the kind was built (checks.ts).
     const env: VmmEnvironment = { config, accel: await this.chooseAccel(), reaper, clocks, kept: this.options.keptDescriptors };
-    await WarmPool.endLeftovers(this.options.kindDir, env, log);
+    const { kindDir } = this.options;
+    await WarmVm.endLeftovers(kindDir, env, log);
     if (config.warm_pool > 0) {
       // A warm VM is what a pod without limits gets: the pods that fit it are the common ones.
-      this.pool = new WarmPool(env, this.options.kindDir, podVmSize(undefined, config), log.child({ pool: 'warm' }));
+      const size = podVmSize(undefined, config);
+      const poolLog = log.child({ pool: 'warm' });
+      this.pool = new WarmPool({
+        config,
+        size,
+        newVm: () => WarmVm.prepare(kindDir, size, env, poolLog),
+        memory: { residentBytes, hostAvailableBytes },
+        log: poolLog,
+      });
       env.pool = this.pool;
-      await this.pool.start();
+      this.pool.start();
     }
     this.env = env;
   }
@@ -119,6 +131,7 @@ export class VmmKind implements SandboxKind {
 
   async close(): Promise<void> {
     await this.pool?.close();
+    if (this.env) await removeWarmCgroupParent(this.env.config);
   }
 
   warmPool(): WarmPoolStatus | undefined {

@@ -14,15 +14,12 @@
 // its VMs back, one per check, while the host's MemAvailable is below
 // `warm_pool_min_host_available_mib`. A restart of kuasard ends the pool an earlier run left and
 // boots a new one.
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { WarmPoolStatus } from '../../kind-api/kind.js';
-import { hostAvailableBytes, residentBytes } from '../../linux/memory.js';
-import type { VmmEnvironment, WarmVmPool } from './environment.js';
-import { removeWarmCgroupParent, type VmSize } from './vm-cgroup.js';
-import { WARM_DIR, WarmVm } from './warm-vm.js';
+import type { VmmConfig } from './config.js';
+import type { ClaimableVm, WarmVmPool } from './environment.js';
+import type { VmSize } from './vm-cgroup.js';
 
 const MIB = 1024 * 1024;
 
@@ -39,9 +36,40 @@ const RETRY_MAX_MS = 60_000;
  */
 const WARM_BOOT_TIMEOUT_FACTOR = 3;
 
+/** One VM of the pool as the pool drives it (warm-vm.ts; a stand-in in unit tests). */
+export interface PoolVm extends ClaimableVm {
+  /** QEMU's pid once launched. */
+  readonly pid: number | undefined;
+  /** Settles once QEMU has exited. */
+  readonly ended: Promise<void>;
+  /** Boots it within `timeoutMs`; on failure it has removed what it made. */
+  boot(timeoutMs: number): Promise<{ bootId: string }>;
+  /** Whether its agent answers within `timeoutMs`. */
+  answers(timeoutMs: number): Promise<boolean>;
+}
+
+export interface WarmPoolOptions {
+  config: Pick<
+    VmmConfig,
+    | 'warm_pool'
+    | 'warm_pool_max_memory_mib'
+    | 'warm_pool_min_host_available_mib'
+    | 'warm_pool_check_interval_ms'
+    | 'boot_timeout_ms'
+    | 'qemu_overhead_mib'
+  >;
+  /** The size of every warm VM: a pod fits when it needs no more. */
+  size: VmSize;
+  /** A new VM, not booted yet. */
+  newVm: () => PoolVm;
+  /** The host's memory as the pool reads it: a process's resident bytes, and MemAvailable. */
+  memory: { residentBytes: (pid: number) => Promise<number | undefined>; hostAvailableBytes: () => Promise<number> };
+  log: Logger;
+}
+
 export class WarmPool implements WarmVmPool {
-  private readonly ready: WarmVm[] = [];
-  private booting: WarmVm | null = null;
+  private readonly ready: PoolVm[] = [];
+  private booting: PoolVm | null = null;
   private startsUnderWay = 0;
   private closed = false;
   private underPressure = false;
@@ -52,37 +80,29 @@ export class WarmPool implements WarmVmPool {
   private wake: () => void = () => undefined;
   private filling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
-  private readonly dir: string;
+  readonly size: VmSize;
 
-  constructor(
-    private readonly env: VmmEnvironment,
-    kindDir: string,
-    /** The size of every warm VM: a pod fits when it needs no more. */
-    readonly size: VmSize,
-    private readonly log: Logger,
-  ) {
-    this.dir = join(kindDir, WARM_DIR);
+  constructor(private readonly options: WarmPoolOptions) {
+    this.size = options.size;
   }
 
-  /**
-   * Ends the warm VMs an earlier run of kuasard left below `kindDir` (whether this run keeps a
-   * pool or not): their pods do not exist yet, nothing of value is lost.
-   */
-  static async endLeftovers(kindDir: string, env: VmmEnvironment, log: Logger): Promise<void> {
-    const dir = join(kindDir, WARM_DIR);
-    for (const entry of await readdir(dir).catch(() => [])) await WarmVm.endLeftover(join(dir, entry), env, log);
+  private get config(): WarmPoolOptions['config'] {
+    return this.options.config;
   }
 
-  /** Begins filling the pool, in the background. */
-  async start(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    this.log.info({ size: this.env.config.warm_pool, vm: this.size }, 'warm pool: filling');
+  private get log(): Logger {
+    return this.options.log;
+  }
+
+  /** Begins filling the pool, in the background, and checking it every `warm_pool_check_interval_ms`. */
+  start(): void {
+    this.log.info({ size: this.config.warm_pool, vm: this.size }, 'warm pool: filling');
     this.filling = this.fill();
-    this.timer = setInterval(() => void this.check(), this.env.config.warm_pool_check_interval_ms).unref();
+    this.timer = setInterval(() => void this.check(), this.config.warm_pool_check_interval_ms).unref();
   }
 
   /** A ready VM for a pod, the longest ready first, or undefined when there is none; the pool refills. */
-  take(): WarmVm | undefined {
+  take(): PoolVm | undefined {
     const vm = this.ready.shift();
     if (vm) {
       this.resident.delete(vm.id);
@@ -122,19 +142,18 @@ export class WarmPool implements WarmVmPool {
     await this.booting?.end();
     await this.filling;
     await Promise.all(this.ready.splice(0).map((vm) => vm.end()));
-    await removeWarmCgroupParent(this.env.config);
   }
 
   /** One VM's host memory for the budget: the most any ready VM holds, or its size and QEMU's own before one was measured. */
   private perVmBytes(): number {
     const measured = Math.max(0, ...this.resident.values());
-    return measured || (this.size.memoryMib + this.env.config.qemu_overhead_mib) * MIB;
+    return measured || (this.size.memoryMib + this.config.qemu_overhead_mib) * MIB;
   }
 
   /** How many VMs the pool keeps now: its size, less what the memory budget allows, none under pressure. */
   private target(): number {
     if (this.underPressure) return 0;
-    const { warm_pool, warm_pool_max_memory_mib } = this.env.config;
+    const { warm_pool, warm_pool_max_memory_mib } = this.config;
     return Math.min(warm_pool, Math.floor((warm_pool_max_memory_mib * MIB) / this.perVmBytes()));
   }
 
@@ -152,10 +171,10 @@ export class WarmPool implements WarmVmPool {
         await this.changed();
         continue;
       }
-      const vm = WarmVm.prepare(this.dir, this.size, this.env, this.log);
+      const vm = this.options.newVm();
       this.booting = vm;
       try {
-        const check = await vm.boot(this.env.config.boot_timeout_ms * WARM_BOOT_TIMEOUT_FACTOR);
+        const check = await vm.boot(this.config.boot_timeout_ms * WARM_BOOT_TIMEOUT_FACTOR);
         if (this.closed) {
           await vm.end();
           break;
@@ -176,7 +195,7 @@ export class WarmPool implements WarmVmPool {
   }
 
   /** A ready VM whose QEMU exits is dropped and replaced. */
-  private watch(vm: WarmVm): void {
+  private watch(vm: PoolVm): void {
     void vm.ended.then(() => {
       if (!this.ready.includes(vm)) return;
       this.log.warn({ warmVm: vm.id, pid: vm.pid }, 'warm pool: an idle VM exited; replacing it');
@@ -185,7 +204,7 @@ export class WarmPool implements WarmVmPool {
   }
 
   /** Takes `vm` out of the pool and ends it. */
-  private async drop(vm: WarmVm, why: 'replaced' | 'released'): Promise<void> {
+  private async drop(vm: PoolVm, why: 'replaced' | 'released'): Promise<void> {
     const index = this.ready.indexOf(vm);
     if (index < 0) return;
     this.ready.splice(index, 1);
@@ -196,7 +215,7 @@ export class WarmPool implements WarmVmPool {
   }
 
   /** The periodic check: each idle VM answers, the pool's memory stays within its budget and the host's room. */
-  private async check(): Promise<void> {
+  async check(): Promise<void> {
     if (this.closed || this.checking) return;
     this.checking = true;
     try {
@@ -213,11 +232,11 @@ export class WarmPool implements WarmVmPool {
       await this.drop(vm, 'replaced');
     }
     for (const vm of this.ready) {
-      const bytes = vm.pid ? await residentBytes(vm.pid) : undefined;
+      const bytes = vm.pid ? await this.options.memory.residentBytes(vm.pid) : undefined;
       if (bytes !== undefined) this.resident.set(vm.id, bytes);
     }
-    const availableMib = (await hostAvailableBytes()) / MIB;
-    const floorMib = this.env.config.warm_pool_min_host_available_mib;
+    const availableMib = (await this.options.memory.hostAvailableBytes()) / MIB;
+    const floorMib = this.config.warm_pool_min_host_available_mib;
     // Pressure ends only once one more VM would still leave the host its room.
     const wasUnderPressure = this.underPressure;
     this.underPressure = availableMib < floorMib || (wasUnderPressure && availableMib < floorMib + this.perVmBytes() / MIB);

@@ -6,7 +6,7 @@
 // moves into the pod's namespace (QEMU holds its descriptor), QEMU moves into the pod's cgroup; what
 // is left of the warm VM (its namespace, cgroup, directory) is removed. It is never given back.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { CheckResponse } from '../../api/kuasar/agent/v1/agent_pb.js';
@@ -16,9 +16,10 @@ import { createPinnedNetns, removePinnedNetns } from '../../linux/netns.js';
 import { bootVm, consoleTail, MOVABLE_VM_FILES, vmFiles, vmLayout, type VmFiles } from './boot.js';
 import type { AgentChannel } from './channel.js';
 import { makeLoneTap, moveTapToPod, tapName, type PodInterface } from './network.js';
-import type { ClaimableVm, ClaimedVm, VmmEnvironment } from './environment.js';
-import { makeWarmVmCgroup, moveWarmVmToPod, warmVmCgroupsPath, type VmSize } from './vm-cgroup.js';
+import type { ClaimedVm, VmmEnvironment } from './environment.js';
+import { makeWarmVmCgroup, moveWarmVmToPod, removeWarmCgroupParent, warmVmCgroupsPath, type VmSize } from './vm-cgroup.js';
 import { endVmByPidFile, runsVm, type Vm } from './vm.js';
+import type { PoolVm } from './warm-pool.js';
 
 /** The name a warm VM's QEMU runs under; it keeps it after a pod claims it. */
 export const WARM_VM_NAME_PREFIX = 'kuasar-vmm-warm-';
@@ -36,7 +37,7 @@ export function placeholderMac(): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
-export class WarmVm implements ClaimableVm {
+export class WarmVm implements PoolVm {
   readonly name: string;
   readonly files: VmFiles;
   readonly guestMac = placeholderMac();
@@ -62,10 +63,10 @@ export class WarmVm implements ClaimableVm {
     return join(this.dir, 'netns');
   }
 
-  /** A new warm VM in `poolDir`, not booted yet. */
-  static prepare(poolDir: string, size: VmSize, env: VmmEnvironment, log: Logger): WarmVm {
+  /** A new warm VM below `kindDir`, not booted yet. */
+  static prepare(kindDir: string, size: VmSize, env: VmmEnvironment, log: Logger): WarmVm {
     const id = randomBytes(8).toString('hex');
-    return new WarmVm(id, join(poolDir, id), size, env, log.child({ warmVm: id }));
+    return new WarmVm(id, join(kindDir, WARM_DIR, id), size, env, log.child({ warmVm: id }));
   }
 
   /** Settles once its QEMU has exited (never, before it was launched). */
@@ -153,13 +154,15 @@ export class WarmVm implements ClaimableVm {
   }
 
   /**
-   * Ends a warm VM an earlier run of kuasard left in `dir` (its QEMU, if it still runs, its
-   * namespace, cgroup and files): a new run boots its own pool.
+   * Ends the warm VMs an earlier run of kuasard left below `kindDir` (whether this run keeps a
+   * pool or not): their QEMU, if it still runs, their namespaces, cgroups and files. They belong
+   * to no pod: nothing of value is lost, and a new run boots its own.
    */
-  static async endLeftover(dir: string, env: VmmEnvironment, log: Logger): Promise<void> {
-    const id = dir.split('/').pop()!;
-    const leftover = new WarmVm(id, dir, { vcpus: 0, memoryMib: 0 }, env, log.child({ warmVm: id }));
-    log.info({ warmVm: id }, 'ending a warm VM an earlier run of kuasard left');
-    await leftover.end();
+  static async endLeftovers(kindDir: string, env: VmmEnvironment, log: Logger): Promise<void> {
+    for (const id of await readdir(join(kindDir, WARM_DIR)).catch(() => [])) {
+      log.info({ warmVm: id }, 'ending a warm VM an earlier run of kuasard left');
+      await new WarmVm(id, join(kindDir, WARM_DIR, id), { vcpus: 0, memoryMib: 0 }, env, log.child({ warmVm: id })).end();
+    }
+    await removeWarmCgroupParent(env.config);
   }
 }
