@@ -162,6 +162,10 @@ describe('vmm kind: the warm pool', () => {
       assert.deepEqual(podLeaks(leaks), NO_LEAKS, `pod ${name} left nothing behind`);
     }
     assert.equal(new Set(boots).size, 3, `each pod had a VM of its own: boot ids ${boots.join(', ')}`);
+    const unclean = readFileSync(env.paths.kuasardLog, 'utf8')
+      .split('\n')
+      .filter((line) => /QMP quit failed|did not quit in time/.test(line));
+    assert.deepEqual(unclean, [], "each warm pod's VM quit when asked, through its QMP socket moved with it");
     const after = await pool();
     assert.equal(after.claims, 3);
     assert.equal(after.cold, 0);

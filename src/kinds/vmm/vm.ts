@@ -68,6 +68,11 @@ export class Vm {
     return new Vm(process, qmpSocket, ended);
   }
 
+  /** The same VM, its QMP socket renamed to `qmpSocket` (a warm VM's files moved to its pod's directory). */
+  movedTo(qmpSocket: string): Vm {
+    return new Vm(this.process, qmpSocket, this.ended);
+  }
+
   get running(): boolean {
     return isSameProcessRunning(this.process.pid, this.process.startTime);
   }

@@ -131,10 +131,12 @@ export class WarmVm implements PoolVm {
     const podFiles = vmFiles(sandboxDir);
     await rm(podFiles.shareDir, { recursive: true, force: true });
     for (const file of MOVABLE_VM_FILES) await rename(this.files[file], podFiles[file]);
+    // QMP is reached by its socket's path: from now on, the pod's.
+    this.vm = vm.movedTo(podFiles.qmpSocket);
     await moveTapToPod(this.netnsFile, record.netnsPath, { ...nic, tap: WARM_TAP });
     await moveWarmVmToPod(vm.process.pid, this.cgroupsPath, record);
     await this.removeLeftovers();
-    return { vm, channel, name: this.name, guestMac: this.guestMac };
+    return { vm: this.vm, channel, name: this.name, guestMac: this.guestMac };
   }
 
   /** Ends the VM (not claimed) and removes everything it had. Idempotent. */
