@@ -41,8 +41,19 @@ export function columns(rows: readonly (readonly string[])[]): string[] {
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
 }
 
+/** One line per warm pool: what it holds now and has done. */
+function warmPoolLines(ps: PsResponse): string[] {
+  return ps.warmPools.map(
+    (p) =>
+      `${p.kind} warm pool: ${p.ready} ready, ${p.booting} booting (aims at ${p.target}); ` +
+      `${p.claims} taken, ${p.coldStarts} pods found it empty, ${p.replaced} replaced, ${p.released} given back`,
+  );
+}
+
 export function formatPs(ps: PsResponse, now: number): string {
-  if (ps.sandboxes.length === 0) return `no sandboxes (kuasard serves ${ps.kinds.join(', ') || 'no kind'})\n`;
+  const pools = warmPoolLines(ps);
+  const poolText = pools.length > 0 ? `${pools.join('\n')}\n` : '';
+  if (ps.sandboxes.length === 0) return `no sandboxes (kuasard serves ${ps.kinds.join(', ') || 'no kind'})\n${poolText}`;
   const sorted = [...ps.sandboxes].sort((a, b) => a.kind.localeCompare(b.kind) || a.createdAt.localeCompare(b.createdAt));
   const rows = [
     ['KIND', 'SANDBOX', 'POD', 'STATE', 'PID', 'AGE', 'CONTAINERS'],
@@ -57,7 +68,7 @@ export function formatPs(ps: PsResponse, now: number): string {
     ]),
   ];
   const reasons = sorted.filter((s) => s.reason).map((s) => `${shortId(s.id)}: ${s.reason}`);
-  return `${[...columns(rows), ...(reasons.length > 0 ? ['', ...reasons] : [])].join('\n')}\n`;
+  return `${[...columns(rows), ...(reasons.length > 0 ? ['', ...reasons] : [])].join('\n')}\n${pools.length > 0 ? `\n${poolText}` : ''}`;
 }
 
 const exitText = (p: ProcessView): string => (p.exit ? `exit ${p.exit.exitStatus} at ${p.exit.exitedAt}` : '');

@@ -6,7 +6,7 @@
 // operator.
 import { Code } from '../base/errors.js';
 import type { ExitInfo, Mount, PodSpec, ProcessStatus, SandboxPhase, SavedState, Stdio } from '../base/model.js';
-import type { PodNamespaces } from '../kind-api/kind.js';
+import type { PodNamespaces, WarmPoolStatus } from '../kind-api/kind.js';
 
 /** GET: every sandbox of every kind served (PsResponse). */
 export const PS_PATH = '/v1/sandboxes';
@@ -46,6 +46,8 @@ export interface PsResponse {
   /** The kinds kuasard serves, in its order. */
   kinds: string[];
   sandboxes: SandboxSummary[];
+  /** The warm pools of the kinds that keep one (sandboxes made before any pod asked). */
+  warmPools: ({ kind: string } & WarmPoolStatus)[];
 }
 
 /** A mount of kuasard's mount namespace, from its mountinfo. */

@@ -112,7 +112,14 @@ export async function serveAdmin(path: string, sandboxers: readonly Sandboxer[],
   async function answer(req: IncomingMessage): Promise<PsResponse | Inspected | ExecResponse> {
     const path = new URL(req.url ?? '/', 'http://kuasard').pathname;
     if (req.method === 'GET' && path === PS_PATH) {
-      return { kinds: sandboxers.map((s) => s.kind.name), sandboxes: sandboxers.flatMap((s) => s.list().map(sandboxSummary)) };
+      return {
+        kinds: sandboxers.map((s) => s.kind.name),
+        sandboxes: sandboxers.flatMap((s) => s.list().map(sandboxSummary)),
+        warmPools: sandboxers.flatMap((s) => {
+          const status = s.kind.warmPool?.();
+          return status ? [{ kind: s.kind.name, ...status }] : [];
+        }),
+      };
     }
     if (req.method === 'GET' && path.startsWith(INSPECT_PREFIX)) {
       const { sandbox, container } = find(idIn(path, INSPECT_PREFIX));

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { LinuxContainerResourcesSchema, type ContainerConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { askKuasard } from '../../src/cli/admin-client.js';
+import type { PsResponse } from '../../src/daemon/admin-api.js';
 import { renderKuasardConfigWith } from '../../src/devenv/config.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { environmentNames } from '../../src/devenv/layout.js';
@@ -170,6 +172,12 @@ describe('vmm kind: the warm pool', () => {
     assert.equal(after.claims, 3);
     assert.equal(after.cold, 0);
     await untilPoolReady(POOL);
+    // kuasar ps tells the same (its admin socket).
+    const ps = await askKuasard<PsResponse>(join(env.paths.kuasarState, 'admin.sock'), 'GET', '/v1/sandboxes');
+    assert.deepEqual(
+      ps.warmPools.map(({ kind, ready, claims, coldStarts }) => ({ kind, ready, claims, coldStarts })),
+      [{ kind: 'vmm', ready: POOL, claims: 3, coldStarts: 0 }],
+    );
   });
 
   it("boots a pod bigger than the pool's VMs cold, with the reason in kuasard's log, and runs it", async () => {

@@ -75,6 +75,7 @@ describe('kuasar ps and inspect output', () => {
           summary(ID_A, 'runc', '2025-01-01T11:59:30.000Z', [container('c2', 'running', 8), container('c3', 'stopped')]),
           summary('c0ffee', 'runc', '2025-01-01T11:58:00.000Z', [], { state: 'stopped', pid: 0, reason: 'its holder died' }),
         ],
+        warmPools: [],
       },
       NOW,
     );
@@ -93,7 +94,16 @@ describe('kuasar ps and inspect output', () => {
   });
 
   it('says which kinds are served when there is no sandbox', () => {
-    assert.equal(formatPs({ kinds: ['runc', 'wasm'], sandboxes: [] }, NOW), 'no sandboxes (kuasard serves runc, wasm)\n');
+    assert.equal(formatPs({ kinds: ['runc', 'wasm'], sandboxes: [], warmPools: [] }, NOW), 'no sandboxes (kuasard serves runc, wasm)\n');
+  });
+
+  it('tells what each warm pool holds and has done', () => {
+    const pool = { kind: 'vmm', target: 3, ready: 2, booting: 1, claims: 4, coldStarts: 1, replaced: 0, released: 2, memoryBytes: 0 };
+    assert.equal(
+      formatPs({ kinds: ['vmm'], sandboxes: [], warmPools: [pool] }, NOW),
+      'no sandboxes (kuasard serves vmm)\n' +
+        'vmm warm pool: 2 ready, 1 booting (aims at 3); 4 taken, 1 pods found it empty, 0 replaced, 2 given back\n',
+    );
   });
 
   it("shows a sandbox's record: pod, state, resources, directory, sockets, mounts, the kind's state, its containers", () => {
