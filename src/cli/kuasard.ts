@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // kuasard: the resident sandboxer daemon. Containers it starts keep running when it exits.
-import { Command } from 'commander';
+import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/config.js';
 import { startDaemon } from '../daemon/daemon.js';
@@ -10,17 +10,21 @@ import { SystemdNotifier } from '../linux/sd-notify.js';
 /** How long a shutdown may take before the process exits regardless (its own steps are bounded). */
 const EXIT_DEADLINE_MS = 10_000;
 
-const program = new Command('kuasard')
-  .description('kuasar-ts sandboxer daemon: containerd sandbox controller and Task API for every enabled kind')
-  .option('-c, --config <file>', 'configuration file (TOML)', process.env.KUASAR_CONFIG)
-  .option('--kind <kind>', 'serve only this kind (one daemon per kind)')
-  .option('--log-level <level>', 'override log_level from the configuration')
-  .parse();
+const USAGE = `Usage: kuasard [options]
 
-const opts = program.opts<{ config?: string; kind?: string; logLevel?: string }>();
+kuasar-ts sandboxer daemon: containerd sandbox controller and Task API for every enabled kind
+
+Options:
+  -c, --config <file>    configuration file (TOML) (default: $KUASAR_CONFIG)
+  --kind <kind>          serve only this kind (one daemon per kind)
+  --log-level <level>    override log_level from the configuration
+  -h, --help             display help for command
+`;
+
+const opts = parseOptions();
 
 try {
-  const config = await loadConfig(opts.config);
+  const config = await loadConfig(opts.config ?? process.env.KUASAR_CONFIG);
   const log = createLogger(opts.logLevel ?? config.log_level);
   // Read (and removed from the environment) before the daemon starts any process.
   const systemd = systemdNotifier(log);
@@ -53,6 +57,31 @@ try {
 } catch (err) {
   process.stderr.write(`kuasard: ${(err as Error).message}\n`);
   process.exit(1);
+}
+
+/**
+ * kuasard's three options, read by Node's own parser: a resident daemon need not hold an
+ * argument-parsing package (commander, which the `kuasar` CLI uses) for its lifetime.
+ */
+function parseOptions(): { config?: string; kind?: string; logLevel?: string } {
+  try {
+    const { values } = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        kind: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    }
+    return { config: values.config, kind: values.kind, logLevel: values['log-level'] };
+  } catch (err) {
+    process.stderr.write(`kuasard: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(1);
+  }
 }
 
 /** systemd's notification socket when a `Type=notify` unit runs kuasard (one that cannot be used is logged). */

@@ -33,6 +33,7 @@ import type { LeakScope } from './ownership.js';
 import { podSandboxConfig, removeAllPods, type PodOptions } from './pods.js';
 import { readProcess } from './processes.js';
 import { sweepStaleEnvironments, teardownEnvironment, writeRecord, type EnvironmentRecord } from './teardown.js';
+import { KUASARD_NODE_FLAGS } from '../install/kuasard-node.js';
 
 export interface EnvironmentOptions {
   /** Start kuasard too (default true); the baseline-only tests do without it. */
@@ -169,7 +170,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       const kuasard = await Daemon.start(
         'kuasard',
         process.execPath,
-        [join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig],
+        [...KUASARD_NODE_FLAGS, join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig],
         paths.kuasardLog,
       );
       daemons.kuasard = kuasard;

@@ -1,6 +1,7 @@
 // The systemd unit `kuasar install` writes for kuasard. Each setting below is there for a reason
 // of kuasard's own, told next to it in the unit, so that an operator reading the file on a node
 // learns why.
+import { KUASARD_NODE_FLAGS } from './kuasard-node.js';
 
 export const UNIT_NAME = 'kuasard.service';
 /** The unit's first line: how `kuasar uninstall` knows the file is the one install wrote. */
@@ -42,7 +43,9 @@ After=local-fs.target network.target
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart=${node} ${kuasard} --config ${config}
+# ${KUASARD_NODE_FLAGS.join(' ')}: a young generation of 2 MiB semi-spaces instead of up to 16 MiB
+# holds an idle kuasard's private memory about 13 MiB lower (src/install/kuasard-node.ts).
+ExecStart=${node} ${KUASARD_NODE_FLAGS.join(' ')} ${kuasard} --config ${config}
 # Pods, their processes (runc inits, gVisor sandboxes, QEMU) and the fd keeper that holds
 # containerd's task connections must outlive kuasard: a restart ends the daemon alone, and its
 # next run takes them back.

@@ -25,7 +25,6 @@ import type { Sandboxer } from '../engine/sandboxer.js';
 import type { GrpcCallContext } from '../rpc/grpc.js';
 import { namespaceFromMetadata } from './call-context.js';
 import { packCgroupMetrics } from './metrics.js';
-import { decodePodSandboxConfig, podSpecFromConfig } from './pod-config.js';
 import { createInfoOf, verboseInfo } from './sandbox-info.js';
 import { toTimestamp } from './wkt.js';
 
@@ -40,6 +39,9 @@ export const TASK_API_VERSION = 3;
 export function controllerHandlers(sandboxer: Sandboxer) {
   return {
     async create(req: ControllerCreateRequest, ctx: GrpcCallContext): Promise<MessageInitShape<typeof ControllerCreateResponseSchema>> {
+      // Loaded by the first Create: CRI's whole API (its descriptors, for one message) is not
+      // worth its memory to a kuasard that has no pod yet.
+      const { decodePodSandboxConfig, podSpecFromConfig } = await import('./pod-config.js');
       const config = decodePodSandboxConfig(req.options, req.sandboxId);
       await sandboxer.create({
         id: req.sandboxId,

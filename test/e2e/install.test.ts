@@ -22,6 +22,7 @@ import { runPod, runToExit } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { helloWorkload } from '../../src/devenv/workloads.js';
 import { BLOCK_BEGIN, BLOCK_END } from '../../src/install/containerd-config.js';
+import { KUASARD_NODE_FLAGS } from '../../src/install/kuasard-node.js';
 import { KIND_NAMES } from '../../src/kinds/index.js';
 
 const run = promisify(execFile);
@@ -193,7 +194,9 @@ describe('kuasar install and uninstall on files as containerd ships them', () =>
     ]) {
       assert.ok(unit.split('\n').includes(line), `the unit has ${line}`);
     }
-    assert.ok(unit.split('\n').includes(`ExecStart=${process.execPath} ${KUASARD} --config ${files.kuasard}`));
+    assert.ok(
+      unit.split('\n').includes(`ExecStart=${process.execPath} ${KUASARD_NODE_FLAGS.join(' ')} ${KUASARD} --config ${files.kuasard}`),
+    );
     const verified = await run('systemd-analyze', ['verify', join(files.systemd, 'kuasard.service')]);
     assert.equal(verified.stderr, '', 'systemd-analyze verify has no complaint');
 

@@ -2,9 +2,11 @@
 // every module it loads (test/fixtures/module-log), serves a pod of every registered kind with the
 // kind's demo workload through CRI. Afterwards it must have loaded none of the bench, the devenv,
 // the CRI client or the other CLI commands, and no package that `npm ci --omit=dev` leaves out
-// (vega, vega-lite), nor the bench's progress bars.
+// (vega, vega-lite), nor the bench's progress bars. Before its first pod it has loaded no CRI API
+// (read at a pod's Create) and started no wasm worker thread (the warm ones wait for a first
+// wasm container).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +28,8 @@ describe('kuasard ships lean', () => {
   let env: Environment;
   let hostBefore: HostSnapshot;
   let logDir: string;
+  /** What kuasard had loaded once it served, before any pod: its module logs, by file name. */
+  let atStart: Map<string, string[]>;
 
   before(async () => {
     hostBefore = snapshotHost();
@@ -36,6 +40,7 @@ describe('kuasard ships lean', () => {
     process.env['MODULE_LOG_DIR'] = logDir;
     try {
       env = await startEnvironment();
+      atStart = new Map(readdirSync(logDir).map((name) => [name, readFileSync(join(logDir, name), 'utf8').split('\n')]));
     } finally {
       for (const [key, value] of [
         ['NODE_OPTIONS', saved.nodeOptions],
@@ -51,6 +56,25 @@ describe('kuasard ships lean', () => {
     await env?.stop();
     rmSync(logDir, { recursive: true, force: true });
     if (env) assert.deepEqual(diffHost(hostBefore, snapshotHost(), { scope: env.scope }), NO_LEAKS);
+  });
+
+  it('had loaded no CRI API and started no wasm worker before its first pod', () => {
+    // The processes the devenv started: kuasard and `kuasar config containerd`; a worker thread
+    // would log under its own script's name.
+    const names = [...atStart.keys()];
+    assert.deepEqual(
+      names.filter((name) => !/^kuasard?\.js-/.test(name)),
+      [],
+      'no worker thread logged',
+    );
+    const daemonLogs = names.filter((name) => name.startsWith('kuasard.js-'));
+    assert.equal(daemonLogs.length, 1, `one kuasard logged: ${names.join(', ')}`);
+    const ours = ourModules(daemonLogs.flatMap((name) => atStart.get(name) ?? []));
+    assert.ok(ours.includes('daemon/daemon.js'), 'the log at start is read');
+    assert.deepEqual(
+      ours.filter((path) => path.startsWith('api/cri/')),
+      [],
+    );
   });
 
   it("runs every registered kind's demo workload to a clean exit", async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { writeWasmModules } from '../../src/devenv/images.js';
+import { eventually } from '../../src/devenv/retry.js';
 import { WasmInstance, type InstanceOptions } from '../../src/kinds/wasm/instance.js';
 import { ModuleCache } from '../../src/kinds/wasm/module-cache.js';
 import { readClockSubscriptions } from '../../src/kinds/wasm/wasi-imports.cjs';
@@ -33,7 +34,7 @@ describe('wasm engine', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'wasm-engine-'));
     for (const name of ['hello', 'sleep', 'cat', 'loop', 'memory-hog']) writeFileSync(join(dir, `${name}.wasm`), fixture(name));
-    pool = new WorkerPool({ warm: 0, idleMs: 60_000 });
+    pool = new WorkerPool({ warm: 0, idleMs: 60_000, warmIdleMs: 60_000 });
     modules = new ModuleCache(16 * MiB);
   });
 
@@ -142,7 +143,7 @@ describe('wasm engine', () => {
   });
 
   it('never lends out a worker whose thread ended while it sat idle', HANG_GUARD, async () => {
-    const own = new WorkerPool({ warm: 0, idleMs: 60_000 });
+    const own = new WorkerPool({ warm: 0, idleMs: 60_000, warmIdleMs: 60_000 });
     try {
       const worker = await own.acquire();
       own.release(worker);
@@ -157,6 +158,29 @@ describe('wasm engine', () => {
     }
   });
 
+  it(
+    'starts its warm workers with the first container, ends them all once no container came for warmIdleMs, and starts them again with the next',
+    HANG_GUARD,
+    async () => {
+      const own = new WorkerPool({ warm: 2, idleMs: 100, warmIdleMs: 300 });
+      try {
+        assert.equal(own.idleCount, 0, 'no worker before the first container');
+        const first = await own.acquire();
+        await eventually(async () => assert.equal(own.idleCount, 2, 'the warm workers started behind the first container'), 30_000, 20);
+        own.release(first);
+        await eventually(async () => assert.equal(own.idleCount, 0, 'every idle worker ended once containers stopped coming'), 30_000, 50);
+        own.release(await own.acquire());
+        await eventually(
+          async () => assert.ok(own.idleCount >= 2, `warm again after the next container (${own.idleCount} idle)`),
+          30_000,
+          20,
+        );
+      } finally {
+        await own.close();
+      }
+    },
+  );
+
   it('copies stdin until end-of-file (cat.wasm)', HANG_GUARD, async () => {
     const input = pipe();
     const { instance, output } = await instanceOf('cat', dir, input.read);
@@ -169,7 +193,7 @@ describe('wasm engine', () => {
   });
 
   it('lends the same worker out again until it has served MAX_INSTANCES_PER_WORKER instances, then retires it', HANG_GUARD, async () => {
-    const own = new WorkerPool({ warm: 0, idleMs: 60_000 });
+    const own = new WorkerPool({ warm: 0, idleMs: 60_000, warmIdleMs: 60_000 });
     try {
       let worker = await own.acquire();
       const first = worker.thread.threadId;
@@ -192,7 +216,7 @@ describe('wasm engine', () => {
 describe('node:wasi and the descriptors of an instance', () => {
   it('leaves the preopened directory open after the instance ended; closeDescriptorsUnder closes it', HANG_GUARD, async () => {
     const root = mkdtempSync(join(tmpdir(), 'wasm-preopen-'));
-    const pool = new WorkerPool({ warm: 0, idleMs: 60_000 });
+    const pool = new WorkerPool({ warm: 0, idleMs: 60_000, warmIdleMs: 60_000 });
     try {
       writeFileSync(join(root, 'hello.wasm'), fixture('hello'));
       const out = pipe();

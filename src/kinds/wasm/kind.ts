@@ -26,6 +26,14 @@ export interface WasmKindOptions {
 
 /** Idle workers beyond the warm ones end after this long unused. */
 const IDLE_WORKER_MS = 30_000;
+/**
+ * The warm workers end too when no container was created for this long, and the next container
+ * starts them again (it waits for a thread of its own, tens of milliseconds, once). Two minutes
+ * outlast the one-minute period of the most frequent CronJob, so a workload that starts a
+ * container every minute keeps finding them ready; a node with no wasm container for longer gets
+ * their memory (about 7 MiB each) back.
+ */
+const WARM_IDLE_MS = 120_000;
 /** The most module bytes kept compiled for later containers. */
 const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -36,7 +44,7 @@ export class WasmKind implements SandboxKind {
   private readonly env: WasmEnvironment;
 
   constructor(private readonly options: WasmKindOptions) {
-    this.workers = new WorkerPool({ warm: options.warmWorkers, idleMs: IDLE_WORKER_MS });
+    this.workers = new WorkerPool({ warm: options.warmWorkers, idleMs: IDLE_WORKER_MS, warmIdleMs: WARM_IDLE_MS });
     this.env = {
       consoleDir: options.kindDir,
       defaultMemoryLimit: options.defaultMemoryLimit,
@@ -46,8 +54,8 @@ export class WasmKind implements SandboxKind {
   }
 
   async init(): Promise<void> {
+    // The warm workers wait for the first container (worker-pool.ts): a node may never run one.
     await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
-    this.workers.warmUp();
   }
 
   platform(): Platform {

@@ -23,6 +23,7 @@ export const wasmKind = defineKind({
     /**
      * Worker threads kept started and idle for the next containers (each about 7 MiB): a
      * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
+     * They are started by the first wasm container and ended when none was created for two minutes.
      */
     warm_workers: z.number().int().min(0).max(64).default(2),
   }),

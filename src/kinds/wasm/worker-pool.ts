@@ -1,6 +1,8 @@
 // The wasm kind's worker threads. Starting one costs a Node environment (tens of milliseconds
 // of CPU, about 7 MiB), so the pool keeps a few started ones ready for the next Create, and
-// takes back a worker whose instance ended on its own (instance.ts says when). A worker serves at most
+// takes back a worker whose instance ended on its own (instance.ts says when). Warm workers
+// are for a node that runs wasm containers: they are started by the first container, not
+// before, and ended, all of them, once no container has taken a worker for `warmIdleMs`. A worker serves at most
 // MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
 // its thread ends, so a worker is retired before that adds up.
 import { Worker } from 'node:worker_threads';
@@ -18,6 +20,8 @@ export interface WorkerPoolOptions {
   warm: number;
   /** Idle workers beyond `warm` end after this long unused (ms). */
   idleMs: number;
+  /** The warm workers too end once no worker was taken for this long (ms); the next acquire() starts them again. */
+  warmIdleMs: number;
 }
 
 /** A worker of the pool, lent to one instance at a time. */
@@ -35,18 +39,16 @@ export class WorkerPool {
   private closed = false;
   private releaseTimer: NodeJS.Timeout | undefined;
   private readonly trimTimer: NodeJS.Timeout;
+  /** When a worker was last taken; -Infinity before the first: no warm worker is kept until then. */
+  private lastAcquire = -Infinity;
 
   constructor(private readonly options: WorkerPoolOptions) {
-    this.trimTimer = setInterval(() => this.trim(), Math.max(1_000, options.idleMs / 2)).unref();
+    this.trimTimer = setInterval(() => this.trim(), Math.max(1_000, Math.min(options.idleMs, options.warmIdleMs) / 2)).unref();
   }
 
-  /** Starts the warm workers (in the background). */
-  warmUp(): void {
-    this.refill();
-  }
-
-  /** A started worker for one instance: an idle one, else a new one. */
+  /** A started worker for one instance: an idle one, else a new one (and the warm ones started behind it). */
   async acquire(): Promise<PooledWorker> {
+    this.lastAcquire = Date.now();
     const ready = this.idle.pop()?.worker ?? (await startWorker(this.forget));
     ready.served += 1;
     this.refill();
@@ -75,8 +77,13 @@ export class WorkerPool {
     return this.idle.length;
   }
 
+  /** How many idle workers to keep: `warm` while containers take workers, none once they stopped for warmIdleMs. */
+  private target(): number {
+    return Date.now() - this.lastAcquire < this.options.warmIdleMs ? this.options.warm : 0;
+  }
+
   private refill(): void {
-    while (!this.closed && this.idle.length + this.booting < this.options.warm) {
+    while (!this.closed && this.idle.length + this.booting < this.target()) {
       this.booting += 1;
       startWorker(this.forget)
         .then((worker) => {
@@ -101,10 +108,11 @@ export class WorkerPool {
     this.releaseTimer = setTimeout(releaseFreeMemory, RELEASE_DELAY_MS).unref();
   };
 
-  /** Ends the workers that sat unused for idleMs, down to `warm` (the oldest first). */
+  /** Ends the workers that sat unused for idleMs, down to the target (the oldest first). */
   private trim(): void {
     const cutoff = Date.now() - this.options.idleMs;
-    while (this.idle.length > this.options.warm && (this.idle[0]?.since ?? Infinity) < cutoff) {
+    const keep = this.target();
+    while (this.idle.length > keep && (this.idle[0]?.since ?? Infinity) < cutoff) {
       void this.idle.shift()?.worker.thread.terminate();
     }
   }
