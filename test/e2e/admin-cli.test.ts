@@ -93,7 +93,7 @@ describe('kuasar ps, inspect and exec', () => {
 
   it('lists no sandbox, and the kinds served, before any pod; the socket is 0600 and root’s', async () => {
     const ps = await json<PsResponse>(['ps']);
-    assert.deepEqual(ps, { kinds: ['runc', 'vmm'], sandboxes: [] });
+    assert.deepEqual(ps, { kinds: ['runc', 'vmm'], sandboxes: [], warmPools: [] });
     const human = await kuasar(['ps']);
     assert.equal(human.stdout, 'no sandboxes (kuasard serves runc, vmm)\n');
     const stat = statSync(socket);
