@@ -3,6 +3,7 @@
 import { findKind } from '../kinds/index.js';
 import { BASELINE_KIND, IN_KUASARD_KIND, podProcessesOf } from './kinds.js';
 import {
+  runtimeHandlerOf,
   TASK_RATE_GOAL,
   type BenchResult,
   type HandlerInfo,
@@ -74,6 +75,7 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       if (s && base) out.push('', `Baseline / ${k.handler}: p50 ${ratio(base.p50, s.p50)}, p90 ${ratio(base.p90, s.p90)}.`);
     }
     out.push('', ...renderSandboxSplit(result), '');
+    for (const warm of result.handlers.filter((h) => h.pool === 'warm')) out.push(...renderWarmAndCold(result, warm));
   }
 
   if (Object.keys(result.parallel).length > 0) {
@@ -171,6 +173,62 @@ function renderSandboxSplit(result: BenchResult): string[] {
     const container = summarize(single.ms.map((total, i) => total - (single.sandboxMs[i] ?? 0)));
     out.push(`| ${h.handler} | ${ms(sandbox.p50)} | ${ms(sandbox.p90)} | ${ms(container.p50)} | ${ms(container.p90)} |`);
   }
+  return out;
+}
+
+/**
+ * A kind's warm and cold starts side by side (KindBenchmark.warmPool): how the two were made, their
+ * p50s and ratios against each other and the BASELINE_KIND, and what the pool costs per idle member.
+ */
+function renderWarmAndCold(result: BenchResult, warm: HandlerInfo): string[] {
+  const pool = warm.kind === undefined ? undefined : findKind(warm.kind)?.bench?.warmPool;
+  const cold = result.handlers.find((h) => h.pool === 'cold' && h.kind === warm.kind);
+  const reference = result.handlers.find((h) => h.side === 'kuasar' && h.kind === BASELINE_KIND.name);
+  if (!pool || !cold) return [];
+  const out = [
+    `### ${warm.kind} pods, warm and cold, side by side`,
+    '',
+    `The benchmark's kuasard keeps a warm pool of ${pool.size} VMs for the ${warm.kind} kind. \`${warm.handler}\`: pods the pool serves ` +
+      `(no resource limits); \`${cold.handler}\`: ${pool.coldPod.why}. Both run on the handler \`${runtimeHandlerOf(warm)}\` in the same rounds. ` +
+      'Before each start of a round (any handler), the benchmark waits until the pool is full again with nothing booting ' +
+      "(its idle VMs' directories, and their ready records in kuasard's log): a refill after a claim would load the CPU under the next start. " +
+      "Each start is checked afterwards by kuasard's `VM ready` record of its pod (a warm VM named, or not); one that went otherwise is left out of its series and listed as its failure.",
+    '',
+    '| series | n | end to end p50 | p90 | RunPodSandbox p50 | p90 | container p50 |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const h of [warm, cold, ...(reference ? [reference] : [])]) {
+    const single = result.single[h.handler];
+    const e2e = single?.summary;
+    const sandbox = single?.sandboxSummary;
+    if (!single || !e2e || !sandbox) continue;
+    const container = summarize(single.ms.map((total, i) => total - (single.sandboxMs[i] ?? 0)));
+    out.push(
+      `| ${h.handler} | ${e2e.n} | ${ms(e2e.p50)} | ${ms(e2e.p90)} | ${ms(sandbox.p50)} | ${ms(sandbox.p90)} | ${ms(container.p50)} |`,
+    );
+  }
+  const w = result.single[warm.handler];
+  const c = result.single[cold.handler];
+  const r = reference && result.single[reference.handler];
+  const lines = [
+    ...(w?.summary && c?.summary ? [`cold / warm, end to end p50: **${ratio(c.summary.p50, w.summary.p50)}**`] : []),
+    ...(w?.sandboxSummary && c?.sandboxSummary ? [`RunPodSandbox p50 ${ratio(c.sandboxSummary.p50, w.sandboxSummary.p50)}`] : []),
+    ...(reference && w?.sandboxSummary && r?.sandboxSummary
+      ? [`warm / ${reference.handler}, RunPodSandbox p50: **${ratio(w.sandboxSummary.p50, r.sandboxSummary.p50)}**`]
+      : []),
+  ];
+  if (lines.length > 0) out.push('', `${lines.join('; ')}.`);
+  const idle = result.memory[warm.handler]?.idle?.idlePool;
+  if (idle && idle.members > 0) {
+    out.push(
+      '',
+      `What the pool costs the host per idle VM (its QEMU, \`${pool.argumentPrefix}<id>\`, read at the ${warm.handler} memory phase's idle point, ` +
+        `the pool full, no pod running: ${idle.members} idle VM${idle.members === 1 ? '' : 's'}): ` +
+        `**${mib(idle.pssKb / idle.members)} MiB PSS**, ${mib(idle.rssKb / idle.members)} MiB RSS, ${mib(idle.privateKb / idle.members)} MiB private. ` +
+        "A claimed VM keeps its name and counts as its pod's from then on; the idle ones are counted in no pod's and no management plane's figures.",
+    );
+  }
+  out.push('');
   return out;
 }
 
@@ -358,6 +416,12 @@ function renderMemory(result: BenchResult): string[] {
       title: `${h.handler}: kuasard private${afterGc ? ' after GC' : ''}`,
       cell: (pods) => orDash(pointOf(h, pods), (p) => mib(afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb)),
     });
+    if (h.pool) {
+      columns.push({
+        title: `${h.handler}: idle warm pool PSS (VMs)`,
+        cell: (pods) => orDash(pointOf(h, pods)?.idlePool, (p) => `${mib(p.pssKb)} (${p.members})`),
+      });
+    }
     if (podProcessesOf(h.kind)) {
       columns.push({
         title: `${h.handler}: pods' processes PSS`,
