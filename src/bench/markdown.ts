@@ -54,7 +54,7 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
 
   if (Object.keys(result.single).length > 0) {
     out.push(
-      `## Pod start, one at a time (${settings.singleRounds} rounds per handler${countsNote(result, (c) => String(c.singleRounds))})`,
+      `## Pod start, one at a time (${settings.singleRounds} rounds per handler${countsNote(result, result.single, (c) => String(c.singleRounds))})`,
       '',
     );
     out.push('RunPodSandbox + CreateContainer + StartContainer until CRI reports the container RUNNING, in ms.', '');
@@ -80,7 +80,7 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
 
   if (Object.keys(result.parallel).length > 0) {
     out.push(
-      `## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler${countsNote(result, (c) => `${c.parallelPods} pods, ${c.parallelRounds} rounds`)})`,
+      `## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler${countsNote(result, result.parallel, (c) => `${c.parallelPods} pods, ${c.parallelRounds} rounds`)})`,
       '',
     );
     out.push(
@@ -139,9 +139,10 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
   return out.join('\n');
 }
 
-/** `; kuasar-vmm: 20` for each measured handler whose kind caps the run's counts (settings.kindCounts). */
-function countsNote(result: BenchResult, show: (counts: HandlerCounts) => string): string {
+/** `; kuasar-vmm: 20` for each handler of the part (`table`) whose kind caps the run's counts (settings.kindCounts). */
+function countsNote(result: BenchResult, table: Readonly<Record<string, unknown>>, show: (counts: HandlerCounts) => string): string {
   return result.handlers
+    .filter((h) => table[h.handler] !== undefined)
     .flatMap((h) => {
       const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
       return own ? [`; ${h.handler}: ${show(own)}`] : [];
@@ -151,9 +152,12 @@ function countsNote(result: BenchResult, show: (counts: HandlerCounts) => string
 
 /** Why a measured kind runs fewer pods than the others. */
 function limitsWhy(result: BenchResult): string[] {
-  return result.handlers.flatMap((h) => {
+  // Once per kind: a kind with a warm pool has two series.
+  const firstOfKind = result.handlers.filter((h, i) => result.handlers.findIndex((other) => other.kind === h.kind) === i);
+  return firstOfKind.flatMap((h) => {
     const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
-    return own ? [`Fewer for ${h.handler} (its kind's limits on a run's default counts): ${own.why}.`, ''] : [];
+    const series = result.handlers.filter((other) => other.kind === h.kind).map((other) => other.handler);
+    return own ? [`Fewer for ${series.join(' and ')} (its kind's limits on a run's default counts): ${own.why}.`, ''] : [];
   });
 }
 
