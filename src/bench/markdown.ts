@@ -7,6 +7,7 @@ import {
   TASK_RATE_GOAL,
   type BenchResult,
   type HandlerInfo,
+  type MemoryResult,
   type PhaseBreakdown,
   type PodMemoryCost,
   type TaskRateResult,
@@ -222,16 +223,6 @@ function renderWarmAndCold(result: BenchResult, warm: HandlerInfo): string[] {
       : []),
   ];
   if (lines.length > 0) out.push('', `${lines.join('; ')}.`);
-  const idle = result.memory[warm.handler]?.idle?.idlePool;
-  if (idle && idle.members > 0) {
-    out.push(
-      '',
-      `What the pool costs the host per idle VM (its QEMU, \`${pool.argumentPrefix}<id>\`, read at the ${warm.handler} memory phase's idle point, ` +
-        `the pool full, no pod running: ${idle.members} idle VM${idle.members === 1 ? '' : 's'}): ` +
-        `**${mib(idle.pssKb / idle.members)} MiB PSS**, ${mib(idle.rssKb / idle.members)} MiB RSS, ${mib(idle.privateKb / idle.members)} MiB private. ` +
-        "A claimed VM keeps its name and counts as its pod's from then on; the idle ones are counted in no pod's and no management plane's figures.",
-    );
-  }
   out.push('');
   return out;
 }
@@ -481,6 +472,8 @@ function renderMemory(result: BenchResult): string[] {
     }
     const own = podProcessesOf(h.kind);
     if (own && memory.podCost) out.push(`- ${h.handler}: ${describePodCost(memory.podCost)}; ${own.anchor}.`);
+    const idlePool = describeIdlePool(h, memory);
+    if (idlePool) out.push(`- ${h.handler}: ${idlePool}`);
     if (h.side === 'kuasar') {
       const counted = memory.points.map((p) => p.processes).join(', ');
       out.push(
@@ -569,6 +562,23 @@ function ownProcessesNote(result: BenchResult): string {
         : [];
     })
     .join('');
+}
+
+/** What a kind's warm pool costs the host per idle member (memory and CPU), read at its memory phase's idle point with the pool full. */
+function describeIdlePool(h: HandlerInfo, memory: MemoryResult): string | undefined {
+  const pool = h.kind === undefined ? undefined : findKind(h.kind)?.bench?.warmPool;
+  const idle = memory.idle?.idlePool;
+  if (!pool || !h.pool || !idle || idle.members === 0) return undefined;
+  const per = (kb: number) => mib(kb / idle.members);
+  const cpu = memory.idlePoolCpu;
+  return (
+    `the warm pool costs the host per idle VM (its QEMU, \`${pool.argumentPrefix}<id>\`, read with no pod running and the pool full, ` +
+    `${idle.members} idle VM${idle.members === 1 ? '' : 's'}) **${per(idle.pssKb)} MiB PSS**, ${per(idle.rssKb)} MiB RSS, ${per(idle.privateKb)} MiB private` +
+    (cpu
+      ? `, and **${cpu.percentPerMember.toFixed(1)}% of one CPU** (its threads' time on a CPU over ${(cpu.windowMs / 1000).toFixed(0)} s)`
+      : '') +
+    ". A claimed VM keeps its name and counts as its pod's from then on; idle ones count in no pod's figures and not as kuasard's."
+  );
 }
 
 /** What one pod costs the host: its own processes plus kuasard's slope (pod-memory.ts). */

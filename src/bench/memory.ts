@@ -4,7 +4,7 @@
 // the pod's sandbox, not the management plane). PSS (proportional set size) is the measure:
 // pages shared by N processes count 1/N for each, so 50 shims sharing one binary are not
 // counted as 50 copies of it, and the sum over processes is what they really cost together.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { HostProcess } from '../devenv/processes.js';
 import type { PodProcessLocation } from '../kind-api/registration.js';
@@ -237,6 +237,28 @@ export function idlePoolProcesses(
       return id !== undefined && idleIds.has(id);
     });
   });
+}
+
+/**
+ * The time a process's threads have spent on a CPU, ns (the first field of each thread's
+ * /proc/<pid>/task/<tid>/schedstat); 0 when it is gone. Threads that ended meanwhile no longer count.
+ */
+export function cpuTimeNs(pid: number): number {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let sum = 0;
+  for (const tid of threads) {
+    try {
+      sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return sum;
 }
 
 /**

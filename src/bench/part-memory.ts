@@ -13,6 +13,7 @@ import { listProcesses, type HostProcess } from '../devenv/processes.js';
 import { memoryOrder, oneSeriesPerKind } from './handlers.js';
 import { podProcessesOf } from './kinds.js';
 import {
+  cpuTimeNs,
   findManagementPlane,
   GC_SIGNAL,
   hasGcHook,
@@ -25,7 +26,7 @@ import {
 } from './memory.js';
 import { POOL, removeEveryPod, type PartContext } from './part-context.js';
 import { inPool, removePods } from './pods.js';
-import type { HandlerInfo, IdlePoolRead, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
+import type { HandlerInfo, IdlePoolCpu, IdlePoolRead, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
 import { countsFor } from './settings.js';
 import { median } from './stats.js';
 
@@ -41,6 +42,8 @@ const GC_COLLECTIONS = 3;
 const QUIET_STEP_KB = 512;
 const QUIET_STEPS = 3;
 const QUIET_TIMEOUT_MS = 60_000;
+/** The window over which the CPU of a warm pool's idle members is read. */
+const IDLE_CPU_WINDOW_MS = 10_000;
 
 type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number; podProcesses?: PodProcessesRead; idlePool?: IdlePoolRead };
 
@@ -79,6 +82,7 @@ class HandlerMemoryPhase {
       if (handler.pool) await ctx.untilPoolsFull();
       await this.waitForQuietKuasard();
       entry.idle = await this.readPoint(0);
+      if (handler.pool) entry.idlePoolCpu = await this.readIdlePoolCpu();
     }
     const running: string[] = [];
     try {
@@ -108,6 +112,25 @@ class HandlerMemoryPhase {
     }
     const last = entry.points[entry.points.length - 1];
     ctx.progress.end(last ? `${(last.pssKb / 1024).toFixed(1)} MiB at ${last.pods} pods` : '');
+  }
+
+  /** The CPU the pool's idle members use over IDLE_CPU_WINDOW_MS (an emulated guest ticks even when idle). */
+  private async readIdlePoolCpu(): Promise<IdlePoolCpu | undefined> {
+    const members = () => {
+      const idlePools = this.ctx.pools.map((pool) => ({ argumentPrefix: pool.pool.argumentPrefix, idleIds: pool.idleIds() }));
+      return findManagementPlane(listProcesses(), { ...this.locator, idlePools }).idlePool.map((p) => p.pid);
+    };
+    const pids = members();
+    if (pids.length === 0) return undefined;
+    const cpuNs = () => pids.reduce((sum, pid) => sum + cpuTimeNs(pid), 0);
+    const before = cpuNs();
+    const began = performance.now();
+    await sleep(IDLE_CPU_WINDOW_MS, undefined, { signal: this.ctx.signal });
+    const used = cpuNs() - before;
+    const windowMs = performance.now() - began;
+    // A member claimed or ended meanwhile would not be idle the whole window: no figure then.
+    if (members().join() !== pids.join()) return undefined;
+    return { members: pids.length, windowMs, percentPerMember: (used / 1e6 / windowMs / pids.length) * 100 };
   }
 
   /**

@@ -84,6 +84,14 @@ export interface MemoryPoint {
   idlePool?: IdlePoolRead;
 }
 
+/** The CPU time of a warm pool's idle members over a window (their threads' time on a CPU). */
+export interface IdlePoolCpu {
+  members: number;
+  windowMs: number;
+  /** Per idle member: its CPU time over the window, in percent of one CPU. */
+  percentPerMember: number;
+}
+
 /** The processes of a warm pool's idle members, summed. */
 export interface IdlePoolRead {
   /** Idle members (one process each). */
@@ -108,6 +116,8 @@ export interface MemoryResult {
   idle?: MemoryPoint;
   /** kuasar side: how long kuasard's memory took to stop moving before the idle reading, ms. */
   quietMs?: number;
+  /** For a kind with a warm pool, at the idle point: the CPU its idle members used over a window. */
+  idlePoolCpu?: IdlePoolCpu;
   points: MemoryPoint[];
   /** PSS (KiB, as found) against running pods: the slope is the marginal cost of one pod. */
   fit?: LinearFit;

@@ -14,7 +14,7 @@ import { environmentNames } from '../devenv/layout.js';
 import { chooseHandlers } from './handlers.js';
 import { currentLoad, hostInfo } from './host-info.js';
 import { handleInterrupts } from './interrupts.js';
-import { kindConfigsInBench } from './kinds.js';
+import { kindConfigsInBench, warmPoolsOf } from './kinds.js';
 import { emptyMeasurements, measuredSomething, summarizeMeasurements } from './measurements.js';
 import { startWithGcHook } from './memory.js';
 import { writeResults } from './output.js';
@@ -82,7 +82,10 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     releaseSignals();
   }
   if (incomplete !== undefined && !measuredSomething(data)) throw new Error(incomplete);
-  const records = parseStageRecords(log);
+  const records = parseStageRecords(
+    log,
+    warmPoolsOf(handlers.map((h) => h.kind)).map(({ pool }) => pool.readyRecord.idField),
+  );
   keepStartsOfTheirSeries(data, handlers, log);
   summarizeMeasurements(data, records);
   const vmStarts = vmStartsByHandler(handlers, data, records, log);

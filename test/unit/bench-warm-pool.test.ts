@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { emptyMeasurements } from '../../src/bench/measurements.js';
-import { findManagementPlane, idlePoolProcesses } from '../../src/bench/memory.js';
+import { cpuTimeNs, findManagementPlane, idlePoolProcesses } from '../../src/bench/memory.js';
 import type { StartedPod } from '../../src/bench/pods.js';
 import { evaluateTargets, type BenchResult, type HandlerInfo } from '../../src/bench/results.js';
 import { parseStageRecords } from '../../src/bench/stages.js';
@@ -256,4 +256,30 @@ test('the targets: a warm start >= 5x faster than a cold one, its RunPodSandbox 
     evaluateTargets({ ...base, single: {} }).filter((t) => t.title.startsWith('vmm kind') && t.status === 'not measured').length,
     2,
   );
+});
+
+test("a process's CPU time is the sum of its threads' time on a CPU; a process that is gone has none", () => {
+  const before = cpuTimeNs(process.pid);
+  const until = performance.now() + 50;
+  while (performance.now() < until) {
+    // Busy: this thread's CPU time grows.
+  }
+  const after = cpuTimeNs(process.pid);
+  assert.ok(before > 0);
+  assert.ok(after - before >= 20e6, `${after - before} ns for 50 ms of busy loop`);
+  assert.equal(cpuTimeNs(2 ** 22 + 1), 0);
+});
+
+test("a pool VM's boot records (its id, no sandbox) are no start's; a claimed VM's records of its pod stay", () => {
+  const time = new Date(1_000).toISOString();
+  const log = [
+    line({ kind: 'vmm', warmVm: 'a1', msg: 'stage', stage: 'vmm.qemu-start', ms: 900, time }),
+    line({ kind: 'vmm', sandbox: 'w1', warmVm: 'a1', msg: 'stage', stage: 'vmm.claim-warm', ms: 80, time }),
+    line({ kind: 'vmm', msg: 'stage', stage: 'vmm.other', ms: 5, time }),
+  ].join('\n');
+  assert.deepEqual(
+    parseStageRecords(log, [pool?.readyRecord.idField ?? '']).map((r) => r.stage),
+    ['vmm.claim-warm', 'vmm.other'],
+  );
+  assert.equal(parseStageRecords(log).length, 3, 'without a pool, every record');
 });
