@@ -114,12 +114,15 @@ class HandlerMemoryPhase {
     ctx.progress.end(last ? `${(last.pssKb / 1024).toFixed(1)} MiB at ${last.pods} pods` : '');
   }
 
+  /** The handler's management plane, the warm pools' idle members (as they are now) told apart. */
+  private planeOf(processes: readonly HostProcess[]) {
+    const idlePools = this.ctx.pools.map((pool) => ({ argumentPrefix: pool.pool.argumentPrefix, idleIds: pool.idleIds() }));
+    return findManagementPlane(processes, { ...this.locator, idlePools });
+  }
+
   /** The CPU the pool's idle members use over IDLE_CPU_WINDOW_MS (an emulated guest ticks even when idle). */
   private async readIdlePoolCpu(): Promise<IdlePoolCpu | undefined> {
-    const members = () => {
-      const idlePools = this.ctx.pools.map((pool) => ({ argumentPrefix: pool.pool.argumentPrefix, idleIds: pool.idleIds() }));
-      return findManagementPlane(listProcesses(), { ...this.locator, idlePools }).idlePool.map((p) => p.pid);
-    };
+    const members = () => this.planeOf(listProcesses()).idlePool.map((p) => p.pid);
     const pids = members();
     if (pids.length === 0) return undefined;
     const cpuNs = () => pids.reduce((sum, pid) => sum + cpuTimeNs(pid), 0);
@@ -199,8 +202,7 @@ class HandlerMemoryPhase {
     for (let i = 0; i < this.ctx.settings.memoryReads; i++) {
       if (i > 0) await sleep(READ_INTERVAL_MS, undefined, { signal: this.ctx.signal });
       const processes = listProcesses();
-      const idlePools = this.ctx.pools.map((pool) => ({ argumentPrefix: pool.pool.argumentPrefix, idleIds: pool.idleIds() }));
-      const plane = findManagementPlane(processes, { ...this.locator, idlePools });
+      const plane = this.planeOf(processes);
       let pids: number[];
       if (this.handler.side === 'kuasar') {
         if (!plane.kuasard) throw new Error('kuasard is not running');
