@@ -2,7 +2,9 @@
 // round runs every handler once, in an order that rotates from round to round) so that whatever
 // else the machine does hits both sides alike. Memory parts take one handler at a time, and
 // IN_KUASARD_KIND's last: its containers live in kuasard itself (MiBs each), and what they leave
-// behind goes back to the system only over seconds.
+// behind goes back to the system only over seconds. A kind with a warm pool has two series on
+// its one handler (warm starts, cold starts): both in the one-at-a-time rounds, its cold one in the
+// parallel batches, its warm one (pods the pool serves, the pool beside them) in the memory part.
 import { findKind } from '../kinds/index.js';
 import { IN_KUASARD_KIND } from './kinds.js';
 import type { HandlerInfo } from './results.js';
@@ -17,10 +19,27 @@ export function chooseHandlers(
   const unknown = wanted.filter((kind) => served[kind] === undefined);
   if (unknown.length > 0)
     throw new Error(`kind(s) ${unknown.join(', ')} not served by this kuasard (it serves: ${Object.keys(served).join(', ') || 'none'})`);
-  return [
-    ...wanted.map((kind): HandlerInfo => ({ handler: served[kind] as string, side: 'kuasar', kind })),
-    { handler: handlers.baseline, side: 'baseline' },
-  ];
+  return [...wanted.flatMap((kind) => seriesOf(kind, served[kind] as string)), { handler: handlers.baseline, side: 'baseline' }];
+}
+
+/**
+ * A kind's series: its handler, or for a kind with a warm pool (KindBenchmark.warmPool) two on
+ * the same handler, warm starts and cold ones, side by side in every round.
+ */
+function seriesOf(kind: string, handler: string): HandlerInfo[] {
+  if (!findKind(kind)?.bench?.warmPool) return [{ handler, side: 'kuasar', kind }];
+  return (['warm', 'cold'] as const).map((pool) => ({
+    handler: `${handler} ${pool}`,
+    runtimeHandler: handler,
+    side: 'kuasar',
+    kind,
+    pool,
+  }));
+}
+
+/** The series of a part that measures a kind once: a kind with a warm pool takes part with one of its series only. */
+export function oneSeriesPerKind(handlers: readonly HandlerInfo[], pool: 'warm' | 'cold'): HandlerInfo[] {
+  return handlers.filter((h) => h.pool === undefined || h.pool === pool);
 }
 
 /** The handlers in the order their memory is measured: IN_KUASARD_KIND's last (see the top of this file). */

@@ -2,7 +2,7 @@
 // say (KindBenchmark in src/kind-api/registration.ts). Each part is set for exactly one kind; any
 // kind may have processes of its own per pod, whose memory the memory part reads.
 import { findKind, KINDS } from '../kinds/index.js';
-import type { KindBenchmark, KindRegistration } from '../kind-api/registration.js';
+import type { KindBenchmark, KindRegistration, WarmPoolBenchmark } from '../kind-api/registration.js';
 
 function theKind(what: string, has: (kind: KindRegistration) => boolean): KindRegistration {
   const found = (KINDS as readonly KindRegistration[]).filter(has);
@@ -25,9 +25,17 @@ export function podProcessesOf(kind: string | undefined): KindBenchmark['podProc
   return kind === undefined ? undefined : findKind(kind)?.bench?.podProcesses;
 }
 
-/** The keys of each kind's table that the benchmark's kuasard sets (KindBenchmark.config), by kind. */
-export function kindConfigsInBench(): Record<string, Readonly<Record<string, unknown>>> {
+/** The keys of each kind's table that the benchmark's kuasard sets (KindBenchmark.config) in the environment whose cgroup is `cgroupName`, by kind. */
+export function kindConfigsInBench(cgroupName: string): Record<string, Readonly<Record<string, unknown>>> {
   return Object.fromEntries(
-    (KINDS as readonly KindRegistration[]).flatMap((kind) => (kind.bench?.config ? [[kind.name, kind.bench.config]] : [])),
+    (KINDS as readonly KindRegistration[]).flatMap((kind) => (kind.bench?.config ? [[kind.name, kind.bench.config({ cgroupName })]] : [])),
   );
+}
+
+/** The kinds of `handlers` that keep a warm pool in the benchmark (KindBenchmark.warmPool), with it. */
+export function warmPoolsOf(kinds: readonly (string | undefined)[]): { kind: string; pool: WarmPoolBenchmark }[] {
+  return [...new Set(kinds)].flatMap((kind) => {
+    const pool = kind === undefined ? undefined : findKind(kind)?.bench?.warmPool;
+    return kind !== undefined && pool ? [{ kind, pool }] : [];
+  });
 }

@@ -3,9 +3,11 @@
 import { findKind } from '../kinds/index.js';
 import { BASELINE_KIND, IN_KUASARD_KIND, podProcessesOf } from './kinds.js';
 import {
+  runtimeHandlerOf,
   TASK_RATE_GOAL,
   type BenchResult,
   type HandlerInfo,
+  type MemoryResult,
   type PhaseBreakdown,
   type PodMemoryCost,
   type TaskRateResult,
@@ -53,7 +55,7 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
 
   if (Object.keys(result.single).length > 0) {
     out.push(
-      `## Pod start, one at a time (${settings.singleRounds} rounds per handler${countsNote(result, (c) => String(c.singleRounds))})`,
+      `## Pod start, one at a time (${settings.singleRounds} rounds per handler${countsNote(result, result.single, (c) => String(c.singleRounds))})`,
       '',
     );
     out.push('RunPodSandbox + CreateContainer + StartContainer until CRI reports the container RUNNING, in ms.', '');
@@ -74,11 +76,12 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
       if (s && base) out.push('', `Baseline / ${k.handler}: p50 ${ratio(base.p50, s.p50)}, p90 ${ratio(base.p90, s.p90)}.`);
     }
     out.push('', ...renderSandboxSplit(result), '');
+    for (const warm of result.handlers.filter((h) => h.pool === 'warm')) out.push(...renderWarmAndCold(result, warm));
   }
 
   if (Object.keys(result.parallel).length > 0) {
     out.push(
-      `## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler${countsNote(result, (c) => `${c.parallelPods} pods, ${c.parallelRounds} rounds`)})`,
+      `## ${settings.parallelPods} pods in parallel (${settings.parallelRounds} rounds per handler${countsNote(result, result.parallel, (c) => `${c.parallelPods} pods, ${c.parallelRounds} rounds`)})`,
       '',
     );
     out.push(
@@ -137,9 +140,10 @@ export function renderMarkdown(result: BenchResult, charts: readonly ChartFile[]
   return out.join('\n');
 }
 
-/** `; kuasar-vmm: 20` for each measured handler whose kind caps the run's counts (settings.kindCounts). */
-function countsNote(result: BenchResult, show: (counts: HandlerCounts) => string): string {
+/** `; kuasar-vmm: 20` for each handler of the part (`table`) whose kind caps the run's counts (settings.kindCounts). */
+function countsNote(result: BenchResult, table: Readonly<Record<string, unknown>>, show: (counts: HandlerCounts) => string): string {
   return result.handlers
+    .filter((h) => table[h.handler] !== undefined)
     .flatMap((h) => {
       const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
       return own ? [`; ${h.handler}: ${show(own)}`] : [];
@@ -149,9 +153,12 @@ function countsNote(result: BenchResult, show: (counts: HandlerCounts) => string
 
 /** Why a measured kind runs fewer pods than the others. */
 function limitsWhy(result: BenchResult): string[] {
-  return result.handlers.flatMap((h) => {
+  // Once per kind: a kind with a warm pool has two series.
+  const firstOfKind = result.handlers.filter((h, i) => result.handlers.findIndex((other) => other.kind === h.kind) === i);
+  return firstOfKind.flatMap((h) => {
     const own = h.kind === undefined ? undefined : result.settings.kindCounts[h.kind];
-    return own ? [`Fewer for ${h.handler} (its kind's limits on a run's default counts): ${own.why}.`, ''] : [];
+    const series = result.handlers.filter((other) => other.kind === h.kind).map((other) => other.handler);
+    return own ? [`Fewer for ${series.join(' and ')} (its kind's limits on a run's default counts): ${own.why}.`, ''] : [];
   });
 }
 
@@ -171,6 +178,52 @@ function renderSandboxSplit(result: BenchResult): string[] {
     const container = summarize(single.ms.map((total, i) => total - (single.sandboxMs[i] ?? 0)));
     out.push(`| ${h.handler} | ${ms(sandbox.p50)} | ${ms(sandbox.p90)} | ${ms(container.p50)} | ${ms(container.p90)} |`);
   }
+  return out;
+}
+
+/**
+ * A kind's warm and cold starts side by side (KindBenchmark.warmPool): how the two were made, their
+ * p50s and ratios against each other and the BASELINE_KIND, and what the pool costs per idle member.
+ */
+function renderWarmAndCold(result: BenchResult, warm: HandlerInfo): string[] {
+  const pool = warm.kind === undefined ? undefined : findKind(warm.kind)?.bench?.warmPool;
+  const cold = result.handlers.find((h) => h.pool === 'cold' && h.kind === warm.kind);
+  const reference = result.handlers.find((h) => h.side === 'kuasar' && h.kind === BASELINE_KIND.name);
+  if (!pool || !cold) return [];
+  const out = [
+    `### ${warm.kind} pods, warm and cold, side by side`,
+    '',
+    `The benchmark's kuasard keeps a warm pool of ${pool.size} VMs for the ${warm.kind} kind. \`${warm.handler}\`: pods the pool serves ` +
+      `(no resource limits); \`${cold.handler}\`: ${pool.coldPod.why}. Both run on the handler \`${runtimeHandlerOf(warm)}\` in the same rounds. ` +
+      'Before each start of a round (any handler), the benchmark waits until the pool is full again with nothing booting ' +
+      "(its idle VMs' directories, and their ready records in kuasard's log): a refill after a claim would load the CPU under the next start. " +
+      "Each start is checked afterwards by kuasard's `VM ready` record of its pod (a warm VM named, or not); one that went otherwise is left out of its series and listed as its failure.",
+    '',
+    '| series | n | end to end p50 | p90 | RunPodSandbox p50 | p90 | container p50 |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const h of [warm, cold, ...(reference ? [reference] : [])]) {
+    const single = result.single[h.handler];
+    const e2e = single?.summary;
+    const sandbox = single?.sandboxSummary;
+    if (!single || !e2e || !sandbox) continue;
+    const container = summarize(single.ms.map((total, i) => total - (single.sandboxMs[i] ?? 0)));
+    out.push(
+      `| ${h.handler} | ${e2e.n} | ${ms(e2e.p50)} | ${ms(e2e.p90)} | ${ms(sandbox.p50)} | ${ms(sandbox.p90)} | ${ms(container.p50)} |`,
+    );
+  }
+  const w = result.single[warm.handler];
+  const c = result.single[cold.handler];
+  const r = reference && result.single[reference.handler];
+  const lines = [
+    ...(w?.summary && c?.summary ? [`cold / warm, end to end p50: **${ratio(c.summary.p50, w.summary.p50)}**`] : []),
+    ...(w?.sandboxSummary && c?.sandboxSummary ? [`RunPodSandbox p50 ${ratio(c.sandboxSummary.p50, w.sandboxSummary.p50)}`] : []),
+    ...(reference && w?.sandboxSummary && r?.sandboxSummary
+      ? [`warm / ${reference.handler}, RunPodSandbox p50: **${ratio(w.sandboxSummary.p50, r.sandboxSummary.p50)}**`]
+      : []),
+  ];
+  if (lines.length > 0) out.push('', `${lines.join('; ')}.`);
+  out.push('');
   return out;
 }
 
@@ -358,6 +411,12 @@ function renderMemory(result: BenchResult): string[] {
       title: `${h.handler}: kuasard private${afterGc ? ' after GC' : ''}`,
       cell: (pods) => orDash(pointOf(h, pods), (p) => mib(afterGc && p.afterGc ? p.afterGc.privateKb : p.privateKb)),
     });
+    if (h.pool) {
+      columns.push({
+        title: `${h.handler}: idle warm pool PSS (VMs)`,
+        cell: (pods) => orDash(pointOf(h, pods)?.idlePool, (p) => `${mib(p.pssKb)} (${p.members})`),
+      });
+    }
     if (podProcessesOf(h.kind)) {
       columns.push({
         title: `${h.handler}: pods' processes PSS`,
@@ -413,6 +472,8 @@ function renderMemory(result: BenchResult): string[] {
     }
     const own = podProcessesOf(h.kind);
     if (own && memory.podCost) out.push(`- ${h.handler}: ${describePodCost(memory.podCost)}; ${own.anchor}.`);
+    const idlePool = describeIdlePool(h, memory);
+    if (idlePool) out.push(`- ${h.handler}: ${idlePool}`);
     if (h.side === 'kuasar') {
       const counted = memory.points.map((p) => p.processes).join(', ');
       out.push(
@@ -501,6 +562,23 @@ function ownProcessesNote(result: BenchResult): string {
         : [];
     })
     .join('');
+}
+
+/** What a kind's warm pool costs the host per idle member (memory and CPU), read at its memory phase's idle point with the pool full. */
+function describeIdlePool(h: HandlerInfo, memory: MemoryResult): string | undefined {
+  const pool = h.kind === undefined ? undefined : findKind(h.kind)?.bench?.warmPool;
+  const idle = memory.idle?.idlePool;
+  if (!pool || !h.pool || !idle || idle.members === 0) return undefined;
+  const per = (kb: number) => mib(kb / idle.members);
+  const cpu = memory.idlePoolCpu;
+  return (
+    `the warm pool costs the host per idle VM (its QEMU, \`${pool.argumentPrefix}<id>\`, read with no pod running and the pool full, ` +
+    `${idle.members} idle VM${idle.members === 1 ? '' : 's'}) **${per(idle.pssKb)} MiB PSS**, ${per(idle.rssKb)} MiB RSS, ${per(idle.privateKb)} MiB private` +
+    (cpu
+      ? `, and **${cpu.percentPerMember.toFixed(1)}% of one CPU** (its threads' time on a CPU over ${(cpu.windowMs / 1000).toFixed(0)} s)`
+      : '') +
+    ". A claimed VM keeps its name and counts as its pod's from then on; idle ones count in no pod's figures and not as kuasard's."
+  );
 }
 
 /** What one pod costs the host: its own processes plus kuasard's slope (pod-memory.ts). */

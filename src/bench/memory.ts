@@ -4,7 +4,7 @@
 // the pod's sandbox, not the management plane). PSS (proportional set size) is the measure:
 // pages shared by N processes count 1/N for each, so 50 shims sharing one binary are not
 // counted as 50 copies of it, and the sum over processes is what they really cost together.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { HostProcess } from '../devenv/processes.js';
 import type { PodProcessLocation } from '../kind-api/registration.js';
@@ -125,6 +125,8 @@ export interface ManagementPlane {
   pauses: HostProcess[];
   /** With PlaneLocator.podProcesses: the pods' own processes, by pod (see podProcessGroups). */
   podProcesses: Map<string, HostProcess[]>;
+  /** With PlaneLocator.idlePools: the idle members of warm pools (kuasard's children, neither helpers nor any pod's). */
+  idlePool: HostProcess[];
 }
 
 export interface PlaneLocator {
@@ -136,6 +138,11 @@ export interface PlaneLocator {
   cgroupName: string;
   /** Where the measured kind's pods keep processes of their own (KindBenchmark.podProcesses), for kinds whose pods do. */
   podProcesses?: PodProcessLocation;
+  /**
+   * The warm pools of the run (KindBenchmark.warmPool): the name prefix of a member's process and
+   * the ids of the idle members. A claimed member keeps its name: it is its pod's.
+   */
+  idlePools?: readonly { argumentPrefix: string; idleIds: ReadonlySet<string> }[];
 }
 
 /** Picks one environment's management-plane processes out of the host's process table. */
@@ -146,18 +153,25 @@ export function findManagementPlane(processes: readonly HostProcess[], where: Pl
     (p) => /(^|\/)containerd-shim-runc-v2\b/.test(p.cmdline) && p.cmdline.includes(`-address ${where.containerdSocket}`),
   );
   const shimPids = new Set(shims.map((s) => s.pid));
+  const idlePool = idlePoolProcesses(processes, where.idlePools ?? [], kuasard?.pid);
+  const idle = new Set(idlePool.map((p) => p.pid));
   const podProcesses = where.podProcesses
-    ? podProcessGroups(processes, where.podProcesses, { cgroupName: where.cgroupName, kuasardPid: kuasard?.pid })
+    ? podProcessGroups(
+        processes.filter((p) => !idle.has(p.pid)),
+        where.podProcesses,
+        { cgroupName: where.cgroupName, kuasardPid: kuasard?.pid },
+      )
     : new Map<string, HostProcess[]>();
   const ofPods = new Set([...podProcesses.values()].flat().map((p) => p.pid));
   return {
     ...(kuasard ? { kuasard } : {}),
     kuasardHelpers: kuasard
-      ? processes.filter((p) => p.ppid === kuasard.pid && !inPodCgroup(p) && !ofPods.has(p.pid) && p.state !== 'Z')
+      ? processes.filter((p) => p.ppid === kuasard.pid && !inPodCgroup(p) && !ofPods.has(p.pid) && !idle.has(p.pid) && p.state !== 'Z')
       : [],
     shims,
     pauses: processes.filter((p) => shimPids.has(p.ppid) && p.cmdline === '/pause'),
     podProcesses,
+    idlePool,
   };
 }
 
@@ -206,6 +220,45 @@ function podByArgument(p: HostProcess, prefix: string, scope: PodProcessScope): 
   // "-name kuasar-vmm-<id>,debug-threads=on" -> "kuasar-vmm-<id>"
   const argument = p.cmdline.split(' ').find((arg) => arg.startsWith(prefix));
   return argument === undefined ? undefined : prefix + (/^[\w.-]*/.exec(argument.slice(prefix.length))?.[0] ?? '');
+}
+
+/** The idle members of pools among kuasard's children, by their name (`<prefix><id>`) and their ids. */
+export function idlePoolProcesses(
+  processes: readonly HostProcess[],
+  pools: readonly { argumentPrefix: string; idleIds: ReadonlySet<string> }[],
+  kuasardPid: number | undefined,
+): HostProcess[] {
+  if (kuasardPid === undefined) return [];
+  return processes.filter((p) => {
+    if (p.ppid !== kuasardPid || p.state === 'Z') return false;
+    return pools.some(({ argumentPrefix, idleIds }) => {
+      const argument = p.cmdline.split(' ').find((arg) => arg.startsWith(argumentPrefix));
+      const id = argument === undefined ? undefined : /^[\w.-]*/.exec(argument.slice(argumentPrefix.length))?.[0];
+      return id !== undefined && idleIds.has(id);
+    });
+  });
+}
+
+/**
+ * The time a process's threads have spent on a CPU, ns (the first field of each thread's
+ * /proc/<pid>/task/<tid>/schedstat); 0 when it is gone. Threads that ended meanwhile no longer count.
+ */
+export function cpuTimeNs(pid: number): number {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let sum = 0;
+  for (const tid of threads) {
+    try {
+      sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return sum;
 }
 
 /**

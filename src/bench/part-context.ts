@@ -6,8 +6,9 @@ import type { Environment } from '../devenv/environment.js';
 import type { Measurements } from './measurements.js';
 import { removePods, startTimedPod, type StartedPod } from './pods.js';
 import type { BenchProgress } from './progress.js';
-import type { HandlerInfo } from './results.js';
+import { runtimeHandlerOf, type HandlerInfo } from './results.js';
 import type { BenchSettings } from './settings.js';
+import { watchPools, type PoolWatch } from './warm-pool.js';
 
 /** Pods started or removed at once while filling up for a memory point, or cleaning up. */
 export const POOL = 8;
@@ -20,22 +21,33 @@ export interface PartContext {
   readonly signal: AbortSignal;
   readonly handlers: readonly HandlerInfo[];
   readonly data: Measurements;
-  /** Starts one timed pod of the handler, named bench-<n>. */
+  /** The warm pools of the measured kinds (warm-pool.ts). */
+  readonly pools: readonly PoolWatch[];
+  /** Starts one timed pod of the handler, named bench-<n>: for a pool's cold series, one the pool cannot serve. */
   startPod(handler: HandlerInfo): Promise<StartedPod>;
+  /** Until every warm pool is full, none of it booting (at once without one). */
+  untilPoolsFull(): Promise<void>;
 }
 
-export function partContext(fields: Omit<PartContext, 'startPod'>): PartContext {
+export function partContext(fields: Omit<PartContext, 'startPod' | 'untilPoolsFull' | 'pools'>): PartContext {
   let podSeq = 0;
+  const pools = watchPools(fields.handlers, fields.env.paths);
   return {
     ...fields,
+    pools,
     startPod: (handler) => {
       podSeq += 1;
+      const coldPod = handler.pool === 'cold' ? pools.find((p) => p.kind === handler.kind)?.pool.coldPod : undefined;
       return startTimedPod(fields.env, {
-        handler: handler.handler,
+        handler: runtimeHandlerOf(handler),
         ...(handler.kind ? { kind: handler.kind } : {}),
         name: `bench-${podSeq}`,
         hostNetwork: fields.settings.hostNetwork,
+        ...(coldPod ? { memoryLimitMib: coldPod.memoryLimitMib } : {}),
       });
+    },
+    untilPoolsFull: async () => {
+      for (const pool of pools) await pool.untilFull(fields.signal);
     },
   };
 }

@@ -1,7 +1,8 @@
 // The pod start latency parts: a warm-up, then one pod at a time and batches of pods in parallel.
 // Every round runs each handler once, in an order that rotates from round to round (roundOrder),
-// so that whatever else the machine does hits both sides alike.
-import { roundOrder } from './handlers.js';
+// so that whatever else the machine does hits both sides alike. With a warm pool in the run, every
+// one-at-a-time start waits until the pool is full again (warm-pool.ts).
+import { oneSeriesPerKind, roundOrder } from './handlers.js';
 import { POOL, type PartContext } from './part-context.js';
 import { removePod, removePods, type StartedPod } from './pods.js';
 import type { HandlerInfo, ParallelResult, SingleResult } from './results.js';
@@ -13,6 +14,7 @@ export async function warmUp(ctx: PartContext): Promise<void> {
   ctx.progress.begin('warm-up', ctx.handlers.length);
   for (const handler of ctx.handlers) {
     ctx.signal.throwIfAborted();
+    await ctx.untilPoolsFull();
     const pod = await ctx.startPod(handler);
     await removePod(ctx.env, pod.podId);
     ctx.progress.tick(handler.handler);
@@ -33,6 +35,8 @@ export async function measureSingle(ctx: PartContext): Promise<void> {
       round,
     )) {
       ctx.signal.throwIfAborted();
+      // A warm pool refilling after a claim would load the CPU under this start: it waits.
+      await ctx.untilPoolsFull();
       const entry = data.single[handler.handler] as SingleResult;
       let pod: StartedPod;
       try {
@@ -54,7 +58,9 @@ export async function measureSingle(ctx: PartContext): Promise<void> {
 
 /** Batches of pods started at once: the wall time of a batch, and each pod's own start time. */
 export async function measureParallel(ctx: PartContext): Promise<void> {
-  const { data, handlers, progress } = ctx;
+  const { data, progress } = ctx;
+  // A kind with a warm pool: its cold series, each pod booting its VM (a batch would empty a pool in its first pods).
+  const handlers = oneSeriesPerKind(ctx.handlers, 'cold');
   const countsOf = (h: HandlerInfo) => countsFor(ctx.settings, h.kind);
   const sizes = [...new Set(handlers.map((h) => countsOf(h).parallelPods))];
   const title =

@@ -5,12 +5,15 @@
 // behind that goes back to the system only over seconds, so each kuasar handler first waits for
 // kuasard's memory to stop moving. For a kind whose pods keep processes of their own (a gVisor
 // sandbox and its helpers), those are read with kuasard and reported beside it: they are the
-// pods' cost, not the management plane's.
+// pods' cost, not the management plane's. The idle members of a warm pool (a kind's VMs booted
+// for no pod yet) are neither: they are read apart at every point, and the pool is full at the
+// idle point of its kind's phase.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listProcesses, type HostProcess } from '../devenv/processes.js';
-import { memoryOrder } from './handlers.js';
+import { memoryOrder, oneSeriesPerKind } from './handlers.js';
 import { podProcessesOf } from './kinds.js';
 import {
+  cpuTimeNs,
   findManagementPlane,
   GC_SIGNAL,
   hasGcHook,
@@ -23,7 +26,7 @@ import {
 } from './memory.js';
 import { POOL, removeEveryPod, type PartContext } from './part-context.js';
 import { inPool, removePods } from './pods.js';
-import type { HandlerInfo, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
+import type { HandlerInfo, IdlePoolCpu, IdlePoolRead, MemoryPoint, MemoryResult, PodProcessesRead } from './results.js';
 import { countsFor } from './settings.js';
 import { median } from './stats.js';
 
@@ -39,11 +42,14 @@ const GC_COLLECTIONS = 3;
 const QUIET_STEP_KB = 512;
 const QUIET_STEPS = 3;
 const QUIET_TIMEOUT_MS = 60_000;
+/** The window over which the CPU of a warm pool's idle members is read. */
+const IDLE_CPU_WINDOW_MS = 10_000;
 
-type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number; podProcesses?: PodProcessesRead };
+type PlaneRead = ProcessMemory & { processes: number; pausePssKb: number; podProcesses?: PodProcessesRead; idlePool?: IdlePoolRead };
 
 export async function measureMemory(ctx: PartContext): Promise<void> {
-  for (const handler of memoryOrder(ctx.handlers)) {
+  // A kind with a warm pool: its warm series, pods the pool serves while it can, the pool's idle VMs read apart.
+  for (const handler of memoryOrder(oneSeriesPerKind(ctx.handlers, 'warm'))) {
     const podProcesses = podProcessesOf(handler.kind);
     const locator: PlaneLocator = {
       kuasardConfig: ctx.env.paths.kuasardConfig,
@@ -72,8 +78,11 @@ class HandlerMemoryPhase {
     const counts = countsFor(ctx.settings, handler.kind).memoryPods;
     ctx.progress.begin(`memory, ${handler.handler}`, counts[counts.length - 1] ?? 0);
     if (handler.side === 'kuasar') {
+      // The idle point holds the full pool: what it costs per idle member.
+      if (handler.pool) await ctx.untilPoolsFull();
       await this.waitForQuietKuasard();
       entry.idle = await this.readPoint(0);
+      if (handler.pool) entry.idlePoolCpu = await this.readIdlePoolCpu();
     }
     const running: string[] = [];
     try {
@@ -103,6 +112,28 @@ class HandlerMemoryPhase {
     }
     const last = entry.points[entry.points.length - 1];
     ctx.progress.end(last ? `${(last.pssKb / 1024).toFixed(1)} MiB at ${last.pods} pods` : '');
+  }
+
+  /** The handler's management plane, the warm pools' idle members (as they are now) told apart. */
+  private planeOf(processes: readonly HostProcess[]) {
+    const idlePools = this.ctx.pools.map((pool) => ({ argumentPrefix: pool.pool.argumentPrefix, idleIds: pool.idleIds() }));
+    return findManagementPlane(processes, { ...this.locator, idlePools });
+  }
+
+  /** The CPU the pool's idle members use over IDLE_CPU_WINDOW_MS (an emulated guest ticks even when idle). */
+  private async readIdlePoolCpu(): Promise<IdlePoolCpu | undefined> {
+    const members = () => this.planeOf(listProcesses()).idlePool.map((p) => p.pid);
+    const pids = members();
+    if (pids.length === 0) return undefined;
+    const cpuNs = () => pids.reduce((sum, pid) => sum + cpuTimeNs(pid), 0);
+    const before = cpuNs();
+    const began = performance.now();
+    await sleep(IDLE_CPU_WINDOW_MS, undefined, { signal: this.ctx.signal });
+    const used = cpuNs() - before;
+    const windowMs = performance.now() - began;
+    // A member claimed or ended meanwhile would not be idle the whole window: no figure then.
+    if (members().join() !== pids.join()) return undefined;
+    return { members: pids.length, windowMs, percentPerMember: (used / 1e6 / windowMs / pids.length) * 100 };
   }
 
   /**
@@ -146,6 +177,7 @@ class HandlerMemoryPhase {
       reads: reads.map((r) => r.pssKb),
       ...(this.handler.side === 'baseline' ? { pausePssKb: median(reads.map((r) => r.pausePssKb)) } : {}),
       ...podProcessesMedian(reads),
+      ...idlePoolMedian(reads),
     };
     const kuasard = this.handler.side === 'kuasar' ? findManagementPlane(listProcesses(), this.locator).kuasard : undefined;
     if (kuasard && hasGcHook(kuasard.pid)) {
@@ -170,7 +202,7 @@ class HandlerMemoryPhase {
     for (let i = 0; i < this.ctx.settings.memoryReads; i++) {
       if (i > 0) await sleep(READ_INTERVAL_MS, undefined, { signal: this.ctx.signal });
       const processes = listProcesses();
-      const plane = findManagementPlane(processes, this.locator);
+      const plane = this.planeOf(processes);
       let pids: number[];
       if (this.handler.side === 'kuasar') {
         if (!plane.kuasard) throw new Error('kuasard is not running');
@@ -186,6 +218,7 @@ class HandlerMemoryPhase {
         ...sumMemory(pids),
         pausePssKb: sumMemory(plane.pauses.map((p) => p.pid)).pssKb,
         ...podProcessesRead(plane.podProcesses, this.locator),
+        ...(this.ctx.pools.length > 0 ? { idlePool: idlePoolRead(plane.idlePool) } : {}),
       });
     }
     return reads;
@@ -216,6 +249,26 @@ function podProcessesMedian(reads: readonly PlaneRead[]): { podProcesses?: PodPr
       privateKb: median(of.map((r) => r.privateKb)),
       processes: last.processes,
       pods: last.pods,
+    },
+  };
+}
+
+/** The idle pool members' totals. */
+function idlePoolRead(processes: readonly HostProcess[]): IdlePoolRead {
+  const { pssKb, rssKb, privateKb, processes: members } = sumMemory(processes.map((p) => p.pid));
+  return { members, pssKb, rssKb, privateKb };
+}
+
+/** The median of the reads' idle-pool totals, when they have them. */
+function idlePoolMedian(reads: readonly PlaneRead[]): { idlePool?: IdlePoolRead } {
+  const of = reads.flatMap((r) => (r.idlePool ? [r.idlePool] : []));
+  if (of.length === 0) return {};
+  return {
+    idlePool: {
+      members: median(of.map((r) => r.members)),
+      pssKb: median(of.map((r) => r.pssKb)),
+      rssKb: median(of.map((r) => r.rssKb)),
+      privateKb: median(of.map((r) => r.privateKb)),
     },
   };
 }

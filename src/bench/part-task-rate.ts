@@ -3,7 +3,7 @@
 // not among the run's handlers; a failure ends only this part, an interruption the run.
 import { IN_KUASARD_KIND } from './kinds.js';
 import { removeEveryPod, type PartContext } from './part-context.js';
-import type { TaskRateResult } from './results.js';
+import { runtimeHandlerOf, type TaskRateResult } from './results.js';
 import { measureTaskRate } from './task-rate.js';
 
 export async function measureTaskRatePart(ctx: PartContext): Promise<void> {
@@ -22,7 +22,7 @@ export async function measureTaskRatePart(ctx: PartContext): Promise<void> {
     await measureTaskRate(
       {
         env: ctx.env,
-        handler: measured.handler,
+        handler: runtimeHandlerOf(measured),
         kind: IN_KUASARD_KIND.name,
         workloads: IN_KUASARD_KIND.taskRate,
         hostNetwork,

@@ -1,6 +1,8 @@
 // Pod starts as the benchmark times them, the way `crictl run` does one: RunPodSandbox,
 // CreateContainer, StartContainer, and then ContainerStatus until CRI reports the container
 // RUNNING (the first status call normally says so already). Removal is not timed.
+import { create } from '@bufbuild/protobuf';
+import { LinuxContainerResourcesSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { ContainerState } from '../cri/client.js';
 import type { Environment } from '../devenv/environment.js';
 import { containerConfig } from '../devenv/pods.js';
@@ -31,11 +33,15 @@ export interface PodShape {
   kind?: string;
   name: string;
   hostNetwork: boolean;
+  /** A pod-level memory limit (a pod a kind's warm pool cannot serve, KindBenchmark.warmPool). */
+  memoryLimitMib?: number;
 }
 
 /** Starts one pod with one long-running container and times it end to end. */
 export async function startTimedPod(env: Environment, shape: PodShape): Promise<StartedPod> {
   const pod = env.podConfig({ name: shape.name, hostNetwork: shape.hostNetwork });
+  if (shape.memoryLimitMib !== undefined)
+    pod.linux!.resources = create(LinuxContainerResourcesSchema, { memoryLimitInBytes: BigInt(shape.memoryLimitMib) * 1024n * 1024n });
   // A container that stays up, so that a pod keeps its processes while memory is measured.
   const container = containerConfig({ name: 'bench', ...idleWorkload(shape.kind ?? BASELINE_KIND.name) });
   const startedAt = Date.now();

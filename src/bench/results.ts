@@ -7,12 +7,25 @@ import type { StageBreakdown, StageTotal } from './stages.js';
 import type { LinearFit, Summary } from './stats.js';
 
 export interface HandlerInfo {
-  /** The CRI runtime handler: `kuasar-runc`, or `runc` for containerd's own. */
+  /**
+   * The series' name in the results: the CRI runtime handler (`kuasar-runc`, or `runc` for
+   * containerd's own), or for a kind with a warm pool `<handler> warm` and `<handler> cold`.
+   */
   handler: string;
+  /** The CRI runtime handler its pods run with, when it is not `handler`. */
+  runtimeHandler?: string;
   side: 'kuasar' | 'baseline';
   /** The kuasar kind behind the handler. */
   kind?: string;
+  /**
+   * For a kind with a warm pool (KindBenchmark.warmPool), which of its pods this series starts:
+   * pods the pool serves, or pods it cannot serve (they boot cold).
+   */
+  pool?: 'warm' | 'cold';
 }
+
+/** The CRI runtime handler of a series. */
+export const runtimeHandlerOf = (h: HandlerInfo): string => h.runtimeHandler ?? h.handler;
 
 export interface HostInfo {
   cpus: number;
@@ -67,6 +80,25 @@ export interface MemoryPoint {
    * totals (medians of the reads, taken with kuasard's), apart from the management plane's.
    */
   podProcesses?: PodProcessesRead;
+  /** With a warm pool in the run: its idle members' processes (warm-pool.ts), apart from the pods' (medians of the reads). */
+  idlePool?: IdlePoolRead;
+}
+
+/** The CPU time of a warm pool's idle members over a window (their threads' time on a CPU). */
+export interface IdlePoolCpu {
+  members: number;
+  windowMs: number;
+  /** Per idle member: its CPU time over the window, in percent of one CPU. */
+  percentPerMember: number;
+}
+
+/** The processes of a warm pool's idle members, summed. */
+export interface IdlePoolRead {
+  /** Idle members (one process each). */
+  members: number;
+  pssKb: number;
+  rssKb: number;
+  privateKb: number;
 }
 
 export interface PodProcessesRead {
@@ -84,6 +116,8 @@ export interface MemoryResult {
   idle?: MemoryPoint;
   /** kuasar side: how long kuasard's memory took to stop moving before the idle reading, ms. */
   quietMs?: number;
+  /** For a kind with a warm pool, at the idle point: the CPU its idle members used over a window. */
+  idlePoolCpu?: IdlePoolCpu;
   points: MemoryPoint[];
   /** PSS (KiB, as found) against running pods: the slope is the marginal cost of one pod. */
   fit?: LinearFit;
@@ -217,6 +251,10 @@ export interface TargetResult {
 }
 
 const TARGET_PARALLEL_PODS = 50;
+const WARM_SPEEDUP_GOAL = 5;
+const WARM_SANDBOX_GOAL = 2;
+/** kuasard's stage record of Controller Start, the RPC in which a pod's VM comes up. */
+const CONTROLLER_START = 'controller.start';
 const TARGET_MEMORY_PODS = 50;
 const SPEEDUP_GOAL = 2;
 const MEMORY_RATIO_GOAL = 8;
@@ -299,7 +337,65 @@ export function evaluateTargets(result: Omit<BenchResult, 'targets'>): TargetRes
     }),
   );
   targets.push(...inKuasardTargets(result));
+  targets.push(...warmPoolTargets(result));
   return targets;
+}
+
+/**
+ * The targets of a kind with a warm pool (issue 14), one pod at a time: a warm start at least
+ * WARM_SPEEDUP_GOAL times faster than a cold one (p50), and its RunPodSandbox at most
+ * WARM_SANDBOX_GOAL times the BASELINE_KIND's (p50).
+ */
+function warmPoolTargets(result: Omit<BenchResult, 'targets'>): TargetResult[] {
+  const reference = result.handlers.find((h) => h.side === 'kuasar' && h.kind === BASELINE_KIND.name);
+  return result.handlers
+    .filter((h) => h.pool === 'warm')
+    .flatMap((warm) => {
+      const cold = result.handlers.find((h) => h.pool === 'cold' && h.kind === warm.kind);
+      const warmSingle = result.single[warm.handler];
+      const coldSingle = cold && result.single[cold.handler];
+      const phases = result.vmStarts?.[warm.handler]?.single;
+      const largestPhase = phases && [...phases.phases].sort((a, b) => b.p50 - a.p50)[0];
+      const speed = ratioTarget(
+        `${warm.kind} kind, one pod at a time, p50: a warm VM pod (its VM from the pool) against a cold one (its VM booted for it)`,
+        `warm >= ${WARM_SPEEDUP_GOAL}x faster than cold`,
+        warmSingle?.summary && coldSingle?.summary
+          ? { kuasar: warmSingle.summary.p50, baseline: coldSingle.summary.p50, unit: 'ms', names: { kuasar: 'warm', baseline: 'cold' } }
+          : undefined,
+        WARM_SPEEDUP_GOAL,
+        largestPhase && `largest phase of a warm start: ${largestPhase.phase} (p50 ${fmt(largestPhase.p50)} ms)`,
+      );
+      const title = `${warm.kind} kind, one pod at a time, RunPodSandbox p50: a warm VM pod against the ${BASELINE_KIND.name} kind`;
+      const goal = `<= ${WARM_SANDBOX_GOAL}x the ${BASELINE_KIND.name} kind's`;
+      const warmSandbox = warmSingle?.sandboxSummary?.p50;
+      const referenceSandbox = reference && result.single[reference.handler]?.sandboxSummary?.p50;
+      if (warmSandbox === undefined || referenceSandbox === undefined)
+        return [speed, { title, goal, measured: '-', status: 'not measured' }];
+      const times = warmSandbox / referenceSandbox;
+      const met = times <= WARM_SANDBOX_GOAL;
+      const note = met ? undefined : sandboxNote(result.stages[warm.handler]?.single);
+      const sandbox: TargetResult = {
+        title,
+        goal,
+        measured: `warm ${fmt(warmSandbox)} ms, ${BASELINE_KIND.name} kind ${fmt(referenceSandbox)} ms: ${fmt(times, 2)}x`,
+        value: times,
+        status: met ? 'met' : 'not met',
+        ...(note ? { note } : {}),
+      };
+      return [speed, sandbox];
+    });
+}
+
+/** For a missed RunPodSandbox target: kuasard's Controller Start and the largest step inside it. */
+function sandboxNote(breakdown: StageBreakdown | undefined): string | undefined {
+  const start = breakdown?.rows.find((r) => r.rpc && r.stage === CONTROLLER_START);
+  if (!breakdown || !start) return undefined;
+  const steps = breakdown.rows.filter((r) => !r.rpc && r.within === CONTROLLER_START && r.inside === undefined);
+  const largest = [...steps].sort((a, b) => b.p50 - a.p50)[0];
+  return (
+    `kuasard's ${CONTROLLER_START} takes p50 ${fmt(start.p50)} ms of it` +
+    (largest ? `, most of it in ${largest.stage} (p50 ${fmt(largest.p50)} ms)` : '')
+  );
 }
 
 /** The targets of the kind whose containers run in kuasard (issue 5): containers per second through the Task API, memory per running container. */
@@ -388,17 +484,18 @@ function dominantStageNote(run: TaskRateRun): string | undefined {
 function ratioTarget(
   title: string,
   goal: string,
-  figures: { kuasar: number; baseline: number; unit: string } | undefined,
+  figures: { kuasar: number; baseline: number; unit: string; names?: { kuasar: string; baseline: string } } | undefined,
   goalRatio: number,
   missNote: string | undefined,
 ): TargetResult {
   if (!figures) return { title, goal, measured: '-', status: 'not measured' };
   const ratio = figures.baseline / figures.kuasar;
   const met = ratio >= goalRatio;
+  const names = figures.names ?? { kuasar: 'kuasar', baseline: 'baseline' };
   return {
     title,
     goal,
-    measured: `kuasar ${fmt(figures.kuasar)} ${figures.unit}, baseline ${fmt(figures.baseline)} ${figures.unit}: ${fmt(ratio, 2)}x`,
+    measured: `${names.kuasar} ${fmt(figures.kuasar)} ${figures.unit}, ${names.baseline} ${fmt(figures.baseline)} ${figures.unit}: ${fmt(ratio, 2)}x`,
     value: ratio,
     status: met ? 'met' : 'not met',
     ...(met || missNote === undefined ? {} : { note: missNote }),

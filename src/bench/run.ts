@@ -10,10 +10,11 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { renderKuasardConfigWith } from '../devenv/config.js';
 import { startEnvironment } from '../devenv/environment.js';
+import { environmentNames } from '../devenv/layout.js';
 import { chooseHandlers } from './handlers.js';
 import { currentLoad, hostInfo } from './host-info.js';
 import { handleInterrupts } from './interrupts.js';
-import { kindConfigsInBench } from './kinds.js';
+import { kindConfigsInBench, warmPoolsOf } from './kinds.js';
 import { emptyMeasurements, measuredSomething, summarizeMeasurements } from './measurements.js';
 import { startWithGcHook } from './memory.js';
 import { writeResults } from './output.js';
@@ -25,6 +26,7 @@ import type { BenchSettings } from './settings.js';
 import { parseStageRecords } from './stages.js';
 import { breakdownsByHandler } from './start-stages.js';
 import { vmStartsByHandler } from './vm-start.js';
+import { keepStartsOfTheirSeries } from './warm-pool.js';
 
 /**
  * How long one CRI call may take: a VM pod started with nine others under emulation on a busy
@@ -57,7 +59,7 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     // Every kind "auto": one that cannot run here is left, and measured only if asked for (its pods then fail saying why).
     const env = await startWithGcHook(() =>
       startEnvironment({
-        kuasardConfig: renderKuasardConfigWith(kindConfigsInBench(), 'auto'),
+        kuasardConfig: (paths) => renderKuasardConfigWith(kindConfigsInBench(environmentNames(paths.dir).cgroupName), 'auto')(paths),
         criCallTimeoutMs: CRI_CALL_TIMEOUT_MS,
         onProgress: (message) => progress.note(`  · ${message}`),
       }),
@@ -80,7 +82,11 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     releaseSignals();
   }
   if (incomplete !== undefined && !measuredSomething(data)) throw new Error(incomplete);
-  const records = parseStageRecords(log);
+  const records = parseStageRecords(
+    log,
+    warmPoolsOf(handlers.map((h) => h.kind)).map(({ pool }) => pool.readyRecord.idField),
+  );
+  keepStartsOfTheirSeries(data, handlers, log);
   summarizeMeasurements(data, records);
   const vmStarts = vmStartsByHandler(handlers, data, records, log);
 

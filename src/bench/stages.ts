@@ -16,8 +16,13 @@ export interface StageRecord {
   rpc?: string;
 }
 
-/** The stage records of a kuasard log (JSON lines); other lines and malformed ones are skipped. */
-export function parseStageRecords(text: string): StageRecord[] {
+/**
+ * The stage records of a kuasard log (JSON lines); other lines and malformed ones are skipped, and
+ * so are records of no sandbox that carry one of `poolFields`: a warm pool member's boot (its id
+ * is such a field), which belongs to no pod's start, though one pod at a time the records of no
+ * sandbox are otherwise taken as the start's.
+ */
+export function parseStageRecords(text: string, poolFields: readonly string[] = []): StageRecord[] {
   const records: StageRecord[] = [];
   for (const line of text.split('\n')) {
     if (!line.includes('"stage"')) continue;
@@ -29,6 +34,7 @@ export function parseStageRecords(text: string): StageRecord[] {
     }
     const { stage, ms, time } = entry;
     if (entry['msg'] !== 'stage' || typeof stage !== 'string' || typeof ms !== 'number' || typeof time !== 'string') continue;
+    if (entry['sandbox'] === undefined && poolFields.some((field) => typeof entry[field] === 'string')) continue;
     const at = Date.parse(time);
     if (Number.isNaN(at)) continue;
     const record: StageRecord = { stage, ms, at };

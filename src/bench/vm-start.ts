@@ -2,7 +2,9 @@
 // start, firmware and kernel loading, kernel boot, agent ready, the pod's set-up in the guest, the
 // container created and started, and what is left (containerd's work and the transport). Each
 // phase is the time of some of kuasard's stage records of the start, less that of stages inside
-// them that are phases of their own; the accelerator the VMs ran with comes from kuasard's log.
+// them that are phases of their own; the accelerator the VMs ran with comes from kuasard's log. A
+// warm start (a VM of the kind's warm pool) has phases of its own: read network, claim, the pod's
+// set-up in the guest, the container created and started.
 import { findKind } from '../kinds/index.js';
 import type { StartPhase } from '../kind-api/registration.js';
 import type { HandlerStart, Measurements } from './measurements.js';
@@ -75,14 +77,17 @@ export function vmStartsByHandler(
 ): Record<string, VmStartResult> {
   const results: Record<string, VmStartResult> = {};
   for (const h of handlers) {
-    const vm = h.kind === undefined ? undefined : findKind(h.kind)?.bench?.vmStart;
+    const bench = h.kind === undefined ? undefined : findKind(h.kind)?.bench;
+    const vm = bench?.vmStart;
     if (h.kind === undefined || !vm) continue;
+    // A warm start claims a VM that booted before: its own phases.
+    const phases = h.pool === 'warm' && bench?.warmPool ? bench.warmPool.phases : vm.phases;
     const of = (starts: readonly HandlerStart[], includeUnnamed: boolean) =>
       phaseBreakdown(
         starts
           .filter((s) => s.handler === h.handler)
           .map(({ pod }) => ({ ms: pod.ms, records: recordsOfStart(records, windowOf(pod), { includeUnnamed }) })),
-        vm.phases,
+        phases,
       );
     // One pod at a time, kuasard does nothing else: records without a sandbox id are this pod's.
     const single = of(data.singleStarts, true);

@@ -73,9 +73,11 @@ export interface KindBenchmark {
   };
   /**
    * Keys of the kind's configuration table that the benchmark's kuasard sets (values the kind's
-   * schema accepts): for pods that, started many at once, need longer than the defaults allow.
+   * schema accepts): for pods that, started many at once, need longer than the defaults allow, and
+   * a warm pool. Given the environment's cgroup name: what the kind places in a cgroup of its own
+   * goes below it, where the environment's teardown and sweep find it.
    */
-  config?: Readonly<Record<string, unknown>>;
+  config?: (environment: { cgroupName: string }) => Readonly<Record<string, unknown>>;
   /**
    * Caps on a run's default counts for this kind's handler (an option given on the command line
    * still wins): for pods that take seconds to start or hold hundreds of MiB each.
@@ -90,6 +92,33 @@ export interface KindBenchmark {
     /** Published start figures of other VM runtimes (Markdown): a reference, not a target. */
     anchor: string;
   };
+  /**
+   * Set for kinds that keep a pool of sandboxes started ahead of their pods (the vmm kind's warm
+   * VMs): the benchmark's kuasard keeps one (`config` sets its size), and the benchmark times warm
+   * starts (pods the pool serves) and cold ones (pods it cannot serve) side by side.
+   */
+  warmPool?: WarmPoolBenchmark;
+}
+
+/** How the benchmark drives and recognises a kind's pool (KindBenchmark.warmPool). */
+export interface WarmPoolBenchmark {
+  /** The pool's size in the benchmark's kuasard (the kind's `config` sets the kind's key to it). */
+  size: number;
+  /** A pod the pool cannot serve: its pod-level memory limit, in MiB, and why the pool cannot serve it (Markdown). */
+  coldPod: { memoryLimitMib: number; why: string };
+  /**
+   * A pool member's directory below the kind's state directory, named by its id, which lasts as
+   * long as it is idle (a pod that claims it takes its files and removes the directory).
+   */
+  idleDir: string;
+  /** The argument prefix of a pool member's process, followed by its id (it keeps that name once claimed). */
+  argumentPrefix: string;
+  /** kuasard's log record of a pool member that became ready (its `msg`), and its field with the member's id. */
+  readyRecord: { msg: string; idField: string };
+  /** The field of the kind's `vmStart.readyRecord` that names the pool member a pod was given; absent when the pod started cold. */
+  claimedField: string;
+  /** The phases of a warm start, as `vmStart.phases` are those of a cold one. */
+  phases: readonly StartPhase[];
 }
 
 /** Where the benchmark finds the processes each pod keeps of its own, one group per pod. */

@@ -499,3 +499,57 @@ test('cumulative points rise to 1 per handler in ascending order', () => {
 test("a run's directory is named by its start time", () => {
   assert.equal(runDirName('2026-01-02T03:04:05.678Z'), '2026-01-02T03-04-05Z');
 });
+
+test("the report sets a kind's warm and cold starts side by side, says how each was made, and what an idle pool VM costs", () => {
+  const base = sampleResult();
+  const warm = { handler: `${VMM} warm`, runtimeHandler: VMM, side: 'kuasar' as const, kind: 'vmm', pool: 'warm' as const };
+  const cold = { handler: `${VMM} cold`, runtimeHandler: VMM, side: 'kuasar' as const, kind: 'vmm', pool: 'cold' as const };
+  const single = (ms: number[], sandboxMs: number[], failures: string[] = []) => ({
+    ms,
+    summary: summarize(ms),
+    sandboxMs,
+    sandboxSummary: summarize(sandboxMs),
+    failures,
+  });
+  const idle = {
+    ...memoryPoints(40_000, 0, [0])[0]!,
+    idlePool: { members: 2, pssKb: 2 * 280 * 1024, rssKb: 2 * 320 * 1024, privateKb: 2 * 250 * 1024 },
+  };
+  const result: Omit<BenchResult, 'targets'> = {
+    ...base,
+    settings: resolveSettings({ kinds: 'runc,vmm' }, '/tmp/out'),
+    handlers: [base.handlers[0]!, warm, cold, base.handlers[1]!],
+    single: {
+      ...base.single,
+      [warm.handler]: single([4_000, 5_000, 6_000], [1_000, 1_200, 1_400], ['pod p9 started cold, not warm: left out of the series']),
+      [cold.handler]: single([12_000, 13_000, 14_000], [9_000, 10_000, 11_000]),
+    },
+    memory: {
+      ...base.memory,
+      [warm.handler]: {
+        idle,
+        idlePoolCpu: { members: 2, windowMs: 10_000, percentPerMember: 3.4 },
+        points: [],
+        helpers: [],
+        failures: [],
+      },
+    },
+  };
+  const md = renderMarkdown({ ...result, targets: evaluateTargets(result) }, []);
+  assert.match(md, /### vmm pods, warm and cold, side by side/);
+  assert.match(md, /keeps a warm pool of 2 VMs for the vmm kind/);
+  assert.match(md, /`kuasar-vmm cold`: a pod whose memory limit is 257 MiB, 1 MiB more than a warm VM's/);
+  assert.match(md, /\| kuasar-vmm warm \| 3 \| 5000\.0 \| .* \| 1200\.0 \| .* \| 3800\.0 \|/);
+  assert.match(
+    md,
+    /cold \/ warm, end to end p50: \*\*2\.60x\*\*; RunPodSandbox p50 8\.33x; warm \/ kuasar-runc, RunPodSandbox p50: \*\*100\.00x\*\*/,
+  );
+  assert.match(md, /Fewer for kuasar-vmm warm and kuasar-vmm cold \(its kind's limits/);
+  assert.match(md, /Failures of kuasar-vmm warm: pod p9 started cold, not warm/);
+  assert.match(md, /per idle VM .*2 idle VMs\) \*\*280\.0 MiB PSS\*\*, 320\.0 MiB RSS, 250\.0 MiB private, and \*\*3\.4% of one CPU\*\*/);
+  assert.match(md, /\| vmm kind, one pod at a time, p50: a warm VM pod .* \| warm 5000\.0 ms, cold 13000\.0 ms: 2\.60x \| \*\*not met\*\*/);
+  assert.match(
+    md,
+    /\| vmm kind, one pod at a time, RunPodSandbox p50: .* \| warm 1200\.0 ms, runc kind 12\.0 ms: 100\.00x \| \*\*not met\*\* \|/,
+  );
+});

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { findManagementPlane, hasGcHook, hasSettled, nodeOptionsWithGcHook, parseSmapsRollup } from '../../src/bench/memory.js';
 import { inPool } from '../../src/bench/pods.js';
-import { chooseHandlers, memoryOrder, roundOrder } from '../../src/bench/handlers.js';
+import { chooseHandlers, memoryOrder, oneSeriesPerKind, roundOrder } from '../../src/bench/handlers.js';
+import { runtimeHandlerOf } from '../../src/bench/results.js';
 import { countsFor, FULL_DEFAULTS, QUICK_DEFAULTS, resolveSettings } from '../../src/bench/settings.js';
 import type { HostProcess } from '../../src/devenv/processes.js';
 import { idleWorkload } from '../../src/devenv/workloads.js';
@@ -94,9 +95,27 @@ test("handlers: kuasar's requested kinds (by default every kind served), then th
     'a kind benchmarked only when asked for is left out by default',
   );
   assert.deepEqual(
-    chooseHandlers(withVmm, ['vmm']).map((h) => h.handler),
-    ['kuasar-vmm', 'runc'],
+    chooseHandlers(withVmm, ['vmm']),
+    [
+      { handler: 'kuasar-vmm warm', runtimeHandler: 'kuasar-vmm', side: 'kuasar', kind: 'vmm', pool: 'warm' },
+      { handler: 'kuasar-vmm cold', runtimeHandler: 'kuasar-vmm', side: 'kuasar', kind: 'vmm', pool: 'cold' },
+      { handler: 'runc', side: 'baseline' },
+    ],
+    'a kind with a warm pool: two series on its one handler',
   );
+});
+
+test('a kind with a warm pool takes part in the parallel part with its cold series, in the memory part with its warm one', () => {
+  const handlers = chooseHandlers({ baseline: 'runc', kuasar: { runc: 'kuasar-runc', vmm: 'kuasar-vmm' } }, ['runc', 'vmm']);
+  assert.deepEqual(
+    oneSeriesPerKind(handlers, 'cold').map((h) => h.handler),
+    ['kuasar-runc', 'kuasar-vmm cold', 'runc'],
+  );
+  assert.deepEqual(
+    oneSeriesPerKind(handlers, 'warm').map((h) => h.handler),
+    ['kuasar-runc', 'kuasar-vmm warm', 'runc'],
+  );
+  assert.deepEqual(handlers.map(runtimeHandlerOf), ['kuasar-runc', 'kuasar-vmm', 'kuasar-vmm', 'runc']);
 });
 
 test("each kind's idle workload, from its registration, on the local images: busybox sleep for runc (and the baseline), appkernel and vmm, sleep.wasm for wasm", () => {

@@ -61,12 +61,16 @@ test("the benchmark's kind-specific parts name registered kinds", () => {
   assert.deepEqual(findKind(IN_KUASARD_KIND.name)?.bench?.inKuasard?.taskRate, IN_KUASARD_KIND.taskRate);
 });
 
-test("the benchmark's kuasard takes each kind's benchmark keys (vmm: VMs booting ten at once under TCG get 5 minutes), valid for the kind's schema", () => {
+test("the benchmark's kuasard takes each kind's benchmark keys (vmm: VMs booting ten at once under TCG get 5 minutes; a warm pool below the environment's cgroup), valid for the kind's schema", () => {
   const paths = environmentPaths('/run/kdev-aaaaaa');
-  const settings = kindConfigsInBench();
-  assert.deepEqual(settings, { vmm: { boot_timeout_ms: 300_000 } });
+  const settings = kindConfigsInBench('kdev-aaaaaa');
+  assert.deepEqual(settings, {
+    vmm: { boot_timeout_ms: 300_000, warm_pool: 2, warm_pool_cgroup_parent: '/kdev-aaaaaa/kuasar-vmm-warm' },
+  });
   const config = parseConfig(parseToml(renderKuasardConfigWith(settings, 'auto')(paths)));
   assert.equal(config.kinds.vmm.boot_timeout_ms, 300_000);
+  assert.equal(config.kinds.vmm.warm_pool, findKind('vmm')?.bench?.warmPool?.size);
+  assert.equal(config.kinds.vmm.warm_pool_cgroup_parent, '/kdev-aaaaaa/kuasar-vmm-warm');
   assert.equal(config.kinds.vmm.enabled, 'auto');
   assert.equal(parseConfig(parseToml(renderKuasardConfig(paths))).kinds.vmm.boot_timeout_ms, 60_000, 'the default elsewhere');
 });
