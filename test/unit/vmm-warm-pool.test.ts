@@ -96,7 +96,9 @@ class FakeVm implements PoolVm {
 
 const MIB = 1024 * 1024;
 
-function pool(overrides: { warm_pool?: number; maxMib?: number; available?: () => number; resident?: number } = {}) {
+function pool(
+  overrides: { warm_pool?: number; maxMib?: number; available?: () => number; resident?: number; refillDelayMs?: number } = {},
+) {
   FakeVm.made = [];
   const config = {
     ...vmmConfigSchema.parse({}),
@@ -104,6 +106,7 @@ function pool(overrides: { warm_pool?: number; maxMib?: number; available?: () =
     warm_pool_max_memory_mib: overrides.maxMib ?? 4096,
     warm_pool_min_host_available_mib: 1024,
     warm_pool_check_interval_ms: 3_600_000,
+    warm_pool_refill_delay_ms: overrides.refillDelayMs ?? 0,
   };
   const warm = new WarmPool({
     config,
@@ -165,6 +168,23 @@ describe('the warm pool, with stand-in VMs', () => {
     await bootNext(1);
     assert.equal(warm.status().ready, 1);
     await warm.close();
+  });
+
+  it("waits warm_pool_refill_delay_ms after a pod's start before it boots, and closes at once meanwhile", async () => {
+    const warm = pool({ warm_pool: 1, refillDelayMs: 300 });
+    warm.startUnderWay()();
+    warm.start();
+    await settle();
+    assert.equal(FakeVm.made.length, 0, 'no boot right after a pod started');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await bootNext(1);
+    assert.equal(warm.status().ready, 1);
+    warm.take();
+    warm.startUnderWay()();
+    const closing = Date.now();
+    await warm.close();
+    assert.ok(Date.now() - closing < 200, 'close does not wait out the delay');
+    assert.equal(FakeVm.made.length, 1);
   });
 
   it('replaces a VM that dies and one that stops answering; retries a boot that failed', async () => {

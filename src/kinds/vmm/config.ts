@@ -71,6 +71,11 @@ export const vmmConfigSchema = kindConfigSchema.extend({
     .string()
     .regex(/^(\/[A-Za-z0-9_.-]+)+$/, 'must be an absolute cgroupfs path such as /kuasar-vmm-warm')
     .default('/kuasar-vmm-warm'),
+  /**
+   * How long after a pod's Start the pool waits before it boots a VM, in ms: the pod's containers
+   * are created and started next, and a boot beside them slows them down (under emulation, much).
+   */
+  warm_pool_refill_delay_ms: z.number().int().min(0).default(5_000),
   /** How often each idle VM of the pool is checked (QEMU running, agent answering), in ms. */
   warm_pool_check_interval_ms: z.number().int().min(500).default(10_000),
   /** The guest agent's log level, on the guest's console (the VM's console.log in its sandbox directory). */

@@ -3,8 +3,9 @@
 // a pod's VM is never given back, the pool boots a fresh one in its place.
 //
 // Pacing, so that refilling never starves the pods being started: the pool boots one VM at a
-// time, begins a boot only while no vmm pod's Start is under way, and boots it in a cgroup at the
-// least CPU weight (vm-cgroup.ts), so that a boot under way runs on CPU time that nothing else
+// time, begins a boot only while no vmm pod's Start is under way and `warm_pool_refill_delay_ms`
+// after the last one ended (kubelet creates and starts the pod's containers next), and boots it
+// in a cgroup at the least CPU weight (vm-cgroup.ts), so that a boot under way runs on CPU time that nothing else
 // wants. Under a steady stream of pod starts the pool therefore shrinks and pods start cold: a
 // pool cannot be refilled faster than the host can boot VMs besides its other work.
 //
@@ -55,6 +56,7 @@ export interface WarmPoolOptions {
     | 'warm_pool_max_memory_mib'
     | 'warm_pool_min_host_available_mib'
     | 'warm_pool_check_interval_ms'
+    | 'warm_pool_refill_delay_ms'
     | 'boot_timeout_ms'
     | 'qemu_overhead_mib'
   >;
@@ -71,6 +73,8 @@ export class WarmPool implements WarmVmPool {
   private readonly ready: PoolVm[] = [];
   private booting: PoolVm | null = null;
   private startsUnderWay = 0;
+  /** When the last pod's Start ended (ms since the epoch). */
+  private lastStartEnded = 0;
   private closed = false;
   private underPressure = false;
   private checking = false;
@@ -80,6 +84,11 @@ export class WarmPool implements WarmVmPool {
   private wake: () => void = () => undefined;
   private filling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private markClosed: () => void = () => undefined;
+  /** Settles when the pool closes: ends any pause. */
+  private readonly closing = new Promise<void>((resolve) => {
+    this.markClosed = resolve;
+  });
   readonly size: VmSize;
 
   constructor(private readonly options: WarmPoolOptions) {
@@ -120,6 +129,7 @@ export class WarmPool implements WarmVmPool {
       if (done) return;
       done = true;
       this.startsUnderWay--;
+      this.lastStartEnded = Date.now();
       this.wake();
     };
   }
@@ -137,6 +147,7 @@ export class WarmPool implements WarmVmPool {
   /** Daemon exit: no more boots; every VM of the pool (the one booting too) is ended. */
   async close(): Promise<void> {
     this.closed = true;
+    this.markClosed();
     clearInterval(this.timer);
     this.wake();
     await this.booting?.end();
@@ -157,6 +168,11 @@ export class WarmPool implements WarmVmPool {
     return Math.min(warm_pool, Math.floor((warm_pool_max_memory_mib * MIB) / this.perVmBytes()));
   }
 
+  /** Waits `ms`, or less when the pool closes meanwhile (and never keeps the process up). */
+  private pause(ms: number): Promise<unknown> {
+    return Promise.race([sleep(ms, undefined, { ref: false }), this.closing]);
+  }
+
   private changed(): Promise<void> {
     return new Promise((resolve) => {
       this.wake = resolve;
@@ -169,6 +185,12 @@ export class WarmPool implements WarmVmPool {
     while (!this.closed) {
       if (this.ready.length >= this.target() || this.startsUnderWay > 0) {
         await this.changed();
+        continue;
+      }
+      // A pod's containers are created and started right after its sandbox: let them go first.
+      const graceLeft = this.lastStartEnded + this.config.warm_pool_refill_delay_ms - Date.now();
+      if (graceLeft > 0) {
+        await Promise.race([this.pause(graceLeft), this.changed()]);
         continue;
       }
       const vm = this.options.newVm();
@@ -186,7 +208,7 @@ export class WarmPool implements WarmVmPool {
       } catch (err) {
         if (this.closed) break;
         this.log.warn({ err, retryInMs: retryMs }, 'warm pool: a VM did not boot; trying again later');
-        await sleep(retryMs);
+        await this.pause(retryMs);
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       } finally {
         this.booting = null;
