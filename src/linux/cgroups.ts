@@ -168,11 +168,18 @@ export async function existingCgroupDirs(cgroupsPath: string, layout?: CgroupLay
  * Returns the directories it joined. A new v1 cpuset cgroup starts with no CPUs and no memory
  * nodes, where no process may live: like runc, it gets its parent's.
  */
-export async function joinCgroup(cgroupsPath: string, pid: number, layout?: CgroupLayout): Promise<string[]> {
+export async function joinCgroup(
+  cgroupsPath: string,
+  pid: number,
+  layout?: CgroupLayout,
+  /** Run on each cgroup made, before the process joins it (a setting that must hold as it joins). */
+  prepare?: (place: CgroupPlace) => Promise<void>,
+): Promise<string[]> {
   const joined: string[] = [];
   for (const place of await cgroupPlaces(cgroupsPath, layout)) {
     if (!(await isDirectory(path.posix.dirname(place.dir)))) continue;
     await makeCgroupDir(place);
+    await prepare?.(place);
     await writeFile(path.join(place.dir, 'cgroup.procs'), String(pid));
     joined.push(place.dir);
   }

@@ -12,8 +12,8 @@
 // CRI reports OOMKilled. For the containers to keep their whole limits, the pod's RuntimeClass
 // overhead must cover the guest's (`memory_overhead_mib`) and QEMU's, as kubelet adds it to the
 // pod's cgroup.
-import { readFile, rmdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { failedPrecondition } from '../../base/errors.js';
 import type { SandboxRecord } from '../../base/model.js';
 import type { SandboxContext } from '../../kind-api/kind.js';
@@ -141,32 +141,23 @@ export async function moveWarmVmToPod(pid: number, warmCgroupsPath: string, reco
   const layout = await hostCgroupLayout();
   const podPath = vmCgroupsPath(record);
   const podPlaces = await cgroupPlaces(podPath, layout);
-  for (const place of podPlaces) {
-    const { hierarchy, dir } = place;
-    if (hierarchy.version !== 1 || !hierarchy.controllers.includes('memory')) continue;
-    if (!(await isDirectory(dirname(dir)))) continue;
-    await makeCgroupDir(place);
-    // 1: anonymous pages, 2: file pages (the guest's RAM is QEMU's anonymous memory). Recent
-    // kernels have dropped charge moving and refuse it (EINVAL): there, as under v2, the pages
-    // stay charged where they were allocated.
-    await writeFile(join(dir, 'memory.move_charge_at_immigrate'), '3').catch((err: unknown) => {
-      if (!hasErrnoCode(err, 'EINVAL')) throw err;
-    });
-  }
-  const joinedDirs = new Set(await joinCgroup(podPath, pid, layout));
+  const joinedDirs = new Set(
+    await joinCgroup(podPath, pid, layout, async ({ hierarchy, dir }) => {
+      if (hierarchy.version !== 1 || !hierarchy.controllers.includes('memory')) return;
+      // 1: anonymous pages, 2: file pages (the guest's RAM is QEMU's anonymous memory). Recent
+      // kernels have dropped charge moving and refuse it (EINVAL): there, as under v2, the pages
+      // stay charged where they were allocated.
+      await writeFile(join(dir, 'memory.move_charge_at_immigrate'), '3').catch((err: unknown) => {
+        if (!hasErrnoCode(err, 'EINVAL')) throw err;
+      });
+    }),
+  );
   const joined = new Set(podPlaces.filter((place) => joinedDirs.has(place.dir)).map((place) => place.hierarchy.mountPoint));
   for (const { hierarchy, dir } of await cgroupPlaces(warmCgroupsPath, layout)) {
     if (joined.has(hierarchy.mountPoint)) continue;
     const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
     if (procs.split('\n').includes(String(pid))) await writeFile(join(hierarchy.mountPoint, 'cgroup.procs'), String(pid));
   }
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
 }
 
 /** Removes the warm VMs' parent cgroup once no warm VM is left below it (another kuasard's may be: then it stays). */
