@@ -103,15 +103,18 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
     }
   }
 
+  /**
+   * A new connection is served: a Connect on it is answered. No deadline: this answer is the
+   * assertion (a loaded machine may take longer than a fuzzed Wait is given).
+   */
   async function assertStillServed(): Promise<void> {
     const fresh = await TtrpcClient.connect(path);
     try {
-      const code = await callCode(
+      await fresh.call(
         TASK_SERVICE_NAMES[0]!,
         'Connect',
         toBinary(Task.method.connect.input, create(Task.method.connect.input, { id: 'c1' })),
       );
-      assert.equal(code, Code.OK);
     } finally {
       fresh.close();
     }

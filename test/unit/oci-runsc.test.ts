@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -125,11 +125,20 @@ describe('OciRuntime with the runsc profile, against a stand-in runsc', { timeou
     assert.deepEqual(await runtime.version(), { name: 'runsc', version: 'release-20261130.0', spec: '1.1.0-rc.1' });
   });
 
+  /**
+   * Tells the stand-in's `wait <id>` its exit: the file appears whole (renamed into place), never
+   * empty, as the stand-in reads it as soon as it exists.
+   */
+  async function tellExit(id: string, status: number): Promise<void> {
+    await writeFile(path.join(dir, `exit-${id}.tmp`), String(status));
+    await rename(path.join(dir, `exit-${id}.tmp`), path.join(dir, `exit-${id}`));
+  }
+
   it('waits past the time-out the other commands get, and tells the exit', async () => {
     const exited = runtime.wait('long');
     await appears(path.join(dir, 'waiting-long'));
     await sleep(600); // twice the commands' time-out
-    await writeFile(path.join(dir, 'exit-long'), '3');
+    await tellExit('long', 3);
     assert.equal((await exited).exitStatus, 3);
     assert.deepEqual((await args()).slice(-2), ['wait', 'long']);
   });
@@ -140,7 +149,7 @@ describe('OciRuntime with the runsc profile, against a stand-in runsc', { timeou
     assert.equal(exits.watch(5150, 'c1'), exited, 'watching twice shares one wait');
     assert.equal(exits.size, 1);
     await appears(path.join(dir, 'waiting-c1'));
-    await writeFile(path.join(dir, 'exit-c1'), '137');
+    await tellExit('c1', 137);
     assert.equal((await exited).exitStatus, 137);
     assert.equal(exits.size, 0);
     await assert.rejects(exits.watch(5150, 'missing'), { code: Code.NotFound });
