@@ -1,5 +1,6 @@
 // One sandbox at run time: its record, the kind's object for it, its containers, and the waiters
-// on its end. Every change to the record is saved before the call that made it returns.
+// on its end. Every change to the record is saved before the call that made it returns, but for
+// a Start (the sandbox's and a container's): saved just after its answer (see each for why).
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { alreadyExists, failedPrecondition, notFound } from '../base/errors.js';

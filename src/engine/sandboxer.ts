@@ -12,6 +12,7 @@ import type { SandboxKind, SandboxUpdate } from '../kind-api/kind.js';
 import { KeyedMutex } from '../base/keyed-mutex.js';
 import type { CgroupMetrics } from '../base/metrics.js';
 import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from '../base/model.js';
+import { answersSent } from './exit-latch.js';
 import { parseSandboxRecord } from './record-schema.js';
 import { Sandbox, STATE_FILE } from './sandbox.js';
 
@@ -266,11 +267,18 @@ export class Sandboxer {
         record.taskAddress = await this.openTaskAddress(sandbox);
         record.phase = 'ready';
         record.startedAt = nowIso();
-        await sandbox.save();
       } catch (err) {
         await this.releaseAfterFailedStart(sandbox, err);
         throw err;
       }
+      // Saved once the answer is out, not before: containerd forgets a pod whose Start failed
+      // (no Shutdown follows), so a kuasard killed between saving 'ready' and answering would
+      // keep, after its restart, a ready pod nobody removes. Killed after the answer but before
+      // this save, the next run finds it 'created' and releases it; containerd's next Status or
+      // Shutdown of it is answered NotFound, which CRI takes as gone.
+      void answersSent()
+        .then(() => sandbox.save())
+        .catch((err) => sandbox.log.error({ err }, 'saving state after start'));
       sandbox.log.info({ address: record.taskAddress }, 'sandbox ready');
       return this.statusOf(sandbox);
     });

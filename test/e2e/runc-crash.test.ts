@@ -291,6 +291,52 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     }
   }
 
+  it('releases a pod whose Start was answered but not yet recorded when kuasard died, and CRI still removes it', async () => {
+    try {
+      await startAnsweredNotSaved();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
+
+  /**
+   * kuasard records a started sandbox just after its answer (Sandboxer.start): killed in between,
+   * its state file still says 'created'. The random kills reach that moment only by chance; the
+   * file is put back to that state here instead.
+   */
+  async function startAnsweredNotSaved(): Promise<void> {
+    const before = snapshotHost({ dirs: watched() });
+    const runtime = env.cri.runtime;
+    const pod = podConfig('answered', true);
+    const { podSandboxId } = await runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
+    const stateFile = join(env.paths.kuasarState, 'runc', podSandboxId, 'state.json');
+    let record: Record<string, unknown> = {};
+    await eventually(
+      async () => {
+        record = JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>;
+        assert.equal(record['phase'], 'ready');
+      },
+      10_000,
+      50,
+    );
+    writeFileSync(stateFile, JSON.stringify({ ...record, phase: 'created' }));
+    await env.restartKuasard({ crash: true });
+
+    const { status } = await untilAnswered(() => runtime.podSandboxStatus({ podSandboxId }), 30_000);
+    assert.equal(status?.state, PodSandboxState.SANDBOX_NOTREADY, 'a pod kuasard released is not ready');
+    await untilAnswered(() => runtime.stopPodSandbox({ podSandboxId }), 30_000);
+    await untilAnswered(() => runtime.removePodSandbox({ podSandboxId }), 30_000);
+    assert.equal((await runtime.listPodSandbox({})).items.length, 0);
+    assert.deepEqual(await leaksSince(before), NO_LEAKS);
+    assert.ok(
+      readFileSync(env.paths.kuasardLog, 'utf8')
+        .split('\n')
+        .some((line) => line.includes(podSandboxId) && line.includes('it never started')),
+      "kuasard's log says why it released the pod",
+    );
+  }
+
   it('reports a container runc lost while kuasard was down exited, and removes its pod', async () => {
     try {
       await lostContainer();
