@@ -22,7 +22,7 @@ import { StreamRegistry } from '../base/streams.js';
 import type { KindSandbox, SandboxContext, SandboxKind } from '../kind-api/kind.js';
 import { requireStdioSupport } from './capabilities.js';
 import { Container, type ContainerHost, type ExecInput } from './container.js';
-import { delay, ExitLatch } from './exit-latch.js';
+import { answersSent, delay, ExitLatch } from './exit-latch.js';
 
 export const STATE_FILE = 'state.json';
 
@@ -98,6 +98,20 @@ export class Sandbox implements SandboxContext, ContainerHost {
   async stopSaving(): Promise<void> {
     this.saving = false;
     await this.lastSave;
+  }
+
+  /**
+   * Saves once the answer of the call in progress is out (Sandboxer.start says why), queued
+   * with the other writes: a later save, stopSaving() and saved() come after it.
+   */
+  saveAfterAnswer(): void {
+    this.lastSave = this.lastSave.then(answersSent);
+    this.save().catch((err) => this.log.error({ err }, 'saving state after the answer'));
+  }
+
+  /** Resolves once every save asked for so far has been written (or has failed). */
+  saved(): Promise<void> {
+    return this.lastSave;
   }
 
   /** Writes the record (with the kind's state); writes are queued so that the file always ends with the latest one. */

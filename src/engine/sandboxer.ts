@@ -12,7 +12,6 @@ import type { SandboxKind, SandboxUpdate } from '../kind-api/kind.js';
 import { KeyedMutex } from '../base/keyed-mutex.js';
 import type { CgroupMetrics } from '../base/metrics.js';
 import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from '../base/model.js';
-import { answersSent } from './exit-latch.js';
 import { parseSandboxRecord } from './record-schema.js';
 import { Sandbox, STATE_FILE } from './sandbox.js';
 
@@ -276,9 +275,7 @@ export class Sandboxer {
       // keep, after its restart, a ready pod nobody removes. Killed after the answer but before
       // this save, the next run finds it 'created' and releases it; containerd's next Status or
       // Shutdown of it is answered NotFound, which CRI takes as gone.
-      void answersSent()
-        .then(() => sandbox.save())
-        .catch((err) => sandbox.log.error({ err }, 'saving state after start'));
+      sandbox.saveAfterAnswer();
       sandbox.log.info({ address: record.taskAddress }, 'sandbox ready');
       return this.statusOf(sandbox);
     });
