@@ -19,6 +19,7 @@ import type { AdminServer } from './admin-server.js';
 import type { MetricsServer } from './metrics-server.js';
 import { checkTaskSocketPath, taskSocketPath } from './task-socket.js';
 import { createKind } from '../kinds/index.js';
+import { releaseFreeMemory } from '../linux/libc/processes.js';
 import { Reaper } from '../linux/reaper.js';
 import { addGrpcService } from '../rpc/grpc.js';
 import { TtrpcServer } from '../rpc/ttrpc/server.js';
@@ -55,6 +56,8 @@ export interface Daemon {
 
 /** The fd keeper's control socket, in the state directory. */
 const FD_KEEPER_SOCKET = 'fd-keeper.sock';
+/** How long after the start its freed C memory is handed back (see startDaemon). */
+const START_SETTLE_MS = 10_000;
 
 /**
  * Task.Wait is answered by the next run when kuasard dies before it could: CRI learns a
@@ -230,6 +233,11 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   metrics?.watch({ sandboxers, keeperUp: () => sockets.keeperUp });
   const metricsServer = await serveMetrics(config, metrics, log);
   const adminServer = await serveAdminSocket(config, sandboxers, log);
+  // The start (configuration, modules, the kinds' checks and their child processes' output)
+  // leaves the C allocator holding freed memory it keeps for reuse: handed back once, after V8's
+  // first collections have freed what those objects held outside its heap (measured: about
+  // 1 MiB less private memory at idle).
+  setTimeout(releaseFreeMemory, START_SETTLE_MS).unref();
 
   return {
     sandboxers,
