@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { z } from 'zod';
+import * as check from '../base/schema.js';
 import { invalidArgument } from '../base/errors.js';
 import { KIND_NAMES, KINDS, type KindName } from '../kinds/index.js';
 import type { KindRegistration } from '../kind-api/registration.js';
@@ -15,54 +15,40 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
 type Kind = (typeof KINDS)[number];
 
 /** `[kinds]`: one table per registered kind, each checked by the kind's own schema; a missing table takes its defaults. */
-const kindTables = z.strictObject(
-  Object.fromEntries((KINDS as readonly KindRegistration[]).map((kind) => [kind.name, kind.config.prefault({})])) as {
-    [K in Kind as K['name']]: z.ZodPrefault<K['config']>;
+const kindTables = check.strictObject(
+  Object.fromEntries((KINDS as readonly KindRegistration[]).map((kind) => [kind.name, kind.config.orDefaults()])) as {
+    [K in Kind as K['name']]: check.Schema<check.Infer<K['config']>>;
   },
 );
 
-const configSchema = z.strictObject({
+const configSchema = check.strictObject({
   // Its length is checked with the socket paths below it (src/doctor/socket-paths.ts): a failed
   // check, with its fix, in `kuasar doctor` and at kuasard's start.
   state_dir: absolutePath.default('/run/kuasar'),
-  log_level: z.enum(LOG_LEVELS).default('info'),
+  log_level: check.oneOf(LOG_LEVELS).default('info'),
   /** Where Prometheus metrics are served (src/config/metrics-address.ts); absent: not served. */
-  metrics_address: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return parseMetricsAddress(text);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    })
-    .optional(),
+  metrics_address: check.string().transform(parseMetricsAddress).optional(),
   /**
    * kuasard's admin socket, which `kuasar ps`, `inspect` and `exec` ask (mode 0600: root's only);
    * absent: <state_dir>/admin.sock (adminSocketPath).
    */
   admin_socket: absolutePath.optional(),
-  containerd: z
+  containerd: check
     .strictObject({
       /** containerd's ttrpc socket, where task events are forwarded. */
       ttrpc_address: absolutePath.default('/run/containerd/containerd.sock.ttrpc'),
     })
-    .prefault({}),
-  kinds: kindTables.prefault({}),
+    .orDefaults(),
+  kinds: kindTables.orDefaults(),
 });
 
-export type Config = z.infer<typeof configSchema>;
+export type Config = check.Infer<typeof configSchema>;
 
 /** Validates a parsed TOML document; errors name every bad key. */
 export function parseConfig(doc: unknown): Config {
   const result = configSchema.safeParse(doc);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => {
-      const key = issue.path.join('.') || '(top level)';
-      return `${key}: ${issue.message}`;
-    });
-    throw invalidArgument(`invalid configuration: ${problems.join('; ')}`);
+    throw invalidArgument(`invalid configuration: ${result.issues.map((issue) => check.describeIssue(issue)).join('; ')}`);
   }
   return result.data;
 }

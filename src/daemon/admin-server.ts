@@ -5,7 +5,7 @@
 // a pod's guest). A bad request is answered with its code and why; the server goes on.
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as check from '../base/schema.js';
 import { Code, invalidArgument, notFound, RuntimeError, toStatus, unimplemented, failedPrecondition } from '../base/errors.js';
 import { validateId } from '../base/ids.js';
 import type { ContainerRecord } from '../base/model.js';
@@ -36,9 +36,9 @@ const SHOWN_CANDIDATES = 5;
 
 const ROUTES = `GET ${PS_PATH}, GET ${INSPECT_PREFIX}<id>, POST ${EXEC_PREFIX}<sandbox id>`;
 
-const execRequest = z.strictObject({
-  argv: z.array(z.string()).min(1, 'argv names no program'),
-  timeoutMs: z.number().int().min(1).max(MAX_EXEC_TIMEOUT_MS),
+const execRequest = check.strictObject({
+  argv: check.array(check.string()).min(1, 'argv names no program'),
+  timeoutMs: check.number().int().min(1).max(MAX_EXEC_TIMEOUT_MS),
 });
 
 export interface AdminServer {
@@ -76,8 +76,7 @@ export async function serveAdmin(path: string, sandboxers: readonly Sandboxer[],
   async function exec(id: string, body: unknown): Promise<ExecResponse> {
     const parsed = execRequest.safeParse(body);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw invalidArgument(`exec request: ${issue.path.join('.') || '(body)'}: ${issue.message}`);
+      throw invalidArgument(`exec request: ${check.describeIssue(parsed.issues[0]!, '(body)')}`);
     }
     const { sandbox, container } = find(id);
     if (container) {

@@ -2,62 +2,62 @@
 // that is torn, truncated, edited by hand or written by an incompatible version is refused with
 // the reason, instead of being cast into a record whose missing or mistyped fields would crash
 // a later call, or whose ids (they become paths and runc ids) could point outside the sandbox.
-import { z } from 'zod';
+import * as check from '../base/schema.js';
 import { failedPrecondition, type RuntimeError } from '../base/errors.js';
 import { isValidId } from '../base/ids.js';
 import type { SandboxRecord } from '../base/model.js';
 
-const id = z.string().refine(isValidId, 'not a valid identifier');
-const isoTime = z.iso.datetime();
-const pid = z.number().int().nonnegative();
-const exitInfo = z.object({ exitStatus: z.number().int(), exitedAt: isoTime });
-const processStatus = z.enum(['created', 'running', 'paused', 'stopped']);
-const stringList = z.array(z.string());
-const stringMap = z.record(z.string(), z.string());
+const id = check.string().refine(isValidId, 'not a valid identifier');
+const isoTime = check.isoDatetime();
+const pid = check.number().int().nonnegative();
+const exitInfo = check.object({ exitStatus: check.number().int(), exitedAt: isoTime });
+const processStatus = check.oneOf(['created', 'running', 'paused', 'stopped']);
+const stringList = check.array(check.string());
+const stringMap = check.record(check.string());
 
-const stdio = z.object({ stdin: z.string(), stdout: z.string(), stderr: z.string(), terminal: z.boolean() });
+const stdio = check.object({ stdin: check.string(), stdout: check.string(), stderr: check.string(), terminal: check.boolean() });
 
-const podSpec = z.object({
-  name: z.string(),
-  namespace: z.string(),
-  uid: z.string(),
-  attempt: z.number().int().nonnegative(),
-  hostname: z.string(),
-  logDirectory: z.string(),
-  dns: z.object({ servers: stringList, searches: stringList, options: stringList }).nullable(),
-  hostNetwork: z.boolean(),
-  hostIpc: z.boolean(),
-  pidMode: z.enum(['pod', 'container', 'node']),
-  cgroupParent: z.string(),
+const podSpec = check.object({
+  name: check.string(),
+  namespace: check.string(),
+  uid: check.string(),
+  attempt: check.number().int().nonnegative(),
+  hostname: check.string(),
+  logDirectory: check.string(),
+  dns: check.object({ servers: stringList, searches: stringList, options: stringList }).nullable(),
+  hostNetwork: check.boolean(),
+  hostIpc: check.boolean(),
+  pidMode: check.oneOf(['pod', 'container', 'node']),
+  cgroupParent: check.string(),
   sysctls: stringMap,
   labels: stringMap,
   annotations: stringMap,
-  resources: z
+  resources: check
     .object({
-      cpuQuotaUs: z.number().int().nonnegative(),
-      cpuPeriodUs: z.number().int().nonnegative(),
-      memoryLimitBytes: z.number().int().nonnegative(),
+      cpuQuotaUs: check.number().int().nonnegative(),
+      cpuPeriodUs: check.number().int().nonnegative(),
+      memoryLimitBytes: check.number().int().nonnegative(),
     })
     .optional(),
 });
 
-const mount = z.object({ type: z.string(), source: z.string(), target: z.string(), options: stringList });
+const mount = check.object({ type: check.string(), source: check.string(), target: check.string(), options: stringList });
 
 /** A process that has stopped knows its exit, and one that has not does not: else its waiters would hang or lie. */
 const exitMatchesStatus = (p: { status: string; exit: unknown }) => (p.status === 'stopped') === (p.exit !== null);
 const EXIT_MISMATCH = 'a stopped process needs its exit, and only a stopped one has it';
 
 /** A kind's state: checked here for its envelope only, by the kind for its data. */
-const kindState = z
-  .object({ version: z.number().int(), data: z.unknown() })
+const kindState = check
+  .object({ version: check.number().int(), data: check.unknown() })
   .nullable()
   .optional()
   .transform((value) => (value ? { version: value.version, data: value.data } : null));
 
-const execRecord = z
+const execRecord = check
   .object({
     id,
-    spec: z.record(z.string(), z.unknown()),
+    spec: check.record(check.unknown()),
     stdio,
     pid,
     status: processStatus,
@@ -69,38 +69,39 @@ const execRecord = z
 /** Ids name directories and processes: two records with one id would share them. */
 const uniqueIds = (items: readonly { id: string }[]) => new Set(items.map((i) => i.id)).size === items.length;
 
-const containerRecord = z
+const containerRecord = check
   .object({
     id,
-    bundle: z.string(),
-    rootfs: z.array(mount),
+    bundle: check.string(),
+    rootfs: check.array(mount),
     stdio,
     pid,
     status: processStatus,
     exit: exitInfo.nullable(),
     kindState,
-    execs: z.array(execRecord).refine(uniqueIds, 'two execs with one id'),
+    execs: check.array(execRecord).refine(uniqueIds, 'two execs with one id'),
   })
   .refine(exitMatchesStatus, EXIT_MISMATCH);
 
-const sandboxRecord = z.object({
+const sandboxRecord = check.object({
   id,
-  kind: z.string(),
-  namespace: z.string(),
-  netnsPath: z.string(),
+  kind: check.string(),
+  namespace: check.string(),
+  netnsPath: check.string(),
   pod: podSpec,
-  phase: z.enum(['created', 'ready', 'stopped']),
+  phase: check.oneOf(['created', 'ready', 'stopped']),
   createdAt: isoTime,
   startedAt: isoTime.nullable(),
   exit: exitInfo.nullable(),
   pid,
-  taskAddress: z.string(),
+  taskAddress: check.string(),
   kindState,
-  containers: z.array(containerRecord).refine(uniqueIds, 'two containers with one id'),
+  containers: check.array(containerRecord).refine(uniqueIds, 'two containers with one id'),
+  createInfo: check.record(check.unknown()).optional(),
 });
 
 // Kept in step with model.ts: a field added there and forgotten here fails to compile.
-const checked: z.ZodType<SandboxRecord, unknown> = sandboxRecord;
+const checked: check.Schema<SandboxRecord> = sandboxRecord;
 
 /**
  * The record in a state file's text, for the sandbox `expected` names (its directory and kind);
@@ -116,9 +117,7 @@ export function parseSandboxRecord(text: string, expected: { id: string; kind: s
   }
   const parsed = checked.safeParse(json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length > 0 ? issue.path.join('.') : 'the record';
-    throw refuse(`${where}: ${issue.message}`);
+    throw refuse(check.describeIssue(parsed.issues[0]!, 'the record'));
   }
   const record = parsed.data;
   if (record.id !== expected.id) throw refuse(`it names sandbox ${JSON.stringify(record.id)}`);

@@ -4,7 +4,7 @@
 // and its benchmark notes. A registration is data and a lazy factory: loading it loads none of
 // the kind's own modules (the factory imports them when the daemon builds the kind) and nothing
 // of the devenv (workloads name their images by the devenv's short names, as plain strings).
-import type { z } from 'zod';
+import type * as check from '../base/schema.js';
 import type { KindConfig } from '../config/kind-schema.js';
 import type { CheckContext, CheckResult } from './checks.js';
 import type { KindCapabilities, SandboxKind } from './kind.js';
@@ -149,7 +149,10 @@ export interface StartPhase {
   minus?: readonly string[];
 }
 
-export interface KindRegistration<Name extends string = string, Schema extends z.ZodType<KindConfig> = z.ZodType<KindConfig>> {
+/** A kind's table: kindConfigSchema extended with the kind's own keys. */
+export type KindConfigSchema = check.ObjectSchema<check.Shape> & check.Schema<KindConfig>;
+
+export interface KindRegistration<Name extends string = string, Schema extends KindConfigSchema = KindConfigSchema> {
   /** The kind's name: its `[kinds.<name>]` table, its state directory, its CRI handler `kuasar-<name>`. */
   readonly name: Name;
   /** What it supports (the same object its kind gives the engine). */
@@ -161,13 +164,13 @@ export interface KindRegistration<Name extends string = string, Schema extends z
    * itself (`await import`), so that a daemon loads only the kinds it serves. (A method, so that
    * a registration with its own table type fits the list of all of them.)
    */
-  create(config: z.output<Schema>, context: KindContext): Promise<SandboxKind>;
+  create(config: check.Infer<Schema>, context: KindContext): Promise<SandboxKind>;
   /**
    * Whether this host can run the kind with this table (`kuasar doctor`; kuasard at start, with
    * `context.depth` "start"): the kind's own checks, from a module it imports only when asked.
    * A failed check says what to do. (The host-wide checks are not the kind's: src/doctor.)
    */
-  checks(config: z.output<Schema>, context: CheckContext): Promise<CheckResult[]>;
+  checks(config: check.Infer<Schema>, context: CheckContext): Promise<CheckResult[]>;
   readonly workloads: {
     /** What `kuasar demo` runs: prints a greeting and something about where it runs, then exits 0. */
     hello: Workload;
@@ -178,7 +181,7 @@ export interface KindRegistration<Name extends string = string, Schema extends z
 }
 
 /** Keeps a registration's own name and table types, which config.ts composes into the configuration's type. */
-export function defineKind<Name extends string, Schema extends z.ZodType<KindConfig>>(
+export function defineKind<Name extends string, Schema extends KindConfigSchema>(
   registration: KindRegistration<Name, Schema>,
 ): KindRegistration<Name, Schema> {
   return registration;

@@ -2,7 +2,7 @@
 // process of the host: runsc's `wait` tells its exit, with its real status, also to a kuasard
 // that restarted meanwhile (the sandbox keeps it). Its figures are the sandbox kernel's own
 // accounting of the container, read through `runsc events --stats`.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo, type SavedState } from '../../base/model.js';
 import type { ContainerContext, ProcessEnd } from '../../kind-api/kind.js';
@@ -34,7 +34,7 @@ interface AppkernelContainerState {
 }
 
 /** runsc keeps the rest in its root. */
-const containerState = stateCodec<AppkernelContainerState>(1, z.object({ cgroupsPath: z.string().nullable() }));
+const containerState = stateCodec<AppkernelContainerState>(1, check.object({ cgroupsPath: check.string().nullable() }));
 
 /** What a container needs of its appkernel pod. */
 export interface AppkernelPodView extends OciPodView, SandboxLayout {

@@ -1,6 +1,6 @@
 // What an appkernel pod saves: the gVisor sandbox process, by its pid and start time (a pid alone
 // may name another process after a restart). Everything else runsc keeps in its own root.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { stateCodec } from '../../kind-api/state.js';
 
 export interface AppkernelPodState {
@@ -10,5 +10,5 @@ export interface AppkernelPodState {
 
 export const podState = stateCodec<AppkernelPodState>(
   1,
-  z.object({ sentry: z.object({ pid: z.number().int().min(2), startTime: z.string().regex(/^\d+$/) }).nullable() }),
+  check.object({ sentry: check.object({ pid: check.number().int().min(2), startTime: check.string().regex(/^\d+$/) }).nullable() }),
 );

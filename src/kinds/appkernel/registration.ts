@@ -1,6 +1,6 @@
 // The appkernel kind: each pod is one gVisor sandbox (runsc), a user-space kernel that serves
 // every system call of the pod's containers.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { kindConfigSchema } from '../../config/kind-schema.js';
 import { defineKind } from '../../kind-api/registration.js';
 import { APPKERNEL_CAPABILITIES } from './capabilities.js';
@@ -10,14 +10,14 @@ export const appkernelKind = defineKind({
   capabilities: APPKERNEL_CAPABILITIES,
   config: kindConfigSchema.extend({
     /** runsc: a name on PATH or an absolute path. */
-    runsc: z.string().min(1).default('runsc'),
+    runsc: check.string().min(1).default('runsc'),
     /**
      * How the sandbox traps its containers' system calls: systrap (seccomp traps, the default
      * upstream) and ptrace work on any host; kvm needs a usable /dev/kvm.
      */
-    platform: z.enum(['systrap', 'ptrace', 'kvm']).default('systrap'),
+    platform: check.oneOf(['systrap', 'ptrace', 'kvm']).default('systrap'),
     /** More global runsc flags, given to every runsc command as they are (e.g. ["--debug-log=/tmp/runsc/"]). */
-    runsc_flags: z.array(z.string().regex(/^--[a-z0-9-]+(=.*)?$/, 'must be one --flag or --flag=value')).default([]),
+    runsc_flags: check.array(check.string().regex(/^--[a-z0-9-]+(=.*)?$/, 'must be one --flag or --flag=value')).default([]),
   }),
   async create(config, { kindDir, reaper, log }) {
     const { AppkernelKind } = await import('./kind.js');

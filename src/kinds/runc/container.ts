@@ -2,7 +2,7 @@
 // re-parented to kuasard (a child subreaper), which reaps it. What it saves is what the next run
 // needs to find it again: its init's start time (a pid alone may name another process by then)
 // and its cgroup (for stats and the OOM count).
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
 import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo, type SavedState } from '../../base/model.js';
 import type { ContainerContext, ProcessEnd } from '../../kind-api/kind.js';
@@ -24,7 +24,7 @@ interface RuncContainerState {
 
 const containerState = stateCodec<RuncContainerState>(
   1,
-  z.object({ initStartTime: z.string().regex(/^\d+$/).nullable(), cgroupsPath: z.string() }),
+  check.object({ initStartTime: check.string().regex(/^\d+$/).nullable(), cgroupsPath: check.string() }),
 );
 
 /** What a container needs of its runc pod. */

@@ -2,7 +2,7 @@
 // it is believed after a restart: these values name mounts to unmount, processes to kill and
 // cgroups to remove, so a damaged or foreign value must never be acted on.
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { stateCodec, type StateCodec } from '../../kind-api/state.js';
 import type { PidNamespaceHolder } from '../../linux/pid-holder.js';
 
@@ -26,15 +26,15 @@ export function holderCgroupsPath(sandboxId: string, cgroupParent: string): stri
 
 /** The state of the pod with id `sandboxId` whose directory is `sandboxDir`: only values the kind writes for it pass. */
 export function podStateCodec(sandboxId: string, sandboxDir: string): StateCodec<RuncPodState> {
-  const pinned = (name: string) => z.literal(join(namespacesDir(sandboxDir), name)).nullable();
-  const schema = z.object({
+  const pinned = (name: string) => check.literal(join(namespacesDir(sandboxDir), name)).nullable();
+  const schema = check.object({
     ipcPath: pinned('ipc'),
     utsPath: pinned('uts'),
-    pidHolder: z
+    pidHolder: check
       .object({
-        pid: z.number().int().min(2),
-        startTime: z.string().regex(/^\d+$/),
-        cgroupsPath: z
+        pid: check.number().int().min(2),
+        startTime: check.string().regex(/^\d+$/),
+        cgroupsPath: check
           .string()
           .refine((path) => path.endsWith(`/${holderCgroupName(sandboxId)}`), "not the cgroup of this pod's holder")
           .nullable(),

@@ -1,5 +1,5 @@
 // The runc kind: pods of namespaces and cgroups on the host, containers run by an OCI runtime CLI.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { kindConfigSchema } from '../../config/kind-schema.js';
 import { RUNC_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
@@ -9,7 +9,7 @@ export const runcKind = defineKind({
   capabilities: RUNC_CAPABILITIES,
   config: kindConfigSchema.extend({
     /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun). */
-    oci_runtime: z.string().min(1).default('runc'),
+    oci_runtime: check.string().min(1).default('runc'),
   }),
   async create(config, { kindDir, reaper }) {
     const { RuncKind } = await import('./kind.js');

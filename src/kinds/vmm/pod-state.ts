@@ -2,7 +2,7 @@
 // process after a restart) and the name it runs under, so that a later run can take the VM over, or end it rather than leak
 // it; the taps it made in the pod's network namespace; and where the agent pinned the pod's
 // namespaces in the guest, which the next run's new containers join.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { stateCodec } from '../../kind-api/state.js';
 
 export interface VmmPodState {
@@ -17,24 +17,24 @@ export interface VmmPodState {
   guestNamespaces: { ipc: string; uts: string; pid: string | null } | null;
 }
 
-const linkName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/);
+const linkName = check.string().regex(/^[A-Za-z0-9_.-]{1,15}$/);
 
-const guestPath = z.string().regex(/^\/[^\0]*$/);
+const guestPath = check.string().regex(/^\/[^\0]*$/);
 
 export const podState = stateCodec<VmmPodState>(
   3,
-  z.object({
-    vm: z
+  check.object({
+    vm: check
       .object({
-        pid: z.number().int().min(2),
-        startTime: z.string().regex(/^\d+$/),
-        name: z
+        pid: check.number().int().min(2),
+        startTime: check.string().regex(/^\d+$/),
+        name: check
           .string()
           .regex(/^kuasar-vmm-[A-Za-z0-9_.-]+$/)
           .optional(),
       })
       .nullable(),
-    taps: z.array(z.object({ name: linkName, tap: linkName })),
-    guestNamespaces: z.object({ ipc: guestPath, uts: guestPath, pid: guestPath.nullable() }).nullable(),
+    taps: check.array(check.object({ name: linkName, tap: linkName })),
+    guestNamespaces: check.object({ ipc: guestPath, uts: guestPath, pid: guestPath.nullable() }).nullable(),
   }),
 );

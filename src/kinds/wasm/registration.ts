@@ -1,5 +1,5 @@
 // The wasm kind: WASI modules run inside kuasard, one worker thread per running instance.
-import { z } from 'zod';
+import * as check from '../../base/schema.js';
 import { kindConfigSchema } from '../../config/kind-schema.js';
 import { WASM_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
@@ -15,7 +15,7 @@ export const wasmKind = defineKind({
      * The most linear memory (bytes) of a module whose container has no memory limit: instances
      * live in kuasard's own process, so none may grow without bound. Default 256 MiB.
      */
-    default_memory_limit: z
+    default_memory_limit: check
       .number()
       .int()
       .min(65_536)
@@ -25,7 +25,7 @@ export const wasmKind = defineKind({
      * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
      * They are started by the first wasm container and ended when none was created for two minutes.
      */
-    warm_workers: z.number().int().min(0).max(64).default(2),
+    warm_workers: check.number().int().min(0).max(64).default(2),
   }),
   async create(config, { kindDir }) {
     const { WasmKind } = await import('./kind.js');
