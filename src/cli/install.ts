@@ -1,13 +1,10 @@
 // `kuasar install` and `kuasar uninstall` (src/install/install.ts): kuasard into this node's
 // containerd and systemd, and out again. The paths default to the node's own; the options move
 // them (the tests run both commands against files in a directory of their own).
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_INSTALL_PATHS, install, uninstall, type InstallPaths, type RunReport } from '../install/install.js';
-
-/** This build's kuasard, from dist/src/cli/install.js: what the unit runs, with this node binary. */
-const KUASARD_ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), 'kuasard.js');
+import { KUASARD_ENTRY } from '../install/kuasard-node.js';
 
 interface PathOptions {
   containerdConfig: string;

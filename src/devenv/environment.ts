@@ -33,7 +33,7 @@ import type { LeakScope } from './ownership.js';
 import { podSandboxConfig, removeAllPods, type PodOptions } from './pods.js';
 import { readProcess } from './processes.js';
 import { sweepStaleEnvironments, teardownEnvironment, writeRecord, type EnvironmentRecord } from './teardown.js';
-import { KUASARD_NODE_FLAGS } from '../install/kuasard-node.js';
+import { KUASARD_ENTRY, KUASARD_NODE_FLAGS } from '../install/kuasard-node.js';
 
 export interface EnvironmentOptions {
   /** Start kuasard too (default true); the baseline-only tests do without it. */
@@ -60,6 +60,11 @@ export interface EnvironmentOptions {
    * in `paths` and register the kinds kuasard serves.
    */
   writeContainerdConfig?: (paths: EnvironmentPaths) => Promise<void>;
+  /**
+   * Run kuasard from its compiled modules (dist/src/cli/kuasard.js) instead of its bundle, as
+   * installed (KUASARD_ENTRY): the test of which modules kuasard loads needs them apart.
+   */
+  kuasardModules?: boolean;
 }
 
 export interface Environment {
@@ -170,7 +175,7 @@ export async function startEnvironment(options: EnvironmentOptions = {}): Promis
       const kuasard = await Daemon.start(
         'kuasard',
         process.execPath,
-        [...KUASARD_NODE_FLAGS, join(CLI_DIR, 'kuasard.js'), '--config', paths.kuasardConfig],
+        [...KUASARD_NODE_FLAGS, options.kuasardModules ? join(CLI_DIR, 'kuasard.js') : KUASARD_ENTRY, '--config', paths.kuasardConfig],
         paths.kuasardLog,
       );
       daemons.kuasard = kuasard;

@@ -1,7 +1,8 @@
-// The Node.js flags kuasard runs with, wherever it is started for real: the systemd unit
-// (systemd-unit.ts) and the devenv, whose kuasard the tests and the benchmark measure. V8 reads
-// them when it creates the heap, so they go on node's command line (v8.setFlagsFromString in
-// kuasard itself would come too late).
+// Where kuasard's bundle is and the Node.js flags it runs with, wherever it is started for real:
+// the systemd unit (systemd-unit.ts) and the devenv, whose kuasard the tests and the benchmark
+// measure. V8 reads the flags when it creates the heap, so they go on node's command line
+// (v8.setFlagsFromString in kuasard itself would come too late).
+import { fileURLToPath } from 'node:url';
 
 /**
  * --max-semi-space-size=2: the young generation's two semi-spaces grow up to 16 MiB each by
@@ -13,3 +14,9 @@
  * --single-threaded-gc and MALLOC_ARENA_MAX were measured too, and changed nothing past noise.
  */
 export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/** kuasard's bundle (src/install/bundle-kuasard.ts writes it): dist/bundle/kuasard/, from dist/src/install/. */
+export const KUASARD_BUNDLE_DIR = fileURLToPath(new URL('../../bundle/kuasard/', import.meta.url));
+
+/** What the systemd unit and the devenv run: the bundle's entry. */
+export const KUASARD_ENTRY = `${KUASARD_BUNDLE_DIR}kuasard.js`;

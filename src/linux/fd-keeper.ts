@@ -19,15 +19,15 @@
 // one the connection is closed, since a late reply would answer the wrong command.
 
 import { spawn } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { nativeProgram } from '../base/native-programs.js';
 import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
 import { connectUnix, peerHasHungUp, type ReceivedMessage, receiveMessage, sendMessage, setSocketTimeouts } from './libc/sockets.js';
 
 /** Where `npm run build:native` puts the keeper: dist/native/ (this module is dist/src/linux/fd-keeper.js). */
-export const FD_KEEPER_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../native/fd-keeper');
+export const FD_KEEPER_BINARY = nativeProgram('fd-keeper');
 
 /** The keeper's limits (MAX_NAME, MAX_MESSAGE in fd-keeper.c). */
 const MAX_NAME_BYTES = 4000;

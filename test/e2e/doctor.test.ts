@@ -23,10 +23,10 @@ import { listProcesses } from '../../src/devenv/processes.js';
 import type { DoctorReport } from '../../src/doctor/run.js';
 import { DEFAULT_IMAGE_DIR, readManifest } from '../../src/guest/image/layout.js';
 import type { CheckResult } from '../../src/kind-api/checks.js';
+import { KUASARD_ENTRY } from '../../src/install/kuasard-node.js';
 
 const CLI_DIR = new URL('../../src/cli/', import.meta.url).pathname;
 const KUASAR = join(CLI_DIR, 'kuasar.js');
-const KUASARD = join(CLI_DIR, 'kuasard.js');
 
 type Json = DoctorReport & { served: string[]; refusal: string | null; exitStatus: number };
 
@@ -210,7 +210,7 @@ describe('kuasar doctor and kuasard on a stand-in host', () => {
   it('kuasard refuses to start when a kind enabled = true cannot run, or when no kind can, saying why', () => {
     // Short enough for task sockets: only the runtime is missing.
     const stateDir = `/run/kdoc-${process.pid}`;
-    const kuasard = (config: string) => spawnSync(process.execPath, [KUASARD, '--config', config], { encoding: 'utf8' });
+    const kuasard = (config: string) => spawnSync(process.execPath, [KUASARD_ENTRY, '--config', config], { encoding: 'utf8' });
     const required = kuasard(
       writeConfig('required.toml', {
         state_dir: stateDir,

@@ -22,13 +22,12 @@ import { runPod, runToExit } from '../../src/devenv/pod-runs.js';
 import { containerConfig } from '../../src/devenv/pods.js';
 import { helloWorkload } from '../../src/devenv/workloads.js';
 import { BLOCK_BEGIN, BLOCK_END } from '../../src/install/containerd-config.js';
-import { KUASARD_NODE_FLAGS } from '../../src/install/kuasard-node.js';
+import { KUASARD_ENTRY, KUASARD_NODE_FLAGS } from '../../src/install/kuasard-node.js';
 import { KIND_NAMES } from '../../src/kinds/index.js';
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const KUASAR = resolve(HERE, '../../src/cli/kuasar.js');
-const KUASARD = resolve(HERE, '../../src/cli/kuasard.js');
 /** /etc/containerd/config.toml of Debian's containerd 2.1.9+ds1-5, as the package ships it. */
 const DEBIAN_CONFIG = resolve(HERE, '../../../test/fixtures/containerd/debian-package-config.toml');
 
@@ -195,7 +194,7 @@ describe('kuasar install and uninstall on files as containerd ships them', () =>
       assert.ok(unit.split('\n').includes(line), `the unit has ${line}`);
     }
     assert.ok(
-      unit.split('\n').includes(`ExecStart=${process.execPath} ${KUASARD_NODE_FLAGS.join(' ')} ${KUASARD} --config ${files.kuasard}`),
+      unit.split('\n').includes(`ExecStart=${process.execPath} ${KUASARD_NODE_FLAGS.join(' ')} ${KUASARD_ENTRY} --config ${files.kuasard}`),
     );
     const verified = await run('systemd-analyze', ['verify', join(files.systemd, 'kuasard.service')]);
     assert.equal(verified.stderr, '', 'systemd-analyze verify has no complaint');

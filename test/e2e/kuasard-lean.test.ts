@@ -4,7 +4,8 @@
 // the CRI client or the other CLI commands, and no package that `npm ci --omit=dev` leaves out
 // (vega, vega-lite), nor the bench's progress bars. Before its first pod it has loaded no CRI API
 // (read at a pod's Create) and started no wasm worker thread (the warm ones wait for a first
-// wasm container).
+// wasm container). kuasard runs from its compiled modules here, not its bundle (the bundle keeps
+// the same dynamic imports lazy, as chunks).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +40,7 @@ describe('kuasard ships lean', () => {
     process.env['NODE_OPTIONS'] = [saved.nodeOptions, `--import ${MODULE_LOG_PRELOAD}`].filter(Boolean).join(' ');
     process.env['MODULE_LOG_DIR'] = logDir;
     try {
-      env = await startEnvironment();
+      env = await startEnvironment({ kuasardModules: true });
       atStart = new Map(readdirSync(logDir).map((name) => [name, readFileSync(join(logDir, name), 'utf8').split('\n')]));
     } finally {
       for (const [key, value] of [

@@ -8,17 +8,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'smol-toml';
 import { diffHost, NO_LEAKS, snapshotHost, type HostSnapshot } from '../../src/devenv/leaks.js';
 import type { LeakScope } from '../../src/devenv/ownership.js';
 import { listProcesses } from '../../src/devenv/processes.js';
 import { eventually } from '../../src/devenv/retry.js';
 import { NotifyListener } from '../fixtures/systemd/notify-listener.js';
+import { KUASARD_ENTRY } from '../../src/install/kuasard-node.js';
 
-const KUASARD = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/kuasard.js');
 /** systemd's WatchdogSec, in microseconds: kuasard pings every 200 ms. */
 const WATCHDOG_USEC = 400_000;
 
@@ -58,7 +57,7 @@ describe('kuasard notifies systemd', () => {
       }),
     );
     listener = new NotifyListener(`@kuasar-e2e-notify-${process.pid}`);
-    kuasard = spawn(process.execPath, [KUASARD, '--config', config], {
+    kuasard = spawn(process.execPath, [KUASARD_ENTRY, '--config', config], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: String(WATCHDOG_USEC) },
     });

@@ -2,10 +2,10 @@
 // sandbox's root container runs kuasar's own idle program (native/kuasar-idle.c). runsc keeps
 // each sandbox's state in its root, and the sandboxes outlive kuasard.
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { failedPrecondition } from '../../base/errors.js';
+import { nativeProgram } from '../../base/native-programs.js';
 import type { Platform, SavedState } from '../../base/model.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { hostPlatform } from '../../linux/platform.js';
@@ -19,7 +19,7 @@ import { probePlatform } from './platform-probe.js';
 import { IDLE_PROGRAM } from './sandbox-spec.js';
 
 /** Built by `npm run build:native` next to the fd keeper: dist/native/kuasar-idle. */
-export const IDLE_BINARY = resolve(dirname(fileURLToPath(import.meta.url)), '../../../native', IDLE_PROGRAM);
+export const IDLE_BINARY = nativeProgram(IDLE_PROGRAM);
 
 /** The command name runsc's sandbox, gofers and stubs have (they run /proc/self/exe). */
 const RUNSC_HELPER_NAME = 'exe';
