@@ -11,9 +11,15 @@ import { fileURLToPath } from 'node:url';
  * holds about 13 MiB less private memory after GC (measured: 43 -> 30 MiB; 1 MiB saves no more,
  * 4 MiB saves 7 MiB, 8 MiB nothing). The cost is more, smaller scavenges: kuasard's allocation
  * rate is that of RPCs and pod records, not of a batch job.
- * --single-threaded-gc and MALLOC_ARENA_MAX were measured too, and changed nothing past noise.
+ * --no-opt: no TurboFan. V8 still compiles hot functions with Sparkplug, its baseline compiler;
+ * TurboFan's optimised code and the memory it keeps for compiling cost an idle kuasard about
+ * 3.5 MiB private (measured on the bundle: 18.6 -> 15.0 MiB). kuasard's own JavaScript is a small
+ * part of a pod start (its RPCs' own work is a few ms of 100-300; the rest is runc, containerd and
+ * the kernel): a benchmark run with and without it showed no loss beyond the noise.
+ * --lite-mode saved no more (14.9-15.4 MiB) and also drops Sparkplug; --optimize-for-size about 1
+ * MiB; --single-threaded-gc and MALLOC_ARENA_MAX nothing past the noise: not set.
  */
-export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--no-opt'];
 
 /** kuasard's bundle (src/install/bundle-kuasard.ts writes it): dist/bundle/kuasard/, from dist/src/install/. */
 export const KUASARD_BUNDLE_DIR = fileURLToPath(new URL('../../bundle/kuasard/', import.meta.url));
