@@ -5,7 +5,6 @@
 // module reaches only its linear memory and, through WASI, its preopened directories and stdio).
 // No OS process exists per container.
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Platform } from '../../base/model.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { WASM_CAPABILITIES } from './capabilities.js';
@@ -24,6 +23,8 @@ export interface WasmKindOptions {
   defaultMemoryLimit: number;
   /** Worker threads that share the instances. */
   workerThreads: number;
+  /** Where suspendable modules are kept (rewriter.ts). */
+  moduleCacheDir: string;
 }
 
 /**
@@ -48,7 +49,7 @@ export class WasmKind implements SandboxKind {
       consoleDir: options.kindDir,
       defaultMemoryLimit: options.defaultMemoryLimit,
       workers: this.workers,
-      modules: new ModuleCache(MODULE_CACHE_BYTES, new Rewriter(join(options.kindDir, 'modules'))),
+      modules: new ModuleCache(MODULE_CACHE_BYTES, new Rewriter(options.moduleCacheDir)),
     };
   }
 

@@ -1,6 +1,6 @@
 // The wasm kind: WASI modules run inside kuasard, many instances on each of a few worker threads.
 import * as check from '../../base/schema.js';
-import { kindConfigSchema } from '../../config/kind-schema.js';
+import { absolutePath, kindConfigSchema } from '../../config/kind-schema.js';
 import { WASM_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
 
@@ -25,10 +25,15 @@ export const wasmKind = defineKind({
      * They are started by the first wasm container and each ends when it hosted none for two minutes.
      */
     warm_workers: check.number().int().min(1).max(64).default(2),
+    /**
+     * Where the suspendable form of each module (rewrite.ts) is kept, by the digest of the module:
+     * made once, the first time a module is run, and found again by later daemons.
+     */
+    module_cache_dir: absolutePath.default('/var/cache/kuasar/wasm'),
   }),
   async create(config, { kindDir }) {
     const { WasmKind } = await import('./kind.js');
-    return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, workerThreads: config.warm_workers });
+    return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, workerThreads: config.warm_workers, moduleCacheDir: config.module_cache_dir });
   },
   async checks(_config, context) {
     const { wasmChecks } = await import('./checks.js');
