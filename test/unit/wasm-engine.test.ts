@@ -2,7 +2,7 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +21,7 @@ import { pipe } from '../../src/linux/libc/files.js';
 
 /** The test modules, compiled once from test/fixtures/wasm. */
 const modulesDir = mkdtempSync(join(tmpdir(), 'wasm-fixtures-'));
-const FIXTURES = ['hello', 'sleep', 'cat', 'loop', 'memory-hog', 'trap'];
+const FIXTURES = ['hello', 'sleep', 'cat', 'loop', 'memory-hog', 'trap', 'chatter'];
 await writeWasmModules(modulesDir, FIXTURES);
 process.on('exit', () => rmSync(modulesDir, { recursive: true, force: true }));
 const fixture = (name: string) => readFileSync(join(modulesDir, `${name}.wasm`));
@@ -72,7 +72,7 @@ describe('wasm engine', () => {
       }
       return text;
     };
-    return { instance, output };
+    return { instance, output, out };
   }
 
   it('runs a module to its end, and the next instance on the same thread', HANG_GUARD, async () => {
@@ -136,6 +136,33 @@ describe('wasm engine', () => {
     for (const o of [loop, sleeper, ...others]) if (o !== others[2]) await o.output();
     assert.equal(pool.threadCount, 1, 'all on one thread');
   });
+
+  it(
+    'suspends a module whose stdout pipe is full, runs the others meanwhile, and finishes its output once it is drained',
+    HANG_GUARD,
+    async () => {
+      const chatter = await instanceOf('chatter', dir);
+      chatter.instance.start();
+      // Nobody reads the chatter's pipe yet: it fills (64 KiB), and a blocking write would hold the thread.
+      const hello = await instanceOf('hello', dir);
+      hello.instance.start();
+      assert.equal((await hello.instance.ended).exitStatus, 0);
+      assert.equal(await hello.output(), 'hello\narg\n');
+      assert.equal(chatter.instance.isRunning, true, 'the chatter waits for room');
+      const drained = await new Promise<number>((resolve, reject) => {
+        let bytes = 0;
+        const reader = createReadStream('', { fd: chatter.out.read, autoClose: false });
+        reader.on('data', (chunk) => {
+          bytes += chunk.length;
+          if (bytes >= MiB) resolve(bytes);
+        });
+        reader.on('error', reject);
+      });
+      assert.equal(drained, MiB);
+      assert.equal((await chatter.instance.ended).exitStatus, 0);
+      await chatter.output();
+    },
+  );
 
   it("reports a kill that raced with the module's own end as the kill", async () => {
     // A stand-in thread, to put the two events in the racy order: the module's own end arrives

@@ -130,12 +130,14 @@ function run(id: number): void {
 
 /** A host call that may wait (wasi-imports.cts): on the rewound call, its result; else its result now, or the instance suspends. */
 function block(guest: Guest, call: () => number | Blocked): number {
+  let outcome: number | Blocked;
   if (guest.suspender.resumed()) {
     const { blocked } = guest;
     guest.blocked = undefined;
-    return blocked!.complete();
+    outcome = blocked!.complete();
+  } else {
+    outcome = call();
   }
-  const outcome = call();
   if (typeof outcome === 'number') return outcome;
   guest.blocked = outcome;
   guest.suspender.unwind();

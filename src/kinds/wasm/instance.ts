@@ -2,12 +2,13 @@
 // instances, worker-pool.ts), and how it ends (its own exit, a trap, or Kill). Kill sets the
 // instance's kill cell, which the instance sees at its next call into the host or fuel check if
 // it is running, and tells the thread, which drops it where it is suspended. A stdin that is a
-// pipe is read here, a chunk each time the instance waits for one (instance-protocol.cts), so
-// that no read of a pipe ever blocks the thread the instance shares.
+// pipe is read here, a chunk each time the instance waits for one (instance-protocol.cts), and
+// stdout and stderr pipes are made non-blocking, so that no read or write of a pipe ever blocks
+// the thread the instance shares.
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { failedPrecondition } from '../../base/errors.js';
-import { duplicateFd } from '../../linux/libc/files.js';
+import { duplicateFd, setNonBlocking } from '../../linux/libc/files.js';
 import type { InstanceJob, WorkerMessage } from './instance-protocol.cjs';
 import { CONTROL, CONTROL_CELLS, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 import type { HostedInstance, WasmThread, WorkerPool } from './worker-pool.js';
@@ -42,10 +43,12 @@ export class WasmInstance implements HostedInstance {
     private readonly thread: WasmThread,
     private readonly id: number,
     private readonly control: Int32Array,
-    stdinFd: number,
+    stdio: InstanceOptions['stdio'],
   ) {
     this.ended = new Promise((resolve) => (this.finish = resolve));
-    if (fstatSync(stdinFd).isFIFO()) this.stdin = forwardedStdin(stdinFd, (chunk) => this.thread.post({ type: 'stdin', id, chunk }));
+    if (isPipe(stdio[0])) this.stdin = forwardedStdin(stdio[0], (chunk) => this.thread.post({ type: 'stdin', id, chunk }));
+    // A write to a full pipe then fails at once, and the instance waits for room suspended (wasi-imports.cts).
+    for (const fd of [stdio[1], stdio[2]]) if (isPipe(fd)) setNonBlocking(fd, true);
   }
 
   /** Loads the module on a worker thread and waits until it is instantiated. */
@@ -53,7 +56,7 @@ export class WasmInstance implements HostedInstance {
     const control = new SharedArrayBuffer(CONTROL_CELLS * Int32Array.BYTES_PER_ELEMENT);
     const thread = await pool.acquire();
     const id = ++lastId;
-    const instance = new WasmInstance(thread, id, new Int32Array(control), options.stdio[0]);
+    const instance = new WasmInstance(thread, id, new Int32Array(control), options.stdio);
     thread.host(id, instance);
     const job: InstanceJob = { ...options, id, control, stdinForwarded: instance.stdin !== undefined };
     await new Promise<void>((resolve, reject) => {
@@ -124,6 +127,11 @@ export class WasmInstance implements HostedInstance {
     this.thread.leave(this.id);
     this.finish(end);
   }
+}
+
+/** A pipe or FIFO (the daemon's descriptor), not a file or /dev/null, which never block. */
+function isPipe(fd: number): boolean {
+  return fstatSync(fd).isFIFO();
 }
 
 /**

@@ -33,7 +33,12 @@ export const wasmKind = defineKind({
   }),
   async create(config, { kindDir }) {
     const { WasmKind } = await import('./kind.js');
-    return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, workerThreads: config.warm_workers, moduleCacheDir: config.module_cache_dir });
+    return new WasmKind({
+      kindDir,
+      defaultMemoryLimit: config.default_memory_limit,
+      workerThreads: config.warm_workers,
+      moduleCacheDir: config.module_cache_dir,
+    });
   },
   async checks(_config, context) {
     const { wasmChecks } = await import('./checks.js');

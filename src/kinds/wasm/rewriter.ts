@@ -11,7 +11,7 @@ const THREAD_URL = new URL('./rewriter-thread.js', import.meta.url);
 /** The rewriter's thread ends once it had nothing to do for this long (ms). */
 const IDLE_MS = 10_000;
 /** Part of the cache's path: a change to rewrite.ts that changes its output takes a new one. */
-export const REWRITE_VERSION = 'suspendable-v1';
+export const REWRITE_VERSION = 'suspendable-v2';
 
 export interface RewriteRequest {
   id: number;

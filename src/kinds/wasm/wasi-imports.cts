@@ -4,9 +4,10 @@
 // - Kill: every call into the host first looks at the instance's kill cell, and a set cell
 //   unwinds the module at once (InstanceKilled). The fuel check (rewrite.ts) calls the host often
 //   enough that a module in an endless loop sees it too.
-// - Waiting gives the thread away: a sleep (poll_oneoff on clocks), a read of stdin, and a poll of
-//   stdin suspend the instance (host.block) instead of blocking the thread, as node:wasi's own
-//   calls would; so does the yield when the instance's time slice is over.
+// - Waiting gives the thread away: a sleep (poll_oneoff on clocks), a read of stdin, a poll of
+//   stdin, and a write to a full stdout or stderr pipe (the daemon makes those non-blocking,
+//   instance.ts) suspend the instance (host.block) instead of blocking the thread, as node:wasi's
+//   own calls would; so does the yield when the instance's time slice is over.
 // - Memory gauge: each call records the linear memory's size, for Stats.
 // - stdio: descriptors 0-2 are the daemon's (FIFOs, pipes), closed by the daemon when the
 //   instance ends; a module may not close or renumber them underneath it.
@@ -40,6 +41,7 @@ export const CONTROL = {
 export const CONTROL_CELLS = 2;
 
 const ERRNO_SUCCESS = 0;
+const ERRNO_AGAIN = 6;
 const ERRNO_INVAL = 28;
 const ERRNO_NOTSUP = 58;
 const STDIN_FD = 0;
@@ -59,7 +61,8 @@ type HostFunction = (...args: unknown[]) => unknown;
 /** A host call that has to wait: the instance is suspended until `ready`, then the call returns `complete()`. */
 export interface Blocked {
   ready: Promise<void>;
-  complete: () => number;
+  /** The call's result once ready, or another wait (a write that still finds its pipe full). */
+  complete: () => number | Blocked;
   /** Drops what the wait holds (a timer) when the instance is killed while it waits. */
   cancel?: () => void;
 }
@@ -132,6 +135,9 @@ function replacement(name: string, original: HostFunction, host: InstanceHost): 
         Number(fd) === STDIN_FD && host.stdin
           ? host.block(() => readStdin(host, host.stdin!, iovs as number, count as number, nreadAt as number))
           : original(fd, iovs, count, nreadAt);
+    case 'fd_write':
+      return (fd, ...rest) =>
+        Number(fd) === 1 || Number(fd) === 2 ? host.block(() => writeOutput(() => original(fd, ...rest) as number)) : original(fd, ...rest);
     case 'poll_oneoff':
       return (...args) => host.block(() => poll(host, args as number[]) ?? (original(...args) as number));
     case 'sched_yield':
@@ -148,6 +154,16 @@ function replacement(name: string, original: HostFunction, host: InstanceHost): 
 /** Settles on the event loop's next turn: what the instances ready to run wait for. */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** How long a write that found its pipe full waits before it tries again (ms): a reader that drains it is not told. */
+const FULL_PIPE_RETRY_MS = 5;
+
+/** fd_write on stdout or stderr: done now, or retried later while the pipe is full (nothing written yet). */
+function writeOutput(write: () => number): number | Blocked {
+  const errno = write();
+  if (errno !== ERRNO_AGAIN) return errno;
+  return { ready: new Promise((resolve) => setTimeout(resolve, FULL_PIPE_RETRY_MS)), complete: () => writeOutput(write) };
 }
 
 /** fd_read on a forwarded stdin: fills the iovecs from what the daemon sent, or waits for more. */
