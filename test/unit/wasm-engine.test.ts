@@ -2,7 +2,7 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +27,9 @@ process.on('exit', () => rmSync(modulesDir, { recursive: true, force: true }));
 const fixture = (name: string) => readFileSync(join(modulesDir, `${name}.wasm`));
 
 const MiB = 1024 * 1024;
+/** stdio for instances whose output no test reads: never a pipe, which the engine would read or make non-blocking. */
+const devNull = openSync('/dev/null', 'r+');
+process.on('exit', () => closeSync(devNull));
 /** A guard against a hang, not a measure: every wait here normally takes milliseconds. */
 const HANG_GUARD = { timeout: 60_000 };
 
@@ -164,6 +167,24 @@ describe('wasm engine', () => {
     },
   );
 
+  it('refuses a module that exports no memory with FailedPrecondition: its stack could not be kept', HANG_GUARD, async () => {
+    // `(module (func (export "f") (result i32) i32.const 42))`
+    writeFileSync(join(dir, 'no-memory.wasm'), Buffer.from('0061736d010000000105016000017f03020100070501016600000a06010400412a0b', 'hex'));
+    const module = await modules.load(join(dir, 'no-memory.wasm'), MiB);
+    await assert.rejects(
+      WasmInstance.create(pool, {
+        module,
+        entry: 'f',
+        args: [],
+        env: {},
+        preopens: {},
+        stdio: [devNull, devNull, devNull],
+        memoryLimit: MiB,
+      }),
+      (err: unknown) => err instanceof RuntimeError && err.code === Code.FailedPrecondition && /exports no memory/.test(err.message),
+    );
+  });
+
   it("reports a kill that raced with the module's own end as the kill", async () => {
     // A stand-in thread, to put the two events in the racy order: the module's own end arrives
     // after Kill.
@@ -184,7 +205,7 @@ describe('wasm engine', () => {
       args: [],
       env: {},
       preopens: {},
-      stdio: [0, 1, 2],
+      stdio: [devNull, devNull, devNull],
       memoryLimit: MiB,
     });
     instance.start();
@@ -206,7 +227,7 @@ describe('wasm engine', () => {
         args: [],
         env: {},
         preopens: {},
-        stdio: [0, 1, 2],
+        stdio: [devNull, devNull, devNull],
         memoryLimit: MiB,
       });
       instance.start();
