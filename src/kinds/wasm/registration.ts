@@ -53,7 +53,7 @@ export const wasmKind = defineKind({
   bench: {
     inKuasard: {
       each: 'many per thread',
-      memory: "its instance on a shared thread, its linear memory and compiled module",
+      memory: 'its instance on a shared thread, its linear memory and compiled module',
       taskRate: { image: TEST_MODULES, longRunning: ['/sleep.wasm'], shortLived: ['/hello.wasm'] },
     },
   },

@@ -68,6 +68,9 @@ export class Suspender {
     const bytes = this.bytes();
     const end = new DataView(bytes.buffer).getUint32(DATA_AT, true);
     this.stack = bytes.slice(DATA_AT, end);
+    // Only what asyncify wrote is given back: writing the rest would make pages of the lent
+    // block resident that the module may never have touched.
+    this.lent = this.lent.subarray(0, end - DATA_AT);
     this.giveBack();
     return true;
   }
