@@ -7,8 +7,10 @@
 //
 // The dynamic imports (each kind's modules, its checks, metrics, the admin socket) stay lazy as
 // chunks of their own. The wasm kind's worker thread is a second, CommonJS, bundle beside them:
-// worker-pool.ts starts it by its name next to its own chunk. koffi stays a package (it loads a
-// native addon by its path in node_modules). Native programs are found by native-programs.ts,
+// worker-pool.ts starts it by its name next to its own chunk; so is the wasm kind's rewriter
+// thread (an ES module, rewriter.ts starts it the same way). koffi stays a package (it loads a
+// native addon by its path in node_modules), and so does binaryen (15 MB, loaded only by the
+// rewriter thread: a copy in the bundle would only double it on disk). Native programs are found by native-programs.ts,
 // which sits two levels below dist in both trees.
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +29,7 @@ const common: BuildOptions = {
   target: 'node20',
   minifyWhitespace: true,
   minifySyntax: true,
-  external: ['koffi'],
+  external: ['koffi', 'binaryen'],
   outdir: KUASARD_BUNDLE_DIR,
   logLevel: 'warning',
 };
@@ -45,4 +47,10 @@ await build({
   entryPoints: [compiled('kinds/wasm/instance-worker.cjs')],
   format: 'cjs',
   outExtension: { '.js': '.cjs' },
+});
+await build({
+  ...common,
+  entryPoints: [compiled('kinds/wasm/rewriter-thread.js')],
+  format: 'esm',
+  banner: { js: REQUIRE_SHIM },
 });

@@ -15,6 +15,7 @@ import {
   type ContainerConfig,
   type PodSandboxConfig,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { inPool } from '../../src/bench/pods.js';
 import { ContainerState } from '../../src/cri/client.js';
 import { criLogText, readContainerLog } from '../../src/cri/log.js';
 import { RemoteCommand } from '../../src/cri/remote-command.js';
@@ -27,6 +28,8 @@ import { descriptorsUnder } from '../../src/linux/descriptors.js';
 import { mountsUnder } from '../../src/linux/mountinfo.js';
 
 const WAIT = { timeoutMs: 30_000 };
+/** Idle containers in the density test's pod: the figure the wasm kind is for (issue 17). */
+const DENSE_CONTAINERS = 500;
 const MiB = 1024n * 1024n;
 
 describe('wasm kind through CRI', () => {
@@ -283,6 +286,45 @@ describe('wasm kind through CRI', () => {
       // A trap far below the limit is an ordinary error.
       const trap = await runToExit(podId, pod, wasm('trap', ['/trap.wasm'], {}, 16n * MiB));
       assert.equal(trap.status.reason, 'Error');
+    });
+  });
+
+  it(`runs ${DENSE_CONTAINERS} idle containers in one pod, among them a runaway loop and a memory hog; a hello in another pod still starts and prints`, async () => {
+    await withPod('wasm-dense', async (podId, pod) => {
+      const started = await inPool(
+        Array.from({ length: DENSE_CONTAINERS }, (_, i) => i),
+        8,
+        (i) => start(podId, pod, wasm(`idle-${i}`, ['/sleep.wasm'])),
+      );
+      assert.deepEqual(
+        started.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : [])),
+        [],
+        'every idle container started',
+      );
+      const runaway = await start(podId, pod, wasm('runaway', ['/loop.wasm']));
+      const hog = await runToExit(podId, pod, wasm('hog', ['/memory-hog.wasm'], {}, 64n * MiB));
+      assert.equal(hog.status.reason, 'OOMKilled', 'the hog ends at its own limit');
+
+      // Another pod, beside them all: its own leak check (withPod's descriptor check would see this pod's instances).
+      const { leaks } = await runPod(
+        env,
+        env.handlers.kuasar['wasm'] ?? '',
+        env.podConfig({ name: 'wasm-dense-hello' }),
+        [],
+        async (run) => {
+          const hello = await runToExit(run.podId, run.pod, wasm('hello', ['/hello.wasm']));
+          assert.equal(hello.status.exitCode, 0);
+          assert.match(hello.stdout, /^hello$/m);
+        },
+      );
+      assert.deepEqual(leaks, NO_LEAKS);
+
+      const listed = await env.cri.runtime.listContainers({
+        filter: { podSandboxId: podId, state: { state: ContainerState.CONTAINER_RUNNING } },
+      });
+      assert.equal(listed.containers.length, DENSE_CONTAINERS + 1, 'the idle containers and the runaway loop still run');
+      await env.cri.runtime.stopContainer({ containerId: runaway.containerId, timeout: 1n });
+      assert.equal((await env.cri.waitForContainerState(runaway.containerId, ContainerState.CONTAINER_EXITED, WAIT)).exitCode, 143);
     });
   });
 

@@ -26,6 +26,7 @@ const KEYS = [
   'kinds.wasm.io_type',
   'kinds.wasm.default_memory_limit',
   'kinds.wasm.warm_workers',
+  'kinds.wasm.module_cache_dir',
   'kinds.vmm.enabled',
   'containerd.address',
   'extra',

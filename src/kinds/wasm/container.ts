@@ -80,7 +80,7 @@ export class WasmContainer implements KindContainer {
     let stdio: ProcessStdio | undefined;
     const nullFds: number[] = [];
     try {
-      const spec = await readBundleSpec(record.bundle);
+      const spec = await timed(log, 'wasm.read-spec', () => readBundleSpec(record.bundle));
       await mkdir(rootfs, { recursive: true, mode: 0o700 });
       // With no mounts, containerd has prepared the rootfs inside the bundle itself: a bind of it
       // gives the container a mount of its own all the same, to mount into and make read-only.
@@ -89,7 +89,9 @@ export class WasmContainer implements KindContainer {
       const { modulePath, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
       const memoryLimit = specLimit ?? env.defaultMemoryLimit;
       const module = await timed(log, 'wasm.compile', () => env.modules.load(modulePath, memoryLimit));
-      stdio = await ProcessStdio.open({ stdio: record.stdio, streams, consoleDir: env.consoleDir, log, copyStdin: true });
+      stdio = await timed(log, 'wasm.open-stdio', () =>
+        ProcessStdio.open({ stdio: record.stdio, streams, consoleDir: env.consoleDir, log, copyStdin: true }),
+      );
       // A slot containerd left empty reads and writes /dev/null: WASI's default would be kuasard's own stdio.
       const fds = stdio.runtime.stdio.map((target, slot) => {
         if (target !== 'ignore') return target;

@@ -1,19 +1,27 @@
-// A wasm worker thread: runs WebAssembly instances one at a time, each in the thread alone, so
-// that a trap, an endless loop or a memory blow-up stays in this thread; the daemon ends a
-// running instance through its kill cell (wasi-imports.ts) or, for a module that never calls
-// the host, with Worker.terminate(). 'load' instantiates a module (the container's Create),
-// 'run' runs it (Start). WASI writes to the descriptors the daemon opened (FIFOs or pipes);
-// worker threads share the process's descriptor table.
+// A wasm worker thread: hosts many WebAssembly instances, which take turns on it. Every module is
+// suspendable (rewrite.ts): an instance that waits (a sleep, a read of stdin) is suspended and
+// the thread runs the others; one that computes is suspended at a fuel check once its time slice
+// is over, and queued behind the others. Each turn is a task of the thread's event loop, so the
+// daemon's commands (load, run, kill, stdin) are served between turns.
+//
+// A trap or proc_exit ends its own instance only; linear memory is capped per instance
+// (memory-cap.ts), so a memory blow-up stays inside its limit; a killed instance is dropped
+// where it is suspended, or unwinds at its next call into the host (its kill cell).
 //
 // CommonJS, like the modules it loads: a worker that loads an ES module first starts Node's ES
 // module loader, which costs about half as much again as the rest of the thread's start.
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS, type InstanceJob, type WorkerCommand, type WorkerMessage } from './instance-protocol.cjs';
-import { CONTROL, controlledImports, InstanceKilled, WASM_PAGE_BYTES } from './wasi-imports.cjs';
+import { StdinBuffer } from './stdin-buffer.cjs';
+import { Suspender } from './suspend.cjs';
+import { type Blocked, CONTROL, controlledImports, InstanceKilled, ProcExit, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
 const port = parentPort!;
 const post = (message: WorkerMessage) => port.postMessage(message);
+
+/** How long an instance may run before a fuel check gives the thread to the next one (ms). */
+const TIME_SLICE_MS = 10;
 
 // node:wasi warns that it is experimental on load, to the daemon's stderr, once per worker. The
 // daemon uses it on purpose; every other warning goes through as usual.
@@ -26,17 +34,41 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 // After the filter above: node:wasi warns as it loads.
 const { WASI } = require('node:wasi') as typeof import('node:wasi');
 
-interface Loaded {
+interface Guest {
   job: InstanceJob;
   control: Int32Array;
-  memory: WebAssembly.Memory | undefined;
-  run: () => number;
+  memory: WebAssembly.Memory;
+  suspender: Suspender;
+  entry: () => unknown;
+  stdin: StdinBuffer | undefined;
+  /** The host call it is suspended in, while it is. */
+  blocked: Blocked | undefined;
+  started: boolean;
 }
-let loaded: Loaded | undefined;
+
+const guests = new Map<number, Guest>();
+/** Guests ready for a turn, in order. */
+const ready: Guest[] = [];
+let turnQueued = false;
+/** The guest whose turn it is, and when its slice began. */
+let current: Guest | undefined;
+let sliceStart = 0;
 
 port.on('message', (command: WorkerCommand) => {
-  if (command.type === 'load') load(command.job);
-  else run();
+  switch (command.type) {
+    case 'load':
+      load(command.job);
+      break;
+    case 'run':
+      run(command.id);
+      break;
+    case 'kill':
+      kill(command.id);
+      break;
+    case 'stdin':
+      guests.get(command.id)?.stdin?.receive(command.chunk);
+      break;
+  }
 });
 post({ type: 'idle' });
 
@@ -53,59 +85,153 @@ function load(job: InstanceJob): void {
       stderr: job.stdio[2],
       returnOnExit: true,
     });
-    const state: Loaded = { job, control, memory: undefined, run: () => 0 };
-    const imports = controlledImports(wasi.getImportObject() as WebAssembly.Imports, { control, memory: () => state.memory });
+    const stdin = job.stdinForwarded ? new StdinBuffer(() => post({ type: 'want-stdin', id: job.id })) : undefined;
+    let guest: Guest | undefined;
+    const imports = controlledImports(wasi.getImportObject() as WebAssembly.Imports, {
+      control,
+      memory: () => guest?.memory,
+      block: (call) => block(guest!, call),
+      sliceOver: () => performance.now() - sliceStart >= TIME_SLICE_MS,
+      stdin,
+    });
     const instance = new WebAssembly.Instance(job.module, imports);
-    const exported = instance.exports['memory'];
-    if (exported instanceof WebAssembly.Memory) state.memory = exported;
-    recordMemory(state);
+    const { memory } = instance.exports;
+    const suspender = Suspender.of(instance.exports, memory instanceof WebAssembly.Memory ? memory : undefined);
+    if (!suspender) throw new Error('the module exports no memory');
     const entry = instance.exports[job.entry];
     if (typeof entry !== 'function') throw new Error(`the module exports no function "${job.entry}"`);
-    // WASI starts a command by calling its `_start`; another entry is called the same way.
-    const started = job.entry === '_start' ? instance : { exports: { ...instance.exports, _start: entry } };
-    state.run = () => wasi.start(started as WebAssembly.Instance) ?? 0;
-    loaded = state;
-    post({ type: 'ready' });
+    // node:wasi needs the memory; the entry is called here, turn by turn, not by wasi.start.
+    wasi.start({ exports: { memory, _start: () => undefined } } as unknown as WebAssembly.Instance);
+    const loaded: Guest = {
+      job,
+      control,
+      memory: memory as WebAssembly.Memory,
+      suspender,
+      entry: entry as () => unknown,
+      stdin,
+      blocked: undefined,
+      started: false,
+    };
+    guest = loaded;
+    recordMemory(loaded);
+    guests.set(job.id, loaded);
+    post({ type: 'ready', id: job.id });
   } catch (err) {
-    post({ type: 'failed', message: (err as Error).message });
+    post({ type: 'failed', id: job.id, message: (err as Error).message });
   }
 }
 
-function run(): void {
-  const state = loaded;
-  if (!state) return;
-  let status: number;
+function run(id: number): void {
+  const guest = guests.get(id);
+  if (!guest || guest.started) return;
+  guest.started = true;
+  queue(guest);
+}
+
+/** A host call that may wait (wasi-imports.cts): on the rewound call, its result; else its result now, or the instance suspends. */
+function block(guest: Guest, call: () => number | Blocked): number {
+  let outcome: number | Blocked;
+  if (guest.suspender.resumed()) {
+    const { blocked } = guest;
+    guest.blocked = undefined;
+    outcome = blocked!.complete();
+  } else {
+    outcome = call();
+  }
+  if (typeof outcome === 'number') return outcome;
+  guest.blocked = outcome;
+  guest.suspender.unwind();
+  // Ignored: the instance unwinds.
+  return 0;
+}
+
+function queue(guest: Guest): void {
+  ready.push(guest);
+  if (turnQueued) return;
+  turnQueued = true;
+  setImmediate(nextTurn);
+}
+
+function nextTurn(): void {
+  turnQueued = false;
+  const guest = ready.shift();
+  if (guest) turn(guest);
+  if (ready.length > 0 && !turnQueued) {
+    turnQueued = true;
+    setImmediate(nextTurn);
+  }
+}
+
+/** Runs `guest` until it ends or suspends. */
+function turn(guest: Guest): void {
+  if (guests.get(guest.job.id) !== guest) return;
+  current = guest;
+  sliceStart = performance.now();
   try {
-    status = state.run();
+    if (guest.suspender.isSuspended) guest.suspender.rewind();
+    guest.entry();
   } catch (err) {
-    // Killed: the daemon is terminating this thread and reports the signal itself.
-    if (err instanceof InstanceKilled) return;
+    end(guest, err);
+    return;
+  } finally {
+    current = undefined;
+  }
+  if (guest.suspender.suspended()) {
+    recordMemory(guest);
+    const { blocked } = guest;
+    blocked!.ready.then(
+      () => queue(guest),
+      (err: unknown) => end(guest, err),
+    );
+    return;
+  }
+  end(guest, undefined);
+}
+
+/** The instance is over: how it ended (undefined: its entry returned) told to the daemon. */
+function end(guest: Guest, reason: unknown): void {
+  if (guests.get(guest.job.id) !== guest) return;
+  guests.delete(guest.job.id);
+  guest.blocked?.cancel?.();
+  const { id } = guest.job;
+  if (reason instanceof InstanceKilled) {
+    post({ type: 'exited', id, status: 0, outOfMemory: false, killed: true });
+    return;
+  }
+  let status = 0;
+  if (reason instanceof ProcExit) status = reason.status;
+  else if (reason !== undefined) {
     // A trap (unreachable, out-of-bounds access, stack overflow...): the message goes to the
     // container's stderr, so that it shows in its log.
     status = TRAP_EXIT_STATUS;
-    toStderr(state, `wasm trap: ${(err as Error).message}`);
+    toStderr(guest, `wasm trap: ${(reason as Error).message}`);
   }
-  recordMemory(state);
-  const memoryBytes = state.memory?.buffer.byteLength ?? 0;
+  recordMemory(guest);
+  const memoryBytes = guest.memory.buffer.byteLength;
   // The engine refused to grow the memory past the limit, and the module failed for it: that
   // is what the OOM killer would have ended. (A module that failed for another reason while
   // its memory happened to be full is counted the same: the two cannot be told apart.)
-  const outOfMemory = status !== 0 && state.memory !== undefined && memoryBytes + WASM_PAGE_BYTES > state.job.memoryLimit;
+  const outOfMemory = status !== 0 && memoryBytes + WASM_PAGE_BYTES > guest.job.memoryLimit;
   if (outOfMemory) {
     status = OOM_EXIT_STATUS;
-    toStderr(state, `wasm: out of memory: the module's linear memory reached the container's limit of ${state.job.memoryLimit} bytes`);
+    toStderr(guest, `wasm: out of memory: the module's linear memory reached the container's limit of ${guest.job.memoryLimit} bytes`);
   }
-  loaded = undefined;
-  post({ type: 'exited', status, outOfMemory });
+  post({ type: 'exited', id, status, outOfMemory, killed: false });
 }
 
-function recordMemory(state: Loaded): void {
-  if (state.memory) Atomics.store(state.control, CONTROL.memoryPages, state.memory.buffer.byteLength / WASM_PAGE_BYTES);
+/** Kill of an instance that is not running now (this thread is serving a message): dropped where it is. */
+function kill(id: number): void {
+  const guest = guests.get(id);
+  if (guest && guest !== current) end(guest, new InstanceKilled());
 }
 
-function toStderr(state: Loaded, line: string): void {
+function recordMemory(guest: Guest): void {
+  Atomics.store(guest.control, CONTROL.memoryPages, guest.memory.buffer.byteLength / WASM_PAGE_BYTES);
+}
+
+function toStderr(guest: Guest, line: string): void {
   try {
-    writeSync(state.job.stdio[2], `${line}\n`);
+    writeSync(guest.job.stdio[2], `${line}\n`);
   } catch {
     // stderr is gone: the exit status still tells
   }

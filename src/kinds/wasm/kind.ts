@@ -1,6 +1,6 @@
 // The wasm kind: containers are WebAssembly modules (WASI preview 1) run by the daemon itself,
-// each instance on a worker thread of its own while it lives (worker-pool.ts lends them out and
-// takes them back), its module compiled once for all its instances (module-cache.ts). A pod has
+// many instances on each of a few worker threads (worker-pool.ts), taking turns (every module is
+// made suspendable first: rewrite.ts), its module compiled once for all its instances (module-cache.ts). A pod has
 // no namespaces or cgroups of its own in this first version: its isolation is WebAssembly's (a
 // module reaches only its linear memory and, through WASI, its preopened directories and stdio).
 // No OS process exists per container.
@@ -12,6 +12,7 @@ import { unmountRecursive } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { WasmEnvironment } from './container.js';
 import { ModuleCache } from './module-cache.js';
+import { Rewriter } from './rewriter.js';
 import { WasmSandbox } from './sandbox.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -20,20 +21,19 @@ export interface WasmKindOptions {
   kindDir: string;
   /** The memory limit (bytes) of a container whose spec sets none. */
   defaultMemoryLimit: number;
-  /** Worker threads kept started and idle, ready for the next container. */
-  warmWorkers: number;
+  /** Worker threads that share the instances. */
+  workerThreads: number;
+  /** Where suspendable modules are kept (rewriter.ts). */
+  moduleCacheDir: string;
 }
 
-/** Idle workers beyond the warm ones end after this long unused. */
-const IDLE_WORKER_MS = 30_000;
 /**
- * The warm workers end too when no container was created for this long, and the next container
- * starts them again (it waits for a thread of its own, tens of milliseconds, once). Two minutes
- * outlast the one-minute period of the most frequent CronJob, so a workload that starts a
- * container every minute keeps finding them ready; a node with no wasm container for longer gets
- * their memory (about 7 MiB each) back.
+ * A worker thread that hosted no instance for this long ends, and the next container starts one
+ * again (it waits tens of milliseconds for it, once). Two minutes outlast the one-minute period
+ * of the most frequent CronJob, so a workload that starts a container every minute keeps finding
+ * them ready; a node with no wasm container for longer gets their memory (about 7 MiB each) back.
  */
-const WARM_IDLE_MS = 120_000;
+const IDLE_WORKER_MS = 120_000;
 /** The most module bytes kept compiled for later containers. */
 const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -44,17 +44,17 @@ export class WasmKind implements SandboxKind {
   private readonly env: WasmEnvironment;
 
   constructor(private readonly options: WasmKindOptions) {
-    this.workers = new WorkerPool({ warm: options.warmWorkers, idleMs: IDLE_WORKER_MS, warmIdleMs: WARM_IDLE_MS });
+    this.workers = new WorkerPool({ threads: options.workerThreads, idleMs: IDLE_WORKER_MS });
     this.env = {
       consoleDir: options.kindDir,
       defaultMemoryLimit: options.defaultMemoryLimit,
       workers: this.workers,
-      modules: new ModuleCache(MODULE_CACHE_BYTES),
+      modules: new ModuleCache(MODULE_CACHE_BYTES, new Rewriter(options.moduleCacheDir)),
     };
   }
 
   async init(): Promise<void> {
-    // The warm workers wait for the first container (worker-pool.ts): a node may never run one.
+    // The worker threads wait for the first container (worker-pool.ts): a node may never run one.
     await mkdir(this.options.kindDir, { recursive: true, mode: 0o700 });
   }
 

@@ -5,11 +5,13 @@
 //
 // Modules are keyed by the digest of their bytes (two images with the same module share it;
 // a file changed in place is a new module), and the cap is part of the key because it rewrites
-// the module before compilation (memory-cap.ts).
+// the module before compilation (memory-cap.ts). What is compiled is the module's suspendable form
+// (rewriter.ts), which the instances' threads need; it is made once per key.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { invalidArgument } from '../../base/errors.js';
 import { capMemory, pagesWithin } from './memory-cap.js';
+import type { Rewriter } from './rewriter.js';
 
 interface Entry {
   module: Promise<WebAssembly.Module>;
@@ -22,7 +24,10 @@ export class ModuleCache {
   private totalBytes = 0;
 
   /** @param capacityBytes the most module bytes kept compiled (the code takes a few times that). */
-  constructor(private readonly capacityBytes: number) {}
+  constructor(
+    private readonly capacityBytes: number,
+    private readonly rewriter: Rewriter,
+  ) {}
 
   /** The module in `path`, its memory capped to fit `memoryLimit` bytes, compiled. */
   async load(path: string, memoryLimit: number): Promise<WebAssembly.Module> {
@@ -35,9 +40,9 @@ export class ModuleCache {
       return found.module;
     }
     const entry: Entry = {
-      module: WebAssembly.compile(capped).catch((err: Error) => {
+      module: this.compile(key, capped).catch((err: Error) => {
         this.forget(key);
-        throw invalidArgument(`not a valid WebAssembly module: ${err.message}`);
+        throw err;
       }),
       bytes: capped.length,
     };
@@ -45,6 +50,18 @@ export class ModuleCache {
     this.totalBytes += entry.bytes;
     this.evict(key);
     return entry.module;
+  }
+
+  private async compile(key: string, capped: Uint8Array): Promise<WebAssembly.Module> {
+    // Checked here first, where the engine says what is wrong: the rewriter takes valid modules only.
+    if (!WebAssembly.validate(capped)) {
+      const err = await WebAssembly.compile(capped).then(
+        () => new Error('refused by the engine'),
+        (e: Error) => e,
+      );
+      throw invalidArgument(`not a valid WebAssembly module: ${err.message}`);
+    }
+    return WebAssembly.compile(await this.rewriter.suspendable(key, capped));
   }
 
   get size(): number {

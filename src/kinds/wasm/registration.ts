@@ -1,6 +1,6 @@
-// The wasm kind: WASI modules run inside kuasard, one worker thread per running instance.
+// The wasm kind: WASI modules run inside kuasard, many instances on each of a few worker threads.
 import * as check from '../../base/schema.js';
-import { kindConfigSchema } from '../../config/kind-schema.js';
+import { absolutePath, kindConfigSchema } from '../../config/kind-schema.js';
 import { WASM_CAPABILITIES } from './capabilities.js';
 import { defineKind } from '../../kind-api/registration.js';
 
@@ -21,15 +21,24 @@ export const wasmKind = defineKind({
       .min(65_536)
       .default(256 * 1024 * 1024),
     /**
-     * Worker threads kept started and idle for the next containers (each about 7 MiB): a
-     * container that finds one ready does not wait the tens of milliseconds a thread takes to start.
-     * They are started by the first wasm container and ended when none was created for two minutes.
+     * Worker threads that run the instances, many each, taking turns (each thread about 7 MiB).
+     * They are started by the first wasm container and each ends when it hosted none for two minutes.
      */
-    warm_workers: check.number().int().min(0).max(64).default(2),
+    warm_workers: check.number().int().min(1).max(64).default(2),
+    /**
+     * Where the suspendable form of each module (rewrite.ts) is kept, by the digest of the module:
+     * made once, the first time a module is run, and found again by later daemons.
+     */
+    module_cache_dir: absolutePath.default('/var/cache/kuasar/wasm'),
   }),
   async create(config, { kindDir }) {
     const { WasmKind } = await import('./kind.js');
-    return new WasmKind({ kindDir, defaultMemoryLimit: config.default_memory_limit, warmWorkers: config.warm_workers });
+    return new WasmKind({
+      kindDir,
+      defaultMemoryLimit: config.default_memory_limit,
+      workerThreads: config.warm_workers,
+      moduleCacheDir: config.module_cache_dir,
+    });
   },
   async checks(_config, context) {
     const { wasmChecks } = await import('./checks.js');
@@ -43,8 +52,8 @@ export const wasmKind = defineKind({
   },
   bench: {
     inKuasard: {
-      each: 'a thread each',
-      memory: "its instance's thread, linear memory and compiled module",
+      each: 'many per thread',
+      memory: 'its instance on a shared thread, its linear memory and compiled module',
       taskRate: { image: TEST_MODULES, longRunning: ['/sleep.wasm'], shortLived: ['/hello.wasm'] },
     },
   },

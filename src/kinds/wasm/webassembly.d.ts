@@ -3,8 +3,10 @@
 declare namespace WebAssembly {
   class Module {
     constructor(bytes: Uint8Array);
+    static exports(module: Module): { name: string; kind: string }[];
   }
   function compile(bytes: Uint8Array): Promise<Module>;
+  function validate(bytes: Uint8Array): boolean;
   class Memory {
     readonly buffer: ArrayBuffer;
   }

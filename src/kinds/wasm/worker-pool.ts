@@ -1,156 +1,179 @@
-// The wasm kind's worker threads. Starting one costs a Node environment (tens of milliseconds
-// of CPU, about 7 MiB), so the pool keeps a few started ones ready for the next Create, and
-// takes back a worker whose instance ended on its own (instance.ts says when). Warm workers
-// are for a node that runs wasm containers: they are started by the first container, not
-// before, and ended, all of them, once no container has taken a worker for `warmIdleMs`. A worker serves at most
-// MAX_INSTANCES_PER_WORKER instances: node:wasi keeps a little native state per instance until
-// its thread ends, so a worker is retired before that adds up.
+// The wasm kind's worker threads. Each hosts many instances at once (instance-worker.cts takes
+// them in turns), so a node runs a handful of threads whatever its number of containers: starting
+// one costs a Node environment (tens of milliseconds of CPU, about 7 MiB). The first container
+// starts them; a new instance goes to the thread hosting the fewest, and a thread that hosted
+// none for `idleMs` ends. A thread hosts at most MAX_INSTANCES_PER_THREAD instances in its life:
+// node:wasi keeps a little native state per instance until its thread ends, so a thread is
+// retired (takes no new instance, ends with its last) before that adds up.
 import { Worker } from 'node:worker_threads';
 import { releaseFreeMemory } from '../../linux/libc/processes.js';
-import type { WorkerMessage } from './instance-protocol.cjs';
+import type { WorkerCommand, WorkerMessage } from './instance-protocol.cjs';
 
 const WORKER_URL = new URL('./instance-worker.cjs', import.meta.url);
 
-export const MAX_INSTANCES_PER_WORKER = 64;
-/** Quiet time after the last worker ended before free memory is handed back. */
+export const MAX_INSTANCES_PER_THREAD = 4096;
+/** Quiet time after the last thread ended before free memory is handed back. */
 const RELEASE_DELAY_MS = 1_000;
 
 export interface WorkerPoolOptions {
-  /** Started workers kept ready beyond those in use. */
-  warm: number;
-  /** Idle workers beyond `warm` end after this long unused (ms). */
+  /** Threads that share the instances. */
+  threads: number;
+  /** A thread that hosted no instance for this long ends (ms); the next acquire() starts one again. */
   idleMs: number;
-  /** The warm workers too end once no worker was taken for this long (ms); the next acquire() starts them again. */
-  warmIdleMs: number;
 }
 
-/** A worker of the pool, lent to one instance at a time. */
-export interface PooledWorker {
-  readonly thread: Worker;
-  /** Instances it has served, the current one included. */
-  served: number;
-  /** False once its thread has ended. */
-  alive: boolean;
+/** What a thread tells one of its instances. */
+export interface HostedInstance {
+  message(message: WorkerMessage): void;
+  /** The thread ended: the instance with it. */
+  threadEnded(): void;
+}
+
+/** One worker thread and the instances it hosts. */
+export class WasmThread {
+  private readonly hosted = new Map<number, HostedInstance>();
+  /** Instances it has been given, in its life. */
+  served = 0;
+  alive = true;
+  /** When it last hosted nothing. */
+  idleSince = Date.now();
+
+  constructor(readonly thread: Worker) {
+    thread.on('message', (message: WorkerMessage) => {
+      if (message.type !== 'idle') this.hosted.get(message.id)?.message(message);
+    });
+  }
+
+  get load(): number {
+    return this.hosted.size;
+  }
+
+  get retiring(): boolean {
+    return this.served >= MAX_INSTANCES_PER_THREAD;
+  }
+
+  host(id: number, instance: HostedInstance): void {
+    this.served += 1;
+    this.hosted.set(id, instance);
+  }
+
+  /** The instance is over; a retiring thread ends with its last. */
+  leave(id: number): void {
+    this.hosted.delete(id);
+    if (this.hosted.size > 0) return;
+    this.idleSince = Date.now();
+    if (this.retiring) void this.thread.terminate();
+  }
+
+  post(command: WorkerCommand): void {
+    this.thread.postMessage(command);
+  }
+
+  /** Its thread ended: every instance it hosted ended with it. */
+  ended(): void {
+    this.alive = false;
+    for (const instance of [...this.hosted.values()]) instance.threadEnded();
+    this.hosted.clear();
+  }
 }
 
 export class WorkerPool {
-  private readonly idle: { worker: PooledWorker; since: number }[] = [];
-  private booting = 0;
+  private readonly threads: WasmThread[] = [];
+  private starting: Promise<WasmThread> | undefined;
   private closed = false;
   private releaseTimer: NodeJS.Timeout | undefined;
   private readonly trimTimer: NodeJS.Timeout;
-  /** When a worker was last taken; -Infinity before the first: no warm worker is kept until then. */
-  private lastAcquire = -Infinity;
 
   constructor(private readonly options: WorkerPoolOptions) {
-    this.trimTimer = setInterval(() => this.trim(), Math.max(1_000, Math.min(options.idleMs, options.warmIdleMs) / 2)).unref();
+    this.trimTimer = setInterval(() => this.trim(), Math.max(1_000, options.idleMs / 2)).unref();
   }
 
-  /** A started worker for one instance: an idle one, else a new one (and the warm ones started behind it). */
-  async acquire(): Promise<PooledWorker> {
-    this.lastAcquire = Date.now();
-    const ready = this.idle.pop()?.worker ?? (await startWorker(this.forget));
-    ready.served += 1;
-    this.refill();
-    return ready;
-  }
-
-  /** Takes back a worker whose instance ended on its own (it waits for the next 'load'). */
-  release(worker: PooledWorker): void {
-    if (!worker.alive) return;
-    if (this.closed || worker.served >= MAX_INSTANCES_PER_WORKER) {
-      void worker.thread.terminate();
-      return;
+  /**
+   * The thread for a new instance: the one hosting the fewest. Threads start as they are needed,
+   * one at a time; while one starts, the instance goes to a running one if there is any.
+   */
+  async acquire(): Promise<WasmThread> {
+    const open = this.threads.filter((t) => t.alive && !t.retiring);
+    if (open.length < this.options.threads && !this.starting) {
+      this.starting = startThread(this.forget).then(
+        (started) => {
+          this.starting = undefined;
+          if (this.closed) void started.thread.terminate();
+          else this.threads.push(started);
+          return started;
+        },
+        (err: unknown) => {
+          this.starting = undefined;
+          throw err;
+        },
+      );
     }
-    this.idle.push({ worker, since: Date.now() });
+    const least = open.reduce<WasmThread | undefined>((best, t) => (!best || t.load < best.load ? t : best), undefined);
+    return least ?? (await this.starting!);
   }
 
-  /** Ends every idle worker and stops refilling (workers in use end with their instances). */
+  /** Ends every thread (instances still hosted end with them). */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.trimTimer);
     clearTimeout(this.releaseTimer);
-    await Promise.all(this.idle.splice(0).map(({ worker }) => worker.thread.terminate()));
+    await this.starting?.catch(() => undefined);
+    await Promise.all(this.threads.splice(0).map((t) => t.thread.terminate()));
   }
 
-  get idleCount(): number {
-    return this.idle.length;
-  }
-
-  /** How many idle workers to keep: `warm` while containers take workers, none once they stopped for warmIdleMs. */
-  private target(): number {
-    return Date.now() - this.lastAcquire < this.options.warmIdleMs ? this.options.warm : 0;
-  }
-
-  private refill(): void {
-    while (!this.closed && this.idle.length + this.booting < this.target()) {
-      this.booting += 1;
-      startWorker(this.forget)
-        .then((worker) => {
-          if (this.closed) void worker.thread.terminate();
-          else this.idle.push({ worker, since: Date.now() });
-        })
-        // A worker that cannot start now will not be missed: acquire() starts one when needed.
-        .catch(() => undefined)
-        .finally(() => (this.booting -= 1));
-    }
+  /** Threads started and not ended. */
+  get threadCount(): number {
+    return this.threads.length;
   }
 
   /**
-   * A worker that ended (for whatever reason) is never lent out again. What its thread
-   * allocated stays in the C allocator's arenas until they are trimmed: trimmed once the ends
-   * of a burst are over, so that the daemon shrinks back instead of keeping the burst's peak.
+   * A thread that ended (for whatever reason) is dropped. What it allocated stays in the C
+   * allocator's arenas until they are trimmed: trimmed once the ends are over, so that the
+   * daemon shrinks back instead of keeping the peak.
    */
-  private readonly forget = (worker: PooledWorker): void => {
-    const at = this.idle.findIndex((entry) => entry.worker === worker);
-    if (at >= 0) this.idle.splice(at, 1);
+  private readonly forget = (ended: WasmThread): void => {
+    const at = this.threads.indexOf(ended);
+    if (at >= 0) this.threads.splice(at, 1);
     clearTimeout(this.releaseTimer);
     this.releaseTimer = setTimeout(releaseFreeMemory, RELEASE_DELAY_MS).unref();
   };
 
-  /** Ends the workers that sat unused for idleMs, down to the target (the oldest first). */
+  /** Ends the threads that hosted nothing for idleMs. */
   private trim(): void {
     const cutoff = Date.now() - this.options.idleMs;
-    const keep = this.target();
-    while (this.idle.length > keep && (this.idle[0]?.since ?? Infinity) < cutoff) {
-      void this.idle.shift()?.worker.thread.terminate();
-    }
+    for (const t of this.threads) if (t.load === 0 && t.idleSince < cutoff) void t.thread.terminate();
   }
 }
 
-/** A new worker, once it has loaded node:wasi and waits for a job; `onExit` is told when it ends. */
-async function startWorker(onExit: (worker: PooledWorker) => void): Promise<PooledWorker> {
-  const thread = new Worker(WORKER_URL, { stdout: false, stderr: false });
-  // Workers never keep the daemon alive on their own: its servers do.
-  thread.unref();
-  const worker: PooledWorker = { thread, served: 0, alive: true };
-  thread.once('exit', () => {
-    worker.alive = false;
-    onExit(worker);
+/** A new thread, once it has loaded node:wasi and waits for jobs; `onExit` is told when it ends. */
+async function startThread(onExit: (thread: WasmThread) => void): Promise<WasmThread> {
+  const worker = new Worker(WORKER_URL, { stdout: false, stderr: false });
+  // Threads never keep the daemon alive on their own: its servers do.
+  worker.unref();
+  const started = new WasmThread(worker);
+  worker.once('exit', () => {
+    started.ended();
+    onExit(started);
   });
-  // An uncaught error ends the worker (its 'exit' follows and drops it from the pool). Without a
-  // listener of its own, one raised while the worker sits idle, when no instance listens, would
-  // be thrown in kuasard's main thread and end the daemon.
-  thread.on('error', () => undefined);
+  // An uncaught error ends the thread (its 'exit' follows and ends its instances). Without a
+  // listener of its own, it would be thrown in kuasard's main thread and end the daemon.
+  worker.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     const onMessage = (message: WorkerMessage) => {
       if (message.type !== 'idle') return;
       cleanup();
       resolve();
     };
-    const onError = (err: Error) => {
+    const onExitEarly = (code: number) => {
       cleanup();
-      reject(err);
+      reject(new Error(`wasm worker exited with code ${code} while starting`));
     };
-    const onExit = (code: number) => onError(new Error(`wasm worker exited with code ${code} while starting`));
     const cleanup = () => {
-      thread.off('message', onMessage);
-      thread.off('error', onError);
-      thread.off('exit', onExit);
+      worker.off('message', onMessage);
+      worker.off('exit', onExitEarly);
     };
-    thread.on('message', onMessage);
-    thread.once('error', onError);
-    thread.once('exit', onExit);
+    worker.on('message', onMessage);
+    worker.once('exit', onExitEarly);
   });
-  return worker;
+  return started;
 }
