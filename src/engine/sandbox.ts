@@ -62,6 +62,8 @@ export class Sandbox implements SandboxContext, ContainerHost {
    */
   private saving: boolean;
   private lastSave: Promise<void> = Promise.resolve();
+  /** The write queued behind lastSave that has not begun: a save asked for now joins it. */
+  private queuedWrite: Promise<void> | undefined;
 
   constructor(
     readonly record: SandboxRecord,
@@ -105,6 +107,7 @@ export class Sandbox implements SandboxContext, ContainerHost {
    * with the other writes: a later save, stopSaving() and saved() come after it.
    */
   saveAfterAnswer(): void {
+    this.queuedWrite = undefined;
     this.lastSave = this.lastSave.then(answersSent);
     this.save().catch((err) => this.log.error({ err }, 'saving state after the answer'));
   }
@@ -114,11 +117,22 @@ export class Sandbox implements SandboxContext, ContainerHost {
     return this.lastSave;
   }
 
-  /** Writes the record (with the kind's state); writes are queued so that the file always ends with the latest one. */
+  /**
+   * Writes the record (with the kind's state). Writes are queued so that the file always ends
+   * with the latest one, and saves asked for while one waits for its turn join that one: the
+   * record is read when its write begins, so it carries their changes too. (A pod whose
+   * containers are created many at a time would otherwise write its whole record, synced, once
+   * per change, one after another.)
+   */
   async save(): Promise<void> {
     if (!this.saving) return;
     if (this.handle) this.record.kindState = this.handle.state();
-    const write = this.lastSave.then(() => writeJsonAtomic(join(this.dir, STATE_FILE), this.record));
+    if (this.queuedWrite) return this.queuedWrite;
+    const write = this.lastSave.then(() => {
+      this.queuedWrite = undefined;
+      return writeJsonAtomic(join(this.dir, STATE_FILE), this.record);
+    });
+    this.queuedWrite = write;
     this.lastSave = write.catch(() => undefined);
     return write;
   }
