@@ -88,7 +88,7 @@ export abstract class OciContainer implements KindContainer {
     const cri = await readBundleSpec(record.bundle);
     if (record.rootfs.length > 0) await timed(this.log, `${this.stagePrefix}.mount-rootfs`, () => mountAll(record.rootfs, rootfs));
     const spec = this.podSpec(cri, resolveRootfs(record.bundle, cri, record.rootfs.length, rootfs));
-    await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+    await writeFile(join(dir, 'config.json'), JSON.stringify(this.pod.runtime.specForRuntime(spec)));
     this.initProcess = await OciProcess.launch(
       { ...this.pod.launch, log: this.log },
       record.stdio,
