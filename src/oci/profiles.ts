@@ -41,7 +41,7 @@ export const CGROUP_V1_LAUNCHER = resolve(dirname(fileURLToPath(import.meta.url)
  * leaves those it does not know aside) and a hybrid cgroup layout whose v2 hierarchy holds a
  * controller: its bundles are written as 1.0.2, and it runs where that hierarchy is not
  * mounted (the launcher), managing the v1 ones. An unknown container it reports as a state
- * file it cannot open; a second start as an exec.fifo already gone.
+ * file it cannot open; a second start as an exec.fifo already gone; a missing program by its name.
  */
 export const crunProfile: RuntimeProfile = {
   name: 'crun',
@@ -51,6 +51,7 @@ export const crunProfile: RuntimeProfile = {
   messageCodes: [
     [/exec\.fifo`?: no such file/i, Code.FailedPrecondition],
     [/error opening file `[^`]*\/status`: no such file|cannot open directory '[^']*': no such file/i, Code.NotFound],
+    [/executable file `[^`]*` not found/i, Code.InvalidArgument],
     ...RUNC_MESSAGES,
   ],
 };

@@ -238,6 +238,7 @@ describe('runtime output parsing', () => {
     assert.equal(code('cannot open `/run/k/runc.oci/c1/exec.fifo`: No such file or directory'), Code.FailedPrecondition);
     assert.equal(code('container `c1` already exists'), Code.AlreadyExists);
     assert.equal(code('kill container: No such process'), Code.NotFound);
+    assert.equal(code('executable file `no-such-binary` not found in $PATH: No such file or directory'), Code.InvalidArgument);
     assert.equal(code('cannot open `/etc/passwd`: No such file or directory'), Code.Internal);
   });
 

@@ -1,5 +1,5 @@
 // The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
-// OCI runtime CLI (crun where its self-test passes at start, runc otherwise: runtime-choice.ts). No process stays per pod: the pod's IPC and UTS
+// OCI runtime CLI (runc by default; crun, or with "auto" crun where its self-test passes at start: runtime-choice.ts). No process stays per pod: the pod's IPC and UTS
 // namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
 // a pod whose containers share one PID namespace gets a process: the holder of that namespace.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { podStateCodec } from './pod-state.js';
-import { chooseOciRuntime } from './runtime-choice.js';
+import { chooseOciRuntimeOncePerBoot } from './runtime-choice.js';
 import { releasePod, RuncSandbox, type RuncEnvironment } from './sandbox.js';
 
 export interface RuncKindOptions {
@@ -50,7 +50,9 @@ export class RuncKind implements SandboxKind {
     // Namespace files can only be bind-mounted below a mount that does not propagate.
     await makePrivateBindOfItself(this.options.kindDir);
     const scratch = await mkdtemp(`${this.options.kindDir}.self-test-`);
-    const choice = await chooseOciRuntime(this.options.ociRuntime, scratch).finally(() => rm(scratch, { recursive: true, force: true }));
+    const choice = await chooseOciRuntimeOncePerBoot(this.options.ociRuntime, scratch, `${this.options.kindDir}.oci-runtime.json`).finally(
+      () => rm(scratch, { recursive: true, force: true }),
+    );
     const { root, logDir, consoleDir } = this.runtimeDirs;
     const runtime = new OciRuntime({ binary: choice.binary, profile: choice.profile, root, logDir });
     const version = await runtime.version();
