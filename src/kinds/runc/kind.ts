@@ -1,5 +1,5 @@
 // The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
-// OCI runtime CLI (runc by default; crun, or with "auto" crun where its self-test passes at start: runtime-choice.ts). No process stays per pod: the pod's IPC and UTS
+// OCI runtime CLI (crun where its self-test passes at start, runc otherwise: runtime-choice.ts). No process stays per pod: the pod's IPC and UTS
 // namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
 // a pod whose containers share one PID namespace gets a process: the holder of that namespace.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { RUNC_CAPABILITIES } from './capabilities.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
+import { crunProfile } from '../../oci/profiles.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { podStateCodec } from './pod-state.js';
 import { chooseOciRuntimeOncePerBoot } from './runtime-choice.js';
@@ -57,6 +58,10 @@ export class RuncKind implements SandboxKind {
     const runtime = new OciRuntime({ binary: choice.binary, profile: choice.profile, root, logDir });
     const version = await runtime.version();
     this.options.log.info({ binary: choice.binary, version: version.version, why: choice.why }, `OCI runtime: ${choice.profile.name}`);
+    // A `crun exec` whose program cannot run leaves its forked child to us (a child subreaper)
+    // as a zombie, still counted in the container's cgroup: crun's kill of the container then
+    // waits for that cgroup to empty, and the pod could never be stopped.
+    if (choice.profile === crunProfile) this.options.reaper.reapOrphans((stat) => stat.comm === crunProfile.name);
     this.envOrUndefined = { runtime, reaper: this.options.reaper, consoleDir };
   }
 

@@ -8,12 +8,8 @@ export const runcKind = defineKind({
   name: 'runc',
   capabilities: RUNC_CAPABILITIES,
   config: kindConfigSchema.extend({
-    /**
-     * The OCI runtime CLI: a name on PATH or an absolute path (runc, crun), or "auto": crun where
-     * its self-test at start passes, runc otherwise. Not yet the default: with crun 1.8 a pod whose
-     * exec of a missing program failed cannot be stopped (see README, Performance).
-     */
-    oci_runtime: z.string().min(1).default('runc'),
+    /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun), or "auto": crun where its self-test at start passes, runc otherwise. */
+    oci_runtime: z.string().min(1).default('auto'),
   }),
   async create(config, { kindDir, reaper, log }) {
     const { RuncKind } = await import('./kind.js');

@@ -1,10 +1,10 @@
-// Which OCI runtime the runc kind drives. `oci_runtime = "auto"` takes crun when it is installed
-// and runs the tiny container here, runc otherwise: crun is a small C program where runc is a Go
-// one that re-executes itself, and start latency is what the kind is measured by. kuasard's
-// first start after the host boots runs the self-test and keeps the answer for that boot: a
-// restarted kuasard then serves again without it, and goes on with the runtime that holds its
-// containers (runc cannot read crun's state, nor crun runc's). `kuasar doctor` runs it every
-// time. A runtime named in the configuration is taken as it is.
+// Which OCI runtime the runc kind drives. `oci_runtime = "auto"` (the default) takes crun when
+// it is installed and runs the tiny container here, runc otherwise: crun is a small C program
+// where runc is a Go one that re-executes itself, and start latency is what the kind is
+// measured by. kuasard's first start after the host boots runs the self-test and keeps the
+// answer for that boot: a restarted kuasard then serves again without it, and goes on with the
+// runtime that holds its containers (runc cannot read crun's state, nor crun runc's). `kuasar
+// doctor` runs it every time. A runtime named in the configuration is taken as it is.
 import { readFile, writeFile } from 'node:fs/promises';
 import { findExecutable } from '../../kind-api/checks.js';
 import { crunProfile, runcLikeProfile, runcProfile, type RuntimeProfile } from '../../oci/profiles.js';
