@@ -74,7 +74,8 @@ install_missing() {
 
 # gcc and libc6-dev compile the pause program of the local pause image (src/devenv/images.ts).
 # catatonit holds the PID namespace of runc pods that share one (src/linux/pid-holder.ts).
-base_packages=(runc iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev catatonit)
+# crun: the runc kind's OCI runtime where its self-test passes at kuasard's start (src/kinds/runc/runtime-choice.ts).
+base_packages=(runc crun iproute2 util-linux containernetworking-plugins busybox-static umoci ca-certificates gcc libc6-dev catatonit)
 install_missing "${base_packages[@]}"
 
 # The vmm kind: QEMU runs each pod's VM; `kuasar image build` reads kernel modules (kmod's
@@ -105,6 +106,7 @@ fi
 
 containerd --version
 runc --version | head -n 1
+crun --version | sed -n 1p
 # sed, not head: runsc writes its lines one by one and dies of SIGPIPE once head has gone.
 runsc --version | sed -n 1p
 qemu-system-x86_64 --version | sed -n 1p

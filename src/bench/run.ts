@@ -59,7 +59,8 @@ export async function runBench(settings: BenchSettings, progress: BenchProgress)
     // Every kind "auto": one that cannot run here is left, and measured only if asked for (its pods then fail saying why).
     const env = await startWithGcHook(() =>
       startEnvironment({
-        kuasardConfig: (paths) => renderKuasardConfigWith(kindConfigsInBench(environmentNames(paths.dir).cgroupName), 'auto')(paths),
+        kuasardConfig: (paths) =>
+          renderKuasardConfigWith(kindConfigsInBench(environmentNames(paths.dir).cgroupName, settings.kinds), 'auto')(paths),
         criCallTimeoutMs: CRI_CALL_TIMEOUT_MS,
         onProgress: (message) => progress.note(`  · ${message}`),
       }),

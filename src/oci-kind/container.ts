@@ -5,6 +5,7 @@
 // What differs between kinds is a few hooks: how the spec joins the pod, how the init's end is
 // learned, what follows it, and where the figures come from.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Code, failedPrecondition, RuntimeError } from '../base/errors.js';
@@ -18,6 +19,8 @@ import { readBundleSpec, resolveRootfs } from '../oci/bundle.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import type { Spec } from '../oci/spec.js';
 import { OciProcess, type LaunchContext } from './process.js';
+
+const { SIGKILL } = constants.signals;
 
 /** What a container needs of its pod. */
 export interface OciPodView {
@@ -88,7 +91,7 @@ export abstract class OciContainer implements KindContainer {
     const cri = await readBundleSpec(record.bundle);
     if (record.rootfs.length > 0) await timed(this.log, `${this.stagePrefix}.mount-rootfs`, () => mountAll(record.rootfs, rootfs));
     const spec = this.podSpec(cri, resolveRootfs(record.bundle, cri, record.rootfs.length, rootfs));
-    await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+    await writeFile(join(dir, 'config.json'), JSON.stringify(this.pod.runtime.specForRuntime(spec)));
     this.initProcess = await OciProcess.launch(
       { ...this.pod.launch, log: this.log },
       record.stdio,
@@ -115,6 +118,11 @@ export abstract class OciContainer implements KindContainer {
 
   async kill(signal: number, all: boolean): Promise<void> {
     await this.pod.runtime.kill(this.id, signal, { all });
+    // A frozen process takes no signal until it is thawed (cgroup v1's freezer). runc thaws a
+    // paused container it kills with SIGKILL; crun does not, and its container would never end.
+    if (signal === SIGKILL && this.context.record.status === 'paused') {
+      await this.pod.runtime.resume(this.id, { log: this.log }).catch((err) => this.log.debug({ err }, 'thawing the killed container'));
+    }
   }
 
   async delete(): Promise<void> {

@@ -123,7 +123,7 @@ export class OciCli {
     // would keep it open, and us waiting, for its whole life.
     const stdio: StdioOptions = invocation.io ?? ['ignore', 'pipe', 'pipe'];
     return new Promise((resolve, reject) => {
-      const [file, ...argv] = [...(invocation.launcher ?? []), this.binary, ...args];
+      const [file, ...argv] = [...(invocation.launcher ?? this.profile.launcher ?? []), this.binary, ...args];
       const child = spawn(file!, argv, { stdio, detached: true });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];

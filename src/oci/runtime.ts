@@ -20,6 +20,7 @@ import type { ExitInfo } from '../base/model.js';
 import { OciCli, type ProcessStdio } from './cli.js';
 import { parsePids, parseState, parseVersion, parseWaitResult, type ContainerState, type RuntimeVersion } from './outputs.js';
 import { runcProfile, type RuntimeProfile } from './profiles.js';
+import type { Spec } from './spec.js';
 import { parseStatsEvent, type ContainerStats } from './stats.js';
 
 export type { ProcessStdio, StdioTarget } from './cli.js';
@@ -89,6 +90,11 @@ export class OciRuntime {
       logDir: this.logDir,
       timeoutMs: options.timeoutMs ?? 60_000,
     });
+  }
+
+  /** The spec as this runtime takes it: its version the one the runtime knows, where its profile names one (crun 1.8). */
+  specForRuntime(spec: Spec): Spec {
+    return this.profile.specVersion === undefined ? spec : { ...spec, ociVersion: this.profile.specVersion };
   }
 
   /** Creates the container (its init waits for `start`) and returns the pid the runtime wrote. */

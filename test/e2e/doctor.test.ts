@@ -100,9 +100,14 @@ describe('kuasar doctor on this machine', () => {
     assert.match(check(report, 'host', 'containerd').finding, new RegExp(`^${containerdVersion?.replace(/[.+]/g, '\\$&')} `));
     assert.equal(check(report, 'host', 'containerd config').status, 'ok');
 
-    // runc: its runtime answers and a container runs.
+    // runc: its runtime ("auto" by default: crun where it runs the tiny container, as kuasard chooses at start) answers and a container runs.
     assert.ok(answers('runc', ['--version']), 'this machine has runc');
-    assert.equal(check(report, 'runc', 'oci runtime').status, 'ok');
+    const ociRuntime = check(report, 'runc', 'oci runtime');
+    assert.equal(ociRuntime.status, 'ok');
+    assert.match(
+      ociRuntime.finding,
+      answers('crun', ['--version']) ? /^crun .*; auto: crun's self-test passed in \d+ ms$/ : /^runc .*; auto: crun is not installed$/,
+    );
     assert.match(check(report, 'runc', 'tiny container').finding, /^ran in new pid, ipc, uts, mount and network namespaces and a cgroup/);
 
     // appkernel: runsc answers; gVisor's kvm platform only where there is a /dev/kvm.

@@ -20,6 +20,7 @@ import { ContainerState } from '../../src/cri/client.js';
 import { startEnvironment, type Environment } from '../../src/devenv/environment.js';
 import { diffHost, NO_LEAKS, snapshotHost, type HostDiff, type HostSnapshot } from '../../src/devenv/leaks.js';
 import { containerConfig } from '../../src/devenv/pods.js';
+import { runcKindRuntimeCommand } from '../../src/devenv/oci-runtime.js';
 import { fdKeeperPids } from '../../src/devenv/processes.js';
 import { eventually, untilAnswered } from '../../src/devenv/retry.js';
 import { Controller } from '../../src/api/containerd/services/sandbox/v1/sandbox_pb.js';
@@ -353,10 +354,11 @@ describe('runc kind: kuasard killed inside pod calls', () => {
     const { podSandboxId } = await runtime.runPodSandbox({ config: pod, runtimeHandler: env.handlers.kuasar['runc'] });
     const { containerId } = await runtime.createContainer({ podSandboxId, config: busybox(), sandboxConfig: pod });
     await runtime.startContainer({ containerId });
-    // runc's container goes away behind kuasard's back (as when kuasard dies inside a Task
-    // Delete after runc's delete): the next kuasard finds the record of a container runc lacks.
+    // The container goes away behind kuasard's back (as when kuasard dies inside a Task
+    // Delete after the runtime's delete): the next kuasard finds the record of a container the runtime lacks.
     await env.restartKuasard({ crash: true });
-    await execFileAsync('runc', ['--root', join(env.paths.kuasarState, 'runc.oci'), 'delete', '--force', containerId]);
+    const [command, ...runtimeArgs] = runcKindRuntimeCommand(env.paths.kuasardLog);
+    await execFileAsync(command!, [...runtimeArgs, '--root', join(env.paths.kuasarState, 'runc.oci'), 'delete', '--force', containerId]);
     await env.restartKuasard({ crash: true });
     // containerd dials the controller again only after its reconnect backoff.
     await untilAnswered(() => runtime.podSandboxStatus({ podSandboxId }), 30_000);

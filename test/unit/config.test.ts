@@ -15,7 +15,7 @@ test('an empty configuration takes the defaults', () => {
   assert.equal(config.state_dir, '/run/kuasar');
   assert.equal(config.log_level, 'info');
   assert.equal(config.containerd.ttrpc_address, '/run/containerd/containerd.sock.ttrpc');
-  assert.equal(config.kinds.runc.oci_runtime, 'runc');
+  assert.equal(config.kinds.runc.oci_runtime, 'auto');
   // Every kind is "auto": served where its checks pass (src/doctor).
   assert.deepEqual(
     enabledKinds(config).map((k) => [k.name, k.enabled, k.listen]),

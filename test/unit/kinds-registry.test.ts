@@ -61,9 +61,12 @@ test("the benchmark's kind-specific parts name registered kinds", () => {
   assert.deepEqual(findKind(IN_KUASARD_KIND.name)?.bench?.inKuasard?.taskRate, IN_KUASARD_KIND.taskRate);
 });
 
-test("the benchmark's kuasard takes each kind's benchmark keys (vmm: VMs booting ten at once under TCG get 5 minutes; a warm pool below the environment's cgroup), valid for the kind's schema", () => {
+test("the benchmark's kuasard takes each measured kind's benchmark keys (vmm: VMs booting ten at once under TCG get 5 minutes; a warm pool below the environment's cgroup), valid for the kind's schema", () => {
   const paths = environmentPaths('/run/kdev-aaaaaa');
-  const settings = kindConfigsInBench('kdev-aaaaaa');
+  // A kind not measured keeps its defaults: no warm pool booting VMs beside the runc kind's starts.
+  assert.deepEqual(kindConfigsInBench('kdev-aaaaaa', []), {}, 'a default run does not measure the vmm kind');
+  assert.deepEqual(kindConfigsInBench('kdev-aaaaaa', ['runc', 'wasm']), {});
+  const settings = kindConfigsInBench('kdev-aaaaaa', ['runc', 'vmm']);
   assert.deepEqual(settings, {
     vmm: { boot_timeout_ms: 300_000, warm_pool: 2, warm_pool_cgroup_parent: '/kdev-aaaaaa/kuasar-vmm-warm' },
   });

@@ -7,8 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { fakeOciCliPrelude } from '../../src/devenv/fake-oci-cli.js';
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { parseVersion } from '../../src/oci/outputs.js';
-import { codeForRuntimeMessage } from '../../src/oci/profiles.js';
+import { codeForRuntimeMessage, crunProfile, runcLikeProfile, runcProfile } from '../../src/oci/profiles.js';
 import { OciRuntime } from '../../src/oci/runtime.js';
+import type { Spec } from '../../src/oci/spec.js';
 import { errorsFromLog } from '../../src/oci/runtime-log.js';
 import { stageLog } from '../../src/devenv/stage-log.js';
 
@@ -228,6 +229,31 @@ describe('runtime output parsing', () => {
     assert.equal(codeForRuntimeMessage('unable to apply cgroup configuration'), Code.Internal);
     const missing = 'exec failed: unable to start container process: exec: "nope": executable file not found in $PATH';
     assert.equal(codeForRuntimeMessage(missing), Code.InvalidArgument);
+  });
+
+  it("maps crun 1.8's own messages to codes, and runc's as runc's", () => {
+    const code = (message: string) => codeForRuntimeMessage(message, crunProfile);
+    assert.equal(code('error opening file `/run/k/runc.oci/c1/status`: No such file or directory'), Code.NotFound);
+    assert.equal(code("cannot open directory '/run/k/runc.oci/c1': No such file or directory"), Code.NotFound);
+    assert.equal(code('cannot open `/run/k/runc.oci/c1/exec.fifo`: No such file or directory'), Code.FailedPrecondition);
+    assert.equal(code('container `c1` already exists'), Code.AlreadyExists);
+    assert.equal(code('kill container: No such process'), Code.NotFound);
+    assert.equal(code('executable file `no-such-binary` not found in $PATH: No such file or directory'), Code.InvalidArgument);
+    assert.equal(code('cannot open `/etc/passwd`: No such file or directory'), Code.Internal);
+  });
+
+  it('chooses the profile by the binary: crun by its name, runc otherwise', () => {
+    assert.equal(runcLikeProfile('/usr/bin/crun'), crunProfile);
+    assert.equal(runcLikeProfile('crun'), crunProfile);
+    assert.equal(runcLikeProfile('/opt/runc-wrapper'), runcProfile);
+  });
+
+  it('writes the spec version crun 1.8 accepts, and leaves the spec as it is for runc', () => {
+    const spec: Spec = { ociVersion: '1.2.1', process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/' }, root: { path: 'rootfs' } };
+    const crun = new OciRuntime({ profile: crunProfile, root: '/nonexistent' });
+    assert.deepEqual(crun.specForRuntime(spec), { ...spec, ociVersion: '1.0.2' });
+    assert.equal(spec.ociVersion, '1.2.1');
+    assert.equal(new OciRuntime({ root: '/nonexistent' }).specForRuntime(spec), spec);
   });
 
   it('keeps only error-level log messages', () => {

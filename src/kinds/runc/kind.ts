@@ -1,36 +1,44 @@
 // The runc kind: pods are Linux namespaces and cgroups on the host, containers are run by an
-// OCI runtime CLI (runc by default). No process stays per pod: the pod's IPC and UTS
+// OCI runtime CLI (crun where its self-test passes at start, runc otherwise: runtime-choice.ts). No process stays per pod: the pod's IPC and UTS
 // namespaces are pinned by bind mounts, its network namespace is the one CRI's CNI set up. Only
 // a pod whose containers share one PID namespace gets a process: the holder of that namespace.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { Platform, SavedState } from '../../base/model.js';
 import type { SandboxContext, SandboxKind } from '../../kind-api/kind.js';
 import { RUNC_CAPABILITIES } from './capabilities.js';
 import { makePrivateBindOfItself, unmountPrivateBindOfItself } from '../../linux/mount.js';
 import { hostPlatform } from '../../linux/platform.js';
 import type { Reaper } from '../../linux/reaper.js';
+import { crunProfile } from '../../oci/profiles.js';
 import { OciRuntime } from '../../oci/runtime.js';
 import { podStateCodec } from './pod-state.js';
+import { chooseOciRuntimeOncePerBoot } from './runtime-choice.js';
 import { releasePod, RuncSandbox, type RuncEnvironment } from './sandbox.js';
 
 export interface RuncKindOptions {
   /** The kind's state directory (`<state_dir>/runc`); sandboxes live in its subdirectories. */
   kindDir: string;
-  /** The OCI runtime CLI: runc, crun, or a path. */
+  /** The OCI runtime CLI: "auto", runc, crun, or a path. */
   ociRuntime: string;
   reaper: Reaper;
+  log: Logger;
 }
 
 export class RuncKind implements SandboxKind {
   readonly name = 'runc';
   readonly capabilities = RUNC_CAPABILITIES;
-  private readonly env: RuncEnvironment;
+  private envOrUndefined: RuncEnvironment | undefined;
   private readonly runtimeDirs: { root: string; logDir: string; consoleDir: string };
 
   constructor(private readonly options: RuncKindOptions) {
     this.runtimeDirs = { root: `${options.kindDir}.oci`, logDir: `${options.kindDir}.oci-log`, consoleDir: `${options.kindDir}.console` };
-    const runtime = new OciRuntime({ binary: options.ociRuntime, root: this.runtimeDirs.root, logDir: this.runtimeDirs.logDir });
-    this.env = { runtime, reaper: options.reaper, consoleDir: this.runtimeDirs.consoleDir };
+  }
+
+  /** Set by init, which chooses the runtime; nothing is asked of the kind before. */
+  private get env(): RuncEnvironment {
+    if (!this.envOrUndefined) throw new Error('the runc kind is used before its init');
+    return this.envOrUndefined;
   }
 
   async init(): Promise<void> {
@@ -42,7 +50,19 @@ export class RuncKind implements SandboxKind {
     }
     // Namespace files can only be bind-mounted below a mount that does not propagate.
     await makePrivateBindOfItself(this.options.kindDir);
-    await this.env.runtime.version();
+    const scratch = await mkdtemp(`${this.options.kindDir}.self-test-`);
+    const choice = await chooseOciRuntimeOncePerBoot(this.options.ociRuntime, scratch, `${this.options.kindDir}.oci-runtime.json`).finally(
+      () => rm(scratch, { recursive: true, force: true }),
+    );
+    const { root, logDir, consoleDir } = this.runtimeDirs;
+    const runtime = new OciRuntime({ binary: choice.binary, profile: choice.profile, root, logDir });
+    const version = await runtime.version();
+    this.options.log.info({ binary: choice.binary, version: version.version, why: choice.why }, `OCI runtime: ${choice.profile.name}`);
+    // A `crun exec` whose program cannot run leaves its forked child to us (a child subreaper)
+    // as a zombie, still counted in the container's cgroup: crun's kill of the container then
+    // waits for that cgroup to empty, and the pod could never be stopped.
+    if (choice.profile === crunProfile) this.options.reaper.reapOrphans((stat) => stat.comm === crunProfile.name);
+    this.envOrUndefined = { runtime, reaper: this.options.reaper, consoleDir };
   }
 
   platform(): Platform {

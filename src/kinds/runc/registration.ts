@@ -8,12 +8,12 @@ export const runcKind = defineKind({
   name: 'runc',
   capabilities: RUNC_CAPABILITIES,
   config: kindConfigSchema.extend({
-    /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun). */
-    oci_runtime: check.string().min(1).default('runc'),
+    /** The OCI runtime CLI: a name on PATH or an absolute path (runc, crun), or "auto": crun where its self-test at start passes, runc otherwise. */
+    oci_runtime: check.string().min(1).default('auto'),
   }),
-  async create(config, { kindDir, reaper }) {
+  async create(config, { kindDir, reaper, log }) {
     const { RuncKind } = await import('./kind.js');
-    return new RuncKind({ kindDir, ociRuntime: config.oci_runtime, reaper });
+    return new RuncKind({ kindDir, ociRuntime: config.oci_runtime, reaper, log });
   },
   async checks(config, context) {
     const { runcChecks } = await import('./checks.js');
