@@ -162,8 +162,11 @@ export type ObjectOf<S extends Shape> = Simplify<
   }
 >;
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+const plainObject = typed(
+  'an object',
+  (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value),
+);
+const anArray = typed('an array', (value: unknown): value is unknown[] => Array.isArray(value));
 
 export class ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
   /**
@@ -174,11 +177,9 @@ export class ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
     readonly shape: S,
     private readonly strict: boolean,
   ) {
-    super((value, path, issues) => {
-      if (!isPlainObject(value)) {
-        issues.push({ path, message: `expected an object, got ${kindOf(value)}` });
-        return INVALID;
-      }
+    super((input, path, issues) => {
+      const value = plainObject(input, path, issues);
+      if (value === INVALID) return INVALID;
       const out: Record<string, unknown> = {};
       let valid = true;
       for (const [key, schema] of Object.entries(shape)) {
@@ -251,11 +252,9 @@ export function union<S extends Schema<unknown>[]>(schemas: S, expected: string)
 }
 
 export function array<T>(item: Schema<T>): ArraySchema<T> {
-  return new ArraySchema((value, path, issues) => {
-    if (!Array.isArray(value)) {
-      issues.push({ path, message: `expected an array, got ${kindOf(value)}` });
-      return INVALID;
-    }
+  return new ArraySchema((input, path, issues) => {
+    const value = anArray(input, path, issues);
+    if (value === INVALID) return INVALID;
     const out: T[] = [];
     let valid = true;
     value.forEach((element, index) => {
@@ -270,13 +269,11 @@ export function array<T>(item: Schema<T>): ArraySchema<T> {
 /** An object used as a map: any keys, every value checked by `value`. */
 export function record<T>(value: Schema<T>): Schema<Record<string, T>> {
   return new Schema((input, path, issues) => {
-    if (!isPlainObject(input)) {
-      issues.push({ path, message: `expected an object, got ${kindOf(input)}` });
-      return INVALID;
-    }
+    const map = plainObject(input, path, issues);
+    if (map === INVALID) return INVALID;
     const out: Record<string, T> = {};
     let valid = true;
-    for (const [key, element] of Object.entries(input)) {
+    for (const [key, element] of Object.entries(map)) {
       const checked = value.checkAt(element, [...path, key], issues);
       if (checked === INVALID) valid = false;
       else out[key] = checked;
