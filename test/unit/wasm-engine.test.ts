@@ -51,6 +51,17 @@ describe('wasm engine', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** `module` run with no arguments, files or output (its stdio /dev/null), within 1 MiB. */
+  const quietJob = (module: WebAssembly.Module): InstanceOptions => ({
+    module,
+    entry: '_start',
+    args: [],
+    env: {},
+    preopens: {},
+    stdio: [devNull, devNull, devNull],
+    memoryLimit: MiB,
+  });
+
   /** An instance of `name`.wasm whose stdout is a pipe; the root preopen is `root`. */
   async function instanceOf(name: string, root: string, stdin = -1) {
     const out = pipe();
@@ -199,15 +210,7 @@ describe('wasm engine', () => {
     const worker = new RacingWorker();
     const thread = new WasmThread(worker as unknown as Worker);
     const racingPool = { acquire: async () => thread } as unknown as WorkerPool;
-    const instance = await WasmInstance.create(racingPool, {
-      module: {} as WebAssembly.Module,
-      entry: '_start',
-      args: [],
-      env: {},
-      preopens: {},
-      stdio: [devNull, devNull, devNull],
-      memoryLimit: MiB,
-    });
+    const instance = await WasmInstance.create(racingPool, quietJob({} as WebAssembly.Module));
     instance.start();
     instance.kill(15);
     worker.emit('message', { type: 'exited', id: worker.id, status: 0, outOfMemory: false, killed: false });
@@ -221,15 +224,7 @@ describe('wasm engine', () => {
     try {
       const thread = await own.acquire();
       const module = await ownModules.load(join(dir, 'sleep.wasm'), MiB);
-      const instance = await WasmInstance.create(own, {
-        module,
-        entry: '_start',
-        args: [],
-        env: {},
-        preopens: {},
-        stdio: [devNull, devNull, devNull],
-        memoryLimit: MiB,
-      });
+      const instance = await WasmInstance.create(own, quietJob(module));
       instance.start();
       await thread.thread.terminate();
       assert.deepEqual(await instance.ended, { exitStatus: 1, outOfMemory: false });
