@@ -18,8 +18,11 @@ import { fileURLToPath } from 'node:url';
  * the kernel): a benchmark run with and without it showed no loss beyond the noise.
  * --lite-mode saved no more (14.9-15.4 MiB) and also drops Sparkplug; --optimize-for-size about 1
  * MiB; --single-threaded-gc and MALLOC_ARENA_MAX nothing past the noise: not set.
+ * --expose-gc: kuasard collects its garbage once a burst of calls is over (daemon/idle-memory.ts),
+ * before handing the C allocator's free memory back; V8 would shrink its heap by itself only
+ * tens of seconds later.
  */
-export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--no-opt'];
+export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--no-opt', '--expose-gc'];
 
 /** kuasard's bundle (src/install/bundle-kuasard.ts writes it): dist/bundle/kuasard/, from dist/src/install/. */
 export const KUASARD_BUNDLE_DIR = fileURLToPath(new URL('../../bundle/kuasard/', import.meta.url));

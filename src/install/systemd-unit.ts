@@ -43,8 +43,9 @@ After=local-fs.target network.target
 [Service]
 Type=notify
 NotifyAccess=main
-# ${KUASARD_NODE_FLAGS.join(' ')}: a young generation of 2 MiB semi-spaces instead of up to 16 MiB
-# holds an idle kuasard's private memory about 13 MiB lower (src/install/kuasard-node.ts).
+# ${KUASARD_NODE_FLAGS.join(' ')}: V8 settings that keep an idle kuasard's private memory
+# low (small young generation, no optimizing compiler, a collection after each burst of calls;
+# the reasons and figures are in src/install/kuasard-node.ts).
 ExecStart=${node} ${KUASARD_NODE_FLAGS.join(' ')} ${kuasard} --config ${config}
 # Pods, their processes (runc inits, gVisor sandboxes, QEMU) and the fd keeper that holds
 # containerd's task connections must outlive kuasard: a restart ends the daemon alone, and its

@@ -29,11 +29,12 @@ export interface WasmKindOptions {
 
 /**
  * A worker thread that hosted no instance for this long ends, and the next container starts one
- * again (it waits tens of milliseconds for it, once). Two minutes outlast the one-minute period
- * of the most frequent CronJob, so a workload that starts a container every minute keeps finding
- * them ready; a node with no wasm container for longer gets their memory (about 7 MiB each) back.
+ * again (it waits tens of milliseconds for it, once). Half a minute outlasts a burst of starts (a
+ * rollout, a batch of jobs) with the threads kept warm, and then gives their memory (7-9 MiB each)
+ * back; a container that starts now and then, such as a CronJob's every minute, pays the thread's
+ * start each time, which is small beside its pod's own start.
  */
-const IDLE_WORKER_MS = 120_000;
+const IDLE_WORKER_MS = 30_000;
 /** The most module bytes kept compiled for later containers. */
 const MODULE_CACHE_BYTES = 64 * 1024 * 1024;
 
