@@ -13,17 +13,18 @@ import { sandboxerName } from '../config/containerd.js';
 import { runChecks, servePlan } from '../doctor/run.js';
 import type { Sandbox } from '../engine/sandbox.js';
 import { Sandboxer, type TaskEndpoint, type TaskEndpoints } from '../engine/sandboxer.js';
+import { IdleMemoryRelease } from './idle-memory.js';
 import { KeptTaskSockets } from './kept-task-sockets.js';
 import type { DaemonMetrics } from './metrics.js';
 import type { AdminServer } from './admin-server.js';
 import type { MetricsServer } from './metrics-server.js';
 import { checkTaskSocketPath, taskSocketPath } from './task-socket.js';
 import { createKind } from '../kinds/index.js';
-import { releaseFreeMemory } from '../linux/libc/processes.js';
 import { Reaper } from '../linux/reaper.js';
 import { addGrpcService } from '../rpc/grpc.js';
 import { TtrpcServer } from '../rpc/ttrpc/server.js';
-import { registerService } from '../rpc/ttrpc/typed.js';
+import { serviceHandlers } from '../rpc/ttrpc/typed.js';
+import type { ServiceHandlers } from '../rpc/ttrpc/handlers.js';
 import { type CallObserver, withCallLog } from '../services/call-log.js';
 import { controllerHandlers } from '../services/controller.js';
 import { refusingHandlers } from '../services/refusing-controller.js';
@@ -56,8 +57,6 @@ export interface Daemon {
 
 /** The fd keeper's control socket, in the state directory. */
 const FD_KEEPER_SOCKET = 'fd-keeper.sock';
-/** How long after the start its freed C memory is handed back (see startDaemon). */
-const START_SETTLE_MS = 10_000;
 
 /**
  * Task.Wait is answered by the next run when kuasard dies before it could: CRI learns a
@@ -69,27 +68,37 @@ const isResumableTaskCall = (service: string, method: string): boolean => method
  * Task sockets live in the sandbox's own directory, so removing the sandbox removes them. Their
  * descriptors are kept in the fd keeper too, so that containerd's connections survive a restart.
  */
-function taskEndpoints(log: Logger, sockets: KeptTaskSockets, observe: CallObserver | undefined): TaskEndpoints {
-  return { check: checkTaskSocketPath, open: (sandbox) => openTaskEndpoint(sandbox, log, sockets, observe) };
+function taskEndpoints(log: Logger, sockets: KeptTaskSockets, observe: CallObserver): TaskEndpoints {
+  // One set of handlers for every sandbox of the kind: a call finds its sandbox in its context.
+  const services: TaskServices = {
+    task: serviceHandlers(
+      Task,
+      withCallLog(taskHandlers(), (_request, call) => call.scope.log, 'task', observe),
+    ),
+    streaming: serviceHandlers(Streaming, streamingHandlers()),
+  };
+  return { check: checkTaskSocketPath, open: (sandbox) => openTaskEndpoint(sandbox, log, sockets, services) };
 }
 
-async function openTaskEndpoint(
-  sandbox: Sandbox,
-  log: Logger,
-  sockets: KeptTaskSockets,
-  observe: CallObserver | undefined,
-): Promise<TaskEndpoint> {
+/** The services of a sandbox's task socket. */
+interface TaskServices {
+  task: ServiceHandlers<Sandbox>;
+  streaming: ServiceHandlers<Sandbox>;
+}
+
+async function openTaskEndpoint(sandbox: Sandbox, log: Logger, sockets: KeptTaskSockets, services: TaskServices): Promise<TaskEndpoint> {
   const path = taskSocketPath(sandbox.dir);
   const server = new TtrpcServer({
+    scope: sandbox,
     logger: sandbox.log,
     // A Wait is answered when its process ends: it is both long and worth handing over.
     longCalls: isResumableTaskCall,
     resumable: isResumableTaskCall,
     ...sockets.hooks(path),
   });
-  registerService(server, Task, withCallLog(taskHandlers(sandbox), sandbox.log, 'task', observe), { names: TASK_SERVICE_NAMES });
+  server.register(TASK_SERVICE_NAMES, services.task);
   // Stdio of handlers with io_type "streaming": containerd dials the task address for it too.
-  registerService(server, Streaming, streamingHandlers(sandbox.streams, sandbox.log));
+  server.register(Streaming.typeName, services.streaming);
   await sockets.serve(server, path);
   log.debug({ sandbox: sandbox.id, path }, 'task API listening');
   return { address: `ttrpc+unix://${path}`, close: () => sockets.close(server, path) };
@@ -175,6 +184,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   const { serve, leave, plan } = await checkKinds(config, log, only);
   // Before the kinds start: stages of their recovery are observed too.
   const metrics = await createMetrics(config);
+  const idleMemory = new IdleMemoryRelease(log.child({ component: 'memory' }));
   const reaper = new Reaper().start();
   const events = new ContainerdEventForwarder(config.containerd.ttrpc_address, log.child({ component: 'events' }));
   const sandboxers: Sandboxer[] = [];
@@ -196,7 +206,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
         log: kindLog,
         keptDescriptors: sockets.descriptors(kindDir),
       });
-      const taskObserver = metrics?.rpcObserver(name, 'task');
+      const taskObserver = idleMemory.observer(metrics?.rpcObserver(name, 'task'));
       sandboxer = new Sandboxer(kind, config.state_dir, events, taskEndpoints(kindLog, sockets, taskObserver), kindLog);
       await sandboxer.init();
       metrics?.recovered(sandboxer);
@@ -212,7 +222,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
     addGrpcService(
       server,
       Controller,
-      withCallLog(controllerHandlers(sandboxer), kindLog, 'controller', metrics?.rpcObserver(name, 'controller')),
+      withCallLog(controllerHandlers(sandboxer), kindLog, 'controller', idleMemory.observer(metrics?.rpcObserver(name, 'controller'))),
     );
     await listenGrpc(server, listen);
     kindLog.info({ listen }, 'sandbox controller listening');
@@ -233,11 +243,9 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
   metrics?.watch({ sandboxers, keeperUp: () => sockets.keeperUp });
   const metricsServer = await serveMetrics(config, metrics, log);
   const adminServer = await serveAdminSocket(config, sandboxers, log);
-  // The start (configuration, modules, the kinds' checks and their child processes' output)
-  // leaves the C allocator holding freed memory it keeps for reuse: handed back once, after V8's
-  // first collections have freed what those objects held outside its heap (measured: about
-  // 1 MiB less private memory at idle).
-  setTimeout(releaseFreeMemory, START_SETTLE_MS).unref();
+  // The start (configuration, modules, the kinds' checks and their child processes' output) is
+  // work like a burst of calls: what it left is given back once nothing follows.
+  idleMemory.noteWork();
 
   return {
     sandboxers,
@@ -251,6 +259,7 @@ export async function startDaemon(config: Config, log: Logger, only?: string): P
       await Promise.all(sandboxers.map((s) => s.close()));
       events.close();
       reaper.stop();
+      idleMemory.close();
     },
   };
 }

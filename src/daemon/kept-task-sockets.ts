@@ -230,7 +230,7 @@ export class KeptTaskSockets {
    * keeper (resuming their pending calls), or on a new listener when there is none (or its
    * socket file is gone).
    */
-  async serve(server: TtrpcServer, path: string): Promise<void> {
+  async serve(server: TtrpcServer<unknown>, path: string): Promise<void> {
     const inherited = this.inherited.get(path);
     this.inherited.delete(path);
     const listener = inherited?.listener;
@@ -280,7 +280,7 @@ export class KeptTaskSockets {
   }
 
   /** Closes an endpoint's server for good (the sandbox is shut down); at daemon exit, leaves it. */
-  async close(server: TtrpcServer, path: string): Promise<void> {
+  async close(server: TtrpcServer<unknown>, path: string): Promise<void> {
     if (this.handingOver && this.keeper?.connected) return;
     await server.close();
     this.drop(listenerName(path));

@@ -11,15 +11,26 @@ type Handler = (...args: never[]) => Promise<unknown>;
 /** Told each call's method, its status code and its duration in seconds. */
 export type CallObserver = (method: string, code: Code, seconds: number) => void;
 
+/**
+ * The logger calls are logged with: one for all, or one found from each call's arguments (a
+ * task call's sandbox, from its context).
+ */
+export type CallLogger<H extends Record<string, Handler>> = Logger | ((...args: Parameters<H[keyof H]>) => Logger);
+
 /** `service` prefixes the stage names: `controller.create`, `task.start`… */
-export function withCallLog<H extends Record<string, Handler>>(handlers: H, log: Logger, service: string, observe?: CallObserver): H {
+export function withCallLog<H extends Record<string, Handler>>(
+  handlers: H,
+  log: CallLogger<H>,
+  service: string,
+  observe?: CallObserver,
+): H {
   const wrapped: Record<string, Handler> = {};
   for (const [method, handler] of Object.entries(handlers)) {
-    const stageLog = log.child({ rpc: method });
     wrapped[method] = async (...args: never[]) => {
+      const base = typeof log === 'function' ? log(...(args as Parameters<H[keyof H]>)) : log;
       // Controller requests name their sandbox: so do their stage records, for the benchmark.
       const sandboxId = (args[0] as { sandboxId?: unknown } | undefined)?.sandboxId;
-      const callLog = typeof sandboxId === 'string' && sandboxId ? stageLog.child({ sandbox: sandboxId }) : stageLog;
+      const callLog = base.child(typeof sandboxId === 'string' && sandboxId ? { rpc: method, sandbox: sandboxId } : { rpc: method });
       const started = observe ? performance.now() : 0;
       try {
         const result = await timed(callLog, `${service}.${method}`, () => handler(...args));
@@ -28,8 +39,8 @@ export function withCallLog<H extends Record<string, Handler>>(handlers: H, log:
       } catch (err) {
         const { code, message } = toStatus(err);
         observe?.(method, code, (performance.now() - started) / 1000);
-        if (code === Code.Internal || code === Code.Unknown) log.error({ method, code, err }, 'call failed');
-        else log.debug({ method, code, message }, 'call refused');
+        if (code === Code.Internal || code === Code.Unknown) base.error({ method, code, err }, 'call failed');
+        else base.debug({ method, code, message }, 'call refused');
         throw err;
       }
     };

@@ -20,7 +20,13 @@ import type { TypedServerStream } from '../rpc/ttrpc/typed.js';
 import { MAX_DATA_MESSAGE, ReceiveWindow, SendWindow } from './stream-window.js';
 import { packAny, unpackAny } from './wkt.js';
 
-type Messages = TypedServerStream<Any, Any>;
+/** What the streams of a call go to: the sandbox's (its task socket server's scope). */
+export interface StreamingScope {
+  readonly streams: StreamRegistry;
+  readonly log: Logger;
+}
+
+type Messages = TypedServerStream<Any, Any, StreamingScope>;
 
 /** stdout/stderr: bytes the daemon sends, within the credits containerd grants. */
 class OutboundStream extends Writable {
@@ -98,11 +104,20 @@ class InboundStream extends Readable {
   }
 }
 
-export function streamingHandlers(registry: StreamRegistry, log: Logger) {
-  // A client breaking the flow control does so on every message: a few lines say it.
-  const warnings = new RateLimitedLog(log);
+/** One set for every sandbox: each call finds its registry and logger in its scope. */
+export function streamingHandlers() {
+  // A client breaking the flow control does so on every message: a few lines say it (per sandbox).
+  const warnings = new WeakMap<StreamingScope, RateLimitedLog>();
+  const warningsOf = (scope: StreamingScope) => {
+    const known = warnings.get(scope);
+    if (known) return known;
+    const log = new RateLimitedLog(scope.log);
+    warnings.set(scope, log);
+    return log;
+  };
   return {
     async stream(call: Messages): Promise<void> {
+      const { streams: registry, log } = call.scope;
       const messages = call[Symbol.asyncIterator]();
       const first = await messages.next();
       if (first.done) return;
@@ -111,6 +126,7 @@ export function streamingHandlers(registry: StreamRegistry, log: Logger) {
       // containerd waits for this before it uses the stream; any message will do.
       await call.send(packAny(EmptySchema, {}));
       const streamLog = log.child({ stream: init.id });
+      const warnings = warningsOf(call.scope);
       if (init.id.endsWith('-stdin')) await serveInbound(init.id, messages, call, registry, streamLog, warnings);
       else await serveOutbound(init.id, messages, call, registry, streamLog, warnings);
     },

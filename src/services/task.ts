@@ -1,5 +1,7 @@
-// containerd's Task API (ttrpc) for the containers of one sandbox, served on the sandbox's own
-// socket. The same handlers answer under containerd.task.v3.Task and containerd.task.v2.Task.
+// containerd's Task API (ttrpc) for the containers of a sandbox, served on the sandbox's own
+// socket. The same handlers answer under containerd.task.v3.Task and containerd.task.v2.Task,
+// and for every sandbox: each call finds its sandbox in its context (the scope of the server
+// that took it), so that a pod costs no handlers of its own.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type {
   CloseIORequest,
@@ -31,6 +33,7 @@ import { Status } from '../api/containerd/types/task/task_pb.js';
 import { failedPrecondition, invalidArgument, unimplemented } from '../base/errors.js';
 import type { ProcessStatus } from '../base/model.js';
 import type { Sandbox } from '../engine/sandbox.js';
+import type { CallContext } from '../rpc/ttrpc/handlers.js';
 import { packCgroupMetrics } from './metrics.js';
 import { decodeJsonAny, decodeLinuxResources, PROCESS_SPEC_TYPE } from './resources.js';
 import { toTimestamp } from './wkt.js';
@@ -55,17 +58,20 @@ function processSpec(req: ExecProcessRequest): Record<string, unknown> {
   return spec;
 }
 
-export function taskHandlers(sandbox: Sandbox) {
+/** A task call's context: the sandbox whose socket it came on. */
+export type TaskCall = CallContext<Sandbox>;
+
+export function taskHandlers() {
   /** Known container, missing feature: Unimplemented (an unknown container is still NotFound). */
   const unsupported =
     (what: string) =>
-    async (req: { id: string }): Promise<never> => {
+    async (req: { id: string }, { scope: sandbox }: TaskCall): Promise<never> => {
       sandbox.container(req.id);
       throw unimplemented(`${what} is not supported by sandbox ${sandbox.id} yet`);
     };
 
   return {
-    async create(req: CreateTaskRequest): Promise<MessageInitShape<typeof CreateTaskResponseSchema>> {
+    async create(req: CreateTaskRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof CreateTaskResponseSchema>> {
       if (!req.bundle.startsWith('/')) throw invalidArgument(`create container ${req.id}: bundle must be an absolute path`);
       if (req.checkpoint || req.parentCheckpoint)
         throw failedPrecondition(`create container ${req.id}: restoring checkpoints is not supported`);
@@ -78,11 +84,11 @@ export function taskHandlers(sandbox: Sandbox) {
       return { pid };
     },
 
-    async start(req: StartRequest): Promise<MessageInitShape<typeof StartResponseSchema>> {
+    async start(req: StartRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof StartResponseSchema>> {
       return { pid: await sandbox.startTask(req.id, req.execId) };
     },
 
-    async state(req: StateRequest): Promise<MessageInitShape<typeof StateResponseSchema>> {
+    async state(req: StateRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof StateResponseSchema>> {
       const s = sandbox.taskState(req.id, req.execId);
       return {
         id: s.id,
@@ -99,38 +105,38 @@ export function taskHandlers(sandbox: Sandbox) {
       };
     },
 
-    async kill(req: KillRequest): Promise<Empty> {
+    async kill(req: KillRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.killTask(req.id, req.signal, req.all, req.execId);
       return {};
     },
 
-    async wait(req: WaitRequest): Promise<MessageInitShape<typeof WaitResponseSchema>> {
+    async wait(req: WaitRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof WaitResponseSchema>> {
       const exit = await sandbox.waitTask(req.id, req.execId);
       return { exitStatus: exit.exitStatus, exitedAt: toTimestamp(exit.exitedAt) };
     },
 
-    async delete(req: DeleteRequest): Promise<MessageInitShape<typeof DeleteResponseSchema>> {
+    async delete(req: DeleteRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof DeleteResponseSchema>> {
       const { pid, exit } = await sandbox.deleteTask(req.id, req.execId);
       return { pid, exitStatus: exit.exitStatus, exitedAt: toTimestamp(exit.exitedAt) };
     },
 
-    async pids(req: PidsRequest): Promise<MessageInitShape<typeof PidsResponseSchema>> {
+    async pids(req: PidsRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof PidsResponseSchema>> {
       const pids = await sandbox.taskPids(req.id);
       return { processes: pids.map((pid) => ({ pid })) };
     },
 
-    async connect(req: ConnectRequest): Promise<MessageInitShape<typeof ConnectResponseSchema>> {
+    async connect(req: ConnectRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof ConnectResponseSchema>> {
       const s = sandbox.taskState(req.id);
       // No shim exists: the daemon itself serves the task, so it reports its own pid.
       return { shimPid: process.pid, taskPid: s.pid };
     },
 
-    async shutdown(_req: ShutdownRequest): Promise<Empty> {
+    async shutdown(_req: ShutdownRequest, _call: TaskCall): Promise<Empty> {
       // Sent only to shims; the daemon outlives every sandbox, so there is nothing to do.
       return {};
     },
 
-    async exec(req: ExecProcessRequest): Promise<Empty> {
+    async exec(req: ExecProcessRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.execProcess(req.id, {
         execId: req.execId,
         spec: processSpec(req),
@@ -139,32 +145,32 @@ export function taskHandlers(sandbox: Sandbox) {
       return {};
     },
 
-    async resizePty(req: ResizePtyRequest): Promise<Empty> {
+    async resizePty(req: ResizePtyRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.resizePty(req.id, req.execId, { width: req.width, height: req.height });
       return {};
     },
 
-    async closeIO(req: CloseIORequest): Promise<Empty> {
+    async closeIO(req: CloseIORequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       if (req.stdin) await sandbox.closeStdin(req.id, req.execId);
       else sandbox.taskState(req.id, req.execId);
       return {};
     },
-    async pause(req: PauseRequest): Promise<Empty> {
+    async pause(req: PauseRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.pauseTask(req.id);
       return {};
     },
 
-    async resume(req: ResumeRequest): Promise<Empty> {
+    async resume(req: ResumeRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.resumeTask(req.id);
       return {};
     },
 
-    async update(req: UpdateTaskRequest): Promise<Empty> {
+    async update(req: UpdateTaskRequest, { scope: sandbox }: TaskCall): Promise<Empty> {
       await sandbox.updateTask(req.id, decodeLinuxResources(req.resources, `update container ${req.id}`));
       return {};
     },
 
-    async stats(req: StatsRequest): Promise<MessageInitShape<typeof StatsResponseSchema>> {
+    async stats(req: StatsRequest, { scope: sandbox }: TaskCall): Promise<MessageInitShape<typeof StatsResponseSchema>> {
       return { stats: packCgroupMetrics(await sandbox.taskStats(req.id)) };
     },
 

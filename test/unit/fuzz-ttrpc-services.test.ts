@@ -59,7 +59,7 @@ function responseCode(frame: Frame): Code {
 describe('ttrpc services of a sandbox (fuzzed)', () => {
   let dir: string;
   let path: string;
-  let server: TtrpcServer;
+  let server: TtrpcServer<Sandbox>;
   let client: TtrpcClient;
   const warnings: string[] = [];
   const codesSeen = new Map<string, number>();
@@ -73,9 +73,9 @@ describe('ttrpc services of a sandbox (fuzzed)', () => {
     sandbox.handle = await kind.createSandbox(sandbox);
     await sandbox.createTask({ id: 'c1', bundle: '/bundle', rootfs: [], stdio: STDIO });
     await sandbox.startTask('c1');
-    server = new TtrpcServer({ logger: { warn: (_fields, message) => void warnings.push(message) } });
-    registerService(server, Task, withCallLog(taskHandlers(sandbox), log, 'task'), { names: TASK_SERVICE_NAMES });
-    registerService(server, Streaming, streamingHandlers(sandbox.streams, log));
+    server = new TtrpcServer({ scope: sandbox, logger: { warn: (_fields, message) => void warnings.push(message) } });
+    registerService(server, Task, withCallLog(taskHandlers(), log, 'task'), { names: TASK_SERVICE_NAMES });
+    registerService(server, Streaming, streamingHandlers());
     path = join(dir, 'task.sock');
     await server.listen(path);
     client = await TtrpcClient.connect(path);

@@ -14,7 +14,7 @@ import { DataSchema, WindowUpdateSchema } from '../../src/api/containerd/types/t
 import { Code, RuntimeError } from '../../src/base/errors.js';
 import { StreamRegistry } from '../../src/base/streams.js';
 import { TtrpcClient, TtrpcServer, registerService, type ClientStream } from '../../src/rpc/ttrpc/index.js';
-import { streamingHandlers } from '../../src/services/streaming.js';
+import { streamingHandlers, type StreamingScope } from '../../src/services/streaming.js';
 import { packAny, unpackAny } from '../../src/services/wkt.js';
 
 const SERVICE = 'containerd.services.streaming.v1.Streaming';
@@ -46,14 +46,14 @@ const within = <T>(promise: Promise<T>, ms: number) =>
 
 describe('the Streaming service', () => {
   let dir: string;
-  let server: TtrpcServer;
+  let server: TtrpcServer<StreamingScope>;
   let client: TtrpcClient;
   const registry = new StreamRegistry();
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kuasar-streaming-'));
-    server = new TtrpcServer();
-    registerService(server, Streaming, streamingHandlers(registry, pino({ level: 'silent' })));
+    server = new TtrpcServer({ scope: { streams: registry, log: pino({ level: 'silent' }) } });
+    registerService(server, Streaming, streamingHandlers());
     await server.listen(join(dir, 'task.sock'));
     client = await TtrpcClient.connect(join(dir, 'task.sock'));
   });

@@ -29,7 +29,7 @@ const SIGKILL = 9;
 
 describe('answers on a task connection, in the order containerd needs them', () => {
   let dir: string;
-  let server: TtrpcServer;
+  let server: TtrpcServer<Sandbox>;
   let client: TtrpcClient;
   let task: ReturnType<typeof typedClient<typeof Task.method>>;
 
@@ -56,8 +56,8 @@ describe('answers on a task connection, in the order containerd needs them', () 
     const record = { id: 'pod', kind: 'fake', namespace: 'k8s.io', phase: 'ready', containers: [] } as unknown as SandboxRecord;
     const sandbox = new Sandbox(record, dir, kind, { publish: () => undefined }, pino({ level: 'silent' }));
     sandbox.handle = await kind.createSandbox(sandbox);
-    server = new TtrpcServer();
-    registerService(server, Task, taskHandlers(sandbox));
+    server = new TtrpcServer({ scope: sandbox });
+    registerService(server, Task, taskHandlers());
     const path = join(dir, 'task.sock');
     await server.listen(path);
     client = await TtrpcClient.connect(path);

@@ -67,6 +67,8 @@ export interface PendingCall {
 }
 
 export interface ConnectionContext {
+  /** Given to every handler with its call (CallContext.scope). */
+  scope: unknown;
   lookup(service: string, method: string): MethodHandler | undefined;
   hasService(service: string): boolean;
   /** Already rate-limited: a misbehaving peer can make it warn at will. */
@@ -290,6 +292,13 @@ export class ServerConnection {
       return;
     }
     const long = method.kind === 'stream' || this.context.isLongCall?.(request.service, request.method) === true;
+    // The payload is a view into the chunk read from the socket (8 KiB or more), and a decoded
+    // request's bytes are views into the payload. A long call (a Wait, for its container's whole
+    // life) keeps its request: it gets one decoded from a copy, so as not to hold the chunk.
+    if (long) {
+      payload = new Uint8Array(payload);
+      request = fromBinary(RequestSchema, payload);
+    }
     const call = this.open(streamId, request, long ? this.longCalls : this.shortCalls);
     if (!call) return;
     if (method.kind === 'stream') {
@@ -350,7 +359,7 @@ export class ServerConnection {
 
   private runUnary(call: ActiveCall, handle: UnaryHandler, payload: Uint8Array): void {
     const { metadata, controller } = call;
-    invoke(() => handle({ payload, metadata, signal: controller.signal })).then(
+    invoke(() => handle({ payload, metadata, signal: controller.signal, scope: this.context.scope })).then(
       (result) => this.respond(call, result),
       (err: unknown) => this.respondError(call, err),
     );
@@ -373,6 +382,7 @@ export class ServerConnection {
     const stream: ServerStream = {
       metadata: call.metadata,
       signal: call.controller.signal,
+      scope: this.context.scope,
       [Symbol.asyncIterator]: () => inbound[Symbol.asyncIterator](),
       send: (message) => this.sendData(call, message),
       close: () => this.closeStream(call),

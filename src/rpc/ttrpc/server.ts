@@ -15,14 +15,14 @@ import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../../base/errors.js';
 import { RateLimitedLog } from '../../base/rate-limited-log.js';
-import type { ServiceHandlers } from './handlers.js';
+import type { ServiceHandlers, StreamHandler, UnaryHandler } from './handlers.js';
 import { ServerConnection, type MethodHandler, type PendingCall, type TtrpcLogger } from './server-connection.js';
 
 export type { Metadata } from './envelope.js';
 export type { CallContext, ServerStream, ServiceHandlers, StreamHandler, UnaryCall, UnaryHandler } from './handlers.js';
 export type { PendingCall, TtrpcLogger } from './server-connection.js';
 
-export interface TtrpcServerOptions {
+interface ServerOptions {
   /**
    * Told about peers that break the protocol, at most a few times per interval for each kind of
    * trouble (the rest is counted); nothing is logged without it.
@@ -52,10 +52,33 @@ export interface TtrpcServerOptions {
   onPendingCallSettled?: (socket: net.Socket, call: PendingCall) => void;
 }
 
+/** `scope` is given to every handler with its call (CallContext.scope); a server with a Scope type must have one. */
+export type TtrpcServerOptions<Scope = undefined> = ServerOptions & (undefined extends Scope ? { scope?: Scope } : { scope: Scope });
+
+/**
+ * Method tables built once per set of handlers: servers that serve the same handlers (one per
+ * sandbox in kuasard) share them.
+ */
+const methodTables = new WeakMap<ServiceHandlers<never>, Map<string, MethodHandler>>();
+
+function methodTable(handlers: ServiceHandlers<never>): Map<string, MethodHandler> {
+  let methods = methodTables.get(handlers);
+  if (methods) return methods;
+  methods = new Map<string, MethodHandler>();
+  // The handlers take the Scope of the servers they are registered with, and a server passes its own.
+  for (const [name, handle] of Object.entries(handlers.unary ?? {})) methods.set(name, { kind: 'unary', handle: handle as UnaryHandler });
+  for (const [name, handle] of Object.entries(handlers.streams ?? {})) {
+    if (methods.has(name)) throw invalidArgument(`ttrpc method ${name} is both unary and streaming`);
+    methods.set(name, { kind: 'stream', handle: handle as StreamHandler });
+  }
+  methodTables.set(handlers, methods);
+  return methods;
+}
+
 /** Mode of the listening socket: only the owner (root for the daemon) may connect. */
 const SOCKET_MODE_UMASK = 0o177;
 
-export class TtrpcServer {
+export class TtrpcServer<Scope = undefined> {
   private readonly services = new Map<string, Map<string, MethodHandler>>();
   private readonly connections = new Set<ServerConnection>();
   private listener: net.Server | undefined;
@@ -64,7 +87,12 @@ export class TtrpcServer {
   /** Shared by every connection: a peer that reconnects after each violation is still limited. */
   private readonly log: RateLimitedLog | undefined;
 
-  constructor(private readonly options: TtrpcServerOptions = {}) {
+  // Typed without Scope: a server of any scope can go where a TtrpcServer is asked for (its
+  // handlers alone depend on the scope, and they are given the one they were registered for).
+  private readonly options: ServerOptions & { scope?: unknown };
+
+  constructor(options: TtrpcServerOptions<Scope> = {} as TtrpcServerOptions<Scope>) {
+    this.options = options;
     this.log = options.logger && new RateLimitedLog(options.logger);
   }
 
@@ -72,13 +100,8 @@ export class TtrpcServer {
    * Serves `handlers` under each of `names` (containerd.task.v2.Task and v3 share one set).
    * A name may be registered once.
    */
-  register(names: string | readonly string[], handlers: ServiceHandlers): void {
-    const methods = new Map<string, MethodHandler>();
-    for (const [name, handle] of Object.entries(handlers.unary ?? {})) methods.set(name, { kind: 'unary', handle });
-    for (const [name, handle] of Object.entries(handlers.streams ?? {})) {
-      if (methods.has(name)) throw invalidArgument(`ttrpc method ${name} is both unary and streaming`);
-      methods.set(name, { kind: 'stream', handle });
-    }
+  register(names: string | readonly string[], handlers: ServiceHandlers<Scope>): void {
+    const methods = methodTable(handlers);
     for (const name of typeof names === 'string' ? [names] : names) {
       if (this.services.has(name)) throw alreadyExists(`ttrpc service ${name}`);
       this.services.set(name, methods);
@@ -164,6 +187,7 @@ export class TtrpcServer {
     }
     const { longCalls, resumable, onPendingCall, onPendingCallSettled } = this.options;
     const connection = new ServerConnection(stream, {
+      scope: this.options.scope,
       lookup: (service, method) => this.services.get(service)?.get(method),
       hasService: (service) => this.services.has(service),
       logger: this.log,

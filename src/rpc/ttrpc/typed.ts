@@ -21,20 +21,20 @@ type Input<M extends MethodShape> = MessageShape<M['input']>;
 type OutputInit<M extends MethodShape> = MessageInitShape<M['output']>;
 
 /** A streaming call with messages decoded from and encoded to the method's types. */
-export interface TypedServerStream<In, OutInit> extends CallContext, AsyncIterable<In> {
+export interface TypedServerStream<In, OutInit, Scope = unknown> extends CallContext<Scope>, AsyncIterable<In> {
   send(message: OutInit): Promise<void>;
   close(): void;
 }
 
-export type UnaryImpl<M extends MethodShape> = (request: Input<M>, context: CallContext) => Promise<OutputInit<M>>;
+export type UnaryImpl<M extends MethodShape, Scope = unknown> = (request: Input<M>, context: CallContext<Scope>) => Promise<OutputInit<M>>;
 
 /** Client-streaming methods answer once, when the client has sent everything; the others stream back. */
-export type StreamImpl<M extends MethodShape> = (
-  stream: TypedServerStream<Input<M>, OutputInit<M>>,
+export type StreamImpl<M extends MethodShape, Scope = unknown> = (
+  stream: TypedServerStream<Input<M>, OutputInit<M>, Scope>,
 ) => Promise<M['methodKind'] extends 'client_streaming' ? OutputInit<M> : void>;
 
-export type ServiceImpl<T extends GenServiceMethods> = {
-  [K in keyof T]: T[K]['methodKind'] extends 'unary' ? UnaryImpl<T[K]> : StreamImpl<T[K]>;
+export type ServiceImpl<T extends GenServiceMethods, Scope = unknown> = {
+  [K in keyof T]: T[K]['methodKind'] extends 'unary' ? UnaryImpl<T[K], Scope> : StreamImpl<T[K], Scope>;
 };
 
 export interface RegisterOptions {
@@ -46,50 +46,62 @@ export interface RegisterOptions {
  * Serves a generated service. Methods missing from `impl` answer Unimplemented; a request that
  * does not decode as the method's input type answers InvalidArgument.
  */
-export function registerService<T extends GenServiceMethods>(
-  server: TtrpcServer,
+export function registerService<T extends GenServiceMethods, Scope>(
+  server: TtrpcServer<Scope>,
   service: GenService<T>,
-  impl: Partial<ServiceImpl<T>>,
+  impl: Partial<ServiceImpl<T, Scope>>,
   options: RegisterOptions = {},
 ): void {
-  const handlers: Required<ServiceHandlers> = { unary: {}, streams: {} };
+  server.register(options.names ?? [service.typeName], serviceHandlers(service, impl));
+}
+
+/**
+ * A generated service's handlers, to register with any number of servers (TtrpcServer.register):
+ * an implementation that takes what it serves from its calls' scope is built once for them all.
+ */
+export function serviceHandlers<T extends GenServiceMethods, Scope>(
+  service: GenService<T>,
+  impl: Partial<ServiceImpl<T, Scope>>,
+): ServiceHandlers<Scope> {
+  const handlers: Required<ServiceHandlers<Scope>> = { unary: {}, streams: {} };
   const implementations = impl as Record<string, ((...args: never[]) => Promise<unknown>) | undefined>;
   for (const method of service.methods) {
     // Bound, so that `impl` may be a class instance whose methods use `this`.
     const implementation = implementations[method.localName]?.bind(impl);
     if (!implementation) continue;
     if (method.methodKind === 'unary') {
-      handlers.unary[method.name] = unaryHandler(method, implementation as UnaryImpl<MethodShape>);
+      handlers.unary[method.name] = unaryHandler(method, implementation as UnaryImpl<MethodShape, Scope>);
     } else {
-      handlers.streams[method.name] = streamHandler(method, implementation as AnyStreamImpl);
+      handlers.streams[method.name] = streamHandler(method, implementation as AnyStreamImpl<Scope>);
     }
   }
-  server.register(options.names ?? [service.typeName], handlers);
+  return handlers;
 }
 
-function unaryHandler(method: DescMethod, implementation: UnaryImpl<MethodShape>): UnaryHandler {
-  return async ({ payload, metadata, signal }) => {
+function unaryHandler<Scope>(method: DescMethod, implementation: UnaryImpl<MethodShape, Scope>): UnaryHandler<Scope> {
+  return async ({ payload, metadata, signal, scope }) => {
     const request = decodeRequest(method, payload);
-    return encode(method.output, await implementation(request, { metadata, signal }));
+    return encode(method.output, await implementation(request, { metadata, signal, scope }));
   };
 }
 
 type Message = MessageShape<DescMessage>;
 type MessageInit = MessageInitShape<DescMessage>;
 /** Any StreamImpl, seen from here where the method kind is only known at run time. */
-type AnyStreamImpl = (stream: TypedServerStream<Message, MessageInit>) => Promise<MessageInit | void>;
+type AnyStreamImpl<Scope> = (stream: TypedServerStream<Message, MessageInit, Scope>) => Promise<MessageInit | void>;
 
-function streamHandler(method: DescMethod, implementation: AnyStreamImpl): StreamHandler {
+function streamHandler<Scope>(method: DescMethod, implementation: AnyStreamImpl<Scope>): StreamHandler<Scope> {
   return async (stream) => {
     const result = await implementation(typedStream(method, stream));
     return method.methodKind === 'client_streaming' ? encode(method.output, result ?? {}) : undefined;
   };
 }
 
-function typedStream(method: DescMethod, stream: ServerStream): TypedServerStream<Message, MessageInit> {
+function typedStream<Scope>(method: DescMethod, stream: ServerStream<Scope>): TypedServerStream<Message, MessageInit, Scope> {
   return {
     metadata: stream.metadata,
     signal: stream.signal,
+    scope: stream.scope,
     async *[Symbol.asyncIterator]() {
       for await (const payload of stream) yield decodeRequest(method, payload);
     },
