@@ -22,7 +22,7 @@ export const wasmKind = defineKind({
       .default(256 * 1024 * 1024),
     /**
      * Worker threads that run the instances, many each, taking turns (each thread about 7 MiB).
-     * They are started by the first wasm container and each ends when it hosted none for two minutes.
+     * They are started by the first wasm container and each ends when it hosted none for 30 s.
      */
     warm_workers: check.number().int().min(1).max(64).default(2),
     /**
