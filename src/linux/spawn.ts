@@ -85,6 +85,18 @@ function pipeReader(fd: number): Readable {
   return new net.Socket({ fd, readable: true, writable: false });
 }
 
+/** What a child's output pipe yields up to its end, as text; '' for no pipe. */
+export function readText(stream: Readable | undefined): Promise<string> {
+  if (!stream) return Promise.resolve('');
+  const chunks: Buffer[] = [];
+  return new Promise((resolve) => {
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // An error ends the stream too: what was read by then is what there is.
+    stream.on('error', () => undefined);
+    stream.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
 /**
  * Starts `file` (a path, or a name looked up in PATH) with `args`. Throws an ErrnoError named
  * `spawn <file>` when it cannot start (code ENOENT for a missing program, EACCES...).

@@ -11,12 +11,11 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 
 import { Code, internal, RuntimeError } from '../base/errors.js';
 import { timed } from '../base/stages.js';
-import { spawnChild, type SpawnOutput, type SpawnStdin } from '../linux/spawn.js';
+import { readText, spawnChild, type SpawnOutput, type SpawnStdin } from '../linux/spawn.js';
 import { codeForRuntimeMessage, type RuntimeProfile } from './profiles.js';
 import { errorsFromLog } from './runtime-log.js';
 
@@ -141,7 +140,7 @@ export class OciCli {
     const onAbort = (): void => stop('cancelled');
     invocation.signal?.addEventListener('abort', onAbort, { once: true });
     // Done when the command has exited and its pipes are drained.
-    return Promise.all([child.exited, readAll(child.stdout), readAll(child.stderr)])
+    return Promise.all([child.exited, readText(child.stdout), readText(child.stderr)])
       .then(([exit, stdout, stderr]) => ({
         ending,
         code: exit.code,
@@ -154,16 +153,4 @@ export class OciCli {
         invocation.signal?.removeEventListener('abort', onAbort);
       });
   }
-}
-
-/** What a pipe yields up to its end, as text; '' for no pipe. */
-function readAll(stream: Readable | undefined): Promise<string> {
-  if (!stream) return Promise.resolve('');
-  const chunks: Buffer[] = [];
-  return new Promise((resolve) => {
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    // An error ends the stream too: what was read by then is what there is.
-    stream.on('error', () => undefined);
-    stream.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
 }

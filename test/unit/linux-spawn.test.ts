@@ -3,27 +3,19 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 
 import { ErrnoError } from '../../src/linux/libc/binding.js';
-import { type SpawnOutput, spawnChild, type SpawnStdin } from '../../src/linux/spawn.js';
+import { readText, type SpawnOutput, spawnChild, type SpawnStdin } from '../../src/linux/spawn.js';
 
-function text(stream: Readable | undefined): Promise<string> {
-  assert.ok(stream, 'the output is a pipe');
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve) => stream.on('close', () => resolve(Buffer.concat(chunks).toString('utf8'))));
-}
-
-/** Runs `sh -c script` with stdout and stderr piped; its outputs and exit. */
-async function sh(script: string, stdin: SpawnStdin = 'ignore', stdio: [SpawnOutput, SpawnOutput] = ['pipe', 'pipe']) {
-  const child = spawnChild('sh', ['-c', script], [stdin, ...stdio]);
-  const [exit, stdout, stderr] = await Promise.all([
-    child.exited,
-    stdio[0] === 'pipe' ? text(child.stdout) : '',
-    stdio[1] === 'pipe' ? text(child.stderr) : '',
-  ]);
+/** Runs `sh -c script [args]` (stdout and stderr piped unless told); its outputs and exit. */
+async function sh(script: string, options: { args?: string[]; stdin?: SpawnStdin; stdio?: [SpawnOutput, SpawnOutput] } = {}) {
+  const child = spawnChild(
+    'sh',
+    ['-c', script, ...(options.args ?? [])],
+    [options.stdin ?? 'ignore', ...(options.stdio ?? ['pipe', 'pipe'])],
+  );
+  const [exit, stdout, stderr] = await Promise.all([child.exited, readText(child.stdout), readText(child.stderr)]);
   return { pid: child.pid, exit, stdout, stderr };
 }
 
@@ -34,8 +26,8 @@ describe('spawnChild (posix_spawn)', () => {
   it('looks the program up in PATH, passes the arguments and the environment, and reads both outputs', async () => {
     process.env.KUASAR_SPAWN_TEST = 'from the parent';
     try {
-      const run = await sh('echo "$0 $1 $KUASAR_SPAWN_TEST"; echo to-stderr >&2; exit 3');
-      assert.equal(run.stdout, 'sh  from the parent\n');
+      const run = await sh('echo "$0|$1|$KUASAR_SPAWN_TEST"; echo to-stderr >&2; exit 3', { args: ['zero', 'one two'] });
+      assert.equal(run.stdout, 'zero|one two|from the parent\n');
       assert.equal(run.stderr, 'to-stderr\n');
       assert.deepEqual(run.exit, { code: 3, signal: null });
     } finally {
@@ -71,7 +63,7 @@ describe('spawnChild (posix_spawn)', () => {
     const out = join(dir, 'out');
     const fd = openSync(out, 'w');
     try {
-      const run = await sh('readlink /proc/self/fd/0; echo written-to-the-file', 'ignore', [fd, 'pipe']);
+      const run = await sh('readlink /proc/self/fd/0; echo written-to-the-file', { stdio: [fd, 'pipe'] });
       assert.deepEqual(run.exit, { code: 0, signal: null });
     } finally {
       closeSync(fd);
