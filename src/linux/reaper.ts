@@ -2,8 +2,8 @@
 //
 // `runc create` forks the container's init and exits; the init is then an orphan. As a child
 // subreaper, this process becomes its parent instead of PID 1, so it can waitpid() for it and
-// learn how it ended. Node's child_process (libuv) reaps its own children by pid, never with
-// waitpid(-1); the Reaper must do the same, or it would steal their statuses. So it only waits for
+// learn how it ended. Node's child_process (libuv) and linux/spawn.ts reap their own children by
+// pid, never with waitpid(-1); the Reaper must do the same, or it would steal their statuses. So it only waits for
 // the pids it was asked to watch, and since SIGCHLDs coalesce (one signal for many exits), each
 // signal makes it try every watched pid.
 //
@@ -157,8 +157,8 @@ export class Reaper {
   /**
    * Reaps the orphans re-parented to this process that `match` picks and that nobody watches:
    * helpers a runtime leaves behind without telling their pids (runsc's gofers and stubs). Never
-   * for a process this one spawned itself: libuv reaps those by pid and must stay the only one
-   * to. A zombie is left alone for ORPHAN_GRACE_MS after a sweep first sees it, so that a caller
+   * for a process this one spawned itself: libuv and linux/spawn.ts reap those by pid and must
+   * stay the only ones to. A zombie is left alone for ORPHAN_GRACE_MS after a sweep first sees it, so that a caller
    * about to watch a pid it has just learned (an exec's, from a pid file) gets there first.
    */
   reapOrphans(match: (stat: ProcStat) => boolean): void {

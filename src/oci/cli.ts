@@ -8,7 +8,6 @@
 // invocation gets a log file of its own, read on failure and removed afterwards. The messages
 // are mapped to codes by the runtime's profile (profiles.ts).
 
-import { spawn, type StdioOptions } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +15,7 @@ import type { Logger } from 'pino';
 
 import { Code, internal, RuntimeError } from '../base/errors.js';
 import { timed } from '../base/stages.js';
+import { readText, spawnChild, type SpawnOutput, type SpawnStdin } from '../linux/spawn.js';
 import { codeForRuntimeMessage, type RuntimeProfile } from './profiles.js';
 import { errorsFromLog } from './runtime-log.js';
 
@@ -121,47 +121,36 @@ export class OciCli {
   private spawn(args: string[], invocation: Invocation): Promise<Outcome> {
     // Pipes only for commands that leave nothing behind: a container holding one end of a pipe
     // would keep it open, and us waiting, for its whole life.
-    const stdio: StdioOptions = invocation.io ?? ['ignore', 'pipe', 'pipe'];
-    return new Promise((resolve, reject) => {
-      const [file, ...argv] = [...(invocation.launcher ?? this.profile.launcher ?? []), this.binary, ...args];
-      const child = spawn(file!, argv, { stdio, detached: true });
-      const stdout: Buffer[] = [];
-      const stderr: Buffer[] = [];
-      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
-      child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
-      let ending: Outcome['ending'] = 'exited';
-      const stop = (why: Outcome['ending']): void => {
-        ending = why;
-        // The whole process group: a helper left holding our pipes would hold 'close' back too.
-        // Containers are safe from this: their processes run in sessions of their own.
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
-      };
-      const timer = invocation.untimed ? undefined : setTimeout(() => stop('timed out'), this.timeoutMs);
-      const onAbort = (): void => stop('cancelled');
-      invocation.signal?.addEventListener('abort', onAbort, { once: true });
-      const settle = (): void => {
+    const stdio: [SpawnStdin, SpawnOutput, SpawnOutput] = invocation.io ?? ['ignore', 'pipe', 'pipe'];
+    const [file, ...argv] = [...(invocation.launcher ?? this.profile.launcher ?? []), this.binary, ...args];
+    // Not child_process: it forks the whole daemon for each command (linux/spawn.ts).
+    const child = spawnChild(file!, argv, stdio);
+    let ending: Outcome['ending'] = 'exited';
+    const stop = (why: Outcome['ending']): void => {
+      ending = why;
+      // The whole process group: a helper left holding our pipes would hold their end back too.
+      // Containers are safe from this: their processes run in sessions of their own.
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // The group is gone: everything in it has exited already.
+      }
+    };
+    const timer = invocation.untimed ? undefined : setTimeout(() => stop('timed out'), this.timeoutMs);
+    const onAbort = (): void => stop('cancelled');
+    invocation.signal?.addEventListener('abort', onAbort, { once: true });
+    // Done when the command has exited and its pipes are drained.
+    return Promise.all([child.exited, readText(child.stdout), readText(child.stderr)])
+      .then(([exit, stdout, stderr]) => ({
+        ending,
+        code: exit.code,
+        stdout,
+        stderr,
+        failure: exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`,
+      }))
+      .finally(() => {
         clearTimeout(timer);
         invocation.signal?.removeEventListener('abort', onAbort);
-      };
-      child.on('error', (err) => {
-        settle();
-        reject(err);
       });
-      // 'close' waits for the pipes to drain; without pipes it fires with 'exit'.
-      child.on('close', (code, signal) => {
-        settle();
-        resolve({
-          ending,
-          code,
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
-          failure: signal ? `killed by ${signal}` : `exit status ${code}`,
-        });
-      });
-    });
   }
 }

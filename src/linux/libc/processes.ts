@@ -1,7 +1,7 @@
-// Processes through libc: the child-subreaper flag (prctl), waitpid, pidfds, and giving the
-// C allocator's free memory back to the kernel.
+// Processes through libc: the child-subreaper flag (prctl), posix_spawn, waitpid, pidfds, and
+// giving the C allocator's free memory back to the kernel.
 
-import { check, checkRetrying, libcGroup } from './binding.js';
+import { check, checkRetrying, ErrnoError, libcGroup } from './binding.js';
 import { pollNow, POLLIN } from './files.js';
 
 interface ProcessCalls {
@@ -11,6 +11,16 @@ interface ProcessCalls {
   waitpid: (pid: number, status: [number], options: number) => number;
   syscall: (nr: number, ...typedArgs: unknown[]) => number | bigint;
   mallocTrim: (pad: number) => number;
+  posixSpawnp: (pid: [number], file: string, actions: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]) => number;
+  /** The posix_spawn_file_actions_* and posix_spawnattr_* calls that take the object and ints. */
+  spawnSetters: Record<'init' | 'destroy' | 'attrInit' | 'attrDestroy', (object: Buffer) => number> & {
+    addDup2: (actions: Buffer, fd: number, newFd: number) => number;
+    addOpen: (actions: Buffer, fd: number, path: string, flags: number, mode: number) => number;
+    addClosefrom: (actions: Buffer, from: number) => number;
+    setFlags: (attr: Buffer, flags: number) => number;
+    setSigDefault: (attr: Buffer, set: Buffer) => number;
+    setSigMask: (attr: Buffer, set: Buffer) => number;
+  };
 }
 
 const libc = libcGroup<ProcessCalls>((lib) => ({
@@ -19,6 +29,21 @@ const libc = libcGroup<ProcessCalls>((lib) => ({
   waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)'),
   syscall: lib.func('long syscall(long number, ...)'),
   mallocTrim: lib.func('int malloc_trim(size_t pad)'),
+  posixSpawnp: lib.func(
+    'int posix_spawnp(_Out_ int *pid, const char *file, void *actions, void *attr, const char **argv, const char **envp)',
+  ),
+  spawnSetters: {
+    init: lib.func('int posix_spawn_file_actions_init(void *actions)'),
+    destroy: lib.func('int posix_spawn_file_actions_destroy(void *actions)'),
+    attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
+    attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
+    addDup2: lib.func('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
+    addOpen: lib.func('int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, unsigned int mode)'),
+    addClosefrom: lib.func('int posix_spawn_file_actions_addclosefrom_np(void *actions, int from)'),
+    setFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+    setSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *set)'),
+    setSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *set)'),
+  },
 }));
 
 // ---- prctl ---------------------------------------------------------------------------------
@@ -39,6 +64,78 @@ export function isChildSubreaper(): boolean {
   const out: [number] = [0];
   check('prctl(PR_GET_CHILD_SUBREAPER)', libc().prctlGetInt(PR_GET_CHILD_SUBREAPER, out, 0, 0, 0));
   return out[0] !== 0;
+}
+
+// ---- posix_spawn ---------------------------------------------------------------------------
+
+// glibc's spawn objects are opaque structs, handed over as zeroed buffers at least their size
+// (x86_64 and aarch64: file actions 80 bytes, attributes 336, sigset_t 128).
+const SPAWN_ACTIONS_BYTES = 256;
+const SPAWN_ATTR_BYTES = 512;
+const SIGSET_BYTES = 128;
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+const O_RDWR = 2;
+
+export interface SpawnRequest {
+  /** The program: a path, or a name looked up in PATH (posix_spawnp). */
+  file: string;
+  /** Its arguments, argv[0] included. */
+  argv: readonly string[];
+  /** Its environment, as NAME=value strings. */
+  env: readonly string[];
+  /** What the child gets as descriptors 0, 1 and 2: one of ours (3 or above), or /dev/null. */
+  stdio: readonly [number | 'null', number | 'null', number | 'null'];
+}
+
+/** The posix_spawn* calls return the error number instead of setting errno. */
+function checkSpawn(operation: string, result: number): void {
+  if (result !== 0) throw new ErrnoError(operation, result);
+}
+
+/**
+ * posix_spawnp(3) of a program in a session of its own (POSIX_SPAWN_SETSID), every signal at
+ * its default disposition and none blocked (an ignored signal, as Node ignores SIGPIPE, would
+ * stay ignored across exec), with only the descriptors 0-2 of `stdio` open. glibc clones with
+ * CLONE_VM|CLONE_VFORK: nothing of this process is copied, and this thread resumes once the
+ * child has exec'd, or with the exec's error (ENOENT, EACCES) after reaping the child itself.
+ * Returns the pid; the caller must reap it.
+ */
+export function posixSpawn(request: SpawnRequest): number {
+  const calls = libc();
+  const setters = calls.spawnSetters;
+  const actions = Buffer.alloc(SPAWN_ACTIONS_BYTES);
+  const attr = Buffer.alloc(SPAWN_ATTR_BYTES);
+  checkSpawn('posix_spawn_file_actions_init', setters.init(actions));
+  try {
+    checkSpawn('posix_spawnattr_init', setters.attrInit(attr));
+    try {
+      request.stdio.forEach((target, fd) => {
+        if (target === 'null') checkSpawn('posix_spawn_file_actions_addopen', setters.addOpen(actions, fd, '/dev/null', O_RDWR, 0));
+        else checkSpawn('posix_spawn_file_actions_adddup2', setters.addDup2(actions, target, fd));
+      });
+      checkSpawn('posix_spawn_file_actions_addclosefrom_np', setters.addClosefrom(actions, 3));
+      // Every signal Linux has, 1 to 64, as bits 0 to 63: sigfillset leaves out glibc's own two
+      // (32 and 33), which posix_spawn otherwise sets to SIG_IGN in the child, for good.
+      const all = Buffer.alloc(SIGSET_BYTES);
+      all.fill(0xff, 0, 8);
+      const none = Buffer.alloc(SIGSET_BYTES);
+      checkSpawn('posix_spawnattr_setsigdefault', setters.setSigDefault(attr, all));
+      checkSpawn('posix_spawnattr_setsigmask', setters.setSigMask(attr, none));
+      checkSpawn('posix_spawnattr_setflags', setters.setFlags(attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK));
+      const pid: [number] = [0];
+      checkSpawn(
+        `spawn ${request.file}`,
+        calls.posixSpawnp(pid, request.file, actions, attr, [...request.argv, null], [...request.env, null]),
+      );
+      return pid[0];
+    } finally {
+      setters.attrDestroy(attr);
+    }
+  } finally {
+    setters.destroy(actions);
+  }
 }
 
 // ---- waitpid -------------------------------------------------------------------------------
