@@ -47,7 +47,6 @@ function podPaths(dir: string) {
 }
 
 export class RuncSandbox implements KindSandbox {
-  private readonly paths: ReturnType<typeof podPaths>;
   /** Set once Stop or Shutdown ends the holder: its end is then no news. */
   private stopping = false;
 
@@ -55,8 +54,11 @@ export class RuncSandbox implements KindSandbox {
     private readonly env: RuncEnvironment,
     private readonly context: SandboxContext,
     private pod: RuncPodState,
-  ) {
-    this.paths = podPaths(context.dir);
+  ) {}
+
+  /** Made when asked for, not kept: a dozen long strings per running pod, used at its containers' creates. */
+  private get paths(): ReturnType<typeof podPaths> {
+    return podPaths(this.context.dir);
   }
 
   /** Controller Create: the pod's files, pinned namespaces and /dev/shm (the engine calls releasePod when this fails). */
