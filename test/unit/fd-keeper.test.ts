@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { listProcesses } from '../../src/devenv/processes.js';
+import { readProcStat } from '../../src/linux/proc.js';
 import { closeKept, FD_KEEPER_BINARY, FdKeeper, type KeptFd } from '../../src/linux/fd-keeper.js';
 
 const FD_KEEPER_MODULE = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/linux/fd-keeper.js');
@@ -228,6 +229,32 @@ describe('fd keeper', () => {
     again.keeper.close();
     await waitUntil('the keeper exits', () => keeperProcesses(socketPath).length === 0);
     assert.equal(existsSync(socketPath), false);
+  });
+
+  it('exchanges notes through a flood of signals: a read or write interrupted (EINTR) is made again, not reported', async () => {
+    // Notes go by plain write/read (node:fs): libuv does not retry an interrupted read, and a
+    // socket with a receive timeout reports EINTR even under SA_RESTART. kuasard gets a SIGCHLD
+    // per child that ends. The child sends a bounded number of signals (see linux-libc.test.ts).
+    const { keeper } = await connect();
+    const onSignal = (): void => undefined;
+    process.on('SIGUSR2', onSignal);
+    const child = spawn('sh', ['-c', `i=0; while [ $i -lt 3000 ]; do kill -USR2 ${process.pid}; i=$((i+1)); done`], { stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    try {
+      let exchanges = 0;
+      // Until the child has sent them all (it is a zombie then); the count is a hang guard.
+      while (readProcStat(child.pid!)?.state !== 'Z' && exchanges < 1_000_000) {
+        keeper.put(`inflight /sb/task.sock 1 ${exchanges}`);
+        keeper.drop(`inflight /sb/task.sock 1 ${exchanges}`);
+        exchanges++;
+      }
+      assert.deepEqual(await exited, [0, null], 'the child sent every signal');
+      assert.equal(keeper.connected, true, 'no exchange failed');
+      assert.deepEqual(keeper.list(), [], 'every note put was dropped again');
+    } finally {
+      child.kill('SIGKILL');
+      process.off('SIGUSR2', onSignal);
+    }
   });
 
   it('reports a descriptor the kernel dropped for want of room (RLIMIT_NOFILE) as such', async () => {
