@@ -231,6 +231,56 @@ describe('fd keeper', () => {
     assert.equal(existsSync(socketPath), false);
   });
 
+  it('carries out every note a client sent without reading the replies, in order, though the client dies first', async () => {
+    // This process stays connected, so that a keeper holding only notes does not exit.
+    const { keeper } = await connect();
+    const [keeperPid] = keeperProcesses(socketPath);
+    // The child connects, then sends its notes while the keeper is stopped, and dies: they are
+    // all still queued when it goes (fewer than the client reads replies after).
+    const script = `
+      import { FdKeeper } from ${JSON.stringify(FD_KEEPER_MODULE)};
+      const { keeper } = await FdKeeper.open({ socketPath: ${JSON.stringify(socketPath)} });
+      process.stdout.write('connected\\n');
+      process.stdin.once('data', () => {
+        for (let i = 0; i < 40; i++) keeper.putNote('call /sb/task.sock 1 ' + i + ' AAAA');
+        for (let i = 0; i < 40; i += 2) keeper.dropNote('call /sb/task.sock 1 ' + i + ' AAAA');
+        process.kill(process.pid, 'SIGKILL');
+      });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    await once(child.stdout, 'data');
+    process.kill(keeperPid!, 'SIGSTOP');
+    try {
+      child.stdin.write('go\n');
+      assert.deepEqual(await exited, [null, 'SIGKILL']);
+    } finally {
+      process.kill(keeperPid!, 'SIGCONT');
+    }
+    const expected = Array.from({ length: 20 }, (_, i) => `call /sb/task.sock 1 ${2 * i + 1} AAAA`).sort();
+    assert.deepEqual(
+      keeper
+        .list()
+        .map((k) => k.name)
+        .sort(),
+      expected,
+    );
+  });
+
+  it("tells a note's failure once its reply is read, and keeps the connection", async () => {
+    const { keeper } = await connect();
+    const failures: Error[] = [];
+    keeper.onLateFailure = (err) => void failures.push(err);
+    keeper.putNote('note a');
+    keeper.putNote('note a');
+    await waitUntil('the failure is told', () => failures.length > 0);
+    assert.equal(failures.length, 1);
+    assert.match(failures[0]!.message, /PUT note a: name in use/);
+    assert.equal(keeper.connected, true);
+    keeper.dropNote('note a');
+    assert.deepEqual(keeper.list(), [], 'the drop sent before the listing was carried out first');
+  });
+
   it('exchanges notes through a flood of signals: a read or write interrupted (EINTR) is made again, not reported', async () => {
     // Notes go by plain write/read (node:fs): libuv does not retry an interrupted read, and a
     // socket with a receive timeout reports EINTR even under SA_RESTART. kuasard gets a SIGCHLD
