@@ -30,7 +30,9 @@
  *
  * PUT keeps a descriptor, or only the name (a note), under a name that is not in use; DROP
  * forgets it and closes its descriptor. Replies come in the order of the commands. Descriptors
- * that arrive with any other command are closed.
+ * that arrive with any other command are closed. A client may send commands before reading the
+ * replies to earlier ones; every command it sent is carried out, in order, even when it leaves
+ * before reading their replies.
  *
  * LIST is one message per entry, so no reply grows with the number of entries; what bounds a
  * listing is the client's RLIMIT_NOFILE, since it receives a duplicate of every descriptor at
@@ -250,10 +252,10 @@ static int valid_name(const char *name)
 
 /*
  * Carries out one command. `fds` are the descriptors that came with it: PUT keeps its one,
- * everything else is closed. `flags` are recvmsg's msg_flags. Returns -1 when the client must
- * be disconnected.
+ * everything else is closed. `flags` are recvmsg's msg_flags. `quiet`: no reply is sent (the
+ * client is leaving; see serve_departing). Returns -1 when the client must be disconnected.
  */
-static int handle_command(int sock, char *text, int *fds, size_t fd_count, int flags)
+static int handle_command(int sock, char *text, int *fds, size_t fd_count, int flags, int quiet)
 {
 	const char *reply;
 	int kept = 0;
@@ -263,7 +265,7 @@ static int handle_command(int sock, char *text, int *fds, size_t fd_count, int f
 		/* The kernel had no room for a passed descriptor here (RLIMIT_NOFILE) and dropped it. */
 		reply = "ERR descriptor lost: the keeper is out of descriptors";
 	else if (strcmp(text, "LIST") == 0 && fd_count == 0)
-		return send_list(sock);
+		return quiet ? 0 : send_list(sock);
 	else if (strncmp(text, "PUT ", 4) == 0) {
 		if (fd_count > 1)
 			reply = "ERR PUT takes one descriptor at most";
@@ -279,11 +281,14 @@ static int handle_command(int sock, char *text, int *fds, size_t fd_count, int f
 		reply = "ERR unknown command";
 	for (size_t i = kept ? 1 : 0; i < fd_count; i++)
 		close(fds[i]);
-	return send_message(sock, reply, -1);
+	return quiet ? 0 : send_message(sock, reply, -1);
 }
 
-/* Reads and carries out one command; -1 when the client is gone or must go. */
-static int serve_client(int sock)
+/*
+ * Reads and carries out one command (without its reply when `quiet`): 0 when one was served,
+ * 1 when none was queued, -1 when the client is gone or must go.
+ */
+static int serve_client(int sock, int quiet)
 {
 	char text[MAX_MESSAGE + 1];
 	struct iovec iov = { .iov_base = text, .iov_len = MAX_MESSAGE };
@@ -302,7 +307,7 @@ static int serve_client(int sock)
 		length = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (length < 0 && errno == EINTR);
 	if (length < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return 0;
+		return 1;
 	if (length <= 0)
 		return -1;
 	text[length] = '\0';
@@ -317,7 +322,20 @@ static int serve_client(int sock)
 		for (size_t i = 0; i < n && fd_count < sizeof(fds) / sizeof(fds[0]); i++)
 			memcpy(&fds[fd_count++], CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
 	}
-	return handle_command(sock, text, fds, fd_count, msg.msg_flags);
+	return handle_command(sock, text, fds, fd_count, msg.msg_flags, quiet);
+}
+
+/*
+ * A client that is leaving (it hung up, died, or a reply could not reach it) may have queued
+ * commands behind the one last served: kuasard sends the notes of its pending calls without
+ * waiting for each reply, and counts on every command it sent being carried out, in order,
+ * whether or not it is still there to read the replies. They are, before the client goes (so
+ * also before a next client, accepted after it, can list what is kept).
+ */
+static void serve_departing(int sock)
+{
+	while (serve_client(sock, 1) == 0)
+		;
 }
 
 /* ---- clients ----------------------------------------------------------------------------- */
@@ -494,7 +512,8 @@ int main(int argc, char **argv)
 		for (size_t i = client_count; i >= 1; i--) {
 			if (pollfds[i].revents == 0)
 				continue;
-			if (serve_client(pollfds[i].fd) < 0) {
+			if (serve_client(pollfds[i].fd, 0) < 0) {
+				serve_departing(pollfds[i].fd);
 				remove_client(i);
 				if (client_count > 0)
 					continue;

@@ -1,5 +1,7 @@
 // Atomic JSON state files: a crash at any moment leaves either the old or the new content,
 // never a torn file, because we write a temporary file, fsync it, and rename it over the old one.
+// Without the fsync (`durable: false`) the promise holds for a crash of the writing process, not
+// of the machine: its written pages outlive it, and the rename makes them the file at once.
 // Reading one back is record-schema.ts's job: what it holds is checked before it is believed.
 import { open, rename, rm } from 'node:fs/promises';
 
@@ -10,6 +12,8 @@ export interface FileOwnership {
   mode: number;
   /** Kept as the process's own when not given. */
   owner?: { uid: number; gid: number };
+  /** Synced before the rename, to survive a crash of the machine (default true). */
+  durable?: boolean;
 }
 
 /**
@@ -25,7 +29,7 @@ export async function writeFileAtomic(path: string, text: string, ownership: Fil
     // open's mode passes through the umask; the file must have exactly the one asked for.
     await file.chmod(ownership.mode);
     if (ownership.owner) await file.chown(ownership.owner.uid, ownership.owner.gid);
-    await file.sync();
+    if (ownership.durable !== false) await file.sync();
   } finally {
     await file.close();
   }
@@ -37,6 +41,6 @@ export async function writeFileAtomic(path: string, text: string, ownership: Fil
   }
 }
 
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(value, null, 1), { mode: 0o600 });
+export async function writeJsonAtomic(path: string, value: unknown, options: { durable?: boolean } = {}): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value, null, 1), { mode: 0o600, ...options });
 }

@@ -25,7 +25,8 @@
 //   serve     adopts what the keeper holds for the socket path (resuming the calls), or listens
 //             anew; what it opens is kept
 //   accept    each new connection is kept, and dropped from the keeper once it closes
-//   calls     a unary call is kept while it is pending
+//   calls     a unary call is kept while it is pending (its note sent without waiting for the
+//             keeper's reply: linux/fd-keeper.ts says why that holds through a crash)
 //   close     (sandbox Shutdown) closes the server; the keeper lets go of its copies
 //   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
 //             process exit closes our descriptors, the keeper's stay for the next run
@@ -187,7 +188,7 @@ export class KeptTaskSockets {
         }
         const name = callName(path, n, call);
         kept.add(name);
-        this.keep(name, undefined);
+        this.keepNote(name);
       },
       onPendingCallSettled: (socket, call) => {
         const n = this.connectionNumbers.get(socket);
@@ -197,7 +198,7 @@ export class KeptTaskSockets {
         // A call settles when it is answered, or when its connection closes (then its stream
         // is gone with it): either way nobody must answer it again. A resumable one stays kept
         // through a hand-over, where the process exit aborts it unanswered.
-        if (call.request ? calls?.resumable.delete(name) : calls?.inflight.delete(name)) this.drop(name, !call.request);
+        if (call.request ? calls?.resumable.delete(name) : calls?.inflight.delete(name)) this.drop(name, !call.request, true);
       },
     };
   }
@@ -317,16 +318,22 @@ export class KeptTaskSockets {
     this.withKeeper(`keeping ${name}`, (keeper) => keeper.put(name, descriptorOf(holder)));
   }
 
+  /** A pending call's note: sent without waiting for the keeper's reply (fd-keeper.ts says why that is as safe). */
+  private keepNote(name: string): void {
+    this.held.set(name, undefined);
+    this.withKeeper(`keeping ${name}`, (keeper) => keeper.putNote(name));
+  }
+
   /**
    * Has the keeper let go of `name`. Once handing over, only an answered call's note is still
    * dropped (`answered`): anything else dropped then would be torn down by this process's exit,
    * which must leave it to the next run; a note kept for an answered call would make the next
    * run answer it a second time.
    */
-  private drop(name: string, answered = false): void {
+  private drop(name: string, answered = false, note = false): void {
     if (this.handingOver && !answered) return;
     this.held.delete(name);
-    this.withKeeper(`dropping ${name}`, (keeper) => keeper.drop(name));
+    this.withKeeper(`dropping ${name}`, (keeper) => (note ? keeper.dropNote(name) : keeper.drop(name)));
   }
 
   /** Closes our duplicate and has the keeper close its copy. */
@@ -352,8 +359,15 @@ export class KeptTaskSockets {
     }
   }
 
+  /** Watches the keeper for its loss, and hears of a note's command that failed after it was sent. */
   private watchKeeper(): void {
-    this.keeper?.watch(() => this.replaceKeeper());
+    const keeper = this.keeper;
+    if (!keeper) return;
+    keeper.watch(() => this.replaceKeeper());
+    keeper.onLateFailure = (err) => {
+      this.log.warn({ err }, 'fd keeper: a note failed');
+      if (this.keeper === keeper && !keeper.connected) this.replaceKeeper();
+    };
   }
 
   /** A keeper lost while this process runs: another is started (or reached) and given everything. */

@@ -18,8 +18,8 @@ const EXECS_END_MS = 5_000;
 export interface ContainerHost {
   readonly log: Logger;
   readonly kind: { name: string; capabilities: KindCapabilities };
-  /** Saves the sandbox's record (the container's included). */
-  save(): Promise<void>;
+  /** Saves the container's record (a file of its own). */
+  saveContainer(record: ContainerRecord): Promise<void>;
   publish(event: TaskEvent): void;
 }
 
@@ -80,7 +80,7 @@ export class Container {
   async save(): Promise<void> {
     if (this.handle) this.record.kindState = this.handle.state();
     for (const exec of this.execs.values()) if (exec.handle) exec.record.kindState = exec.handle.state();
-    return this.host.save();
+    return this.host.saveContainer(this.record);
   }
 
   // ---- the init ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import * as check from '../base/schema.js';
 import { failedPrecondition, type RuntimeError } from '../base/errors.js';
 import { isValidId } from '../base/ids.js';
-import type { SandboxRecord } from '../base/model.js';
+import type { ContainerRecord, SandboxRecord } from '../base/model.js';
 
 const id = check.string().refine(isValidId, 'not a valid identifier');
 const isoTime = check.isoDatetime();
@@ -102,25 +102,38 @@ const sandboxRecord = check.object({
 
 // Kept in step with model.ts: a field added there and forgotten here fails to compile.
 const checked: check.Schema<SandboxRecord> = sandboxRecord;
+const checkedContainer: check.Schema<ContainerRecord> = containerRecord;
 
 /**
  * The record in a state file's text, for the sandbox `expected` names (its directory and kind);
- * FailedPrecondition with the first thing wrong otherwise.
+ * FailedPrecondition with the first thing wrong otherwise. Its containers may also be saved one
+ * file each (parseContainerRecord); the sandbox's file then lists none.
  */
 export function parseSandboxRecord(text: string, expected: { id: string; kind: string }): SandboxRecord {
   const refuse = (why: string): RuntimeError => failedPrecondition(`state of sandbox ${expected.id} is unusable: ${why}`);
+  const record = parseWith(checked, text, 'the record', refuse);
+  if (record.id !== expected.id) throw refuse(`it names sandbox ${JSON.stringify(record.id)}`);
+  if (record.kind !== expected.kind) throw refuse(`it is of kind ${JSON.stringify(record.kind)}, not ${expected.kind}`);
+  return record;
+}
+
+/** One container's record, from the file named `file` of sandbox `sandboxId`, which names container `id`. */
+export function parseContainerRecord(text: string, expected: { sandboxId: string; file: string; id: string }): ContainerRecord {
+  const refuse = (why: string): RuntimeError =>
+    failedPrecondition(`state of sandbox ${expected.sandboxId} is unusable: container record ${expected.file}: ${why}`);
+  const record = parseWith(checkedContainer, text, 'the container', refuse);
+  if (record.id !== expected.id) throw refuse(`it names container ${JSON.stringify(record.id)}`);
+  return record;
+}
+
+function parseWith<T>(schema: check.Schema<T>, text: string, what: string, refuse: (why: string) => RuntimeError): T {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
     throw refuse(`not JSON (${(err as Error).message})`);
   }
-  const parsed = checked.safeParse(json);
-  if (!parsed.success) {
-    throw refuse(check.describeIssue(parsed.issues[0]!, 'the record'));
-  }
-  const record = parsed.data;
-  if (record.id !== expected.id) throw refuse(`it names sandbox ${JSON.stringify(record.id)}`);
-  if (record.kind !== expected.kind) throw refuse(`it is of kind ${JSON.stringify(record.kind)}, not ${expected.kind}`);
-  return record;
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw refuse(check.describeIssue(parsed.issues[0]!, what));
+  return parsed.data;
 }

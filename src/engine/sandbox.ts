@@ -1,6 +1,9 @@
 // One sandbox at run time: its record, the kind's object for it, its containers, and the waiters
 // on its end. Every change to the record is saved before the call that made it returns, but for
 // a Start (the sandbox's and a container's): saved just after its answer (see each for why).
+// The sandbox's own fields go to state.json, each container's record to a file of its own
+// (state.containers/<id>.json): a change to one container writes that container alone, where
+// one file for the whole pod grew with its containers and was rewritten for each change.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { alreadyExists, failedPrecondition, notFound } from '../base/errors.js';
@@ -17,14 +20,17 @@ import {
   type Stdio,
   type WindowSize,
 } from '../base/model.js';
-import { writeJsonAtomic } from '../base/state-file.js';
 import { StreamRegistry } from '../base/streams.js';
 import type { KindSandbox, SandboxContext, SandboxKind } from '../kind-api/kind.js';
 import { requireStdioSupport } from './capabilities.js';
 import { Container, type ContainerHost, type ExecInput } from './container.js';
 import { answersSent, delay, ExitLatch } from './exit-latch.js';
+import { RecordFile } from './record-file.js';
 
 export const STATE_FILE = 'state.json';
+/** The directory of the containers' records, `<container id>.json` each, beside STATE_FILE. */
+export const CONTAINER_STATE_DIR = 'state.containers';
+export const CONTAINER_FILE_SUFFIX = '.json';
 
 /** How long a sandbox whose isolation ended waits for its containers' exits before it answers Controller Wait. */
 const CONTAINERS_END_MS = 10_000;
@@ -61,9 +67,9 @@ export class Sandbox implements SandboxContext, ContainerHost {
    * (that file stays for inspection), nor once the sandbox's directory is being removed.
    */
   private saving: boolean;
-  private lastSave: Promise<void> = Promise.resolve();
-  /** The write queued behind lastSave that has not begun: a save asked for now joins it. */
-  private queuedWrite: Promise<void> | undefined;
+  private readonly podFile: RecordFile;
+  /** Each container's record file, while it has one or its removal is under way. */
+  private readonly containerFiles = new Map<string, RecordFile>();
 
   constructor(
     readonly record: SandboxRecord,
@@ -74,6 +80,7 @@ export class Sandbox implements SandboxContext, ContainerHost {
     options: { standIn?: boolean } = {},
   ) {
     this.saving = !options.standIn;
+    this.podFile = new RecordFile(join(dir, STATE_FILE));
     this.log = log.child({ sandbox: record.id });
     this.stopped = ExitLatch.of(record.exit);
   }
@@ -99,7 +106,7 @@ export class Sandbox implements SandboxContext, ContainerHost {
    */
   async stopSaving(): Promise<void> {
     this.saving = false;
-    await this.lastSave;
+    await this.saved();
   }
 
   /**
@@ -107,34 +114,52 @@ export class Sandbox implements SandboxContext, ContainerHost {
    * with the other writes: a later save, stopSaving() and saved() come after it.
    */
   saveAfterAnswer(): void {
-    this.queuedWrite = undefined;
-    this.lastSave = this.lastSave.then(answersSent);
+    this.podFile.delayNext(answersSent);
     this.save().catch((err) => this.log.error({ err }, 'saving state after the answer'));
   }
 
   /** Resolves once every save asked for so far has been written (or has failed). */
-  saved(): Promise<void> {
-    return this.lastSave;
+  async saved(): Promise<void> {
+    await Promise.all([this.podFile.settled(), ...[...this.containerFiles.values()].map((f) => f.settled())]);
   }
 
-  /**
-   * Writes the record (with the kind's state). Writes are queued so that the file always ends
-   * with the latest one, and saves asked for while one waits for its turn join that one: the
-   * record is read when its write begins, so it carries their changes too. (A pod whose
-   * containers are created many at a time would otherwise write its whole record, synced, once
-   * per change, one after another.)
-   */
+  /** Writes the sandbox's own record (with the kind's state); its containers save their own. */
   async save(): Promise<void> {
     if (!this.saving) return;
     if (this.handle) this.record.kindState = this.handle.state();
-    if (this.queuedWrite) return this.queuedWrite;
-    const write = this.lastSave.then(() => {
-      this.queuedWrite = undefined;
-      return writeJsonAtomic(join(this.dir, STATE_FILE), this.record);
-    });
-    this.queuedWrite = write;
-    this.lastSave = write.catch(() => undefined);
-    return write;
+    return this.podFile.write(() => ({ ...this.record, containers: [] }));
+  }
+
+  /**
+   * Writes every container's record, then the sandbox's: after a restart, what adoption changed,
+   * and the containers of a state file from before records were split (all in state.json) each
+   * into a file of its own before state.json drops them.
+   */
+  async saveAll(): Promise<void> {
+    await Promise.all([...this.containers.values()].map((c) => c.save()));
+    await this.save();
+  }
+
+  /** Writes one container's record, unless it has been deleted (a late exit must not bring its file back). */
+  async saveContainer(record: ContainerRecord): Promise<void> {
+    if (!this.saving || this.containers.get(record.id)?.record !== record) return;
+    return this.containerFile(record.id).write(() => record);
+  }
+
+  private containerFile(id: string): RecordFile {
+    let file = this.containerFiles.get(id);
+    if (!file) {
+      file = new RecordFile(join(this.dir, CONTAINER_STATE_DIR, `${id}${CONTAINER_FILE_SUFFIX}`), true);
+      this.containerFiles.set(id, file);
+    }
+    return file;
+  }
+
+  /** Removes a deleted container's record, after its writes; a container created again under its id queues behind. */
+  private async removeContainerFile(id: string): Promise<void> {
+    const file = this.containerFile(id);
+    await file.remove();
+    if (this.containerFiles.get(id) === file && !this.containers.has(id)) this.containerFiles.delete(id);
   }
 
   /**
@@ -214,7 +239,7 @@ export class Sandbox implements SandboxContext, ContainerHost {
     if (execId) return container.deleteExec(execId);
     const exit = await container.release();
     this.forget(container);
-    await this.save();
+    if (this.saving) await this.removeContainerFile(id);
     container.log.info('task deleted');
     const { pid } = container.record;
     this.publish({ topic: '/tasks/delete', containerId: id, execId: '', pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt });

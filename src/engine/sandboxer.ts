@@ -12,8 +12,8 @@ import type { SandboxKind, SandboxUpdate } from '../kind-api/kind.js';
 import { KeyedMutex } from '../base/keyed-mutex.js';
 import type { CgroupMetrics } from '../base/metrics.js';
 import { exitedNow, nowIso, UNKNOWN_EXIT_STATUS, type ExitInfo, type PodSpec, type SandboxRecord } from '../base/model.js';
-import { parseSandboxRecord } from './record-schema.js';
-import { Sandbox, STATE_FILE } from './sandbox.js';
+import { parseContainerRecord, parseSandboxRecord } from './record-schema.js';
+import { CONTAINER_FILE_SUFFIX, CONTAINER_STATE_DIR, Sandbox, STATE_FILE } from './sandbox.js';
 
 /** Serves the Task API of one sandbox; closed when the sandbox is shut down. */
 export interface TaskEndpoint {
@@ -124,23 +124,47 @@ export class Sandboxer {
     // still deletes its containers through it.
     if (record.taskAddress) await this.reopenEndpoint(sandbox);
     this.sandboxes.set(id, sandbox);
-    await sandbox.save();
+    await sandbox.saveAll();
     sandbox.log.info(
       { phase: record.phase, containers: record.containers.length, reason: sandbox.problem || undefined },
       'sandbox recovered',
     );
   }
 
-  /** The sandbox's record, null when it has no state file; FailedPrecondition with the reason when it is unusable. */
+  /**
+   * The sandbox's record with its containers' records, null when it has no state file;
+   * FailedPrecondition with the reason when one of them is unusable. A state file from before
+   * the containers had files of their own lists them itself: read as well (a container in both,
+   * after a crash amid the first save of such a sandbox, is taken from its own file, the later).
+   */
   private async loadRecord(id: string, dir: string): Promise<SandboxRecord | null> {
+    const unusable = (err: unknown) => failedPrecondition(`state of sandbox ${id} is unusable: ${errorText(err)}`);
     let text: string;
     try {
       text = await readFile(join(dir, STATE_FILE), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw failedPrecondition(`state of sandbox ${id} is unusable: ${errorText(err)}`);
+      throw unusable(err);
     }
-    return parseSandboxRecord(text, { id, kind: this.kind.name });
+    const record = parseSandboxRecord(text, { id, kind: this.kind.name });
+    const containersDir = join(dir, CONTAINER_STATE_DIR);
+    const files = await readdir(containersDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw unusable(err);
+    });
+    // Other names are temporary files of writes a crash cut short (state-file.ts).
+    const names = files.filter((name) => name.endsWith(CONTAINER_FILE_SUFFIX)).sort();
+    const own = await Promise.all(
+      names.map(async (file) => {
+        const text = await readFile(join(containersDir, file), 'utf8').catch((err: unknown) => {
+          throw unusable(err);
+        });
+        return parseContainerRecord(text, { sandboxId: id, file, id: file.slice(0, -CONTAINER_FILE_SUFFIX.length) });
+      }),
+    );
+    const ownIds = new Set(own.map((c) => c.id));
+    record.containers = [...record.containers.filter((c) => !ownIds.has(c.id)), ...own];
+    return record;
   }
 
   /** Releases a sandbox containerd no longer knows; kept (reported not ready) when that fails. */

@@ -13,12 +13,24 @@
 // a passed descriptor it drops it and flags the reply MSG_CTRUNC, reported as such here.
 //
 // Calls are synchronous: the keeper answers at once (it only stores descriptors), and a
-// blocking exchange keeps replies in step with commands without any queueing. Each exchange is
+// blocking exchange keeps replies in step with commands without any queueing. A command
+// without a descriptor and its OK/ERR reply go through plain write(2)/read(2) (node:fs):
+// kuasard sends two per Task API call (its in-flight note), and sendmsg/recvmsg through koffi
+// cost three times as much each, marshalling their msghdr (measured: 0.13 ms against 0.045 ms
+// per exchange). A seqpacket socket keeps a write one message, and read(2) takes one.
+//
+// Notes of pending calls (putNote, dropNote) do not wait for their reply at all: a blocking
+// exchange waits for the keeper to be scheduled, which on a busy host is most of a Task API
+// call's time on kuasard's main thread. Their replies are read later, all at once (a moment
+// after, or before the next exchange that waits): an ERR among them is told to `onLateFailure`.
+// The keeper carries out every command sent, in order, even if this process dies before reading
+// the replies (fd-keeper.c), so a note sent is as good as a note answered. Each exchange is
 // bounded by a timeout (SO_RCVTIMEO/SO_SNDTIMEO; a signal that interrupts the wait, such as one
 // of kuasard's many SIGCHLDs, only makes it wait again: libc/binding.ts retries EINTR); after a failed
 // one the connection is closed, since a late reply would answer the wrong command.
 
 import { spawn } from 'node:child_process';
+import { readSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { nativeProgram } from '../base/native-programs.js';
 import { passedDescriptors, rightsMessage, rightsSpace } from './cmsg.js';
@@ -38,6 +50,10 @@ const CONNECT_ATTEMPTS = 20;
 const CONNECT_RETRY_MS = 50;
 /** How often watch() looks for the keeper's hang-up. */
 const WATCH_INTERVAL_MS = 500;
+/** How soon the replies to notes are read: by then the keeper has answered them, so reading them does not wait. */
+const COLLECT_AFTER_MS = 20;
+/** Notes sent without their reply read, at most: the keeper's replies must not fill its socket's buffer. */
+const MAX_UNREAD_REPLIES = 64;
 
 /** One entry the keeper holds, as handed back by list(): the caller owns `fd` (none for a note). */
 export interface KeptFd {
@@ -76,7 +92,14 @@ export class FdKeeperError extends Error {
 
 export class FdKeeper {
   private socket: number | undefined;
+  /** Where receiveText reads each reply: one per connection, replies being read one at a time. */
+  private readonly replyBuffer = Buffer.allocUnsafe(MAX_MESSAGE_BYTES + 1);
   private watchTimer: NodeJS.Timeout | undefined;
+  /** The commands sent whose replies have not been read yet, oldest first. */
+  private readonly unread: string[] = [];
+  private collectTimer: NodeJS.Timeout | undefined;
+  /** Told of a note's command that failed, once its reply is read (the connection may be closed by then). */
+  onLateFailure: (err: FdKeeperError) => void = () => undefined;
 
   private constructor(socket: number) {
     this.socket = socket;
@@ -137,9 +160,68 @@ export class FdKeeper {
     this.expectOk(`DROP ${name}`);
   }
 
+  /** PUT of a note, without waiting for its reply (see the header). */
+  putNote(name: string): void {
+    checkName(name);
+    this.post(`PUT ${name}`);
+  }
+
+  /** DROP of a note, without waiting for its reply (see the header). */
+  dropNote(name: string): void {
+    checkName(name);
+    this.post(`DROP ${name}`);
+  }
+
+  private post(command: string): void {
+    this.send(command);
+    this.unread.push(command);
+    if (this.unread.length >= MAX_UNREAD_REPLIES) this.collectNow();
+    else this.collectLater();
+  }
+
+  private collectLater(): void {
+    if (this.collectTimer) return;
+    this.collectTimer = setTimeout(() => {
+      this.collectTimer = undefined;
+      try {
+        this.collect();
+      } catch (err) {
+        this.onLateFailure(err as FdKeeperError);
+      }
+    }, COLLECT_AFTER_MS).unref();
+  }
+
+  /** Reads the replies to the notes sent; throws at the first failure, having read the others (or lost the connection). */
+  private collect(): void {
+    let failure: FdKeeperError | undefined;
+    while (this.unread.length > 0) {
+      const command = this.unread[0]!;
+      const reply = this.receiveText();
+      this.unread.shift();
+      if (reply === 'OK') continue;
+      if (!reply.startsWith('ERR ')) throw this.broken(`unexpected reply to ${command}: ${JSON.stringify(reply)}`);
+      failure ??= new FdKeeperError(`fd keeper: ${command}: ${reply.slice(4)}`);
+    }
+    if (failure) throw failure;
+  }
+
+  /** Before an exchange that waits: the replies to the notes sent before it come first. */
+  private collectNow(): void {
+    if (this.unread.length === 0) return;
+    clearTimeout(this.collectTimer);
+    this.collectTimer = undefined;
+    try {
+      this.collect();
+    } catch (err) {
+      this.onLateFailure(err as FdKeeperError);
+      if (!this.connected) throw err;
+    }
+  }
+
   /** Duplicates of every descriptor the keeper holds, with their names; the caller owns them. */
   list(): KeptFd[] {
     const kept: KeptFd[] = [];
+    this.collectNow();
     try {
       this.send('LIST');
       for (;;) {
@@ -189,24 +271,29 @@ export class FdKeeper {
   close(): void {
     clearInterval(this.watchTimer);
     this.watchTimer = undefined;
+    clearTimeout(this.collectTimer);
+    this.collectTimer = undefined;
+    this.unread.length = 0;
     if (this.socket === undefined) return;
     closeFd(this.socket);
     this.socket = undefined;
   }
 
   private expectOk(command: string, fd?: number): void {
+    this.collectNow();
     this.send(command, fd);
-    const reply = this.receive();
-    closeAll(reply.fds);
-    if (reply.text === 'OK') return;
-    if (reply.text.startsWith('ERR ')) throw new FdKeeperError(`fd keeper: ${command}: ${reply.text.slice(4)}`);
-    throw this.broken(`unexpected reply to ${command}: ${JSON.stringify(reply.text)}`);
+    const reply = this.receiveText();
+    if (reply === 'OK') return;
+    if (reply.startsWith('ERR ')) throw new FdKeeperError(`fd keeper: ${command}: ${reply.slice(4)}`);
+    throw this.broken(`unexpected reply to ${command}: ${JSON.stringify(reply)}`);
   }
 
   private send(command: string, fd?: number): void {
     const socket = this.connectedSocket();
+    const data = Buffer.from(command);
     try {
-      sendMessage(socket, Buffer.from(command), fd === undefined ? undefined : rightsMessage([fd]));
+      if (fd !== undefined) sendMessage(socket, data, rightsMessage([fd]));
+      else if (retryingEintr(() => writeSync(socket, data)) !== data.length) throw new Error('the message was cut short');
     } catch (err) {
       throw this.broken(`sending ${command.split(' ')[0]}: ${(err as Error).message}`);
     }
@@ -230,6 +317,24 @@ export class FdKeeper {
     return { text: message.data.toString('utf8'), fds };
   }
 
+  /**
+   * A reply that carries no descriptor (OK or ERR), by read(2); a descriptor passed with it
+   * anyway is closed by the kernel.
+   */
+  private receiveText(): string {
+    const socket = this.connectedSocket();
+    const buffer = this.replyBuffer;
+    let length: number;
+    try {
+      length = retryingEintr(() => readSync(socket, buffer, 0, buffer.length, null));
+    } catch (err) {
+      throw this.broken(`waiting for a reply: ${(err as Error).message}`);
+    }
+    if (length === 0) throw this.broken('the keeper hung up');
+    if (length > MAX_MESSAGE_BYTES) throw this.broken('reply too long');
+    return buffer.toString('utf8', 0, length);
+  }
+
   private connectedSocket(): number {
     if (this.socket === undefined) throw new FdKeeperError('not connected to the fd keeper');
     return this.socket;
@@ -239,6 +344,21 @@ export class FdKeeper {
   private broken(message: string): FdKeeperError {
     this.close();
     return new FdKeeperError(`fd keeper: ${message}`);
+  }
+}
+
+/**
+ * Runs a read(2) or write(2) of node:fs again when a signal interrupted it: libuv does not retry
+ * an interrupted read, and a socket with a receive timeout fails with EINTR even under
+ * SA_RESTART (signal(7)); kuasard gets a SIGCHLD for every child that ends.
+ */
+function retryingEintr(io: () => number): number {
+  for (;;) {
+    try {
+      return io();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINTR') throw err;
+    }
   }
 }
 

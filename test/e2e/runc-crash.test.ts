@@ -237,13 +237,16 @@ describe('runc kind: kuasard killed inside pod calls', () => {
       started.push({ podSandboxId, containerId });
     }
     const [healthy, corrupt] = started as [(typeof started)[0], (typeof started)[0]];
-    const stateFile = join(env.paths.kuasarState, 'runc', corrupt.podSandboxId, 'state.json');
-    // kuasard records a start once its answer is out (Container.start); tearing the file before that
-    // save lands would only see it overwritten.
+    const podDir = join(env.paths.kuasarState, 'runc', corrupt.podSandboxId);
+    const stateFile = join(podDir, 'state.json');
+    // kuasard records a start once its answer is out (Container.start), in the container's own
+    // record; the test waits for it so that the pod's record is torn after every save of the start.
     await eventually(
       async () => {
-        const record = JSON.parse(readFileSync(stateFile, 'utf8')) as { containers: { id: string; status: string }[] };
-        assert.equal(record.containers.find((c) => c.id === corrupt.containerId)?.status, 'running');
+        const record = JSON.parse(readFileSync(join(podDir, 'state.containers', `${corrupt.containerId}.json`), 'utf8')) as {
+          status: string;
+        };
+        assert.equal(record.status, 'running');
       },
       10_000,
       50,

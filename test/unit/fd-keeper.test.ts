@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { listProcesses } from '../../src/devenv/processes.js';
+import { readProcStat } from '../../src/linux/proc.js';
 import { closeKept, FD_KEEPER_BINARY, FdKeeper, type KeptFd } from '../../src/linux/fd-keeper.js';
 
 const FD_KEEPER_MODULE = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/linux/fd-keeper.js');
@@ -228,6 +229,82 @@ describe('fd keeper', () => {
     again.keeper.close();
     await waitUntil('the keeper exits', () => keeperProcesses(socketPath).length === 0);
     assert.equal(existsSync(socketPath), false);
+  });
+
+  it('carries out every note a client sent without reading the replies, in order, though the client dies first', async () => {
+    // This process stays connected, so that a keeper holding only notes does not exit.
+    const { keeper } = await connect();
+    const [keeperPid] = keeperProcesses(socketPath);
+    // The child connects, then sends its notes while the keeper is stopped, and dies: they are
+    // all still queued when it goes (fewer than the client reads replies after).
+    const script = `
+      import { FdKeeper } from ${JSON.stringify(FD_KEEPER_MODULE)};
+      const { keeper } = await FdKeeper.open({ socketPath: ${JSON.stringify(socketPath)} });
+      process.stdout.write('connected\\n');
+      process.stdin.once('data', () => {
+        for (let i = 0; i < 40; i++) keeper.putNote('call /sb/task.sock 1 ' + i + ' AAAA');
+        for (let i = 0; i < 40; i += 2) keeper.dropNote('call /sb/task.sock 1 ' + i + ' AAAA');
+        process.kill(process.pid, 'SIGKILL');
+      });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = once(child, 'exit');
+    await once(child.stdout, 'data');
+    process.kill(keeperPid!, 'SIGSTOP');
+    try {
+      child.stdin.write('go\n');
+      assert.deepEqual(await exited, [null, 'SIGKILL']);
+    } finally {
+      process.kill(keeperPid!, 'SIGCONT');
+    }
+    const expected = Array.from({ length: 20 }, (_, i) => `call /sb/task.sock 1 ${2 * i + 1} AAAA`).sort();
+    assert.deepEqual(
+      keeper
+        .list()
+        .map((k) => k.name)
+        .sort(),
+      expected,
+    );
+  });
+
+  it("tells a note's failure once its reply is read, and keeps the connection", async () => {
+    const { keeper } = await connect();
+    const failures: Error[] = [];
+    keeper.onLateFailure = (err) => void failures.push(err);
+    keeper.putNote('note a');
+    keeper.putNote('note a');
+    await waitUntil('the failure is told', () => failures.length > 0);
+    assert.equal(failures.length, 1);
+    assert.match(failures[0]!.message, /PUT note a: name in use/);
+    assert.equal(keeper.connected, true);
+    keeper.dropNote('note a');
+    assert.deepEqual(keeper.list(), [], 'the drop sent before the listing was carried out first');
+  });
+
+  it('exchanges notes through a flood of signals: a read or write interrupted (EINTR) is made again, not reported', async () => {
+    // Notes go by plain write/read (node:fs): libuv does not retry an interrupted read, and a
+    // socket with a receive timeout reports EINTR even under SA_RESTART. kuasard gets a SIGCHLD
+    // per child that ends. The child sends a bounded number of signals (see linux-libc.test.ts).
+    const { keeper } = await connect();
+    const onSignal = (): void => undefined;
+    process.on('SIGUSR2', onSignal);
+    const child = spawn('sh', ['-c', `i=0; while [ $i -lt 3000 ]; do kill -USR2 ${process.pid}; i=$((i+1)); done`], { stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    try {
+      let exchanges = 0;
+      // Until the child has sent them all (it is a zombie then); the count is a hang guard.
+      while (readProcStat(child.pid!)?.state !== 'Z' && exchanges < 1_000_000) {
+        keeper.put(`inflight /sb/task.sock 1 ${exchanges}`);
+        keeper.drop(`inflight /sb/task.sock 1 ${exchanges}`);
+        exchanges++;
+      }
+      assert.deepEqual(await exited, [0, null], 'the child sent every signal');
+      assert.equal(keeper.connected, true, 'no exchange failed');
+      assert.deepEqual(keeper.list(), [], 'every note put was dropped again');
+    } finally {
+      child.kill('SIGKILL');
+      process.off('SIGUSR2', onSignal);
+    }
   });
 
   it('reports a descriptor the kernel dropped for want of room (RLIMIT_NOFILE) as such', async () => {

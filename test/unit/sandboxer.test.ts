@@ -3,7 +3,7 @@
 // kind's capabilities allow, and what survives a restart per capability.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -162,12 +162,68 @@ describe('Sandboxer lifecycle', () => {
     assert.ok(kind.calls.includes('update pod spec,labels'));
   });
 
+  /** Waits for every save asked for, a Start's too (it is saved once its answer is out). */
+  async function allSaved(sandbox: { saved(): Promise<void> }): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await sandbox.saved();
+  }
+
+  it("saves each container's record in a file of its own, written when it changes and removed on Delete; the sandbox's file lists none", async () => {
+    const { kind, sandbox, dirOf } = await runningPod();
+    await sandbox.createTask({ id: 'c2', bundle: '/bundle', rootfs: [], stdio: STDIO });
+    await allSaved(sandbox);
+    const read = async (file: string) => JSON.parse(await readFile(join(dirOf('pod'), file), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual((await read('state.json'))['containers'], []);
+    assert.equal((await read('state.containers/c1.json'))['status'], 'running');
+    assert.equal((await read('state.containers/c2.json'))['status'], 'created');
+    kind.processes.get('c1')!.end(3);
+    await sandbox.waitTask('c1');
+    await allSaved(sandbox);
+    assert.deepEqual((await read('state.containers/c1.json'))['exit'], (await sandbox.waitTask('c1')) as unknown);
+    await sandbox.deleteTask('c1');
+    assert.equal(existsSync(join(dirOf('pod'), 'state.containers/c1.json')), false, 'the deleted container has no record left');
+    assert.equal(existsSync(join(dirOf('pod'), 'state.containers/c2.json')), true);
+  });
+
+  it('after a restart, reads a state file that holds its containers itself (an older kuasard) and splits them into files', async () => {
+    const first = await runningPod({ capabilities: { restart: { containers: true } } });
+    await allSaved(first.sandbox);
+    const dir = first.dirOf('pod');
+    const container = JSON.parse(await readFile(join(dir, 'state.containers/c1.json'), 'utf8')) as unknown;
+    const record = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(dir, 'state.json'), JSON.stringify({ ...record, containers: [container] }));
+    await rm(join(dir, 'state.containers'), { recursive: true });
+    await first.sandbox.stopSaving();
+    const next = new Sandboxer(first.kind, stateDir, { publish: () => undefined }, fakeTaskEndpoints(), silent);
+    await next.init();
+    assert.equal(next.get('pod').taskState('c1').status, 'running', 'the container is followed again');
+    assert.deepEqual(JSON.parse(await readFile(join(dir, 'state.containers/c1.json'), 'utf8')), container);
+    assert.deepEqual((JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as Record<string, unknown>)['containers'], []);
+    await next.stop('pod', 0);
+    await next.shutdown('pod');
+  });
+
+  it('after a restart, reports a sandbox with an unusable container record not ready, naming the file', async () => {
+    const first = await runningPod();
+    await allSaved(first.sandbox);
+    await first.sandbox.stopSaving();
+    await writeFile(join(first.dirOf('pod'), 'state.containers/c1.json'), '{"id": "c1"');
+    const next = new Sandboxer(first.kind, stateDir, { publish: () => undefined }, fakeTaskEndpoints(), silent);
+    await next.init();
+    assert.equal(next.status('pod').ready, false);
+    assert.match(next.status('pod').reason, /state of sandbox pod is unusable: container record c1\.json: not JSON/);
+    await next.shutdown('pod');
+  });
+
   for (const survives of [true, false]) {
     it(`after a restart, follows a container again only when the kind says containers survive (${survives})`, async () => {
       const first = await runningPod({ capabilities: { restart: { containers: survives } } });
       await first.sandbox.execProcess('c1', { execId: 'e1', spec: { args: ['sh'] }, stdio: STDIO });
       await first.sandbox.startTask('c1', 'e1');
-      // The next run, with the processes of the first still running (the same kind object keeps them).
+      // The next run, with the processes of the first still running (the same kind object keeps
+      // them). The first run is dead: it writes nothing more (its container's exit would, into
+      // the directory the next run removes).
+      await first.sandbox.stopSaving();
       const next = new Sandboxer(first.kind, stateDir, { publish: (_ns, event) => void events.push(event) }, fakeTaskEndpoints(), silent);
       await next.init();
       const sandbox = next.get('pod');
