@@ -483,7 +483,9 @@ function idleTarget(memory: MemoryResult | undefined): TargetResult {
     status: met ? 'met' : 'not met',
     ...(met
       ? {}
-      : { note: "the modules kuasard loads and V8's heap: README.md, \"kuasard's fixed memory\", measures each dependency's share" }),
+      : {
+          note: "read after the run's earlier parts: what that work left (the wasm kind's worker threads until 30 s without an instance among it); README.md, \"kuasard's fixed memory\", measures a fresh kuasard and each dependency's share",
+        }),
   };
 }
 
