@@ -30,7 +30,9 @@ export function withCallLog<H extends Record<string, Handler>>(
       const base = typeof log === 'function' ? log(...(args as Parameters<H[keyof H]>)) : log;
       // Controller requests name their sandbox: so do their stage records, for the benchmark.
       const sandboxId = (args[0] as { sandboxId?: unknown } | undefined)?.sandboxId;
-      const callLog = base.child(typeof sandboxId === 'string' && sandboxId ? { rpc: method, sandbox: sandboxId } : { rpc: method });
+      const sandbox = typeof sandboxId === 'string' && sandboxId ? { sandbox: sandboxId } : {};
+      // A child logger costs on every call: made only when the stage record is written (debug).
+      const callLog = base.isLevelEnabled('debug') ? base.child({ rpc: method, ...sandbox }) : base;
       const started = observe ? performance.now() : 0;
       try {
         const result = await timed(callLog, `${service}.${method}`, () => handler(...args));
@@ -39,8 +41,8 @@ export function withCallLog<H extends Record<string, Handler>>(
       } catch (err) {
         const { code, message } = toStatus(err);
         observe?.(method, code, (performance.now() - started) / 1000);
-        if (code === Code.Internal || code === Code.Unknown) base.error({ method, code, err }, 'call failed');
-        else base.debug({ method, code, message }, 'call refused');
+        if (code === Code.Internal || code === Code.Unknown) base.error({ method, ...sandbox, code, err }, 'call failed');
+        else base.debug({ method, ...sandbox, code, message }, 'call refused');
         throw err;
       }
     };
