@@ -30,7 +30,7 @@ import { controllerHandlers } from '../services/controller.js';
 import { refusingHandlers } from '../services/refusing-controller.js';
 import { ContainerdEventForwarder } from '../services/events.js';
 import { streamingHandlers } from '../services/streaming.js';
-import { TASK_SERVICE_NAMES, taskHandlers } from '../services/task.js';
+import { isReadOnlyTaskCall, isTaskWait, TASK_SERVICE_NAMES, taskHandlers } from '../services/task.js';
 
 /** containerd's own limit for sandbox controller messages. */
 const MAX_GRPC_MESSAGE = 16 << 20;
@@ -59,12 +59,6 @@ export interface Daemon {
 const FD_KEEPER_SOCKET = 'fd-keeper.sock';
 
 /**
- * Task.Wait is answered by the next run when kuasard dies before it could: CRI learns a
- * container's exit only from that answer.
- */
-const isResumableTaskCall = (service: string, method: string): boolean => method === 'Wait' && TASK_SERVICE_NAMES.includes(service);
-
-/**
  * Task sockets live in the sandbox's own directory, so removing the sandbox removes them. Their
  * descriptors are kept in the fd keeper too, so that containerd's connections survive a restart.
  */
@@ -91,9 +85,10 @@ async function openTaskEndpoint(sandbox: Sandbox, log: Logger, sockets: KeptTask
   const server = new TtrpcServer({
     scope: sandbox,
     logger: sandbox.log,
-    // A Wait is answered when its process ends: it is both long and worth handing over.
-    longCalls: isResumableTaskCall,
-    resumable: isResumableTaskCall,
+    // A Wait is answered when its process ends. A read-only call the previous run left
+    // unanswered is run again (see isReadOnlyTaskCall).
+    longCalls: isTaskWait,
+    resumable: isReadOnlyTaskCall,
     ...sockets.hooks(path),
   });
   server.register(TASK_SERVICE_NAMES, services.task);

@@ -40,6 +40,23 @@ import { toTimestamp } from './wkt.js';
 
 export const TASK_SERVICE_NAMES = ['containerd.task.v3.Task', 'containerd.task.v2.Task'];
 
+/**
+ * The Task methods that change nothing, so that one a crashed kuasard had read and not answered
+ * can be run again by the next (any other is answered Unavailable: whether it took effect is
+ * unknown). Wait must be one: CRI learns a container's exit only from its answer. Connect too:
+ * containerd asks for the new task's pid right after Create, and when that fails it neither
+ * deletes the task nor lets CRI know of it, so the container's pod could never be removed
+ * ("cannot delete running task").
+ */
+const READ_ONLY_TASK_METHODS: ReadonlySet<string> = new Set(['Wait', 'Connect', 'State', 'Pids', 'Stats']);
+
+/** Whether a call is one of the Task API's read-only ones (READ_ONLY_TASK_METHODS). */
+export const isReadOnlyTaskCall = (service: string, method: string): boolean =>
+  READ_ONLY_TASK_METHODS.has(method) && TASK_SERVICE_NAMES.includes(service);
+
+/** Whether a call is a Task Wait: pending for its process's whole life. */
+export const isTaskWait = (service: string, method: string): boolean => method === 'Wait' && TASK_SERVICE_NAMES.includes(service);
+
 const statusOf: Record<ProcessStatus, Status> = {
   created: Status.CREATED,
   running: Status.RUNNING,
@@ -48,8 +65,6 @@ const statusOf: Record<ProcessStatus, Status> = {
 };
 
 type Empty = Record<string, never>;
-
-/** The type containerd packs an exec's OCI Process in (its value is JSON). */
 
 function processSpec(req: ExecProcessRequest): Record<string, unknown> {
   const what = `exec ${req.execId} in container ${req.id}`;
