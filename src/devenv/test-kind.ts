@@ -17,7 +17,7 @@ import type { TaskEndpoints } from '../engine/sandboxer.js';
 import { fakeProcess, type FakeProcess } from './fake-process.js';
 
 /** The steps a test can make fail. */
-export type TestKindStep = 'createSandbox' | 'start' | 'restoreSandbox' | 'createContainer' | 'exec' | 'destroy';
+export type TestKindStep = 'createSandbox' | 'start' | 'restoreSandbox' | 'createContainer' | 'startContainer' | 'exec' | 'destroy';
 
 export interface TestKindOptions {
   name?: string;
@@ -151,7 +151,7 @@ export class TestKind implements SandboxKind {
       },
       state: () => null,
       start: async () => {
-        this.calls.push(`start ${id}`);
+        this.step('startContainer', id);
         if (this.endAtStart) init.end(3);
       },
       kill: async (signal, all) => {

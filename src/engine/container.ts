@@ -2,7 +2,7 @@
 // execs' exit latches, and the rules of their lifecycle (runc's shim is the model for the order
 // of events and for what each call does in each state).
 import type { Logger } from 'pino';
-import { alreadyExists, failedPrecondition, notFound } from '../base/errors.js';
+import { alreadyExists, Code, failedPrecondition, notFound, RuntimeError } from '../base/errors.js';
 import type { TaskEvent } from '../base/events.js';
 import { Mutex } from '../base/keyed-mutex.js';
 import type { CgroupMetrics } from '../base/metrics.js';
@@ -52,6 +52,8 @@ export class Container {
   readonly lock = new Mutex();
   readonly log: Logger;
   private readonly execs = new Map<string, Exec>();
+  /** Whether the init's Start failed: its process is ending by itself (see kill). */
+  private startFailed = false;
 
   constructor(
     readonly record: ContainerRecord,
@@ -155,7 +157,10 @@ export class Container {
       if (this.record.status !== 'created') {
         throw failedPrecondition(`start container ${this.id}: it is ${this.record.status}, not created`);
       }
-      await this.kind.start();
+      await this.kind.start().catch((err: unknown) => {
+        this.startFailed = true;
+        throw err;
+      });
       // The process may have run to completion already; never move a stopped task back.
       if (this.record.status === 'created') this.record.status = 'running';
       this.host.publish({ topic: '/tasks/start', containerId: this.id, pid: this.record.pid });
@@ -178,7 +183,17 @@ export class Container {
         if (all) return;
         throw notFound(`kill container ${this.id}: process already finished`);
       }
-      await this.kind.kill(signal, all);
+      await this.kind.kill(signal, all).catch((err: unknown) => {
+        // A container whose Start failed ends by itself, and its runtime may refuse to signal it
+        // meanwhile (runsc: "cannot signal container … in state created"). Answered as runc's shim
+        // answers for a process already gone, so that containerd's delete waits for the exit; told
+        // FailedPrecondition, it goes on at once, finds the task still created and leaves it in
+        // place, and the pod can never be removed ("cannot delete running task").
+        if (this.startFailed && err instanceof RuntimeError && err.code === Code.FailedPrecondition) {
+          throw notFound(`kill container ${this.id}: its start failed and it is ending (${err.message})`);
+        }
+        throw err;
+      });
     });
   }
 

@@ -112,6 +112,30 @@ describe('Sandboxer lifecycle', () => {
     assert.equal(existsSync(dirOf('pod')), false);
   });
 
+  it('answers a Kill the kind refuses for a container whose Start failed as for a process already gone, and its exit follows', async () => {
+    // As runsc does: it signals no container in state "created", which one whose start failed
+    // stays in until its end is noticed.
+    const refuse = async () => {
+      throw new RuntimeError(Code.FailedPrecondition, 'cannot signal container "c" in state created');
+    };
+    const { kind, sandboxer } = setup({ onKill: refuse });
+    await sandboxer.init();
+    await sandboxer.create({ id: 'pod', namespace: 'k8s.io', netnsPath: '', pod: podSpec() });
+    await sandboxer.start('pod');
+    const sandbox = sandboxer.get('pod');
+    for (const id of ['ok', 'bad']) await sandbox.createTask({ id, bundle: '/bundle', rootfs: [], stdio: STDIO });
+    kind.fail('startContainer', 'bad');
+    await assert.rejects(sandbox.startTask('bad'), /startContainer bad: injected failure/);
+    await assert.rejects(
+      sandbox.killTask('bad', 9, true),
+      (err: unknown) => isCode(Code.NotFound)(err) && /its start failed/.test(String(err)),
+    );
+    await assert.rejects(sandbox.killTask('ok', 9, true), isCode(Code.FailedPrecondition), 'any other container gets the refusal as it is');
+    kind.processes.get('bad')!.end(255);
+    assert.equal((await sandbox.waitTask('bad')).exitStatus, 255);
+    assert.equal(sandbox.taskState('bad').status, 'stopped');
+  });
+
   it('reports a pod whose isolation ended not ready, with the reason, after its containers have ended, and answers Wait', async () => {
     const { kind, sandboxer } = await runningPod();
     const waited = sandboxer.wait('pod');
