@@ -22,10 +22,10 @@ export function descriptorsUnder(dir: string, pid: number | 'self' = 'self'): Op
 
 /**
  * Closes every descriptor of this process open on a file at or below `dir`, and returns how
- * many it closed. For descriptors opened on the daemon's behalf by code that never closes them
- * itself (node:wasi keeps an instance's preopened directories and the files the module left
- * open until the process ends): left open, they would keep the container's mounts busy.
- * Only for directories nothing else of the daemon opens files in.
+ * many it closed. For descriptors opened on the daemon's behalf by code that can no longer close
+ * them (node:wasi's, for an instance whose worker thread ended): left open, they would keep the
+ * container's mounts busy. Only for directories nothing else of the daemon opens files in. It
+ * reads the target of every descriptor the process holds: not for a path taken at every end.
  */
 export function closeDescriptorsUnder(dir: string): number {
   let closed = 0;

@@ -2,7 +2,7 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, createReadStream, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +21,7 @@ import { pipe } from '../../src/linux/libc/files.js';
 
 /** The test modules, compiled once from test/fixtures/wasm. */
 const modulesDir = mkdtempSync(join(tmpdir(), 'wasm-fixtures-'));
-const FIXTURES = ['hello', 'sleep', 'cat', 'loop', 'memory-hog', 'trap', 'chatter'];
+const FIXTURES = ['hello', 'sleep', 'cat', 'loop', 'memory-hog', 'trap', 'chatter', 'read-file'];
 await writeWasmModules(modulesDir, FIXTURES);
 process.on('exit', () => rmSync(modulesDir, { recursive: true, force: true }));
 const fixture = (name: string) => readFileSync(join(modulesDir, `${name}.wasm`));
@@ -227,7 +227,11 @@ describe('wasm engine', () => {
       const instance = await WasmInstance.create(own, quietJob(module));
       instance.start();
       await thread.thread.terminate();
-      assert.deepEqual(await instance.ended, { exitStatus: 1, outOfMemory: false });
+      assert.deepEqual(
+        await instance.ended,
+        { exitStatus: 1, outOfMemory: false, descriptorsLeft: true },
+        'its descriptors are left to the daemon',
+      );
       assert.notEqual(await own.acquire(), thread);
     } finally {
       await own.close();
@@ -281,36 +285,65 @@ describe('wasm engine', () => {
 });
 
 describe('node:wasi and the descriptors of an instance', () => {
-  it('leaves the preopened directory open after the instance ended; closeDescriptorsUnder closes it', HANG_GUARD, async () => {
-    const root = mkdtempSync(join(tmpdir(), 'wasm-preopen-'));
+  /** Runs `module` with `root` preopened as `/` (and `/data` as a second preopen) until it ends. */
+  async function runIn(root: string, module: string, args: string[], kill = false): Promise<{ exitStatus: number; output: string }> {
     const pool = new WorkerPool({ threads: 1, idleMs: 60_000 });
+    const out = pipe();
+    const stdin = openSync('/dev/null', 'r');
     try {
-      writeFileSync(join(root, 'hello.wasm'), fixture('hello'));
-      const out = pipe();
+      writeFileSync(join(root, `${module}.wasm`), fixture(module));
       const instance = await WasmInstance.create(pool, {
-        module: await new ModuleCache(MiB, new Rewriter(join(root, 'cache'))).load(join(root, 'hello.wasm'), MiB),
+        module: await new ModuleCache(MiB, new Rewriter(join(root, 'cache'))).load(join(root, `${module}.wasm`), MiB),
         entry: '_start',
-        args: ['hello'],
+        args: [module, ...args],
         env: {},
-        preopens: { '/': root },
-        stdio: [out.read, out.write, out.write],
+        preopens: { '/': root, '/data': join(root, 'data') },
+        stdio: [stdin, out.write, out.write],
         memoryLimit: MiB,
       });
       instance.start();
-      await instance.ended;
-      // What the wasm kind depends on: were node:wasi to close them itself, closing them here
-      // too could close descriptors reused by then.
+      if (kill) instance.kill(9);
+      const { exitStatus } = await instance.ended;
+      closeSync(out.write);
+      return { exitStatus, output: readFileSync(out.read, 'utf8') };
+    } finally {
+      closeSync(stdin);
+      closeSync(out.read);
+      await pool.close();
+    }
+  }
+
+  it('closes the preopened directories and the files the module left open when the instance ends', HANG_GUARD, async () => {
+    const root = mkdtempSync(join(tmpdir(), 'wasm-preopen-'));
+    try {
+      mkdirSync(join(root, 'data'));
+      writeFileSync(join(root, 'data', 'message.txt'), 'kept open\n');
+      // read-file opens the file, copies it and exits without closing it.
+      const { exitStatus, output } = await runIn(root, 'read-file', []);
+      assert.equal(exitStatus, 0);
+      assert.equal(output, 'kept open\n');
+      assert.deepEqual(descriptorsUnder(root), [], 'neither the preopens nor the file stay open');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('closes them for a killed instance too, and closeDescriptorsUnder finds what a thread that ended left', HANG_GUARD, async () => {
+    const root = mkdtempSync(join(tmpdir(), 'wasm-preopen-'));
+    try {
+      mkdirSync(join(root, 'data'));
+      const { exitStatus } = await runIn(root, 'sleep', ['60'], true);
+      assert.equal(exitStatus, 137);
+      assert.deepEqual(descriptorsUnder(root), []);
+      // The fallback, for descriptors nobody else can close any more.
+      const left = openSync(join(root, 'data'), 'r');
       assert.deepEqual(
-        descriptorsUnder(root).map((d) => d.target),
-        [root],
-        'node:wasi still holds the preopen',
+        descriptorsUnder(root).map((d) => d.fd),
+        [left],
       );
       assert.equal(closeDescriptorsUnder(root), 1);
       assert.deepEqual(descriptorsUnder(root), []);
-      closeSync(out.read);
-      closeSync(out.write);
     } finally {
-      await pool.close();
       rmSync(root, { recursive: true, force: true });
     }
   });

@@ -118,10 +118,11 @@ export class WasmContainer implements KindContainer {
     const end = await running.instance.ended;
     // The instance is over: the descriptors it used can be closed (ProcessStdio's "the process
     // holds its own now" step, which for an instance in our own process comes only at its end),
-    // with those node:wasi opened for it and never closes, and the output drains.
+    // and the output drains. Its thread has closed those node:wasi opened for it, unless the
+    // thread itself ended: then they are found by their paths.
     running.stdio.started();
     closeAll(nullFds);
-    closeDescriptorsUnder(rootfs);
+    if (end.descriptorsLeft) closeDescriptorsUnder(rootfs);
     await running.stdio.finish();
     context.log.info({ exitStatus: end.exitStatus, signal: end.signal, outOfMemory: end.outOfMemory }, 'wasm instance ended');
     return { ...exitedNow(end.exitStatus), oomKilled: end.outOfMemory };

@@ -35,10 +35,11 @@ export type WorkerMessage =
   /** The worker has started and can take jobs. */
   | { type: 'idle' }
   | { type: 'ready'; id: number }
+  /** Loading failed; what node:wasi had opened for it is closed. */
   | { type: 'failed'; id: number; message: string }
   /** The instance waits for its stdin: the daemon reads one chunk and sends it. */
   | { type: 'want-stdin'; id: number }
-  /** The instance is over: its own end (status), or killed. */
+  /** The instance is over: its own end (status), or killed; what node:wasi opened for it is closed. */
   | { type: 'exited'; id: number; status: number; outOfMemory: boolean; killed: boolean };
 
 /** A trap ends the instance like an abort ends a process (128 + SIGABRT), as wasmtime's CLI does. */

@@ -15,7 +15,7 @@ import { parentPort } from 'node:worker_threads';
 import { OOM_EXIT_STATUS, TRAP_EXIT_STATUS, type InstanceJob, type WorkerCommand, type WorkerMessage } from './instance-protocol.cjs';
 import { StdinBuffer } from './stdin-buffer.cjs';
 import { Suspender } from './suspend.cjs';
-import { type Blocked, CONTROL, controlledImports, InstanceKilled, ProcExit, WASM_PAGE_BYTES } from './wasi-imports.cjs';
+import { type Blocked, CONTROL, controlledImports, GuestDescriptors, InstanceKilled, ProcExit, WASM_PAGE_BYTES } from './wasi-imports.cjs';
 
 const port = parentPort!;
 const post = (message: WorkerMessage) => port.postMessage(message);
@@ -44,6 +44,7 @@ interface Guest {
   /** The host call it is suspended in, while it is. */
   blocked: Blocked | undefined;
   started: boolean;
+  descriptors: GuestDescriptors;
 }
 
 const guests = new Map<number, Guest>();
@@ -73,6 +74,7 @@ port.on('message', (command: WorkerCommand) => {
 post({ type: 'idle' });
 
 function load(job: InstanceJob): void {
+  let descriptors: GuestDescriptors | undefined;
   try {
     const control = new Int32Array(job.control);
     const wasi = new WASI({
@@ -85,14 +87,18 @@ function load(job: InstanceJob): void {
       stderr: job.stdio[2],
       returnOnExit: true,
     });
+    const wasiImports = wasi.getImportObject() as { wasi_snapshot_preview1: { fd_close: (fd: number) => number } };
+    const opened = new GuestDescriptors(wasiImports.wasi_snapshot_preview1.fd_close, Object.keys(job.preopens).length);
+    descriptors = opened;
     const stdin = job.stdinForwarded ? new StdinBuffer(() => post({ type: 'want-stdin', id: job.id })) : undefined;
     let guest: Guest | undefined;
-    const imports = controlledImports(wasi.getImportObject() as WebAssembly.Imports, {
+    const imports = controlledImports(wasiImports as unknown as WebAssembly.Imports, {
       control,
       memory: () => guest?.memory,
       block: (call) => block(guest!, call),
       sliceOver: () => performance.now() - sliceStart >= TIME_SLICE_MS,
       stdin,
+      opened: (fd) => opened.opened(fd),
     });
     const instance = new WebAssembly.Instance(job.module, imports);
     const { memory } = instance.exports;
@@ -111,12 +117,14 @@ function load(job: InstanceJob): void {
       stdin,
       blocked: undefined,
       started: false,
+      descriptors: opened,
     };
     guest = loaded;
     recordMemory(loaded);
     guests.set(job.id, loaded);
     post({ type: 'ready', id: job.id });
   } catch (err) {
+    descriptors?.closeAll();
     post({ type: 'failed', id: job.id, message: (err as Error).message });
   }
 }
@@ -219,6 +227,7 @@ function end(guest: Guest, reason: unknown): void {
   guests.delete(guest.job.id);
   collectAfterEnd();
   guest.blocked?.cancel?.();
+  guest.descriptors.closeAll();
   const { id } = guest.job;
   if (reason instanceof InstanceKilled) {
     post({ type: 'exited', id, status: 0, outOfMemory: false, killed: true });

@@ -19,6 +19,11 @@ export interface InstanceEnd {
   signal?: number;
   /** It needed more memory than the container's limit. */
   outOfMemory: boolean;
+  /**
+   * Its thread ended under it: the descriptors node:wasi opened for it (which the thread closes
+   * at an instance's end) are still open, and only the daemon can find and close them.
+   */
+  descriptorsLeft?: boolean;
 }
 
 /** What the daemon gives for one instance; the id, control block and stdin forwarding are the instance's own. */
@@ -93,8 +98,8 @@ export class WasmInstance implements HostedInstance {
     const signal = this.killedBy;
     this.over(
       signal !== undefined
-        ? { exitStatus: 128 + signal, signal, outOfMemory: false }
-        : { exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false },
+        ? { exitStatus: 128 + signal, signal, outOfMemory: false, descriptorsLeft: true }
+        : { exitStatus: WORKER_FAILURE_STATUS, outOfMemory: false, descriptorsLeft: true },
     );
     this.loaded.reject(failedPrecondition('wasm worker ended before the module was ready'));
   }

@@ -12,6 +12,8 @@
 // - stdio: descriptors 0-2 are the daemon's (FIFOs, pipes), closed by the daemon when the
 //   instance ends; a module may not close or renumber them underneath it.
 // - proc_exit ends the instance (ProcExit), not the thread.
+// - Descriptors: each one path_open or sock_accept gives the module is noted (host.opened), so
+//   that the instance's end can close what node:wasi opened for it (GuestDescriptors).
 import { YIELD_IMPORT } from './suspendable-imports.cjs';
 
 /** The unit of a WebAssembly linear memory: 64 KiB. */
@@ -88,6 +90,39 @@ export interface InstanceHost {
   /** At a fuel check: whether the instance's time slice is over (it then yields the thread). */
   sliceOver: () => boolean;
   stdin: ForwardedStdin | undefined;
+  /** Told each descriptor node:wasi opened for the module (GuestDescriptors.opened). */
+  opened: (fd: number) => void;
+}
+
+/**
+ * The descriptors node:wasi opened for one instance, closed when it ends: node:wasi closes none
+ * of them by itself (not even once the instance is collected), and left open they would keep the
+ * container's mounts busy and add up in the daemon. Its preopens come first (from 3), then each
+ * path_open or sock_accept; closing every number up to the highest ever given, through node:wasi's
+ * own fd_close (which closes the host's descriptor too), costs what the instance itself held. The
+ * alternative, finding them among all of the daemon's descriptors by their paths, costs what every
+ * instance holds, at every end.
+ */
+export class GuestDescriptors {
+  private highest: number;
+
+  constructor(
+    /** node:wasi's own fd_close, not the wrapped one (which would refuse a killed instance). */
+    private readonly close: (fd: number) => unknown,
+    preopens: number,
+  ) {
+    this.highest = STDIO_FDS - 1 + preopens;
+  }
+
+  opened(fd: number): void {
+    if (fd > this.highest) this.highest = fd;
+  }
+
+  /** Closes all of them (numbers the module closed itself are refused: EBADF, ignored). */
+  closeAll(): void {
+    for (let fd = STDIO_FDS; fd <= this.highest; fd++) this.close(fd);
+    this.highest = STDIO_FDS - 1;
+  }
 }
 
 /** `imports` (node:wasi's import object) wrapped as described above, with the fuel check's yield. */
@@ -142,6 +177,11 @@ function replacement(name: string, original: HostFunction, host: InstanceHost): 
       return (...args) => host.block(() => poll(host, args as number[]) ?? (original(...args) as number));
     case 'sched_yield':
       return () => host.block(() => ({ ready: nextTurn(), complete: () => ERRNO_SUCCESS }));
+    case 'path_open':
+      // The new descriptor's number is written at the last argument.
+      return (...args) => noteOpened(host, original(...args), args[8]);
+    case 'sock_accept':
+      return (...args) => noteOpened(host, original(...args), args[2]);
     case 'proc_exit':
       return (status) => {
         throw new ProcExit(Number(status));
@@ -149,6 +189,13 @@ function replacement(name: string, original: HostFunction, host: InstanceHost): 
     default:
       return undefined;
   }
+}
+
+/** Passes on a call's errno; on success, tells the host the descriptor it wrote at `fdAt`. */
+function noteOpened(host: InstanceHost, errno: unknown, fdAt: unknown): unknown {
+  const memory = host.memory();
+  if (errno === ERRNO_SUCCESS && memory) host.opened(new DataView(memory.buffer).getUint32(Number(fdAt), true));
+  return errno;
 }
 
 /** Settles on the event loop's next turn: what the instances ready to run wait for. */
