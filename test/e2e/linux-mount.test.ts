@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 
 import {
   addMountFlags,
+  detachTree,
   makePrivateBindOfItself,
   mountAll,
   mountOne,
@@ -84,6 +85,18 @@ describe('mounting snapshot mounts', { skip }, () => {
     assert.equal(await unmountAll(at('rootfs')), 2);
     assert.equal(await isMountPoint(at('rootfs')), false);
     assert.equal(await unmountAll(at('rootfs')), 0, 'nothing to unmount is no error');
+  });
+
+  it('detaches a stack and every mount below it in one go, without the mount table', async () => {
+    await mkdir(at('lower2', 'mnt'), { recursive: true });
+    await mountOne({ type: 'bind', source: at('lower1'), options: ['bind'] }, at('rootfs'));
+    await mountOne({ type: 'bind', source: at('lower2'), options: ['bind'] }, at('rootfs'));
+    await mountOne({ type: 'bind', source: at('data'), options: ['bind', 'ro'] }, at('rootfs', 'mnt'));
+    assert.equal(await readFile(at('rootfs', 'mnt', 'file'), 'utf8'), 'data');
+    assert.equal(detachTree(at('rootfs')), 2, 'both mounts stacked at the point');
+    assert.deepEqual(await mountsUnder(at('rootfs')), [], 'the mount below went with them');
+    assert.equal(detachTree(at('rootfs')), 0, 'nothing to detach is no error');
+    assert.equal(await readFile(at('data', 'file'), 'utf8'), 'data', 'the sources are untouched');
   });
 
   it('adds per-mount flags, keeping those a mount has, to one mount or to every mount below it', async () => {

@@ -2,7 +2,7 @@
 // (the rootfs and the spec's mounts, bound inside the container's directory) and its stdio.
 // Nothing of it outlives the daemon: after a restart the object only releases what is left.
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exitedNow, type SavedState } from '../../base/model.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
@@ -13,7 +13,7 @@ import { ProcessStdio } from '../../io/process-stdio.js';
 import { readBundleSpec, resolveRootfs } from '../../oci/bundle.js';
 import type { ContainerContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
-import { unmountRecursive } from '../../linux/mount.js';
+import { detachTree, unmountRecursive } from '../../linux/mount.js';
 import { mountGuestFilesystem } from './guest-mounts.js';
 import { WasmInstance } from './instance.js';
 import { guestFilesystem, wasmLaunch } from './launch.js';
@@ -208,7 +208,32 @@ function closeAll(fds: number[]): void {
   for (const fd of fds.splice(0)) closeSync(fd);
 }
 
+/**
+ * Takes the guest's file system away and removes the container's directory. Every mount of the
+ * guest lies below `rootfs` (guest-mounts.ts) and nothing holds its files open any more (the
+ * instance's thread closed them), so one detach takes the whole tree, without reading the mount
+ * table (whose size grows with every container the host runs). The directory then holds only an
+ * empty `rootfs`, removed by rmdir, which never deletes what a mount still showing there would
+ * hold. Anything else found takes the careful way: each mount found in the table unmounted, a
+ * check that none is left, then the recursive removal.
+ */
 async function releaseFiles(dir: string, rootfs: string, context: ContainerContext): Promise<void> {
-  await timed(context.log, 'wasm.unmount-rootfs', () => unmountRecursive(rootfs));
-  await rm(dir, { recursive: true, force: true });
+  await timed(context.log, 'wasm.unmount-rootfs', async () => {
+    detachTree(rootfs);
+    try {
+      await rmdirIfThere(rootfs);
+      await rmdirIfThere(dir);
+      return;
+    } catch (err) {
+      context.log.warn({ err }, "the container's directory holds more than its detached rootfs; unmounting and removing it all");
+    }
+    await unmountRecursive(rootfs);
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
+async function rmdirIfThere(dir: string): Promise<void> {
+  await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }
