@@ -2,10 +2,10 @@
 //
 // `runc create` forks the container's init and exits; the init is then an orphan. As a child
 // subreaper, this process becomes its parent instead of PID 1, so it can waitpid() for it and
-// learn how it ended. Node's child_process (libuv) and linux/spawn.ts reap their own children by
-// pid, never with waitpid(-1); the Reaper must do the same, or it would steal their statuses. So it only waits for
-// the pids it was asked to watch, and since SIGCHLDs coalesce (one signal for many exits), each
-// signal makes it try every watched pid.
+// learn how it ended. Node's child_process (libuv) reaps its own children by pid, never with
+// waitpid(-1); the Reaper must do the same, or it would steal their statuses. So it only waits
+// for the pids it was asked to watch, through linux/child-waits.ts (which linux/spawn.ts uses
+// for its children too).
 //
 // Foreign processes: after a daemon restart the containers' processes are no longer our children
 // (they were re-parented to the nearest subreaper above us, or PID 1), and waitpid() fails with
@@ -22,13 +22,14 @@ import { exitedNow, UNKNOWN_EXIT_STATUS, type ExitInfo } from '../base/model.js'
 import { hasErrnoCode } from './libc/binding.js';
 import { closeFd } from './libc/files.js';
 import { ownChildren, readProcStat, type ProcStat } from './proc.js';
+import { isWaitedFor, stopWaiting, waitForChild } from './child-waits.js';
 import { pidfdHasExited, pidfdOpen, setChildSubreaper, waitpid, WNOHANG, type WaitStatus } from './libc/processes.js';
 
 export interface ReaperOptions {
   /**
-   * While anything is watched, a timer re-checks every watched pid at this interval. It is a
-   * safety net for a missed SIGCHLD, the only way to notice foreign exits, and it keeps the
-   * event loop alive while exits are awaited (as a running child_process does). Default 1000.
+   * While a foreign process is watched or an orphan awaits its sweep, a timer looks again at
+   * this interval: the only way to notice foreign exits, and it keeps the event loop alive while
+   * they are awaited. (Children are waited for by child-waits.ts, on SIGCHLD.) Default 1000.
    */
   pollIntervalMs?: number;
 }
@@ -62,14 +63,15 @@ function pending<T extends Pending>(extra: Omit<T, keyof Pending>): T {
 const ORPHAN_GRACE_MS = 1000;
 
 export class Reaper {
-  private readonly children = new Map<number, Pending>();
+  /** The exits of the children watched, until they settle. */
+  private readonly children = new Map<number, Promise<ExitInfo>>();
   /** What marks the orphans that are reaped unwatched (reapOrphans). */
   private readonly orphanMatchers: ((stat: ProcStat) => boolean)[] = [];
   /** Zombies picked by reapOrphans that no watch has claimed yet, with when a sweep first saw them. */
   private unclaimedOrphans = new Map<number, number>();
   private readonly foreign = new Map<number, ForeignPending>();
   private readonly pollIntervalMs: number;
-  private readonly onSigchld = (): void => this.reapChildren();
+  private readonly onSigchld = (): void => this.sweepOrphans();
   private timer: NodeJS.Timeout | undefined;
   private started = false;
 
@@ -95,10 +97,7 @@ export class Reaper {
     process.off('SIGCHLD', this.onSigchld);
     this.started = false;
     const stopped = new Error('reaper stopped');
-    for (const [pid, watch] of this.children) {
-      this.children.delete(pid);
-      watch.reject(stopped);
-    }
+    for (const pid of [...this.children.keys()]) stopWaiting(pid, stopped);
     for (const [pid, watch] of this.foreign) {
       this.forgetForeign(pid, watch);
       watch.reject(stopped);
@@ -119,12 +118,12 @@ export class Reaper {
   watch(pid: number): Promise<ExitInfo> {
     this.assertStarted();
     const existing = this.children.get(pid);
-    if (existing) return existing.promise;
-    const watch = pending<Pending>({});
-    this.children.set(pid, watch);
-    this.tryReap(pid, watch);
-    this.updateTimer();
-    return watch.promise;
+    if (existing) return existing;
+    const forget = () => void this.children.delete(pid);
+    const exit = waitForChild(pid).then(exitOf);
+    exit.then(forget, forget);
+    this.children.set(pid, exit);
+    return exit;
   }
 
   /**
@@ -165,8 +164,7 @@ export class Reaper {
     this.orphanMatchers.push(match);
   }
 
-  private reapChildren(): void {
-    for (const [pid, watch] of this.children) this.tryReap(pid, watch);
+  private sweepOrphans(): void {
     if (this.orphanMatchers.length > 0) this.reapMatchedOrphans();
     this.updateTimer();
   }
@@ -175,7 +173,7 @@ export class Reaper {
     const now = Date.now();
     const unclaimed = new Map<number, number>();
     for (const pid of ownChildren()) {
-      if (this.children.has(pid)) continue;
+      if (isWaitedFor(pid)) continue;
       const stat = readProcStat(pid);
       if (stat?.state !== 'Z' || !this.orphanMatchers.some((match) => match(stat))) continue;
       const seen = this.unclaimedOrphans.get(pid) ?? now;
@@ -190,20 +188,6 @@ export class Reaper {
       }
     }
     this.unclaimedOrphans = unclaimed;
-  }
-
-  private tryReap(pid: number, watch: Pending): void {
-    let reaped: ReturnType<typeof waitpid>;
-    try {
-      reaped = waitpid(pid, WNOHANG);
-    } catch (err) {
-      this.children.delete(pid);
-      watch.reject(err as Error);
-      return;
-    }
-    if (!reaped) return;
-    this.children.delete(pid);
-    watch.resolve(exitOf(reaped.status));
   }
 
   private pollForeign(pid: number, watch: ForeignPending): void {
@@ -234,7 +218,7 @@ export class Reaper {
     } else if (busy && !this.timer) {
       this.timer = setInterval(() => {
         for (const [pid, watch] of this.foreign) this.pollForeign(pid, watch);
-        this.reapChildren();
+        this.sweepOrphans();
       }, this.pollIntervalMs);
     }
   }

@@ -11,17 +11,16 @@
 // here), and no other descriptor of ours; every signal at its default disposition and none
 // blocked (libc/processes.ts posixSpawn).
 //
-// Exit: the child is reaped here, by its pid, on SIGCHLD, as linux/reaper.ts reaps its own
-// (never waitpid(-1), which would steal the statuses of libuv's and the Reaper's children). A
-// timer re-checks while any child runs: a safety net, and what keeps the event loop alive for
-// a child without pipes, as a running child_process does.
+// Exit: the child is reaped by its pid (linux/child-waits.ts, shared with the Reaper's
+// container processes).
 
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 
+import { waitForChild } from './child-waits.js';
 import { closeFd, pipe } from './libc/files.js';
-import { posixSpawn, waitpid, WNOHANG } from './libc/processes.js';
+import { posixSpawn, type WaitStatus } from './libc/processes.js';
 
 /** What a child gets as descriptor 0: one of ours (3 or above), or /dev/null. */
 export type SpawnStdin = number | 'ignore';
@@ -43,41 +42,13 @@ export interface SpawnedChild {
   exited: Promise<ChildExit>;
 }
 
-const SAFETY_POLL_MS = 1000;
-
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(osConstants.signals).map(([name, number]) => [number, name as NodeJS.Signals] as [number, NodeJS.Signals]),
 );
 
-const running = new Map<number, { resolve: (exit: ChildExit) => void; reject: (err: Error) => void }>();
-let safetyTimer: NodeJS.Timeout | undefined;
-let listening = false;
-
-function reapRunning(): void {
-  for (const [pid, child] of running) {
-    let reaped: ReturnType<typeof waitpid>;
-    try {
-      reaped = waitpid(pid, WNOHANG);
-    } catch (err) {
-      running.delete(pid);
-      child.reject(err as Error);
-      continue;
-    }
-    if (!reaped) continue;
-    running.delete(pid);
-    const { exitCode, signal } = reaped.status;
-    child.resolve({ code: exitCode ?? null, signal: signal === undefined ? null : (signalNames.get(signal) ?? null) });
-  }
-  if (running.size === 0 && safetyTimer) {
-    clearInterval(safetyTimer);
-    safetyTimer = undefined;
-  }
-}
-
-function watchExit(pid: number): Promise<ChildExit> {
-  const exited = new Promise<ChildExit>((resolve, reject) => running.set(pid, { resolve, reject }));
-  safetyTimer ??= setInterval(reapRunning, SAFETY_POLL_MS);
-  return exited;
+/** How a child ended, from its wait status. */
+function childExit(status: WaitStatus): ChildExit {
+  return { code: status.exitCode ?? null, signal: status.signal === undefined ? null : (signalNames.get(status.signal) ?? null) };
 }
 
 /** A readable stream over the read end of a pipe; it owns the descriptor. */
@@ -102,12 +73,6 @@ export function readText(stream: Readable | undefined): Promise<string> {
  * `spawn <file>` when it cannot start (code ENOENT for a missing program, EACCES...).
  */
 export function spawnChild(file: string, args: readonly string[], stdio: readonly [SpawnStdin, SpawnOutput, SpawnOutput]): SpawnedChild {
-  // Listening from before the first spawn: a SIGCHLD that comes with no listener is lost. The
-  // listener stays, as the Reaper's does; signal listeners never keep the event loop alive.
-  if (!listening) {
-    process.on('SIGCHLD', reapRunning);
-    listening = true;
-  }
   const pipes = stdio.map((target) => (target === 'pipe' ? pipe() : undefined));
   let pid: number;
   try {
@@ -132,6 +97,6 @@ export function spawnChild(file: string, args: readonly string[], stdio: readonl
     pid,
     ...(pipes[1] ? { stdout: pipeReader(pipes[1].read) } : {}),
     ...(pipes[2] ? { stderr: pipeReader(pipes[2].read) } : {}),
-    exited: watchExit(pid),
+    exited: waitForChild(pid).then(childExit),
   };
 }
