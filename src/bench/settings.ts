@@ -74,8 +74,10 @@ export const FULL_DEFAULTS = {
   memoryPods: [1, 5, 10, 20, 30, 50, 100],
   settleMs: 5_000,
   memoryReads: 3,
-  taskLongRunning: 200,
-  taskShortLived: 200,
+  // 200 containers made a window of about a second, in which another process's burst on a
+  // 2-core machine moved the rate by a third from one run to the next; 1000 take 4-10 s.
+  taskLongRunning: 1000,
+  taskShortLived: 1000,
   taskConcurrency: 8,
 } as const;
 

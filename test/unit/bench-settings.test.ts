@@ -13,7 +13,7 @@ test('settings: a full run by default, quick defaults with --quick, explicit opt
   assert.equal(full.singleRounds, FULL_DEFAULTS.singleRounds);
   assert.deepEqual(full.memoryPods, [1, 5, 10, 20, 30, 50, 100]);
   assert.deepEqual(full.parts, ['single', 'parallel', 'memory', 'task-rate']);
-  assert.deepEqual([full.taskLongRunning, full.taskShortLived, full.taskConcurrency], [200, 200, 8]);
+  assert.deepEqual([full.taskLongRunning, full.taskShortLived, full.taskConcurrency], [1000, 1000, 8]);
   assert.deepEqual(full.kinds, []);
   assert.equal(full.outDir, '/out');
 
