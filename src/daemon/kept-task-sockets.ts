@@ -5,13 +5,13 @@
 // kuasard dies, nothing that containerd sees closes (pending calls wait, new connects queue in
 // the listen backlog), and the next run serves the very same sockets again.
 //
-// A call the dead process had read is gone with it. For Wait that would be fatal: containerd's
-// CRI learns a container's exit only from the answer to its Wait (it ignores TaskExit events),
-// so the container would stay RUNNING forever. Resumable calls (the daemon says which: the Task
-// API's read-only ones, Wait among them) are therefore kept as well, while they are pending, and
-// the next run answers them on their original stream ids. Every other call is kept too while it runs, by its stream id only: the
-// next run answers it Unavailable at once (whether it took effect is unknown), where it would
-// otherwise hang until containerd's deadline (2 minutes for kubelet's calls).
+// A call the dead process had read is gone with it. For Wait that would be fatal: containerd's CRI
+// learns a container's exit only from the answer to its Wait (it ignores TaskExit events), so the
+// container would stay RUNNING forever. Resumable calls (the daemon says which: the Task API's
+// read-only ones, Wait among them) are therefore kept as well, while they are pending, and the next
+// run answers them on their original stream ids. Every other call is kept too while it runs, by its
+// stream id only: the next run answers it Unavailable at once (whether it took effect is unknown),
+// where it would otherwise hang until containerd's deadline (2 minutes for kubelet's calls).
 //
 // Names in the keeper:
 //   listen <socket path>                              the listener (its descriptor)
@@ -31,13 +31,13 @@
 //   handOver  (daemon exit) from then on nothing is dropped and endpoints are left open: the
 //             process exit closes our descriptors, the keeper's stay for the next run
 //
-// Kept resumable calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION; the others
-// are bounded by the server's own limit on short calls in flight). containerd holds one Wait
-// per task (container or exec) on a sandbox's connection and a few short calls at a time, far
-// fewer than that; a client that holds more has the calls past the bound served as usual but
-// not kept, so a crash of kuasard leaves those unanswered (as any other call in flight), and a
-// warning says so once per connection. The bound keeps what a client can make the keeper hold, and what the next run
-// must take back, in proportion to the pods it serves.
+// Kept resumable calls are bounded per connection (MAX_KEPT_CALLS_PER_CONNECTION; the others are
+// bounded by the server's own limit on short calls in flight). containerd holds one Wait per task
+// (container or exec) on a sandbox's connection and a few short calls at a time, far fewer than
+// that; a client that holds more has the calls past the bound served as usual but not kept, so a
+// crash of kuasard leaves those unanswered (as any other call in flight), and a warning says so
+// once per connection. The bound keeps what a client can make the keeper hold, and what the next
+// run must take back, in proportion to the pods it serves.
 //
 // A keeper lost while this process runs (killed, or a failed exchange) is replaced at once: the
 // connection to it is watched, and a failed exchange counts as a loss too. The new keeper (or
