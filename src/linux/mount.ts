@@ -192,14 +192,22 @@ async function unmountTop(target: string, options: UnmountOptions = {}): Promise
   const retries = options.busyRetries ?? 10;
   for (let attempt = 0; ; attempt++) {
     try {
-      umount2(target, attempt > retries ? MNT.DETACH : 0);
-      return true;
+      return unmountOnce(target, attempt > retries ? MNT.DETACH : 0);
     } catch (err) {
-      // EINVAL: not a mount point (any more); ENOENT: not even there.
-      if (hasErrnoCode(err, 'EINVAL', 'ENOENT')) return false;
       if (!hasErrnoCode(err, 'EBUSY') || attempt > retries) throw err;
       await sleep(options.busyDelayMs ?? 20);
     }
+  }
+}
+
+/** One umount2 of `target`; false when nothing is mounted there (EINVAL), or it is not even there (ENOENT). */
+function unmountOnce(target: string, flags: number): boolean {
+  try {
+    umount2(target, flags);
+    return true;
+  } catch (err) {
+    if (hasErrnoCode(err, 'EINVAL', 'ENOENT')) return false;
+    throw err;
   }
 }
 
@@ -218,16 +226,8 @@ export async function unmountAll(target: string, options: UnmountOptions = {}): 
  */
 export function detachTree(target: string): number {
   let count = 0;
-  for (;;) {
-    try {
-      umount2(target, MNT.DETACH);
-      count++;
-    } catch (err) {
-      // EINVAL: not a mount point (any more); ENOENT: not even there.
-      if (hasErrnoCode(err, 'EINVAL', 'ENOENT')) return count;
-      throw err;
-    }
-  }
+  while (unmountOnce(target, MNT.DETACH)) count++;
+  return count;
 }
 
 /**

@@ -210,8 +210,9 @@ export class Reaper {
   }
 
   private updateTimer(): void {
-    // Unclaimed orphans need the next sweep.
-    const busy = this.size > 0 || this.unclaimedOrphans.size > 0;
+    // Foreign exits are only seen by polling, unclaimed orphans need the next sweep; children's
+    // exits come through child-waits.ts, which keeps its own timer.
+    const busy = this.foreign.size > 0 || this.unclaimedOrphans.size > 0;
     if (!busy && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
