@@ -8,10 +8,11 @@
 // leaves nothing to take over: the pods' processes, mounts and VMs end with it, and the default
 // state directory (/run/kuasar) is a tmpfs, gone with the boot (on a disk, a record the crash
 // left empty is refused as unusable: its pod is reported not ready and removed, as it had ended
-// anyway). The sync cost each Task API call a flush for nothing.
-import { mkdir, rm } from 'node:fs/promises';
+// anyway). The sync cost each Task API call a flush for nothing. Written and removed with
+// synchronous calls (writeJsonAtomicSync says why).
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeJsonAtomic } from '../base/state-file.js';
+import { writeJsonAtomicSync } from '../base/state-file.js';
 
 export class RecordFile {
   private last: Promise<void> = Promise.resolve();
@@ -31,17 +32,19 @@ export class RecordFile {
    */
   write(value: () => unknown): Promise<void> {
     if (this.queued) return this.queued;
-    const write = this.last.then(async () => {
+    const write = this.last.then(() => {
       this.queued = undefined;
       const text = value();
       try {
-        await writeJsonAtomic(this.path, text, { durable: false });
+        writeJsonAtomicSync(this.path, text);
       } catch (err) {
         if (!this.makesDir || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await mkdir(dirname(this.path), { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-          if (e.code !== 'EEXIST') throw e;
-        });
-        await writeJsonAtomic(this.path, text, { durable: false });
+        try {
+          mkdirSync(dirname(this.path), { mode: 0o700 });
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        writeJsonAtomicSync(this.path, text);
       }
     });
     this.queued = write;
@@ -58,7 +61,7 @@ export class RecordFile {
   /** Removes the file after the writes queued so far. */
   remove(): Promise<void> {
     this.queued = undefined;
-    const removal = this.last.then(() => rm(this.path, { force: true }));
+    const removal = this.last.then(() => rmSync(this.path, { force: true }));
     this.last = removal.catch(() => undefined);
     return removal;
   }

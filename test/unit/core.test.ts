@@ -12,7 +12,7 @@ import { fakeTaskEndpoints, TestKind } from '../../src/devenv/test-kind.js';
 import { KeyedMutex } from '../../src/base/keyed-mutex.js';
 import type { PodSpec } from '../../src/base/model.js';
 import { Sandboxer } from '../../src/engine/sandboxer.js';
-import { writeJsonAtomic } from '../../src/base/state-file.js';
+import { writeJsonAtomicSync } from '../../src/base/state-file.js';
 import { podSpec } from '../../src/devenv/pod-spec.js';
 
 test('ids follow containerd identifier rules', () => {
@@ -30,8 +30,8 @@ test('state files are replaced whole and leave no temporary file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'kuasar-state-'));
   try {
     const path = join(dir, 'state.json');
-    await writeJsonAtomic(path, { phase: 'created' });
-    await writeJsonAtomic(path, { phase: 'ready', n: 2 });
+    writeJsonAtomicSync(path, { phase: 'created' });
+    writeJsonAtomicSync(path, { phase: 'ready', n: 2 });
     assert.deepEqual(JSON.parse(await readFile(path, 'utf8')), { phase: 'ready', n: 2 });
     assert.deepEqual(await readdir(dir), ['state.json']);
   } finally {
