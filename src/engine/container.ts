@@ -168,9 +168,14 @@ export class Container {
       // Start fail and will delete the container without stopping it, which a container recorded
       // 'running' would refuse for ever ("cannot delete running task"); one recorded 'created'
       // is deleted (and its process killed) at once. The next run follows its process either way.
-      void answersSent()
-        .then(() => this.save())
-        .catch((err) => this.log.error({ err }, 'saving state after start'));
+      // Not saved at all for a kind whose containers end with kuasard: the next run reports one
+      // recorded 'created' or 'running' alike, exited (255) (adopt()), so the write would change
+      // nothing (it was a third of the records a wasm container's life wrote).
+      if (this.host.kind.capabilities.restart.containers) {
+        void answersSent()
+          .then(() => this.save())
+          .catch((err) => this.log.error({ err }, 'saving state after start'));
+      }
       return this.record.pid;
     });
   }

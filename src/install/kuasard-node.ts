@@ -16,13 +16,18 @@ import { fileURLToPath } from 'node:url';
  * 3.5 MiB private (measured on the bundle: 18.6 -> 15.0 MiB). kuasard's own JavaScript is a small
  * part of a pod start (its RPCs' own work is a few ms of 100-300; the rest is runc, containerd and
  * the kernel): a benchmark run with and without it showed no loss beyond the noise.
+ * --single-threaded-gc: V8 collects on the thread whose heap it is, without helper threads. A
+ * scavenge of a 2 MiB young generation is too small to gain from being split, and waking four
+ * helpers for each one cost more than it saved: they took a third of a core while wasm containers
+ * were created and deleted at 170 per second through the Task API; with it, 213 per second
+ * (medians of three alternated runs, 1000 containers each). Its effect on memory was within the noise.
  * --lite-mode saved no more (14.9-15.4 MiB) and also drops Sparkplug; --optimize-for-size about 1
- * MiB; --single-threaded-gc and MALLOC_ARENA_MAX nothing past the noise: not set.
+ * MiB; MALLOC_ARENA_MAX nothing past the noise: not set.
  * --expose-gc: kuasard collects its garbage once a burst of calls is over (daemon/idle-memory.ts),
  * before handing the C allocator's free memory back; V8 would shrink its heap by itself only
  * tens of seconds later.
  */
-export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--no-opt', '--expose-gc'];
+export const KUASARD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--no-opt', '--single-threaded-gc', '--expose-gc'];
 
 /** kuasard's bundle (src/install/bundle-kuasard.ts writes it): dist/bundle/kuasard/, from dist/src/install/. */
 export const KUASARD_BUNDLE_DIR = fileURLToPath(new URL('../../bundle/kuasard/', import.meta.url));

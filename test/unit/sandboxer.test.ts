@@ -209,6 +209,21 @@ describe('Sandboxer lifecycle', () => {
     assert.equal(existsSync(join(dirOf('pod'), 'state.containers/c2.json')), true);
   });
 
+  it("writes no record at Start for a kind whose containers end with kuasard; the next run reports the container exited (255)", async () => {
+    const first = await runningPod({ capabilities: { restart: { containers: false } } });
+    await allSaved(first.sandbox);
+    const record = JSON.parse(await readFile(join(first.dirOf('pod'), 'state.containers/c1.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(record['status'], 'created', "the Create's record is the last one written");
+    assert.equal(first.sandbox.taskState('c1').status, 'running');
+    await first.sandbox.stopSaving();
+    const next = new Sandboxer(first.kind, stateDir, { publish: () => undefined }, fakeTaskEndpoints(), silent);
+    await next.init();
+    assert.equal((await next.get('pod').waitTask('c1')).exitStatus, 255);
+    assert.equal(next.get('pod').taskState('c1').status, 'stopped');
+    await next.stop('pod', 0);
+    await next.shutdown('pod');
+  });
+
   it('after a restart, reads a state file that holds its containers itself (an older kuasard) and splits them into files', async () => {
     const first = await runningPod({ capabilities: { restart: { containers: true } } });
     await allSaved(first.sandbox);

@@ -2,7 +2,7 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -364,6 +364,27 @@ describe('ModuleCache', () => {
     assert.equal(await cache.load(join(dir, 'b.wasm'), MiB), a, 'same bytes, same cap: the same Module');
     assert.notEqual(await cache.load(join(dir, 'a.wasm'), 2 * MiB), a, 'another cap rewrites the module');
     assert.equal(cache.size, 2);
+  });
+
+  it('knows a file read before by its identity, and reads one changed in place or replaced again', async () => {
+    const cache = new ModuleCache(MiB, rewriter);
+    const path = join(dir, 'changing.wasm');
+    writeFileSync(path, fixture('hello'));
+    const hello = await cache.load(path, MiB);
+    assert.equal(await cache.load(path, MiB), hello, 'the same file: the same Module');
+    // Changed within the file system's clock tick to bytes of the same size: it may carry the
+    // same change time, and must not be taken for the first.
+    const hallo = Buffer.from(fixture('hello').toString('latin1').replace('hello\n', 'hallo\n'), 'latin1');
+    assert.equal(hallo.length, fixture('hello').length);
+    writeFileSync(path, hallo);
+    assert.notEqual(await cache.load(path, MiB), hello, 'written in place, same size: read again');
+    writeFileSync(path, fixture('sleep'));
+    const changed = await cache.load(path, MiB);
+    assert.notEqual(changed, hello, 'written in place: read again');
+    rmSync(path);
+    writeFileSync(`${path}.new`, fixture('hello'));
+    renameSync(`${path}.new`, path);
+    assert.equal(await cache.load(path, MiB), hello, 'replaced by the first bytes: their Module');
   });
 
   it('keeps at most its capacity in module bytes, dropping the least recently used', async () => {

@@ -40,14 +40,17 @@ export class ModuleCache {
   /** The module in `path`, its memory capped to fit `memoryLimit` bytes, compiled. */
   async load(path: string, memoryLimit: number): Promise<WebAssembly.Module> {
     const pages = pagesWithin(memoryLimit);
-    const file = `${await fileIdentity(path)} ${pages}`;
+    const identity = await fileIdentity(path);
+    const file = `${identity.id} ${pages}`;
     const known = this.keysByFile.get(file);
     if (known !== undefined) return this.use(known, this.entries.get(known)!);
     const capped = capMemory(await readFile(path), pages);
     const key = createHash('sha256').update(capped).digest('hex');
     const entry = this.entries.get(key) ?? this.add(key, capped);
-    entry.files.add(file);
-    this.keysByFile.set(file, key);
+    if (identity.settled) {
+      entry.files.add(file);
+      this.keysByFile.set(file, key);
+    }
     return this.use(key, entry);
   }
 
@@ -107,11 +110,19 @@ export class ModuleCache {
 }
 
 /**
+ * A file changed this recently may change again under the same identity: file systems stamp
+ * times from a clock that moves in ticks of a few milliseconds.
+ */
+const UNSETTLED_MS = 1000n;
+
+/**
  * What tells one version of a file from every other: its inode on its device, its size, and its
  * change time, which every write and every replacement moves on (no call sets it back, unlike
- * the modification time).
+ * the modification time). `settled`: the change is older than a clock tick, so a later one
+ * cannot carry the same time (a file changed within UNSETTLED_MS is read again on each load).
  */
-async function fileIdentity(path: string): Promise<string> {
+async function fileIdentity(path: string): Promise<{ id: string; settled: boolean }> {
   const { dev, ino, size, ctimeNs } = await stat(path, { bigint: true });
-  return `${dev}:${ino}:${size}:${ctimeNs}`;
+  const settled = ctimeNs < (BigInt(Date.now()) - UNSETTLED_MS) * 1_000_000n;
+  return { id: `${dev}:${ino}:${size}:${ctimeNs}`, settled };
 }
