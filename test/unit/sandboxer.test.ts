@@ -209,7 +209,7 @@ describe('Sandboxer lifecycle', () => {
     assert.equal(existsSync(join(dirOf('pod'), 'state.containers/c2.json')), true);
   });
 
-  it("writes no record at Start for a kind whose containers end with kuasard; the next run reports the container exited (255)", async () => {
+  it('writes no record at Start for a kind whose containers end with kuasard; the next run reports the container exited (255)', async () => {
     const first = await runningPod({ capabilities: { restart: { containers: false } } });
     await allSaved(first.sandbox);
     const record = JSON.parse(await readFile(join(first.dirOf('pod'), 'state.containers/c1.json'), 'utf8')) as Record<string, unknown>;

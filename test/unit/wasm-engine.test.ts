@@ -2,7 +2,18 @@
 // on real worker threads, the controlled WASI imports, and the descriptors node:wasi leaves open.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { closeSync, createReadStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
