@@ -10,7 +10,7 @@
 // left empty is refused as unusable: its pod is reported not ready and removed, as it had ended
 // anyway). The sync cost each Task API call a flush for nothing. Written and removed with
 // synchronous calls (writeJsonAtomicSync says why).
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeJsonAtomicSync } from '../base/state-file.js';
 
@@ -61,7 +61,7 @@ export class RecordFile {
   /** Removes the file after the writes queued so far. */
   remove(): Promise<void> {
     this.queued = undefined;
-    const removal = this.last.then(() => rmSync(this.path, { force: true }));
+    const removal = this.last.then(() => unlinkIfThere(this.path));
     this.last = removal.catch(() => undefined);
     return removal;
   }
@@ -69,5 +69,13 @@ export class RecordFile {
   /** Resolves once every write and removal asked for so far is done (or has failed). */
   settled(): Promise<void> {
     return this.last;
+  }
+}
+
+function unlinkIfThere(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
