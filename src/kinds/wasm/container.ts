@@ -86,9 +86,9 @@ export class WasmContainer implements KindContainer {
       // gives the container a mount of its own all the same, to mount into and make read-only.
       const root = record.rootfs.length > 0 ? { mounts: record.rootfs } : { directory: resolveRootfs(record.bundle, spec, 0) };
       await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, root, guestFilesystem(spec, record.bundle)));
-      const { modulePath, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
+      const { modulePath, moduleStats, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
       const memoryLimit = specLimit ?? env.defaultMemoryLimit;
-      const module = await timed(log, 'wasm.compile', () => env.modules.load(modulePath, memoryLimit));
+      const module = await timed(log, 'wasm.compile', () => env.modules.load(modulePath, memoryLimit, moduleStats));
       stdio = await timed(log, 'wasm.open-stdio', () =>
         ProcessStdio.open({ stdio: record.stdio, streams, consoleDir: env.consoleDir, log, copyStdin: true }),
       );

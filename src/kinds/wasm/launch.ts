@@ -2,11 +2,12 @@
 // arguments and environment, and the file system it sees. The container's rootfs is the guest's
 // `/` (its only preopen), and every bind mount of the spec is bound at its destination inside
 // that rootfs (guest-mounts.ts makes them); nothing else of the host is reachable.
+import type { BigIntStats } from 'node:fs';
 import { posix } from 'node:path';
 import { invalidArgument } from '../../base/errors.js';
 import { parseMountOptions } from '../../linux/mount.js';
 import { BIND_OPTIONS, isBindMount } from '../../oci/spec.js';
-import { resolveInRootfs } from './rootfs-path.js';
+import { findInRootfs } from './rootfs-path.js';
 
 /** The parts of an OCI runtime spec the wasm kind acts on. */
 export interface WasmSpec {
@@ -18,6 +19,8 @@ export interface WasmSpec {
 
 export interface WasmLaunch {
   modulePath: string;
+  /** What lstat said of the module's file when its path was resolved (the module cache knows a file by it). */
+  moduleStats: BigIntStats | undefined;
   entry: string;
   args: string[];
   env: Record<string, string>;
@@ -53,13 +56,14 @@ export async function wasmLaunch(spec: WasmSpec, rootfs: string): Promise<WasmLa
   if (args.length === 0) throw invalidArgument("a wasm container needs args[0]: the module's path in its image");
   const { path, entry } = parseModuleArg(args[0]!);
   const cwd = spec.process?.cwd || '/';
-  const modulePath = await resolveInRootfs(rootfs, posix.resolve(cwd, path), `wasm module ${path}`);
+  const module = await findInRootfs(rootfs, posix.resolve(cwd, path), `wasm module ${path}`);
   const env = envObject(spec.process?.env ?? []);
   // WASI has no working directory of its own; wasi-libc resolves relative paths against `/`.
   env['PWD'] ??= cwd;
   const limit = spec.linux?.resources?.memory?.limit;
   return {
-    modulePath,
+    modulePath: module.path,
+    moduleStats: module.stats,
     entry,
     args: [path, ...args.slice(1)],
     env,

@@ -8,10 +8,12 @@
 // the module before compilation (memory-cap.ts). What is compiled is the module's suspendable form
 // (rewriter.ts), which the instances' threads need; it is made once per key.
 //
-// A file already read is known again by its identity (one stat), not read and digested again:
-// every container of an image has the same file (its rootfs is the image's snapshot), and the
-// read took four thread-pool round trips per Task Create (7-15 ms each under load).
+// A file already read is known again by its identity (from the stat of the lookup that found it),
+// not read and digested again: every container of an image has the same file (its rootfs is the
+// image's snapshot), and the read took four thread-pool round trips per Task Create (7-15 ms
+// under load).
 import { createHash } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { invalidArgument } from '../../base/errors.js';
 import { capMemory, pagesWithin } from './memory-cap.js';
@@ -37,10 +39,13 @@ export class ModuleCache {
     private readonly rewriter: Rewriter,
   ) {}
 
-  /** The module in `path`, its memory capped to fit `memoryLimit` bytes, compiled. */
-  async load(path: string, memoryLimit: number): Promise<WebAssembly.Module> {
+  /**
+   * The module in `path`, its memory capped to fit `memoryLimit` bytes, compiled. `stats`: the
+   * file's, if the caller has them already (the lookup that found it), else it is looked at.
+   */
+  async load(path: string, memoryLimit: number, stats?: BigIntStats): Promise<WebAssembly.Module> {
     const pages = pagesWithin(memoryLimit);
-    const identity = await fileIdentity(path);
+    const identity = fileIdentity(stats ?? (await stat(path, { bigint: true })));
     const file = `${identity.id} ${pages}`;
     const known = this.keysByFile.get(file);
     if (known !== undefined) return this.use(known, this.entries.get(known)!);
@@ -121,8 +126,7 @@ const UNSETTLED_MS = 1000n;
  * the modification time). `settled`: the change is older than a clock tick, so a later one
  * cannot carry the same time (a file changed within UNSETTLED_MS is read again on each load).
  */
-async function fileIdentity(path: string): Promise<{ id: string; settled: boolean }> {
-  const { dev, ino, size, ctimeNs } = await stat(path, { bigint: true });
+function fileIdentity({ dev, ino, size, ctimeNs }: BigIntStats): { id: string; settled: boolean } {
   const settled = ctimeNs < (BigInt(Date.now()) - UNSETTLED_MS) * 1_000_000n;
   return { id: `${dev}:${ino}:${size}:${ctimeNs}`, settled };
 }
