@@ -6,8 +6,10 @@
 // such as runwasi's publishes.
 //
 // The containers are this module's own: a bundle directory with an OCI config.json per container,
-// and one rootfs directory holding the image's files, bind-mounted read-only the way containerd passes
-// a snapshot. stdout and stderr are FIFOs that this module makes and drains, as containerd does.
+// and a rootfs as containerd's overlayfs snapshotter gives a CRI container: an overlay mount whose
+// lower layer is one directory holding the image's files, with an upper and a work directory of
+// the container's own (so each container's rootfs is a mount, and a device, of its own). stdout and
+// stderr are FIFOs that this module makes and drains, as containerd does.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -133,6 +135,8 @@ class TaskSession {
   private readonly rootfs: string;
   private readonly bundles: string;
   private readonly fifos: string;
+  /** Each container's upper and work directories of its overlay. */
+  private readonly layers: string;
   /** Containers that may exist in kuasard: asked to be created, not yet deleted. */
   private readonly live = new Set<string>();
   /** Each container's stdout and stderr readers, until it is deleted. */
@@ -145,12 +149,13 @@ class TaskSession {
     this.rootfs = join(workDir, 'rootfs');
     this.bundles = join(workDir, 'bundles');
     this.fifos = join(workDir, 'fifos');
+    this.layers = join(workDir, 'layers');
   }
 
   async open(entry: TaskRateResult): Promise<void> {
     const { env } = this.options;
     await rm(this.workDir, { recursive: true, force: true });
-    for (const dir of [this.rootfs, this.bundles, this.fifos]) await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const dir of [this.rootfs, this.bundles, this.fifos, this.layers]) await mkdir(dir, { recursive: true, mode: 0o700 });
     await writeImageFiles(this.options.workloads.image, this.rootfs);
 
     const config = env.podConfig({ name: 'bench-task-rate', hostNetwork: this.options.hostNetwork });
@@ -241,6 +246,7 @@ class TaskSession {
     for (const id of ids) {
       await mkdir(join(this.bundles, id));
       await writeFile(join(this.bundles, id, 'config.json'), spec);
+      for (const dir of Object.values(this.layerDirs(id))) await mkdir(dir, { recursive: true });
     }
     const fifos = ids.flatMap((id) => this.fifoPaths(id));
     await run('mkfifo', ['-m', '600', ...fifos]);
@@ -256,18 +262,25 @@ class TaskSession {
     }
   }
 
+  private layerDirs(id: string): { upper: string; work: string } {
+    return { upper: join(this.layers, id, 'fs'), work: join(this.layers, id, 'work') };
+  }
+
   private fifoPaths(id: string): [string, string] {
     return [join(this.fifos, `${id}.stdout`), join(this.fifos, `${id}.stderr`)];
   }
 
   private async create(id: string): Promise<void> {
     const [stdout, stderr] = this.fifoPaths(id);
+    const { upper, work } = this.layerDirs(id);
     this.live.add(id);
     await this.api().create(
       {
         id,
         bundle: join(this.bundles, id),
-        rootfs: [{ type: 'bind', source: this.rootfs, options: ['rbind', 'ro'] }],
+        rootfs: [
+          { type: 'overlay', source: 'overlay', options: ['index=off', `workdir=${work}`, `upperdir=${upper}`, `lowerdir=${this.rootfs}`] },
+        ],
         stdin: '',
         stdout,
         stderr,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,7 @@ import {
   unmountRecursive,
 } from '../../src/linux/mount.js';
 import { isMountPoint, mountsAt, mountsUnder, propagationOf } from '../../src/linux/mountinfo.js';
+import { lowerLayerFile } from '../../src/linux/overlay-layers.js';
 
 const skip = process.getuid?.() !== 0 && 'needs root';
 
@@ -57,6 +58,42 @@ describe('mounting snapshot mounts', { skip }, () => {
 
     await unmountRecursive(at('rootfs'));
     assert.deepEqual(await mountsUnder(base), []);
+  });
+
+  it("finds the lower layer's file an overlay shows, and none once the container changed it", async () => {
+    for (const dir of ['layer-top', 'layer-base', 'layer-upper', 'layer-work', 'merged']) await mkdir(at(dir));
+    for (const layer of ['layer-top', 'layer-base']) await mkdir(at(layer, 'app'));
+    await writeFile(at('layer-top', 'app', 'm.wasm'), 'top');
+    await writeFile(at('layer-base', 'app', 'm.wasm'), 'base');
+    await writeFile(at('layer-base', 'app', 'only-base'), 'base');
+    const rootfs = [
+      {
+        type: 'overlay',
+        source: 'overlay',
+        target: '',
+        options: [
+          'index=off',
+          `workdir=${at('layer-work')}`,
+          `upperdir=${at('layer-upper')}`,
+          `lowerdir=${at('layer-top')}:${at('layer-base')}`,
+        ],
+      },
+    ];
+    await mountAll(rootfs, at('merged'));
+    try {
+      const seen = (file: string) => lstat(at('merged', file), { bigint: true });
+      const ino = async (...parts: string[]) => (await lstat(at(...parts), { bigint: true })).ino;
+      assert.equal(lowerLayerFile(rootfs, 'app/m.wasm', await seen('app/m.wasm'))?.ino, await ino('layer-top', 'app', 'm.wasm'));
+      assert.equal(lowerLayerFile(rootfs, 'app/only-base', await seen('app/only-base'))?.ino, await ino('layer-base', 'app', 'only-base'));
+      assert.equal(lowerLayerFile([{ ...rootfs[0]!, type: 'bind' }], 'app/m.wasm', await seen('app/m.wasm')), undefined, 'not an overlay');
+      assert.equal(lowerLayerFile(rootfs, '../m.wasm', await seen('app/m.wasm')), undefined, 'a path out of the rootfs');
+      const before = await seen('app/m.wasm');
+      await appendFile(at('merged', 'app', 'm.wasm'), ' changed');
+      assert.equal(lowerLayerFile(rootfs, 'app/m.wasm', await seen('app/m.wasm')), undefined, "the container's copy, in the upper layer");
+      assert.equal(lowerLayerFile(rootfs, 'app/m.wasm', before), undefined, 'what was seen before is not the file any more');
+    } finally {
+      await unmountRecursive(at('merged'));
+    }
   });
 
   it('undoes the mounts it made when a later one fails', async () => {

@@ -3,7 +3,7 @@
 // Nothing of it outlives the daemon: after a restart the object only releases what is left.
 import { closeSync, constants, mkdirSync, openSync, rmdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { exitedNow, type SavedState } from '../../base/model.js';
 import type { CgroupMetrics } from '../../base/metrics.js';
 import { timed } from '../../base/stages.js';
@@ -14,6 +14,7 @@ import { readBundleSpec, resolveRootfs } from '../../oci/bundle.js';
 import type { ContainerContext, KindContainer, KindExec, KindProcess, ProcessEnd } from '../../kind-api/kind.js';
 import { closeDescriptorsUnder } from '../../linux/descriptors.js';
 import { detachTree, unmountRecursive } from '../../linux/mount.js';
+import { lowerLayerFile } from '../../linux/overlay-layers.js';
 import { mountGuestFilesystem } from './guest-mounts.js';
 import { WasmInstance } from './instance.js';
 import { guestFilesystem, wasmLaunch } from './launch.js';
@@ -88,7 +89,11 @@ export class WasmContainer implements KindContainer {
       await timed(log, 'wasm.mount-guest', () => mountGuestFilesystem(rootfs, root, guestFilesystem(spec, record.bundle)));
       const { modulePath, moduleStats, memoryLimit: specLimit, ...launch } = await wasmLaunch(spec, rootfs);
       const memoryLimit = specLimit ?? env.defaultMemoryLimit;
-      const module = await timed(log, 'wasm.compile', () => env.modules.load(modulePath, memoryLimit, moduleStats));
+      const module = await timed(log, 'wasm.compile', () => {
+        // Known by the image layer's file when it is one: every container of the image shares it.
+        const layerFile = moduleStats && lowerLayerFile(record.rootfs, relative(rootfs, modulePath), moduleStats);
+        return env.modules.load(modulePath, memoryLimit, layerFile ?? moduleStats);
+      });
       stdio = await timed(log, 'wasm.open-stdio', () =>
         ProcessStdio.open({ stdio: record.stdio, streams, consoleDir: env.consoleDir, log, copyStdin: true }),
       );

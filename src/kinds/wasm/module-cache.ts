@@ -8,10 +8,11 @@
 // the module before compilation (memory-cap.ts). What is compiled is the module's suspendable form
 // (rewriter.ts), which the instances' threads need; it is made once per key.
 //
-// A file already read is known again by its identity (from the stat of the lookup that found it),
-// not read and digested again: every container of an image has the same file (its rootfs is the
-// image's snapshot), and the read took four thread-pool round trips per Task Create (7-15 ms
-// under load).
+// A file already read is known again by its identity (the stat its caller found it with), not
+// read and digested again: containers of one image share the file, through a rootfs bound from
+// one directory or an overlay whose lower layer holds it (overlay-layers.ts finds that file: each
+// container's overlay is a device of its own). The read took four thread-pool round trips per
+// Task Create (7-15 ms under load).
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -22,14 +23,15 @@ import type { Rewriter } from './rewriter.js';
 interface Entry {
   module: Promise<WebAssembly.Module>;
   bytes: number;
-  /** The file identities (fileIdentity()) known to hold this entry's module. */
-  files: Set<string>;
 }
+
+/** File identities remembered at most, oldest dropped first: a container's rootfs may be a device of its own. */
+const MAX_KNOWN_FILES = 4096;
 
 export class ModuleCache {
   /** In use order, least recently used first (a Map iterates in insertion order). */
   private readonly entries = new Map<string, Entry>();
-  /** File identity and cap -> the key of the module read from it. */
+  /** File identity and cap -> the key of the module read from it (which may have been evicted since). */
   private readonly keysByFile = new Map<string, string>();
   private totalBytes = 0;
 
@@ -47,16 +49,20 @@ export class ModuleCache {
     const pages = pagesWithin(memoryLimit);
     const identity = fileIdentity(stats ?? (await stat(path, { bigint: true })));
     const file = `${identity.id} ${pages}`;
-    const known = this.keysByFile.get(file);
-    if (known !== undefined) return this.use(known, this.entries.get(known)!);
+    const knownKey = this.keysByFile.get(file);
+    const known = knownKey === undefined ? undefined : this.entries.get(knownKey);
+    if (known) return this.use(knownKey!, known);
     const capped = capMemory(await readFile(path), pages);
     const key = createHash('sha256').update(capped).digest('hex');
     const entry = this.entries.get(key) ?? this.add(key, capped);
-    if (identity.settled) {
-      entry.files.add(file);
-      this.keysByFile.set(file, key);
-    }
+    if (identity.settled) this.remember(file, key);
     return this.use(key, entry);
+  }
+
+  private remember(file: string, key: string): void {
+    this.keysByFile.delete(file);
+    this.keysByFile.set(file, key);
+    if (this.keysByFile.size > MAX_KNOWN_FILES) this.keysByFile.delete(this.keysByFile.keys().next().value!);
   }
 
   /** Marks `entry` the most recently used. */
@@ -73,7 +79,6 @@ export class ModuleCache {
         throw err;
       }),
       bytes: capped.length,
-      files: new Set(),
     };
     this.entries.set(key, entry);
     this.totalBytes += entry.bytes;
@@ -110,7 +115,6 @@ export class ModuleCache {
     if (!entry) return;
     this.entries.delete(key);
     this.totalBytes -= entry.bytes;
-    for (const file of entry.files) this.keysByFile.delete(file);
   }
 }
 
