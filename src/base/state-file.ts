@@ -42,7 +42,7 @@ export async function writeFileAtomic(path: string, text: string, ownership: Fil
 /**
  * `value` as JSON in `path` (mode 0600), whole or not at all as writeFileAtomic writes, but not
  * synced, and synchronously: the engine's records are files of a few KiB in kuasard's state
- * directory (a tmpfs), which four system calls of microseconds write, where writeFileAtomic's
+ * directory (by default a tmpfs), which four system calls of microseconds write, where writeFileAtomic's
  * five thread-pool round trips each waited behind the pool's other work (milliseconds per Task
  * API call under load). No chmod: open's mode passes through the umask, which can only take bits
  * away from 0600, and the record's reader is root.

@@ -13,7 +13,7 @@ export const DEFAULT_ROOTFS = 'rootfs';
 
 /**
  * The bundle's config.json. A missing file is FailedPrecondition, one that is no JSON object InvalidArgument.
- * Read synchronously: a few KiB in containerd's state directory (a tmpfs), a read of tens of
+ * Read synchronously: a few KiB in containerd's state directory (by default a tmpfs), a read of tens of
  * microseconds, where readFile's four thread-pool round trips (open, fstat, read, close) each
  * waited behind the pool's other work: 6 ms per Task Create at 250 creates per second.
  */
