@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import {
+  type BigIntStats,
   closeSync,
   createReadStream,
   mkdirSync,
@@ -12,6 +13,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -396,6 +398,22 @@ describe('ModuleCache', () => {
     writeFileSync(`${path}.new`, fixture('hello'));
     renameSync(`${path}.new`, path);
     assert.equal(await cache.load(path, MiB), hello, 'replaced by the first bytes: their Module');
+  });
+
+  it('does not read a file it knows by a settled identity again; one changed within the last second it does', async () => {
+    const cache = new ModuleCache(MiB, rewriter);
+    const path = join(dir, 'known.wasm');
+    writeFileSync(path, fixture('hello'));
+    const fresh = statSync(path, { bigint: true });
+    // The same file as seen a minute after its last change.
+    const settled = Object.assign(Object.create(Object.getPrototypeOf(fresh) as object) as BigIntStats, fresh, {
+      ctimeNs: fresh.ctimeNs - 60_000_000_000n,
+    });
+    const hello = await cache.load(path, MiB, settled);
+    await cache.load(path, MiB, fresh);
+    rmSync(path);
+    assert.equal(await cache.load(path, MiB, settled), hello, 'known by its identity: not read (the file is gone)');
+    await assert.rejects(cache.load(path, MiB, fresh), { code: 'ENOENT' }, 'changed just now: read again');
   });
 
   it('keeps at most its capacity in module bytes, dropping the least recently used', async () => {
